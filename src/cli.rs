@@ -1,0 +1,617 @@
+//! The command line: `pedulicovid <command>`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{App, Parts};
+use crate::campaign::{self, fmt_wib, CampaignRequest, Window};
+use crate::config::Settings;
+use crate::demo;
+use crate::domain::{mask_name, mask_nik, mask_phone};
+use crate::registry;
+use crate::render::Renderer;
+use crate::simulator::{parse_rules, OutcomeMix, Simulator};
+use crate::store::{redact_url, Store};
+
+/// SMS PEDULICOVID notification dispatcher.
+#[derive(Debug, Parser)]
+#[command(name = "pedulicovid", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Settings file (default: ./pedulicovid.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://FILE or postgres://… (overrides settings).
+    #[arg(long, global = true, value_name = "URL", env = "DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A whole campaign on a synthetic registry, for a first look.
+    Demo(DemoArgs),
+    /// Migrations + HTTP server + worker + housekeeping in one process.
+    Run,
+    /// HTTP server (receipts, API) and housekeeping only.
+    Serve,
+    /// Dispatch worker only (run several against one PostgreSQL).
+    Worker {
+        /// Worker loops in this process.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Import health workers from the One Data CSV export.
+    Import {
+        file: PathBuf,
+        /// Write every rejected row (line, field, reason) to this CSV file.
+        #[arg(long, value_name = "FILE")]
+        rejects: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create and inspect campaigns.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Non-recipients: workers whose notice did not arrive.
+    #[command(subcommand)]
+    Flags(FlagsCmd),
+    /// Render a template for a sample worker.
+    Template {
+        /// Template name (without .tera); omit to list them.
+        name: Option<String>,
+    },
+    /// The built-in carrier simulator (speaks Kannel's sendsms dialect).
+    CarrierSim(SimArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignCmd {
+    /// Validate the template and enqueue every eligible, validated worker.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        template: String,
+        /// Start time: RFC 3339, or "YYYY-MM-DD HH:MM" in WIB. Default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Local send window, applied in each recipient's time zone.
+        #[arg(long, default_value = "08:00-20:00")]
+        window: String,
+        /// Only these province codes (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        province: Vec<String>,
+        /// Only these professions (repeat or comma-separate; case-insensitive).
+        #[arg(long, value_delimiter = ',')]
+        profession: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// All campaigns.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One campaign with counts per status and open flags per reason.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FlagsCmd {
+    /// Open flags (names, NIKs and numbers masked).
+    List {
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// Include resolved flags.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Export flags with full contact data, for re-registration outreach.
+    Export {
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// CSV (the only format for now).
+        #[arg(long, default_value_t = true)]
+        csv: bool,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Health workers in the synthetic registry.
+    #[arg(long, default_value_t = 10_000)]
+    workers: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Random seed for the registry and outcomes.
+    #[arg(long, default_value_t = 2021)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Listen address.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Outcome by number suffix, e.g. "0=undelivered,9=expired,8=rejected,7=invalid".
+    #[arg(long)]
+    rules: Option<String>,
+    /// Outcome proportions, e.g. "delivered=0.9,undelivered=0.05,rejected=0.05".
+    #[arg(long)]
+    mix: Option<String>,
+    /// Delay before each sendsms answer (ms).
+    #[arg(long)]
+    answer_latency_ms: Option<u64>,
+    /// Delay before each receipt callback (ms).
+    #[arg(long)]
+    receipt_delay_ms: Option<u64>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Demo(_));
+    init_tracing(quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(cli.config.as_deref())?;
+    if let Some(url) = &cli.database_url {
+        s.database_url = url.clone();
+    }
+    Ok(s)
+}
+
+async fn open_store(s: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&s.database_url)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&s.database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo(a) => {
+            let mut s = settings(&cli)?;
+            if cli.database_url.is_none() {
+                s.database_url = String::new(); // demo picks a fresh temporary SQLite file
+            }
+            demo::run(s, a.workers, a.seed, a.json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => serve_until_signal(settings(&cli)?, Parts::ALL).await,
+        Command::Serve => serve_until_signal(settings(&cli)?, Parts::SERVE).await,
+        Command::Worker { concurrency } => {
+            let parts = Parts {
+                workers: (*concurrency).max(1),
+                ..Parts::WORKER
+            };
+            serve_until_signal(settings(&cli)?, parts).await
+        }
+        Command::Migrate => {
+            let s = settings(&cli)?;
+            let store = open_store(&s).await?;
+            println!("migrations applied ({})", store.backend().as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            file,
+            rejects,
+            json,
+        } => import(&settings(&cli)?, file, rejects.as_deref(), *json).await,
+        Command::Campaign(c) => campaign_cmd(&settings(&cli)?, c).await,
+        Command::Flags(f) => flags_cmd(&settings(&cli)?, f).await,
+        Command::Template { name } => {
+            let s = settings(&cli)?;
+            let r = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
+            match name {
+                None => {
+                    for n in r.names() {
+                        println!("{n}");
+                    }
+                }
+                Some(n) => {
+                    let text = r.validate(n, s.sms.max_segments)?;
+                    println!("{}", text.as_str());
+                    eprintln!(
+                        "{} units, {}, {} segment(s)",
+                        text.units(),
+                        text.encoding().as_str(),
+                        text.segments()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CarrierSim(a) => {
+            let s = settings(&cli)?;
+            let mut cfg = s.simulator.config.clone();
+            if let Some(l) = &a.listen {
+                cfg.listen = l.clone();
+            }
+            if let Some(r) = &a.rules {
+                cfg.rules = parse_rules(r).map_err(anyhow::Error::msg)?;
+            }
+            if let Some(m) = &a.mix {
+                cfg.mix = parse_mix(m)?;
+            }
+            if let Some(v) = a.answer_latency_ms {
+                cfg.answer_latency_ms = v;
+            }
+            if let Some(v) = a.receipt_delay_ms {
+                cfg.receipt_delay_ms = v;
+            }
+            let sim = Simulator::bind(cfg).await?;
+            println!("carrier-sim: {}", sim.sendsms_url());
+            sim.run(async {
+                shutdown_signal().await;
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `delivered=0.9,undelivered=0.1` → an [`OutcomeMix`] (unnamed outcomes 0).
+fn parse_mix(s: &str) -> anyhow::Result<OutcomeMix> {
+    let mut mix = OutcomeMix {
+        delivered: 0.0,
+        undelivered: 0.0,
+        rejected: 0.0,
+        expired: 0.0,
+        invalid: 0.0,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("mix {part:?}: expected OUTCOME=WEIGHT"))?;
+        let v: f64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("mix {part:?}: weight is not a number"))?;
+        match k.trim() {
+            "delivered" => mix.delivered = v,
+            "undelivered" => mix.undelivered = v,
+            "rejected" => mix.rejected = v,
+            "expired" => mix.expired = v,
+            "invalid" => mix.invalid = v,
+            other => anyhow::bail!(
+                "mix: unknown outcome {other:?} (delivered, undelivered, rejected, expired, invalid)"
+            ),
+        }
+    }
+    Ok(mix)
+}
+
+async fn serve_until_signal(s: Settings, parts: Parts) -> anyhow::Result<ExitCode> {
+    let app = App::start(s, parts).await?;
+    if let Some(addr) = app.http_addr {
+        eprintln!("pedulicovid listening on http://{addr}");
+    }
+    if let Some(sim) = &app.simulator {
+        eprintln!("built-in carrier simulator on {}", sim.sendsms_url());
+    }
+    shutdown_signal().await;
+    eprintln!("shutting down: finishing the batch in hand");
+    app.stop(Duration::from_secs(30)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn import(
+    s: &Settings,
+    file: &std::path::Path,
+    rejects: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(size, "importing");
+    let report = registry::import_csv(&store, std::io::BufReader::new(f), |pos| {
+        bar.set_position(pos.min(size));
+    })
+    .await?;
+    bar.finish_and_clear();
+    if let Some(path) = rejects {
+        let out =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        registry::write_rejects(out, &report.rejections)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} rows: {} accepted ({} new, {} updated, {} unchanged, {} phone changes), {} rejected",
+            report.rows,
+            report.accepted,
+            report.counts.inserted,
+            report.counts.updated,
+            report.counts.unchanged,
+            report.counts.phone_changes,
+            report.rejected_rows
+        );
+        for r in report.rejections.iter().take(20) {
+            println!("  line {}: {}: {}", r.line, r.field, r.reason);
+        }
+        if report.rejections.len() > 20 {
+            println!(
+                "  … {} more{}",
+                report.rejections.len() - 20,
+                if rejects.is_some() {
+                    " (see the rejects file)"
+                } else {
+                    " (use --rejects FILE for all)"
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    match c {
+        CampaignCmd::Create {
+            name,
+            template,
+            at,
+            window,
+            province,
+            profession,
+            json,
+        } => {
+            let renderer = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
+            let req = CampaignRequest {
+                name: name.clone(),
+                template: template.clone(),
+                at: at
+                    .as_deref()
+                    .map(campaign::parse_time)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--at: {e}"))?,
+                window: window
+                    .parse::<Window>()
+                    .map_err(|e| anyhow::anyhow!("--window: {e}"))?,
+                provinces: province.clone(),
+                professions: profession.clone(),
+                created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+            };
+            let (c, n) = campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
+            store
+                .audit(
+                    &c.created_by,
+                    "campaign.create",
+                    &format!("campaign:{}", c.id),
+                    &format!("enqueued {n}"),
+                )
+                .await?;
+            if *json {
+                println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
+            } else {
+                println!(
+                    "campaign {} {:?}: {} messages enqueued, starts {}",
+                    c.id,
+                    c.name,
+                    n,
+                    fmt_wib(c.scheduled_at)
+                );
+            }
+        }
+        CampaignCmd::List { json } => {
+            let all = store.campaigns().await?;
+            if *json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else {
+                println!(
+                    "{:>4}  {:<10} {:>9}  {:<22} {:<11} name",
+                    "id", "status", "enqueued", "starts", "window"
+                );
+                for c in all {
+                    let w = Window {
+                        start_min: c.window_start,
+                        end_min: c.window_end,
+                    };
+                    println!(
+                        "{:>4}  {:<10} {:>9}  {:<22} {:<11} {} ({})",
+                        c.id,
+                        c.status,
+                        c.enqueued,
+                        fmt_wib(c.scheduled_at),
+                        w.to_string(),
+                        c.name,
+                        c.template
+                    );
+                }
+            }
+        }
+        CampaignCmd::Show { id, json } => {
+            let c = store.campaign(*id).await?;
+            let r = store.campaign_report(*id).await?;
+            if *json {
+                println!("{}", serde_json::json!({"campaign": c, "report": r}));
+            } else {
+                println!(
+                    "campaign {} {:?} [{}], template {}",
+                    c.id, c.name, c.status, c.template
+                );
+                println!("  enqueued {}, sent {}", r.enqueued, r.sent);
+                for (k, v) in &r.by_status {
+                    if *v > 0 {
+                        println!("  {k:<12} {v}");
+                    }
+                }
+                if !r.flagged_by_reason.is_empty() {
+                    println!("  flagged (open):");
+                    for (k, v) in &r.flagged_by_reason {
+                        println!("    {k:<18} {v}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    match f {
+        FlagsCmd::List { campaign, all } => {
+            let rows = store.flags(*campaign, *all).await?;
+            println!(
+                "{:>6} {:>8} {:<18} {:<16} {:<14} {:<4} name",
+                "id", "campaign", "reason", "nik", "phone", "prov"
+            );
+            for r in &rows {
+                println!(
+                    "{:>6} {:>8} {:<18} {:<16} {:<14} {:<4} {}{}",
+                    r.id,
+                    r.campaign_id,
+                    r.reason,
+                    mask_nik(&r.nik),
+                    mask_phone(&r.phone),
+                    r.province_code,
+                    mask_name(&r.full_name),
+                    r.resolution
+                        .as_deref()
+                        .map(|x| format!(" (resolved: {x})"))
+                        .unwrap_or_default()
+                );
+            }
+            eprintln!("{} flag(s)", rows.len());
+        }
+        FlagsCmd::Export {
+            campaign,
+            output,
+            all,
+            ..
+        } => {
+            let rows = store.flags(*campaign, *all).await?;
+            let out: Box<dyn std::io::Write> = match output {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "flag_id",
+                "campaign_id",
+                "message_id",
+                "nik",
+                "full_name",
+                "phone",
+                "province_code",
+                "reason",
+                "flagged_at",
+                "resolved_at",
+                "resolution",
+            ])?;
+            for r in &rows {
+                w.write_record([
+                    r.id.to_string(),
+                    r.campaign_id.to_string(),
+                    r.message_id.to_string(),
+                    r.nik.clone(),
+                    r.full_name.clone(),
+                    r.phone.clone(),
+                    r.province_code.clone(),
+                    r.reason.clone(),
+                    fmt_wib(r.flagged_at),
+                    r.resolved_at.map(fmt_wib).unwrap_or_default(),
+                    r.resolution.clone().unwrap_or_default(),
+                ])?;
+            }
+            w.flush()?;
+            eprintln!("{} flag(s) exported", rows.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

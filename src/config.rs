@@ -1,0 +1,325 @@
+//! Typed settings: defaults that work with no configuration at all, an
+//! optional TOML file, and `PEDULICOVID__SECTION__KEY` environment overrides.
+//!
+//! Precedence, lowest first: built-in defaults → `pedulicovid.toml` (or
+//! `--config FILE`) → environment → command-line flags (`--database-url`).
+//! Secrets are [`Secret`]s and never appear in `Debug` output or logs.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::gateway::kannel::KannelConfig;
+use crate::secret::Secret;
+use crate::simulator::SimulatorConfig;
+
+/// Environment variables starting with this prefix override settings;
+/// `__` separates the path: `PEDULICOVID__WORKER__MAX_ATTEMPTS=3`,
+/// `PEDULICOVID__GATEWAYS__0__RATE_PER_SEC=50`.
+pub const ENV_PREFIX: &str = "PEDULICOVID__";
+
+/// Everything the program can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://FILE` (default `sqlite://pedulicovid.db`) or `postgres://…`.
+    pub database_url: String,
+    pub http: HttpSettings,
+    pub worker: WorkerSettings,
+    pub sms: SmsSettings,
+    /// Carrier gateways in routing order; the first is the default route.
+    pub gateways: Vec<GatewaySettings>,
+    /// The built-in carrier simulator, run in-process by `run` and `serve`
+    /// when enabled (the default, so a fresh checkout works end to end).
+    pub simulator: SimulatorSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://pedulicovid.db".into(),
+            http: HttpSettings::default(),
+            worker: WorkerSettings::default(),
+            sms: SmsSettings::default(),
+            gateways: vec![GatewaySettings::default()],
+            simulator: SimulatorSettings::default(),
+        }
+    }
+}
+
+/// The HTTP server: receipts, APIs, metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on. Port 0 picks a free port (tests).
+    pub listen: String,
+    /// Base URL carriers use to reach us for receipts. Defaults to
+    /// `http://{listen}`; set it when a proxy or NAT sits in front.
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Time limit for any request, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// What happens to a message whose worker died mid-send (lease expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryPolicy {
+    /// Return it to the queue: nothing is lost, a duplicate is possible.
+    AtLeastOnce,
+    /// Mark it `unknown` and flag it for review: never a duplicate.
+    AtMostOnce,
+}
+
+/// The dispatch worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Rows claimed per batch.
+    pub batch_size: u32,
+    /// Requests in flight to gateways at once, per worker process.
+    pub concurrency: usize,
+    /// Attempts before a message ends `failed` / `retries_exhausted`.
+    pub max_attempts: u32,
+    /// How long a claimed row stays leased to this worker.
+    pub lease_secs: u64,
+    /// Sleep between polls when the queue has nothing due.
+    pub poll_ms: u64,
+    /// First retry delay; doubles per attempt (with jitter) up to the max.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub policy: DeliveryPolicy,
+    /// Messages still `sent` without a final receipt after this long become
+    /// `unknown` and are flagged `no_receipt`.
+    pub receipt_timeout_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            batch_size: 200,
+            concurrency: 64,
+            max_attempts: 5,
+            lease_secs: 60,
+            poll_ms: 250,
+            backoff_initial_ms: 2_000,
+            backoff_max_ms: 300_000,
+            policy: DeliveryPolicy::AtLeastOnce,
+            receipt_timeout_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Message composition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSettings {
+    /// Segments a campaign template may need for a typical worker.
+    pub max_segments: u32,
+    /// A rendered message longer than this is failed, not sent (a long name
+    /// must not turn one notice into a 4-part bill).
+    pub hard_max_segments: u32,
+    /// Directory holding `sms/*.tera`; built-in templates are used when absent.
+    pub templates_dir: String,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        SmsSettings {
+            max_segments: 1,
+            hard_max_segments: 3,
+            templates_dir: "templates".into(),
+        }
+    }
+}
+
+/// One carrier gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Name used in routing, `messages.gateway` and the callback path.
+    pub name: String,
+    /// Only `kannel` for now (the built-in simulator speaks it too).
+    pub dialect: String,
+    /// Messages per second sent to this gateway (0 = unlimited).
+    pub rate_per_sec: u32,
+    /// Operators routed here (`telkomsel`, `indosat`, …); empty = any.
+    pub operators: Vec<String>,
+    /// Token carriers present on receipt callbacks. Empty: one is generated
+    /// and kept in the database, so every process sharing it agrees.
+    pub callback_secret: Secret,
+    pub kannel: KannelConfig,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            name: "sim".into(),
+            dialect: "kannel".into(),
+            rate_per_sec: 0,
+            operators: vec![],
+            callback_secret: Secret::default(),
+            kannel: KannelConfig::default(),
+        }
+    }
+}
+
+/// The in-process simulator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Start it inside `run` / `serve`.
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub config: SimulatorConfig,
+}
+
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        SimulatorSettings {
+            enabled: true,
+            config: SimulatorConfig::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings: defaults, then `path` (or `pedulicovid.toml` when it
+    /// exists), then the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        // Start empty: `#[serde(default)]` on every section fills what the
+        // file and the environment leave out.
+        let mut tree = toml::Table::new();
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(Path::new("pedulicovid.toml").to_path_buf()).filter(|p| p.exists()),
+        };
+        if let Some(file) = &file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading settings file {}", file.display()))?;
+            let overlay: toml::Table = text
+                .parse()
+                .with_context(|| format!("parsing settings file {}", file.display()))?;
+            merge(&mut tree, overlay);
+        }
+        for (key, value) in std::env::vars() {
+            if let Some(path) = key.strip_prefix(ENV_PREFIX) {
+                set_path(&mut tree, path, &value)
+                    .with_context(|| format!("environment variable {key}"))?;
+            }
+        }
+        let settings: Settings = toml::Value::Table(tree)
+            .try_into()
+            .context("invalid settings (check the file and PEDULICOVID__* variables)")?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Cross-field checks that serde cannot express.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.gateways.is_empty() {
+            bail!("settings: at least one gateway is required");
+        }
+        let mut names = std::collections::HashSet::new();
+        for g in &self.gateways {
+            if g.dialect != "kannel" {
+                bail!(
+                    "gateway {:?}: unknown dialect {:?} (known: kannel)",
+                    g.name,
+                    g.dialect
+                );
+            }
+            if !names.insert(g.name.as_str()) {
+                bail!("gateway {:?} is configured twice", g.name);
+            }
+            if g.name.is_empty()
+                || !g
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!(
+                    "gateway name {:?}: use letters, digits, '-' and '_' only",
+                    g.name
+                );
+            }
+        }
+        if self.worker.max_attempts == 0 {
+            bail!("worker.max_attempts must be at least 1");
+        }
+        if self.worker.batch_size == 0 || self.worker.concurrency == 0 {
+            bail!("worker.batch_size and worker.concurrency must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The base URL carriers call back on.
+    pub fn public_url(&self, bound: std::net::SocketAddr) -> String {
+        match &self.http.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// Deep-merges `overlay` into `base`; arrays and scalars are replaced.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets `A__B__0__C` (case-insensitive keys) to `raw`, read as a TOML value
+/// when it parses as one (numbers, booleans, arrays), else as a string.
+fn set_path(tree: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<()> {
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let value = parse_scalar(raw);
+    let mut slot: &mut toml::Value = tree
+        .entry(parts[0].clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    for part in &parts[1..] {
+        slot = match slot {
+            toml::Value::Table(t) => t
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            toml::Value::Array(a) => {
+                let i: usize = part
+                    .parse()
+                    .with_context(|| format!("{part:?} is not an array index"))?;
+                while a.len() <= i {
+                    a.push(toml::Value::Table(toml::Table::new()));
+                }
+                &mut a[i]
+            }
+            _ => bail!("{path}: {part:?} is below a plain value"),
+        };
+    }
+    *slot = value;
+    Ok(())
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}

@@ -1,0 +1,349 @@
+//! The worker: a loop around one testable step, [`Dispatcher::dispatch_once`].
+//!
+//! One step claims a batch (leased, see [`Store::claim`]), then for each
+//! message, concurrently up to `worker.concurrency`: checks the recipient's
+//! local send window, renders the template, waits on the gateway's rate
+//! limit, and sends. Outcomes are recorded in one transaction per batch. The
+//! carrier is never called inside a database transaction, and a failure of
+//! one message (even a template error) only ever affects that message.
+
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::campaign::Window;
+use crate::config::{SmsSettings, WorkerSettings};
+use crate::domain::{Msisdn, Operator, ProvinceCode};
+use crate::gateway::{Gateway, OutboundSms, SendError};
+use crate::render::{RenderContext, Renderer};
+use crate::status::FlagReason;
+use crate::store::{now_ms, ClaimedMessage, SendOutcome, Store};
+
+/// One gateway with its rate limit and the operators routed to it.
+pub struct Route {
+    pub gateway: Arc<dyn Gateway>,
+    pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Empty: any operator.
+    pub operators: Vec<Operator>,
+}
+
+impl Route {
+    pub fn new(gateway: Arc<dyn Gateway>, rate_per_sec: u32, operators: Vec<Operator>) -> Route {
+        let limiter = std::num::NonZeroU32::new(rate_per_sec)
+            .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+        Route {
+            gateway,
+            limiter,
+            operators,
+        }
+    }
+}
+
+/// Picks a gateway by the number's operator; the first route is the default.
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// `routes` must not be empty (settings check guarantees one gateway).
+    pub fn new(routes: Vec<Route>) -> Router {
+        assert!(!routes.is_empty(), "a router needs at least one route");
+        Router { routes }
+    }
+
+    pub fn route(&self, operator: Operator) -> &Route {
+        self.routes
+            .iter()
+            .find(|r| r.operators.contains(&operator))
+            .or_else(|| self.routes.iter().find(|r| r.operators.is_empty()))
+            .unwrap_or(&self.routes[0])
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StepSummary {
+    pub claimed: u64,
+    pub sent: u64,
+    pub retried: u64,
+    pub deferred: u64,
+    pub failed: u64,
+    /// Outcomes whose lease had been taken over (worker too slow).
+    pub lease_lost: u64,
+}
+
+/// Claims, sends and records.
+pub struct Dispatcher {
+    store: Store,
+    renderer: Arc<Renderer>,
+    router: Arc<Router>,
+    worker: WorkerSettings,
+    sms: SmsSettings,
+    /// This worker's lease owner id.
+    owner: String,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        renderer: Arc<Renderer>,
+        router: Arc<Router>,
+        worker: WorkerSettings,
+        sms: SmsSettings,
+    ) -> Dispatcher {
+        let owner = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Dispatcher {
+            store,
+            renderer,
+            router,
+            worker,
+            sms,
+            owner,
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims one batch, sends it, records the outcomes.
+    pub async fn dispatch_once(&self) -> anyhow::Result<StepSummary> {
+        let lease_until = now_ms() + (self.worker.lease_secs * 1000) as i64;
+        let batch = self
+            .store
+            .claim(&self.owner, self.worker.batch_size, lease_until)
+            .await?;
+        let mut summary = StepSummary {
+            claimed: batch.len() as u64,
+            ..Default::default()
+        };
+        if batch.is_empty() {
+            return Ok(summary);
+        }
+        let outcomes: Vec<SendOutcome> = futures::stream::iter(batch)
+            .map(|m| self.process(m))
+            .buffer_unordered(self.worker.concurrency)
+            .collect()
+            .await;
+        for o in &outcomes {
+            match o {
+                SendOutcome::Sent { .. } => summary.sent += 1,
+                SendOutcome::Retry { .. } => summary.retried += 1,
+                SendOutcome::Defer { .. } => summary.deferred += 1,
+                SendOutcome::Failed { .. } => summary.failed += 1,
+            }
+        }
+        summary.lease_lost = self.store.record_outcomes(&self.owner, &outcomes).await?;
+        if summary.lease_lost > 0 {
+            warn!(
+                lost = summary.lease_lost,
+                "outcomes arrived after their lease expired; raise worker.lease_secs"
+            );
+        }
+        debug!(?summary, "batch done");
+        Ok(summary)
+    }
+
+    /// Everything that happens to one message, ending in its outcome.
+    #[tracing::instrument(skip_all, fields(message.id = m.id, attempt = m.attempts))]
+    async fn process(&self, m: ClaimedMessage) -> SendOutcome {
+        let now = now_ms();
+        let window = Window {
+            start_min: m.window_start,
+            end_min: m.window_end,
+        };
+        if !window.is_open(now, m.utc_offset) {
+            return SendOutcome::Defer {
+                id: m.id,
+                until: window.next_open(now, m.utc_offset),
+            };
+        }
+        let to = match Msisdn::parse(&m.phone) {
+            Ok(to) => to,
+            Err(e) => {
+                return SendOutcome::Failed {
+                    id: m.id,
+                    gateway: None,
+                    error: format!("phone: {e}"),
+                    reason: FlagReason::InvalidNumber,
+                }
+            }
+        };
+        let ctx = RenderContext {
+            full_name: m.full_name.clone(),
+            nik_last4: m.nik[m.nik.len().saturating_sub(4)..].to_string(),
+            profession: m.profession.clone(),
+            facility_code: m.facility_code.clone(),
+            province_name: ProvinceCode::parse(&m.province_code)
+                .map(|p| p.name().to_string())
+                .unwrap_or_default(),
+        };
+        let text = match self.renderer.render(&m.template, &ctx) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "template failed for this message");
+                return SendOutcome::Failed {
+                    id: m.id,
+                    gateway: None,
+                    error: format!("template: {e}"),
+                    reason: FlagReason::RenderFailed,
+                };
+            }
+        };
+        if text.segments() > self.sms.hard_max_segments {
+            return SendOutcome::Failed {
+                id: m.id,
+                gateway: None,
+                error: format!(
+                    "rendered text needs {} segments, more than sms.hard_max_segments = {}",
+                    text.segments(),
+                    self.sms.hard_max_segments
+                ),
+                reason: FlagReason::RenderFailed,
+            };
+        }
+        let route = self.router.route(to.operator());
+        if let Some(limiter) = &route.limiter {
+            limiter.until_ready().await;
+        }
+        let gateway = route.gateway.name().to_string();
+        let body = text.as_str().to_string();
+        let encoding = text.encoding().as_str();
+        let segments = text.segments() as i32;
+        let sms = OutboundSms {
+            message_id: m.id,
+            to,
+            text,
+        };
+        match route.gateway.send(&sms).await {
+            Ok(acc) => SendOutcome::Sent {
+                id: m.id,
+                gateway,
+                gateway_message_id: acc.gateway_message_id,
+                body,
+                encoding,
+                segments,
+            },
+            Err(SendError::Permanent {
+                reason,
+                invalid_number,
+            }) => SendOutcome::Failed {
+                id: m.id,
+                gateway: Some(gateway),
+                error: format!("permanent: {reason}"),
+                reason: if invalid_number {
+                    FlagReason::InvalidNumber
+                } else {
+                    FlagReason::Rejected
+                },
+            },
+            Err(e) => {
+                let (throttled, retry_after) = match &e {
+                    SendError::Throttled { retry_after } => (true, *retry_after),
+                    _ => (false, None),
+                };
+                if !throttled && m.attempts as u32 >= self.worker.max_attempts {
+                    return SendOutcome::Failed {
+                        id: m.id,
+                        gateway: Some(gateway),
+                        error: format!("{} (after {} attempts)", e.short(), m.attempts),
+                        reason: FlagReason::RetriesExhausted,
+                    };
+                }
+                let delay = retry::retry_delay(
+                    m.attempts.max(1) as u32,
+                    Duration::from_millis(self.worker.backoff_initial_ms),
+                    Duration::from_millis(self.worker.backoff_max_ms),
+                    retry_after,
+                );
+                debug!(error = %e.short(), delay_ms = delay.as_millis() as u64, "will retry");
+                SendOutcome::Retry {
+                    id: m.id,
+                    gateway: Some(gateway),
+                    next_attempt_at: now_ms() + delay.as_millis() as i64,
+                    error: e.short(),
+                    throttled,
+                }
+            }
+        }
+    }
+
+    /// Runs steps until `shutdown` turns true. An idle worker sleeps until
+    /// the next message is due (at most `poll_ms`), never spins. On shutdown
+    /// the batch in hand is finished and recorded first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        info!(owner = %self.owner, "worker started");
+        while !*shutdown.borrow() {
+            let pause = match self.dispatch_once().await {
+                Ok(s) if s.claimed > 0 => continue,
+                Ok(_) => Duration::from_millis(self.worker.poll_ms),
+                Err(e) => {
+                    error!(error = %e, "dispatch step failed; retrying shortly");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        info!(owner = %self.owner, "worker stopped");
+    }
+}
+
+/// Periodic bookkeeping shared by every process: campaign state, expired
+/// leases, receipt timeouts. Each statement is idempotent, so several
+/// processes running it at once is harmless.
+pub async fn housekeeping(
+    store: Store,
+    worker: WorkerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        if let Err(e) = housekeeping_once(&store, &worker).await {
+            error!(error = %e, "housekeeping failed; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// One round of [`housekeeping`].
+pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow::Result<()> {
+    let expired = store
+        .expire_leases(worker.policy, worker.max_attempts)
+        .await?;
+    if expired > 0 {
+        warn!(expired, policy = ?worker.policy, "leases expired (a worker died or stalled)");
+    }
+    let cutoff = now_ms() - (worker.receipt_timeout_secs * 1000) as i64;
+    let swept = store.sweep_no_receipt(cutoff).await?;
+    if swept > 0 {
+        info!(swept, "messages without a receipt flagged no_receipt");
+    }
+    store.advance_campaigns().await?;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}

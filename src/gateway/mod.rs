@@ -1,0 +1,118 @@
+//! Carrier gateways: one file per dialect behind one small trait.
+//!
+//! The engine only sees [`Gateway`]: it hands over an [`OutboundSms`] and gets
+//! back either [`Accepted`] or a [`SendError`] that already carries the retry
+//! decision. Receipt parsing for each dialect lives next to its sender so that
+//! the request we build and the callback we expect are read together.
+
+pub mod http;
+pub mod kannel;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{Msisdn, SmsText};
+
+/// One SMS to hand to a carrier.
+#[derive(Debug, Clone)]
+pub struct OutboundSms {
+    /// Our `messages.id`; travels inside the callback URL so receipts match
+    /// even when the gateway gives us no id of its own (Kannel never does).
+    pub message_id: i64,
+    /// Destination, already normalised.
+    pub to: Msisdn,
+    /// Rendered, transliterated body with its encoding and segment count.
+    pub text: SmsText,
+}
+
+/// The gateway took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The carrier's own id, when its answer carries one (Kannel's does not).
+    pub gateway_message_id: Option<String>,
+}
+
+/// Why a send did not go through, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Transport error, timeout, 5xx: try again later.
+    #[error("transient gateway failure: {reason}")]
+    Retryable { reason: String },
+    /// The gateway asked us to slow down (429 or a dialect's throttle code).
+    #[error("gateway throttled the request")]
+    Throttled { retry_after: Option<Duration> },
+    /// The gateway refused this message for good (4xx, invalid number).
+    #[error("gateway rejected the message: {reason}")]
+    Permanent {
+        reason: String,
+        /// `true` when the refusal is about the destination number itself.
+        invalid_number: bool,
+    },
+}
+
+impl SendError {
+    /// Short machine-readable reason kept in `messages.last_error`.
+    pub fn short(&self) -> String {
+        match self {
+            SendError::Retryable { reason } => format!("retryable: {reason}"),
+            SendError::Throttled { retry_after } => match retry_after {
+                Some(d) => format!("throttled: retry after {}s", d.as_secs()),
+                None => "throttled".to_string(),
+            },
+            SendError::Permanent { reason, .. } => format!("permanent: {reason}"),
+        }
+    }
+}
+
+/// A carrier dialect able to submit one SMS.
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    /// The configured name of this gateway (`messages.gateway`, callback path).
+    fn name(&self) -> &str;
+    /// Submit one message. Never called inside a database transaction.
+    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError>;
+}
+
+/// What a delivery receipt says about a message, mapped from a dialect's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptOutcome {
+    /// Delivered to the handset (final).
+    Delivered,
+    /// Not delivered to the handset (final).
+    Undelivered,
+    /// Validity period ran out before delivery (final).
+    Expired,
+    /// Refused by the SMSC or the network (final).
+    Rejected,
+    /// Refused because the destination number is not valid (final).
+    InvalidNumber,
+    /// Intermediate: accepted by the SMSC, or buffered on the way.
+    Accepted,
+    /// A code this dialect does not define: stored, counted, never guessed.
+    Unknown,
+}
+
+/// A receipt as one dialect's callback described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedReceipt {
+    /// Our message id, when the callback carries it.
+    pub message_id: Option<i64>,
+    /// The carrier's id for the message, when present.
+    pub gateway_message_id: Option<String>,
+    /// The dialect's own status value, verbatim (e.g. Kannel's `%d`).
+    pub raw_status: String,
+    /// The carrier's error code, when present (e.g. `err:001`, `0x0000000b`).
+    pub error_code: Option<String>,
+    /// What the receipt means for the message.
+    pub outcome: ReceiptOutcome,
+}
+
+/// A callback that cannot be read at all (answered 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed receipt: {field}: {reason}")]
+pub struct ReceiptError {
+    pub field: &'static str,
+    pub reason: String,
+}

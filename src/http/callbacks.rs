@@ -1,0 +1,107 @@
+//! Receipt callbacks from carriers.
+//!
+//! Answer fast and with 200 whenever the report was taken: Kannel retries
+//! anything but 200/202, so an error code here means "send it again". A
+//! wrong token is 401 (and nothing is stored: anyone can knock); a report we
+//! cannot read is 400, kept raw; a report for a message we do not have is
+//! 404, kept raw.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tracing::{debug, warn};
+
+use super::AppState;
+use crate::gateway::kannel;
+use crate::store::ReceiptEffect;
+
+pub async fn receipt(
+    State(state): State<AppState>,
+    Path((gateway, token)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    handle(state, gateway, token, query, body).await
+}
+
+/// Same, with the token in the `X-Callback-Token` header instead of the path.
+pub async fn receipt_header_token(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let token = headers
+        .get("x-callback-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    handle(state, gateway, token, query, body).await
+}
+
+async fn handle(
+    state: AppState,
+    gateway: String,
+    token: String,
+    query: Option<String>,
+    body: Bytes,
+) -> Response {
+    let Some(gw) = state.callbacks.get(&gateway) else {
+        return (StatusCode::NOT_FOUND, "unknown gateway").into_response();
+    };
+    if !gw.secret.matches(&token) {
+        warn!(gateway = %gateway, "receipt callback with a wrong token");
+        return (StatusCode::UNAUTHORIZED, "bad callback token").into_response();
+    }
+    // Kannel calls back with GET and a query string; a form POST carries the
+    // same pairs in its body.
+    let payload = match query.filter(|q| !q.is_empty()) {
+        Some(q) => q,
+        None => String::from_utf8_lossy(&body).into_owned(),
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(payload.as_bytes())
+        .into_owned()
+        .collect();
+    let parsed = match gw.dialect.as_str() {
+        "kannel" => kannel::parse_receipt(&pairs),
+        other => {
+            warn!(dialect = other, "no receipt parser for this dialect");
+            return (StatusCode::NOT_FOUND, "no receipt parser").into_response();
+        }
+    };
+    let receipt = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            if let Err(se) = state
+                .store
+                .store_malformed_receipt(&gateway, &payload)
+                .await
+            {
+                warn!(error = %se, "could not store a malformed receipt");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+            }
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    };
+    match state
+        .store
+        .apply_receipt(&gateway, &payload, &receipt)
+        .await
+    {
+        Ok(ReceiptEffect::UnknownMessage) => {
+            debug!(gateway = %gateway, "receipt for an unknown message kept");
+            (StatusCode::NOT_FOUND, "unknown message").into_response()
+        }
+        Ok(effect) => {
+            debug!(gateway = %gateway, message.id = receipt.message_id, effect = effect.as_str(), "receipt");
+            (StatusCode::OK, "OK").into_response()
+        }
+        Err(e) => {
+            // 503 makes the carrier retry later: nothing is lost.
+            warn!(error = %e, "storing a receipt failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Import of validated health workers from the One Data CSV export.
+//!
+//! The header is required and must name exactly the columns in [`COLUMNS`]
+//! (any order, case-insensitive). Each row is parsed into domain types; a row
+//! that fails is rejected with its line number, the field and the reason,
+//! and never stops the others. Valid rows are upserted by NIK in
+//! transactions of [`CHUNK`] rows, so an import that dies half way leaves
+//! whole chunks behind and a re-run finishes the job: re-importing the same
+//! file changes nothing.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::domain::{Msisdn, Nik, ProvinceCode};
+use crate::store::{NewWorker, Store, StoreError, UpsertCounts};
+
+/// The export's columns, in the documented order.
+pub const COLUMNS: [&str; 9] = [
+    "nik",
+    "full_name",
+    "phone",
+    "profession",
+    "facility_code",
+    "regency_code",
+    "province_code",
+    "validated",
+    "eligible",
+];
+
+/// Rows per transaction.
+pub const CHUNK: usize = 1000;
+
+/// One reason a row was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// 1-based line in the file where the row starts (the header is line 1).
+    pub line: u64,
+    pub field: String,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Data rows read (header excluded).
+    pub rows: u64,
+    pub accepted: u64,
+    pub rejected_rows: u64,
+    #[serde(flatten)]
+    pub counts: UpsertCounts,
+    /// Every rejection, in file order (a row may have several).
+    pub rejections: Vec<Rejection>,
+}
+
+/// The import as a whole could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the file is empty: a header line is required ({})", COLUMNS.join(","))]
+    Empty,
+    #[error("header line: {0}")]
+    Header(String),
+    #[error("reading the file: {0}")]
+    Read(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where each column sits in this file.
+struct Layout([usize; 9]);
+
+impl Layout {
+    fn from_header(header: &csv::ByteRecord) -> Result<Layout, ImportError> {
+        let names: Vec<String> = header
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let s = String::from_utf8_lossy(f);
+                let s = if i == 0 {
+                    s.trim_start_matches('\u{feff}')
+                } else {
+                    &s
+                };
+                s.trim().to_ascii_lowercase()
+            })
+            .collect();
+        let mut idx = [0usize; 9];
+        let mut missing = vec![];
+        for (k, col) in COLUMNS.iter().enumerate() {
+            match names.iter().position(|n| n == col) {
+                Some(i) => idx[k] = i,
+                None => missing.push(*col),
+            }
+        }
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !COLUMNS.contains(&n.as_str()))
+            .map(|s| s.as_str())
+            .collect();
+        let mut dup = names.clone();
+        dup.sort();
+        dup.dedup();
+        if !missing.is_empty() || !unknown.is_empty() || dup.len() != names.len() {
+            let mut parts = vec![];
+            if !missing.is_empty() {
+                parts.push(format!("missing column(s) {}", missing.join(", ")));
+            }
+            if !unknown.is_empty() {
+                parts.push(format!("unknown column(s) {}", unknown.join(", ")));
+            }
+            if dup.len() != names.len() {
+                parts.push("a column appears twice".to_string());
+            }
+            return Err(ImportError::Header(format!(
+                "{}; expected {}",
+                parts.join("; "),
+                COLUMNS.join(",")
+            )));
+        }
+        Ok(Layout(idx))
+    }
+}
+
+/// Parses one data row. Returns every problem found, not just the first, so
+/// a clerk fixes a row once.
+fn parse_row(
+    rec: &csv::ByteRecord,
+    layout: &Layout,
+    width: usize,
+) -> Result<NewWorker, Vec<(String, String)>> {
+    if rec.len() != width {
+        return Err(vec![(
+            "row".into(),
+            format!("expected {width} fields, found {}", rec.len()),
+        )]);
+    }
+    let mut errors: Vec<(String, String)> = vec![];
+    let mut text = |k: usize| -> Option<String> {
+        let raw = &rec[layout.0[k]];
+        match std::str::from_utf8(raw) {
+            Ok(s) => Some(s.trim().to_string()),
+            Err(_) => {
+                errors.push((
+                    COLUMNS[k].into(),
+                    "is not valid UTF-8 (export the file as UTF-8)".into(),
+                ));
+                None
+            }
+        }
+    };
+    let fields: Vec<Option<String>> = (0..9).map(&mut text).collect();
+    let get = |k: usize| fields[k].as_deref();
+
+    let nik = get(0).map(|s| Nik::parse(s).map_err(|e| e.to_string()));
+    let name = get(1).map(|s| clean_text(s, 100));
+    let phone = get(2).map(|s| Msisdn::parse(s).map_err(|e| e.to_string()));
+    let profession = get(3).map(|s| clean_text(s, 64));
+    let facility = get(4).map(|s| code(s, 32));
+    let province = get(6).map(|s| ProvinceCode::parse(s).map_err(|e| e.to_string()));
+    let regency = get(5).map(|s| regency(s, province.as_ref().and_then(|p| p.as_ref().ok())));
+    let validated = get(7).map(boolean);
+    let eligible = get(8).map(boolean);
+
+    fn take<T>(
+        errors: &mut Vec<(String, String)>,
+        col: &str,
+        v: Option<Result<T, String>>,
+    ) -> Option<T> {
+        match v {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                errors.push((col.into(), e));
+                None
+            }
+            None => None,
+        }
+    }
+    let nik = take(&mut errors, "nik", nik);
+    let name = take(&mut errors, "full_name", name);
+    let phone = take(&mut errors, "phone", phone);
+    let profession = take(&mut errors, "profession", profession);
+    let facility = take(&mut errors, "facility_code", facility);
+    let regency = take(&mut errors, "regency_code", regency);
+    let province = take(&mut errors, "province_code", province);
+    let validated = take(&mut errors, "validated", validated);
+    let eligible = take(&mut errors, "eligible", eligible);
+    match (
+        nik, name, phone, profession, facility, regency, province, validated, eligible,
+    ) {
+        (
+            Some(nik),
+            Some(name),
+            Some(phone),
+            Some(prof),
+            Some(fac),
+            Some(reg),
+            Some(prov),
+            Some(v),
+            Some(e),
+        ) if errors.is_empty() => Ok(NewWorker {
+            nik: nik.as_str().to_string(),
+            full_name: name,
+            operator: phone.operator().as_str().to_string(),
+            phone: phone.as_e164().to_string(),
+            profession: prof,
+            facility_code: fac,
+            regency_code: reg,
+            province_code: prov.to_string(),
+            validated: v,
+            eligible: e,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Trims, collapses inner whitespace, refuses empty and overlong values.
+fn clean_text(s: &str, max: usize) -> Result<String, String> {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.chars().count() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("contains control characters".into());
+    }
+    Ok(s)
+}
+
+fn code(s: &str, max: usize) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.len() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        return Err("may hold only letters, digits, '-', '_', '.' and '/'".into());
+    }
+    Ok(s.to_string())
+}
+
+/// Kemendagri regency/city code: 4 digits, the province's two first.
+fn regency(s: &str, province: Option<&ProvinceCode>) -> Result<String, String> {
+    let s = s.replace('.', "");
+    if s.len() != 4 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?} must be 4 digits (province + regency, e.g. 3171)"
+        ));
+    }
+    if &s[2..] == "00" {
+        return Err(format!("{s}: regency 00 does not exist"));
+    }
+    if let Some(p) = province {
+        if s[..2] != p.to_string() {
+            return Err(format!("{s} is not in province {p}"));
+        }
+    }
+    Ok(s)
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "ya" => Ok(true),
+        "0" | "false" | "f" | "no" | "n" | "tidak" | "" => Ok(false),
+        other => Err(format!(
+            "{other:?} is not a yes/no value (use true/false, 1/0, ya/tidak)"
+        )),
+    }
+}
+
+/// Imports the CSV from `input`. `progress` is told the bytes read so far.
+pub async fn import_csv<R: Read>(
+    store: &Store,
+    input: R,
+    mut progress: impl FnMut(u64),
+) -> Result<ImportReport, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::None)
+        .from_reader(input);
+    let mut header = csv::ByteRecord::new();
+    let has_header = reader
+        .read_byte_record(&mut header)
+        .map_err(|e| ImportError::Read(e.to_string()))?;
+    if !has_header {
+        return Err(ImportError::Empty);
+    }
+    let layout = Layout::from_header(&header)?;
+    let width = header.len();
+
+    let mut report = ImportReport::default();
+    // First line of every NIK seen in this file: a second row with the same
+    // NIK is a conflict the clerk must resolve, not something to guess.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut chunk: Vec<NewWorker> = Vec::with_capacity(CHUNK);
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        let more = match reader.read_byte_record(&mut rec) {
+            Ok(more) => more,
+            Err(e) => {
+                // A broken quote or similar: report the position and go on
+                // with the next record.
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                report.rows += 1;
+                report.rejected_rows += 1;
+                report.rejections.push(Rejection {
+                    line,
+                    field: "row".into(),
+                    reason: format!("unreadable CSV: {e}"),
+                });
+                continue;
+            }
+        };
+        if !more {
+            break;
+        }
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.len() == 1 && rec[0].iter().all(|b| b.is_ascii_whitespace()) {
+            continue; // blank line
+        }
+        report.rows += 1;
+        match parse_row(&rec, &layout, width) {
+            Ok(w) => {
+                if let Some(first) = seen.get(&w.nik) {
+                    report.rejected_rows += 1;
+                    report.rejections.push(Rejection {
+                        line,
+                        field: "nik".into(),
+                        reason: format!("duplicate NIK: line {first} has the same NIK"),
+                    });
+                    continue;
+                }
+                seen.insert(w.nik.clone(), line);
+                chunk.push(w);
+                if chunk.len() >= CHUNK {
+                    report
+                        .counts
+                        .add(store.upsert_workers(&chunk, "import").await?);
+                    report.accepted += chunk.len() as u64;
+                    chunk.clear();
+                    progress(rec.position().map(|p| p.byte()).unwrap_or(0));
+                }
+            }
+            Err(errors) => {
+                report.rejected_rows += 1;
+                for (field, reason) in errors {
+                    report.rejections.push(Rejection {
+                        line,
+                        field,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        report
+            .counts
+            .add(store.upsert_workers(&chunk, "import").await?);
+        report.accepted += chunk.len() as u64;
+    }
+    progress(u64::MAX);
+    Ok(report)
+}
+
+/// Writes rejections as CSV (`line,field,reason`).
+pub fn write_rejects<W: std::io::Write>(out: W, rejections: &[Rejection]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["line", "field", "reason"])?;
+    for r in rejections {
+        w.write_record([r.line.to_string(), r.field.clone(), r.reason.clone()])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout::from_header(&csv::ByteRecord::from(COLUMNS.to_vec())).unwrap()
+    }
+
+    #[test]
+    fn header_errors_name_the_columns() {
+        let err = Layout::from_header(&csv::ByteRecord::from(vec!["nik", "phon"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("missing column(s) full_name, phone"), "{err}");
+        assert!(err.contains("unknown column(s) phon"), "{err}");
+        let bom = ["\u{feff}nik"]
+            .into_iter()
+            .chain(COLUMNS[1..].iter().copied())
+            .collect::<Vec<_>>();
+        assert!(Layout::from_header(&csv::ByteRecord::from(bom)).is_ok());
+    }
+
+    #[test]
+    fn a_row_reports_every_bad_field() {
+        let rec = csv::ByteRecord::from(vec![
+            "123", "", "021-555", "Perawat", "P3171", "3271", "31", "maybe", "1",
+        ]);
+        let errs = parse_row(&rec, &layout(), 9).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["nik", "full_name", "phone", "regency_code", "validated"]
+        );
+        assert!(errs[3].1.contains("not in province 31"));
+    }
+
+    #[test]
+    fn non_utf8_and_short_rows() {
+        let mut rec = csv::ByteRecord::new();
+        for f in COLUMNS {
+            rec.push_field(f.as_bytes());
+        }
+        let mut bad = csv::ByteRecord::new();
+        bad.push_field(b"3171014505900001");
+        bad.push_field(b"Sit\xff Rahayu");
+        for f in ["081234567890", "Perawat", "P1", "3171", "31", "1", "1"] {
+            bad.push_field(f.as_bytes());
+        }
+        let errs = parse_row(&bad, &layout(), 9).unwrap_err();
+        assert_eq!(errs[0].0, "full_name");
+        assert!(errs[0].1.contains("UTF-8"));
+        let short = csv::ByteRecord::from(vec!["a", "b"]);
+        assert_eq!(
+            parse_row(&short, &layout(), 9).unwrap_err()[0].1,
+            "expected 9 fields, found 2"
+        );
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(boolean("Ya"), Ok(true));
+        assert_eq!(boolean("tidak"), Ok(false));
+        assert!(boolean("2").is_err());
+    }
+}

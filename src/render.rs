@@ -1,0 +1,911 @@
+//! Turning a campaign's template and one health worker's record into the text
+//! of an SMS.
+//!
+//! Templates are [Tera](https://keats.github.io/tera/) files in `templates/sms/`,
+//! embedded in the binary and overridable from a directory at start-up. Three
+//! things make this module stricter than a web page renderer:
+//!
+//! - **Cost.** A campaign goes to hundreds of thousands of numbers: one
+//!   non-GSM-7 character turns every message into UCS-2 (70 characters per
+//!   part instead of 160), and one extra segment doubles the bill. Templates
+//!   therefore use `nama_pendek` (at most [`SHORT_NAME_MAX_CHARS`]
+//!   characters) and [`Renderer::validate`] rejects a template whose source or
+//!   sample rendering is not GSM-7 or is too long.
+//! - **Phishing.** Look-alike domains, shorteners and `wa.me` links imitated
+//!   this campaign in 2021. Our messages link to [`ALLOWED_DOMAIN`] only, so
+//!   recipients can learn "a PEDULICOVID message never links anywhere else".
+//! - **Recycled numbers.** A number the worker gave up may now belong to a
+//!   stranger, so a message shows at most the last four digits of a NIK.
+//!
+//! Values are data, never template code: a name such as `{{ x }}` or `<b>`
+//! is printed as written, with HTML autoescaping off (this is SMS). Control
+//! characters in values become spaces before rendering.
+//!
+//! # Built-in templates, rendered for [`RenderContext::sample`]
+//!
+//! GSM-7 units, one segment each (a 20-character `nama_pendek` still fits
+//! one segment: 153–156 units). The test
+//! `sample_renderings_are_the_documented_ones` keeps this table honest.
+//!
+//! | template | units | sample rendering |
+//! |---|---|---|
+//! | `pengingat` | 146 | Siti Rahayu (NIK ****0012), Anda belum registrasi Vaksin COVID-19 nakes. Ayo daftar & pilih jadwal/lokasi di pedulilindungi.id atau *119#. Gratis. |
+//! | `registrasi_ulang` | 144 | Siti Rahayu (NIK ****0012), nomor ini terdaftar untuk Vaksin COVID-19 nakes. Pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis. |
+//! | `undangan_registrasi` | 147 | Siti Rahayu (NIK ****0012), Anda nakes calon penerima Vaksin COVID-19. Daftar & pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis. |
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::domain::sms::{is_gsm7_char, Encoding, SmsText};
+
+/// The only domain a message may link to: the official registration site.
+pub const ALLOWED_DOMAIN: &str = "pedulilindungi.id";
+
+/// Longest `nama_pendek`, in characters. Chosen so that the built-in
+/// templates stay in one GSM-7 segment for any name.
+pub const SHORT_NAME_MAX_CHARS: usize = 20;
+
+/// Built-in templates, embedded so the binary works from any directory.
+/// Paths are relative to this file, so they also resolve when this module is
+/// compiled through `#[path]` from elsewhere.
+const BUILTIN: &[(&str, &str)] = &[
+    ("pengingat", include_str!("../templates/sms/pengingat.tera")),
+    (
+        "registrasi_ulang",
+        include_str!("../templates/sms/registrasi_ulang.tera"),
+    ),
+    (
+        "undangan_registrasi",
+        include_str!("../templates/sms/undangan_registrasi.tera"),
+    ),
+];
+
+/// File-name suffix of a template in an override directory.
+const TEMPLATE_SUFFIX: &str = ".tera";
+
+/// Values a template may use. Built from a health worker's record.
+///
+/// The fields hold raw record values; [`Renderer::render`] cleans them
+/// (control characters, invisible characters) and derives the short name, so
+/// callers need not.
+#[derive(Debug, Clone)]
+pub struct RenderContext {
+    /// Name as registered, titles included (`nama`; shortened as `nama_pendek`).
+    pub full_name: String,
+    /// Last four NIK digits (`nik_akhir`). Should anything longer arrive here,
+    /// only its last four digits are ever rendered.
+    pub nik_last4: String,
+    /// Health-profession group, e.g. "Perawat" (`profesi`).
+    pub profession: String,
+    /// Code of the facility (fasyankes) where the worker works (`fasyankes`).
+    pub facility_code: String,
+    /// Province of the workplace, e.g. "DKI Jakarta" (`provinsi`).
+    pub province_name: String,
+}
+
+impl RenderContext {
+    /// A typical health worker, used to check templates before a campaign
+    /// starts: validation renders this context and measures the result.
+    pub fn sample() -> RenderContext {
+        RenderContext {
+            full_name: "Siti Rahayu".to_owned(),
+            nik_last4: "0012".to_owned(),
+            profession: "Perawat".to_owned(),
+            facility_code: "P3174050101".to_owned(),
+            province_name: "DKI Jakarta".to_owned(),
+        }
+    }
+
+    /// The Tera context: template variable names are Indonesian because the
+    /// people who write templates are.
+    fn to_tera(&self) -> tera::Context {
+        let name = clean_value(&self.full_name);
+        let mut ctx = tera::Context::new();
+        ctx.insert("nama_pendek", &short_name(&name, SHORT_NAME_MAX_CHARS));
+        ctx.insert("nama", &name);
+        ctx.insert("nik_akhir", &last_digits(&self.nik_last4, 4));
+        ctx.insert("profesi", &clean_value(&self.profession));
+        ctx.insert("fasyankes", &clean_value(&self.facility_code));
+        ctx.insert("provinsi", &clean_value(&self.province_name));
+        ctx
+    }
+}
+
+/// Why a template cannot be used. Each variant is something the campaign
+/// author must fix; none is worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// No template of that name; lists the ones that exist so a typo is obvious.
+    #[error("unknown template {name:?}; available: {available}")]
+    Unknown { name: String, available: String },
+    /// Tera failed at render time, e.g. an undefined variable or filter.
+    #[error("template {name:?} failed to render: {reason}")]
+    Render { name: String, reason: String },
+    /// The source or the sample rendering holds a character outside GSM-7.
+    #[error("template {name:?} is not GSM-7: character {ch:?} would make every message UCS-2")]
+    NotGsm7 { name: String, ch: char },
+    /// The sample rendering needs more segments than the campaign allows.
+    #[error("template {name:?} needs {segments} SMS segments for a typical worker, more than the allowed {max}")]
+    TooLong {
+        name: String,
+        segments: u32,
+        max: u32,
+    },
+    /// A URL or domain other than [`ALLOWED_DOMAIN`] (or a URL hiding its host).
+    #[error("template {name:?} links to {domain:?}; only pedulilindungi.id may be linked")]
+    ForeignLink { name: String, domain: String },
+    /// An override file or directory could not be read or parsed; `dir` names
+    /// the file when one file is at fault.
+    #[error("loading templates from {dir}: {reason}")]
+    Load { dir: String, reason: String },
+}
+
+/// The set of SMS templates a running dispatcher can use: built-ins plus
+/// overrides, parsed once at start-up.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    /// Parsed templates, registered under their bare names (no `.tera`).
+    tera: tera::Tera,
+    /// Source of every template, kept for the GSM-7 and link checks, which
+    /// must also see branches the sample rendering does not take.
+    sources: BTreeMap<String, String>,
+}
+
+impl Renderer {
+    /// Built-in templates (embedded from `templates/sms`), then every `*.tera`
+    /// in `dir/sms/` if given and present, overriding a built-in of the same
+    /// name. A missing directory is fine, so the default configuration needs
+    /// no files; an unreadable or syntactically broken template is a
+    /// [`TemplateError::Load`] naming the file, so a typo stops start-up
+    /// instead of a campaign.
+    pub fn load(dir: Option<&Path>) -> Result<Renderer, TemplateError> {
+        let mut sources = builtin_sources();
+        if let Some(dir) = dir {
+            sources.extend(read_override_dir(&dir.join("sms"))?);
+        }
+        Renderer::from_sources(sources).map_err(|reason| TemplateError::Load {
+            dir: dir.map_or_else(
+                || "built-in templates".to_owned(),
+                |d| d.display().to_string(),
+            ),
+            reason,
+        })
+    }
+
+    /// The embedded templates only.
+    pub fn builtin() -> Renderer {
+        // The embedded templates are fixed at compile time and parsed by the
+        // tests (`builtin_templates_validate_in_one_segment`), so this cannot
+        // fail in a released binary.
+        Renderer::from_sources(builtin_sources()).expect("built-in SMS templates parse")
+    }
+
+    /// Template names, sorted, without `.tera`: what a campaign may name.
+    pub fn names(&self) -> Vec<String> {
+        self.sources.keys().cloned().collect()
+    }
+
+    /// Whether a campaign may name this template.
+    pub fn has(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
+    }
+
+    /// Renders one message. The output is trimmed (template files end with a
+    /// newline) and passed through [`SmsText::new`], which transliterates
+    /// characters such as curly quotes that a name may bring along.
+    pub fn render(&self, name: &str, ctx: &RenderContext) -> Result<SmsText, TemplateError> {
+        if !self.has(name) {
+            return Err(self.unknown(name));
+        }
+        let text = self
+            .tera
+            .render(name, &ctx.to_tera())
+            .map_err(|e| TemplateError::Render {
+                name: name.to_owned(),
+                reason: error_chain(&e),
+            })?;
+        Ok(SmsText::new(text.trim()))
+    }
+
+    /// The check to run when a campaign is created, before anything is
+    /// queued: the template exists, renders for [`RenderContext::sample`],
+    /// its source and output are GSM-7, the output needs at most
+    /// `max_segments` segments and every URL- or domain-looking token in
+    /// source or output is [`ALLOWED_DOMAIN`]. Returns the sample rendering,
+    /// for the operator to review.
+    ///
+    /// The source must be GSM-7 although [`SmsText::new`] would transliterate
+    /// a curly quote: authors should see what will be sent.
+    pub fn validate(&self, name: &str, max_segments: u32) -> Result<SmsText, TemplateError> {
+        let source = self.sources.get(name).ok_or_else(|| self.unknown(name))?;
+        if let Some(ch) = source.chars().find(|&c| !is_gsm7_char(c)) {
+            return Err(TemplateError::NotGsm7 {
+                name: name.to_owned(),
+                ch,
+            });
+        }
+        self.check_links(name, source)?;
+
+        let text = self.render(name, &RenderContext::sample())?;
+        if text.as_str().is_empty() {
+            return Err(TemplateError::Render {
+                name: name.to_owned(),
+                reason: "renders to an empty message".to_owned(),
+            });
+        }
+        if matches!(text.encoding(), Encoding::Ucs2) {
+            // A value in the sample context is not GSM-7: report which one.
+            let ch = text
+                .as_str()
+                .chars()
+                .find(|&c| !is_gsm7_char(c))
+                .unwrap_or(char::REPLACEMENT_CHARACTER);
+            return Err(TemplateError::NotGsm7 {
+                name: name.to_owned(),
+                ch,
+            });
+        }
+        self.check_links(name, text.as_str())?;
+        let segments = text.segments();
+        if segments > max_segments {
+            return Err(TemplateError::TooLong {
+                name: name.to_owned(),
+                segments,
+                max: max_segments,
+            });
+        }
+        Ok(text)
+    }
+
+    /// Parses all templates into one Tera instance. Each source is parsed
+    /// before it gets here, so an error is about how templates relate
+    /// (`extends` a missing parent, a missing macro file).
+    fn from_sources(sources: BTreeMap<String, String>) -> Result<Renderer, String> {
+        let mut tera = tera::Tera::default();
+        // SMS is not HTML: `&` must stay `&`, not become `&amp;`.
+        tera.autoescape_on(vec![]);
+        // Tera's `get_env` would let a template file put a process secret
+        // (a gateway key) into messages sent to strangers.
+        tera.register_function("get_env", disabled_get_env);
+        tera.add_raw_templates(sources.iter().map(|(n, s)| (n.as_str(), s.as_str())))
+            .map_err(|e| error_chain(&e))?;
+        Ok(Renderer { tera, sources })
+    }
+
+    /// Finds the first link in `text` that is not [`ALLOWED_DOMAIN`].
+    fn check_links(&self, name: &str, text: &str) -> Result<(), TemplateError> {
+        match foreign_link(text) {
+            Some(domain) => Err(TemplateError::ForeignLink {
+                name: name.to_owned(),
+                domain,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn unknown(&self, name: &str) -> TemplateError {
+        TemplateError::Unknown {
+            name: name.to_owned(),
+            available: self.names().join(", "),
+        }
+    }
+}
+
+/// Replacement for Tera's `get_env`: always an error.
+fn disabled_get_env(
+    _args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    Err(tera::Error::msg(
+        "get_env is disabled: SMS templates may not read the environment",
+    ))
+}
+
+fn builtin_sources() -> BTreeMap<String, String> {
+    BUILTIN
+        .iter()
+        .map(|(name, source)| ((*name).to_owned(), (*source).to_owned()))
+        .collect()
+}
+
+/// Reads every `*.tera` file directly in `dir` (not hidden, not in
+/// subdirectories), parsing each so a syntax error names its file.
+fn read_override_dir(dir: &Path) -> Result<BTreeMap<String, String>, TemplateError> {
+    let load_err = |path: &Path, reason: String| TemplateError::Load {
+        dir: path.display().to_string(),
+        reason,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(load_err(dir, e.to_string())),
+    };
+    let mut found = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| load_err(dir, e.to_string()))?;
+        let path = entry.path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue; // not UTF-8, so it cannot be named by a campaign anyway
+        };
+        let Some(name) = file_name.strip_suffix(TEMPLATE_SUFFIX) else {
+            continue;
+        };
+        if name.is_empty() || name.starts_with('.') || path.is_dir() {
+            continue; // editor swap files, `.tera` directories
+        }
+        let source = std::fs::read_to_string(&path).map_err(|e| load_err(&path, e.to_string()))?;
+        // Parsed alone so the error can name the file; the whole set is parsed
+        // again, together, in `from_sources`. `Template::new` is what Tera's
+        // own `add_raw_template` calls (public, though documented as internal).
+        tera::Template::new(name, Some(path.display().to_string()), &source)
+            .map_err(|e| load_err(&path, error_chain(&e)))?;
+        found.insert(name.to_owned(), source);
+    }
+    Ok(found)
+}
+
+/// Tera puts the useful part (line, column, what was expected) in the error's
+/// sources; the top-level message only says "Failed to parse".
+fn error_chain(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        msg.push_str(": ");
+        msg.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    msg
+}
+
+/// Characters that cannot be seen but would still cost (and turn the message
+/// UCS-2): zero-width spaces and joiners, bidi controls, soft hyphen, BOM.
+/// They arrive in names copied from chat apps and word processors.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+    )
+}
+
+/// Makes a record value safe to print in an SMS: control characters (C0, DEL,
+/// C1) and other whitespace become one space, invisible characters vanish,
+/// and the ends are trimmed. A newline in a name would otherwise break the
+/// message's layout; a NUL could truncate it at some gateways.
+fn clean_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut pending_space = false;
+    for c in value.chars() {
+        if c.is_control() || c.is_whitespace() {
+            pending_space = true;
+        } else if !is_invisible(c) {
+            if pending_space && !out.is_empty() {
+                out.push(' ');
+            }
+            pending_space = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Shortens a cleaned name to at most `max` characters, cutting at a word
+/// boundary ("Dr. Raden Ajeng Kartini Sosroningrat" → "Dr. Raden Ajeng") and
+/// dropping a dangling comma left by a cut before a degree ("Siti Nur Rahayu,
+/// S.Kep., Ners" → "Siti Nur Rahayu"); a first word longer than `max` is cut
+/// hard.
+fn short_name(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        return name.to_owned();
+    }
+    let mut out = String::new();
+    let mut len = 0;
+    for word in name.split(' ') {
+        let sep = usize::from(!out.is_empty());
+        let word_len = word.chars().count();
+        if len + sep + word_len > max {
+            break;
+        }
+        if sep == 1 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        len += sep + word_len;
+    }
+    let trimmed = out.trim_end_matches([',', ';', ':', '-', ' ']);
+    if trimmed.is_empty() {
+        name.chars()
+            .take(max)
+            .collect::<String>()
+            .trim_end()
+            .to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// The last `n` ASCII digits of `value`, ignoring anything else: a full NIK
+/// passed by mistake still shows only its tail.
+fn last_digits(value: &str, n: usize) -> String {
+    let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+    digits[digits.len().saturating_sub(n)..].iter().collect()
+}
+
+/// Characters that can be part of a URL-looking token in prose. Unicode
+/// letters count, so "pedulilindungé.id" is seen as a (foreign) domain
+/// rather than split into harmless pieces.
+fn is_url_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(
+            c,
+            '.' | '-' | '_' | '~' | '/' | ':' | '?' | '#' | '@' | '%' | '=' | '&' | '+'
+        )
+}
+
+/// `host` has the shape of a domain name: two or more labels of letters,
+/// digits or hyphens, the last all letters (a TLD, not "08.00").
+fn is_domain_like(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
+        && labels
+            .last()
+            .is_some_and(|tld| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic))
+}
+
+/// The first link in `text` whose host is not [`ALLOWED_DOMAIN`] (or its
+/// `www.`), if any. A token is a link if it has a scheme (`http://`,
+/// `https://`, any `x://`), starts with `www.`, or its host part looks like
+/// a domain (`bit.ly/x`, `wa.me`, `info@kemkes.go.id`). The host is taken
+/// after any `@`, so `http://pedulilindungi.id@evil.com` is caught.
+///
+/// This fails closed: a template abbreviation written without a space after
+/// its dot ("S.Kep") looks like a domain and is rejected; rephrase it. Names
+/// are not checked (they are data), only template sources and the sample.
+fn foreign_link(text: &str) -> Option<String> {
+    for raw in text.split(|c: char| !is_url_char(c)) {
+        let token = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        if token.is_empty() {
+            continue;
+        }
+        let lower = token.to_lowercase();
+        let (rest, has_scheme) = match lower.find("://") {
+            Some(i) => (&lower[i + 3..], true),
+            None => (lower.as_str(), false),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        let host = host
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.');
+        let is_link = has_scheme || host.starts_with("www.") || is_domain_like(host);
+        if !is_link {
+            continue;
+        }
+        let official = host == ALLOWED_DOMAIN || host.strip_prefix("www.") == Some(ALLOWED_DOMAIN);
+        if !official {
+            return Some(if host.is_empty() {
+                lower
+            } else {
+                host.to_owned()
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A made-up but well-formed NIK (DKI Jakarta, Jakarta Selatan, a woman
+    /// born 5 July 1985); the sample context carries its last four digits.
+    const SAMPLE_NIK: &str = "3174054507850012";
+
+    fn ctx_named(name: &str) -> RenderContext {
+        RenderContext {
+            full_name: name.to_owned(),
+            ..RenderContext::sample()
+        }
+    }
+
+    /// A renderer holding the built-ins plus the given extra templates.
+    fn with_templates(templates: &[(&str, &str)]) -> Renderer {
+        let mut sources = builtin_sources();
+        for (name, source) in templates {
+            sources.insert((*name).to_owned(), (*source).to_owned());
+        }
+        Renderer::from_sources(sources).expect("test templates parse")
+    }
+
+    fn write(dir: &Path, file: &str, content: &[u8]) {
+        std::fs::create_dir_all(dir.join("sms")).unwrap();
+        std::fs::write(dir.join("sms").join(file), content).unwrap();
+    }
+
+    #[test]
+    fn builtin_templates_validate_in_one_segment() {
+        let renderer = Renderer::builtin();
+        assert_eq!(
+            renderer.names(),
+            ["pengingat", "registrasi_ulang", "undangan_registrasi"]
+        );
+        for name in renderer.names() {
+            let text = renderer.validate(&name, 1).unwrap();
+            assert!(matches!(text.encoding(), Encoding::Gsm7), "{name}");
+            assert!(text.as_str().contains("pedulilindungi.id"), "{name}");
+            assert!(text.as_str().contains("*119#"), "{name}");
+            assert!(!text.as_str().starts_with("PEDULICOVID"), "{name}");
+            assert_eq!(text.as_str(), text.as_str().trim(), "{name}");
+        }
+    }
+
+    #[test]
+    fn sample_renderings_are_the_documented_ones() {
+        // Keep in step with the table in the module docs.
+        let expected = [
+            ("pengingat", 146, "Siti Rahayu (NIK ****0012), Anda belum registrasi Vaksin COVID-19 nakes. Ayo daftar & pilih jadwal/lokasi di pedulilindungi.id atau *119#. Gratis."),
+            ("registrasi_ulang", 144, "Siti Rahayu (NIK ****0012), nomor ini terdaftar untuk Vaksin COVID-19 nakes. Pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis."),
+            ("undangan_registrasi", 147, "Siti Rahayu (NIK ****0012), Anda nakes calon penerima Vaksin COVID-19. Daftar & pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis."),
+        ];
+        let renderer = Renderer::builtin();
+        for (name, units, text) in expected {
+            let sms = renderer.render(name, &RenderContext::sample()).unwrap();
+            println!(
+                "{name}: {} units, {} segment(s)\n  {}",
+                sms.units(),
+                sms.segments(),
+                sms.as_str()
+            );
+            assert_eq!(sms.as_str(), text, "{name}");
+            assert_eq!(sms.units(), units, "{name}");
+        }
+    }
+
+    #[test]
+    fn typical_names_up_to_25_characters_fit_one_segment() {
+        let renderer = Renderer::builtin();
+        let names = [
+            "Ni Luh Putu Ayu Saraswati",      // 25, cut to 20 at a word
+            "Muhammad Ma\u{2019}ruf Hidayat", // curly apostrophe, transliterated
+            "Wahyuningsihrahmawatiyu",        // one 23-character word: hard cut
+            "Siti Rahayu, S.Kep., Ners",
+        ];
+        for name in renderer.names() {
+            for worker in names {
+                let sms = renderer.render(&name, &ctx_named(worker)).unwrap();
+                assert!(
+                    matches!(sms.encoding(), Encoding::Gsm7),
+                    "{name} / {worker}"
+                );
+                assert_eq!(sms.segments(), 1, "{name} / {worker}: {}", sms.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn long_names_and_values_stay_within_two_segments() {
+        let long = RenderContext {
+            full_name: "Prof. Dr. dr. Raden Mas Haryo Bagus Kusumonegoro Wicaksono Adiningrat, Sp.PD-KPTI, FINASIM".to_owned(),
+            nik_last4: "0012".to_owned(),
+            profession: "Tenaga Teknis Kefarmasian".to_owned(),
+            facility_code: "P3174050101".to_owned(),
+            province_name: "Kepulauan Bangka Belitung".to_owned(),
+        };
+        let renderer = Renderer::builtin();
+        for name in renderer.names() {
+            let sms = renderer.render(&name, &long).unwrap();
+            assert!(sms.segments() <= 2, "{name}: {}", sms.as_str());
+            // `nama_pendek` keeps the built-ins in one segment even here.
+            assert_eq!(sms.segments(), 1, "{name}: {}", sms.as_str());
+        }
+        let all_values = with_templates(&[(
+            "semua",
+            "{{ nama }} ({{ profesi }}, {{ fasyankes }}, {{ provinsi }}), NIK ****{{ nik_akhir }}: Vaksin COVID-19 di pedulilindungi.id atau *119#.",
+        )]);
+        assert!(all_values.render("semua", &long).unwrap().segments() <= 2);
+    }
+
+    #[test]
+    fn values_are_printed_literally_never_escaped_or_evaluated() {
+        let renderer = with_templates(&[("nama", "Halo {{ nama }}!")]);
+        let name = "<b>Ani</b> & {{ x }} {% if true %}ya{% endif %} {# c #}";
+        let sms = renderer.render("nama", &ctx_named(name)).unwrap();
+        assert_eq!(sms.as_str(), format!("Halo {name}!"));
+    }
+
+    #[test]
+    fn control_characters_in_values_become_single_spaces() {
+        let renderer = with_templates(&[(
+            "semua",
+            "[{{ nama }}|{{ nama_pendek }}|{{ profesi }}|{{ provinsi }}|{{ fasyankes }}]",
+        )]);
+        let ctx = RenderContext {
+            full_name: "Siti\nRahayu\t\0Putri\r\n\u{1b}[31m\u{7f}\u{85}\u{9b}X".to_owned(),
+            nik_last4: "0012".to_owned(),
+            profession: "\tPerawat\n".to_owned(),
+            facility_code: "P31\u{0}74".to_owned(),
+            province_name: "DKI\u{200B} Jakarta\u{FEFF}".to_owned(),
+        };
+        let sms = renderer.render("semua", &ctx).unwrap();
+        assert_eq!(
+            sms.as_str(),
+            "[Siti Rahayu Putri [31m X|Siti Rahayu Putri|Perawat|DKI Jakarta|P31 74]"
+        );
+        assert!(!sms.as_str().chars().any(char::is_control));
+    }
+
+    #[test]
+    fn only_the_last_four_nik_digits_appear() {
+        let renderer = with_templates(&[("nik", "NIK ****{{ nik_akhir }}")]);
+        for name in renderer.names() {
+            let sms = renderer.render(&name, &RenderContext::sample()).unwrap();
+            assert!(!sms.as_str().contains(SAMPLE_NIK), "{name}");
+            assert!(!sms.as_str().contains(&SAMPLE_NIK[..12]), "{name}");
+        }
+        // Even a full NIK handed over by mistake shows only its tail.
+        let ctx = RenderContext {
+            nik_last4: SAMPLE_NIK.to_owned(),
+            ..RenderContext::sample()
+        };
+        assert_eq!(
+            renderer.render("nik", &ctx).unwrap().as_str(),
+            "NIK ****0012"
+        );
+        assert_eq!(&SAMPLE_NIK[12..], RenderContext::sample().nik_last4);
+    }
+
+    #[test]
+    fn unknown_template_lists_the_available_ones() {
+        let renderer = Renderer::builtin();
+        for err in [
+            renderer
+                .render("undangan", &RenderContext::sample())
+                .unwrap_err(),
+            renderer.validate("undangan", 1).unwrap_err(),
+        ] {
+            match &err {
+                TemplateError::Unknown { name, available } => {
+                    assert_eq!(name, "undangan");
+                    assert_eq!(
+                        available,
+                        "pengingat, registrasi_ulang, undangan_registrasi"
+                    );
+                }
+                other => panic!("expected Unknown, got {other:?}"),
+            }
+            assert!(err.to_string().contains("undangan_registrasi"));
+        }
+        assert!(!renderer.has("undangan"));
+        assert!(renderer.has("pengingat"));
+    }
+
+    #[test]
+    fn an_override_directory_replaces_a_builtin_and_adds_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "pengingat.tera",
+            b"Ingat, {{ nama_pendek }}: pedulilindungi.id\n",
+        );
+        write(dir.path(), "baru.tera", b"Baru {{ nik_akhir }}");
+        write(dir.path(), "catatan.txt", b"{{ rusak"); // not a template: ignored
+        write(dir.path(), ".pengingat.tera.swp", b"{{ rusak"); // editor leftovers
+        let renderer = Renderer::load(Some(dir.path())).unwrap();
+        assert_eq!(
+            renderer.names(),
+            [
+                "baru",
+                "pengingat",
+                "registrasi_ulang",
+                "undangan_registrasi"
+            ]
+        );
+        let sms = renderer
+            .render("pengingat", &RenderContext::sample())
+            .unwrap();
+        assert_eq!(sms.as_str(), "Ingat, Siti Rahayu: pedulilindungi.id");
+        assert_eq!(renderer.validate("baru", 1).unwrap().as_str(), "Baru 0012");
+    }
+
+    #[test]
+    fn a_missing_directory_means_builtins_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let builtin = Renderer::builtin().names();
+        assert_eq!(Renderer::load(None).unwrap().names(), builtin);
+        assert_eq!(Renderer::load(Some(dir.path())).unwrap().names(), builtin);
+        let gone = dir.path().join("tidak-ada");
+        assert_eq!(Renderer::load(Some(&gone)).unwrap().names(), builtin);
+    }
+
+    #[test]
+    fn a_broken_template_file_is_a_load_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "rusak.tera", b"Halo {{ nama_pendek ");
+        let err = Renderer::load(Some(dir.path())).unwrap_err();
+        match &err {
+            TemplateError::Load { dir: file, reason } => {
+                assert!(file.ends_with("rusak.tera"), "{file}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("expected Load, got {other:?}"),
+        }
+        assert!(err.to_string().contains("rusak.tera"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "biner.tera", b"Halo \xff\xfe");
+        let err = Renderer::load(Some(dir.path())).unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Load { dir, .. } if dir.ends_with("biner.tera")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_template_extending_a_missing_parent_is_a_load_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "anak.tera", b"{% extends \"induk\" %}");
+        let err = Renderer::load(Some(dir.path())).unwrap_err();
+        assert!(matches!(err, TemplateError::Load { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn links_other_than_pedulilindungi_fail_validation() {
+        let cases = [
+            ("Daftar di bit.ly/x sekarang", "bit.ly"),
+            (
+                "Daftar di http://pedulilindungia.com",
+                "pedulilindungia.com",
+            ),
+            ("Cek https://pedulilindingi.id/daftar.", "pedulilindingi.id"),
+            ("Hubungi wa.me/6281110500567", "wa.me"),
+            ("Buka www.kemkes.go.id", "www.kemkes.go.id"),
+            ("Buka http://pedulilindungi.id@evil.com", "evil.com"),
+            (
+                "Buka pedulilindungi.id.evil.com/x",
+                "pedulilindungi.id.evil.com",
+            ),
+            ("Buka https://1.2.3.4/x", "1.2.3.4"),
+            ("Cek PEDULILINDUNGI.ID.XYZ", "pedulilindungi.id.xyz"),
+            ("Cek pedulilindungé.id", "pedulilindungé.id"),
+            ("Tanya info@kemkes.go.id", "kemkes.go.id"),
+            (
+                "{% if provinsi == \"Aceh\" %}s.id/a{% endif %}pedulilindungi.id",
+                "s.id",
+            ),
+        ];
+        for (source, domain) in cases {
+            let renderer = with_templates(&[("t", source)]);
+            match renderer.validate("t", 1) {
+                Err(TemplateError::ForeignLink { domain: found, .. }) => {
+                    assert_eq!(found, domain, "{source}")
+                }
+                other => panic!("{source}: expected ForeignLink, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_official_domain_and_ordinary_prose_pass_the_link_check() {
+        for text in [
+            "Ayo cek di: PeduliLindungi.id.",
+            "https://pedulilindungi.id/vaksin?x=1",
+            "www.pedulilindungi.id",
+            "(pedulilindungi.id), *119# atau SMS 1199",
+            "Jadwal jam 08.00-18.00 WIB, a.n. Kemenkes. Vaksin COVID-19. Gratis.",
+            "NIK ****0012, dr. Siti Rahayu",
+        ] {
+            assert_eq!(foreign_link(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_curly_quote_in_the_source_fails_as_not_gsm7() {
+        let renderer =
+            with_templates(&[("t", "Vaksin \u{201c}gratis\u{201d} di pedulilindungi.id")]);
+        match renderer.validate("t", 1) {
+            Err(TemplateError::NotGsm7 { name, ch }) => {
+                assert_eq!(name, "t");
+                assert_eq!(ch, '\u{201c}');
+            }
+            other => panic!("expected NotGsm7, got {other:?}"),
+        }
+        // An emoji in the source is caught the same way.
+        let renderer = with_templates(&[("t", "Ayo vaksin \u{1F489}")]);
+        assert!(matches!(
+            renderer.validate("t", 1),
+            Err(TemplateError::NotGsm7 {
+                ch: '\u{1F489}',
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_template_over_the_segment_limit_is_too_long() {
+        let long = format!("{{{{ nama }}}} {} pedulilindungi.id", "x".repeat(160));
+        let renderer = with_templates(&[("t", long.as_str())]);
+        match renderer.validate("t", 1) {
+            Err(TemplateError::TooLong { segments, max, .. }) => {
+                assert_eq!((segments, max), (2, 1));
+            }
+            other => panic!("expected TooLong, got {other:?}"),
+        }
+        assert_eq!(renderer.validate("t", 2).unwrap().segments(), 2);
+    }
+
+    #[test]
+    fn render_errors_are_reported_not_panicked() {
+        let renderer = with_templates(&[
+            ("t", "Halo {{ nik }}"),
+            ("env", "{{ get_env(name=\"PATH\") }}"),
+            ("kosong", "  {# hanya komentar #}\n"),
+        ]);
+        let err = renderer.validate("t", 1).unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Render { reason, .. } if reason.contains("nik")),
+            "{err}"
+        );
+        let err = renderer
+            .render("env", &RenderContext::sample())
+            .unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Render { reason, .. } if reason.contains("get_env is disabled")),
+            "{err}"
+        );
+        let err = renderer.validate("kosong", 1).unwrap_err();
+        assert!(
+            matches!(&err, TemplateError::Render { reason, .. } if reason.contains("empty")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn short_names_cut_at_a_word_boundary() {
+        let cases = [
+            ("Siti Rahayu", "Siti Rahayu"),
+            ("Dr. Raden Ajeng Kartini Sosroningrat", "Dr. Raden Ajeng"),
+            ("Siti Rahayu, S.Kep., Ners", "Siti Rahayu, S.Kep."),
+            ("Siti Nur Rahayu, S.Kep., Ners", "Siti Nur Rahayu"),
+            ("Wahyuningsihrahmawatiyu Putri", "Wahyuningsihrahmawat"),
+            ("Ni Luh Putu Ayu Saraswati", "Ni Luh Putu Ayu"),
+            ("Ayu Saraswati Dewi P", "Ayu Saraswati Dewi P"), // exactly 20
+            ("", ""),
+        ];
+        for (name, short) in cases {
+            assert_eq!(short_name(name, SHORT_NAME_MAX_CHARS), short, "{name}");
+        }
+        let renderer = with_templates(&[("p", "{{ nama_pendek }}")]);
+        let sms = renderer
+            .render("p", &ctx_named("Dr. Raden Ajeng Kartini Sosroningrat"))
+            .unwrap();
+        assert_eq!(sms.as_str(), "Dr. Raden Ajeng");
+    }
+
+    proptest! {
+        #[test]
+        fn cleaned_values_have_no_control_characters_and_short_names_fit(name in "\\PC{0,20}[\\x00-\\x1f\\x7f-\\x9f \\t\\n]{0,3}\\PC{0,30}") {
+            let cleaned = clean_value(&name);
+            prop_assert!(!cleaned.chars().any(char::is_control));
+            prop_assert!(!cleaned.contains("  "));
+            prop_assert_eq!(cleaned.trim(), cleaned.as_str());
+            let short = short_name(&cleaned, SHORT_NAME_MAX_CHARS);
+            prop_assert!(short.chars().count() <= SHORT_NAME_MAX_CHARS);
+            prop_assert!(cleaned.starts_with(&short));
+            prop_assert_eq!(cleaned.is_empty(), short.is_empty());
+        }
+
+        #[test]
+        fn any_gsm7_name_renders_into_builtins_within_two_segments(name in "[A-Za-z .,'\\[\\]{}|~^-]{0,60}") {
+            let renderer = Renderer::builtin();
+            for template in renderer.names() {
+                let sms = renderer.render(&template, &ctx_named(&name)).unwrap();
+                prop_assert!(sms.segments() <= 2, "{}: {}", template, sms.as_str());
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The message status machine. Status only moves one way; [`Status::can_become`]
+//! is the one place that says which moves exist, and every SQL update that
+//! changes a status is guarded by the list it derives ([`Status::sources_of`]).
+//!
+//! ```text
+//! queued ─claim─▶ sending ─accepted─▶ sent ─receipt─▶ delivered
+//!    ▲               │                  │ └─receipt─▶ undelivered │ expired │ rejected
+//!    └──retryable────┤                  └─no receipt in time─▶ unknown
+//!                    └─permanent / retries exhausted─▶ failed
+//! any non-final ─cancel─▶ cancelled
+//! ```
+//! A final receipt may arrive while the row still says `queued` or `sending`
+//! (the carrier was faster than our bookkeeping, or a lease expired after the
+//! carrier took the message): it applies, because the carrier's word about a
+//! message is better than our guess. A late `delivered` also overrides
+//! `unknown` and `failed`: proof of delivery beats an assumption of failure.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// Where one message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for its `next_attempt_at`.
+    Queued,
+    /// Leased to a worker that is talking to the gateway.
+    Sending,
+    /// The gateway accepted it; waiting for a receipt.
+    Sent,
+    /// Final: on the handset.
+    Delivered,
+    /// Final: the network gave up.
+    Undelivered,
+    /// Final: validity ran out (or the campaign deadline passed).
+    Expired,
+    /// Final: refused by the carrier.
+    Rejected,
+    /// Final: we gave up (permanent error or retries exhausted).
+    Failed,
+    /// No final answer came (receipt timeout, or a lost lease under
+    /// at-most-once); flagged for review. A late receipt still applies.
+    Unknown,
+    /// Final: the campaign was cancelled before this was sent.
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 10] = [
+        Status::Queued,
+        Status::Sending,
+        Status::Sent,
+        Status::Delivered,
+        Status::Undelivered,
+        Status::Expired,
+        Status::Rejected,
+        Status::Failed,
+        Status::Unknown,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Undelivered => "undelivered",
+            Status::Expired => "expired",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+            Status::Unknown => "unknown",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// A state no ordinary event leaves (only proof of delivery may still
+    /// override `failed`, see the module docs).
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Status::Queued | Status::Sending | Status::Sent | Status::Unknown
+        )
+    }
+
+    /// Every allowed transition, and nothing else.
+    pub fn can_become(self, next: Status) -> bool {
+        use Status::*;
+        match (self, next) {
+            // The worker's own moves.
+            (Queued, Sending) => true,
+            (Sending, Queued | Sent | Failed | Unknown) => true,
+            // Receipts: final outcomes for anything not yet final.
+            (Queued | Sending | Sent | Unknown, Delivered | Undelivered | Expired | Rejected) => {
+                true
+            }
+            // Proof of delivery beats our own conclusion that it failed.
+            (Failed, Delivered) => true,
+            // No receipt within the timeout.
+            (Sent, Unknown) => true,
+            // (Queued → Expired also covers a campaign deadline passing.)
+            // Cancel stops whatever has not gone out yet.
+            (Queued, Cancelled) => true,
+            _ => false,
+        }
+    }
+
+    /// The states from which `next` may be reached, for `WHERE status IN (…)`.
+    pub fn sources_of(next: Status) -> Vec<Status> {
+        Status::ALL
+            .into_iter()
+            .filter(|s| s.can_become(next))
+            .collect()
+    }
+
+    /// `'a','b'` for an SQL `IN` list. The values are our own constants.
+    pub fn sql_list(states: &[Status]) -> String {
+        states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown message status {s:?}"))
+    }
+}
+
+/// Why a worker is flagged as a non-recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagReason {
+    Undelivered,
+    Rejected,
+    Expired,
+    InvalidNumber,
+    RetriesExhausted,
+    NoReceipt,
+    /// A worker died holding the message under at-most-once: it may or may
+    /// not have been sent, and we will not risk a duplicate.
+    LeaseLost,
+    /// The campaign deadline passed before it could be sent.
+    Deadline,
+    /// The template could not be rendered for this worker (or came out too
+    /// long to send).
+    RenderFailed,
+}
+
+impl FlagReason {
+    pub const ALL: [FlagReason; 9] = [
+        FlagReason::Undelivered,
+        FlagReason::Rejected,
+        FlagReason::Expired,
+        FlagReason::InvalidNumber,
+        FlagReason::RetriesExhausted,
+        FlagReason::NoReceipt,
+        FlagReason::LeaseLost,
+        FlagReason::Deadline,
+        FlagReason::RenderFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagReason::Undelivered => "undelivered",
+            FlagReason::Rejected => "rejected",
+            FlagReason::Expired => "expired",
+            FlagReason::InvalidNumber => "invalid_number",
+            FlagReason::RetriesExhausted => "retries_exhausted",
+            FlagReason::NoReceipt => "no_receipt",
+            FlagReason::LeaseLost => "lease_lost",
+            FlagReason::Deadline => "deadline",
+            FlagReason::RenderFailed => "render_failed",
+        }
+    }
+}
+
+impl fmt::Display for FlagReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finals_never_move_except_failed_to_delivered() {
+        for from in Status::ALL {
+            for to in Status::ALL {
+                if from.is_final() && from.can_become(to) {
+                    assert_eq!((from, to), (Status::Failed, Status::Delivered));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn intermediate_never_goes_backwards_from_sent() {
+        assert!(!Status::Sent.can_become(Status::Queued));
+        assert!(!Status::Sent.can_become(Status::Sending));
+        assert!(!Status::Delivered.can_become(Status::Undelivered));
+        assert!(!Status::Undelivered.can_become(Status::Delivered));
+        assert!(Status::Unknown.can_become(Status::Delivered));
+        assert!(!Status::Sent.can_become(Status::Cancelled));
+    }
+
+    #[test]
+    fn round_trips_names() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+        }
+        assert!("bogus".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn sources_follow_can_become() {
+        assert_eq!(Status::sources_of(Status::Sending), vec![Status::Queued]);
+        let d = Status::sources_of(Status::Delivered);
+        assert!(d.contains(&Status::Sent) && d.contains(&Status::Failed));
+        assert!(!d.contains(&Status::Undelivered));
+    }
+}

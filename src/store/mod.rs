@@ -1,0 +1,267 @@
+//! The one place SQL lives.
+//!
+//! [`Store`] holds either a SQLite or a PostgreSQL pool, chosen by the URL
+//! scheme. Most statements are written once: both engines accept `$n`
+//! parameters, `RETURNING`, `ON CONFLICT` and `IS DISTINCT FROM`, and the
+//! [`with_pool!`] macro runs the same text on whichever pool is in use. Where
+//! the engines differ (claiming: `FOR UPDATE SKIP LOCKED` exists only in
+//! PostgreSQL) the statement is chosen per backend, side by side, so the two
+//! never drift apart unnoticed. Times are Unix milliseconds, UTC.
+
+mod campaigns;
+mod queue;
+mod receipts;
+mod registry;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use campaigns::{Campaign, CampaignFilter, CampaignReport, FlagRow, NewCampaign};
+pub use queue::{ClaimedMessage, SendOutcome};
+pub use receipts::{ReceiptEffect, StoredReceipt};
+pub use registry::{NewWorker, UpsertCounts, WorkerRow};
+
+use crate::secret::Secret;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement text on whichever pool the store holds.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Starts a write transaction. SQLite: `BEGIN IMMEDIATE`, which takes the
+/// write lock up front; a deferred transaction that reads and then writes
+/// fails with `database is locked` (without waiting on the busy timeout)
+/// when another writer committed in between. PostgreSQL: plain `BEGIN`.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
+/// A failure talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} must start with sqlite:// or postgres://")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Storage for everything pedulicovid knows. Cheap to clone (pools inside).
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Db,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.backend().as_str())
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Store {
+    /// Opens a pool for `url`. SQLite files are created when missing, in WAL
+    /// mode with a busy timeout so a concurrent writer waits instead of
+    /// failing with `database is locked`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            // In-memory databases exist per connection: keep exactly one.
+            let max = if url.contains(":memory:") || url.contains("mode=memory") {
+                1
+            } else {
+                8
+            };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(60))
+                .connect_with(opts)
+                .await?;
+            Ok(Store {
+                db: Db::Sqlite(pool),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)?.application_name("pedulicovid");
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Ok(Store {
+                db: Db::Postgres(pool),
+            })
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations for this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.db {
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// True when the database answers and every migration is applied.
+    pub async fn ready(&self) -> Result<bool> {
+        let expected = match self.backend() {
+            Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
+            Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
+        } as i64;
+        let applied: i64 = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM _sqlx_migrations WHERE success = $1")
+            .bind(true)
+            .fetch_one(p)
+            .await?);
+        Ok(applied >= expected)
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+
+    /// The callback token for `gateway`: generated once and kept in the
+    /// database, so `serve` and every `worker` process agree on it.
+    pub async fn gateway_secret(&self, gateway: &str) -> Result<Secret> {
+        let fresh = random_token();
+        with_pool!(self, p => {
+            sqlx::query(
+                "INSERT INTO gateway_secrets (gateway, secret, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (gateway) DO NOTHING",
+            )
+            .bind(gateway)
+            .bind(&fresh)
+            .bind(now_ms())
+            .execute(p)
+            .await?;
+            let s: String = sqlx::query_scalar("SELECT secret FROM gateway_secrets WHERE gateway = $1")
+                .bind(gateway)
+                .fetch_one(p)
+                .await?;
+            Ok(Secret::new(s))
+        })
+    }
+
+    /// Appends to the audit trail.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<()> {
+        with_pool!(self, p => sqlx::query(
+            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(actor).bind(action).bind(subject).bind(detail).bind(now_ms())
+            .execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+}
+
+/// 32 random bytes as hex: for callback tokens.
+pub fn random_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A database URL with any password replaced, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

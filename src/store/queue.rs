@@ -1,0 +1,308 @@
+//! The queue table: claiming with leases, recording outcomes, lease expiry.
+
+use sqlx::QueryBuilder;
+
+use super::{now_ms, with_pool, Backend, BeginWrite, Result, Store};
+use crate::config::DeliveryPolicy;
+use crate::status::{FlagReason, Status};
+
+/// Flags the worker of message `id` as a non-recipient, or moves the open
+/// flag of the same message to the newer reason.
+pub(crate) const FLAG_SQL: &str = "INSERT INTO non_recipients (worker_id, campaign_id, message_id, reason, flagged_at) \
+     SELECT worker_id, campaign_id, id, $1, $2 FROM messages WHERE id = $3 \
+     ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
+     resolved_at = NULL, resolution = NULL";
+
+/// Runs [`FLAG_SQL`] inside the transaction `$tx`.
+macro_rules! flag {
+    ($tx:expr, $id:expr, $reason:expr, $now:expr) => {
+        sqlx::query($crate::store::queue::FLAG_SQL)
+            .bind($reason.as_str())
+            .bind($now)
+            .bind($id)
+            .execute(&mut *$tx)
+            .await?
+    };
+}
+pub(crate) use flag;
+
+/// A claimed message with what rendering and sending need.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedMessage {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub worker_id: i64,
+    /// Attempt number of this claim (1 for the first send).
+    pub attempts: i32,
+    pub phone: String,
+    pub utc_offset: i32,
+    pub created_at: i64,
+    pub template: String,
+    pub window_start: i32,
+    pub window_end: i32,
+    pub full_name: String,
+    pub nik: String,
+    pub profession: String,
+    pub facility_code: String,
+    pub province_code: String,
+}
+
+/// What happened to one claimed message; recorded in one transaction per batch.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// The gateway took it.
+    Sent {
+        id: i64,
+        gateway: String,
+        gateway_message_id: Option<String>,
+        body: String,
+        encoding: &'static str,
+        segments: i32,
+    },
+    /// Transient failure: back to the queue at `next_attempt_at`. A throttle
+    /// does not use up an attempt.
+    Retry {
+        id: i64,
+        gateway: Option<String>,
+        next_attempt_at: i64,
+        error: String,
+        throttled: bool,
+    },
+    /// Outside the recipient's send window: wait, without using an attempt.
+    Defer { id: i64, until: i64 },
+    /// Given up: `failed` and flagged.
+    Failed {
+        id: i64,
+        gateway: Option<String>,
+        error: String,
+        reason: FlagReason,
+    },
+}
+
+impl SendOutcome {
+    pub fn id(&self) -> i64 {
+        match self {
+            SendOutcome::Sent { id, .. }
+            | SendOutcome::Retry { id, .. }
+            | SendOutcome::Defer { id, .. }
+            | SendOutcome::Failed { id, .. } => *id,
+        }
+    }
+}
+
+const CLAIMED_COLUMNS: &str =
+    "m.id, m.campaign_id, m.worker_id, m.attempts, m.phone, m.utc_offset, \
+     m.created_at, c.template, c.window_start, c.window_end, w.full_name, w.nik, w.profession, \
+     w.facility_code, w.province_code";
+
+impl Store {
+    /// Leases up to `limit` due messages of running campaigns to `owner`
+    /// until `lease_until`, counting the attempt. PostgreSQL skips rows other
+    /// workers hold (`FOR UPDATE SKIP LOCKED`); SQLite has one writer at a
+    /// time, so the plain `UPDATE … WHERE id IN (SELECT … LIMIT n)` is the
+    /// same guarantee there.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_until: i64,
+    ) -> Result<Vec<ClaimedMessage>> {
+        let now = now_ms();
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE OF messages SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let claim = format!(
+            "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
+               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running')) \
+               ORDER BY next_attempt_at, id LIMIT $4{lock}) \
+             AND status = 'queued' RETURNING id"
+        );
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(&claim)
+                .bind(owner).bind(lease_until).bind(now).bind(limit as i64)
+                .fetch_all(&mut *tx).await?;
+            if ids.is_empty() {
+                tx.commit().await?;
+                return Ok(vec![]);
+            }
+            let mut q = QueryBuilder::new(format!(
+                "SELECT {CLAIMED_COLUMNS} FROM messages m JOIN campaigns c ON c.id = m.campaign_id \
+                 JOIN health_workers w ON w.id = m.worker_id WHERE m.id IN ("));
+            let mut sep = q.separated(", ");
+            for id in &ids {
+                sep.push_bind(*id);
+            }
+            q.push(") ORDER BY m.id");
+            let rows = q.build_query_as::<ClaimedMessage>().fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })
+    }
+
+    /// Records a batch of outcomes in one transaction. Each update is guarded
+    /// by the lease (`lease_owner`), so a worker whose lease expired and was
+    /// taken over cannot overwrite the new holder's work; and by the status
+    /// machine, so a receipt that already made the message final stays.
+    /// Returns how many outcomes found their lease gone.
+    pub async fn record_outcomes(&self, owner: &str, outcomes: &[SendOutcome]) -> Result<u64> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let mut sorted: Vec<&SendOutcome> = outcomes.iter().collect();
+        // Sorted by id: concurrent batches take row locks in the same order
+        // and cannot deadlock.
+        sorted.sort_by_key(|o| o.id());
+        let failed_from = Status::sql_list(&Status::sources_of(Status::Failed));
+        let sent_sql = "UPDATE messages SET status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END, \
+             gateway = $1, gateway_message_id = $2, body = $3, encoding = $4, segments = $5, \
+             sent_at = COALESCE(sent_at, $6), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6 \
+             WHERE id = $7 AND lease_owner = $8";
+        let retry_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = $2, \
+             attempts = attempts - $3, gateway = COALESCE($4, gateway), lease_owner = NULL, lease_until = NULL, updated_at = $5 \
+             WHERE id = $6 AND lease_owner = $7 AND status = 'sending'";
+        let failed_sql = format!(
+            "UPDATE messages SET status = 'failed', last_error = $1, gateway = COALESCE($2, gateway), \
+             final_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+             WHERE id = $4 AND lease_owner = $5 AND status IN ({failed_from})");
+        let attempt_sql =
+            "INSERT INTO attempts (message_id, attempt, gateway, outcome, detail, at) \
+             SELECT id, attempts, $1, $2, $3, $4 FROM messages WHERE id = $5";
+        let mut lost = 0u64;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for o in sorted {
+                // (rows updated, attempt row: gateway, kind, detail)
+                type AttemptRow<'a> = Option<(Option<&'a str>, &'a str, String)>;
+                let (affected, attempt): (u64, AttemptRow) = match o {
+                    SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } => {
+                        let n = sqlx::query(sent_sql)
+                            .bind(gateway).bind(gateway_message_id).bind(body).bind(*encoding).bind(*segments)
+                            .bind(now).bind(id).bind(owner)
+                            .execute(&mut *tx).await?.rows_affected();
+                        (n, Some((Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default())))
+                    }
+                    SendOutcome::Retry { id, gateway, next_attempt_at, error, throttled } => {
+                        let n = sqlx::query(retry_sql)
+                            .bind(next_attempt_at).bind(error).bind(i32::from(*throttled)).bind(gateway)
+                            .bind(now).bind(id).bind(owner)
+                            .execute(&mut *tx).await?.rows_affected();
+                        let kind = if *throttled { "throttled" } else { "retry" };
+                        (n, Some((gateway.as_deref(), kind, error.clone())))
+                    }
+                    SendOutcome::Defer { id, until } => {
+                        let n = sqlx::query(
+                            "UPDATE messages SET status = 'queued', next_attempt_at = $1, attempts = attempts - 1, \
+                             lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                             WHERE id = $3 AND lease_owner = $4 AND status = 'sending'")
+                            .bind(until).bind(now).bind(id).bind(owner)
+                            .execute(&mut *tx).await?.rows_affected();
+                        (n, None)
+                    }
+                    SendOutcome::Failed { id, gateway, error, reason } => {
+                        let n = sqlx::query(&failed_sql)
+                            .bind(error).bind(gateway).bind(now).bind(id).bind(owner)
+                            .execute(&mut *tx).await?.rows_affected();
+                        if n == 1 {
+                            flag!(tx, *id, *reason, now);
+                        }
+                        (n, Some((gateway.as_deref(), "failed", error.clone())))
+                    }
+                };
+                if affected == 0 {
+                    lost += 1;
+                }
+                if let Some((gateway, kind, detail)) = attempt {
+                    sqlx::query(attempt_sql)
+                        .bind(gateway).bind(kind).bind(detail).bind(now).bind(o.id())
+                        .execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(lost)
+    }
+
+    /// Handles leases that ran out (a worker crashed or hung). Under
+    /// at-least-once the message goes back to the queue (or fails when its
+    /// attempts are used up); under at-most-once it becomes `unknown` and is
+    /// flagged, because it may already have reached the carrier.
+    pub async fn expire_leases(&self, policy: DeliveryPolicy, max_attempts: u32) -> Result<u64> {
+        let now = now_ms();
+        let mut touched = 0;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let (exhausted, target, reason): (Vec<i64>, &str, FlagReason) = match policy {
+                DeliveryPolicy::AtLeastOnce => {
+                    let ids = sqlx::query_scalar(
+                        "UPDATE messages SET status = 'failed', last_error = 'lease expired; attempts used up', \
+                         final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                         WHERE status = 'sending' AND lease_until < $1 AND attempts >= $2 RETURNING id")
+                        .bind(now).bind(max_attempts as i32)
+                        .fetch_all(&mut *tx).await?;
+                    touched += sqlx::query(
+                        "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = 'lease expired', \
+                         lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                         WHERE status = 'sending' AND lease_until < $1")
+                        .bind(now).execute(&mut *tx).await?.rows_affected();
+                    (ids, "failed", FlagReason::RetriesExhausted)
+                }
+                DeliveryPolicy::AtMostOnce => {
+                    let ids = sqlx::query_scalar(
+                        "UPDATE messages SET status = 'unknown', last_error = 'lease expired (at most once)', \
+                         final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                         WHERE status = 'sending' AND lease_until < $1 RETURNING id")
+                        .bind(now).fetch_all(&mut *tx).await?;
+                    (ids, "unknown", FlagReason::LeaseLost)
+                }
+            };
+            let _ = target;
+            for id in &exhausted {
+                flag!(tx, *id, reason, now);
+            }
+            touched += exhausted.len() as u64;
+            tx.commit().await?;
+        });
+        Ok(touched)
+    }
+
+    /// Messages still `sent` with no final receipt since `cutoff` become
+    /// `unknown`, flagged `no_receipt`. A late receipt still applies.
+    pub async fn sweep_no_receipt(&self, cutoff: i64) -> Result<u64> {
+        let now = now_ms();
+        let n = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "UPDATE messages SET status = 'unknown', last_error = 'no receipt', updated_at = $1 \
+                 WHERE status = 'sent' AND sent_at < $2 RETURNING id")
+                .bind(now).bind(cutoff).fetch_all(&mut *tx).await?;
+            for id in &ids {
+                flag!(tx, *id, FlagReason::NoReceipt, now);
+            }
+            tx.commit().await?;
+            ids.len() as u64
+        });
+        Ok(n)
+    }
+
+    /// Status counts over the whole queue (metrics, progress).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            with_pool!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status ORDER BY status")
+            .fetch_all(p).await?),
+        )
+    }
+
+    /// Earliest `next_attempt_at` among queued messages of live campaigns,
+    /// so an idle worker can sleep until then instead of polling.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(with_pool!(self, p => sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued' \
+             AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running'))")
+            .fetch_one(p).await?))
+    }
+}

@@ -1,0 +1,167 @@
+//! Receipts: stored raw first, then applied through the status machine.
+
+use serde::Serialize;
+
+use super::queue::flag;
+use super::{now_ms, with_pool, BeginWrite, Result, Store};
+use crate::gateway::{ParsedReceipt, ReceiptOutcome};
+use crate::status::{FlagReason, Status};
+
+/// What applying a receipt did; stored in `receipts.effect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptEffect {
+    /// Moved the message to a new status.
+    Applied,
+    /// A duplicate, or older news than what the message already says.
+    Ignored,
+    /// An intermediate report (accepted, buffered): kept, no status change.
+    Intermediate,
+    /// A code the dialect does not define: kept and counted, never guessed.
+    UnknownCode,
+    /// No message with that id.
+    UnknownMessage,
+    /// Could not be read at all.
+    Malformed,
+}
+
+impl ReceiptEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptEffect::Applied => "applied",
+            ReceiptEffect::Ignored => "ignored",
+            ReceiptEffect::Intermediate => "intermediate",
+            ReceiptEffect::UnknownCode => "unknown_code",
+            ReceiptEffect::UnknownMessage => "unknown_message",
+            ReceiptEffect::Malformed => "malformed",
+        }
+    }
+}
+
+/// A receipt row, for timelines and tests.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct StoredReceipt {
+    pub id: i64,
+    pub gateway: String,
+    pub message_id: Option<i64>,
+    pub gateway_message_id: Option<String>,
+    pub raw_status: Option<String>,
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    pub payload: String,
+    pub received_at: i64,
+    pub effect: Option<String>,
+}
+
+/// The message status and flag a final outcome leads to.
+fn target(outcome: ReceiptOutcome) -> Option<(Status, Option<FlagReason>)> {
+    match outcome {
+        ReceiptOutcome::Delivered => Some((Status::Delivered, None)),
+        ReceiptOutcome::Undelivered => Some((Status::Undelivered, Some(FlagReason::Undelivered))),
+        ReceiptOutcome::Expired => Some((Status::Expired, Some(FlagReason::Expired))),
+        ReceiptOutcome::Rejected => Some((Status::Rejected, Some(FlagReason::Rejected))),
+        ReceiptOutcome::InvalidNumber => Some((Status::Rejected, Some(FlagReason::InvalidNumber))),
+        ReceiptOutcome::Accepted | ReceiptOutcome::Unknown => None,
+    }
+}
+
+fn outcome_name(o: ReceiptOutcome) -> &'static str {
+    match o {
+        ReceiptOutcome::Delivered => "delivered",
+        ReceiptOutcome::Undelivered => "undelivered",
+        ReceiptOutcome::Expired => "expired",
+        ReceiptOutcome::Rejected => "rejected",
+        ReceiptOutcome::InvalidNumber => "invalid_number",
+        ReceiptOutcome::Accepted => "accepted",
+        ReceiptOutcome::Unknown => "unknown",
+    }
+}
+
+impl Store {
+    /// Keeps a receipt that could not be parsed, for the audit trail.
+    pub async fn store_malformed_receipt(&self, gateway: &str, payload: &str) -> Result<i64> {
+        Ok(with_pool!(self, p => sqlx::query_scalar(
+            "INSERT INTO receipts (gateway, payload, received_at, effect) VALUES ($1, $2, $3, 'malformed') RETURNING id")
+            .bind(gateway).bind(payload).bind(now_ms())
+            .fetch_one(p).await?))
+    }
+
+    /// Stores the receipt raw (its own commit: it survives whatever follows),
+    /// then applies it in one transaction: the status moves only where the
+    /// status machine allows (duplicates and stale reports change nothing),
+    /// failures flag the worker, and a late `delivered` resolves the flag.
+    pub async fn apply_receipt(
+        &self,
+        gateway: &str,
+        payload: &str,
+        r: &ParsedReceipt,
+    ) -> Result<ReceiptEffect> {
+        let now = now_ms();
+        let name = outcome_name(r.outcome);
+        with_pool!(self, pool => {
+            let receipt_id: i64 = sqlx::query_scalar(
+                "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, error_code, \
+                 payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id")
+                .bind(gateway).bind(r.message_id).bind(&r.gateway_message_id).bind(&r.raw_status)
+                .bind(name).bind(&r.error_code).bind(payload).bind(now)
+                .fetch_one(pool).await?;
+
+            let mut tx = pool.begin_write().await?;
+            let exists: Option<i64> = match r.message_id {
+                Some(id) => sqlx::query_scalar("SELECT id FROM messages WHERE id = $1")
+                    .bind(id).fetch_optional(&mut *tx).await?,
+                None => None,
+            };
+            let effect = match (exists, target(r.outcome)) {
+                (None, _) => ReceiptEffect::UnknownMessage,
+                (Some(_), None) if r.outcome == ReceiptOutcome::Accepted => ReceiptEffect::Intermediate,
+                (Some(_), None) => ReceiptEffect::UnknownCode,
+                (Some(id), Some((status, reason))) => {
+                    let from = Status::sql_list(&Status::sources_of(status));
+                    let sql = format!(
+                        "UPDATE messages SET status = $1, final_at = $2, updated_at = $2, \
+                         last_error = $3 WHERE id = $4 AND status IN ({from})");
+                    let err = reason.map(|_| format!("receipt {}", r.error_code.as_deref().unwrap_or(name)));
+                    let n = sqlx::query(&sql)
+                        .bind(status.as_str()).bind(now).bind(err).bind(id)
+                        .execute(&mut *tx).await?.rows_affected();
+                    if n == 0 {
+                        ReceiptEffect::Ignored
+                    } else {
+                        match reason {
+                            Some(reason) => {
+                                flag!(tx, id, reason, now);
+                            }
+                            None => {
+                                sqlx::query("UPDATE non_recipients SET resolved_at = $1, resolution = 'delivered_late' \
+                                             WHERE message_id = $2 AND resolved_at IS NULL")
+                                    .bind(now).bind(id).execute(&mut *tx).await?;
+                            }
+                        }
+                        ReceiptEffect::Applied
+                    }
+                }
+            };
+            sqlx::query("UPDATE receipts SET effect = $1 WHERE id = $2")
+                .bind(effect.as_str()).bind(receipt_id)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(effect)
+        })
+    }
+
+    /// Receipts for one message, oldest first.
+    pub async fn receipts_for(&self, message_id: i64) -> Result<Vec<StoredReceipt>> {
+        Ok(with_pool!(self, p => sqlx::query_as::<_, StoredReceipt>(
+            "SELECT id, gateway, message_id, gateway_message_id, raw_status, outcome, error_code, payload, \
+             received_at, effect FROM receipts WHERE message_id = $1 ORDER BY id")
+            .bind(message_id).fetch_all(p).await?))
+    }
+
+    /// Receipt counts by effect (metrics, reports).
+    pub async fn receipt_effects(&self) -> Result<Vec<(Option<String>, i64)>> {
+        Ok(with_pool!(self, p => sqlx::query_as(
+            "SELECT effect, COUNT(*) FROM receipts GROUP BY effect ORDER BY effect")
+            .fetch_all(p).await?))
+    }
+}
