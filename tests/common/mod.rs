@@ -1,0 +1,164 @@
+//! Test helpers: a fresh database per test on SQLite or PostgreSQL, and the
+//! real application started on random ports.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use pedulicovid::app::{App, Parts};
+use pedulicovid::config::Settings;
+use pedulicovid::store::{CampaignReport, Store};
+
+/// Where PostgreSQL test databases are created. CI and the README's test
+/// command start PostgreSQL on 127.0.0.1:5432 with trust auth.
+pub fn pg_admin_url() -> String {
+    std::env::var("PEDULICOVID_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty database for one test. SQLite files live in a temporary
+/// directory; PostgreSQL databases get a unique name and are dropped when
+/// the guard is dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: &str) -> TestDb {
+        match backend {
+            "sqlite" => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            "postgres" => {
+                let name = format!("pedulicovid_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&pg_admin_url())
+                    .await
+                    .expect("PostgreSQL must be running for the test suite (see README)");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let mut u = url::Url::parse(&pg_admin_url()).expect("PG URL");
+                u.set_path(&name);
+                TestDb {
+                    url: u.to_string(),
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+            other => panic!("unknown backend {other}"),
+        }
+    }
+
+    pub async fn store(&self) -> Store {
+        let s = Store::connect(&self.url).await.expect("connect");
+        s.migrate().await.expect("migrate");
+        s
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Best effort, on a thread of its own: Drop cannot be async.
+            let url = pg_admin_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let admin = sqlx::PgPool::connect(&url).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await
+                        .ok()?;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// Settings for a test: random ports, the in-process simulator, fast retries.
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut s = Settings::default();
+    s.database_url = db.url.clone();
+    s.http.listen = "127.0.0.1:0".into();
+    s.simulator.enabled = true;
+    s.simulator.config.listen = "127.0.0.1:0".into();
+    s.simulator.config.receipt_delay_ms = 5;
+    s.simulator.config.receipt_jitter_ms = 5;
+    s.simulator.config.callback_retry_delay_ms = 100;
+    s.worker.poll_ms = 50;
+    s.worker.backoff_initial_ms = 50;
+    s.worker.backoff_max_ms = 200;
+    s
+}
+
+pub async fn start(settings: Settings, parts: Parts) -> App {
+    App::start(settings, parts).await.expect("app starts")
+}
+
+/// Writes CSV text to a temporary file and imports it.
+pub async fn import_text(store: &Store, csv: &str) -> pedulicovid::registry::ImportReport {
+    pedulicovid::registry::import_csv(store, csv.as_bytes(), |_| {})
+        .await
+        .expect("import runs")
+}
+
+pub const HEADER: &str =
+    "nik,full_name,phone,profession,facility_code,regency_code,province_code,validated,eligible\n";
+
+/// A valid registry row for worker `i` in province `prov` with a phone
+/// ending in `last` (the simulator's rules key on the last digit).
+pub fn row(i: u32, prov: &str, phone_tail: &str) -> String {
+    format!(
+        "{prov}0101{:02}0190{:04},Nakes Nomor {i},0812{:0>8},perawat,FKS{i},{prov}01,{prov},true,true\n",
+        (i % 28) + 1,
+        i + 1,
+        phone_tail
+    )
+}
+
+/// Polls until the campaign has nothing in flight, or panics after `limit`.
+pub async fn wait_done(store: &Store, campaign: i64, limit: Duration) -> CampaignReport {
+    let start = Instant::now();
+    loop {
+        let r = store.campaign_report(campaign).await.expect("report");
+        if r.enqueued > 0 && r.in_flight() == 0 {
+            return r;
+        }
+        if start.elapsed() > limit {
+            panic!("campaign {campaign} not done after {limit:?}: {r:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Declares `#[tokio::test]` functions `sqlite` and `postgres` in a module
+/// named after the test, each running `$f(backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name("sqlite").await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name("postgres").await
+            }
+        }
+    };
+}
