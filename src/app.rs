@@ -162,7 +162,12 @@ impl App {
                         .with_context(|| format!("gateway {}: unknown operator {o:?}", g.name))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            routes.push(Route::new(gateway, g.rate_per_sec, operators));
+            routes.push(Route::new(
+                gateway,
+                g.rate_per_sec,
+                g.segments_per_sec,
+                operators,
+            ));
             callbacks.insert(
                 g.name.clone(),
                 CallbackGateway {
@@ -171,7 +176,7 @@ impl App {
                 },
             );
         }
-        let router = Arc::new(Router::new(routes));
+        let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
 
         if let Some(listener) = listener {
             let state = AppState {
@@ -194,6 +199,14 @@ impl App {
             }));
         }
 
+        if parts.workers > 0 {
+            tasks.push(tokio::spawn(crate::dispatch::heartbeat(
+                store.clone(),
+                router.clone(),
+                crate::dispatch::process_id(),
+                shutdown_rx.clone(),
+            )));
+        }
         for _ in 0..parts.workers {
             let d = Dispatcher::new(
                 store.clone(),

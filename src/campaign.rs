@@ -143,6 +143,8 @@ pub struct CampaignRequest {
     pub provinces: Vec<String>,
     pub professions: Vec<String>,
     pub created_by: String,
+    /// Unsent messages expire at this time (Unix ms), flagged `deadline`.
+    pub deadline: Option<i64>,
 }
 
 /// Why a campaign could not be created.
@@ -189,6 +191,14 @@ pub async fn create(
         .filter(|p| !p.is_empty())
         .collect();
     let scheduled_at = req.at.unwrap_or_else(crate::store::now_ms);
+    if let Some(d) = req.deadline {
+        if d <= scheduled_at {
+            return Err(CampaignError::Invalid {
+                field: "deadline",
+                reason: "must be after the start time".into(),
+            });
+        }
+    }
     let first_send = [TimeZone::Wib, TimeZone::Wita, TimeZone::Wit].map(|tz| {
         (
             tz,
@@ -206,6 +216,7 @@ pub async fn create(
             professions,
         },
         created_by: req.created_by,
+        deadline_at: req.deadline,
         first_send,
     };
     Ok(store.create_campaign(&new).await?)

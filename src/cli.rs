@@ -17,7 +17,7 @@ use crate::domain::{mask_name, mask_nik, mask_phone};
 use crate::registry;
 use crate::render::Renderer;
 use crate::simulator::{parse_rules, OutcomeMix, Simulator};
-use crate::store::{redact_url, Store};
+use crate::store::{redact_url, CampaignAction, Store};
 
 /// SMS PEDULICOVID notification dispatcher.
 #[derive(Debug, Parser)]
@@ -72,6 +72,8 @@ enum Command {
     },
     /// The built-in carrier simulator (speaks Kannel's sendsms dialect).
     CarrierSim(SimArgs),
+    /// Measure a campaign against the in-process simulator.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,9 +96,22 @@ enum CampaignCmd {
         /// Only these professions (repeat or comma-separate; case-insensitive).
         #[arg(long, value_delimiter = ',')]
         profession: Vec<String>,
+        /// Unsent by then: expired and flagged `deadline` (same formats as --at).
+        #[arg(long)]
+        deadline: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// Stop sending (effective within a second; the batch in flight finishes).
+    Pause {
+        id: i64,
+        #[arg(long, default_value = "paused by operator")]
+        reason: String,
+    },
+    /// Continue a paused campaign (nothing already sent is sent again).
+    Resume { id: i64 },
+    /// End every unsent message `cancelled`.
+    Cancel { id: i64 },
     /// All campaigns.
     List {
         #[arg(long)]
@@ -170,7 +185,7 @@ struct SimArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_));
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
     init_tracing(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -225,6 +240,11 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 s.database_url = String::new(); // demo picks a fresh temporary SQLite file
             }
             demo::run(s, a.workers, a.seed, a.json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) => {
+            let s = settings(&cli)?;
+            crate::bench::run(s, a.clone(), cli.database_url.is_some()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => serve_until_signal(settings(&cli)?, Parts::ALL).await,
@@ -445,6 +465,7 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
             window,
             province,
             profession,
+            deadline,
             json,
         } => {
             let renderer = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
@@ -462,6 +483,11 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                 provinces: province.clone(),
                 professions: profession.clone(),
                 created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+                deadline: deadline
+                    .as_deref()
+                    .map(campaign::parse_time)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?,
             };
             let (c, n) = campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
             store
@@ -484,6 +510,11 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                 );
             }
         }
+        CampaignCmd::Pause { id, reason } => {
+            control(&store, *id, CampaignAction::Pause, reason).await?
+        }
+        CampaignCmd::Resume { id } => control(&store, *id, CampaignAction::Resume, "").await?,
+        CampaignCmd::Cancel { id } => control(&store, *id, CampaignAction::Cancel, "").await?,
         CampaignCmd::List { json } => {
             let all = store.campaigns().await?;
             if *json {
@@ -537,6 +568,35 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn control(
+    store: &Store,
+    id: i64,
+    action: CampaignAction,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let c = store.control_campaign(id, action, reason).await?;
+    store
+        .audit(
+            &actor,
+            &format!("campaign.{}", action.as_str()),
+            &format!("campaign:{id}"),
+            reason,
+        )
+        .await?;
+    let r = store.campaign_report(id).await?;
+    println!(
+        "campaign {id} is now {}{}; {} queued, {} cancelled",
+        c.status,
+        c.pause_reason
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        r.status(crate::status::Status::Queued),
+        r.status(crate::status::Status::Cancelled)
+    );
+    Ok(())
 }
 
 async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {

@@ -105,6 +105,15 @@ pub struct WorkerSettings {
     /// Messages still `sent` without a final receipt after this long become
     /// `unknown` and are flagged `no_receipt`.
     pub receipt_timeout_secs: u64,
+    /// A message still failing transiently this long after it was enqueued
+    /// is given up (`failed`, `retries_exhausted`), throttles included.
+    pub max_age_secs: u64,
+    /// Cap over all gateways together, messages per second (0 = none).
+    pub global_rate_per_sec: u32,
+    /// Auto-pause a campaign when more than `auto_pause_threshold` of its
+    /// last `auto_pause_window` send attempts failed.
+    pub auto_pause_window: u32,
+    pub auto_pause_threshold: f64,
 }
 
 impl Default for WorkerSettings {
@@ -119,6 +128,10 @@ impl Default for WorkerSettings {
             backoff_max_ms: 300_000,
             policy: DeliveryPolicy::AtLeastOnce,
             receipt_timeout_secs: 24 * 3600,
+            max_age_secs: 24 * 3600,
+            global_rate_per_sec: 0,
+            auto_pause_window: 200,
+            auto_pause_threshold: 0.5,
         }
     }
 }
@@ -154,8 +167,11 @@ pub struct GatewaySettings {
     pub name: String,
     /// Only `kannel` for now (the built-in simulator speaks it too).
     pub dialect: String,
-    /// Messages per second sent to this gateway (0 = unlimited).
+    /// Messages per second sent to this gateway, all workers together
+    /// (0 = unlimited).
     pub rate_per_sec: u32,
+    /// SMS segments per second (a 2-part message costs 2; 0 = unlimited).
+    pub segments_per_sec: u32,
     /// Operators routed here (`telkomsel`, `indosat`, …); empty = any.
     pub operators: Vec<String>,
     /// Token carriers present on receipt callbacks. Empty: one is generated
@@ -170,6 +186,7 @@ impl Default for GatewaySettings {
             name: "sim".into(),
             dialect: "kannel".into(),
             rate_per_sec: 0,
+            segments_per_sec: 0,
             operators: vec![],
             callback_secret: Secret::default(),
             kannel: KannelConfig::default(),

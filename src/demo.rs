@@ -297,6 +297,7 @@ pub async fn run(
             provinces: vec![],
             professions: vec![],
             created_by: "demo".into(),
+            deadline: None,
         },
     )
     .await?;

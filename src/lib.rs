@@ -15,20 +15,24 @@
 //! - [`status`]: the one-way message status machine and flag reasons.
 //! - [`http`]: receipt callbacks and the HTTP surface.
 //! - [`simulator`]: the built-in carrier simulator.
-//! - [`app`]: wiring: `run`, `serve`, `worker`, `demo`.
+//! - [`metrics`]: counters and the send-latency histogram.
+//! - [`app`]: wiring: `run`, `serve`, `worker`; [`cli`] and [`demo`] on top.
 
-pub mod app;
-pub mod campaign;
-pub mod cli;
+// Settings and parsed domain types first, then the flow of a notice.
 pub mod config;
-pub mod demo;
-pub mod dispatch;
-pub mod domain;
-pub mod gateway;
-pub mod http;
-pub mod registry;
-pub mod render;
 pub mod secret;
-pub mod simulator;
-pub mod status;
+pub mod domain;
 pub mod store;
+pub mod registry;
+pub mod campaign;
+pub mod render;
+pub mod dispatch;
+pub mod gateway;
+pub mod status;
+pub mod http;
+pub mod simulator;
+pub mod metrics;
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod bench;

@@ -49,6 +49,7 @@ async fn whole_campaign_flags_the_right_workers(backend: &str) {
             provinces: vec![],
             professions: vec![],
             created_by: "test".into(),
+            deadline: None,
         },
     )
     .await

@@ -7,55 +7,85 @@
 //! carrier is never called inside a database transaction, and a failure of
 //! one message (even a template error) only ever affects that message.
 
+pub mod limits;
 pub mod retry;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use self::limits::{GatewayLimits, Limit};
 use crate::campaign::Window;
 use crate::config::{SmsSettings, WorkerSettings};
 use crate::domain::{Msisdn, Operator, ProvinceCode};
 use crate::gateway::{Gateway, OutboundSms, SendError};
+use crate::metrics::METRICS;
 use crate::render::{RenderContext, Renderer};
 use crate::status::FlagReason;
 use crate::store::{now_ms, ClaimedMessage, SendOutcome, Store};
 
-/// One gateway with its rate limit and the operators routed to it.
+/// One gateway with its rate limits and the operators routed to it.
 pub struct Route {
     pub gateway: Arc<dyn Gateway>,
-    pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    pub limits: GatewayLimits,
     /// Empty: any operator.
     pub operators: Vec<Operator>,
 }
 
 impl Route {
-    pub fn new(gateway: Arc<dyn Gateway>, rate_per_sec: u32, operators: Vec<Operator>) -> Route {
-        let limiter = std::num::NonZeroU32::new(rate_per_sec)
-            .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+    pub fn new(
+        gateway: Arc<dyn Gateway>,
+        messages_per_sec: u32,
+        segments_per_sec: u32,
+        operators: Vec<Operator>,
+    ) -> Route {
         Route {
             gateway,
-            limiter,
+            limits: GatewayLimits::new(messages_per_sec, segments_per_sec),
             operators,
         }
     }
 }
 
 /// Picks a gateway by the number's operator; the first route is the default.
+/// Holds the global cap over all gateways.
 pub struct Router {
     routes: Vec<Route>,
+    global: Limit,
 }
 
 impl Router {
     /// `routes` must not be empty (settings check guarantees one gateway).
-    pub fn new(routes: Vec<Route>) -> Router {
+    pub fn new(routes: Vec<Route>, global_per_sec: u32) -> Router {
         assert!(!routes.is_empty(), "a router needs at least one route");
-        Router { routes }
+        Router {
+            routes,
+            global: Limit::new(global_per_sec),
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// This process's share of every rate when `workers` processes are alive.
+    pub fn set_share(&self, workers: u32) {
+        self.global.set_share(workers);
+        for r in &self.routes {
+            r.limits.set_share(workers);
+        }
+    }
+
+    /// Lets throttled gateways recover after a calm spell.
+    pub fn recover(&self) {
+        for r in &self.routes {
+            r.limits.recover();
+        }
     }
 
     pub fn route(&self, operator: Operator) -> &Route {
@@ -98,12 +128,7 @@ impl Dispatcher {
         worker: WorkerSettings,
         sms: SmsSettings,
     ) -> Dispatcher {
-        let owner = format!(
-            "{}-{}-{}",
-            hostname(),
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let owner = process_id();
         Dispatcher {
             store,
             renderer,
@@ -138,12 +163,28 @@ impl Dispatcher {
             .collect()
             .await;
         for o in &outcomes {
-            match o {
-                SendOutcome::Sent { .. } => summary.sent += 1,
-                SendOutcome::Retry { .. } => summary.retried += 1,
-                SendOutcome::Defer { .. } => summary.deferred += 1,
-                SendOutcome::Failed { .. } => summary.failed += 1,
-            }
+            let counter = match o {
+                SendOutcome::Sent { .. } => {
+                    summary.sent += 1;
+                    &METRICS.sent
+                }
+                SendOutcome::Retry { throttled, .. } => {
+                    summary.retried += 1;
+                    if *throttled {
+                        METRICS.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    &METRICS.retried
+                }
+                SendOutcome::Defer { .. } => {
+                    summary.deferred += 1;
+                    &METRICS.deferred
+                }
+                SendOutcome::Failed { .. } => {
+                    summary.failed += 1;
+                    &METRICS.failed
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         summary.lease_lost = self.store.record_outcomes(&self.owner, &outcomes).await?;
         if summary.lease_lost > 0 {
@@ -215,9 +256,8 @@ impl Dispatcher {
             };
         }
         let route = self.router.route(to.operator());
-        if let Some(limiter) = &route.limiter {
-            limiter.until_ready().await;
-        }
+        route.limits.acquire(text.segments()).await;
+        self.router.global.acquire(1).await;
         let gateway = route.gateway.name().to_string();
         let body = text.as_str().to_string();
         let encoding = text.encoding().as_str();
@@ -227,7 +267,10 @@ impl Dispatcher {
             to,
             text,
         };
-        match route.gateway.send(&sms).await {
+        let started = std::time::Instant::now();
+        let result = route.gateway.send(&sms).await;
+        METRICS.send_latency.record(started.elapsed());
+        match result {
             Ok(acc) => SendOutcome::Sent {
                 id: m.id,
                 gateway,
@@ -254,11 +297,19 @@ impl Dispatcher {
                     SendError::Throttled { retry_after } => (true, *retry_after),
                     _ => (false, None),
                 };
-                if !throttled && m.attempts as u32 >= self.worker.max_attempts {
+                if throttled {
+                    route.limits.throttled();
+                }
+                let too_old = now_ms() - m.created_at > (self.worker.max_age_secs * 1000) as i64;
+                if too_old || (!throttled && m.attempts as u32 >= self.worker.max_attempts) {
                     return SendOutcome::Failed {
                         id: m.id,
                         gateway: Some(gateway),
-                        error: format!("{} (after {} attempts)", e.short(), m.attempts),
+                        error: if too_old {
+                            format!("{} (older than worker.max_age_secs)", e.short())
+                        } else {
+                            format!("{} (after {} attempts)", e.short(), m.attempts)
+                        },
                         reason: FlagReason::RetriesExhausted,
                     };
                 }
@@ -335,8 +386,54 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     if swept > 0 {
         info!(swept, "messages without a receipt flagged no_receipt");
     }
+    let expired = store.expire_past_deadline().await?;
+    if expired > 0 {
+        warn!(
+            expired,
+            "campaign deadline passed: unsent messages expired and flagged"
+        );
+    }
+    for (id, reason) in store
+        .auto_pause(worker.auto_pause_window, worker.auto_pause_threshold)
+        .await?
+    {
+        warn!(campaign = id, %reason, "campaign auto-paused");
+    }
     store.advance_campaigns().await?;
     Ok(())
+}
+
+/// Registers this process as a live worker every two seconds, takes its
+/// share of every rate, lets throttled gateways recover; deregisters on
+/// shutdown so the others take over its share at once.
+pub async fn heartbeat(
+    store: Store,
+    router: Arc<Router>,
+    id: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        match store.heartbeat(&id, 6_000).await {
+            Ok(live) => router.set_share(live as u32),
+            Err(e) => warn!(error = %e, "worker heartbeat failed"),
+        }
+        router.recover();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    let _ = store.deregister(&id).await;
+}
+
+/// A process-wide worker id: host, pid and a random suffix.
+pub fn process_id() -> String {
+    format!(
+        "{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 fn hostname() -> String {

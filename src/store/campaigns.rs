@@ -3,9 +3,28 @@
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
+use super::queue::flag;
 use super::{now_ms, with_pool, BeginWrite, Result, Store, StoreError};
 use crate::domain::{ProvinceCode, TimeZone};
-use crate::status::Status;
+use crate::status::{FlagReason, Status};
+
+/// What an operator can do to a running campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignAction {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl CampaignAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignAction::Pause => "pause",
+            CampaignAction::Resume => "resume",
+            CampaignAction::Cancel => "cancel",
+        }
+    }
+}
 
 /// Who a campaign is for. Empty lists mean "everyone".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -26,6 +45,8 @@ pub struct NewCampaign {
     pub window_end: i32,
     pub filter: CampaignFilter,
     pub created_by: String,
+    /// Messages not sent by then end `expired`, flagged `deadline`.
+    pub deadline_at: Option<i64>,
     /// First moment each zone may be sent to (scheduled time moved into the
     /// zone's window), as computed by the caller.
     pub first_send: [(TimeZone, i64); 3],
@@ -47,6 +68,8 @@ pub struct Campaign {
     pub enqueued: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub deadline_at: Option<i64>,
+    pub pause_reason: Option<String>,
 }
 
 /// Counts for one campaign.
@@ -59,6 +82,9 @@ pub struct CampaignReport {
     pub by_status: Vec<(String, i64)>,
     /// Open (unresolved) flags by reason.
     pub flagged_by_reason: Vec<(String, i64)>,
+    /// Messages already final (a fast receipt) whose worker has not yet
+    /// recorded the send: still in flight for our bookkeeping.
+    pub unrecorded: i64,
 }
 
 impl CampaignReport {
@@ -76,7 +102,10 @@ impl CampaignReport {
 
     /// Messages not yet in a state that needs nothing more from us.
     pub fn in_flight(&self) -> i64 {
-        self.status(Status::Queued) + self.status(Status::Sending) + self.status(Status::Sent)
+        self.status(Status::Queued)
+            + self.status(Status::Sending)
+            + self.status(Status::Sent)
+            + self.unrecorded
     }
 }
 
@@ -99,7 +128,7 @@ pub struct FlagRow {
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, template, status, scheduled_at, window_start, window_end, \
-     provinces, professions, created_by, enqueued, created_at, updated_at";
+     provinces, professions, created_by, enqueued, created_at, updated_at, deadline_at, pause_reason";
 
 /// `CASE province_code WHEN … THEN 8 … ELSE 7 END`, built from the domain
 /// table so SQL and Rust agree on every province's zone.
@@ -145,13 +174,13 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
-                 provinces, professions, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+                 provinces, professions, created_by, created_at, updated_at, deadline_at) \
+                 VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
             )
             .bind(&c.name).bind(&c.template).bind(c.scheduled_at)
             .bind(c.window_start).bind(c.window_end)
             .bind(provinces.join(",")).bind(professions.join(","))
-            .bind(&c.created_by).bind(now)
+            .bind(&c.created_by).bind(now).bind(c.deadline_at)
             .fetch_one(&mut *tx).await?;
 
             let mut q = QueryBuilder::new(
@@ -216,18 +245,155 @@ impl Store {
             sqlx::query("UPDATE campaigns SET status = 'running', updated_at = $1 \
                          WHERE status = 'scheduled' AND scheduled_at <= $1")
                 .bind(now).execute(p).await?;
+            // A retry recorded after a cancel put the row back in the queue:
+            // finish the cancel.
+            sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
+                         WHERE status = 'queued' AND campaign_id IN \
+                         (SELECT id FROM campaigns WHERE status = 'cancelled')")
+                .bind(now).execute(p).await?;
             sqlx::query("UPDATE campaigns SET status = 'completed', updated_at = $1 \
                          WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM messages m \
-                         WHERE m.campaign_id = campaigns.id AND m.status IN ('queued', 'sending'))")
+                         WHERE m.campaign_id = campaigns.id AND (m.status IN ('queued', 'sending') OR m.lease_owner IS NOT NULL))")
                 .bind(now).execute(p).await?;
         });
+        Ok(())
+    }
+
+    /// Messages of campaigns whose deadline passed, still unsent, end
+    /// `expired` and are flagged `deadline`. Returns how many.
+    pub async fn expire_past_deadline(&self) -> Result<u64> {
+        let now = now_ms();
+        let from = Status::sql_list(&[Status::Queued]);
+        let n = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(&format!(
+                "UPDATE messages SET status = 'expired', last_error = 'campaign deadline passed', \
+                 final_at = $1, updated_at = $1 WHERE status IN ({from}) AND campaign_id IN \
+                 (SELECT id FROM campaigns WHERE deadline_at IS NOT NULL AND deadline_at <= $1) RETURNING id"))
+                .bind(now).fetch_all(&mut *tx).await?;
+            for id in &ids {
+                flag!(tx, *id, FlagReason::Deadline, now);
+            }
+            tx.commit().await?;
+            ids.len() as u64
+        });
+        Ok(n)
+    }
+
+    /// Pause, resume or cancel. Pause and cancel take effect at the next
+    /// claim (within `worker.poll_ms`); the batch already in flight finishes.
+    /// Cancel ends every unsent message `cancelled` in the same transaction.
+    /// Resume never re-sends: sent messages are not `queued`.
+    pub async fn control_campaign(
+        &self,
+        id: i64,
+        action: CampaignAction,
+        reason: &str,
+    ) -> Result<Campaign> {
+        let now = now_ms();
+        let (from, to): (&[&str], &str) = match action {
+            CampaignAction::Pause => (&["scheduled", "running"], "paused"),
+            CampaignAction::Resume => (&["paused"], "running"),
+            CampaignAction::Cancel => (&["scheduled", "running", "paused"], "cancelled"),
+        };
+        let from_sql = from
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let reason = match action {
+            CampaignAction::Pause => Some(reason.to_string()),
+            _ => None,
+        };
+        let changed = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let n = sqlx::query(&format!(
+                "UPDATE campaigns SET status = $1, pause_reason = $2, updated_at = $3 \
+                 WHERE id = $4 AND status IN ({from_sql})"))
+                .bind(to).bind(&reason).bind(now).bind(id)
+                .execute(&mut *tx).await?.rows_affected();
+            if n == 1 && action == CampaignAction::Cancel {
+                sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
+                             WHERE campaign_id = $2 AND status = 'queued'")
+                    .bind(now).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n
+        });
+        let c = self.campaign(id).await?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "campaign {id} is {}; cannot {}",
+                c.status,
+                action.as_str()
+            )));
+        }
+        Ok(c)
+    }
+
+    /// Pauses running campaigns whose last `window` send attempts failed in
+    /// a share above `threshold` (a broken gateway or template must not burn
+    /// through the whole audience). Returns the campaigns paused.
+    pub async fn auto_pause(&self, window: u32, threshold: f64) -> Result<Vec<(i64, String)>> {
+        let running: Vec<i64> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT id FROM campaigns WHERE status = 'running'").fetch_all(p).await?);
+        let mut paused = vec![];
+        for id in running {
+            let outcomes: Vec<String> = with_pool!(self, p => sqlx::query_scalar(
+                "SELECT a.outcome FROM attempts a JOIN messages m ON m.id = a.message_id \
+                 WHERE m.campaign_id = $1 ORDER BY a.id DESC LIMIT $2")
+                .bind(id).bind(window as i64).fetch_all(p).await?);
+            if outcomes.len() < window as usize {
+                continue;
+            }
+            let bad = outcomes.iter().filter(|o| o.as_str() != "sent").count();
+            let share = bad as f64 / outcomes.len() as f64;
+            if share > threshold {
+                let reason = format!(
+                    "auto-paused: {bad} of the last {} send attempts failed ({:.0} % > {:.0} %)",
+                    outcomes.len(),
+                    share * 100.0,
+                    threshold * 100.0
+                );
+                if self
+                    .control_campaign(id, CampaignAction::Pause, &reason)
+                    .await
+                    .is_ok()
+                {
+                    paused.push((id, reason));
+                }
+            }
+        }
+        Ok(paused)
+    }
+
+    /// Records this worker as alive and returns how many workers are alive
+    /// (heartbeat within `live_ms`), itself included; forgets dead ones.
+    pub async fn heartbeat(&self, worker: &str, live_ms: i64) -> Result<i64> {
+        let now = now_ms();
+        Ok(with_pool!(self, p => {
+            sqlx::query("INSERT INTO workers (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
+                .bind(worker).bind(now).execute(p).await?;
+            sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
+                .bind(now - 10 * live_ms).execute(p).await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1")
+                .bind(now - live_ms).fetch_one(p).await?;
+            n.max(1)
+        }))
+    }
+
+    /// A worker that stops says so, so the others take its share at once.
+    pub async fn deregister(&self, worker: &str) -> Result<()> {
+        with_pool!(self, p => sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(worker).execute(p).await.map(|_| ())?);
         Ok(())
     }
 
     /// Per-status counts and open flags for one campaign.
     pub async fn campaign_report(&self, id: i64) -> Result<CampaignReport> {
         type Counts = Vec<(String, i64)>;
-        let (by_status, sent, flags): (Counts, i64, Counts) = with_pool!(self, p => {
+        let (by_status, sent, flags, unrecorded): (Counts, i64, Counts, i64) = with_pool!(self, p => {
             let by_status = sqlx::query_as("SELECT status, COUNT(*) FROM messages WHERE campaign_id = $1 GROUP BY status")
                 .bind(id).fetch_all(p).await?;
             let sent = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at IS NOT NULL")
@@ -235,11 +401,15 @@ impl Store {
             let flags = sqlx::query_as("SELECT reason, COUNT(*) FROM non_recipients \
                                         WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason ORDER BY reason")
                 .bind(id).fetch_all(p).await?;
-            (by_status, sent, flags)
+            let unrecorded = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
+                                                 AND lease_owner IS NOT NULL AND status <> 'sending'")
+                .bind(id).fetch_one(p).await?;
+            (by_status, sent, flags, unrecorded)
         });
         let mut report = CampaignReport {
             sent,
             flagged_by_reason: flags,
+            unrecorded,
             ..Default::default()
         };
         for s in Status::ALL {

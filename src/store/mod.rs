@@ -21,7 +21,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use campaigns::{Campaign, CampaignFilter, CampaignReport, FlagRow, NewCampaign};
+pub use campaigns::{
+    Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
+};
 pub use queue::{ClaimedMessage, SendOutcome};
 pub use receipts::{ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};

@@ -116,7 +116,8 @@ impl Store {
             "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1, updated_at = $3 \
              WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
-               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running')) \
+               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running') \
+                 AND (deadline_at IS NULL OR deadline_at > $3)) \
                ORDER BY next_attempt_at, id LIMIT $4{lock}) \
              AND status = 'queued' RETURNING id"
         );

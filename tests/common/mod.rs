@@ -91,8 +91,10 @@ impl Drop for TestDb {
 
 /// Settings for a test: random ports, the in-process simulator, fast retries.
 pub fn test_settings(db: &TestDb) -> Settings {
-    let mut s = Settings::default();
-    s.database_url = db.url.clone();
+    let mut s = Settings {
+        database_url: db.url.clone(),
+        ..Default::default()
+    };
     s.http.listen = "127.0.0.1:0".into();
     s.simulator.enabled = true;
     s.simulator.config.listen = "127.0.0.1:0".into();

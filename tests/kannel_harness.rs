@@ -1,0 +1,372 @@
+//! A whole campaign through the REAL carrier harness (`shared/carrier`:
+//! Kannel 1.4.5 bearerbox + smsbox and the SMPP SMSC simulator) on both
+//! databases: import → campaign → worker → `GET /cgi-bin/sendsms` → SMPP →
+//! receipts → Kannel's `dlr-url` callbacks → statuses, receipts and flags.
+//!
+//! The harness is started here if it is not up (`start.sh` is idempotent and
+//! installs Kannel with apt-get when missing, which needs root). It is left
+//! running at the end: other tests may use it, and the suite's script stops
+//! it. A harness that cannot start fails the test with start.sh's output;
+//! nothing is skipped silently.
+//!
+//! The simulator's default rules decide each outcome from the destination's
+//! last digit: 0 UNDELIV, 9 EXPIRED (Kannel reports `%d` = 34), 8 REJECTD,
+//! 7 NACK invalid destination (`%d` = 16), 1-6 DELIVRD.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pedulicovid::app::Parts;
+use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::config::GatewaySettings;
+use pedulicovid::gateway::kannel::KannelConfig;
+use pedulicovid::secret::Secret;
+use pedulicovid::status::Status;
+
+/// What the tests need from the running harness (`carrier.env`).
+#[derive(Debug, Clone)]
+struct Carrier {
+    sendsms_url: String,
+    username: String,
+    password: String,
+    run_dir: PathBuf,
+}
+
+/// One start attempt per test binary; the result (or the failure with
+/// start.sh's output) is shared by every test in it. `OnceLock::get_or_init`
+/// makes concurrent callers wait for the one running initialiser.
+static CARRIER: OnceLock<Result<Carrier, String>> = OnceLock::new();
+
+fn carrier_dir() -> PathBuf {
+    match std::env::var_os("PEDULICOVID_CARRIER_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/carrier"),
+    }
+}
+
+fn run_dir() -> PathBuf {
+    std::env::var_os("CARRIER_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/pedulicovid-carrier"))
+}
+
+/// Runs `bash start.sh` (a no-op printing "already running" when the harness
+/// is up) and reads `carrier.env`.
+fn start_harness() -> Result<Carrier, String> {
+    let dir = carrier_dir();
+    let script = dir.join("start.sh");
+    if !script.is_file() {
+        return Err(format!(
+            "carrier harness not found: {} (set PEDULICOVID_CARRIER_DIR)",
+            script.display()
+        ));
+    }
+    let started = Instant::now();
+    // start.sh sends its background processes' output to files in the run
+    // directory, so capturing stdout/stderr here does not wait on them.
+    let out = Command::new("bash")
+        .arg(&script)
+        .current_dir(&dir)
+        .output()
+        .map_err(|e| format!("running bash {}: {e}", script.display()))?;
+    let output = format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(format!(
+            "bash {} failed ({}) after {:?}:\n{output}",
+            script.display(),
+            out.status,
+            started.elapsed()
+        ));
+    }
+    eprintln!(
+        "carrier harness ready after {:?}:\n{output}",
+        started.elapsed()
+    );
+
+    let env_file = run_dir().join("carrier.env");
+    let text = std::fs::read_to_string(&env_file).map_err(|e| {
+        format!(
+            "reading {}: {e}\nstart.sh said:\n{output}",
+            env_file.display()
+        )
+    })?;
+    let vars: HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let get = |k: &str| {
+        vars.get(k)
+            .map(|v| v.to_string())
+            .ok_or_else(|| format!("{} has no {k}:\n{text}", env_file.display()))
+    };
+    Ok(Carrier {
+        sendsms_url: get("KANNEL_SENDSMS_URL")?,
+        username: get("KANNEL_SENDSMS_USER")?,
+        password: get("KANNEL_SENDSMS_PASS")?,
+        run_dir: vars
+            .get("CARRIER_RUN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(run_dir),
+    })
+}
+
+/// The running harness, started once per test binary. Panics (fails the
+/// test) with start.sh's output when it cannot be started.
+async fn carrier() -> Carrier {
+    let result = tokio::task::spawn_blocking(|| CARRIER.get_or_init(start_harness).clone())
+        .await
+        .expect("harness start-up thread");
+    match result {
+        Ok(c) => c,
+        Err(e) => panic!("the Kannel carrier harness is not available:\n{e}"),
+    }
+}
+
+/// The running SMSC simulator's command line, for failure messages: a
+/// harness started with other `SMSC_SIM_ARGS` (`--rules`, `--no-tlv`)
+/// explains different outcomes.
+fn simulator_cmdline(run_dir: &Path) -> String {
+    std::fs::read_to_string(run_dir.join("smsc_sim.pid"))
+        .ok()
+        .and_then(|pid| std::fs::read(format!("/proc/{}/cmdline", pid.trim())).ok())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|| "not found".to_string())
+}
+
+/// What the simulator's default rules do with a number ending in `digit`:
+/// (message status, flag reason, Kannel `%d`, SMSC id present).
+fn expected(digit: u32) -> (Status, Option<&'static str>, &'static str, bool) {
+    match digit {
+        0 => (Status::Undelivered, Some("undelivered"), "2", true),
+        9 => (Status::Expired, Some("expired"), "34", true),
+        8 => (Status::Rejected, Some("rejected"), "2", true),
+        7 => (Status::Rejected, Some("invalid_number"), "16", false),
+        _ => (Status::Delivered, None, "1", true),
+    }
+}
+
+/// The receipt outcome name stored for a number ending in `digit`.
+fn expected_outcome(digit: u32) -> &'static str {
+    match digit {
+        0 => "undelivered",
+        9 => "expired",
+        8 => "rejected",
+        7 => "invalid_number",
+        _ => "delivered",
+    }
+}
+
+fn last_digit(phone: &str) -> u32 {
+    phone
+        .chars()
+        .last()
+        .and_then(|c| c.to_digit(10))
+        .unwrap_or_else(|| panic!("phone {phone:?} does not end in a digit"))
+}
+
+/// `(id, phone, status, gateway)` of every message of a campaign, read with
+/// plain sqlx (the store has no listing of a campaign's messages).
+async fn campaign_messages(
+    backend: &str,
+    url: &str,
+    campaign: i64,
+) -> Vec<(i64, String, String, Option<String>)> {
+    let sql = "SELECT id, phone, status, gateway FROM messages WHERE campaign_id = $1 ORDER BY id";
+    match backend {
+        "sqlite" => {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
+            let rows = sqlx::query_as(sql)
+                .bind(campaign)
+                .fetch_all(&pool)
+                .await
+                .expect("list messages");
+            pool.close().await;
+            rows
+        }
+        _ => {
+            let pool = sqlx::PgPool::connect(url).await.expect("open PostgreSQL");
+            let rows = sqlx::query_as(sql)
+                .bind(campaign)
+                .fetch_all(&pool)
+                .await
+                .expect("list messages");
+            pool.close().await;
+            rows
+        }
+    }
+}
+
+async fn campaign_through_real_kannel(backend: &str) {
+    let t0 = Instant::now();
+    let carrier = carrier().await;
+    let harness_ready = t0.elapsed();
+
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.simulator.enabled = false;
+    s.gateways = vec![GatewaySettings {
+        name: "kannel".into(),
+        dialect: "kannel".into(),
+        kannel: KannelConfig {
+            sendsms_url: carrier.sendsms_url.clone(),
+            username: carrier.username.clone(),
+            password: Secret::new(carrier.password.clone()),
+            ..KannelConfig::default()
+        },
+        ..GatewaySettings::default()
+    }];
+    let app = start(s, Parts::ALL).await;
+    assert!(
+        app.simulator.is_none(),
+        "the built-in simulator must be off"
+    );
+
+    // 20 workers: every outcome digit twice, spread over WIB (31, Jakarta),
+    // WITA (73, Sulawesi Selatan) and WIT (94, Papua). Phone tails are
+    // 8 digits: backend (1 sqlite, 2 postgres: both tests share the one
+    // Kannel at the same time), a per-run token, the worker index, and the
+    // outcome digit last.
+    let b = if backend == "sqlite" { 1 } else { 2 };
+    let run = (uuid::Uuid::new_v4().as_u128() % 10_000) as u32;
+    let provinces = ["31", "73", "94"];
+    let n = 20u32;
+    let mut csv = String::from(HEADER);
+    for i in 0..n {
+        let tail = format!("{b}{run:04}{i:02}{}", i % 10);
+        csv.push_str(&row(i, provinces[(i % 3) as usize], &tail));
+    }
+    let imported = import_text(&app.store, &csv).await;
+    assert_eq!(u64::from(n), imported.accepted, "{:?}", imported.rejections);
+
+    let (c, enqueued) = campaign::create(
+        &app.store,
+        &app.renderer,
+        1,
+        CampaignRequest {
+            name: format!("kannel harness {backend}"),
+            template: "undangan_registrasi".into(),
+            at: None,
+            window: "00:00-24:00".parse().unwrap(),
+            provinces: vec![],
+            professions: vec![],
+            created_by: "test".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(enqueued, u64::from(n));
+
+    let sent_at = Instant::now();
+    let mut r = wait_done(&app.store, c.id, Duration::from_secs(60)).await;
+    let settled = sent_at.elapsed();
+    // A fast callback (the NACK's type 16 comes with the submit_sm_resp) can
+    // make a message final before the worker has recorded `sent_at`; the
+    // record follows right after.
+    let limit = Instant::now() + Duration::from_secs(10);
+    while r.sent < i64::from(n) && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = app.store.campaign_report(c.id).await.expect("report");
+    }
+    let ctx = format!(
+        "{r:?} (harness run dir {}, simulator: {})",
+        carrier.run_dir.display(),
+        simulator_cmdline(&carrier.run_dir)
+    );
+
+    assert_eq!(r.enqueued, i64::from(n), "{ctx}");
+    assert_eq!(r.sent, i64::from(n), "every message went to Kannel: {ctx}");
+    assert_eq!(r.status(Status::Delivered), 12, "{ctx}"); // 1..=6, twice
+    assert_eq!(r.status(Status::Undelivered), 2, "{ctx}"); // 0
+    assert_eq!(r.status(Status::Expired), 2, "{ctx}"); // 9
+    assert_eq!(r.status(Status::Rejected), 4, "{ctx}"); // 8 rejected + 7 invalid number
+    for s in [Status::Failed, Status::Unknown, Status::Cancelled] {
+        assert_eq!(r.status(s), 0, "{s:?}: {ctx}");
+    }
+    let flags: BTreeMap<String, i64> = r.flagged_by_reason.iter().cloned().collect();
+    let want: BTreeMap<String, i64> = [
+        ("expired", 2),
+        ("invalid_number", 2),
+        ("rejected", 2),
+        ("undelivered", 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(flags, want, "{ctx}");
+
+    // Each open flag names the worker whose number carried that outcome.
+    let flag_rows = app.store.flags(Some(c.id), false).await.expect("flags");
+    assert_eq!(flag_rows.len(), 8, "{flag_rows:?}");
+    for f in &flag_rows {
+        assert_eq!(
+            expected(last_digit(&f.phone)).1,
+            Some(f.reason.as_str()),
+            "{f:?}"
+        );
+    }
+
+    // Every message: the expected status, sent through "kannel", and a stored
+    // receipt that was applied, carrying Kannel's own `%d`.
+    let messages = campaign_messages(backend, &db.url, c.id).await;
+    assert_eq!(messages.len(), n as usize);
+    let mut raw_34 = 0;
+    for (id, phone, status, gateway) in &messages {
+        let digit = last_digit(phone);
+        let (want_status, _, want_raw, has_fid) = expected(digit);
+        assert_eq!(status, want_status.as_str(), "message {id} to …{digit}");
+        assert_eq!(gateway.as_deref(), Some("kannel"), "message {id}");
+        let receipts = app.store.receipts_for(*id).await.expect("receipts");
+        let applied: Vec<_> = receipts
+            .iter()
+            .filter(|x| x.effect.as_deref() == Some("applied"))
+            .collect();
+        assert_eq!(
+            applied.len(),
+            1,
+            "message {id} to …{digit}: one applied receipt expected: {receipts:?}"
+        );
+        let a = applied[0];
+        assert_eq!(a.gateway, "kannel", "{a:?}");
+        assert_eq!(a.raw_status.as_deref(), Some(want_raw), "{a:?}");
+        assert_eq!(a.outcome.as_deref(), Some(expected_outcome(digit)), "{a:?}");
+        assert_eq!(a.gateway_message_id.is_some(), has_fid, "{a:?}");
+        if a.raw_status.as_deref() == Some("34") {
+            raw_34 += 1;
+        }
+        // No callback may land on a message it is not for.
+        assert!(
+            receipts.iter().all(|x| x.message_id == Some(*id)),
+            "{receipts:?}"
+        );
+    }
+    assert_eq!(
+        raw_34, 2,
+        "expired receipts arrive as Kannel's bitmask 34 (EXPIRED|FAIL)"
+    );
+
+    app.stop(Duration::from_secs(5)).await;
+    eprintln!(
+        "{backend}: harness ready after {harness_ready:?}, {n} messages settled {settled:?} \
+         after the campaign was created, whole test {:?}",
+        t0.elapsed()
+    );
+    // The harness stays up on purpose (see the module docs).
+}
+both_backends!(campaign_through_real_kannel);
