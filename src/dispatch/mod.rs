@@ -118,6 +118,8 @@ pub struct Dispatcher {
     sms: SmsSettings,
     /// This worker's lease owner id.
     owner: String,
+    /// The clock send windows are judged by (tests inject one).
+    clock: fn() -> i64,
 }
 
 impl Dispatcher {
@@ -136,7 +138,15 @@ impl Dispatcher {
             worker,
             sms,
             owner,
+            clock: now_ms,
         }
+    }
+
+    /// Judges send windows by `clock` instead of the system time (tests:
+    /// "it is 07:30 WIB now").
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Dispatcher {
+        self.clock = clock;
+        self
     }
 
     pub fn owner(&self) -> &str {
@@ -200,7 +210,7 @@ impl Dispatcher {
     /// Everything that happens to one message, ending in its outcome.
     #[tracing::instrument(skip_all, fields(message.id = m.id, attempt = m.attempts))]
     async fn process(&self, m: ClaimedMessage) -> SendOutcome {
-        let now = now_ms();
+        let now = (self.clock)();
         let window = Window {
             start_min: m.window_start,
             end_min: m.window_end,
@@ -258,6 +268,17 @@ impl Dispatcher {
         let route = self.router.route(to.operator());
         route.limits.acquire(text.segments()).await;
         self.router.global.acquire(1).await;
+        // The rate limit may have held us past the campaign deadline: never
+        // send late. Housekeeping expires it and flags `deadline`.
+        if let Some(deadline) = m.deadline_at {
+            let now = (self.clock)();
+            if now >= deadline {
+                return SendOutcome::Defer {
+                    id: m.id,
+                    until: now,
+                };
+            }
+        }
         let gateway = route.gateway.name().to_string();
         let body = text.as_str().to_string();
         let encoding = text.encoding().as_str();

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::AppState;
 use crate::gateway::kannel;
-use crate::store::ReceiptEffect;
+use crate::store::{IncomingReceipt, ReceiptEffect};
 
 pub async fn receipt(
     State(state): State<AppState>,
@@ -85,17 +85,19 @@ async fn handle(
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
-    match state
-        .store
-        .apply_receipt(&gateway, &payload, &receipt)
-        .await
-    {
+    let message_id = receipt.message_id;
+    let incoming = IncomingReceipt {
+        gateway: gateway.clone(),
+        payload,
+        parsed: receipt,
+    };
+    match state.receipts.submit(incoming).await {
         Ok(ReceiptEffect::UnknownMessage) => {
             debug!(gateway = %gateway, "receipt for an unknown message kept");
             (StatusCode::NOT_FOUND, "unknown message").into_response()
         }
         Ok(effect) => {
-            debug!(gateway = %gateway, message.id = receipt.message_id, effect = effect.as_str(), "receipt");
+            debug!(gateway = %gateway, message.id = message_id, effect = effect.as_str(), "receipt");
             (StatusCode::OK, "OK").into_response()
         }
         Err(e) => {

@@ -1,6 +1,9 @@
 //! The HTTP surface: receipt callbacks, health and readiness.
 
+mod batcher;
 mod callbacks;
+
+pub use batcher::ReceiptBatcher;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +34,8 @@ pub struct CallbackGateway {
 pub struct AppState {
     pub store: Store,
     pub callbacks: Arc<HashMap<String, CallbackGateway>>,
+    /// Group-commits receipts.
+    pub receipts: ReceiptBatcher,
 }
 
 /// Builds the router with body-size and time limits on every route.

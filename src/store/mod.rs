@@ -25,7 +25,7 @@ pub use campaigns::{
     Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
 };
 pub use queue::{ClaimedMessage, SendOutcome};
-pub use receipts::{ReceiptEffect, StoredReceipt};
+pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};
 
 use crate::secret::Secret;

@@ -40,6 +40,8 @@ pub struct ClaimedMessage {
     pub template: String,
     pub window_start: i32,
     pub window_end: i32,
+    /// The campaign's deadline, checked again right before sending.
+    pub deadline_at: Option<i64>,
     pub full_name: String,
     pub nik: String,
     pub profession: String,
@@ -90,9 +92,12 @@ impl SendOutcome {
     }
 }
 
+/// Rows per set-based statement when recording a batch.
+const RECORD_CHUNK: usize = 200;
+
 const CLAIMED_COLUMNS: &str =
     "m.id, m.campaign_id, m.worker_id, m.attempts, m.phone, m.utc_offset, \
-     m.created_at, c.template, c.window_start, c.window_end, w.full_name, w.nik, w.profession, \
+     m.created_at, c.template, c.window_start, c.window_end, c.deadline_at, w.full_name, w.nik, w.profession, \
      w.facility_code, w.province_code";
 
 impl Store {
@@ -159,10 +164,6 @@ impl Store {
         // and cannot deadlock.
         sorted.sort_by_key(|o| o.id());
         let failed_from = Status::sql_list(&Status::sources_of(Status::Failed));
-        let sent_sql = "UPDATE messages SET status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END, \
-             gateway = $1, gateway_message_id = $2, body = $3, encoding = $4, segments = $5, \
-             sent_at = COALESCE(sent_at, $6), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6 \
-             WHERE id = $7 AND lease_owner = $8";
         let retry_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = $2, \
              attempts = attempts - $3, gateway = COALESCE($4, gateway), lease_owner = NULL, lease_until = NULL, updated_at = $5 \
              WHERE id = $6 AND lease_owner = $7 AND status = 'sending'";
@@ -170,39 +171,64 @@ impl Store {
             "UPDATE messages SET status = 'failed', last_error = $1, gateway = COALESCE($2, gateway), \
              final_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
              WHERE id = $4 AND lease_owner = $5 AND status IN ({failed_from})");
-        let attempt_sql =
-            "INSERT INTO attempts (message_id, attempt, gateway, outcome, detail, at) \
-             SELECT id, attempts, $1, $2, $3, $4 FROM messages WHERE id = $5";
+        let defer_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, attempts = attempts - 1, \
+             lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+             WHERE id = $3 AND lease_owner = $4 AND status = 'sending'";
+        // (message id, gateway, kind, detail) of every attempt to record.
+        let mut attempts: Vec<(i64, Option<&str>, &str, String)> = Vec::with_capacity(sorted.len());
+        let sent: Vec<&SendOutcome> = sorted
+            .iter()
+            .copied()
+            .filter(|o| matches!(o, SendOutcome::Sent { .. }))
+            .collect();
         let mut lost = 0u64;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for o in sorted {
-                // (rows updated, attempt row: gateway, kind, detail)
-                type AttemptRow<'a> = Option<(Option<&'a str>, &'a str, String)>;
-                let (affected, attempt): (u64, AttemptRow) = match o {
-                    SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } => {
-                        let n = sqlx::query(sent_sql)
-                            .bind(gateway).bind(gateway_message_id).bind(body).bind(*encoding).bind(*segments)
-                            .bind(now).bind(id).bind(owner)
-                            .execute(&mut *tx).await?.rows_affected();
-                        (n, Some((Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default())))
+            // The common case, set-based: one UPDATE … FROM (VALUES …) per
+            // chunk. A final receipt that overtook us keeps its status.
+            for chunk in sent.chunks(RECORD_CHUNK) {
+                let mut q = QueryBuilder::new(
+                    "UPDATE messages SET status = CASE WHEN messages.status = 'sending' THEN 'sent' ELSE messages.status END, \
+                     gateway = v.column2, gateway_message_id = v.column3, body = v.column4, encoding = v.column5, \
+                     segments = v.column6, sent_at = COALESCE(messages.sent_at, ");
+                q.push_bind(now);
+                q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");
+                q.push_bind(now);
+                q.push(" FROM (");
+                q.push_values(chunk.iter(), |mut b, o| {
+                    if let SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } = o {
+                        b.push_bind(*id)
+                            .push_bind(gateway.as_str())
+                            .push_bind(gateway_message_id.as_deref())
+                            .push_bind(body.as_str())
+                            .push_bind(*encoding)
+                            .push_bind(*segments);
+                    }
+                });
+                q.push(") AS v WHERE messages.id = v.column1 AND messages.lease_owner = ");
+                q.push_bind(owner);
+                let n = q.build().execute(&mut *tx).await?.rows_affected();
+                lost += chunk.len() as u64 - n;
+            }
+            for o in &sorted {
+                match o {
+                    SendOutcome::Sent { id, gateway, gateway_message_id, .. } => {
+                        attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default()));
                     }
                     SendOutcome::Retry { id, gateway, next_attempt_at, error, throttled } => {
                         let n = sqlx::query(retry_sql)
                             .bind(next_attempt_at).bind(error).bind(i32::from(*throttled)).bind(gateway)
                             .bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
+                        lost += 1 - n.min(1);
                         let kind = if *throttled { "throttled" } else { "retry" };
-                        (n, Some((gateway.as_deref(), kind, error.clone())))
+                        attempts.push((*id, gateway.as_deref(), kind, error.clone()));
                     }
                     SendOutcome::Defer { id, until } => {
-                        let n = sqlx::query(
-                            "UPDATE messages SET status = 'queued', next_attempt_at = $1, attempts = attempts - 1, \
-                             lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-                             WHERE id = $3 AND lease_owner = $4 AND status = 'sending'")
+                        let n = sqlx::query(defer_sql)
                             .bind(until).bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
-                        (n, None)
+                        lost += 1 - n.min(1);
                     }
                     SendOutcome::Failed { id, gateway, error, reason } => {
                         let n = sqlx::query(&failed_sql)
@@ -211,17 +237,22 @@ impl Store {
                         if n == 1 {
                             flag!(tx, *id, *reason, now);
                         }
-                        (n, Some((gateway.as_deref(), "failed", error.clone())))
+                        lost += 1 - n.min(1);
+                        attempts.push((*id, gateway.as_deref(), "failed", error.clone()));
                     }
-                };
-                if affected == 0 {
-                    lost += 1;
                 }
-                if let Some((gateway, kind, detail)) = attempt {
-                    sqlx::query(attempt_sql)
-                        .bind(gateway).bind(kind).bind(detail).bind(now).bind(o.id())
-                        .execute(&mut *tx).await?;
-                }
+            }
+            for chunk in attempts.chunks(RECORD_CHUNK) {
+                let mut q = QueryBuilder::new(
+                    "INSERT INTO attempts (message_id, attempt, gateway, outcome, detail, at) \
+                     SELECT m.id, m.attempts, v.column2, v.column3, v.column4, ");
+                q.push_bind(now);
+                q.push(" FROM (");
+                q.push_values(chunk.iter(), |mut b, (id, gateway, kind, detail)| {
+                    b.push_bind(*id).push_bind(*gateway).push_bind(*kind).push_bind(detail.as_str());
+                });
+                q.push(") AS v JOIN messages m ON m.id = v.column1");
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

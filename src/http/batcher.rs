@@ -1,0 +1,92 @@
+//! Group commit for receipts. Carriers send receipts in bursts of hundreds of
+//! concurrent callbacks; one transaction each would make the database's
+//! commit rate the ceiling. Each handler hands its receipt to a bounded
+//! queue and waits; a few batcher tasks take whatever is queued (up to
+//! `max_batch`), store and apply it in one transaction
+//! ([`Store::apply_receipts`]) and answer every waiting handler. A handler
+//! still answers the carrier only after its receipt is committed, so nothing
+//! acknowledged is ever lost, and a full queue slows callers down instead of
+//! growing without bound.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tracing::warn;
+
+use crate::store::{IncomingReceipt, ReceiptEffect, Store};
+
+type Reply = oneshot::Sender<Result<ReceiptEffect, String>>;
+
+/// The handlers' side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct ReceiptBatcher {
+    tx: mpsc::Sender<(IncomingReceipt, Reply)>,
+}
+
+impl ReceiptBatcher {
+    /// Starts `tasks` batcher tasks. They stop when every handle is dropped.
+    pub fn spawn(store: Store, tasks: usize, max_batch: usize, queue: usize) -> ReceiptBatcher {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..tasks.max(1) {
+            tokio::spawn(run(store.clone(), rx.clone(), max_batch.max(1)));
+        }
+        ReceiptBatcher { tx }
+    }
+
+    /// Stores and applies one receipt; resolves once it is committed.
+    pub async fn submit(&self, r: IncomingReceipt) -> Result<ReceiptEffect, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((r, reply))
+            .await
+            .map_err(|_| "receipt queue closed".to_string())?;
+        answer
+            .await
+            .map_err(|_| "receipt batcher stopped".to_string())?
+    }
+}
+
+async fn run(
+    store: Store,
+    rx: Arc<Mutex<mpsc::Receiver<(IncomingReceipt, Reply)>>>,
+    max_batch: usize,
+) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let batch: Vec<IncomingReceipt> = jobs.iter().map(|(r, _)| r.clone()).collect();
+        let mut result = store.apply_receipts(&batch).await;
+        if let Err(e) = &result {
+            // A deadlock or serialisation failure against a concurrent batch
+            // is worth one more try before the carriers are told to retry.
+            warn!(error = %e, size = batch.len(), "receipt batch failed; retrying once");
+            result = store.apply_receipts(&batch).await;
+        }
+        match result {
+            Ok(effects) => {
+                for ((_, reply), effect) in jobs.into_iter().zip(effects) {
+                    let _ = reply.send(Ok(effect));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, size = batch.len(), "receipt batch failed; carriers will retry");
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err("storage unavailable".into()));
+                }
+            }
+        }
+    }
+}
