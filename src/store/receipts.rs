@@ -228,7 +228,9 @@ impl Store {
                     q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect()
                 };
                 // Group the applicable receipts by the status they lead to.
-                let mut groups: Vec<(Status, Option<FlagReason>, Vec<(usize, i64)>)> = vec![];
+                // (target status, flag, [(receipt index, message id)])
+                type Group = (Status, Option<FlagReason>, Vec<(usize, i64)>);
+                let mut groups: Vec<Group> = vec![];
                 for &i in round {
                     let r = &batch[i].parsed;
                     let effect = match (r.message_id.filter(|id| existing.contains(id)), target(r.outcome)) {
