@@ -1,23 +1,1304 @@
-//! `pedulicovid bench`: a campaign against the in-process simulator, measured.
+//! `pedulicovid bench`: a whole campaign against the in-process simulator,
+//! measured, on a fresh database.
+//!
+//! Phases (each timed on its own):
+//!
+//! 1. **registry**: `--messages` synthetic health workers, inserted with
+//!    [`Store::upsert_workers`] in chunks of 1,000 (no CSV parsing), spread
+//!    over every province, all validated and eligible, unique NIKs and phones;
+//! 2. **enqueue**: [`campaign::create`] with the window 00:00-24:00;
+//! 3. **unlimited run**: [`App`] with every part (HTTP callbacks, dispatch
+//!    workers, housekeeping, the simulator answering at once and calling back
+//!    `delivered` after ~0 ms), from the campaign's creation until every
+//!    message has `sent_at` and then until every message is final;
+//! 4. **rate run** (`--rate R`, 0 skips it): a second campaign over enough
+//!    provinces, a fresh [`App`] whose gateway is limited to `R` messages/s,
+//!    sampled at the simulator every millisecond for `--rate-secs`, then
+//!    cancelled;
+//! 5. **claim ceiling** (`--claim-ceiling`): the same claim and record
+//!    statements the workers use, looped with no gateway and no HTTP, then
+//!    receipts applied straight to the store, one per transaction and in
+//!    batches: the raw database ceiling to compare the real run with.
+//!
+//! PostgreSQL: `--database-url` names a server whose user may create
+//! databases; the benchmark creates `pedulicovid_bench_<random>` there, runs
+//! in it and drops it at the end (`--keep-database` keeps it for a look).
+//! SQLite: a file in a temporary directory, removed at the end.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::{StreamExt, TryStreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::app::{App, Parts};
+use crate::campaign::{self, CampaignRequest, Window};
 use crate::config::Settings;
+use crate::demo::PROFESSIONS;
+use crate::domain::{Msisdn, ProvinceCode};
+use crate::gateway::{ParsedReceipt, ReceiptOutcome};
+use crate::metrics::{self, METRICS};
+use crate::render::Renderer;
+use crate::simulator::{OutcomeMix, SimHandle};
+use crate::store::{
+    now_ms, redact_url, with_pool, Backend, CampaignAction, IncomingReceipt, NewWorker,
+    SendOutcome, Store,
+};
+
+/// Rows per `upsert_workers` call.
+const REGISTRY_CHUNK: usize = 1_000;
+/// Receipts applied one per transaction in the ceiling measurement.
+const CEILING_SINGLE_RECEIPTS: usize = 20_000;
+/// Receipts applied in batches in the ceiling measurement.
+const CEILING_BATCHED_RECEIPTS: usize = 100_000;
+/// Receipts per `apply_receipts` call in the ceiling measurement (what the
+/// HTTP receipt batcher aims for).
+const CEILING_RECEIPT_BATCH: usize = 100;
+/// A measured rate may exceed the burst by this many messages per 100 ms
+/// bucket: the simulator's counter is sampled about every millisecond (one
+/// message is ~2 ms at 500/s), so each bucket edge can be off by one.
+const BURST_TOLERANCE: u64 = 2;
 
 /// Options of `pedulicovid bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Messages in the campaign.
+    /// Messages in the campaign (= synthetic health workers).
     #[arg(long, default_value_t = 100_000)]
     pub messages: usize,
-    /// Print one JSON object.
+    /// Print exactly one JSON object on stdout (no progress on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Gateway rate of the rate-limited run, messages per second (0 skips
+    /// that run).
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+    /// Length of the rate-limited run in seconds (the first is not measured).
+    #[arg(long, default_value_t = 10)]
+    pub rate_secs: u64,
+    /// Dispatch loops in the process (`Parts::workers`).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Rows claimed per batch (`worker.batch_size`).
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: u32,
+    /// Gateway requests in flight per dispatch loop (`worker.concurrency`).
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// Base delay of the simulator's receipts, ms.
+    #[arg(long, default_value_t = 0)]
+    pub receipt_delay_ms: u64,
+    /// Jitter of the simulator's receipts, ± ms.
+    #[arg(long, default_value_t = 5)]
+    pub receipt_jitter_ms: u64,
+    /// Also measure the raw claim + record (and receipt) ceiling of the same
+    /// statements, with no gateway and no HTTP.
+    #[arg(long)]
+    pub claim_ceiling: bool,
+    /// Skip the unlimited run (registry, then the rate run and/or ceiling).
+    #[arg(long)]
+    pub no_unlimited: bool,
+    /// Give up the unlimited run after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+    /// PostgreSQL: keep the benchmark database instead of dropping it.
+    #[arg(long)]
+    pub keep_database: bool,
+    /// Seed of the synthetic registry and the simulator.
+    #[arg(long, default_value_t = 2021)]
+    pub seed: u64,
 }
 
-/// Runs the benchmark.
+/// The unlimited run: as fast as the engine goes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnlimitedReport {
+    /// Campaign creation returned → last `sent_at`, seconds.
+    pub sends_s: f64,
+    /// Messages / `sends_s`.
+    pub sends_per_s: f64,
+    /// Campaign creation returned → every message final (last `final_at`
+    /// or last `sent_at`, whichever is later), seconds.
+    pub end_to_end_s: f64,
+    /// Messages / `end_to_end_s`.
+    pub end_to_end_per_s: f64,
+    /// Final receipts applied / (last `final_at` − first `final_at`).
+    pub receipts_per_s: f64,
+    /// Campaign creation returned → first `sent_at` (start-up lag), seconds.
+    pub first_send_s: f64,
+    /// Campaign creation returned → first `final_at`, seconds.
+    pub first_receipt_s: f64,
+    /// Messages per final status.
+    pub by_status: BTreeMap<String, i64>,
+    /// Gateway request latency, all sends of the run.
+    pub p50_send_ms: f64,
+    pub p99_send_ms: f64,
+    /// CPU seconds of this process (engine + HTTP server + simulator).
+    pub process_cpu_s: f64,
+    /// `process_cpu_s` / wall time: cores busy in this process (2 max here).
+    pub process_cores: f64,
+    /// CPU seconds of every `postgres` process on the machine during the
+    /// run (PostgreSQL only; includes anything else the server did).
+    pub db_cpu_s: Option<f64>,
+    /// Messages the gateway accepted in each second of the run.
+    pub sends_by_second: Vec<u64>,
+    /// Receipt callbacks answered in each second of the run.
+    pub receipts_by_second: Vec<u64>,
+    /// Simulator submits to a number already submitted (0 = exactly once).
+    pub duplicates: u64,
+}
+
+/// The rate-limited run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RateReport {
+    pub rate_target: u32,
+    pub rate_secs: u64,
+    /// Messages the simulator took between 1 s and the end, per second.
+    pub rate_achieved: f64,
+    /// (achieved − target) / target, percent.
+    pub rate_error_pct: f64,
+    /// The limiter's burst: a tenth of a second's worth, rounded up.
+    pub burst: u64,
+    /// Most submits in one 100 ms bucket (buckets aligned at 1 s).
+    pub max_per_100ms: u64,
+    /// Most submits in any 100 ms window (sliding, sample to sample).
+    pub max_per_100ms_sliding: u64,
+    /// `max_per_100ms <= burst + 2` (sampling tolerance).
+    pub within_burst: bool,
+    /// Submits counted in the measuring interval.
+    pub measured_sends: u64,
+    /// Length of the measuring interval, seconds.
+    pub measured_s: f64,
+    pub enqueued: u64,
+    pub p50_send_ms: f64,
+    pub p99_send_ms: f64,
+}
+
+/// The raw ceiling of the claim and record statements (no gateway, no HTTP).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CeilingReport {
+    pub enqueue_s: f64,
+    /// Concurrent claim → record loops.
+    pub loops: usize,
+    pub batch_size: u32,
+    pub rows: u64,
+    pub claim_record_per_s: f64,
+    /// Mean wall time of one `claim` call, ms.
+    pub claim_ms_per_batch: f64,
+    /// Mean wall time of one `record_outcomes` call, ms.
+    pub record_ms_per_batch: f64,
+    /// Receipts applied with `apply_receipt` (one transaction each).
+    pub receipts_single: u64,
+    pub receipts_single_per_s: f64,
+    /// Tasks applying single receipts at once.
+    pub receipts_single_tasks: usize,
+    /// Receipts applied with `apply_receipts` in batches of 100.
+    pub receipts_batched: u64,
+    pub receipts_batched_per_s: f64,
+    pub receipts_batched_tasks: usize,
+}
+
+/// Everything `pedulicovid bench` measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    pub backend: &'static str,
+    /// Where the data lived (redacted URL or "temporary SQLite file").
+    pub database: String,
+    pub messages: u64,
+    pub workers: usize,
+    pub batch_size: u32,
+    pub concurrency: usize,
+    pub registry_s: f64,
+    pub registry_rows_per_s: f64,
+    pub enqueue_s: f64,
+    pub enqueued: u64,
+    pub sends_per_s: Option<f64>,
+    pub receipts_per_s: Option<f64>,
+    pub end_to_end_per_s: Option<f64>,
+    pub p50_send_ms: Option<f64>,
+    pub p99_send_ms: Option<f64>,
+    /// Highest resident set of this process so far (VmHWM), MiB, read after
+    /// the unlimited run: the in-process simulator and HTTP server included.
+    pub peak_rss_mb: Option<f64>,
+    pub rate_target: Option<u32>,
+    pub rate_achieved: Option<f64>,
+    pub max_per_100ms: Option<u64>,
+    pub unlimited: Option<UnlimitedReport>,
+    pub rate: Option<RateReport>,
+    pub claim_ceiling: Option<CeilingReport>,
+    /// 1-minute load average when the benchmark started.
+    pub load_avg_at_start: Option<f64>,
+    /// VmHWM at the very end, MiB.
+    pub peak_rss_mb_end: Option<f64>,
+}
+
+/// Runs the benchmark and prints its report (JSON with `--json`).
 pub async fn run(
-    _settings: Settings,
-    _args: BenchArgs,
-    _database_url_given: bool,
+    settings: Settings,
+    args: BenchArgs,
+    database_url_given: bool,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+    if args.messages == 0 {
+        bail!("--messages must be at least 1");
+    }
+    if args.workers == 0 || args.batch_size == 0 || args.concurrency == 0 {
+        bail!("--workers, --batch-size and --concurrency must be at least 1");
+    }
+    if args.rate > 0 && args.rate_secs < 2 {
+        bail!("--rate-secs must be at least 2 (the first second is not measured)");
+    }
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let mut s = settings;
+    let mut pg: Option<PgBenchDb> = None;
+    let database = if !database_url_given {
+        s.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        "temporary SQLite file".to_string()
+    } else if s.database_url.starts_with("postgres:") || s.database_url.starts_with("postgresql:") {
+        let db = PgBenchDb::create(&s.database_url).await?;
+        s.database_url = db.url.clone();
+        let d = format!(
+            "{} (fresh database on the given server)",
+            redact_url(&db.url)
+        );
+        pg = Some(db);
+        d
+    } else {
+        let path = s
+            .database_url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap_or(path);
+        if std::fs::metadata(path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+        {
+            bail!("{path} exists: the benchmark needs a fresh database (give a new file name)");
+        }
+        redact_url(&s.database_url)
+    };
+    let result = run_in(s, &args, database).await;
+    if let Some(db) = pg {
+        if args.keep_database {
+            eprintln!("kept database {}", db.name);
+        } else if let Err(e) = db.drop_db().await {
+            eprintln!("warning: could not drop database {}: {e:#}", db.name);
+        }
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+/// A throw-away PostgreSQL database on the server of the given URL.
+struct PgBenchDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgBenchDb {
+    async fn create(admin_url: &str) -> anyhow::Result<PgBenchDb> {
+        let name = format!(
+            "pedulicovid_bench_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let admin = sqlx::PgPool::connect(admin_url)
+            .await
+            .with_context(|| format!("connecting to {}", redact_url(admin_url)))?;
+        // The name is ours: lowercase hex and underscores, no quoting needed.
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        admin.close().await;
+        let mut url = url::Url::parse(admin_url).context("parsing the database URL")?;
+        url.set_path(&format!("/{name}"));
+        Ok(PgBenchDb {
+            admin_url: admin_url.to_string(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_db(&self) -> anyhow::Result<()> {
+        let admin = sqlx::PgPool::connect(&self.admin_url).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+/// Settings every phase shares: loopback only, the simulator as the one
+/// gateway, answering at once and reporting `delivered`.
+fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
+    s.http.listen = "127.0.0.1:0".into();
+    s.http.public_url = None;
+    s.simulator.enabled = true;
+    s.simulator.config.listen = "127.0.0.1:0".into();
+    s.simulator.config.seed = Some(args.seed);
+    s.simulator.config.answer_latency_ms = 0;
+    s.simulator.config.receipt_delay_ms = args.receipt_delay_ms;
+    s.simulator.config.receipt_jitter_ms = args.receipt_jitter_ms;
+    s.simulator.config.rules = vec![];
+    s.simulator.config.mix = OutcomeMix {
+        delivered: 1.0,
+        undelivered: 0.0,
+        rejected: 0.0,
+        expired: 0.0,
+        invalid: 0.0,
+    };
+    s.gateways.retain(|g| g.name == "sim");
+    if s.gateways.is_empty() {
+        s.gateways.push(Default::default());
+    }
+    for g in &mut s.gateways {
+        g.rate_per_sec = 0;
+        g.segments_per_sec = 0;
+        g.operators.clear();
+    }
+    s.worker.global_rate_per_sec = 0;
+    s.worker.batch_size = args.batch_size;
+    s.worker.concurrency = args.concurrency;
+    // An idle loop polls every 50 ms instead of 250, so the start of the
+    // campaign is not hidden behind a sleep.
+    s.worker.poll_ms = 50;
+    s.worker.backoff_initial_ms = 200;
+    s
+}
+
+async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Result<BenchReport> {
+    let s = bench_settings(s, args);
+    let say = |m: &str| {
+        if !args.json {
+            eprintln!("{m}");
+        }
+    };
+    let n = args.messages;
+    let mut report = BenchReport {
+        database,
+        messages: n as u64,
+        workers: args.workers,
+        batch_size: args.batch_size,
+        concurrency: args.concurrency,
+        load_avg_at_start: load_avg(),
+        ..Default::default()
+    };
+
+    // Registry.
+    let store = Store::connect(&s.database_url)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&s.database_url)))?;
+    store.migrate().await.context("applying migrations")?;
+    report.backend = store.backend().as_str();
+    say(&format!(
+        "bench: {} backend, {n} messages, {} dispatch loops × {} in flight, batches of {}",
+        report.backend, args.workers, args.concurrency, args.batch_size
+    ));
+    let t = Instant::now();
+    insert_registry(&store, n, args.seed, !args.json).await?;
+    report.registry_s = round3(t.elapsed().as_secs_f64());
+    report.registry_rows_per_s = round1(n as f64 / report.registry_s.max(1e-9));
+    say(&format!(
+        "registry: {n} workers in {:.2} s ({:.0} rows/s)",
+        report.registry_s, report.registry_rows_per_s
+    ));
+    store.close().await;
+
+    if !args.no_unlimited {
+        let (u, enqueue_s, enqueued) = unlimited_run(&s, args).await?;
+        report.enqueue_s = enqueue_s;
+        report.enqueued = enqueued;
+        report.sends_per_s = Some(u.sends_per_s);
+        report.receipts_per_s = Some(u.receipts_per_s);
+        report.end_to_end_per_s = Some(u.end_to_end_per_s);
+        report.p50_send_ms = Some(u.p50_send_ms);
+        report.p99_send_ms = Some(u.p99_send_ms);
+        report.peak_rss_mb = metrics::peak_rss_mb().map(round1);
+        report.unlimited = Some(u);
+    }
+    if args.rate > 0 {
+        let r = rate_run(&s, args).await?;
+        report.rate_target = Some(r.rate_target);
+        report.rate_achieved = Some(r.rate_achieved);
+        report.max_per_100ms = Some(r.max_per_100ms);
+        report.rate = Some(r);
+    }
+    if args.claim_ceiling {
+        let c = claim_ceiling(&s, args).await?;
+        if args.no_unlimited {
+            report.enqueue_s = c.enqueue_s;
+            report.enqueued = c.rows;
+        }
+        report.claim_ceiling = Some(c);
+    }
+    report.peak_rss_mb_end = metrics::peak_rss_mb().map(round1);
+    Ok(report)
+}
+
+/// Mobile prefixes spread over the operators (as in the demo registry).
+const PREFIXES: [&str; 12] = [
+    "811", "812", "813", "821", "852", "814", "856", "817", "859", "838", "896", "881",
+];
+
+/// Synthetic worker number `i`: province `i mod 38`, a NIK made unique by
+/// encoding `i / 38` in regency, district and serial, a phone number unique
+/// by `i` in its subscriber part.
+fn synthetic_worker(i: usize, operators: &[String], rng: &mut StdRng) -> NewWorker {
+    let provinces = ProvinceCode::all();
+    let p = provinces[i % provinces.len()];
+    let j = i / provinces.len();
+    let serial = j % 9999 + 1;
+    let rest = j / 9999;
+    let district = rest % 99 + 1;
+    let regency = (rest / 99) % 99 + 1;
+    let mut day: u32 = rng.gen_range(1..=28);
+    if rng.gen_bool(0.6) {
+        day += 40;
+    }
+    let month: u32 = rng.gen_range(1..=12);
+    let year: u32 = rng.gen_range(60..=99);
+    let code = p.code_str();
+    let k = i % PREFIXES.len();
+    NewWorker {
+        nik: format!("{code}{regency:02}{district:02}{day:02}{month:02}{year:02}{serial:04}"),
+        full_name: format!(
+            "{} {}",
+            GIVEN[rng.gen_range(0..GIVEN.len())],
+            FAMILY[rng.gen_range(0..FAMILY.len())]
+        ),
+        phone: format!("+62{}{:08}", PREFIXES[k], i),
+        operator: operators[k].clone(),
+        profession: PROFESSIONS[(i / 3) % PROFESSIONS.len()].to_string(),
+        facility_code: format!("FKS{code}{:05}", rng.gen_range(1..99999)),
+        regency_code: format!("{code}{regency:02}"),
+        province_code: code,
+        validated: true,
+        eligible: true,
+    }
+}
+
+const GIVEN: [&str; 8] = [
+    "Siti",
+    "Dewi",
+    "Agus",
+    "Budi",
+    "Made",
+    "Ketut",
+    "Yohanes",
+    "Fransiska",
+];
+const FAMILY: [&str; 8] = [
+    "Rahayu",
+    "Lestari",
+    "Santoso",
+    "Saragih",
+    "Nainggolan",
+    "Wonda",
+    "Ma'ruf",
+    "Tanjung",
+];
+
+/// Inserts `n` synthetic workers through the import's own upsert, in chunks
+/// of [`REGISTRY_CHUNK`], generated as they go (never all in memory).
+/// PostgreSQL takes four chunks at once; SQLite has one writer.
+async fn insert_registry(store: &Store, n: usize, seed: u64, progress: bool) -> anyhow::Result<()> {
+    let operators = PREFIXES
+        .iter()
+        .map(|p| {
+            Msisdn::parse(&format!("0{p}12345678"))
+                .map(|m| m.operator().as_str().to_string())
+                .map_err(|e| anyhow::anyhow!("prefix {p}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let parallel = match store.backend() {
+        Backend::Postgres => 4,
+        Backend::Sqlite => 1,
+    };
+    let done = AtomicU64::new(0);
+    let started = Instant::now();
+    let last = std::sync::Mutex::new(Instant::now());
+    futures::stream::iter((0..n).step_by(REGISTRY_CHUNK))
+        .map(|from| {
+            let to = (from + REGISTRY_CHUNK).min(n);
+            let mut rng = StdRng::seed_from_u64(seed ^ from as u64);
+            let chunk: Vec<NewWorker> = (from..to)
+                .map(|i| synthetic_worker(i, &operators, &mut rng))
+                .collect();
+            let done = &done;
+            let last = &last;
+            async move {
+                let counts = store.upsert_workers(&chunk, "bench").await?;
+                if counts.inserted != chunk.len() as u64 {
+                    bail!(
+                        "registry chunk at {from}: {} of {} rows inserted (NIK collision?)",
+                        counts.inserted,
+                        chunk.len()
+                    );
+                }
+                let total =
+                    done.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                if progress {
+                    let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.elapsed() >= Duration::from_secs(1) {
+                        *l = Instant::now();
+                        eprintln!(
+                            "  registry [{:>5.1}s] {total}/{n}",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(parallel)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+fn campaign_request(name: &str, provinces: Vec<String>) -> anyhow::Result<CampaignRequest> {
+    Ok(CampaignRequest {
+        name: name.into(),
+        template: "undangan_registrasi".into(),
+        at: None,
+        window: Window::from_str("00:00-24:00").map_err(anyhow::Error::msg)?,
+        provinces,
+        professions: vec![],
+        created_by: "bench".into(),
+        deadline: None,
+    })
+}
+
+/// Phase 3. Returns the report, the enqueue time and the messages enqueued.
+async fn unlimited_run(
+    s: &Settings,
+    args: &BenchArgs,
+) -> anyhow::Result<(UnlimitedReport, f64, u64)> {
+    let say = |m: &str| {
+        if !args.json {
+            eprintln!("{m}");
+        }
+    };
+    let parts = Parts {
+        workers: args.workers,
+        ..Parts::ALL
+    };
+    let app = App::start(s.clone(), parts).await?;
+    let sim = app
+        .simulator
+        .clone()
+        .context("the in-process simulator did not start")?;
+    let t = Instant::now();
+    let (c, enqueued) = campaign::create(
+        &app.store,
+        &app.renderer,
+        s.sms.max_segments,
+        campaign_request("Bench: unlimited", vec![])?,
+    )
+    .await?;
+    let enqueue_s = round3(t.elapsed().as_secs_f64());
+    // The campaign is claimable from its commit, just before create returns.
+    let t0 = Instant::now();
+    let t0_ms = now_ms();
+    let cpu0 = process_cpu_s();
+    let db_cpu0 = postgres_cpu_s(app.store.backend());
+    METRICS.send_latency.reset();
+    say(&format!(
+        "enqueue: {enqueued} messages in {enqueue_s:.2} s ({:.0} rows/s); sending…",
+        enqueued as f64 / enqueue_s.max(1e-9)
+    ));
+    let n = enqueued;
+    let sent0 = METRICS.sent.load(Ordering::Relaxed);
+    let cb0 = sim.stats().callbacks_sent;
+
+    let mut sends_by_second = vec![];
+    let mut receipts_by_second = vec![];
+    let (mut prev_sent, mut prev_cb) = (0u64, 0u64);
+    let mut next_tick = Duration::from_secs(1);
+    let mut last_db_check = Instant::now();
+    let mut last_progress = (Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let sent = METRICS.sent.load(Ordering::Relaxed) - sent0;
+        let cb = sim.stats().callbacks_sent - cb0;
+        let elapsed = t0.elapsed();
+        if elapsed >= next_tick {
+            next_tick += Duration::from_secs(1);
+            sends_by_second.push(sent - prev_sent);
+            receipts_by_second.push(cb - prev_cb);
+            say(&format!(
+                "  [{:>5.1}s] sent {sent:>9}/{n} ({:>6}/s)  receipts {cb:>9} ({:>6}/s)  rss {:.0} MB",
+                elapsed.as_secs_f64(),
+                sent - prev_sent,
+                cb - prev_cb,
+                current_rss_mb().unwrap_or(0.0)
+            ));
+            prev_sent = sent;
+            prev_cb = cb;
+        }
+        if sent + cb > last_progress.1 {
+            last_progress = (Instant::now(), sent + cb);
+        } else if last_progress.0.elapsed() > Duration::from_secs(60) {
+            app.stop(Duration::from_secs(10)).await;
+            bail!("no progress for 60 s (sent {sent}, receipts {cb} of {n})");
+        }
+        if elapsed > Duration::from_secs(args.timeout_secs) {
+            app.stop(Duration::from_secs(10)).await;
+            bail!(
+                "unlimited run still going after {} s (sent {sent}, receipts {cb} of {n})",
+                args.timeout_secs
+            );
+        }
+        let maybe_done = sent >= n && cb >= n;
+        if maybe_done || last_db_check.elapsed() > Duration::from_secs(5) {
+            last_db_check = Instant::now();
+            if in_flight(&app.store, c.id).await? == 0 {
+                break;
+            }
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = process_cpu_s().zip(cpu0).map(|(a, b)| a - b);
+    let db_cpu = postgres_cpu_s(app.store.backend())
+        .zip(db_cpu0)
+        .map(|(a, b)| round2(a - b));
+    let snap = METRICS.snapshot();
+    let times = message_times(&app.store, c.id).await?;
+    let cr = app.store.campaign_report(c.id).await?;
+    let duplicates = sim.stats().duplicates;
+    app.stop(Duration::from_secs(10)).await;
+
+    let secs = |ms: Option<i64>| ms.map(|m| (m - t0_ms) as f64 / 1000.0).unwrap_or(0.0);
+    let sends_s = secs(times.last_sent);
+    let end_s = secs(times.last_sent.max(times.last_final));
+    let receipt_span = match (times.first_final, times.last_final) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
+        _ => 0.0,
+    };
+    let u = UnlimitedReport {
+        sends_s: round3(sends_s),
+        sends_per_s: round1(times.sent as f64 / sends_s.max(1e-3)),
+        end_to_end_s: round3(end_s),
+        end_to_end_per_s: round1(times.total as f64 / end_s.max(1e-3)),
+        receipts_per_s: round1(times.finals as f64 / receipt_span.max(1e-3)),
+        first_send_s: round3(secs(times.first_sent)),
+        first_receipt_s: round3(secs(times.first_final)),
+        by_status: cr.by_status.into_iter().filter(|(_, v)| *v > 0).collect(),
+        p50_send_ms: snap.p50_send_ms,
+        p99_send_ms: snap.p99_send_ms,
+        process_cpu_s: cpu.map(round2).unwrap_or(0.0),
+        process_cores: cpu.map(|c| round2(c / wall)).unwrap_or(0.0),
+        db_cpu_s: db_cpu,
+        sends_by_second,
+        receipts_by_second,
+        duplicates,
+    };
+    say(&format!(
+        "unlimited run: all sent after {:.2} s, all final after {:.2} s",
+        u.sends_s, u.end_to_end_s
+    ));
+    Ok((u, enqueue_s, enqueued))
+}
+
+/// Messages of campaign `id` not final yet, or final but whose send is not
+/// recorded yet.
+async fn in_flight(store: &Store, id: i64) -> anyhow::Result<i64> {
+    Ok(with_pool!(store, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
+         AND (status IN ('queued', 'sending', 'sent') OR lease_owner IS NOT NULL)")
+        .bind(id).fetch_one(p).await?))
+}
+
+/// When the messages of one campaign were sent and became final.
+struct MessageTimes {
+    total: i64,
+    sent: i64,
+    finals: i64,
+    first_sent: Option<i64>,
+    last_sent: Option<i64>,
+    first_final: Option<i64>,
+    last_final: Option<i64>,
+}
+
+async fn message_times(store: &Store, id: i64) -> anyhow::Result<MessageTimes> {
+    type Row = (
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let r: Row = with_pool!(store, p => sqlx::query_as(
+        "SELECT COUNT(*), COUNT(sent_at), COUNT(final_at), MIN(sent_at), MAX(sent_at), \
+         MIN(final_at), MAX(final_at) FROM messages WHERE campaign_id = $1")
+        .bind(id).fetch_one(p).await?);
+    Ok(MessageTimes {
+        total: r.0,
+        sent: r.1,
+        finals: r.2,
+        first_sent: r.3,
+        last_sent: r.4,
+        first_final: r.5,
+        last_final: r.6,
+    })
+}
+
+/// Phase 4: a fresh App whose gateway is limited to `--rate`.
+async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> {
+    let say = |m: &str| {
+        if !args.json {
+            eprintln!("{m}");
+        }
+    };
+    let rate = args.rate;
+    let mut s = s.clone();
+    for g in &mut s.gateways {
+        g.rate_per_sec = rate;
+    }
+    // Enough provinces for the whole run plus a margin, so the queue never
+    // runs dry (workers are spread evenly over the provinces).
+    let provinces = ProvinceCode::all();
+    let per_province = (args.messages / provinces.len()).max(1) as u64;
+    let need = rate as u64 * (args.rate_secs + 5);
+    let k = need.div_ceil(per_province).min(provinces.len() as u64) as usize;
+    let chosen: Vec<String> = if k >= provinces.len() {
+        vec![]
+    } else {
+        provinces[..k].iter().map(|p| p.code_str()).collect()
+    };
+    let parts = Parts {
+        workers: args.workers,
+        ..Parts::ALL
+    };
+    let app = App::start(s.clone(), parts).await?;
+    let sim = app
+        .simulator
+        .clone()
+        .context("the in-process simulator did not start")?;
+    let (c, enqueued) = campaign::create(
+        &app.store,
+        &app.renderer,
+        s.sms.max_segments,
+        campaign_request("Bench: rate limited", chosen)?,
+    )
+    .await?;
+    if enqueued < need {
+        say(&format!(
+            "warning: only {enqueued} messages for {} s at {rate}/s: the queue may run dry",
+            args.rate_secs
+        ));
+    }
+    METRICS.send_latency.reset();
+    say(&format!(
+        "rate run: {enqueued} messages enqueued, gateway limited to {rate}/s, measuring {} s…",
+        args.rate_secs
+    ));
+    let t0 = Instant::now();
+    let total = Duration::from_secs(args.rate_secs);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let sim = sim.clone();
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || sample_submits(&sim, t0, total, &stop))
+    };
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let base = sim.stats().submits_total;
+    let mut prev = 0;
+    while t0.elapsed() < total {
+        tick.tick().await;
+        let now = sim.stats().submits_total - base;
+        say(&format!(
+            "  [{:>5.1}s] submitted {now:>8} ({:>5}/s)",
+            t0.elapsed().as_secs_f64(),
+            now - prev
+        ));
+        prev = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.await.context("rate sampler")?;
+    let snap = METRICS.snapshot();
+    let cancel = app
+        .store
+        .control_campaign(c.id, CampaignAction::Cancel, "")
+        .await;
+    app.stop(Duration::from_secs(15)).await;
+    cancel.context("cancelling the rate campaign")?;
+
+    let burst = (rate as u64).div_ceil(10).max(1);
+    let m = measure_rate(&samples, Duration::from_secs(1));
+    let achieved = round2(m.sends as f64 / m.secs.max(1e-9));
+    let r = RateReport {
+        rate_target: rate,
+        rate_secs: args.rate_secs,
+        rate_achieved: achieved,
+        rate_error_pct: round2((achieved - rate as f64) / rate as f64 * 100.0),
+        burst,
+        max_per_100ms: m.max_fixed,
+        max_per_100ms_sliding: m.max_sliding,
+        within_burst: m.max_fixed <= burst + BURST_TOLERANCE,
+        measured_sends: m.sends,
+        measured_s: round3(m.secs),
+        enqueued,
+        p50_send_ms: snap.p50_send_ms,
+        p99_send_ms: snap.p99_send_ms,
+    };
+    say(&format!(
+        "rate run: {:.2}/s achieved of {rate}/s ({:+.2} %), at most {} per 100 ms (burst {burst})",
+        r.rate_achieved, r.rate_error_pct, r.max_per_100ms
+    ));
+    Ok(r)
+}
+
+/// Reads the simulator's submit counter about every millisecond until
+/// `total` has passed (or `stop`): (µs since `t0`, submits since the start).
+fn sample_submits(
+    sim: &SimHandle,
+    t0: Instant,
+    total: Duration,
+    stop: &AtomicBool,
+) -> Vec<(u64, u64)> {
+    let base = sim.stats().submits_total;
+    let mut out = Vec::with_capacity(total.as_millis() as usize + 1000);
+    while !stop.load(Ordering::Relaxed) {
+        let c = sim.stats().submits_total - base;
+        let t = t0.elapsed();
+        out.push((t.as_micros() as u64, c));
+        if t >= total {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    out
+}
+
+/// What the samples say about the rate after `skip`.
+#[derive(Debug, Default, PartialEq)]
+struct RateMeasure {
+    sends: u64,
+    secs: f64,
+    max_fixed: u64,
+    max_sliding: u64,
+}
+
+fn measure_rate(samples: &[(u64, u64)], skip: Duration) -> RateMeasure {
+    let skip_us = skip.as_micros() as u64;
+    let start = samples.partition_point(|(t, _)| *t < skip_us);
+    let (Some(&(ta, ca)), Some(&(tb, cb))) = (samples.get(start), samples.last()) else {
+        return RateMeasure::default();
+    };
+    if tb <= ta {
+        return RateMeasure::default();
+    }
+    let at = |t: u64| -> u64 {
+        // Count at time t: the last sample taken at or before t.
+        let i = samples.partition_point(|(st, _)| *st <= t);
+        if i == 0 {
+            0
+        } else {
+            samples[i - 1].1
+        }
+    };
+    const W: u64 = 100_000;
+    let mut max_fixed = 0;
+    let mut b = ta;
+    while b + W <= tb {
+        max_fixed = max_fixed.max(at(b + W) - at(b));
+        b += W;
+    }
+    let mut max_sliding = 0;
+    let mut j = start;
+    for i in start..samples.len() {
+        while j + 1 < samples.len() && samples[j + 1].0 <= samples[i].0 + W {
+            j += 1;
+        }
+        if samples[j].0 < samples[i].0 + W && j + 1 == samples.len() {
+            break; // the window runs past the last sample
+        }
+        max_sliding = max_sliding.max(samples[j].1 - samples[i].1);
+    }
+    RateMeasure {
+        sends: cb - ca,
+        secs: (tb - ta) as f64 / 1e6,
+        max_fixed,
+        max_sliding,
+    }
+}
+
+/// Phase 5: claim → record with no gateway, then receipts straight into the
+/// store.
+async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<CeilingReport> {
+    let say = |m: &str| {
+        if !args.json {
+            eprintln!("{m}");
+        }
+    };
+    let store = Store::connect(&s.database_url).await?;
+    let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
+    let t = Instant::now();
+    let (c, enqueued) = campaign::create(
+        &store,
+        &renderer,
+        s.sms.max_segments,
+        campaign_request("Bench: claim ceiling", vec![])?,
+    )
+    .await?;
+    let enqueue_s = round3(t.elapsed().as_secs_f64());
+    say(&format!(
+        "claim ceiling: {enqueued} messages enqueued in {enqueue_s:.2} s; {} loops claiming {} and recording…",
+        args.workers, args.batch_size
+    ));
+    let body = "PEDULICOVID: Yth. Siti Rahayu (NIK ..1234), Anda terdaftar sebagai sasaran \
+                vaksinasi COVID-19 nakes. Registrasi ulang: pedulilindungi.id";
+    let claim_us = AtomicU64::new(0);
+    let record_us = AtomicU64::new(0);
+    let batches = AtomicU64::new(0);
+    let rows = AtomicU64::new(0);
+    let t = Instant::now();
+    let loops = (0..args.workers).map(|i| {
+        let (store, claim_us, record_us, batches, rows) =
+            (&store, &claim_us, &record_us, &batches, &rows);
+        async move {
+            let owner = format!("bench-ceiling-{i}");
+            loop {
+                let tc = Instant::now();
+                let batch = store
+                    .claim(&owner, args.batch_size, now_ms() + 300_000)
+                    .await?;
+                claim_us.fetch_add(tc.elapsed().as_micros() as u64, Ordering::Relaxed);
+                if batch.is_empty() {
+                    return anyhow::Ok(());
+                }
+                let outcomes: Vec<SendOutcome> = batch
+                    .iter()
+                    .map(|m| SendOutcome::Sent {
+                        id: m.id,
+                        gateway: "sim".into(),
+                        gateway_message_id: None,
+                        body: body.to_string(),
+                        encoding: "gsm7",
+                        segments: 1,
+                    })
+                    .collect();
+                let tr = Instant::now();
+                store.record_outcomes(&owner, &outcomes).await?;
+                record_us.fetch_add(tr.elapsed().as_micros() as u64, Ordering::Relaxed);
+                batches.fetch_add(1, Ordering::Relaxed);
+                rows.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    futures::future::try_join_all(loops).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let rows = rows.load(Ordering::Relaxed);
+    let batches = batches.load(Ordering::Relaxed).max(1);
+    let mut out = CeilingReport {
+        enqueue_s,
+        loops: args.workers,
+        batch_size: args.batch_size,
+        rows,
+        claim_record_per_s: round1(rows as f64 / secs.max(1e-9)),
+        claim_ms_per_batch: round3(
+            claim_us.load(Ordering::Relaxed) as f64 / 1000.0 / batches as f64,
+        ),
+        record_ms_per_batch: round3(
+            record_us.load(Ordering::Relaxed) as f64 / 1000.0 / batches as f64,
+        ),
+        ..Default::default()
+    };
+    say(&format!(
+        "claim ceiling: {rows} rows in {secs:.2} s = {:.0} rows/s (claim {:.1} ms, record {:.1} ms per batch)",
+        out.claim_record_per_s, out.claim_ms_per_batch, out.record_ms_per_batch
+    ));
+
+    // Receipts: the first ids one per transaction, the next ones batched.
+    let single = CEILING_SINGLE_RECEIPTS.min(rows as usize / 2);
+    let batched = CEILING_BATCHED_RECEIPTS.min(rows as usize - single);
+    let ids: Vec<i64> = with_pool!(store, p => sqlx::query_scalar(
+        "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id LIMIT $2")
+        .bind(c.id).bind((single + batched) as i64).fetch_all(p).await?);
+    let receipt = |id: i64| {
+        IncomingReceipt {
+        gateway: "sim".into(),
+        payload: format!(
+            "id={id}&status=1&fid=94A1B2C3D4&answer=id%3A94A1B2C3D4+sub%3A001+dlvrd%3A001+\
+             submit+date%3A2101140800+done+date%3A2101140800+stat%3ADELIVRD+err%3A000+text%3APEDULICOVID&ts=1610611200"
+        ),
+        parsed: ParsedReceipt {
+            message_id: Some(id),
+            gateway_message_id: Some("94A1B2C3D4".into()),
+            raw_status: "1".into(),
+            error_code: Some("000".into()),
+            outcome: ReceiptOutcome::Delivered,
+        },
+    }
+    };
+    let tasks = 8;
+    let t = Instant::now();
+    futures::stream::iter(ids[..single.min(ids.len())].iter().copied())
+        .map(|id| {
+            let r = receipt(id);
+            let store = &store;
+            async move { store.apply_receipt(&r.gateway, &r.payload, &r.parsed).await }
+        })
+        .buffer_unordered(tasks)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let single_s = t.elapsed().as_secs_f64();
+    out.receipts_single = single.min(ids.len()) as u64;
+    out.receipts_single_per_s = round1(out.receipts_single as f64 / single_s.max(1e-9));
+    out.receipts_single_tasks = tasks;
+
+    let rest = &ids[single.min(ids.len())..];
+    let batch_tasks = 4;
+    let t = Instant::now();
+    futures::stream::iter(rest.chunks(CEILING_RECEIPT_BATCH))
+        .map(|chunk| {
+            let batch: Vec<IncomingReceipt> = chunk.iter().map(|id| receipt(*id)).collect();
+            let store = &store;
+            async move { store.apply_receipts(&batch).await }
+        })
+        .buffer_unordered(batch_tasks)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let batched_s = t.elapsed().as_secs_f64();
+    out.receipts_batched = rest.len() as u64;
+    out.receipts_batched_per_s = round1(rest.len() as f64 / batched_s.max(1e-9));
+    out.receipts_batched_tasks = batch_tasks;
+    say(&format!(
+        "receipt ceiling: {:.0}/s one per transaction ({tasks} tasks), {:.0}/s in batches of {CEILING_RECEIPT_BATCH} ({batch_tasks} tasks)",
+        out.receipts_single_per_s, out.receipts_batched_per_s
+    ));
+    store.close().await;
+    Ok(out)
+}
+
+fn load_avg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Linux reports CPU times in clock ticks of 1/100 s (USER_HZ on x86-64).
+const TICKS_PER_S: f64 = 100.0;
+
+/// utime + stime of one process, seconds.
+fn proc_cpu_s(stat: &str) -> Option<f64> {
+    // Fields after the parenthesised command name: state is field 3, utime
+    // field 14, stime field 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_S)
+}
+
+fn process_cpu_s() -> Option<f64> {
+    proc_cpu_s(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// CPU seconds of every process named `postgres` (PostgreSQL only).
+fn postgres_cpu_s(backend: Backend) -> Option<f64> {
+    if backend != Backend::Postgres {
+        return None;
+    }
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = e.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != "postgres" {
+            continue;
+        }
+        if let Some(c) = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|s| proc_cpu_s(&s))
+        {
+            total += c;
+        }
+    }
+    Some(total)
+}
+
+fn current_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn print_report(r: &BenchReport) {
+    println!();
+    println!("PEDULICOVID bench ({}: {})", r.backend, r.database);
+    println!(
+        "  messages            {:>10}   workers {} × concurrency {}, batch {}",
+        r.messages, r.workers, r.concurrency, r.batch_size
+    );
+    println!(
+        "  registry            {:>10.2} s  ({:.0} rows/s)",
+        r.registry_s, r.registry_rows_per_s
+    );
+    println!(
+        "  enqueue             {:>10.2} s  ({} messages)",
+        r.enqueue_s, r.enqueued
+    );
+    if let Some(u) = &r.unlimited {
+        println!("  unlimited run");
+        println!(
+            "    all sent after    {:>10.2} s  → {:>9.0} sends/s",
+            u.sends_s, u.sends_per_s
+        );
+        println!(
+            "    all final after   {:>10.2} s  → {:>9.0} end-to-end/s",
+            u.end_to_end_s, u.end_to_end_per_s
+        );
+        println!(
+            "    receipts          {:>10.0} /s (first receipt at {:.2} s)",
+            u.receipts_per_s, u.first_receipt_s
+        );
+        println!(
+            "    send latency      {:>10.2} ms p50, {:.2} ms p99",
+            u.p50_send_ms, u.p99_send_ms
+        );
+        println!(
+            "    CPU               {:>10.1} s in this process ({:.2} cores){}",
+            u.process_cpu_s,
+            u.process_cores,
+            u.db_cpu_s
+                .map(|d| format!(", {d:.1} s in postgres"))
+                .unwrap_or_default()
+        );
+        for (k, v) in &u.by_status {
+            println!("    {k:<18}{v:>10}");
+        }
+        println!("    duplicates        {:>10}", u.duplicates);
+        println!("    peak RSS          {:>10} MB", opt(&r.peak_rss_mb));
+    }
+    if let Some(q) = &r.rate {
+        println!("  rate run ({} s)", q.rate_secs);
+        println!(
+            "    achieved          {:>10.2} /s of {} ({:+.2} %)",
+            q.rate_achieved, q.rate_target, q.rate_error_pct
+        );
+        println!(
+            "    max per 100 ms    {:>10}   (burst {}, sliding max {}) {}",
+            q.max_per_100ms,
+            q.burst,
+            q.max_per_100ms_sliding,
+            if q.within_burst { "ok" } else { "OVER BURST" }
+        );
+    }
+    if let Some(c) = &r.claim_ceiling {
+        println!(
+            "  claim ceiling ({} loops, batches of {})",
+            c.loops, c.batch_size
+        );
+        println!(
+            "    claim + record    {:>10.0} rows/s  (claim {:.2} ms, record {:.2} ms per batch)",
+            c.claim_record_per_s, c.claim_ms_per_batch, c.record_ms_per_batch
+        );
+        println!(
+            "    receipts single   {:>10.0} /s ({} tasks)",
+            c.receipts_single_per_s, c.receipts_single_tasks
+        );
+        println!(
+            "    receipts batched  {:>10.0} /s ({} tasks, {} per batch)",
+            c.receipts_batched_per_s, c.receipts_batched_tasks, CEILING_RECEIPT_BATCH
+        );
+    }
+    println!(
+        "  peak RSS at end     {:>10} MB   (load average at start {})",
+        opt(&r.peak_rss_mb_end),
+        opt(&r.load_avg_at_start)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_workers_are_unique_and_valid() {
+        let ops = vec!["telkomsel".to_string(); PREFIXES.len()];
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut niks = std::collections::HashSet::new();
+        let mut phones = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        for i in (0..2_000_000).step_by(997).chain(0..5_000) {
+            seen.insert(i);
+            let w = synthetic_worker(i, &ops, &mut rng);
+            crate::domain::Nik::parse(&w.nik).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
+            Msisdn::parse(&w.phone).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.phone));
+            ProvinceCode::parse(&w.province_code).unwrap();
+            niks.insert(w.nik[..6].to_string() + &w.nik[12..]);
+            phones.insert(w.phone);
+        }
+        assert_eq!(niks.len(), seen.len());
+        assert_eq!(phones.len(), seen.len());
+    }
+
+    #[test]
+    fn rate_is_measured_after_the_first_second() {
+        // 500/s: one submit every 2 ms, a burst of 50 at the start.
+        let mut samples = vec![];
+        let mut c = 50;
+        for t in 0..=10_000u64 {
+            if t % 2 == 0 && t > 0 {
+                c += 1;
+            }
+            samples.push((t * 1000, c));
+        }
+        let m = measure_rate(&samples, Duration::from_secs(1));
+        assert_eq!(m.sends, 4500);
+        assert!((m.secs - 9.0).abs() < 1e-9);
+        assert_eq!(m.max_fixed, 50);
+        assert!(m.max_sliding <= 51, "{}", m.max_sliding);
+    }
+
+    #[test]
+    fn cpu_time_parses() {
+        let stat = "123 (tokio (rt)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0";
+        assert_eq!(proc_cpu_s(stat), Some(3.0));
+    }
 }

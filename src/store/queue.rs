@@ -114,17 +114,20 @@ impl Store {
     ) -> Result<Vec<ClaimedMessage>> {
         let now = now_ms();
         let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE OF messages SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // The selection runs once, in a materialised CTE: written as
+        // `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, PostgreSQL
+        // may re-run the subquery per outer row and lease far more than `n`.
         let claim = format!(
-            "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
+            "WITH due AS MATERIALIZED (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
                AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running') \
                  AND (deadline_at IS NULL OR deadline_at > $3)) \
                ORDER BY next_attempt_at, id LIMIT $4{lock}) \
-             AND status = 'queued' RETURNING id"
+             UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM due) AND status = 'queued' RETURNING id"
         );
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;

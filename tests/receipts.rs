@@ -1,0 +1,818 @@
+//! Receipt callbacks through the real HTTP server on both databases:
+//! authentication, malformed and unknown reports, ordering, duplicates,
+//! receipts that overtake our own bookkeeping, late deliveries, and limits.
+//!
+//! Messages are put into known states without the simulator interfering:
+//! either nothing sends at all (no worker, so they stay `queued`), or the
+//! in-process simulator takes every message and never calls back (rule
+//! `no_receipt` for every last digit, and the default DLR mask asks for no
+//! intermediate reports), so they stay `sent` until a test reports on them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::simulator::parse_rules;
+use pedulicovid::status::Status;
+use pedulicovid::store::{now_ms, SendOutcome, StoredReceipt};
+
+const DELIVERED: &str = "id:F1 sub:001 dlvrd:001 submit date:2101130000 done date:2101130001 stat:DELIVRD err:000 text:Yth. Nakes";
+const UNDELIVERED: &str = "id:F1 sub:001 dlvrd:000 submit date:2101130000 done date:2101130001 stat:UNDELIV err:001 text:Yth. Nakes";
+const REJECTED: &str = "id:F1 sub:001 dlvrd:000 submit date:2101130000 done date:2101130001 stat:REJECTD err:011 text:Yth. Nakes";
+const EXPIRED: &str = "id:F1 sub:001 dlvrd:000 submit date:2101130000 done date:2101130001 stat:EXPIRED err:027 text:Yth. Nakes";
+const ENROUTE: &str = "id:F1 sub:001 dlvrd:000 submit date:2101130000 done date:2101130001 stat:ENROUTE err:000 text:Yth. Nakes";
+const NACK_INVALID: &str = "NACK/0x0000000b/Invalid Destination Address";
+
+/// Plain SQL on the test database, for what the store has no method for.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+impl Raw {
+    async fn connect(url: &str) -> Raw {
+        if url.starts_with("sqlite:") {
+            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("raw sqlite"))
+        } else {
+            Raw::Pg(sqlx::PgPool::connect(url).await.expect("raw postgres"))
+        }
+    }
+
+    /// A query returning one integer column, with at most one integer argument.
+    async fn ints(&self, sql: &str, arg: Option<i64>) -> Vec<i64> {
+        match self {
+            Raw::Sqlite(p) => {
+                let mut q = sqlx::query_scalar::<_, i64>(sql);
+                if let Some(a) = arg {
+                    q = q.bind(a);
+                }
+                q.fetch_all(p).await.expect(sql)
+            }
+            Raw::Pg(p) => {
+                let mut q = sqlx::query_scalar::<_, i64>(sql);
+                if let Some(a) = arg {
+                    q = q.bind(a);
+                }
+                q.fetch_all(p).await.expect(sql)
+            }
+        }
+    }
+
+    async fn count(&self, sql: &str, arg: Option<i64>) -> i64 {
+        self.ints(sql, arg).await[0]
+    }
+
+    /// A query returning one text column, with at most one integer argument.
+    async fn texts(&self, sql: &str, arg: Option<i64>) -> Vec<String> {
+        match self {
+            Raw::Sqlite(p) => {
+                let mut q = sqlx::query_scalar::<_, String>(sql);
+                if let Some(a) = arg {
+                    q = q.bind(a);
+                }
+                q.fetch_all(p).await.expect(sql)
+            }
+            Raw::Pg(p) => {
+                let mut q = sqlx::query_scalar::<_, String>(sql);
+                if let Some(a) = arg {
+                    q = q.bind(a);
+                }
+                q.fetch_all(p).await.expect(sql)
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Raw::Sqlite(p) => p.close().await,
+            Raw::Pg(p) => p.close().await,
+        }
+    }
+}
+
+/// A running app with one campaign of `n` messages in a known state.
+struct Ctx {
+    app: App,
+    db: TestDb,
+    raw: Raw,
+    client: reqwest::Client,
+    token: String,
+    campaign: i64,
+    /// Message ids, ascending.
+    ids: Vec<i64>,
+}
+
+/// How far the campaign's messages get before the test takes over.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// No worker: every message stays `queued`.
+    Queued,
+    /// A worker sends everything to a simulator that never reports back:
+    /// every message ends `sent`.
+    Sent,
+}
+
+async fn setup(backend: &str, n: u32, until: Start) -> Ctx {
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    // Every last digit: accepted, and never a receipt.
+    s.simulator.config.rules = parse_rules(
+        &(0..10)
+            .map(|d| format!("{d}=no_receipt"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+    .unwrap();
+    let parts = match until {
+        Start::Queued => Parts {
+            http: true,
+            workers: 0,
+            housekeeping: false,
+            simulator: false,
+        },
+        Start::Sent => Parts {
+            http: true,
+            workers: 1,
+            housekeeping: false,
+            simulator: true,
+        },
+    };
+    let app = start(s, parts).await;
+    let mut csv = String::from(HEADER);
+    for i in 0..n {
+        csv.push_str(&row(i, "31", &format!("{:07}{}", 1000 + i, i % 10)));
+    }
+    let imported = import_text(&app.store, &csv).await;
+    assert_eq!(imported.accepted, u64::from(n), "{:?}", imported.rejections);
+    let (c, enqueued) = campaign::create(
+        &app.store,
+        &app.renderer,
+        1,
+        CampaignRequest {
+            name: "receipts".into(),
+            template: "undangan_registrasi".into(),
+            at: None,
+            window: "00:00-24:00".parse().unwrap(),
+            provinces: vec![],
+            professions: vec![],
+            created_by: "test".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(enqueued, u64::from(n));
+    let raw = Raw::connect(&db.url).await;
+    let ids = raw
+        .ints(
+            "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id",
+            Some(c.id),
+        )
+        .await;
+    assert_eq!(ids.len(), n as usize);
+    if until == Start::Sent {
+        let t0 = Instant::now();
+        loop {
+            let r = app.store.campaign_report(c.id).await.unwrap();
+            if r.status(Status::Sent) == i64::from(n) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "messages never all reached sent: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let token = app
+        .store
+        .gateway_secret("sim")
+        .await
+        .unwrap()
+        .expose()
+        .to_string();
+    Ctx {
+        app,
+        db,
+        raw,
+        client: reqwest::Client::new(),
+        token,
+        campaign: c.id,
+        ids,
+    }
+}
+
+impl Ctx {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.app.port().expect("http runs"))
+    }
+
+    fn callback_url(&self) -> String {
+        format!("{}/callbacks/sim/{}", self.base(), self.token)
+    }
+
+    /// One Kannel DLR callback the way smsbox sends it (GET, form-encoded
+    /// query). Returns the HTTP status.
+    async fn dlr(&self, id: i64, status: u32, answer: &str) -> u16 {
+        let id = id.to_string();
+        let status = status.to_string();
+        let fid = if answer.starts_with("NACK/") {
+            ""
+        } else {
+            "F1"
+        };
+        self.client
+            .get(self.callback_url())
+            .query(&[
+                ("id", id.as_str()),
+                ("status", status.as_str()),
+                ("fid", fid),
+                ("answer", answer),
+                ("ts", "1610470800"),
+            ])
+            .send()
+            .await
+            .expect("callback request")
+            .status()
+            .as_u16()
+    }
+
+    /// A GET with a literal query string (for malformed reports).
+    async fn get_raw(&self, url: &str) -> u16 {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    async fn status(&self, id: i64) -> String {
+        self.raw
+            .texts("SELECT status FROM messages WHERE id = $1", Some(id))
+            .await
+            .remove(0)
+    }
+
+    async fn effects(&self, id: i64) -> Vec<String> {
+        self.app
+            .store
+            .receipts_for(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r: StoredReceipt| r.effect.unwrap_or_default())
+            .collect()
+    }
+
+    async fn receipt_count(&self) -> i64 {
+        self.raw.count("SELECT COUNT(*) FROM receipts", None).await
+    }
+
+    /// Open flags of this campaign as (message id, reason).
+    async fn open_flags(&self) -> Vec<(i64, String)> {
+        self.app
+            .store
+            .flags(Some(self.campaign), false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.message_id, f.reason))
+            .collect()
+    }
+
+    async fn finish(self) {
+        let Ctx { app, db, raw, .. } = self;
+        raw.close().await;
+        app.stop(Duration::from_secs(5)).await;
+        drop(db);
+    }
+}
+
+async fn wrong_token_and_unknown_gateway_store_nothing(backend: &str) {
+    let ctx = setup(backend, 2, Start::Queued).await;
+    let m = ctx.ids[0];
+    let q = format!("?id={m}&status=1&fid=F1&answer=stat%3ADELIVRD");
+
+    // Wrong token in the path: 401, nothing stored, nothing changed.
+    let wrong = format!("{}/callbacks/sim/{}{q}", ctx.base(), "0".repeat(64));
+    assert_eq!(ctx.get_raw(&wrong).await, 401);
+    // A token one character short of the real one.
+    let short = format!(
+        "{}/callbacks/sim/{}{q}",
+        ctx.base(),
+        &ctx.token[..ctx.token.len() - 1]
+    );
+    assert_eq!(ctx.get_raw(&short).await, 401);
+    // Unknown gateway name, even with the right token: 404.
+    let unknown = format!("{}/callbacks/nosuch/{}{q}", ctx.base(), ctx.token);
+    assert_eq!(ctx.get_raw(&unknown).await, 404);
+    // Header route without a header, and with a wrong one.
+    let header_url = format!("{}/callbacks/sim{q}", ctx.base());
+    assert_eq!(ctx.get_raw(&header_url).await, 401);
+    let st = ctx
+        .client
+        .get(&header_url)
+        .header("X-Callback-Token", "not-the-token")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 401);
+    assert_eq!(
+        ctx.receipt_count().await,
+        0,
+        "a refused callback is never stored"
+    );
+    assert_eq!(ctx.status(m).await, "queued");
+
+    // The right token in the X-Callback-Token header works like the path.
+    let st = ctx
+        .client
+        .get(&header_url)
+        .header("X-Callback-Token", &ctx.token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 200);
+    assert_eq!(ctx.status(m).await, "delivered");
+    assert_eq!(ctx.effects(m).await, ["applied"]);
+    assert_eq!(ctx.receipt_count().await, 1);
+    ctx.finish().await;
+}
+both_backends!(wrong_token_and_unknown_gateway_store_nothing);
+
+async fn malformed_callbacks_are_400_and_kept_raw(backend: &str) {
+    let ctx = setup(backend, 1, Start::Queued).await;
+    let m = ctx.ids[0];
+    let queries = [
+        "status=1&fid=F1".to_string(),
+        "id=abc&status=1".to_string(),
+        format!("id={m}&fid=F1&answer=ACK%2F"),
+        format!("id={m}&status=x"),
+        format!("id={m}&status="),
+    ];
+    for q in &queries {
+        let url = format!("{}?{q}", ctx.callback_url());
+        assert_eq!(ctx.get_raw(&url).await, 400, "{q}");
+    }
+    // No query and no body at all.
+    assert_eq!(ctx.get_raw(&ctx.callback_url()).await, 400);
+    let payloads = ctx
+        .raw
+        .texts(
+            "SELECT payload FROM receipts WHERE effect = 'malformed' ORDER BY id",
+            None,
+        )
+        .await;
+    let mut expected: Vec<String> = queries.to_vec();
+    expected.push(String::new());
+    assert_eq!(payloads, expected, "each malformed report is kept verbatim");
+    assert_eq!(ctx.receipt_count().await, 6);
+    assert_eq!(ctx.status(m).await, "queued", "nothing was applied");
+    assert!(ctx.effects(m).await.is_empty());
+    ctx.finish().await;
+}
+both_backends!(malformed_callbacks_are_400_and_kept_raw);
+
+async fn receipt_for_unknown_message_is_404_and_kept(backend: &str) {
+    let ctx = setup(backend, 1, Start::Queued).await;
+    let ghost = ctx.ids[0] + 1_000_000;
+    assert_eq!(ctx.dlr(ghost, 1, DELIVERED).await, 404);
+    let kept = ctx.app.store.receipts_for(ghost).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].effect.as_deref(), Some("unknown_message"));
+    assert_eq!(kept[0].outcome.as_deref(), Some("delivered"));
+    assert_eq!(kept[0].raw_status.as_deref(), Some("1"));
+    assert!(
+        kept[0].payload.contains(&format!("id={ghost}")),
+        "{}",
+        kept[0].payload
+    );
+    assert_eq!(ctx.status(ctx.ids[0]).await, "queued");
+    ctx.finish().await;
+}
+both_backends!(receipt_for_unknown_message_is_404_and_kept);
+
+async fn order_and_duplicates_follow_the_status_machine(backend: &str) {
+    let ctx = setup(backend, 8, Start::Sent).await;
+    let m = &ctx.ids;
+
+    // m0: final before intermediates; intermediates never move it back.
+    for (st, ans) in [(1, DELIVERED), (8, "ACK/"), (4, ENROUTE)] {
+        assert_eq!(ctx.dlr(m[0], st, ans).await, 200);
+    }
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    assert_eq!(
+        ctx.effects(m[0]).await,
+        ["applied", "intermediate", "intermediate"]
+    );
+
+    // m1: the same undelivered report five times: one flag, one change.
+    for _ in 0..5 {
+        assert_eq!(ctx.dlr(m[1], 2, UNDELIVERED).await, 200);
+    }
+    assert_eq!(ctx.status(m[1]).await, "undelivered");
+    assert_eq!(
+        ctx.effects(m[1]).await,
+        ["applied", "ignored", "ignored", "ignored", "ignored"]
+    );
+
+    // m2: intermediates on a sent message change nothing; the final then applies.
+    assert_eq!(ctx.dlr(m[2], 8, "ACK/").await, 200);
+    assert_eq!(ctx.dlr(m[2], 4, ENROUTE).await, 200);
+    assert_eq!(ctx.status(m[2]).await, "sent");
+    assert_eq!(ctx.dlr(m[2], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[2]).await, "delivered");
+
+    // m3: undelivered, then a delivered: undelivered is final (can_become
+    // says no), so the flag stays.
+    assert!(!Status::Undelivered.can_become(Status::Delivered));
+    assert_eq!(ctx.dlr(m[3], 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.dlr(m[3], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[3]).await, "undelivered");
+    assert_eq!(ctx.effects(m[3]).await, ["applied", "ignored"]);
+
+    // m4: delivered, then undelivered: stays delivered, never flagged.
+    assert_eq!(ctx.dlr(m[4], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.dlr(m[4], 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.status(m[4]).await, "delivered");
+    assert_eq!(ctx.effects(m[4]).await, ["applied", "ignored"]);
+
+    // m5: SMSC refuses the destination (16 + ESME_RINVDSTADR), then a
+    // REJECTD receipt: rejected with flag invalid_number, unchanged after.
+    assert_eq!(ctx.dlr(m[5], 16, NACK_INVALID).await, 200);
+    assert_eq!(ctx.dlr(m[5], 2, REJECTED).await, 200);
+    assert_eq!(ctx.status(m[5]).await, "rejected");
+    let r5 = ctx.app.store.receipts_for(m[5]).await.unwrap();
+    assert_eq!(r5[0].outcome.as_deref(), Some("invalid_number"));
+    assert_eq!(r5[0].error_code.as_deref(), Some("0x0000000b"));
+    assert_eq!(r5[1].effect.as_deref(), Some("ignored"));
+
+    // m6: expired (34 = EXPIRED | FAIL).
+    assert_eq!(ctx.dlr(m[6], 34, EXPIRED).await, 200);
+    assert_eq!(ctx.status(m[6]).await, "expired");
+
+    // m7: a DLR type the dialect does not define: kept, no change.
+    assert_eq!(ctx.dlr(m[7], 64, "").await, 200);
+    assert_eq!(ctx.status(m[7]).await, "sent");
+    assert_eq!(ctx.effects(m[7]).await, ["unknown_code"]);
+
+    let mut flags = ctx.open_flags().await;
+    flags.sort();
+    assert_eq!(
+        flags,
+        vec![
+            (m[1], "undelivered".to_string()),
+            (m[3], "undelivered".to_string()),
+            (m[5], "invalid_number".to_string()),
+            (m[6], "expired".to_string()),
+        ]
+    );
+    let r = ctx.app.store.campaign_report(ctx.campaign).await.unwrap();
+    assert_eq!(r.status(Status::Delivered), 3, "{r:?}");
+    assert_eq!(r.status(Status::Sent), 1, "{r:?}");
+    assert_eq!(
+        ctx.raw
+            .count(
+                "SELECT COUNT(*) FROM receipts WHERE message_id = $1",
+                Some(m[1])
+            )
+            .await,
+        5
+    );
+    ctx.finish().await;
+}
+both_backends!(order_and_duplicates_follow_the_status_machine);
+
+async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
+    let ctx = setup(backend, 4, Start::Queued).await;
+    let m = &ctx.ids;
+
+    // Delivered while still queued: applies, and no claim picks it up.
+    assert_eq!(ctx.dlr(m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    assert_eq!(ctx.effects(m[0]).await, ["applied"]);
+    let lease = now_ms() + 60_000;
+    // (How many rows one claim takes is `claim_takes_at_most_its_limit`'s
+    // business; this test only needs one message in `sending`.)
+    let claimed = ctx.app.store.claim("test-worker", 1, lease).await.unwrap();
+    assert!(!claimed.is_empty());
+    assert!(
+        claimed.iter().all(|c| c.id != m[0]),
+        "a delivered message is never claimed"
+    );
+    let sending = claimed[0].id;
+    assert_eq!(ctx.status(sending).await, "sending");
+
+    // Delivered while `sending` (the carrier answered before we recorded
+    // the send): applies; recording the send afterwards keeps it delivered.
+    assert_eq!(ctx.dlr(sending, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(sending).await, "delivered");
+    let lost = ctx
+        .app
+        .store
+        .record_outcomes(
+            "test-worker",
+            &[SendOutcome::Sent {
+                id: sending,
+                gateway: "sim".into(),
+                gateway_message_id: None,
+                body: "Yth. Nakes".into(),
+                encoding: "gsm7",
+                segments: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, 0);
+    assert_eq!(ctx.status(sending).await, "delivered");
+    let r = ctx.app.store.campaign_report(ctx.campaign).await.unwrap();
+    assert_eq!(r.sent, 1, "the send itself is still recorded: {r:?}");
+
+    // Every other claim gets exactly the two untouched messages, never
+    // either delivered one.
+    let mut others: Vec<i64> = claimed.iter().skip(1).map(|c| c.id).collect();
+    others.extend(
+        ctx.app
+            .store
+            .claim("test-worker", 100, lease)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id),
+    );
+    others.sort();
+    let expected: Vec<i64> = m
+        .iter()
+        .copied()
+        .filter(|id| *id != m[0] && *id != sending)
+        .collect();
+    assert_eq!(others, expected);
+    assert!(ctx
+        .app
+        .store
+        .claim("test-worker", 100, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    assert!(ctx.open_flags().await.is_empty());
+    ctx.finish().await;
+}
+both_backends!(receipt_before_the_send_is_recorded_applies);
+
+/// A claim leases at most `limit` rows (`worker.batch_size`): found while
+/// testing receipts that overtake the send.
+async fn claim_takes_at_most_its_limit(backend: &str) {
+    let ctx = setup(backend, 5, Start::Queued).await;
+    let lease = now_ms() + 60_000;
+    let ids =
+        |c: Vec<pedulicovid::store::ClaimedMessage>| c.iter().map(|c| c.id).collect::<Vec<_>>();
+    let two = ctx.app.store.claim("test-worker", 2, lease).await.unwrap();
+    assert_eq!(
+        ids(two),
+        ctx.ids[..2],
+        "claim(limit = 2) leases the two first due"
+    );
+    for next in &ctx.ids[2..] {
+        let one = ctx.app.store.claim("test-worker", 1, lease).await.unwrap();
+        assert_eq!(
+            ids(one),
+            [*next],
+            "claim(limit = 1) leases exactly the next due message"
+        );
+    }
+    assert!(ctx
+        .app
+        .store
+        .claim("test-worker", 1, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    ctx.finish().await;
+}
+
+both_backends!(claim_takes_at_most_its_limit);
+
+async fn late_delivered_overrides_failed_and_resolves_its_flag(backend: &str) {
+    let ctx = setup(backend, 1, Start::Queued).await;
+    let lease = now_ms() + 60_000;
+    let claimed = ctx.app.store.claim("w", 1, lease).await.unwrap();
+    let id = claimed[0].id;
+    ctx.app
+        .store
+        .record_outcomes(
+            "w",
+            &[SendOutcome::Failed {
+                id,
+                gateway: Some("sim".into()),
+                error: "timeout (after 5 attempts)".into(),
+                reason: pedulicovid::status::FlagReason::RetriesExhausted,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ctx.status(id).await, "failed");
+    assert_eq!(
+        ctx.open_flags().await,
+        [(id, "retries_exhausted".to_string())]
+    );
+
+    // An intermediate does nothing to a failed message; an undelivered
+    // does not replace our failure either (failed is final).
+    assert_eq!(ctx.dlr(id, 8, "ACK/").await, 200);
+    assert_eq!(ctx.dlr(id, 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.status(id).await, "failed");
+    // Proof of delivery does.
+    assert_eq!(ctx.dlr(id, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(id).await, "delivered");
+    assert_eq!(
+        ctx.effects(id).await,
+        ["intermediate", "ignored", "applied"]
+    );
+    assert!(ctx.open_flags().await.is_empty());
+    let all = ctx.app.store.flags(Some(ctx.campaign), true).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].resolution.as_deref(), Some("delivered_late"));
+    ctx.finish().await;
+}
+both_backends!(late_delivered_overrides_failed_and_resolves_its_flag);
+
+async fn late_delivered_resolves_no_receipt_flag(backend: &str) {
+    let ctx = setup(backend, 3, Start::Sent).await;
+    let m = &ctx.ids;
+    // A cutoff in the future: every sent message is overdue.
+    let swept = ctx
+        .app
+        .store
+        .sweep_no_receipt(now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(swept, 3);
+    for id in m {
+        assert_eq!(ctx.status(*id).await, "unknown");
+    }
+    let mut open = ctx.open_flags().await;
+    open.sort();
+    assert_eq!(
+        open,
+        m.iter()
+            .map(|id| (*id, "no_receipt".to_string()))
+            .collect::<Vec<_>>()
+    );
+
+    // m0: a late delivered resolves the flag.
+    assert_eq!(ctx.dlr(m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    let open = ctx
+        .app
+        .store
+        .flags(Some(ctx.campaign), false)
+        .await
+        .unwrap();
+    assert!(
+        open.iter().all(|f| f.message_id != m[0]),
+        "resolved flag still listed: {open:?}"
+    );
+    let all = ctx.app.store.flags(Some(ctx.campaign), true).await.unwrap();
+    let f0 = all
+        .iter()
+        .find(|f| f.message_id == m[0])
+        .expect("flag kept");
+    assert_eq!(f0.resolution.as_deref(), Some("delivered_late"));
+    assert!(f0.resolved_at.is_some());
+
+    // m1: a late undelivered replaces the reason on the same open flag.
+    assert_eq!(ctx.dlr(m[1], 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.status(m[1]).await, "undelivered");
+    // m2: an intermediate leaves it unknown and flagged.
+    assert_eq!(ctx.dlr(m[2], 4, ENROUTE).await, 200);
+    assert_eq!(ctx.status(m[2]).await, "unknown");
+
+    let mut open = ctx.open_flags().await;
+    open.sort();
+    assert_eq!(
+        open,
+        vec![
+            (m[1], "undelivered".to_string()),
+            (m[2], "no_receipt".to_string())
+        ]
+    );
+    let r = ctx.app.store.campaign_report(ctx.campaign).await.unwrap();
+    assert_eq!(r.flagged(), 2, "{r:?}");
+    ctx.finish().await;
+}
+both_backends!(late_delivered_resolves_no_receipt_flag);
+
+async fn form_post_works_like_get(backend: &str) {
+    let ctx = setup(backend, 2, Start::Sent).await;
+    let form = |id: i64, status: &str, answer: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("id", &id.to_string())
+            .append_pair("status", status)
+            .append_pair("fid", "F1")
+            .append_pair("answer", answer)
+            .finish()
+    };
+    // Token in the path.
+    let st = ctx
+        .client
+        .post(ctx.callback_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(ctx.ids[0], "1", DELIVERED))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 200);
+    assert_eq!(ctx.status(ctx.ids[0]).await, "delivered");
+    let r = ctx.app.store.receipts_for(ctx.ids[0]).await.unwrap();
+    assert_eq!(r[0].error_code.as_deref(), Some("000"));
+    assert_eq!(r[0].gateway_message_id.as_deref(), Some("F1"));
+
+    // Token in the header.
+    let st = ctx
+        .client
+        .post(format!("{}/callbacks/sim", ctx.base()))
+        .header("X-Callback-Token", &ctx.token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(ctx.ids[1], "2", REJECTED))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 200);
+    assert_eq!(ctx.status(ctx.ids[1]).await, "rejected");
+    assert_eq!(
+        ctx.open_flags().await,
+        [(ctx.ids[1], "rejected".to_string())]
+    );
+
+    // A malformed POST body is 400 and kept, like a malformed GET.
+    let st = ctx
+        .client
+        .post(ctx.callback_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("id=abc&status=1")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 400);
+    assert_eq!(
+        ctx.raw
+            .texts(
+                "SELECT payload FROM receipts WHERE effect = 'malformed'",
+                None
+            )
+            .await,
+        ["id=abc&status=1"]
+    );
+    ctx.finish().await;
+}
+both_backends!(form_post_works_like_get);
+
+async fn oversized_body_is_413(backend: &str) {
+    let ctx = setup(backend, 2, Start::Queued).await;
+    let limit = ctx.app.settings.http.body_limit_bytes;
+    assert_eq!(limit, 64 * 1024);
+
+    let big = format!("id={}&status=1&pad={}", ctx.ids[0], "a".repeat(limit));
+    assert!(big.len() > limit);
+    let st = ctx
+        .client
+        .post(ctx.callback_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 413);
+    assert_eq!(ctx.receipt_count().await, 0);
+    assert_eq!(ctx.status(ctx.ids[0]).await, "queued");
+
+    // Just under the limit is fine.
+    let head = format!("id={}&status=1&pad=", ctx.ids[1]);
+    let fits = format!("{head}{}", "a".repeat(limit - head.len()));
+    assert_eq!(fits.len(), limit);
+    let st = ctx
+        .client
+        .post(ctx.callback_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(fits)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 200);
+    assert_eq!(ctx.status(ctx.ids[1]).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(oversized_body_is_413);
