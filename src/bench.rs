@@ -840,6 +840,19 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
         .store
         .control_campaign(c.id, CampaignAction::Cancel, "")
         .await;
+    // The batches in hand are still sent (at the limited rate): let them
+    // finish before the simulator stops with the app.
+    let drain = Instant::now();
+    while cancel.is_ok() && drain.elapsed() < Duration::from_secs(30) {
+        let sending: i64 = with_pool!(app.store, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
+             AND (status = 'sending' OR lease_owner IS NOT NULL)")
+            .bind(c.id).fetch_one(p).await?);
+        if sending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop(Duration::from_secs(15)).await;
     cancel.context("cancelling the rate campaign")?;
 

@@ -196,7 +196,21 @@ impl Dispatcher {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        summary.lease_lost = self.store.record_outcomes(&self.owner, &outcomes).await?;
+        // These sends happened: try hard to write them down. If recording
+        // keeps failing the leases expire and (at-least-once) the messages
+        // go out again, which is the bounded duplicate the policy accepts.
+        let mut tries = 0;
+        summary.lease_lost = loop {
+            match self.store.record_outcomes(&self.owner, &outcomes).await {
+                Ok(lost) => break lost,
+                Err(e) if tries < 8 => {
+                    tries += 1;
+                    warn!(error = %e, tries, "recording a batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << tries.min(6))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if summary.lease_lost > 0 {
             warn!(
                 lost = summary.lease_lost,

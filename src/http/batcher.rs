@@ -69,10 +69,12 @@ async fn run(
         }
         let batch: Vec<IncomingReceipt> = jobs.iter().map(|(r, _)| r.clone()).collect();
         let mut result = store.apply_receipts(&batch).await;
-        if let Err(e) = &result {
-            // A deadlock or serialisation failure against a concurrent batch
-            // is worth one more try before the carriers are told to retry.
-            warn!(error = %e, size = batch.len(), "receipt batch failed; retrying once");
+        for attempt in 1..=3u32 {
+            let Err(e) = &result else { break };
+            // A transient failure (lock timeout, a restarting database) is
+            // worth a few more tries before the carriers are told to retry.
+            warn!(error = %e, size = batch.len(), attempt, "receipt batch failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
             result = store.apply_receipts(&batch).await;
         }
         match result {

@@ -184,6 +184,15 @@ impl Store {
         }
     }
 
+    /// ` FOR UPDATE` where row locks exist (PostgreSQL); SQLite's single
+    /// writer (`BEGIN IMMEDIATE`) already serialises.
+    pub(crate) fn row_lock(&self) -> &'static str {
+        match self.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Applies the embedded migrations for this backend.
     pub async fn migrate(&self) -> Result<()> {
         match &self.db {

@@ -185,8 +185,21 @@ impl Store {
             .filter(|o| matches!(o, SendOutcome::Sent { .. }))
             .collect();
         let mut lost = 0u64;
+        let lock = self.row_lock();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // Lock every row of the batch first, in id order, like every
+            // other writer of `messages`: no deadlocks between batches.
+            if !lock.is_empty() {
+                let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for o in &sorted {
+                    sep.push_bind(o.id());
+                }
+                q.push(") ORDER BY id");
+                q.push(lock);
+                q.build().execute(&mut *tx).await?;
+            }
             // The common case, set-based: one UPDATE … FROM (VALUES …) per
             // chunk. A final receipt that overtook us keeps its status.
             for chunk in sent.chunks(RECORD_CHUNK) {

@@ -3,7 +3,6 @@
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::queue::flag;
 use super::{now_ms, with_pool, BeginWrite, Result, Store};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
 use crate::status::{FlagReason, Status};
@@ -87,68 +86,22 @@ impl Store {
             .fetch_one(p).await?))
     }
 
-    /// Stores the receipt raw (its own commit: it survives whatever follows),
-    /// then applies it in one transaction: the status moves only where the
-    /// status machine allows (duplicates and stale reports change nothing),
-    /// failures flag the worker, and a late `delivered` resolves the flag.
+    /// Stores and applies one receipt (see [`Store::apply_receipts`]): the
+    /// status moves only where the status machine allows (duplicates and
+    /// stale reports change nothing), failures flag the worker, and a late
+    /// `delivered` resolves the flag.
     pub async fn apply_receipt(
         &self,
         gateway: &str,
         payload: &str,
         r: &ParsedReceipt,
     ) -> Result<ReceiptEffect> {
-        let now = now_ms();
-        let name = outcome_name(r.outcome);
-        with_pool!(self, pool => {
-            let receipt_id: i64 = sqlx::query_scalar(
-                "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, error_code, \
-                 payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id")
-                .bind(gateway).bind(r.message_id).bind(&r.gateway_message_id).bind(&r.raw_status)
-                .bind(name).bind(&r.error_code).bind(payload).bind(now)
-                .fetch_one(pool).await?;
-
-            let mut tx = pool.begin_write().await?;
-            let exists: Option<i64> = match r.message_id {
-                Some(id) => sqlx::query_scalar("SELECT id FROM messages WHERE id = $1")
-                    .bind(id).fetch_optional(&mut *tx).await?,
-                None => None,
-            };
-            let effect = match (exists, target(r.outcome)) {
-                (None, _) => ReceiptEffect::UnknownMessage,
-                (Some(_), None) if r.outcome == ReceiptOutcome::Accepted => ReceiptEffect::Intermediate,
-                (Some(_), None) => ReceiptEffect::UnknownCode,
-                (Some(id), Some((status, reason))) => {
-                    let from = Status::sql_list(&Status::sources_of(status));
-                    let sql = format!(
-                        "UPDATE messages SET status = $1, final_at = $2, updated_at = $2, \
-                         last_error = $3 WHERE id = $4 AND status IN ({from})");
-                    let err = reason.map(|_| format!("receipt {}", r.error_code.as_deref().unwrap_or(name)));
-                    let n = sqlx::query(&sql)
-                        .bind(status.as_str()).bind(now).bind(err).bind(id)
-                        .execute(&mut *tx).await?.rows_affected();
-                    if n == 0 {
-                        ReceiptEffect::Ignored
-                    } else {
-                        match reason {
-                            Some(reason) => {
-                                flag!(tx, id, reason, now);
-                            }
-                            None => {
-                                sqlx::query("UPDATE non_recipients SET resolved_at = $1, resolution = 'delivered_late' \
-                                             WHERE message_id = $2 AND resolved_at IS NULL")
-                                    .bind(now).bind(id).execute(&mut *tx).await?;
-                            }
-                        }
-                        ReceiptEffect::Applied
-                    }
-                }
-            };
-            sqlx::query("UPDATE receipts SET effect = $1 WHERE id = $2")
-                .bind(effect.as_str()).bind(receipt_id)
-                .execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(effect)
-        })
+        let one = IncomingReceipt {
+            gateway: gateway.to_string(),
+            payload: payload.to_string(),
+            parsed: r.clone(),
+        };
+        Ok(self.apply_receipts(&[one]).await?[0])
     }
 
     /// Receipts for one message, oldest first.
@@ -190,6 +143,7 @@ impl Store {
     /// duplicate in one batch behaves as it would one by one.
     pub async fn apply_receipts(&self, batch: &[IncomingReceipt]) -> Result<Vec<ReceiptEffect>> {
         let now = now_ms();
+        let lock = self.row_lock();
         let mut effects: Vec<Option<ReceiptEffect>> = vec![None; batch.len()];
         // Rounds in which every message id appears at most once.
         let mut rounds: Vec<Vec<usize>> = vec![];
@@ -219,12 +173,16 @@ impl Store {
                 let existing: std::collections::HashSet<i64> = if ids.is_empty() {
                     Default::default()
                 } else {
+                    // Lock the rows up front in id order (PostgreSQL); every
+                    // writer of `messages` does the same, so concurrent
+                    // batches queue behind each other instead of deadlocking.
                     let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id IN (");
                     let mut sep = q.separated(", ");
                     for id in &ids {
                         sep.push_bind(*id);
                     }
-                    q.push(")");
+                    q.push(") ORDER BY id");
+                    q.push(lock);
                     q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect()
                 };
                 // Group the applicable receipts by the status they lead to.
