@@ -217,6 +217,14 @@ impl Settings {
     /// Loads settings: defaults, then `path` (or `pedulicovid.toml` when it
     /// exists), then the environment.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Settings> {
+        Settings::load_from(path, std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (tests).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Settings> {
         // Start empty: `#[serde(default)]` on every section fills what the
         // file and the environment leave out.
         let mut tree = toml::Table::new();
@@ -232,7 +240,7 @@ impl Settings {
                 .with_context(|| format!("parsing settings file {}", file.display()))?;
             merge(&mut tree, overlay);
         }
-        for (key, value) in std::env::vars() {
+        for (key, value) in env {
             if let Some(path) = key.strip_prefix(ENV_PREFIX) {
                 set_path(&mut tree, path, &value)
                     .with_context(|| format!("environment variable {key}"))?;
@@ -308,28 +316,31 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
 /// when it parses as one (numbers, booleans, arrays), else as a string.
 fn set_path(tree: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<()> {
     let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-    let value = parse_scalar(raw);
+    // A missing container is an array when the key below it is an index.
+    let empty_for = |next: Option<&String>| match next {
+        Some(n) if n.parse::<usize>().is_ok() => toml::Value::Array(vec![]),
+        _ => toml::Value::Table(toml::Table::new()),
+    };
     let mut slot: &mut toml::Value = tree
         .entry(parts[0].clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    for part in &parts[1..] {
+        .or_insert_with(|| empty_for(parts.get(1)));
+    for (k, part) in parts.iter().enumerate().skip(1) {
+        let next = parts.get(k + 1);
         slot = match slot {
-            toml::Value::Table(t) => t
-                .entry(part.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            toml::Value::Table(t) => t.entry(part.clone()).or_insert_with(|| empty_for(next)),
             toml::Value::Array(a) => {
                 let i: usize = part
                     .parse()
                     .with_context(|| format!("{part:?} is not an array index"))?;
                 while a.len() <= i {
-                    a.push(toml::Value::Table(toml::Table::new()));
+                    a.push(empty_for(next));
                 }
                 &mut a[i]
             }
             _ => bail!("{path}: {part:?} is below a plain value"),
         };
     }
-    *slot = value;
+    *slot = parse_scalar(raw);
     Ok(())
 }
 
@@ -339,4 +350,72 @@ fn parse_scalar(raw: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_work_with_nothing_configured() {
+        let s = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), vec![]);
+        assert!(s.is_err(), "an explicit file that is missing is an error");
+        let s = Settings::load_from(None, vec![]).unwrap();
+        assert_eq!(s.database_url, "sqlite://pedulicovid.db");
+        assert_eq!(s.gateways.len(), 1);
+        assert_eq!(s.gateways[0].name, "sim");
+        assert!(s.simulator.enabled);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "database_url = \"postgres://x/y\"\n[worker]\nmax_attempts = 7\n\
+             [[gateways]]\nname = \"tsel\"\nrate_per_sec = 10\n[gateways.kannel]\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&f),
+            env(&[
+                ("PEDULICOVID__WORKER__MAX_ATTEMPTS", "3"),
+                ("PEDULICOVID__GATEWAYS__0__RATE_PER_SEC", "50"),
+                ("PEDULICOVID__HTTP__PUBLIC_URL", "https://dispatch.example"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database_url, "postgres://x/y");
+        assert_eq!(s.worker.max_attempts, 3);
+        assert_eq!(s.gateways[0].name, "tsel");
+        assert_eq!(s.gateways[0].rate_per_sec, 50);
+        assert_eq!(
+            s.http.public_url.as_deref(),
+            Some("https://dispatch.example")
+        );
+        assert_eq!(s.gateways[0].kannel.password.expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"), "secrets never print");
+    }
+
+    #[test]
+    fn bad_settings_say_what_is_wrong() {
+        let e = Settings::load_from(None, env(&[("PEDULICOVID__WORKER__MAX_ATTEMPTS", "many")]))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("max_attempts"), "{e:#}");
+        let e =
+            Settings::load_from(None, env(&[("PEDULICOVID__WORKER__NO_SUCH", "1")])).unwrap_err();
+        assert!(format!("{e:#}").contains("no_such"), "{e:#}");
+        let e = Settings::load_from(None, env(&[("PEDULICOVID__GATEWAYS__0__DIALECT", "smpp")]))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("unknown dialect"), "{e:#}");
+    }
 }
