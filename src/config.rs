@@ -174,6 +174,11 @@ pub struct GatewaySettings {
     pub segments_per_sec: u32,
     /// Operators routed here (`telkomsel`, `indosat`, …); empty = any.
     pub operators: Vec<String>,
+    /// Consecutive transient failures (transport, 5xx, throttle) that take
+    /// the gateway out of rotation (0 = never).
+    pub breaker_threshold: u32,
+    /// How long it stays out before one probe request is let through.
+    pub breaker_cool_down_secs: u64,
     /// Token carriers present on receipt callbacks. Empty: one is generated
     /// and kept in the database, so every process sharing it agrees.
     pub callback_secret: Secret,
@@ -188,6 +193,8 @@ impl Default for GatewaySettings {
             rate_per_sec: 0,
             segments_per_sec: 0,
             operators: vec![],
+            breaker_threshold: 20,
+            breaker_cool_down_secs: 30,
             callback_secret: Secret::default(),
             kannel: KannelConfig::default(),
         }

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub deferred: AtomicU64,
     /// Receipt callbacks taken (any effect).
     pub receipts: AtomicU64,
+    /// Times a gateway's circuit breaker opened.
+    pub circuit_opens: AtomicU64,
     /// Time spent waiting on rate limiters, in microseconds.
     pub rate_wait_us: AtomicU64,
     /// Gateway request latency.

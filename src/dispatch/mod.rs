@@ -7,6 +7,7 @@
 //! carrier is never called inside a database transaction, and a failure of
 //! one message (even a template error) only ever affects that message.
 
+pub mod breaker;
 pub mod limits;
 pub mod retry;
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use self::breaker::{Breaker, BreakerState};
 use self::limits::{GatewayLimits, Limit};
 use crate::campaign::Window;
 use crate::config::{SmsSettings, WorkerSettings};
@@ -29,10 +31,12 @@ use crate::render::{RenderContext, Renderer};
 use crate::status::FlagReason;
 use crate::store::{now_ms, ClaimedMessage, SendOutcome, Store};
 
-/// One gateway with its rate limits and the operators routed to it.
+/// One gateway with its rate limits, its circuit breaker and the operators
+/// routed to it.
 pub struct Route {
     pub gateway: Arc<dyn Gateway>,
     pub limits: GatewayLimits,
+    pub breaker: Breaker,
     /// Empty: any operator.
     pub operators: Vec<Operator>,
 }
@@ -47,8 +51,16 @@ impl Route {
         Route {
             gateway,
             limits: GatewayLimits::new(messages_per_sec, segments_per_sec),
+            breaker: Breaker::new(20, Duration::from_secs(30)),
             operators,
         }
+    }
+
+    /// Opens the breaker after `threshold` consecutive transient failures
+    /// (0 = never) for `cool_down`.
+    pub fn with_breaker(mut self, threshold: u32, cool_down: Duration) -> Route {
+        self.breaker = Breaker::new(threshold, cool_down);
+        self
     }
 }
 
@@ -88,12 +100,26 @@ impl Router {
         }
     }
 
-    pub fn route(&self, operator: Operator) -> &Route {
-        self.routes
+    /// The routes for `operator` in order of preference: those configured
+    /// for it, then the default routes (no operator list), then the rest as
+    /// a last resort for failover.
+    pub fn candidates(&self, operator: Operator) -> impl Iterator<Item = &Route> {
+        let own = self
+            .routes
             .iter()
-            .find(|r| r.operators.contains(&operator))
-            .or_else(|| self.routes.iter().find(|r| r.operators.is_empty()))
-            .unwrap_or(&self.routes[0])
+            .filter(move |r| r.operators.contains(&operator));
+        let default = self.routes.iter().filter(|r| r.operators.is_empty());
+        let rest = self
+            .routes
+            .iter()
+            .filter(move |r| !r.operators.is_empty() && !r.operators.contains(&operator));
+        own.chain(default).chain(rest)
+    }
+
+    /// The first candidate whose circuit breaker lets a request through, or
+    /// `None` when every gateway is out of rotation.
+    pub fn route(&self, operator: Operator) -> Option<&Route> {
+        self.candidates(operator).find(|r| r.breaker.allow())
     }
 }
 
@@ -279,7 +305,14 @@ impl Dispatcher {
                 reason: FlagReason::RenderFailed,
             };
         }
-        let route = self.router.route(to.operator());
+        let Some(route) = self.router.route(to.operator()) else {
+            // Every gateway is out of rotation: wait for a breaker to
+            // half-open, without using an attempt.
+            return SendOutcome::Defer {
+                id: m.id,
+                until: now + 5_000,
+            };
+        };
         route.limits.acquire(text.segments()).await;
         self.router.global.acquire(1).await;
         // The rate limit may have held us past the campaign deadline: never
@@ -305,6 +338,13 @@ impl Dispatcher {
         let started = std::time::Instant::now();
         let result = route.gateway.send(&sms).await;
         METRICS.send_latency.record(started.elapsed());
+        let transition = match &result {
+            Ok(_) | Err(SendError::Permanent { .. }) => route.breaker.success(),
+            Err(_) => route.breaker.failure(),
+        };
+        if let Some(t) = transition {
+            self.breaker_moved(route, t);
+        }
         match result {
             Ok(acc) => SendOutcome::Sent {
                 id: m.id,
@@ -366,6 +406,31 @@ impl Dispatcher {
         }
     }
 
+    /// Logs a breaker transition and records it for `gateways status`.
+    fn breaker_moved(&self, route: &Route, t: breaker::Transition) {
+        let name = route.gateway.name().to_string();
+        if t.to == BreakerState::Open {
+            METRICS.circuit_opens.fetch_add(1, Ordering::Relaxed);
+            warn!(gateway = %name, failures = route.breaker.consecutive_failures(), "gateway out of rotation (circuit open)");
+        } else {
+            info!(gateway = %name, from = t.from.as_str(), to = t.to.as_str(), "gateway circuit changed");
+        }
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let detail = format!(
+            "{} consecutive failures",
+            route.breaker.consecutive_failures()
+        );
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .set_gateway_state(&name, t.to.as_str(), &detail, &owner)
+                .await
+            {
+                warn!(error = %e, "recording gateway state failed");
+            }
+        });
+    }
+
     /// Runs steps until `shutdown` turns true. An idle worker sleeps until
     /// the next message is due (at most `poll_ms`), never spins. On shutdown
     /// the batch in hand is finished and recorded first.
@@ -420,6 +485,15 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     let swept = store.sweep_no_receipt(cutoff).await?;
     if swept > 0 {
         info!(swept, "messages without a receipt flagged no_receipt");
+    }
+    let matched = store
+        .apply_pending_receipts((worker.receipt_timeout_secs * 1000) as i64)
+        .await?;
+    if matched > 0 {
+        info!(
+            matched,
+            "receipts that arrived before their send was recorded applied"
+        );
     }
     let expired = store.expire_past_deadline().await?;
     if expired > 0 {

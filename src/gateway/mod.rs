@@ -109,6 +109,22 @@ pub struct ParsedReceipt {
     pub outcome: ReceiptOutcome,
 }
 
+/// Reads one gateway's receipt callbacks. One per configured gateway (a
+/// generic JSON gateway's field mapping is configuration), chosen by the
+/// callback path.
+pub trait ReceiptParser: Send + Sync + 'static {
+    /// Parses a callback from its query pairs and body (either may be empty:
+    /// Kannel uses GET, Jasmin GET or POST form, JSON aggregators POST JSON).
+    fn parse(&self, query: &[(String, String)], body: &[u8])
+        -> Result<ParsedReceipt, ReceiptError>;
+    /// The body to answer a stored receipt with. Jasmin re-sends a callback
+    /// unless the body is exactly `ACK/Jasmin`; Kannel only looks at the
+    /// status code.
+    fn ack_body(&self) -> &'static str {
+        "OK"
+    }
+}
+
 /// A callback that cannot be read at all (answered 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed receipt: {field}: {reason}")]

@@ -206,7 +206,7 @@ impl Store {
                 let mut q = QueryBuilder::new(
                     "UPDATE messages SET status = CASE WHEN messages.status = 'sending' THEN 'sent' ELSE messages.status END, \
                      gateway = v.column2, gateway_message_id = v.column3, body = v.column4, encoding = v.column5, \
-                     segments = v.column6, sent_at = COALESCE(messages.sent_at, ");
+                     segments = v.column6, gateway_ref = v.column7, sent_at = COALESCE(messages.sent_at, ");
                 q.push_bind(now);
                 q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");
                 q.push_bind(now);
@@ -218,7 +218,8 @@ impl Store {
                             .push_bind(gateway_message_id.as_deref())
                             .push_bind(body.as_str())
                             .push_bind(*encoding)
-                            .push_bind(*segments);
+                            .push_bind(*segments)
+                            .push_bind(gateway_message_id.as_deref().map(super::receipts::normalize_ref));
                     }
                 });
                 q.push(") AS v WHERE messages.id = v.column1 AND messages.lease_owner = ");
@@ -343,6 +344,30 @@ impl Store {
             with_pool!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status ORDER BY status")
             .fetch_all(p).await?),
         )
+    }
+
+    /// Records a gateway's circuit state (last writer wins; for operators).
+    pub async fn set_gateway_state(
+        &self,
+        gateway: &str,
+        state: &str,
+        detail: &str,
+        worker: &str,
+    ) -> Result<()> {
+        with_pool!(self, p => sqlx::query(
+            "INSERT INTO gateway_health (gateway, state, detail, worker, changed_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, detail = excluded.detail, \
+             worker = excluded.worker, changed_at = excluded.changed_at")
+            .bind(gateway).bind(state).bind(detail).bind(worker).bind(now_ms())
+            .execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Every gateway's last recorded circuit state: (gateway, state, detail, worker, changed_at).
+    pub async fn gateway_states(&self) -> Result<Vec<(String, String, String, String, i64)>> {
+        Ok(with_pool!(self, p => sqlx::query_as(
+            "SELECT gateway, state, detail, worker, changed_at FROM gateway_health ORDER BY gateway")
+            .fetch_all(p).await?))
     }
 
     /// Earliest `next_attempt_at` among queued messages of live campaigns,

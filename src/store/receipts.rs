@@ -23,6 +23,9 @@ pub enum ReceiptEffect {
     UnknownMessage,
     /// Could not be read at all.
     Malformed,
+    /// Names only the gateway's id, and no send with that id is recorded
+    /// yet: kept, and applied by housekeeping once the send lands.
+    Pending,
 }
 
 impl ReceiptEffect {
@@ -34,6 +37,7 @@ impl ReceiptEffect {
             ReceiptEffect::UnknownCode => "unknown_code",
             ReceiptEffect::UnknownMessage => "unknown_message",
             ReceiptEffect::Malformed => "malformed",
+            ReceiptEffect::Pending => "pending",
         }
     }
 }
@@ -63,6 +67,32 @@ fn target(outcome: ReceiptOutcome) -> Option<(Status, Option<FlagReason>)> {
         ReceiptOutcome::InvalidNumber => Some((Status::Rejected, Some(FlagReason::InvalidNumber))),
         ReceiptOutcome::Accepted | ReceiptOutcome::Unknown => None,
     }
+}
+
+/// A gateway's message id as we compare it: carriers echo ids in another
+/// case or with leading zeros dropped (Jasmin's "DLRMapNotFound" trap).
+pub fn normalize_ref(id: &str) -> String {
+    let lower = id.trim().to_ascii_lowercase();
+    let trimmed = lower.trim_start_matches('0');
+    if trimmed.is_empty() && !lower.is_empty() {
+        "0".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn outcome_from_name(s: &str) -> ReceiptOutcome {
+    [
+        ReceiptOutcome::Delivered,
+        ReceiptOutcome::Undelivered,
+        ReceiptOutcome::Expired,
+        ReceiptOutcome::Rejected,
+        ReceiptOutcome::InvalidNumber,
+        ReceiptOutcome::Accepted,
+    ]
+    .into_iter()
+    .find(|o| outcome_name(*o) == s)
+    .unwrap_or(ReceiptOutcome::Unknown)
 }
 
 fn outcome_name(o: ReceiptOutcome) -> &'static str {
@@ -142,6 +172,69 @@ impl Store {
     /// applied in arrival order (one per round), so a final followed by a
     /// duplicate in one batch behaves as it would one by one.
     pub async fn apply_receipts(&self, batch: &[IncomingReceipt]) -> Result<Vec<ReceiptEffect>> {
+        self.apply_batch(batch, &vec![None; batch.len()]).await
+    }
+
+    /// Applies receipts kept as `pending` whose send has since been recorded
+    /// (matched by gateway and normalised gateway id), and gives up on those
+    /// older than `max_age_ms` (`unknown_message`). Returns how many applied.
+    pub async fn apply_pending_receipts(&self, max_age_ms: i64) -> Result<u64> {
+        let now = now_ms();
+        type Row = (
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = with_pool!(self, p => sqlx::query_as(
+            "SELECT r.id, r.gateway, r.gateway_message_id, r.raw_status, r.outcome, r.error_code, r.payload \
+             FROM receipts r WHERE r.effect = 'pending' AND EXISTS (SELECT 1 FROM messages m \
+             WHERE m.gateway = r.gateway AND m.gateway_ref = r.gateway_ref) ORDER BY r.id LIMIT 500")
+            .fetch_all(p).await?);
+        let mut batch = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for (id, gateway, gmid, raw, outcome, err, payload) in rows {
+            batch.push(IncomingReceipt {
+                gateway,
+                payload,
+                parsed: ParsedReceipt {
+                    message_id: None,
+                    gateway_message_id: gmid,
+                    raw_status: raw.unwrap_or_default(),
+                    error_code: err,
+                    outcome: outcome
+                        .as_deref()
+                        .map(outcome_from_name)
+                        .unwrap_or(ReceiptOutcome::Unknown),
+                },
+            });
+            ids.push(Some(id));
+        }
+        let applied = if batch.is_empty() {
+            0
+        } else {
+            self.apply_batch(&batch, &ids)
+                .await?
+                .iter()
+                .filter(|e| **e != ReceiptEffect::Pending)
+                .count() as u64
+        };
+        with_pool!(self, p => sqlx::query(
+            "UPDATE receipts SET effect = 'unknown_message' WHERE effect = 'pending' AND received_at < $1")
+            .bind(now - max_age_ms).execute(p).await.map(|_| ())?);
+        Ok(applied)
+    }
+
+    /// [`Store::apply_receipts`], where `stored[i]` is the id of a receipt
+    /// row already kept for `batch[i]` (updated instead of inserted).
+    async fn apply_batch(
+        &self,
+        batch: &[IncomingReceipt],
+        stored: &[Option<i64>],
+    ) -> Result<Vec<ReceiptEffect>> {
         let now = now_ms();
         let lock = self.row_lock();
         let mut effects: Vec<Option<ReceiptEffect>> = vec![None; batch.len()];
@@ -165,10 +258,48 @@ impl Store {
                 rounds[round].push(i);
             }
         }
+        let refs: Vec<Option<String>> = batch
+            .iter()
+            .map(|r| {
+                r.parsed
+                    .gateway_message_id
+                    .as_deref()
+                    .map(normalize_ref)
+                    .filter(|s| !s.is_empty())
+            })
+            .collect();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // Receipts without our id are matched by the gateway's id.
+            let mut resolved: Vec<Option<i64>> = batch.iter().map(|r| r.parsed.message_id).collect();
+            let mut by_gateway: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+            for (i, r) in batch.iter().enumerate() {
+                if resolved[i].is_none() && refs[i].is_some() {
+                    by_gateway.entry(r.gateway.as_str()).or_default().push(i);
+                }
+            }
+            for (gateway, idx) in &by_gateway {
+                let mut q = QueryBuilder::new("SELECT id, gateway_ref FROM messages WHERE gateway = ");
+                q.push_bind(*gateway);
+                q.push(" AND gateway_ref IN (");
+                let mut sep = q.separated(", ");
+                for &i in idx {
+                    sep.push_bind(refs[i].clone());
+                }
+                q.push(")");
+                let found: std::collections::HashMap<String, i64> = q
+                    .build_query_as::<(i64, String)>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, r)| (r, id))
+                    .collect();
+                for &i in idx {
+                    resolved[i] = refs[i].as_ref().and_then(|r| found.get(r)).copied();
+                }
+            }
             for round in &rounds {
-                let mut ids: Vec<i64> = round.iter().filter_map(|&i| batch[i].parsed.message_id).collect();
+                let mut ids: Vec<i64> = round.iter().filter_map(|&i| resolved[i]).collect();
                 ids.sort_unstable();
                 let existing: std::collections::HashSet<i64> = if ids.is_empty() {
                     Default::default()
@@ -191,7 +322,8 @@ impl Store {
                 let mut groups: Vec<Group> = vec![];
                 for &i in round {
                     let r = &batch[i].parsed;
-                    let effect = match (r.message_id.filter(|id| existing.contains(id)), target(r.outcome)) {
+                    let effect = match (resolved[i].filter(|id| existing.contains(id)), target(r.outcome)) {
+                        (None, _) if r.message_id.is_none() && refs[i].is_some() => Some(ReceiptEffect::Pending),
                         (None, _) => Some(ReceiptEffect::UnknownMessage),
                         (Some(_), None) if r.outcome == ReceiptOutcome::Accepted => Some(ReceiptEffect::Intermediate),
                         (Some(_), None) => Some(ReceiptEffect::UnknownCode),
@@ -264,21 +396,32 @@ impl Store {
                     }
                 }
             }
-            for chunk in (0..batch.len()).collect::<Vec<_>>().chunks(INSERT_CHUNK) {
+            for (i, id) in stored.iter().enumerate() {
+                if let Some(id) = id {
+                    sqlx::query("UPDATE receipts SET message_id = $1, effect = $2 WHERE id = $3")
+                        .bind(resolved[i])
+                        .bind(effects[i].unwrap_or(ReceiptEffect::Ignored).as_str())
+                        .bind(*id)
+                        .execute(&mut *tx).await?;
+                }
+            }
+            let fresh: Vec<usize> = (0..batch.len()).filter(|&i| stored[i].is_none()).collect();
+            for chunk in fresh.chunks(INSERT_CHUNK) {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, \
-                     error_code, payload, received_at, effect) ");
+                     error_code, payload, received_at, effect, gateway_ref) ");
                 q.push_values(chunk, |mut b, &i| {
                     let r = &batch[i];
                     b.push_bind(&r.gateway)
-                        .push_bind(r.parsed.message_id)
+                        .push_bind(resolved[i])
                         .push_bind(&r.parsed.gateway_message_id)
                         .push_bind(&r.parsed.raw_status)
                         .push_bind(outcome_name(r.parsed.outcome))
                         .push_bind(&r.parsed.error_code)
                         .push_bind(&r.payload)
                         .push_bind(now)
-                        .push_bind(effects[i].unwrap_or(ReceiptEffect::Ignored).as_str());
+                        .push_bind(effects[i].unwrap_or(ReceiptEffect::Ignored).as_str())
+                        .push_bind(refs[i].clone());
                 });
                 q.build().execute(&mut *tx).await?;
             }
@@ -288,5 +431,29 @@ impl Store {
             .into_iter()
             .map(|e| e.unwrap_or(ReceiptEffect::Ignored))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_ids_compare_without_case_or_leading_zeros() {
+        assert_eq!(normalize_ref("00ABC12"), "abc12");
+        assert_eq!(normalize_ref(" abc12 "), "abc12");
+        assert_eq!(normalize_ref("000"), "0");
+        assert_eq!(normalize_ref(""), "");
+        for o in [
+            "delivered",
+            "undelivered",
+            "expired",
+            "rejected",
+            "invalid_number",
+            "accepted",
+        ] {
+            assert_eq!(outcome_name(outcome_from_name(o)), o);
+        }
+        assert_eq!(outcome_from_name("zzz"), ReceiptOutcome::Unknown);
     }
 }

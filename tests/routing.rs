@@ -1,0 +1,182 @@
+//! Routing and failover across gateways; receipts matched by the gateway's
+//! own id, including before the send is recorded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pedulicovid::app::Parts;
+use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::config::GatewaySettings;
+use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
+use pedulicovid::store::{ReceiptEffect, SendOutcome};
+
+fn request(name: &str) -> CampaignRequest {
+    CampaignRequest {
+        name: name.into(),
+        template: "undangan_registrasi".into(),
+        at: None,
+        window: "00:00-24:00".parse().unwrap(),
+        provinces: vec![],
+        professions: vec![],
+        created_by: "test".into(),
+        deadline: None,
+    }
+}
+
+/// A port nothing listens on: connection refused at once.
+async fn dead_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/cgi-bin/sendsms")
+}
+
+async fn a_dead_gateway_fails_over_to_the_next_route(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    // Telkomsel numbers (0812…) prefer "primary", which is down; "sim" is
+    // the default route and takes over once the breaker opens.
+    let mut primary = GatewaySettings {
+        name: "primary".into(),
+        operators: vec!["telkomsel".into()],
+        breaker_threshold: 3,
+        breaker_cool_down_secs: 60,
+        ..Default::default()
+    };
+    primary.kannel.sendsms_url = dead_url().await;
+    s.gateways = vec![primary, GatewaySettings::default()];
+    s.worker.batch_size = 5;
+    s.worker.concurrency = 1;
+    s.worker.max_attempts = 5;
+    let app = start(s, Parts::ALL).await;
+    let mut csv = String::from(HEADER);
+    for i in 0..30u32 {
+        csv.push_str(&row(i, "31", &format!("{:07}1", i)));
+    }
+    assert_eq!(import_text(&app.store, &csv).await.accepted, 30);
+    let (c, n) = campaign::create(&app.store, &app.renderer, 1, request("failover"))
+        .await
+        .unwrap();
+    assert_eq!(n, 30);
+    let r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
+    // Every message got through the second route; the few that hit the dead
+    // gateway first were retried, none failed.
+    assert_eq!(r.sent, 30, "{r:?}");
+    assert_eq!(r.status(pedulicovid::status::Status::Failed), 0, "{r:?}");
+    assert_eq!(app.simulator.clone().unwrap().stats().submits_total, 30);
+    let states = app.store.gateway_states().await.unwrap();
+    let primary = states
+        .iter()
+        .find(|s| s.0 == "primary")
+        .expect("primary state recorded");
+    assert_eq!(primary.1, "open", "{states:?}");
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(a_dead_gateway_fails_over_to_the_next_route);
+
+fn by_gateway_id(gmid: &str, outcome: ReceiptOutcome) -> ParsedReceipt {
+    ParsedReceipt {
+        message_id: None,
+        gateway_message_id: Some(gmid.into()),
+        raw_status: "DELIVRD".into(),
+        error_code: None,
+        outcome,
+    }
+}
+
+async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let csv = format!(
+        "{HEADER}{}{}",
+        row(1, "31", "00000011"),
+        row(2, "31", "00000021")
+    );
+    import_text(&store, &csv).await;
+    let renderer = pedulicovid::render::Renderer::builtin();
+    let (c, _) = campaign::create(&store, &renderer, 1, request("refs"))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim("w", 10, pedulicovid::store::now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let sent = |id: i64, gmid: &str| SendOutcome::Sent {
+        id,
+        gateway: "agg".into(),
+        gateway_message_id: Some(gmid.into()),
+        body: "x".into(),
+        encoding: "gsm7",
+        segments: 1,
+    };
+    // Message 1's send is recorded with id "0000AbC9"; its receipt names
+    // "abc9" (another case, leading zeros dropped).
+    store
+        .record_outcomes("w", &[sent(claimed[0].id, "0000AbC9")])
+        .await
+        .unwrap();
+    let e = store
+        .apply_receipt(
+            "agg",
+            "raw",
+            &by_gateway_id("abc9", ReceiptOutcome::Delivered),
+        )
+        .await
+        .unwrap();
+    assert_eq!(e, ReceiptEffect::Applied);
+    // Message 2's receipt overtakes the recording of its send: kept as
+    // pending, applied by housekeeping once the send lands.
+    let e = store
+        .apply_receipt(
+            "agg",
+            "raw",
+            &by_gateway_id("XYZ", ReceiptOutcome::Undelivered),
+        )
+        .await
+        .unwrap();
+    assert_eq!(e, ReceiptEffect::Pending);
+    assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 0);
+    store
+        .record_outcomes("w", &[sent(claimed[1].id, "xyz")])
+        .await
+        .unwrap();
+    assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 1);
+    let r = store.campaign_report(c.id).await.unwrap();
+    assert_eq!(r.status(pedulicovid::status::Status::Delivered), 1, "{r:?}");
+    assert_eq!(
+        r.status(pedulicovid::status::Status::Undelivered),
+        1,
+        "{r:?}"
+    );
+    let receipts = store.receipts_for(claimed[1].id).await.unwrap();
+    assert_eq!(
+        receipts.len(),
+        1,
+        "the pending row itself was applied, not copied"
+    );
+    assert_eq!(receipts[0].effect.as_deref(), Some("applied"));
+    // Same id from another gateway does not match.
+    let e = store
+        .apply_receipt(
+            "other",
+            "raw",
+            &by_gateway_id("abc9", ReceiptOutcome::Undelivered),
+        )
+        .await
+        .unwrap();
+    assert_eq!(e, ReceiptEffect::Pending);
+    // …and gives up after the maximum age.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store.apply_pending_receipts(1).await.unwrap();
+    let effects = store.receipt_effects().await.unwrap();
+    assert!(
+        effects
+            .iter()
+            .any(|(e, n)| e.as_deref() == Some("unknown_message") && *n == 1),
+        "{effects:?}"
+    );
+}
+both_backends!(receipts_match_by_gateway_id_even_before_the_send_is_recorded);
