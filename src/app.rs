@@ -14,7 +14,10 @@ use tracing::info;
 use crate::config::Settings;
 use crate::dispatch::{housekeeping, Dispatcher, Route, Router};
 use crate::domain::Operator;
-use crate::gateway::kannel::KannelGateway;
+use crate::gateway::jasmin::{JasminGateway, JasminReceipts};
+use crate::gateway::json::{JsonGateway, JsonReceipts};
+use crate::gateway::kannel::{KannelGateway, KannelReceipts};
+use crate::gateway::ReceiptParser;
 use crate::gateway::{http as gwhttp, Gateway};
 use crate::http::{self, AppState, CallbackGateway};
 use crate::render::Renderer;
@@ -91,9 +94,14 @@ impl App {
             // The gateway named "sim" is the simulator's: point it there,
             // whatever port it got.
             if let Some(g) = settings.gateways.iter_mut().find(|g| g.name == "sim") {
+                g.dialect = handle.dialect().as_str().to_string();
                 g.kannel.sendsms_url = handle.sendsms_url();
                 g.kannel.username = settings.simulator.config.username.clone();
                 g.kannel.password = settings.simulator.config.password.clone();
+                g.jasmin.send_url = handle.send_url();
+                g.jasmin.username = settings.simulator.config.username.clone();
+                g.jasmin.password = settings.simulator.config.password.clone();
+                g.json.url = handle.send_url();
             }
             let mut rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -146,14 +154,43 @@ impl App {
             } else {
                 g.callback_secret.clone()
             };
-            let client = gwhttp::client(g.kannel.timeout(), settings.worker.concurrency.max(8));
             let callback_url = format!("{public_url}/callbacks/{}/{}", g.name, secret.expose());
-            let gateway: Arc<dyn Gateway> = Arc::new(KannelGateway::new(
-                g.name.clone(),
-                g.kannel.clone(),
-                callback_url,
-                client,
-            ));
+            let idle = settings.worker.concurrency.max(8);
+            let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) =
+                match g.dialect.as_str() {
+                    "jasmin" => (
+                        Arc::new(JasminGateway::new(
+                            g.name.clone(),
+                            g.jasmin.clone(),
+                            callback_url,
+                            gwhttp::client(g.jasmin.timeout(), idle),
+                        )),
+                        Arc::new(JasminReceipts),
+                    ),
+                    "json" => (
+                        Arc::new(
+                            JsonGateway::new(
+                                g.name.clone(),
+                                g.json.clone(),
+                                callback_url,
+                                gwhttp::client(g.json.timeout(), idle),
+                            )
+                            .with_context(|| format!("gateway {}: json settings", g.name))?,
+                        ),
+                        Arc::new(JsonReceipts::new(g.json.receipt.clone()).with_context(|| {
+                            format!("gateway {}: json receipt mapping", g.name)
+                        })?),
+                    ),
+                    _ => (
+                        Arc::new(KannelGateway::new(
+                            g.name.clone(),
+                            g.kannel.clone(),
+                            callback_url,
+                            gwhttp::client(g.kannel.timeout(), idle),
+                        )),
+                        Arc::new(KannelReceipts),
+                    ),
+                };
             let operators = g
                 .operators
                 .iter()
@@ -162,19 +199,13 @@ impl App {
                         .with_context(|| format!("gateway {}: unknown operator {o:?}", g.name))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            routes.push(Route::new(
-                gateway,
-                g.rate_per_sec,
-                g.segments_per_sec,
-                operators,
-            ));
-            callbacks.insert(
-                g.name.clone(),
-                CallbackGateway {
-                    secret,
-                    dialect: g.dialect.clone(),
-                },
+            routes.push(
+                Route::new(gateway, g.rate_per_sec, g.segments_per_sec, operators).with_breaker(
+                    g.breaker_threshold,
+                    Duration::from_secs(g.breaker_cool_down_secs),
+                ),
             );
+            callbacks.insert(g.name.clone(), CallbackGateway { secret, parser });
         }
         let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
 
@@ -189,6 +220,7 @@ impl App {
                 store: store.clone(),
                 callbacks: Arc::new(callbacks),
                 receipts: http::ReceiptBatcher::spawn(store.clone(), batchers, 256, 4096),
+                api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments),
             };
             let app = http::router(
                 state,

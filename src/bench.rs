@@ -110,6 +110,12 @@ pub struct BenchArgs {
     /// PostgreSQL: keep the benchmark database instead of dropping it.
     #[arg(long)]
     pub keep_database: bool,
+    /// Run `ANALYZE` on `health_workers`, `messages` and `campaigns` right
+    /// after each enqueue, as autovacuum would (or as the engine could):
+    /// without statistics PostgreSQL's claim sorts the whole queue and scans
+    /// the whole registry on every claim. The clock is not stopped for it.
+    #[arg(long)]
+    pub analyze: bool,
     /// Seed of the synthetic registry and the simulator.
     #[arg(long, default_value_t = 2021)]
     pub seed: u64,
@@ -170,6 +176,12 @@ pub struct RateReport {
     pub max_per_100ms_sliding: u64,
     /// `max_per_100ms <= burst + 2` (sampling tolerance).
     pub within_burst: bool,
+    /// 100 ms buckets holding more than the burst.
+    pub buckets_over_burst: u64,
+    /// 100 ms buckets measured.
+    pub buckets: u64,
+    /// Longest pause between two samples of the simulator's counter, ms.
+    pub max_sample_gap_ms: f64,
     /// Submits counted in the measuring interval.
     pub measured_sends: u64,
     /// Length of the measuring interval, seconds.
@@ -190,6 +202,10 @@ pub struct CeilingReport {
     pub claim_record_per_s: f64,
     /// Mean wall time of one `claim` call, ms.
     pub claim_ms_per_batch: f64,
+    /// Mean `claim` time over the first tenth of the batches (full queue), ms.
+    pub claim_ms_first_tenth: f64,
+    /// Mean `claim` time over the last tenth (queue nearly drained), ms.
+    pub claim_ms_last_tenth: f64,
     /// Mean wall time of one `record_outcomes` call, ms.
     pub record_ms_per_batch: f64,
     /// Receipts applied with `apply_receipt` (one transaction each).
@@ -213,6 +229,8 @@ pub struct BenchReport {
     pub workers: usize,
     pub batch_size: u32,
     pub concurrency: usize,
+    /// `--analyze`: statistics refreshed after each enqueue.
+    pub analyze: bool,
     pub registry_s: f64,
     pub registry_rows_per_s: f64,
     pub enqueue_s: f64,
@@ -394,6 +412,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         workers: args.workers,
         batch_size: args.batch_size,
         concurrency: args.concurrency,
+        analyze: args.analyze,
         load_avg_at_start: load_avg(),
         ..Default::default()
     };
@@ -614,6 +633,12 @@ async fn unlimited_run(
     // The campaign is claimable from its commit, just before create returns.
     let t0 = Instant::now();
     let t0_ms = now_ms();
+    if args.analyze {
+        let a = analyze(&app.store).await?;
+        say(&format!(
+            "ANALYZE health_workers, messages, campaigns: {a:.2} s (the clock runs)"
+        ));
+    }
     let cpu0 = process_cpu_s();
     let db_cpu0 = postgres_cpu_s(app.store.backend());
     METRICS.send_latency.reset();
@@ -714,6 +739,16 @@ async fn unlimited_run(
     Ok((u, enqueue_s, enqueued))
 }
 
+/// `ANALYZE` of `health_workers`, `messages` and `campaigns`; returns the
+/// seconds it took.
+async fn analyze(store: &Store) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    for table in ["health_workers", "messages", "campaigns"] {
+        with_pool!(store, p => sqlx::query(&format!("ANALYZE {table}")).execute(p).await.map(|_| ())?);
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// Messages of campaign `id` not final yet, or final but whose send is not
 /// recorded yet.
 async fn in_flight(store: &Store, id: i64) -> anyhow::Result<i64> {
@@ -798,6 +833,9 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
         campaign_request("Bench: rate limited", chosen)?,
     )
     .await?;
+    if args.analyze {
+        analyze(&app.store).await?;
+    }
     if enqueued < need {
         say(&format!(
             "warning: only {enqueued} messages for {} s at {rate}/s: the queue may run dry",
@@ -868,6 +906,9 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
         max_per_100ms: m.max_fixed,
         max_per_100ms_sliding: m.max_sliding,
         within_burst: m.max_fixed <= burst + BURST_TOLERANCE,
+        buckets_over_burst: m.buckets.iter().filter(|b| **b > burst).count() as u64,
+        buckets: m.buckets.len() as u64,
+        max_sample_gap_ms: round2(m.max_gap_us as f64 / 1000.0),
         measured_sends: m.sends,
         measured_s: round3(m.secs),
         enqueued,
@@ -910,6 +951,11 @@ struct RateMeasure {
     secs: f64,
     max_fixed: u64,
     max_sliding: u64,
+    /// Submits per 100 ms bucket, in order.
+    buckets: Vec<u64>,
+    /// Longest pause between two samples (a starved sampler thread makes a
+    /// bucket edge late and the next bucket look fuller).
+    max_gap_us: u64,
 }
 
 fn measure_rate(samples: &[(u64, u64)], skip: Duration) -> RateMeasure {
@@ -931,12 +977,18 @@ fn measure_rate(samples: &[(u64, u64)], skip: Duration) -> RateMeasure {
         }
     };
     const W: u64 = 100_000;
-    let mut max_fixed = 0;
+    let mut buckets = vec![];
     let mut b = ta;
     while b + W <= tb {
-        max_fixed = max_fixed.max(at(b + W) - at(b));
+        buckets.push(at(b + W) - at(b));
         b += W;
     }
+    let max_fixed = buckets.iter().copied().max().unwrap_or(0);
+    let max_gap_us = samples[start..]
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or(0);
     let mut max_sliding = 0;
     let mut j = start;
     for i in start..samples.len() {
@@ -953,6 +1005,8 @@ fn measure_rate(samples: &[(u64, u64)], skip: Duration) -> RateMeasure {
         secs: (tb - ta) as f64 / 1e6,
         max_fixed,
         max_sliding,
+        buckets,
+        max_gap_us,
     }
 }
 
@@ -975,6 +1029,9 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     )
     .await?;
     let enqueue_s = round3(t.elapsed().as_secs_f64());
+    if args.analyze {
+        analyze(&store).await?;
+    }
     say(&format!(
         "claim ceiling: {enqueued} messages enqueued in {enqueue_s:.2} s; {} loops claiming {} and recording…",
         args.workers, args.batch_size
@@ -982,6 +1039,7 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let body = "PEDULICOVID: Yth. Siti Rahayu (NIK ..1234), Anda terdaftar sebagai sasaran \
                 vaksinasi COVID-19 nakes. Registrasi ulang: pedulilindungi.id";
     let claim_us = AtomicU64::new(0);
+    let claim_times = std::sync::Mutex::new(Vec::<u64>::new());
     let record_us = AtomicU64::new(0);
     let batches = AtomicU64::new(0);
     let rows = AtomicU64::new(0);
@@ -989,6 +1047,7 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let loops = (0..args.workers).map(|i| {
         let (store, claim_us, record_us, batches, rows) =
             (&store, &claim_us, &record_us, &batches, &rows);
+        let claim_times = &claim_times;
         async move {
             let owner = format!("bench-ceiling-{i}");
             loop {
@@ -996,7 +1055,14 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
                 let batch = store
                     .claim(&owner, args.batch_size, now_ms() + 300_000)
                     .await?;
-                claim_us.fetch_add(tc.elapsed().as_micros() as u64, Ordering::Relaxed);
+                let us = tc.elapsed().as_micros() as u64;
+                claim_us.fetch_add(us, Ordering::Relaxed);
+                if !batch.is_empty() {
+                    claim_times
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(us);
+                }
                 if batch.is_empty() {
                     return anyhow::Ok(());
                 }
@@ -1037,6 +1103,17 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
         ),
         ..Default::default()
     };
+    let times = claim_times.into_inner().unwrap_or_else(|p| p.into_inner());
+    let tenth = (times.len() / 10).max(1).min(times.len());
+    let mean_ms = |t: &[u64]| {
+        if t.is_empty() {
+            0.0
+        } else {
+            round3(t.iter().sum::<u64>() as f64 / t.len() as f64 / 1000.0)
+        }
+    };
+    out.claim_ms_first_tenth = mean_ms(&times[..tenth]);
+    out.claim_ms_last_tenth = mean_ms(&times[times.len() - tenth..]);
     say(&format!(
         "claim ceiling: {rows} rows in {secs:.2} s = {:.0} rows/s (claim {:.1} ms, record {:.1} ms per batch)",
         out.claim_record_per_s, out.claim_ms_per_batch, out.record_ms_per_batch
@@ -1241,6 +1318,10 @@ fn print_report(r: &BenchReport) {
             q.max_per_100ms_sliding,
             if q.within_burst { "ok" } else { "OVER BURST" }
         );
+        println!(
+            "    buckets > burst   {:>10}   of {} (longest sampling pause {:.1} ms)",
+            q.buckets_over_burst, q.buckets, q.max_sample_gap_ms
+        );
     }
     if let Some(c) = &r.claim_ceiling {
         println!(
@@ -1250,6 +1331,10 @@ fn print_report(r: &BenchReport) {
         println!(
             "    claim + record    {:>10.0} rows/s  (claim {:.2} ms, record {:.2} ms per batch)",
             c.claim_record_per_s, c.claim_ms_per_batch, c.record_ms_per_batch
+        );
+        println!(
+            "    claim, full queue {:>10.2} ms per batch; nearly drained {:.2} ms",
+            c.claim_ms_first_tenth, c.claim_ms_last_tenth
         );
         println!(
             "    receipts single   {:>10.0} /s ({} tasks)",

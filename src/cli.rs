@@ -74,6 +74,56 @@ enum Command {
     CarrierSim(SimArgs),
     /// Measure a campaign against the in-process simulator.
     Bench(crate::bench::BenchArgs),
+    /// API tokens (create prints the token once; only its hash is kept).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Help-desk work: search, a worker's timeline, resend.
+    #[command(subcommand)]
+    Support(SupportCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it once.
+    Create {
+        /// Unique name (letters, digits, '.', '-', '_', '@'), e.g. chatbot-kominfo.
+        #[arg(long)]
+        name: String,
+        /// operator, support, chatbot or carrier.
+        #[arg(long)]
+        role: String,
+    },
+    /// All tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name or id; it stops working at once.
+    Revoke { id_or_name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SupportCmd {
+    /// Find workers by full NIK, phone number or part of a name (masked output).
+    Search {
+        query: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything that happened to one worker, oldest first.
+    Timeline {
+        nik: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue the worker's notice again (audited; at most 3 per number per day).
+    Resend {
+        nik: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        staff: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +198,14 @@ enum FlagsCmd {
         #[arg(long)]
         all: bool,
     },
+    /// Mark a flag resolved by hand, with a note (audited).
+    Resolve {
+        flag_id: i64,
+        #[arg(long)]
+        note: String,
+        #[arg(long)]
+        staff: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +238,9 @@ struct SimArgs {
     /// Delay before each receipt callback (ms).
     #[arg(long)]
     receipt_delay_ms: Option<u64>,
+    /// Which carrier API to speak: kannel, jasmin or json.
+    #[arg(long)]
+    dialect: Option<crate::simulator::SimDialect>,
 }
 
 /// Entry point of the binary.
@@ -270,6 +331,8 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         } => import(&settings(&cli)?, file, rejects.as_deref(), *json).await,
         Command::Campaign(c) => campaign_cmd(&settings(&cli)?, c).await,
         Command::Flags(f) => flags_cmd(&settings(&cli)?, f).await,
+        Command::Token(t) => token_cmd(&settings(&cli)?, t).await,
+        Command::Support(c) => support_cmd(&settings(&cli)?, c).await,
         Command::Template { name } => {
             let s = settings(&cli)?;
             let r = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
@@ -310,8 +373,15 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(v) = a.receipt_delay_ms {
                 cfg.receipt_delay_ms = v;
             }
+            if let Some(d) = a.dialect {
+                cfg.dialect = d;
+            }
             let sim = Simulator::bind(cfg).await?;
-            println!("carrier-sim: {}", sim.sendsms_url());
+            println!(
+                "carrier-sim ({}): {}",
+                sim.handle().dialect().as_str(),
+                sim.send_url()
+            );
             sim.run(async {
                 shutdown_signal().await;
             })
@@ -673,6 +743,271 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
             w.flush()?;
             eprintln!("{} flag(s) exported", rows.len());
         }
+        FlagsCmd::Resolve {
+            flag_id,
+            note,
+            staff,
+        } => {
+            let f = store.resolve_flag(*flag_id, staff, note).await?;
+            println!(
+                "flag {} ({}) resolved by {}",
+                f.id,
+                f.reason,
+                f.resolved_by.as_deref().unwrap_or(staff)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs a CLI command, for the audit trail.
+fn cli_actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+async fn token_cmd(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    match t {
+        TokenCmd::Create { name, role } => {
+            let role: crate::store::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let (tok, secret) = store.create_token(name, role).await?;
+            store
+                .audit(
+                    &cli_actor(),
+                    "token.create",
+                    &format!("token:{}", tok.id),
+                    &format!("{} ({})", tok.name, tok.role),
+                )
+                .await?;
+            eprintln!(
+                "token {} {:?} ({}) created; it is shown once, store it now:",
+                tok.id, tok.name, tok.role
+            );
+            println!("{secret}");
+        }
+        TokenCmd::List { json } => {
+            let all = store.tokens().await?;
+            if *json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else {
+                println!(
+                    "{:>4}  {:<24} {:<9} {:<23} {:<23} revoked",
+                    "id", "name", "role", "created", "last used"
+                );
+                for t in all {
+                    println!(
+                        "{:>4}  {:<24} {:<9} {:<23} {:<23} {}",
+                        t.id,
+                        t.name,
+                        t.role,
+                        fmt_wib(t.created_at),
+                        t.last_used_at.map(fmt_wib).unwrap_or_else(|| "-".into()),
+                        t.revoked_at.map(fmt_wib).unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+        }
+        TokenCmd::Revoke { id_or_name } => {
+            let tok = store.revoke_token(id_or_name).await?;
+            store
+                .audit(
+                    &cli_actor(),
+                    "token.revoke",
+                    &format!("token:{}", tok.id),
+                    &tok.name,
+                )
+                .await?;
+            println!("token {} {:?} revoked", tok.id, tok.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn worker_id_by_nik(store: &Store, nik: &str) -> anyhow::Result<i64> {
+    let nik = crate::domain::Nik::parse(nik).map_err(|e| anyhow::anyhow!("NIK {e}"))?;
+    store
+        .worker_by_nik(nik.as_str())
+        .await?
+        .map(|w| w.id)
+        .with_context(|| format!("no worker with NIK {}", nik.masked()))
+}
+
+async fn support_cmd(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    match c {
+        SupportCmd::Search { query, json } => {
+            let (kind, rows) = store.search_workers(query).await?;
+            if *json {
+                println!("{}", serde_json::json!({"kind": kind, "results": rows}));
+            } else {
+                println!(
+                    "{:>8} {:<16} {:<14} {:<4} {:<10} {:>5} {:<11} name",
+                    "id", "nik", "phone", "prov", "valid/elig", "flags", "last"
+                );
+                for r in &rows {
+                    println!(
+                        "{:>8} {:<16} {:<14} {:<4} {:<10} {:>5} {:<11} {}",
+                        r.id,
+                        r.nik_masked,
+                        r.phone_masked,
+                        r.province_code,
+                        format!("{}/{}", yes_no(r.validated), yes_no(r.eligible)),
+                        r.open_flags,
+                        r.last_status.as_deref().unwrap_or("-"),
+                        r.name_masked
+                    );
+                }
+                eprintln!(
+                    "{} match(es) by {:?}{}",
+                    rows.len(),
+                    kind,
+                    if rows.len() as i64 >= crate::store::SEARCH_LIMIT {
+                        " (limit reached: narrow the query)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        SupportCmd::Timeline { nik, json } => {
+            let id = worker_id_by_nik(&store, nik).await?;
+            let t = store.timeline(id).await?;
+            if *json {
+                println!("{}", serde_json::to_string(&t)?);
+            } else {
+                print_timeline(&t);
+            }
+        }
+        SupportCmd::Resend { nik, reason, staff } => {
+            let id = worker_id_by_nik(&store, nik).await?;
+            let n = store.resend(id, staff, reason).await?;
+            println!(
+                "message {} (generation {}) queued in campaign {} {:?} to {}, due {}",
+                n.message_id,
+                n.generation,
+                n.campaign_id,
+                n.campaign_name,
+                n.phone_masked,
+                n.next_attempt_wib
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A worker's timeline as text, every event in time order.
+fn print_timeline(t: &crate::store::Timeline) {
+    let w = &t.worker;
+    println!(
+        "worker {}: {} NIK {} phone {} province {} {} (validated {}, eligible {}), {} open flag(s)",
+        w.id,
+        w.name_masked,
+        w.nik_masked,
+        w.phone_masked,
+        w.province_code,
+        w.profession,
+        yes_no(w.validated),
+        yes_no(w.eligible),
+        w.open_flags
+    );
+    let mut events: Vec<(i64, String)> = vec![];
+    for m in &t.messages {
+        events.push((
+            m.created_at,
+            format!(
+                "message {} queued: campaign {} {:?}, generation {}, to {} (now {}, {} attempt(s){})",
+                m.id,
+                m.campaign_id,
+                m.campaign_name,
+                m.generation,
+                m.phone_masked,
+                m.status,
+                m.attempts,
+                m.last_error
+                    .as_deref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            ),
+        ));
+        for a in &m.attempt_log {
+            events.push((
+                a.at,
+                format!(
+                    "  message {} attempt {} via {}: {}{}",
+                    m.id,
+                    a.attempt,
+                    a.gateway.as_deref().unwrap_or("-"),
+                    a.outcome,
+                    a.detail
+                        .as_deref()
+                        .filter(|d| !d.is_empty())
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        for r in &m.receipts {
+            events.push((
+                r.received_at,
+                format!(
+                    "  message {} receipt from {}: {} (raw {}, {})",
+                    m.id,
+                    r.gateway,
+                    r.outcome.as_deref().unwrap_or("-"),
+                    r.raw_status.as_deref().unwrap_or("-"),
+                    r.effect.as_deref().unwrap_or("-")
+                ),
+            ));
+        }
+    }
+    for f in &t.flags {
+        events.push((
+            f.flagged_at,
+            format!(
+                "flag {} raised: {} (message {})",
+                f.id, f.reason, f.message_id
+            ),
+        ));
+        if let Some(at) = f.resolved_at {
+            events.push((
+                at,
+                format!(
+                    "flag {} resolved {} by {}{}",
+                    f.id,
+                    f.resolution.as_deref().unwrap_or("-"),
+                    f.resolved_by.as_deref().unwrap_or("-"),
+                    f.note
+                        .as_deref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    for p in &t.phone_changes {
+        events.push((
+            p.changed_at,
+            format!(
+                "phone {} -> {} ({})",
+                p.old_phone_masked.as_deref().unwrap_or("-"),
+                p.new_phone_masked,
+                p.source
+            ),
+        ));
+    }
+    for a in &t.audit {
+        events.push((a.at, format!("{} by {}: {}", a.action, a.actor, a.detail)));
+    }
+    events.sort_by_key(|(at, _)| *at);
+    for (at, line) in events {
+        println!("{}  {line}", fmt_wib(at));
+    }
 }

@@ -10,6 +10,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::gateway::jasmin::JasminConfig;
+use crate::gateway::json::JsonConfig;
 use crate::gateway::kannel::KannelConfig;
 use crate::secret::Secret;
 use crate::simulator::SimulatorConfig;
@@ -165,7 +167,7 @@ impl Default for SmsSettings {
 pub struct GatewaySettings {
     /// Name used in routing, `messages.gateway` and the callback path.
     pub name: String,
-    /// Only `kannel` for now (the built-in simulator speaks it too).
+    /// `kannel`, `jasmin` or `json` (the built-in simulator speaks each).
     pub dialect: String,
     /// Messages per second sent to this gateway, all workers together
     /// (0 = unlimited).
@@ -182,7 +184,12 @@ pub struct GatewaySettings {
     /// Token carriers present on receipt callbacks. Empty: one is generated
     /// and kept in the database, so every process sharing it agrees.
     pub callback_secret: Secret,
+    /// Settings of the `kannel` dialect.
     pub kannel: KannelConfig,
+    /// Settings of the `jasmin` dialect.
+    pub jasmin: JasminConfig,
+    /// Settings of the `json` dialect (a new aggregator is configuration).
+    pub json: JsonConfig,
 }
 
 impl Default for GatewaySettings {
@@ -197,6 +204,8 @@ impl Default for GatewaySettings {
             breaker_cool_down_secs: 30,
             callback_secret: Secret::default(),
             kannel: KannelConfig::default(),
+            jasmin: JasminConfig::default(),
+            json: JsonConfig::default(),
         }
     }
 }

@@ -1,20 +1,35 @@
 //! The built-in carrier simulator (`pedulicovid carrier-sim`).
 //!
-//! It answers `GET /cgi-bin/sendsms` exactly like Kannel 1.4.5 and calls the
-//! request's `dlr-url` back the way Kannel's smsbox does (placeholders, the
-//! `%d` bitmask, retries of any answer but 200/202, callbacks in no particular
-//! order). The engine therefore drives it with the ordinary
-//! [`KannelGateway`](crate::gateway::kannel::KannelGateway): the simulator is
-//! one more carrier, never a special case. The outcome of each message comes
-//! from a suffix rule on the destination (like the SMPP simulator's
-//! `--rules 0=UNDELIV,...`) or else from a weighted random mix.
+//! It speaks one of three dialects ([`SimDialect`]), so every gateway the
+//! engine knows can be driven against it with its ordinary code: the
+//! simulator is one more carrier, never a special case.
+//!
+//! * **Kannel** (default): answers `GET /cgi-bin/sendsms` exactly like Kannel
+//!   1.4.5 and calls the request's `dlr-url` back the way Kannel's smsbox does
+//!   (placeholders, the `%d` bitmask, retries of any answer but 200/202,
+//!   callbacks in no particular order), for
+//!   [`KannelGateway`](crate::gateway::kannel::KannelGateway).
+//! * **Jasmin**: answers `GET`/`POST /send` like Jasmin's HTTP API
+//!   (`Success "<uuid>"`, `Error "…"` with Jasmin's status codes) and throws
+//!   delivery reports at `dlr-url` with `dlr-method`, level 1 (`ESME_ROK`,
+//!   `ESME_RINVDSTADR`) and/or level 2 (`DELIVRD`, …) as `dlr-level` asks,
+//!   re-sending each until it is answered 2xx with exactly `ACK/Jasmin`, for
+//!   [`JasminGateway`](crate::gateway::jasmin::JasminGateway).
+//! * **JSON**: the reference JSON aggregator (`POST /v1/messages`, described
+//!   in [`crate::gateway::json`]) for
+//!   [`JsonGateway`](crate::gateway::json::JsonGateway) with its default
+//!   settings.
+//!
+//! The outcome of each message comes from a suffix rule on the destination
+//! (like the SMPP simulator's `--rules 0=UNDELIV,...`) or else from a
+//! weighted random mix, whatever the dialect.
 //!
 //! Counters ([`SimStats`], also at `GET /sim/stats`) let black-box tests check
 //! exactly-once sending: `duplicates` counts submits to a number that had
 //! already been submitted.
 //!
-//! Logs carry masked numbers only and never the text or a URL (the `dlr-url`
-//! holds our callback token).
+//! Logs carry masked numbers only and never the text or a URL (callback URLs
+//! hold our callback token).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -28,10 +43,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -50,9 +66,13 @@ use crate::secret::Secret;
 pub struct SimulatorConfig {
     /// Address to listen on; port 0 picks a free one (tests).
     pub listen: String,
-    /// `sendsms-user` username the requests must carry.
+    /// Which carrier API to speak (`kannel`, `jasmin` or `json`).
+    pub dialect: SimDialect,
+    /// Username the requests must carry (Kannel `sendsms-user`, Jasmin user;
+    /// unused by the JSON API).
     pub username: String,
-    /// `sendsms-user` password, compared in constant time.
+    /// Password, compared in constant time (the Bearer token of the JSON
+    /// API).
     pub password: Secret,
     /// Delay before answering sendsms, to model a slow gateway.
     pub answer_latency_ms: u64,
@@ -65,8 +85,9 @@ pub struct SimulatorConfig {
     /// Outcome by destination suffix; the longest matching suffix wins over
     /// the mix.
     pub rules: Vec<SuffixRule>,
-    /// Extra attempts for a callback that is not answered 200/202, like
-    /// Kannel's `http-request-retry`.
+    /// Extra attempts for a callback that is not taken (Kannel: answered
+    /// other than 200/202, like `http-request-retry`; Jasmin: not 2xx with
+    /// exactly `ACK/Jasmin`, like `dlr-thrower/max_retries`; JSON: not 2xx).
     pub callback_retries: u32,
     /// Pause between callback attempts, like Kannel's `http-queue-delay`.
     pub callback_retry_delay_ms: u64,
@@ -80,6 +101,7 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             listen: "127.0.0.1:13013".to_string(),
+            dialect: SimDialect::Kannel,
             username: "pedulicovid".to_string(),
             password: Secret::new("secret"),
             answer_latency_ms: 0,
@@ -95,7 +117,66 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// What happens to one simulated message after `0: Accepted for delivery`.
+/// The carrier API the simulator speaks; one per simulator, as a real
+/// carrier speaks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimDialect {
+    /// Kannel 1.4.5 `sendsms` (`GET /cgi-bin/sendsms`).
+    #[default]
+    Kannel,
+    /// Jasmin's HTTP API (`GET`/`POST /send`).
+    Jasmin,
+    /// The reference JSON aggregator (`POST /v1/messages`).
+    Json,
+}
+
+impl SimDialect {
+    /// Every dialect.
+    pub const ALL: [SimDialect; 3] = [SimDialect::Kannel, SimDialect::Jasmin, SimDialect::Json];
+
+    /// The name used in settings and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimDialect::Kannel => "kannel",
+            SimDialect::Jasmin => "jasmin",
+            SimDialect::Json => "json",
+        }
+    }
+
+    /// Path of the send endpoint.
+    pub fn send_path(self) -> &'static str {
+        match self {
+            SimDialect::Kannel => "/cgi-bin/sendsms",
+            SimDialect::Jasmin => "/send",
+            SimDialect::Json => "/v1/messages",
+        }
+    }
+}
+
+impl fmt::Display for SimDialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SimDialect {
+    type Err = String;
+
+    /// `kannel`, `jasmin` or `json`, case-insensitively (`carrier-sim
+    /// --dialect`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        SimDialect::ALL
+            .into_iter()
+            .find(|d| d.as_str() == lower)
+            .ok_or_else(|| format!("unknown dialect {s:?} (kannel, jasmin, json)"))
+    }
+}
+
+/// What happens to one simulated message once the send is accepted
+/// (receipts described in Kannel's terms; the other dialects report the same
+/// outcome in their own words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SimOutcome {
@@ -140,6 +221,18 @@ impl SimOutcome {
 
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// `(stat, err, dlvrd)` of this outcome's handset receipt, for outcomes
+    /// that have one.
+    fn receipt_fields(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            SimOutcome::Delivered => Some(("DELIVRD", "000", "001")),
+            SimOutcome::Undelivered => Some(("UNDELIV", "001", "000")),
+            SimOutcome::Rejected => Some(("REJECTD", "011", "000")),
+            SimOutcome::Expired => Some(("EXPIRED", "027", "000")),
+            SimOutcome::Invalid | SimOutcome::NoReceipt => None,
+        }
     }
 }
 
@@ -279,7 +372,8 @@ fn rule_for(rules: &[SuffixRule], digits: &str) -> Option<SimOutcome> {
 /// A snapshot of the simulator's counters (also `GET /sim/stats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimStats {
-    /// Recipients accepted (`0: Accepted for delivery`), one per number in `to`.
+    /// Recipients accepted (Kannel `0: Accepted for delivery`, Jasmin
+    /// `Success`, JSON 202), one per number in `to`.
     pub submits_total: u64,
     /// Submits to a number that had been submitted before: 0 in an
     /// exactly-once run.
@@ -296,14 +390,20 @@ pub struct SimStats {
     pub invalid: u64,
     /// Submits that drew [`SimOutcome::NoReceipt`].
     pub no_receipt: u64,
-    /// sendsms requests refused (403 / 400), submitting nothing.
+    /// Send requests refused (400 / 401 / 403 / 422), submitting nothing.
     pub rejected_requests: u64,
-    /// Callbacks answered 200/202 (each counted once, whatever the attempts).
+    /// Callbacks taken (Kannel: 200/202; Jasmin: 2xx with `ACK/Jasmin`;
+    /// JSON: 2xx), each counted once, whatever the attempts.
     pub callbacks_sent: u64,
-    /// Callbacks dropped after `1 + callback_retries` failed attempts.
+    /// Callbacks dropped after `1 + callback_retries` failed attempts (or
+    /// at once on a 404 in Jasmin mode, as Jasmin does).
     pub callbacks_failed: u64,
     /// Every HTTP attempt at a callback, retries included.
     pub callback_attempts: u64,
+    /// Jasmin mode: attempts answered 2xx but without exactly `ACK/Jasmin`
+    /// (each one is sent again, as Jasmin does).
+    #[serde(default)]
+    pub callbacks_unacknowledged: u64,
 }
 
 /// Number of mutex shards for the per-number submit counts: enough that
@@ -321,6 +421,7 @@ struct Inner {
     callbacks_sent: AtomicU64,
     callbacks_failed: AtomicU64,
     callback_attempts: AtomicU64,
+    callbacks_unacknowledged: AtomicU64,
     /// Submits per destination, sharded by hash of the digits.
     per_number: Vec<Mutex<HashMap<String, u64>>>,
     rng: Mutex<StdRng>,
@@ -364,6 +465,7 @@ impl SimHandle {
             callbacks_sent: load(&i.callbacks_sent),
             callbacks_failed: load(&i.callbacks_failed),
             callback_attempts: load(&i.callback_attempts),
+            callbacks_unacknowledged: load(&i.callbacks_unacknowledged),
         }
     }
 
@@ -379,8 +481,25 @@ impl SimHandle {
         self.inner.local_addr
     }
 
-    /// The sendsms URL to configure a `KannelGateway` with.
+    /// The sendsms URL to configure a `KannelGateway` with (the Kannel
+    /// path whatever the dialect; see [`Self::send_url`]).
     pub fn sendsms_url(&self) -> String {
+        self.url_for(SimDialect::Kannel.send_path())
+    }
+
+    /// The send endpoint of the dialect the simulator speaks: a
+    /// `KannelConfig::sendsms_url`, `JasminConfig::send_url` or
+    /// `JsonConfig::url`.
+    pub fn send_url(&self) -> String {
+        self.url_for(self.inner.config.dialect.send_path())
+    }
+
+    /// The dialect the simulator speaks.
+    pub fn dialect(&self) -> SimDialect {
+        self.inner.config.dialect
+    }
+
+    fn url_for(&self, path: &str) -> String {
         let addr = self.inner.local_addr;
         // A wildcard listener is reached through loopback.
         let host = match addr.ip() {
@@ -389,7 +508,7 @@ impl SimHandle {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             std::net::IpAddr::V4(ip) => ip.to_string(),
         };
-        format!("http://{host}:{}/cgi-bin/sendsms", addr.port())
+        format!("http://{host}:{}{path}", addr.port())
     }
 
     fn shard(&self, digits: &str) -> &Mutex<HashMap<String, u64>> {
@@ -399,8 +518,9 @@ impl SimHandle {
         &self.inner.per_number[(h.finish() % SHARDS as u64) as usize]
     }
 
-    /// Records one accepted recipient and schedules its callbacks.
-    fn submit(&self, digits: &str, req: &SubmitRequest) {
+    /// Counts one accepted recipient (any dialect) and draws its outcome and
+    /// SMSC message id.
+    fn record_submit(&self, digits: &str) -> (SimOutcome, String) {
         let i = &self.inner;
         let previous = {
             let mut shard = lock(self.shard(digits));
@@ -417,9 +537,14 @@ impl SimHandle {
             .unwrap_or_else(|| i.config.mix.pick(&mut *lock(&i.rng)));
         i.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         tracing::debug!(to = %mask_phone(digits), %outcome, "carrier-sim: submit accepted");
-        // The SMSC message id, shared by the 8, 4 and final reports.
+        // The SMSC message id, shared by every report of the message.
         let smsc_id = format!("{:010X}", i.next_fid.fetch_add(1, Ordering::Relaxed));
+        (outcome, smsc_id)
+    }
 
+    /// Kannel: records one accepted recipient and schedules its callbacks.
+    fn submit(&self, digits: &str, req: &SubmitRequest) {
+        let (outcome, smsc_id) = self.record_submit(digits);
         let Some(dlr_url) = req.dlr_url.as_deref() else {
             return;
         };
@@ -444,7 +569,7 @@ impl SimHandle {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let url = expand_dlr_url(&template, &report);
-                handle.deliver(url).await;
+                handle.deliver(Callback::Kannel { url }).await;
             });
         }
     }
@@ -493,40 +618,265 @@ impl SimHandle {
         Duration::from_millis(ms.unsigned_abs())
     }
 
-    /// Calls one expanded `dlr-url` like smsbox: success is 200 or 202 only;
-    /// anything else (even 204), a refused connection or a timeout is retried
-    /// `callback_retries` times, then dropped.
-    async fn deliver(&self, url: String) {
+    /// Jasmin: records one accepted recipient, schedules its reports and
+    /// returns Jasmin's message id (a uuid, as Jasmin's).
+    ///
+    /// Reports follow `dlr-level`: level 1 (1 or 3) right away, `ESME_ROK`
+    /// or, for [`SimOutcome::Invalid`], `ESME_RINVDSTADR`; level 2 (2 or 3)
+    /// after the receipt delay, with the receipt fields, for outcomes that
+    /// have a receipt. With level 2 alone an SMSC refusal is never reported,
+    /// as with Jasmin.
+    fn submit_jasmin(&self, digits: &str, req: &JasminSubmit) -> String {
+        let (outcome, smsc_id) = self.record_submit(digits);
+        let jasmin_id = uuid::Uuid::new_v4().to_string();
+        let Some(target) = &req.dlr else {
+            return jasmin_id;
+        };
+        let mut reports: Vec<(Vec<(&'static str, String)>, Duration)> = Vec::new();
+        if target.level == 1 || target.level == 3 {
+            let status = if outcome == SimOutcome::Invalid {
+                "ESME_RINVDSTADR"
+            } else {
+                "ESME_ROK"
+            };
+            reports.push((
+                vec![
+                    ("id", jasmin_id.clone()),
+                    ("message_status", status.to_string()),
+                    ("level", "1".to_string()),
+                    ("connector", "sim".to_string()),
+                ],
+                Duration::ZERO,
+            ));
+        }
+        if target.level == 2 || target.level == 3 {
+            if let Some((stat, err, dlvrd)) = outcome.receipt_fields() {
+                reports.push((
+                    vec![
+                        ("id", jasmin_id.clone()),
+                        ("id_smsc", smsc_id.clone()),
+                        ("message_status", stat.to_string()),
+                        ("level", target.level.to_string()),
+                        ("connector", "sim".to_string()),
+                        ("subdate", req.submit_date.clone()),
+                        ("donedate", smsc_date()),
+                        ("sub", "001".to_string()),
+                        ("dlvrd", dlvrd.to_string()),
+                        ("err", err.to_string()),
+                        ("text", req.text20.clone()),
+                    ],
+                    self.receipt_delay(),
+                ));
+            }
+        }
+        for (fields, delay) in reports {
+            let form: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(fields)
+                .finish();
+            let callback = if target.post {
+                Callback::Jasmin {
+                    url: target.url.clone(),
+                    form: Some(form),
+                }
+            } else {
+                let sep = if target.url.contains('?') { '&' } else { '?' };
+                Callback::Jasmin {
+                    url: format!("{}{sep}{form}", target.url),
+                    form: None,
+                }
+            };
+            let handle = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                handle.deliver(callback).await;
+            });
+        }
+        jasmin_id
+    }
+
+    /// JSON: records one accepted recipient, schedules its one final
+    /// receipt and returns the aggregator's message id.
+    ///
+    /// [`SimOutcome::Invalid`] is reported at once (the operator refused
+    /// it), the others after the receipt delay; [`SimOutcome::NoReceipt`]
+    /// never.
+    fn submit_json(&self, digits: &str, req: &JsonSubmit) -> String {
+        let (outcome, _smsc_id) = self.record_submit(digits);
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let Some(url) = req.callback_url.clone() else {
+            return message_id;
+        };
+        let (status, error, delay) = match outcome {
+            SimOutcome::Delivered => ("DELIVERED", None, self.receipt_delay()),
+            SimOutcome::Undelivered => ("FAILED", Some("001"), self.receipt_delay()),
+            SimOutcome::Rejected => ("REJECTED", Some("011"), self.receipt_delay()),
+            SimOutcome::Expired => ("EXPIRED", Some("027"), self.receipt_delay()),
+            SimOutcome::Invalid => ("INVALID", Some("0x0000000b"), Duration::ZERO),
+            SimOutcome::NoReceipt => return message_id,
+        };
+        let body = serde_json::json!({
+            "message_id": message_id,
+            "reference": req.reference,
+            "status": status,
+            "error": error,
+        })
+        .to_string()
+        .into_bytes();
+        let handle = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            handle.deliver(Callback::Json { url, body }).await;
+        });
+        message_id
+    }
+
+    /// Makes one callback like the carrier would: `1 + callback_retries`
+    /// attempts `callback_retry_delay_ms` apart until one is taken (see
+    /// [`Self::attempt`]), then dropped.
+    async fn deliver(&self, callback: Callback) {
         let i = &self.inner;
         let attempts = 1 + i.config.callback_retries;
         for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(i.config.callback_retry_delay_ms)).await;
             }
-            let ok = {
+            let verdict = {
                 // The semaphore is never closed, so acquiring only waits.
                 let Ok(_permit) = i.callback_slots.acquire().await else {
                     return;
                 };
                 i.callback_attempts.fetch_add(1, Ordering::Relaxed);
-                match i.client.get(&url).send().await {
-                    Ok(resp) => {
-                        let status = resp.status().as_u16();
-                        // Drain the body so the connection goes back to the pool.
-                        let _ = resp.bytes().await;
-                        status == 200 || status == 202
-                    }
-                    Err(_) => false,
-                }
+                self.attempt(&callback).await
             };
-            if ok {
-                i.callbacks_sent.fetch_add(1, Ordering::Relaxed);
-                return;
+            match verdict {
+                Verdict::Taken => {
+                    i.callbacks_sent.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Verdict::Retry => {}
+                Verdict::Drop => {
+                    i.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("carrier-sim: callback dropped: 404 is final for jasmin");
+                    return;
+                }
             }
         }
         i.callbacks_failed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(attempts, "carrier-sim: callback dropped after retries");
     }
+
+    /// One HTTP attempt at a callback, judged by the dialect's rule:
+    ///
+    /// | dialect | request                    | taken when                        |
+    /// |---------|----------------------------|-----------------------------------|
+    /// | Kannel  | GET expanded `dlr-url`     | 200 or 202 only (even 204 retries) |
+    /// | Jasmin  | GET `?fields` or POST form | 2xx and body trimmed = `ACK/Jasmin`; a 404 is dropped at once |
+    /// | JSON    | POST JSON                  | any 2xx                           |
+    ///
+    /// A refused connection or a timeout is retried in every dialect.
+    async fn attempt(&self, callback: &Callback) -> Verdict {
+        let client = &self.inner.client;
+        let sent = match callback {
+            Callback::Kannel { url } | Callback::Jasmin { url, form: None } => {
+                client.get(url).send().await
+            }
+            Callback::Jasmin {
+                url,
+                form: Some(form),
+            } => {
+                client
+                    .post(url)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(form.clone())
+                    .send()
+                    .await
+            }
+            Callback::Json { url, body } => {
+                client
+                    .post(url)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+            }
+        };
+        let Ok(resp) = sent else {
+            return Verdict::Retry;
+        };
+        let status = resp.status();
+        // Reading the body also returns the connection to the pool.
+        let body = resp.bytes().await.unwrap_or_default();
+        let taken = match callback {
+            Callback::Kannel { .. } => status.as_u16() == 200 || status.as_u16() == 202,
+            Callback::Jasmin { .. } => {
+                if status == StatusCode::NOT_FOUND {
+                    return Verdict::Drop;
+                }
+                let acked = status.is_success()
+                    && std::str::from_utf8(&body).map(str::trim)
+                        == Ok(crate::gateway::jasmin::ACK_BODY);
+                if status.is_success() && !acked {
+                    self.inner
+                        .callbacks_unacknowledged
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                acked
+            }
+            Callback::Json { .. } => status.is_success(),
+        };
+        if taken {
+            Verdict::Taken
+        } else {
+            Verdict::Retry
+        }
+    }
+}
+
+/// One callback to make, in its dialect's form.
+enum Callback {
+    /// An expanded Kannel `dlr-url`.
+    Kannel { url: String },
+    /// A Jasmin report: the full GET URL (`form: None`), or the `dlr-url`
+    /// and the form body to POST.
+    Jasmin { url: String, form: Option<String> },
+    /// A JSON receipt POSTed to the request's `callback_url`.
+    Json { url: String, body: Vec<u8> },
+}
+
+/// What one callback attempt leads to.
+enum Verdict {
+    /// The receiver took it: done.
+    Taken,
+    /// Try again after the retry delay, if attempts are left.
+    Retry,
+    /// Give up now (Jasmin's "no retry" answer, 404).
+    Drop,
+}
+
+/// The parts of a Jasmin `/send` that its reports need.
+struct JasminSubmit {
+    /// Where and how to report, when `dlr=yes` came with a `dlr-url`.
+    dlr: Option<JasminDlr>,
+    /// First 20 characters of the text, for the `text` field.
+    text20: String,
+    /// `YYMMDDhhmm` at submit time.
+    submit_date: String,
+}
+
+/// A Jasmin request's `dlr-*` fields.
+struct JasminDlr {
+    url: String,
+    /// 1, 2 or 3.
+    level: u8,
+    /// `dlr-method=POST` (Jasmin's default).
+    post: bool,
+}
+
+/// The parts of a JSON send that its receipt needs.
+struct JsonSubmit {
+    /// Echoed as given (string or number; null when absent).
+    reference: serde_json::Value,
+    callback_url: Option<String>,
 }
 
 /// The parts of a sendsms request that its callbacks need.
@@ -680,6 +1030,7 @@ impl Simulator {
             callbacks_sent: AtomicU64::new(0),
             callbacks_failed: AtomicU64::new(0),
             callback_attempts: AtomicU64::new(0),
+            callbacks_unacknowledged: AtomicU64::new(0),
             per_number: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             rng: Mutex::new(rng),
             next_fid: AtomicU64::new(first_fid),
@@ -704,6 +1055,12 @@ impl Simulator {
     /// `http://127.0.0.1:PORT/cgi-bin/sendsms`, for a `KannelConfig`.
     pub fn sendsms_url(&self) -> String {
         self.handle.sendsms_url()
+    }
+
+    /// The send endpoint of the configured dialect (see
+    /// [`SimHandle::send_url`]).
+    pub fn send_url(&self) -> String {
+        self.handle.send_url()
     }
 
     /// Current counters.
@@ -739,11 +1096,17 @@ impl Simulator {
     }
 }
 
+/// Only the configured dialect's send endpoint is served (a real carrier
+/// speaks one API); `/sim/stats` always.
 fn router(handle: SimHandle) -> Router {
-    Router::new()
-        .route("/cgi-bin/sendsms", get(sendsms).post(sendsms_post))
-        .route("/sim/stats", get(stats))
-        .with_state(handle)
+    let dialect = handle.inner.config.dialect;
+    let router = Router::new().route("/sim/stats", get(stats));
+    let router = match dialect {
+        SimDialect::Kannel => router.route(dialect.send_path(), get(sendsms).post(sendsms_post)),
+        SimDialect::Jasmin => router.route(dialect.send_path(), get(jasmin_send).post(jasmin_send)),
+        SimDialect::Json => router.route(dialect.send_path(), post(json_send)),
+    };
+    router.with_state(handle)
 }
 
 /// A Kannel-style `text/html` answer.
@@ -822,6 +1185,220 @@ async fn sendsms(State(sim): State<SimHandle>, RawQuery(query): RawQuery) -> Res
 async fn sendsms_post(State(sim): State<SimHandle>) -> Response {
     sim.inner.rejected_requests.fetch_add(1, Ordering::Relaxed);
     kannel_answer(StatusCode::FORBIDDEN, "Authorization failed for sendsms")
+}
+
+/// A Jasmin-style `text/plain` answer: `Success "…"` or `Error "…"`.
+fn jasmin_answer(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// Jasmin's `/send`, checked in Jasmin's order: arguments (mandatory ones,
+/// then patterns), content, then credentials. The query and a form body are
+/// read together, as Twisted merges them. Simplifications: no routing,
+/// billing or throughput quotas (so never 412 or a throttling 403), JSON
+/// request bodies are not read, and bad `hex-content` is a 400 (Jasmin fails
+/// it later with a 500).
+async fn jasmin_send(
+    State(sim): State<SimHandle>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let i = &sim.inner;
+    if i.config.answer_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(i.config.answer_latency_ms)).await;
+    }
+    let mut params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    params.extend(url::form_urlencoded::parse(&body).into_owned());
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let reject = |status: StatusCode, reason: String| {
+        i.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        jasmin_answer(status, format!("Error \"{reason}\""))
+    };
+    let invalid = |arg: &str, value: &str| {
+        reject(
+            StatusCode::BAD_REQUEST,
+            format!("Argument {arg} has an invalid value: {value}."),
+        )
+    };
+
+    let (Some(to), Some(username), Some(password)) = (get("to"), get("username"), get("password"))
+    else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "Mandatory arguments not found, please refer to the HTTPAPI specifications."
+                .to_string(),
+        );
+    };
+    let digits = to.strip_prefix('+').unwrap_or(to);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid("to", to);
+    }
+    let coding = get("coding").unwrap_or("0");
+    if !matches!(
+        coding,
+        "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "10" | "13" | "14"
+    ) {
+        return invalid("coding", coding);
+    }
+    let dlr_url = get("dlr-url").filter(|u| !u.is_empty());
+    let dlr = match get("dlr") {
+        _ if dlr_url.is_some() || get("dlr-level").is_some() => "yes",
+        None => "no",
+        Some(v) => v,
+    };
+    if dlr != "yes" && dlr != "no" {
+        return invalid("dlr", dlr);
+    }
+    if let Some(url) = dlr_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return invalid("dlr-url", url);
+        }
+    }
+    // Jasmin's defaults when a report is asked for: level 1, POST.
+    let level = get("dlr-level").unwrap_or("1");
+    let level: u8 = match level {
+        "1" | "2" | "3" => level.parse().unwrap_or(1),
+        other => return invalid("dlr-level", other),
+    };
+    let method = get("dlr-method").unwrap_or("POST").to_ascii_uppercase();
+    if method != "GET" && method != "POST" {
+        return invalid("dlr-method", &method);
+    }
+    let text20: String = match (get("content"), get("hex-content")) {
+        (None, None) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "content or hex-content not present.".to_string(),
+            )
+        }
+        (Some(_), Some(_)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "content and hex-content cannot be used both in same request.".to_string(),
+            )
+        }
+        (Some(content), None) => content.chars().take(20).collect(),
+        (None, Some(hex)) => match decode_hex(hex) {
+            Some(bytes) if coding == "8" => {
+                let units: Vec<u16> = bytes
+                    .chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))
+                    .collect();
+                String::from_utf16_lossy(&units).chars().take(20).collect()
+            }
+            Some(bytes) => String::from_utf8_lossy(&bytes).chars().take(20).collect(),
+            None => return invalid("hex-content", "(not hex)"),
+        },
+    };
+    // Evaluate both so a wrong username costs the same as a wrong password.
+    let user_ok = username == i.config.username;
+    let pass_ok = i.config.password.matches(password);
+    if !(user_ok && pass_ok) {
+        tracing::info!("carrier-sim: jasmin send with wrong credentials");
+        return reject(
+            StatusCode::FORBIDDEN,
+            format!("Authentication failure for username:{username}"),
+        );
+    }
+    let request = JasminSubmit {
+        dlr: match (dlr, dlr_url) {
+            ("yes", Some(url)) => Some(JasminDlr {
+                url: url.to_string(),
+                level,
+                post: method == "POST",
+            }),
+            // `dlr=yes` without a `dlr-url` is reconsidered as `no`.
+            _ => None,
+        },
+        text20,
+        submit_date: smsc_date(),
+    };
+    let id = sim.submit_jasmin(digits, &request);
+    jasmin_answer(StatusCode::OK, format!("Success \"{id}\""))
+}
+
+/// `"00FF"` → `[0, 255]`; `None` for odd lengths or non-hex digits.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let hex = hex.trim();
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).ok())
+        .collect()
+}
+
+/// The reference JSON aggregator's `POST /v1/messages` (see
+/// [`crate::gateway::json`]):
+///
+/// | case                                   | answer                                  |
+/// |----------------------------------------|-----------------------------------------|
+/// | accepted                               | 202 `{"message_id": "…", "status": "accepted"}` |
+/// | no `Authorization: Bearer <password>`  | 401 `{"error": "unauthorized"}`         |
+/// | not a JSON object, no `to` or `text`   | 400 `{"error": "…"}`                    |
+/// | `to` not digits (an optional `+`)      | 422 `{"error": "invalid number"}`       |
+async fn json_send(State(sim): State<SimHandle>, headers: HeaderMap, body: Bytes) -> Response {
+    let i = &sim.inner;
+    if i.config.answer_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(i.config.answer_latency_ms)).await;
+    }
+    let reject = |status: StatusCode, error: &str| {
+        i.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        (status, Json(serde_json::json!({ "error": error }))).into_response()
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !i.config.password.matches(token) {
+        tracing::info!("carrier-sim: json send with a wrong token");
+        return reject(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice::<serde_json::Value>(&body)
+    else {
+        return reject(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+    };
+    let Some(to) = obj.get("to").and_then(serde_json::Value::as_str) else {
+        return reject(StatusCode::BAD_REQUEST, "missing field: to");
+    };
+    if obj
+        .get("text")
+        .and_then(serde_json::Value::as_str)
+        .is_none()
+    {
+        return reject(StatusCode::BAD_REQUEST, "missing field: text");
+    }
+    let digits = to.strip_prefix('+').unwrap_or(to);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return reject(StatusCode::UNPROCESSABLE_ENTITY, "invalid number");
+    }
+    let request = JsonSubmit {
+        reference: obj
+            .get("reference")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        callback_url: obj
+            .get("callback_url")
+            .and_then(serde_json::Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
+    };
+    let message_id = sim.submit_json(digits, &request);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "message_id": message_id, "status": "accepted" })),
+    )
+        .into_response()
 }
 
 async fn stats(State(sim): State<SimHandle>) -> Json<SimStats> {
@@ -1223,6 +1800,152 @@ mod tests {
             let json = serde_json::to_string(&o).expect("serialises");
             assert_eq!(json, format!("\"{o}\""));
         }
+    }
+
+    #[test]
+    fn dialects_parse_and_serialise() {
+        for d in SimDialect::ALL {
+            assert_eq!(d.as_str().parse::<SimDialect>(), Ok(d));
+            assert_eq!(d.as_str().to_uppercase().parse::<SimDialect>(), Ok(d));
+            let json = serde_json::to_string(&d).expect("serialises");
+            assert_eq!(json, format!("\"{d}\""));
+        }
+        assert!("smpp".parse::<SimDialect>().is_err());
+        assert_eq!(SimulatorConfig::default().dialect, SimDialect::Kannel);
+        let c: SimulatorConfig = serde_json::from_str(r#"{"dialect":"jasmin"}"#).expect("parses");
+        assert_eq!(c.dialect, SimDialect::Jasmin);
+        // Stats served by an older simulator still read.
+        let old = r#"{"submits_total":1,"duplicates":0,"delivered":1,"undelivered":0,"rejected":0,"expired":0,"invalid":0,"no_receipt":0,"rejected_requests":0,"callbacks_sent":1,"callbacks_failed":0,"callback_attempts":1}"#;
+        let s: SimStats = serde_json::from_str(old).expect("parses");
+        assert_eq!(s.callbacks_unacknowledged, 0);
+    }
+
+    async fn start_dialect(dialect: SimDialect) -> SimHandle {
+        start_sim(SimulatorConfig {
+            dialect,
+            ..test_config()
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn only_the_configured_dialect_is_served() {
+        let sim = start_dialect(SimDialect::Jasmin).await;
+        assert!(sim.send_url().ends_with("/send"));
+        assert_eq!(sim.dialect(), SimDialect::Jasmin);
+        let (status, _) = raw_get(&format!("{}?to=1", sim.sendsms_url())).await;
+        assert_eq!(status.as_u16(), 404);
+        let sim = start_dialect(SimDialect::Json).await;
+        assert!(sim.send_url().ends_with("/v1/messages"));
+        let (status, _) = raw_get(&sim.send_url()).await;
+        assert_eq!(status.as_u16(), 405, "JSON sends are POSTs");
+        let sim = start_sim(test_config()).await;
+        assert_eq!(sim.send_url(), sim.sendsms_url());
+    }
+
+    #[tokio::test]
+    async fn jasmin_answers_for_bad_requests() {
+        let sim = start_dialect(SimDialect::Jasmin).await;
+        let base = format!("{}?username=pedulicovid&password=secret", sim.send_url());
+        let cases: &[(&str, u16, &str)] = &[
+            (
+                "&content=hi",
+                400,
+                "Error \"Mandatory arguments not found, please refer to the HTTPAPI specifications.\"",
+            ),
+            ("&to=62x&content=hi", 400, "Error \"Argument to has an invalid value: 62x.\""),
+            ("&to=6281&coding=11&content=hi", 400, "Error \"Argument coding has an invalid value: 11.\""),
+            ("&to=6281&dlr-level=4&content=hi", 400, "Error \"Argument dlr-level has an invalid value: 4.\""),
+            ("&to=6281", 400, "Error \"content or hex-content not present.\""),
+            (
+                "&to=6281&content=a&hex-content=00",
+                400,
+                "Error \"content and hex-content cannot be used both in same request.\"",
+            ),
+            ("&to=6281&coding=8&hex-content=0", 400, "Error \"Argument hex-content has an invalid value: (not hex).\""),
+        ];
+        for &(extra, code, body) in cases {
+            let (status, got) = raw_get(&format!("{base}{extra}")).await;
+            assert_eq!((status.as_u16(), got.as_str()), (code, body), "{extra}");
+        }
+        let (status, got) = raw_get(&format!(
+            "{}?username=x&password=secret&to=6281&content=hi",
+            sim.send_url()
+        ))
+        .await;
+        assert_eq!(
+            (status.as_u16(), got.as_str()),
+            (403, "Error \"Authentication failure for username:x\"")
+        );
+        // A form POST with the fields in the body, no report asked for.
+        let resp = reqwest::Client::new()
+            .post(sim.send_url())
+            .form(&[
+                ("username", "pedulicovid"),
+                ("password", "secret"),
+                ("to", "+6281234567001"),
+                ("coding", "8"),
+                ("hex-content", "00480069"),
+            ])
+            .send()
+            .await
+            .expect("simulator answers");
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = resp.text().await.expect("body");
+        assert!(body.starts_with("Success \"") && body.len() == 46, "{body}");
+        let stats = sim.stats();
+        assert_eq!((stats.rejected_requests, stats.submits_total), (8, 1));
+        assert_eq!(sim.submits_for("6281234567001"), 1);
+        assert_eq!(stats.callback_attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn json_answers_for_bad_requests() {
+        let sim = start_dialect(SimDialect::Json).await;
+        let client = reqwest::Client::new();
+        let post = |token: &'static str, body: &'static str| {
+            client
+                .post(sim.send_url())
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        let cases: &[(&str, &str, u16, &str)] = &[
+            ("wrong", r#"{"to":"6281","text":"hi"}"#, 401, "unauthorized"),
+            ("secret", "not json", 400, "the body must be a JSON object"),
+            ("secret", r#"["to"]"#, 400, "the body must be a JSON object"),
+            ("secret", r#"{"text":"hi"}"#, 400, "missing field: to"),
+            ("secret", r#"{"to":"6281"}"#, 400, "missing field: text"),
+            (
+                "secret",
+                r#"{"to":"62-81","text":"hi"}"#,
+                422,
+                "invalid number",
+            ),
+        ];
+        for &(token, body, code, error) in cases {
+            let resp = post(token, body).await.expect("simulator answers");
+            assert_eq!(resp.status().as_u16(), code, "{body}");
+            let v: serde_json::Value = resp.json().await.expect("JSON answer");
+            assert_eq!(v, serde_json::json!({ "error": error }), "{body}");
+        }
+        let resp = post(
+            "secret",
+            r#"{"to":"+6281234567001","text":"hi","reference":7}"#,
+        )
+        .await
+        .expect("simulator answers");
+        assert_eq!(resp.status().as_u16(), 202);
+        let v: serde_json::Value = resp.json().await.expect("JSON answer");
+        assert_eq!(v["status"], "accepted");
+        assert!(
+            v["message_id"].as_str().is_some_and(|id| id.len() == 36),
+            "{v}"
+        );
+        let stats = sim.stats();
+        assert_eq!((stats.rejected_requests, stats.submits_total), (6, 1));
+        assert_eq!(stats.callback_attempts, 0, "no callback_url, no receipt");
     }
 
     #[test]

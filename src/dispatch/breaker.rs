@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+/// Throttles count this many times less than failures.
+pub const THROTTLE_FACTOR: u32 = 5;
+
 /// What the breaker lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +43,7 @@ impl BreakerState {
 struct Inner {
     state: BreakerState,
     consecutive_failures: u32,
+    consecutive_throttles: u32,
     opened_at: Option<Instant>,
     /// A probe is in flight (half-open admits one at a time).
     probing: bool,
@@ -69,6 +73,7 @@ impl Breaker {
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 consecutive_failures: 0,
+                consecutive_throttles: 0,
                 opened_at: None,
                 probing: false,
                 opens: 0,
@@ -112,6 +117,7 @@ impl Breaker {
     pub fn success(&self) -> Option<Transition> {
         let mut i = self.lock();
         i.consecutive_failures = 0;
+        i.consecutive_throttles = 0;
         i.probing = false;
         let from = i.state;
         i.state = BreakerState::Closed;
@@ -122,15 +128,32 @@ impl Breaker {
         })
     }
 
-    /// The gateway failed transiently (transport, 5xx, throttle).
+    /// The gateway failed transiently (transport error, 5xx).
     pub fn failure(&self) -> Option<Transition> {
         let mut i = self.lock();
         i.consecutive_failures = i.consecutive_failures.saturating_add(1);
+        let tripped = self.threshold > 0 && i.consecutive_failures >= self.threshold;
+        self.settle(&mut i, tripped)
+    }
+
+    /// The gateway asked us to slow down. The adaptive rate answers that
+    /// first; only throttling far beyond the failure threshold (×
+    /// [`THROTTLE_FACTOR`], with nothing accepted in between) takes the
+    /// gateway out of rotation.
+    pub fn throttled(&self) -> Option<Transition> {
+        let mut i = self.lock();
+        i.consecutive_throttles = i.consecutive_throttles.saturating_add(1);
+        let tripped = self.threshold > 0
+            && i.consecutive_throttles >= self.threshold.saturating_mul(THROTTLE_FACTOR);
+        self.settle(&mut i, tripped)
+    }
+
+    fn settle(&self, i: &mut Inner, tripped: bool) -> Option<Transition> {
         i.probing = false;
         let from = i.state;
         let trip = match from {
             BreakerState::HalfOpen => true,
-            BreakerState::Closed => self.threshold > 0 && i.consecutive_failures >= self.threshold,
+            BreakerState::Closed => tripped,
             BreakerState::Open => false,
         };
         if trip {
@@ -195,6 +218,16 @@ mod tests {
         );
         assert!(b.allow());
         assert_eq!(b.opens(), 2);
+    }
+
+    #[test]
+    fn throttling_trips_only_far_beyond_the_threshold() {
+        let b = Breaker::new(2, Duration::from_secs(60));
+        for _ in 0..(2 * THROTTLE_FACTOR - 1) {
+            assert_eq!(b.throttled(), None);
+        }
+        assert!(b.throttled().is_some());
+        assert_eq!(b.state(), BreakerState::Open);
     }
 
     #[test]

@@ -93,6 +93,26 @@ impl Router {
         }
     }
 
+    /// Messages per second this process may send in all, when every route
+    /// is rate-limited (or the global cap is); `None` when unlimited.
+    pub fn rate_hint(&self) -> Option<f64> {
+        let limited = |l: &Limit| l.is_limited().then(|| l.effective());
+        let routes: Option<f64> = self
+            .routes
+            .iter()
+            .map(
+                |r| match (limited(&r.limits.messages), limited(&r.limits.segments)) {
+                    (Some(m), Some(s)) => Some(m.min(s)),
+                    (m, s) => m.or(s),
+                },
+            )
+            .sum();
+        match (routes, limited(&self.global)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Lets throttled gateways recover after a calm spell.
     pub fn recover(&self) {
         for r in &self.routes {
@@ -181,10 +201,17 @@ impl Dispatcher {
 
     /// Claims one batch, sends it, records the outcomes.
     pub async fn dispatch_once(&self) -> anyhow::Result<StepSummary> {
-        let lease_until = now_ms() + (self.worker.lease_secs * 1000) as i64;
+        let lease_ms = (self.worker.lease_secs * 1000) as i64;
+        // Under a rate limit, claim about one second's worth: a pause or
+        // cancel bites within a second, and the batch ends long before its
+        // lease does.
+        let limit = match self.router.rate_hint() {
+            Some(rate) => (rate.ceil() as u32).clamp(1, self.worker.batch_size),
+            None => self.worker.batch_size,
+        };
         let batch = self
             .store
-            .claim(&self.owner, self.worker.batch_size, lease_until)
+            .claim(&self.owner, limit, now_ms() + lease_ms)
             .await?;
         let mut summary = StepSummary {
             claimed: batch.len() as u64,
@@ -193,11 +220,26 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(summary);
         }
-        let outcomes: Vec<SendOutcome> = futures::stream::iter(batch)
+        let work = futures::stream::iter(batch)
             .map(|m| self.process(m))
             .buffer_unordered(self.worker.concurrency)
-            .collect()
-            .await;
+            .collect::<Vec<SendOutcome>>();
+        tokio::pin!(work);
+        // A slow gateway must not let the lease run out under a live
+        // worker: renew it every third of its length until the batch ends.
+        let mut renew =
+            tokio::time::interval(Duration::from_millis((lease_ms / 3).max(100) as u64));
+        renew.tick().await;
+        let outcomes = loop {
+            tokio::select! {
+                outcomes = &mut work => break outcomes,
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.renew_leases(&self.owner, now_ms() + lease_ms).await {
+                        warn!(error = %e, "renewing leases failed");
+                    }
+                }
+            }
+        };
         for o in &outcomes {
             let counter = match o {
                 SendOutcome::Sent { .. } => {
@@ -340,7 +382,8 @@ impl Dispatcher {
         METRICS.send_latency.record(started.elapsed());
         let transition = match &result {
             Ok(_) | Err(SendError::Permanent { .. }) => route.breaker.success(),
-            Err(_) => route.breaker.failure(),
+            Err(SendError::Throttled { .. }) => route.breaker.throttled(),
+            Err(SendError::Retryable { .. }) => route.breaker.failure(),
         };
         if let Some(t) = transition {
             self.breaker_moved(route, t);

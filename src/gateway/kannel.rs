@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
-    Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, SendError,
+    Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
+    SendError,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -345,6 +346,31 @@ pub fn parse_receipt(params: &[(String, String)]) -> Result<ParsedReceipt, Recei
         error_code: answer.error_code,
         outcome,
     })
+}
+
+/// The receipt parser to register for a Kannel gateway's callback path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KannelReceipts;
+
+impl ReceiptParser for KannelReceipts {
+    /// Kannel calls back with GET, so the pairs are the query's; a form POST
+    /// (a proxy, or a hand-written test) carries them in its body instead,
+    /// read only when the query is empty. Then [`parse_receipt`].
+    fn parse(
+        &self,
+        query: &[(String, String)],
+        body: &[u8],
+    ) -> Result<ParsedReceipt, ReceiptError> {
+        if query.is_empty() {
+            let pairs: Vec<(String, String)> =
+                url::form_urlencoded::parse(body).into_owned().collect();
+            parse_receipt(&pairs)
+        } else {
+            parse_receipt(query)
+        }
+    }
+
+    // `ack_body` keeps the default "OK": Kannel only looks at the status.
 }
 
 /// SMPP `command_status` for "invalid destination address".
@@ -820,6 +846,29 @@ mod tests {
             assert_eq!(got.message_id, Some(5));
             assert_eq!(got.gateway_message_id.as_deref(), Some("ABC"));
         }
+    }
+
+    #[test]
+    fn receipt_parser_reads_the_query_or_else_the_body() {
+        let q = pairs("/cb?id=5&status=1&fid=ABC");
+        let from_query = KannelReceipts
+            .parse(&q, b"id=6&status=2")
+            .expect("query parses");
+        assert_eq!(
+            (from_query.message_id, from_query.outcome),
+            (Some(5), ReceiptOutcome::Delivered),
+            "the query wins when present"
+        );
+        let from_body = KannelReceipts
+            .parse(&[], b"id=6&status=2&answer=NACK%2F0x0000000b%2F")
+            .expect("body parses");
+        assert_eq!(
+            (from_body.message_id, from_body.outcome),
+            (Some(6), ReceiptOutcome::Undelivered)
+        );
+        let err = KannelReceipts.parse(&[], b"").expect_err("nothing to read");
+        assert_eq!(err.field, "id");
+        assert_eq!(KannelReceipts.ack_body(), "OK");
     }
 
     #[test]

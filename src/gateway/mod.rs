@@ -6,6 +6,8 @@
 //! the request we build and the callback we expect are read together.
 
 pub mod http;
+pub mod jasmin;
+pub mod json;
 pub mod kannel;
 
 use std::time::Duration;

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use super::AppState;
-use crate::gateway::kannel;
 use crate::store::{IncomingReceipt, ReceiptEffect};
 
 pub async fn receipt(
@@ -55,22 +54,19 @@ async fn handle(
         warn!(gateway = %gateway, "receipt callback with a wrong token");
         return (StatusCode::UNAUTHORIZED, "bad callback token").into_response();
     }
-    // Kannel calls back with GET and a query string; a form POST carries the
-    // same pairs in its body.
-    let payload = match query.filter(|q| !q.is_empty()) {
-        Some(q) => q,
-        None => String::from_utf8_lossy(&body).into_owned(),
-    };
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(payload.as_bytes())
+    // Kannel calls back with GET and a query string; Jasmin with GET or a
+    // POST form (our id in the query); JSON aggregators POST a JSON body.
+    // The payload kept is the query, then the body.
+    let query = query.unwrap_or_default();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let parsed = match gw.dialect.as_str() {
-        "kannel" => kannel::parse_receipt(&pairs),
-        other => {
-            warn!(dialect = other, "no receipt parser for this dialect");
-            return (StatusCode::NOT_FOUND, "no receipt parser").into_response();
-        }
+    let payload = match (query.is_empty(), body.is_empty()) {
+        (false, true) => query.clone(),
+        (true, _) => String::from_utf8_lossy(&body).into_owned(),
+        (false, false) => format!("{query}\n{}", String::from_utf8_lossy(&body)),
     };
+    let parsed = gw.parser.parse(&pairs, &body);
     let receipt = match parsed {
         Ok(r) => r,
         Err(e) => {
@@ -98,7 +94,7 @@ async fn handle(
         }
         Ok(effect) => {
             debug!(gateway = %gateway, message.id = message_id, effect = effect.as_str(), "receipt");
-            (StatusCode::OK, "OK").into_response()
+            (StatusCode::OK, gw.parser.ack_body()).into_response()
         }
         Err(e) => {
             // 503 makes the carrier retry later: nothing is lost.

@@ -1,5 +1,8 @@
-//! The HTTP surface: receipt callbacks, health and readiness.
+//! The HTTP surface: receipt callbacks, the JSON API ([`api`]: chatbot,
+//! support, operators, OpenAPI document), `/metrics`, health and readiness.
+//! Every route, old and new, is behind the same body-size and time limits.
 
+pub mod api;
 mod batcher;
 mod callbacks;
 
@@ -17,16 +20,17 @@ use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::gateway::ReceiptParser;
 use crate::secret::Secret;
 use crate::store::Store;
 
 /// How receipts for one gateway are checked and read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallbackGateway {
     /// Token carriers present in the callback path or `X-Callback-Token`.
     pub secret: Secret,
-    /// The dialect whose parser reads this gateway's callbacks.
-    pub dialect: String,
+    /// Reads this gateway's callbacks (its dialect, its field mapping).
+    pub parser: Arc<dyn ReceiptParser>,
 }
 
 /// Shared state of the HTTP handlers.
@@ -36,11 +40,13 @@ pub struct AppState {
     pub callbacks: Arc<HashMap<String, CallbackGateway>>,
     /// Group-commits receipts.
     pub receipts: ReceiptBatcher,
+    /// Tokens, rate limits, renderer and caches of the API.
+    pub api: api::ApiState,
 }
 
 /// Builds the router with body-size and time limits on every route.
 pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
-    Router::new()
+    api::routes(&state)
         .route(
             "/callbacks/{gateway}/{token}",
             get(callbacks::receipt).post(callbacks::receipt),
@@ -51,6 +57,8 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .fallback(api::error::not_found)
+        .layer(axum::middleware::from_fn(api::error::log_internal_errors))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -8,10 +8,12 @@
 //! PostgreSQL) the statement is chosen per backend, side by side, so the two
 //! never drift apart unnoticed. Times are Unix milliseconds, UTC.
 
+mod access;
 mod campaigns;
 mod queue;
 mod receipts;
 mod registry;
+mod support;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,12 +23,20 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use access::{sha256_hex, ApiToken, Role, TokenCheck};
 pub use campaigns::{
     Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
 };
 pub use queue::{ClaimedMessage, SendOutcome};
 pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};
+pub use support::{
+    scrub, AttemptEntry, AuditEntry, Gauges, IdempotencyKey, Idempotent, Lookup, NoticeState,
+    PhoneChange, QueuedNotice, ReceiptEntry, ReregisterOutcome, Reregistration, ResendEntry,
+    SearchKind, SupportError, Timeline, TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus,
+    WorkerSummary, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
+    SEARCH_LIMIT,
+};
 
 use crate::secret::Secret;
 

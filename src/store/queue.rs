@@ -276,6 +276,13 @@ impl Store {
         Ok(lost)
     }
 
+    /// Extends every lease `owner` holds (a long batch on a slow gateway).
+    pub async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64> {
+        Ok(with_pool!(self, p => sqlx::query(
+            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2")
+            .bind(lease_until).bind(owner).execute(p).await?.rows_affected()))
+    }
+
     /// Handles leases that ran out (a worker crashed or hung). Under
     /// at-least-once the message goes back to the queue (or fails when its
     /// attempts are used up); under at-most-once it becomes `unknown` and is
@@ -310,6 +317,12 @@ impl Store {
                 }
             };
             let _ = target;
+            // A final receipt overtook the dead worker's record of the send:
+            // the message is settled, only the stale lease is left to clear.
+            sqlx::query(
+                "UPDATE messages SET lease_owner = NULL, lease_until = NULL \
+                 WHERE lease_owner IS NOT NULL AND status <> 'sending' AND lease_until < $1")
+                .bind(now).execute(&mut *tx).await?;
             for id in &exhausted {
                 flag!(tx, *id, reason, now);
             }

@@ -1,0 +1,202 @@
+//! The JSON API under `/api`, plus `/metrics`.
+//!
+//! # Layout
+//! - [`auth`]: bearer tokens → [`auth::Caller`], roles, the chatbot's rate limit.
+//! - [`error`]: the one [`error::ApiError`] and extractors that use it.
+//! - [`chatbot`]: look-up and re-registration (role `chatbot`).
+//! - [`support`]: search, timeline, resend, flag resolution (role `support`).
+//! - [`operator`]: campaigns (role `operator`).
+//! - [`openapi`]: the generated document at `/api/openapi.json`.
+//! - [`metrics`]: `/metrics` (Prometheus).
+//!
+//! Every route is one line of [`api_routes`]: method, path, the roles it
+//! accepts, and the handler. The router is built from that table alone,
+//! each route behind a guard for its roles, and `tests/api.rs` checks the
+//! same table against the OpenAPI document and runs the role matrix on it.
+
+pub mod auth;
+pub mod chatbot;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod operator;
+pub mod support;
+
+use std::sync::Arc;
+
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+use super::AppState;
+use crate::render::Renderer;
+use crate::store::Role;
+
+pub use auth::{Caller, CHATBOT_RATE_PER_SEC};
+pub use error::ApiError;
+
+/// API state inside [`AppState`].
+#[derive(Clone)]
+pub struct ApiState {
+    /// Campaign creation validates templates with it.
+    pub renderer: Arc<Renderer>,
+    /// `sms.max_segments`: a campaign template must fit in this many.
+    pub max_segments: u32,
+    pub access: auth::Access,
+    gauges: metrics::GaugeCache,
+}
+
+impl ApiState {
+    pub fn new(renderer: Arc<Renderer>, max_segments: u32) -> ApiState {
+        ApiState {
+            renderer,
+            max_segments,
+            access: auth::Access::new(CHATBOT_RATE_PER_SEC),
+            gauges: metrics::GaugeCache::default(),
+        }
+    }
+}
+
+/// One API route: what the OpenAPI document and the role matrix are
+/// checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// axum/OpenAPI path template (`/api/v1/campaigns/{id}`).
+    pub path: &'static str,
+    /// Roles accepted; empty = public (no token).
+    pub roles: &'static [Role],
+    /// Per-token rate limit ([`CHATBOT_RATE_PER_SEC`]).
+    pub rate_limited: bool,
+}
+
+const PUBLIC: &[Role] = &[];
+const CHATBOT: &[Role] = &[Role::Chatbot];
+const SUPPORT: &[Role] = &[Role::Support];
+const OPERATOR: &[Role] = &[Role::Operator];
+
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    roles: &'static [Role],
+    handler: H,
+) -> (RouteSpec, MethodRouter<AppState>)
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
+    (
+        RouteSpec {
+            method,
+            path,
+            roles,
+            rate_limited: roles == CHATBOT,
+        },
+        on(filter, handler),
+    )
+}
+
+/// Every `/api` route with its handler.
+fn api_routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Method as M;
+    vec![
+        route(M::GET, "/api/openapi.json", PUBLIC, openapi::document),
+        route(M::POST, "/api/v1/chatbot/lookup", CHATBOT, chatbot::lookup),
+        route(
+            M::POST,
+            "/api/v1/chatbot/reregister",
+            CHATBOT,
+            chatbot::reregister,
+        ),
+        route(M::POST, "/api/v1/support/search", SUPPORT, support::search),
+        route(
+            M::GET,
+            "/api/v1/support/workers/{id}/timeline",
+            SUPPORT,
+            support::timeline,
+        ),
+        route(
+            M::POST,
+            "/api/v1/support/workers/{id}/resend",
+            SUPPORT,
+            support::resend,
+        ),
+        route(
+            M::POST,
+            "/api/v1/support/flags/{id}/resolve",
+            SUPPORT,
+            support::resolve_flag,
+        ),
+        route(
+            M::GET,
+            "/api/v1/campaigns",
+            OPERATOR,
+            operator::list_campaigns,
+        ),
+        route(
+            M::POST,
+            "/api/v1/campaigns",
+            OPERATOR,
+            operator::create_campaign,
+        ),
+        route(
+            M::GET,
+            "/api/v1/campaigns/{id}",
+            OPERATOR,
+            operator::show_campaign,
+        ),
+        route(
+            M::POST,
+            "/api/v1/campaigns/{id}/pause",
+            OPERATOR,
+            operator::pause_campaign,
+        ),
+        route(
+            M::POST,
+            "/api/v1/campaigns/{id}/resume",
+            OPERATOR,
+            operator::resume_campaign,
+        ),
+        route(
+            M::POST,
+            "/api/v1/campaigns/{id}/cancel",
+            OPERATOR,
+            operator::cancel_campaign,
+        ),
+        route(
+            M::GET,
+            "/api/v1/campaigns/{id}/nonrecipients.csv",
+            OPERATOR,
+            operator::nonrecipients_csv,
+        ),
+    ]
+}
+
+/// The route table the router is built from.
+pub fn route_table() -> Vec<RouteSpec> {
+    api_routes().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The `/api` routes, each behind a guard for its roles, and `/metrics`.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for (spec, method_router) in api_routes() {
+        let method_router = if spec.roles.is_empty() {
+            method_router
+        } else {
+            method_router.route_layer(from_fn_with_state(
+                auth::Guard {
+                    state: state.clone(),
+                    roles: spec.roles,
+                    rate_limited: spec.rate_limited,
+                },
+                auth::guard,
+            ))
+        };
+        router = router.route(spec.path, method_router);
+    }
+    router.route("/metrics", axum::routing::get(metrics::metrics))
+}

@@ -1,0 +1,1211 @@
+//! What the people around the dispatcher ask of the store: the chatbot
+//! (look-up, re-registration), support staff (search, timeline, resend,
+//! flag resolution), operators (throughput) and `/metrics` (gauges).
+//!
+//! Written to be called from any front end (HTTP API, CLI, the support web
+//! UI): every function takes plain parsed values and returns plain data;
+//! masking for display happens here, where the rows are read, so no caller
+//! can forget it. Every change is one transaction, audited inside it.
+//!
+//! # Extra notices
+//! A support resend and a chatbot re-registration both queue a *new message
+//! generation* (`max(generation) + 1`) for the worker in the most recent
+//! non-cancelled campaign that includes the worker and whose deadline has
+//! not passed, with that campaign's template, due when the recipient's
+//! window next opens. A re-registration of a worker in no such campaign uses
+//! the standing campaign "Registrasi ulang (chatbot)" (template
+//! `registrasi_ulang`, 08:00–20:00), created on demand. A `completed`
+//! campaign goes back to `running` so a worker claims the new message; a
+//! `paused` one keeps it until resumed. Each extra notice is a row in
+//! `resends`: at most [`RESENDS_PER_NUMBER_PER_DAY`] per phone number in any
+//! 24 hours, because carriers block senders that repeat themselves to one
+//! number.
+
+use serde::{Deserialize, Serialize};
+
+use super::{now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
+use crate::campaign::{fmt_wib, Window};
+use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
+
+/// Extra notices (support resends and chatbot re-registrations) one phone
+/// number may get in any 24 hours. Three covers "the phone was off", "it was
+/// full" and one mistake; more looks like spam to a carrier.
+pub const RESENDS_PER_NUMBER_PER_DAY: i64 = 3;
+
+/// The limit's period.
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Most rows a search returns.
+pub const SEARCH_LIMIT: i64 = 50;
+
+/// Name and template of the standing campaign for re-registered workers who
+/// are in no campaign.
+pub const REREGISTRATION_CAMPAIGN: &str = "Registrasi ulang (chatbot)";
+pub const REREGISTRATION_TEMPLATE: &str = "registrasi_ulang";
+const STANDING_REREGISTRATION: &str = "reregistration";
+
+/// Why a support or chatbot operation was refused. The HTTP layer maps each
+/// to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum SupportError {
+    /// Bad input, naming the field (400).
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// No such worker/flag (404). For the chatbot, also "the digits do not
+    /// match that phone", so existence does not leak.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A notice is still queued, being sent, or awaiting its receipt (409).
+    #[error("{0}")]
+    InFlight(String),
+    /// The state does not allow it (409), e.g. a flag already resolved.
+    #[error("{0}")]
+    Conflict(String),
+    /// The worker is not someone a notice may go to (422).
+    #[error("{0}")]
+    NotEligible(String),
+    /// The per-number daily limit (429). `retry_at` is when one more is
+    /// allowed (Unix ms).
+    #[error("{message}")]
+    Limit { message: String, retry_at: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for SupportError {
+    fn from(e: sqlx::Error) -> Self {
+        SupportError::Store(StoreError::Sqlx(e))
+    }
+}
+
+type Result<T, E = SupportError> = std::result::Result<T, E>;
+
+/// How a caller identifies a worker.
+#[derive(Debug, Clone)]
+pub enum WorkerKey {
+    /// The full NIK.
+    Nik(Nik),
+    /// The current phone number. Several workers may share one.
+    Phone(Msisdn),
+    /// The last 6 digits of the NIK with the current phone number, as the
+    /// Kominfo chatbot asks. Old numbers in `phone_history` never match: a
+    /// recycled number must not reveal its previous owner.
+    Last6AndPhone { last6: String, phone: Msisdn },
+}
+
+impl WorkerKey {
+    /// Checks `last6` (exactly 6 ASCII digits) and builds the key.
+    pub fn last6_and_phone(last6: &str, phone: Msisdn) -> Result<WorkerKey> {
+        let last6 = last6.trim();
+        if last6.len() != 6 || !last6.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SupportError::Invalid {
+                field: "nik_last6",
+                reason: "must be exactly the last 6 digits of the NIK".into(),
+            });
+        }
+        Ok(WorkerKey::Last6AndPhone {
+            last6: last6.to_string(),
+            phone,
+        })
+    }
+}
+
+/// What a look-up found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    NotFound,
+    /// More than one worker matches (a shared phone): the caller must say
+    /// which, e.g. with the last 6 digits of the NIK.
+    Ambiguous,
+    Found(Box<WorkerStatus>),
+}
+
+/// A worker's state, for the chatbot and the support summary.
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    pub worker: WorkerRow,
+    /// Reasons of the open (unresolved) flags, oldest first.
+    pub open_flags: Vec<String>,
+    /// The newest message for the worker, any campaign.
+    pub last_notice: Option<NoticeState>,
+}
+
+/// Where the newest notice is.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct NoticeState {
+    pub message_id: i64,
+    pub campaign_id: i64,
+    pub status: String,
+    /// The moment that status was reached, best known: final, else sent,
+    /// else the last change (Unix ms).
+    pub at: i64,
+    /// When a queued notice is due (Unix ms).
+    pub next_attempt_at: i64,
+}
+
+/// A notice queued by a resend or a re-registration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct QueuedNotice {
+    pub message_id: i64,
+    pub campaign_id: i64,
+    pub campaign_name: String,
+    pub generation: i32,
+    /// When it may first be sent: now, or when the recipient's window
+    /// opens (Unix ms).
+    pub next_attempt_at: i64,
+    /// `next_attempt_at` in WIB, for people.
+    pub next_attempt_wib: String,
+    pub phone_masked: String,
+}
+
+/// One search hit, masked: safe to show on a help-desk screen.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WorkerSummary {
+    /// Internal id, for the timeline and resend calls.
+    pub id: i64,
+    pub nik_masked: String,
+    pub name_masked: String,
+    pub phone_masked: String,
+    pub province_code: String,
+    pub profession: String,
+    pub validated: bool,
+    pub eligible: bool,
+    pub open_flags: i64,
+    /// Status of the newest message, if any.
+    pub last_status: Option<String>,
+}
+
+/// What a search query was read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    Nik,
+    Phone,
+    Name,
+}
+
+/// Everything that happened to one worker, masked.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Timeline {
+    pub worker: WorkerSummary,
+    /// Oldest first, each with its attempts and receipts.
+    pub messages: Vec<TimelineMessage>,
+    pub flags: Vec<TimelineFlag>,
+    pub phone_changes: Vec<PhoneChange>,
+    /// Support resends and chatbot re-registrations: who, why, when.
+    pub resends: Vec<ResendEntry>,
+    /// Audit entries whose subject is this worker.
+    pub audit: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TimelineMessage {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub campaign_name: String,
+    pub generation: i32,
+    pub status: String,
+    pub attempts: i32,
+    pub gateway: Option<String>,
+    pub phone_masked: String,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub final_at: Option<i64>,
+    /// Phone-like digit runs masked.
+    pub last_error: Option<String>,
+    pub attempt_log: Vec<AttemptEntry>,
+    pub receipts: Vec<ReceiptEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AttemptEntry {
+    pub attempt: i32,
+    pub gateway: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub at: i64,
+}
+
+/// A receipt without its raw payload (which holds the phone number).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReceiptEntry {
+    pub id: i64,
+    pub gateway: String,
+    pub raw_status: Option<String>,
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    pub effect: Option<String>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct TimelineFlag {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub message_id: i64,
+    pub reason: String,
+    pub flagged_at: i64,
+    pub resolved_at: Option<i64>,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PhoneChange {
+    pub old_phone_masked: Option<String>,
+    pub new_phone_masked: String,
+    /// import, chatbot, support.
+    pub source: String,
+    pub changed_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ResendEntry {
+    pub message_id: i64,
+    /// `resend` (support staff) or `reregister` (chatbot).
+    pub kind: String,
+    pub actor: String,
+    pub reason: String,
+    pub phone_masked: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+    pub at: i64,
+}
+
+/// A re-registration request, parsed.
+#[derive(Debug, Clone)]
+pub struct Reregistration {
+    /// `Nik`, or `Last6AndPhone` with the *old* phone.
+    pub who: WorkerKey,
+    pub new_phone: Msisdn,
+}
+
+/// What a re-registration did: also the body of the chatbot's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReregisterOutcome {
+    /// The number now on file, masked.
+    pub phone_masked: String,
+    /// False when the new number is the one already on file.
+    pub phone_changed: bool,
+    pub nik_last4: String,
+    /// Open flags resolved `reregistered`.
+    pub flags_resolved: u64,
+    /// Notices still queued for the old number, cancelled.
+    pub superseded: u64,
+    /// The new notice; none for a worker not validated or not eligible.
+    pub notice: Option<QueuedNotice>,
+}
+
+/// One request done at most once per (token, key).
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyKey<'a> {
+    pub token_id: i64,
+    pub key: &'a str,
+    /// Hex SHA-256 of the canonical request: the same key with another
+    /// request is refused.
+    pub request_hash: &'a str,
+}
+
+/// The outcome of an idempotent operation.
+#[derive(Debug, Clone)]
+pub enum Idempotent<T> {
+    /// Done now; `body` is the response stored for retries.
+    Done { outcome: T, body: String },
+    /// Done before: the stored status and response, nothing more was done.
+    Replayed { status: u16, body: String },
+}
+
+/// Gauges for `/metrics`, read from the database.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// (gateway or "", status, messages).
+    pub messages: Vec<(String, String, i64)>,
+    /// (gateway or "", reason, open flags).
+    pub open_flags: Vec<(String, String, i64)>,
+    /// (gateway, outcome or "malformed", receipts).
+    pub receipts: Vec<(String, String, i64)>,
+}
+
+const WORKER_COLUMNS: &str = "id, nik, full_name, phone, operator, profession, facility_code, \
+     regency_code, province_code, validated, eligible, created_at, updated_at";
+
+/// Target of a new generation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct TargetCampaign {
+    id: i64,
+    name: String,
+    window_start: i32,
+    window_end: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: i64,
+    nik: String,
+    full_name: String,
+    phone: String,
+    province_code: String,
+    profession: String,
+    validated: bool,
+    eligible: bool,
+    open_flags: i64,
+    last_status: Option<String>,
+}
+
+impl From<SummaryRow> for WorkerSummary {
+    fn from(r: SummaryRow) -> Self {
+        WorkerSummary {
+            id: r.id,
+            nik_masked: mask_nik(&r.nik),
+            name_masked: mask_name(&r.full_name),
+            phone_masked: mask_phone(&r.phone),
+            province_code: r.province_code,
+            profession: r.profession,
+            validated: r.validated,
+            eligible: r.eligible,
+            open_flags: r.open_flags,
+            last_status: r.last_status,
+        }
+    }
+}
+
+const SUMMARY_SELECT: &str = "SELECT w.id, w.nik, w.full_name, w.phone, w.province_code, w.profession, \
+     w.validated, w.eligible, \
+     (SELECT COUNT(*) FROM non_recipients f WHERE f.worker_id = w.id AND f.resolved_at IS NULL) AS open_flags, \
+     (SELECT m.status FROM messages m WHERE m.worker_id = w.id ORDER BY m.id DESC LIMIT 1) AS last_status \
+     FROM health_workers w";
+
+/// The recipient's UTC offset, as `create_campaign` computes it (WIB when
+/// the province is unknown).
+fn utc_offset(province_code: &str) -> i32 {
+    ProvinceCode::parse(province_code)
+        .map(|p| p.time_zone().utc_offset_hours())
+        .unwrap_or(7)
+}
+
+/// Masks every run of 7 or more digits (with an optional leading `+`) in
+/// free text from gateways, which may quote the number it refused.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        let plus = chars[i] == '+';
+        let mut j = if plus { i + 1 } else { i };
+        while j < chars.len() && chars[j].is_ascii_digit() {
+            j += 1;
+        }
+        let digits = j - if plus { i + 1 } else { i };
+        if digits >= 7 {
+            let run: String = chars[start..j].iter().collect();
+            out.push_str(&mask_phone(&run));
+            i = j;
+        } else if digits > 0 {
+            out.extend(&chars[start..j]);
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `%…%` for `LIKE … ESCAPE '\'`, lower-cased, wildcards escaped.
+fn like_pattern(q: &str) -> String {
+    let mut p = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Locks and reads the worker by key inside a write transaction. `None`
+/// when nothing or more than one worker matches.
+macro_rules! find_worker_tx {
+    ($tx:expr, $store:expr, $key:expr) => {{
+        let lock = $store.row_lock();
+        let rows: Vec<WorkerRow> = match $key {
+            WorkerKey::Nik(nik) => {
+                sqlx::query_as(&format!(
+                    "SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1{lock}"
+                ))
+                .bind(nik.as_str())
+                .fetch_all(&mut *$tx)
+                .await?
+            }
+            WorkerKey::Phone(phone) => {
+                sqlx::query_as(&format!(
+                    "SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id{lock}"
+                ))
+                .bind(phone.as_e164())
+                .fetch_all(&mut *$tx)
+                .await?
+            }
+            WorkerKey::Last6AndPhone { last6, phone } => {
+                let all: Vec<WorkerRow> = sqlx::query_as(&format!(
+                    "SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id{lock}"
+                ))
+                .bind(phone.as_e164())
+                .fetch_all(&mut *$tx)
+                .await?;
+                all.into_iter()
+                    .filter(|w| w.nik.ends_with(last6.as_str()))
+                    .collect()
+            }
+        };
+        if rows.len() == 1 {
+            rows.into_iter().next()
+        } else {
+            None
+        }
+    }};
+}
+
+/// Refuses when `$phone` had [`RESENDS_PER_NUMBER_PER_DAY`] extra notices
+/// in the last 24 hours.
+macro_rules! check_number_limit {
+    ($tx:expr, $phone:expr, $now:expr) => {{
+        let recent: Vec<i64> = sqlx::query_scalar(
+            "SELECT created_at FROM resends WHERE phone = $1 AND created_at > $2 ORDER BY created_at",
+        )
+        .bind($phone)
+        .bind($now - DAY_MS)
+        .fetch_all(&mut *$tx)
+        .await?;
+        if recent.len() as i64 >= RESENDS_PER_NUMBER_PER_DAY {
+            let retry_at = recent[recent.len() - RESENDS_PER_NUMBER_PER_DAY as usize] + DAY_MS;
+            return Err(SupportError::Limit {
+                message: format!(
+                    "phone {} already got {} extra notices in the last 24 hours (at most {} per number, \
+                     or carriers block the sender); the next one is possible after {}",
+                    mask_phone($phone),
+                    recent.len(),
+                    RESENDS_PER_NUMBER_PER_DAY,
+                    fmt_wib(retry_at)
+                ),
+                retry_at,
+            });
+        }
+    }};
+}
+
+/// The most recent non-cancelled campaign that includes the worker and
+/// whose deadline has not passed.
+macro_rules! latest_campaign_tx {
+    ($tx:expr, $store:expr, $worker_id:expr, $now:expr) => {{
+        let lock = $store.row_lock();
+        let c: Option<TargetCampaign> = sqlx::query_as(&format!(
+            "SELECT c.id, c.name, c.window_start, c.window_end FROM campaigns c \
+             WHERE c.status <> 'cancelled' AND (c.deadline_at IS NULL OR c.deadline_at > $2) \
+             AND EXISTS (SELECT 1 FROM messages m WHERE m.campaign_id = c.id AND m.worker_id = $1) \
+             ORDER BY c.id DESC LIMIT 1{lock}"
+        ))
+        .bind($worker_id)
+        .bind($now)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        c
+    }};
+}
+
+/// The standing re-registration campaign, created (or re-created after a
+/// cancel) on demand. The `standing_campaigns` row serialises concurrent
+/// callers: the first inserts it, the others wait on it.
+macro_rules! standing_campaign_tx {
+    ($tx:expr, $store:expr, $now:expr) => {{
+        let lock = $store.row_lock();
+        sqlx::query(
+            "INSERT INTO standing_campaigns (purpose, campaign_id) VALUES ($1, NULL) \
+             ON CONFLICT (purpose) DO NOTHING",
+        )
+        .bind(STANDING_REREGISTRATION)
+        .execute(&mut *$tx)
+        .await?;
+        let current: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT campaign_id FROM standing_campaigns WHERE purpose = $1{lock}"
+        ))
+        .bind(STANDING_REREGISTRATION)
+        .fetch_one(&mut *$tx)
+        .await?;
+        let existing: Option<TargetCampaign> = match current {
+            Some(id) => sqlx::query_as(
+                "SELECT id, name, window_start, window_end FROM campaigns \
+                 WHERE id = $1 AND status <> 'cancelled'",
+            )
+            .bind(id)
+            .fetch_optional(&mut *$tx)
+            .await?,
+            None => None,
+        };
+        match existing {
+            Some(c) => c,
+            None => {
+                let w = Window::default();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
+                     provinces, professions, created_by, created_at, updated_at) \
+                     VALUES ($1, $2, 'running', $3, $4, $5, '', '', 'chatbot', $3, $3) RETURNING id",
+                )
+                .bind(REREGISTRATION_CAMPAIGN)
+                .bind(REREGISTRATION_TEMPLATE)
+                .bind($now)
+                .bind(w.start_min)
+                .bind(w.end_min)
+                .fetch_one(&mut *$tx)
+                .await?;
+                sqlx::query("UPDATE standing_campaigns SET campaign_id = $1 WHERE purpose = $2")
+                    .bind(id)
+                    .bind(STANDING_REREGISTRATION)
+                    .execute(&mut *$tx)
+                    .await?;
+                TargetCampaign {
+                    id,
+                    name: REREGISTRATION_CAMPAIGN.to_string(),
+                    window_start: w.start_min,
+                    window_end: w.end_min,
+                }
+            }
+        }
+    }};
+}
+
+/// Queues generation `max + 1` for the worker in the campaign, wakes a
+/// completed campaign, and records the extra notice in `resends`.
+macro_rules! queue_generation_tx {
+    ($tx:expr, $campaign:expr, $worker:expr, $phone:expr, $kind:expr, $actor:expr, $reason:expr, $now:expr) => {{
+        let c: &TargetCampaign = $campaign;
+        let w: &WorkerRow = $worker;
+        let offset = utc_offset(&w.province_code);
+        let window = Window {
+            start_min: c.window_start,
+            end_min: c.window_end,
+        };
+        let due = window.next_open($now, offset);
+        let max: Option<i32> = sqlx::query_scalar(
+            "SELECT MAX(generation) FROM messages WHERE campaign_id = $1 AND worker_id = $2",
+        )
+        .bind(c.id)
+        .bind(w.id)
+        .fetch_one(&mut *$tx)
+        .await?;
+        let generation = max.unwrap_or(0) + 1;
+        let message_id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (campaign_id, worker_id, generation, phone, utc_offset, status, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7) \
+             RETURNING id",
+        )
+        .bind(c.id)
+        .bind(w.id)
+        .bind(generation)
+        .bind($phone)
+        .bind(offset)
+        .bind(due)
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "UPDATE campaigns SET enqueued = enqueued + 1, updated_at = $1, \
+             status = CASE WHEN status = 'completed' THEN 'running' ELSE status END WHERE id = $2",
+        )
+        .bind($now)
+        .bind(c.id)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO resends (worker_id, message_id, phone, kind, actor, reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(w.id)
+        .bind(message_id)
+        .bind($phone)
+        .bind($kind)
+        .bind($actor)
+        .bind($reason)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        QueuedNotice {
+            message_id,
+            campaign_id: c.id,
+            campaign_name: c.name.clone(),
+            generation,
+            next_attempt_at: due,
+            next_attempt_wib: fmt_wib(due),
+            phone_masked: mask_phone($phone),
+        }
+    }};
+}
+
+/// Appends to the audit trail inside the transaction.
+macro_rules! audit_tx {
+    ($tx:expr, $actor:expr, $action:expr, $subject:expr, $detail:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($actor)
+        .bind($action)
+        .bind($subject)
+        .bind($detail)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+/// Checks a free-text field people type (reason, note, staff name).
+fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(SupportError::Invalid {
+            field,
+            reason: "is required".into(),
+        });
+    }
+    if v.chars().count() > max {
+        return Err(SupportError::Invalid {
+            field,
+            reason: format!("must be at most {max} characters"),
+        });
+    }
+    Ok(v.to_string())
+}
+
+impl Store {
+    /// The worker with this id.
+    pub async fn worker(&self, id: i64) -> Result<WorkerRow> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1");
+        let w: Option<WorkerRow> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        w.ok_or_else(|| SupportError::NotFound(format!("worker {id}")))
+    }
+
+    /// Finds one worker by key, with open flags and the newest notice.
+    pub async fn lookup_worker(&self, key: &WorkerKey) -> Result<Lookup> {
+        let rows: Vec<WorkerRow> = match key {
+            WorkerKey::Nik(nik) => self
+                .worker_by_nik(nik.as_str())
+                .await?
+                .into_iter()
+                .collect(),
+            WorkerKey::Phone(phone) => self.workers_by_phone(phone.as_e164()).await?,
+            WorkerKey::Last6AndPhone { last6, phone } => self
+                .workers_by_phone(phone.as_e164())
+                .await?
+                .into_iter()
+                .filter(|w| w.nik.ends_with(last6.as_str()))
+                .collect(),
+        };
+        let worker = match rows.len() {
+            0 => return Ok(Lookup::NotFound),
+            1 => rows.into_iter().next().expect("one row"),
+            _ => return Ok(Lookup::Ambiguous),
+        };
+        Ok(Lookup::Found(Box::new(self.worker_status(worker).await?)))
+    }
+
+    /// Open flags and the newest notice of `worker`.
+    pub async fn worker_status(&self, worker: WorkerRow) -> Result<WorkerStatus> {
+        let (open_flags, last_notice): (Vec<String>, Option<NoticeState>) = with_pool!(self, p => {
+            let flags = sqlx::query_scalar(
+                "SELECT reason FROM non_recipients WHERE worker_id = $1 AND resolved_at IS NULL ORDER BY id")
+                .bind(worker.id).fetch_all(p).await?;
+            let last = sqlx::query_as(
+                "SELECT id AS message_id, campaign_id, status, \
+                 COALESCE(final_at, sent_at, updated_at) AS at, next_attempt_at \
+                 FROM messages WHERE worker_id = $1 ORDER BY id DESC LIMIT 1")
+                .bind(worker.id).fetch_optional(p).await?;
+            (flags, last)
+        });
+        Ok(WorkerStatus {
+            worker,
+            open_flags,
+            last_notice,
+        })
+    }
+
+    /// Searches by full NIK, phone number (any format people type) or name
+    /// (case-insensitive substring, at least 3 characters). At most
+    /// [`SEARCH_LIMIT`] masked summaries, by name.
+    pub async fn search_workers(&self, query: &str) -> Result<(SearchKind, Vec<WorkerSummary>)> {
+        let q = query.trim();
+        let (kind, cond, value) = if let Ok(nik) = Nik::parse(q) {
+            (SearchKind::Nik, "w.nik = $1", nik.as_str().to_string())
+        } else if let Ok(phone) = Msisdn::parse(q) {
+            (
+                SearchKind::Phone,
+                "w.phone = $1",
+                phone.as_e164().to_string(),
+            )
+        } else {
+            if q.chars().count() < 3 {
+                return Err(SupportError::Invalid {
+                    field: "query",
+                    reason: "give a full NIK, a phone number, or at least 3 letters of a name"
+                        .into(),
+                });
+            }
+            if q.chars().count() > 100 {
+                return Err(SupportError::Invalid {
+                    field: "query",
+                    reason: "must be at most 100 characters".into(),
+                });
+            }
+            (
+                SearchKind::Name,
+                "LOWER(w.full_name) LIKE $1 ESCAPE '\\'",
+                like_pattern(q),
+            )
+        };
+        let sql = format!("{SUMMARY_SELECT} WHERE {cond} ORDER BY w.full_name, w.id LIMIT $2");
+        let rows: Vec<SummaryRow> = with_pool!(self, p => sqlx::query_as(&sql)
+            .bind(&value).bind(SEARCH_LIMIT).fetch_all(p).await?);
+        Ok((kind, rows.into_iter().map(WorkerSummary::from).collect()))
+    }
+
+    /// Masked summary of one worker.
+    pub async fn worker_summary(&self, worker_id: i64) -> Result<WorkerSummary> {
+        let sql = format!("{SUMMARY_SELECT} WHERE w.id = $1");
+        let row: Option<SummaryRow> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(worker_id).fetch_optional(p).await?);
+        row.map(WorkerSummary::from)
+            .ok_or_else(|| SupportError::NotFound(format!("worker {worker_id}")))
+    }
+
+    /// Everything that happened to one worker: messages with attempts and
+    /// receipts, flags, phone changes, resends and audit entries.
+    pub async fn timeline(&self, worker_id: i64) -> Result<Timeline> {
+        type MsgRow = (
+            i64,
+            i64,
+            String,
+            i32,
+            String,
+            i32,
+            Option<String>,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        type AttemptRow = (i64, i32, Option<String>, String, Option<String>, i64);
+        type ReceiptRow = (
+            i64,
+            Option<i64>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+        );
+        type PhoneRow = (Option<String>, String, String, i64);
+        type ResendRow = (i64, String, String, String, String, i64);
+        let worker = self.worker_summary(worker_id).await?;
+        let subject = format!("worker:{worker_id}");
+        struct Rows {
+            msgs: Vec<MsgRow>,
+            attempts: Vec<AttemptRow>,
+            receipts: Vec<ReceiptRow>,
+            flags: Vec<TimelineFlag>,
+            phones: Vec<PhoneRow>,
+            resends: Vec<ResendRow>,
+            audit: Vec<AuditEntry>,
+        }
+        let rows: Rows = with_pool!(self, p => {
+            let msgs = sqlx::query_as(
+                "SELECT m.id, m.campaign_id, c.name, m.generation, m.status, m.attempts, m.gateway, m.phone, \
+                 m.created_at, m.sent_at, m.final_at, m.last_error FROM messages m \
+                 JOIN campaigns c ON c.id = m.campaign_id WHERE m.worker_id = $1 ORDER BY m.id")
+                .bind(worker_id).fetch_all(p).await?;
+            let attempts = sqlx::query_as(
+                "SELECT a.message_id, a.attempt, a.gateway, a.outcome, a.detail, a.at FROM attempts a \
+                 JOIN messages m ON m.id = a.message_id WHERE m.worker_id = $1 ORDER BY a.id")
+                .bind(worker_id).fetch_all(p).await?;
+            let receipts = sqlx::query_as(
+                "SELECT r.id, r.message_id, r.gateway, r.raw_status, r.outcome, r.error_code, r.effect, r.received_at \
+                 FROM receipts r JOIN messages m ON m.id = r.message_id WHERE m.worker_id = $1 ORDER BY r.id")
+                .bind(worker_id).fetch_all(p).await?;
+            let flags = sqlx::query_as(
+                "SELECT id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution, resolved_by, note \
+                 FROM non_recipients WHERE worker_id = $1 ORDER BY id")
+                .bind(worker_id).fetch_all(p).await?;
+            let phones = sqlx::query_as(
+                "SELECT old_phone, new_phone, source, changed_at FROM phone_history WHERE worker_id = $1 ORDER BY id")
+                .bind(worker_id).fetch_all(p).await?;
+            let resends = sqlx::query_as(
+                "SELECT message_id, kind, actor, reason, phone, created_at FROM resends WHERE worker_id = $1 ORDER BY id")
+                .bind(worker_id).fetch_all(p).await?;
+            let audit = sqlx::query_as(
+                "SELECT id, actor, action, detail, at FROM audit_log WHERE subject = $1 ORDER BY id")
+                .bind(&subject).fetch_all(p).await?;
+            Rows { msgs, attempts, receipts, flags, phones, resends, audit }
+        });
+        let Rows {
+            msgs,
+            attempts,
+            receipts,
+            flags,
+            phones,
+            resends,
+            audit,
+        } = rows;
+        let messages = msgs
+            .into_iter()
+            .map(|m| TimelineMessage {
+                id: m.0,
+                campaign_id: m.1,
+                campaign_name: m.2,
+                generation: m.3,
+                status: m.4,
+                attempts: m.5,
+                gateway: m.6,
+                phone_masked: mask_phone(&m.7),
+                created_at: m.8,
+                sent_at: m.9,
+                final_at: m.10,
+                last_error: m.11.as_deref().map(scrub),
+                attempt_log: attempts
+                    .iter()
+                    .filter(|a| a.0 == m.0)
+                    .map(|a| AttemptEntry {
+                        attempt: a.1,
+                        gateway: a.2.clone(),
+                        outcome: a.3.clone(),
+                        detail: a.4.as_deref().map(scrub),
+                        at: a.5,
+                    })
+                    .collect(),
+                receipts: receipts
+                    .iter()
+                    .filter(|r| r.1 == Some(m.0))
+                    .map(|r| ReceiptEntry {
+                        id: r.0,
+                        gateway: r.2.clone(),
+                        raw_status: r.3.clone(),
+                        outcome: r.4.clone(),
+                        error_code: r.5.clone(),
+                        effect: r.6.clone(),
+                        received_at: r.7,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Timeline {
+            worker,
+            messages,
+            flags,
+            phone_changes: phones
+                .into_iter()
+                .map(|p| PhoneChange {
+                    old_phone_masked: p.0.as_deref().map(mask_phone),
+                    new_phone_masked: mask_phone(&p.1),
+                    source: p.2,
+                    changed_at: p.3,
+                })
+                .collect(),
+            resends: resends
+                .into_iter()
+                .map(|r| ResendEntry {
+                    message_id: r.0,
+                    kind: r.1,
+                    actor: r.2,
+                    reason: r.3,
+                    phone_masked: mask_phone(&r.4),
+                    created_at: r.5,
+                })
+                .collect(),
+            audit,
+        })
+    }
+
+    /// Queues the worker's notice again, as a new generation in the
+    /// worker's latest campaign, audited with `staff` and `reason`.
+    ///
+    /// Refused while one of the worker's messages is queued, being sent or
+    /// sent and awaiting its receipt (409); for a worker not validated or
+    /// not eligible, or in no campaign (422); and past
+    /// [`RESENDS_PER_NUMBER_PER_DAY`] for the number (429). Open flags are
+    /// resolved `resent`: a new flag follows if this one fails too.
+    pub async fn resend(&self, worker_id: i64, staff: &str, reason: &str) -> Result<QueuedNotice> {
+        let staff = required_text("staff", staff, 100)?;
+        let reason = required_text("reason", reason, 500)?;
+        let now = now_ms();
+        let lock = self.row_lock();
+        let worker_sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1{lock}");
+        let notice = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let w: Option<WorkerRow> = sqlx::query_as(&worker_sql)
+                .bind(worker_id).fetch_optional(&mut *tx).await?;
+            let Some(w) = w else {
+                return Err(SupportError::NotFound(format!("worker {worker_id}")));
+            };
+            if !(w.validated && w.eligible) {
+                return Err(SupportError::NotEligible(format!(
+                    "worker {worker_id} is not {} and gets no notice",
+                    if w.validated { "eligible" } else { "validated" })));
+            }
+            let busy: Option<(i64, String)> = sqlx::query_as(
+                "SELECT id, status FROM messages WHERE worker_id = $1 AND status IN ('queued', 'sending', 'sent') \
+                 ORDER BY id DESC LIMIT 1")
+                .bind(worker_id).fetch_optional(&mut *tx).await?;
+            if let Some((id, status)) = busy {
+                let what = match status.as_str() {
+                    "queued" => "is queued",
+                    "sending" => "is being sent",
+                    _ => "was sent and awaits its delivery receipt",
+                };
+                return Err(SupportError::InFlight(format!(
+                    "message {id} for worker {worker_id} {what}; resend once it has an outcome")));
+            }
+            check_number_limit!(tx, w.phone.as_str(), now);
+            let Some(c) = latest_campaign_tx!(tx, self, worker_id, now) else {
+                return Err(SupportError::NotEligible(format!(
+                    "worker {worker_id} is in no open campaign: there is no notice to resend")));
+            };
+            let notice = queue_generation_tx!(tx, &c, &w, w.phone.as_str(), "resend", staff.as_str(), reason.as_str(), now);
+            let resolved = sqlx::query(
+                "UPDATE non_recipients SET resolved_at = $1, resolution = 'resent', resolved_by = $2 \
+                 WHERE worker_id = $3 AND resolved_at IS NULL")
+                .bind(now).bind(&staff).bind(worker_id)
+                .execute(&mut *tx).await?.rows_affected();
+            audit_tx!(tx, staff.as_str(), "worker.resend", format!("worker:{worker_id}"),
+                format!("reason: {reason}; message {} (generation {}) in campaign {} to {}; {resolved} flag(s) resolved",
+                    notice.message_id, notice.generation, notice.campaign_id, notice.phone_masked), now);
+            tx.commit().await?;
+            notice
+        });
+        Ok(notice)
+    }
+
+    /// Marks an open flag resolved (`support`) with `note`, audited.
+    pub async fn resolve_flag(
+        &self,
+        flag_id: i64,
+        staff: &str,
+        note: &str,
+    ) -> Result<TimelineFlag> {
+        let staff = required_text("staff", staff, 100)?;
+        let note = required_text("note", note, 1000)?;
+        let now = now_ms();
+        let lock = self.row_lock();
+        let select = format!(
+            "SELECT id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution, resolved_by, note \
+             FROM non_recipients WHERE id = $1{lock}"
+        );
+        let flag = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let f: Option<TimelineFlag> = sqlx::query_as(&select)
+                .bind(flag_id).fetch_optional(&mut *tx).await?;
+            let Some(f) = f else {
+                return Err(SupportError::NotFound(format!("flag {flag_id}")));
+            };
+            if f.resolved_at.is_some() {
+                return Err(SupportError::Conflict(format!(
+                    "flag {flag_id} is already resolved ({})", f.resolution.as_deref().unwrap_or("?"))));
+            }
+            let worker_id: i64 = sqlx::query_scalar(
+                "UPDATE non_recipients SET resolved_at = $1, resolution = 'support', resolved_by = $2, note = $3 \
+                 WHERE id = $4 RETURNING worker_id")
+                .bind(now).bind(&staff).bind(&note).bind(flag_id)
+                .fetch_one(&mut *tx).await?;
+            audit_tx!(tx, staff.as_str(), "flag.resolve", format!("worker:{worker_id}"),
+                format!("flag {flag_id} ({}) resolved: {note}", f.reason), now);
+            tx.commit().await?;
+            f
+        });
+        Ok(TimelineFlag {
+            resolved_at: Some(now),
+            resolution: Some("support".into()),
+            resolved_by: Some(staff),
+            note: Some(note),
+            ..flag
+        })
+    }
+
+    /// Re-registers a worker with a new phone number, all in one
+    /// transaction: phone history (source `chatbot`), the worker's phone and
+    /// operator, queued notices to the old number cancelled, open flags
+    /// resolved `reregistered`, and — for a validated, eligible worker — a
+    /// new notice (see the module docs), audited as `actor`.
+    ///
+    /// With an [`IdempotencyKey`], the (token, key) pair and `render`'s
+    /// response are stored with the work; a retry with the same request gets
+    /// that response back and nothing more happens, a retry with another
+    /// request is refused (409). A refused request stores nothing.
+    pub async fn reregister<F>(
+        &self,
+        req: &Reregistration,
+        actor: &str,
+        idem: Option<IdempotencyKey<'_>>,
+        render: F,
+    ) -> Result<Idempotent<ReregisterOutcome>>
+    where
+        F: FnOnce(&ReregisterOutcome) -> String,
+    {
+        if matches!(req.who, WorkerKey::Phone(_)) {
+            return Err(SupportError::Invalid {
+                field: "nik",
+                reason: "give the NIK, or its last 6 digits with the old phone".into(),
+            });
+        }
+        let now = now_ms();
+        let new_phone = req.new_phone.as_e164();
+        let outcome = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if let Some(k) = idem {
+                // Claim the key first: a concurrent request with the same key
+                // waits here until this transaction ends.
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (token_id, idem_key, request_hash, status, response, created_at) \
+                     VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (token_id, idem_key) DO NOTHING")
+                    .bind(k.token_id).bind(k.key).bind(k.request_hash).bind(now)
+                    .execute(&mut *tx).await?.rows_affected();
+                if claimed == 0 {
+                    let (hash, status, body): (String, i32, String) = sqlx::query_as(
+                        "SELECT request_hash, status, response FROM idempotency_keys \
+                         WHERE token_id = $1 AND idem_key = $2")
+                        .bind(k.token_id).bind(k.key)
+                        .fetch_one(&mut *tx).await?;
+                    tx.commit().await?;
+                    if hash != k.request_hash {
+                        return Err(SupportError::Conflict(
+                            "this Idempotency-Key was used with a different request".into()));
+                    }
+                    return Ok(Idempotent::Replayed { status: status as u16, body });
+                }
+            }
+            let Some(w) = find_worker_tx!(tx, self, &req.who) else {
+                return Err(SupportError::NotFound("worker".into()));
+            };
+            check_number_limit!(tx, new_phone, now);
+            // The campaign row is locked before any message row, the order
+            // `control_campaign` uses, so the two cannot deadlock.
+            let target = if w.validated && w.eligible {
+                Some(match latest_campaign_tx!(tx, self, w.id, now) {
+                    Some(c) => c,
+                    None => standing_campaign_tx!(tx, self, now),
+                })
+            } else {
+                None
+            };
+            let phone_changed = w.phone != new_phone;
+            if phone_changed {
+                sqlx::query(
+                    "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
+                     VALUES ($1, $2, $3, 'chatbot', $4)")
+                    .bind(w.id).bind(&w.phone).bind(new_phone).bind(now)
+                    .execute(&mut *tx).await?;
+                sqlx::query("UPDATE health_workers SET phone = $1, operator = $2, updated_at = $3 WHERE id = $4")
+                    .bind(new_phone).bind(req.new_phone.operator().as_str()).bind(now).bind(w.id)
+                    .execute(&mut *tx).await?;
+            }
+            let superseded = sqlx::query(
+                "UPDATE messages SET status = 'cancelled', last_error = 'superseded by re-registration', \
+                 final_at = $1, updated_at = $1 WHERE worker_id = $2 AND status = 'queued'")
+                .bind(now).bind(w.id)
+                .execute(&mut *tx).await?.rows_affected();
+            let flags_resolved = sqlx::query(
+                "UPDATE non_recipients SET resolved_at = $1, resolution = 'reregistered', resolved_by = $2 \
+                 WHERE worker_id = $3 AND resolved_at IS NULL")
+                .bind(now).bind(actor).bind(w.id)
+                .execute(&mut *tx).await?.rows_affected();
+            let notice = match target {
+                Some(c) => Some(queue_generation_tx!(tx, &c, &w, new_phone, "reregister", actor, "chatbot re-registration", now)),
+                None => None,
+            };
+            audit_tx!(tx, actor, "worker.reregister", format!("worker:{}", w.id),
+                format!("phone {} -> {}; {superseded} queued notice(s) superseded; {flags_resolved} flag(s) resolved; {}",
+                    mask_phone(&w.phone), req.new_phone.masked(),
+                    notice.as_ref().map(|n| format!("message {} in campaign {}", n.message_id, n.campaign_id))
+                        .unwrap_or_else(|| "no notice (not validated or not eligible)".into())), now);
+            let outcome = ReregisterOutcome {
+                phone_masked: req.new_phone.masked(),
+                phone_changed,
+                nik_last4: w.nik.chars().skip(w.nik.chars().count().saturating_sub(4)).collect(),
+                flags_resolved,
+                superseded,
+                notice,
+            };
+            let body = render(&outcome);
+            if let Some(k) = idem {
+                sqlx::query("UPDATE idempotency_keys SET status = 200, response = $1 WHERE token_id = $2 AND idem_key = $3")
+                    .bind(&body).bind(k.token_id).bind(k.key)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Idempotent::Done { outcome, body }
+        });
+        Ok(outcome)
+    }
+
+    /// Messages of the campaign a gateway accepted since `since` (Unix ms).
+    pub async fn sends_since(&self, campaign_id: i64, since: i64) -> Result<i64> {
+        Ok(with_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at >= $2")
+            .bind(campaign_id).bind(since).fetch_one(p).await?))
+    }
+
+    /// Gauges for `/metrics`: messages by gateway and status, open flags by
+    /// gateway and reason, receipts by gateway and outcome.
+    pub async fn gauges(&self) -> Result<Gauges> {
+        Ok(with_pool!(self, p => {
+            let messages = sqlx::query_as(
+                "SELECT COALESCE(gateway, ''), status, COUNT(*) FROM messages GROUP BY 1, 2 ORDER BY 1, 2")
+                .fetch_all(p).await?;
+            let open_flags = sqlx::query_as(
+                "SELECT COALESCE(m.gateway, ''), f.reason, COUNT(*) FROM non_recipients f \
+                 JOIN messages m ON m.id = f.message_id WHERE f.resolved_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2")
+                .fetch_all(p).await?;
+            let receipts = sqlx::query_as(
+                "SELECT gateway, COALESCE(outcome, 'malformed'), COUNT(*) FROM receipts GROUP BY 1, 2 ORDER BY 1, 2")
+                .fetch_all(p).await?;
+            Gauges { messages, open_flags, receipts }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_masks_numbers_only() {
+        assert_eq!(
+            scrub("invalid number +6281234567890 (code 12)"),
+            "invalid number +62812****890 (code 12)"
+        );
+        assert_eq!(scrub("to 081234567890."), "to 08123****890.");
+        assert_eq!(scrub("HTTP 503 after 2 tries"), "HTTP 503 after 2 tries");
+        assert_eq!(scrub("+"), "+");
+        assert_eq!(scrub(""), "");
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("Siti"), "%siti%");
+        assert_eq!(like_pattern("50%_a\\"), "%50\\%\\_a\\\\%");
+    }
+
+    #[test]
+    fn last6_must_be_six_digits() {
+        let p = Msisdn::parse("081234567890").unwrap();
+        assert!(WorkerKey::last6_and_phone("123456", p.clone()).is_ok());
+        assert!(WorkerKey::last6_and_phone("12345", p.clone()).is_err());
+        assert!(WorkerKey::last6_and_phone("12345a", p).is_err());
+    }
+}

@@ -1,0 +1,1234 @@
+//! The dispatch engine under load and failure, with real things only: real
+//! PostgreSQL and SQLite, the carrier simulator (or a hand-made Kannel
+//! endpoint) over loopback HTTP, and `pedulicovid worker` child processes.
+//!
+//! - many worker processes share one PostgreSQL queue: exactly once;
+//! - a worker SIGKILLed mid-batch: nothing lost, duplicates bounded by what
+//!   was in flight (at-least-once), none at all (at-most-once);
+//! - send windows in each recipient's own zone, with an injected clock;
+//! - pause, resume and cancel while a rate-limited campaign is sending;
+//! - a throttling gateway: Retry-After honoured, no attempt used up;
+//! - a campaign deadline: nothing sent after it, the rest expired and flagged.
+//!
+//! The tests of this file run one at a time ([`SERIAL`]): several of them
+//! measure time or start worker processes, and on a small machine they would
+//! otherwise disturb each other's timings and PostgreSQL's connection limit.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use common::*;
+use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign::{self, parse_time, CampaignRequest};
+use pedulicovid::config::{DeliveryPolicy, SmsSettings, WorkerSettings};
+use pedulicovid::dispatch::{housekeeping_once, Dispatcher, Route, Router, StepSummary};
+use pedulicovid::gateway::kannel::{parse_receipt, KannelConfig, KannelGateway};
+use pedulicovid::render::Renderer;
+use pedulicovid::simulator::{OutcomeMix, SimHandle, Simulator, SimulatorConfig};
+use pedulicovid::status::Status;
+use pedulicovid::store::{now_ms, CampaignAction, CampaignReport, Store, StoreError};
+
+/// One test at a time (see the module docs). A tokio mutex: it is held
+/// across awaits, and a failed test does not poison it for the others.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const DELIVERED: &str = "id:F1 sub:001 dlvrd:001 submit date:2101130000 done date:2101130001 stat:DELIVRD err:000 text:Yth. Nakes";
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Plain SQL on the test database, for what the store has no method for.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+macro_rules! on_pool {
+    ($raw:expr, $p:ident => $body:expr) => {
+        match $raw {
+            Raw::Sqlite($p) => $body,
+            Raw::Pg($p) => $body,
+        }
+    };
+}
+
+impl Raw {
+    async fn connect(url: &str) -> Raw {
+        if url.starts_with("sqlite:") {
+            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("raw sqlite"))
+        } else {
+            Raw::Pg(sqlx::PgPool::connect(url).await.expect("raw postgres"))
+        }
+    }
+
+    /// One BIGINT from the first row (cast in SQL where needed).
+    async fn int(&self, sql: &str, args: &[i64]) -> i64 {
+        on_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// One TEXT from the first row.
+    async fn text(&self, sql: &str, args: &[i64]) -> String {
+        on_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, String>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    async fn close(self) {
+        on_pool!(self, p => p.close().await)
+    }
+}
+
+/// Every number delivered: outcomes are then exact, not a random mix.
+fn all_delivered() -> OutcomeMix {
+    OutcomeMix {
+        delivered: 1.0,
+        undelivered: 0.0,
+        rejected: 0.0,
+        expired: 0.0,
+        invalid: 0.0,
+    }
+}
+
+/// A simulator on a free loopback port, every number delivered, receipts
+/// within ~10 ms.
+fn sim_config() -> SimulatorConfig {
+    SimulatorConfig {
+        listen: "127.0.0.1:0".into(),
+        receipt_delay_ms: 5,
+        receipt_jitter_ms: 5,
+        callback_retry_delay_ms: 100,
+        mix: all_delivered(),
+        ..Default::default()
+    }
+}
+
+/// Runs a simulator in this process until the test's runtime ends.
+async fn start_sim(cfg: SimulatorConfig) -> SimHandle {
+    let sim = Simulator::bind(cfg).await.expect("simulator binds");
+    let handle = sim.handle();
+    sim.spawn(std::future::pending::<()>());
+    handle
+}
+
+/// Imports `n` valid workers of province `prov`, each with its own number
+/// `+62812` + `tail_base + i` (8 digits).
+async fn import_workers(store: &Store, n: u32, prov: &str, tail_base: u32) {
+    let mut csv = String::from(HEADER);
+    for i in 0..n {
+        csv.push_str(&row(i, prov, &format!("{:08}", tail_base + i)));
+    }
+    let report = import_text(store, &csv).await;
+    assert_eq!(
+        report.accepted,
+        u64::from(n),
+        "{:?}",
+        &report.rejections[..report.rejections.len().min(5)]
+    );
+}
+
+/// A campaign open around the clock unless told otherwise.
+fn request(name: &str) -> CampaignRequest {
+    CampaignRequest {
+        name: name.into(),
+        template: "undangan_registrasi".into(),
+        at: None,
+        window: "00:00-24:00".parse().unwrap(),
+        provinces: vec![],
+        professions: vec![],
+        created_by: "test".into(),
+        deadline: None,
+    }
+}
+
+async fn create(app: &App, req: CampaignRequest) -> (i64, i64) {
+    let (c, n) = campaign::create(&app.store, &app.renderer, 1, req)
+        .await
+        .expect("campaign created");
+    (c.id, n as i64)
+}
+
+/// Polls until no message of the campaign is `queued`, `sending` or `sent`
+/// (every one final or `unknown`). Unlike [`wait_done`] this ignores
+/// `unrecorded`; the tests that care check it themselves.
+async fn wait_settled(store: &Store, campaign: i64, limit: Duration) -> CampaignReport {
+    let start = Instant::now();
+    loop {
+        let r = store.campaign_report(campaign).await.expect("report");
+        let open = r.status(Status::Queued) + r.status(Status::Sending) + r.status(Status::Sent);
+        if r.enqueued > 0 && open == 0 {
+            return r;
+        }
+        if start.elapsed() > limit {
+            panic!("campaign {campaign} not settled after {limit:?}: {r:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until the campaign has status `want`.
+async fn wait_campaign_status(store: &Store, campaign: i64, want: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let c = store.campaign(campaign).await.expect("campaign");
+        if c.status == want {
+            return;
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "campaign {campaign} is {} after {limit:?}, not {want}",
+                c.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sleep_until(t: Instant) {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
+}
+
+fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
+    r.flagged_by_reason
+        .iter()
+        .find(|(k, _)| k == reason)
+        .map_or(0, |(_, v)| *v)
+}
+
+/// `pedulicovid worker` child processes, killed when dropped (so a failing
+/// test leaks none). Each child's stderr goes to a log file, printed when the
+/// test fails.
+struct Workers {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    db_url: String,
+    env: Vec<(String, String)>,
+    children: Vec<(Child, PathBuf)>,
+}
+
+impl Workers {
+    /// `env` comes on top of what every worker here needs: the database, the
+    /// simulator's URL, the public URL of the test's HTTP server (for the
+    /// `dlr-url`; the callback token is shared through the database).
+    fn new(db_url: &str, sim: &SimHandle, app: &App, env: &[(&str, &str)]) -> Workers {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // An empty settings file, so a `pedulicovid.toml` in the working
+        // directory cannot interfere: everything comes from the environment.
+        let config = dir.path().join("engine-test.toml");
+        std::fs::write(&config, "# engine tests: see the environment\n").expect("config file");
+        let port = app.port().expect("the test app serves HTTP");
+        let mut all: Vec<(String, String)> = vec![
+            ("PEDULICOVID__DATABASE_URL".into(), db_url.into()),
+            ("PEDULICOVID__SIMULATOR__ENABLED".into(), "false".into()),
+            (
+                "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL".into(),
+                sim.sendsms_url(),
+            ),
+            (
+                "PEDULICOVID__HTTP__PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Workers {
+            dir,
+            config,
+            db_url: db_url.into(),
+            env: all,
+            children: vec![],
+        }
+    }
+
+    /// Starts one more worker process; returns its pid.
+    fn spawn(&mut self) -> u32 {
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", self.children.len()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pedulicovid"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--database-url")
+            .arg(&self.db_url)
+            .arg("worker")
+            // Same templates directory as the test process.
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PEDULICOVID__") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let child = cmd.spawn().expect("worker process starts");
+        let pid = child.id();
+        self.children.push((child, log));
+        pid
+    }
+
+    /// SIGKILL (`Child::kill`) to child `i`, reaped at once.
+    fn kill(&mut self, i: usize) {
+        let (child, _) = &mut self.children[i];
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+
+    /// None of the children exited on its own (a crash or a refused setting).
+    fn assert_alive(&mut self, except: &[usize]) {
+        for (i, (child, log)) in self.children.iter_mut().enumerate() {
+            if except.contains(&i) {
+                continue;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "worker {i} exited by itself ({status}):\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (i, (child, log)) in self.children.iter_mut().enumerate() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail = &text[text.len().saturating_sub(4000)..];
+                eprintln!("--- worker {i} stderr (tail) ---\n{tail}");
+            }
+        }
+    }
+}
+
+/// The test process's part when workers are child processes: HTTP server
+/// (receipts) and housekeeping, no worker, no simulator of its own; its
+/// gateway "sim" points at `sim`.
+async fn serve_only(db: &TestDb, sim: &SimHandle, tune: impl FnOnce(&mut WorkerSettings)) -> App {
+    let mut s = test_settings(db);
+    s.simulator.enabled = false;
+    s.gateways[0].kannel.sendsms_url = sim.sendsms_url();
+    tune(&mut s.worker);
+    start(
+        s,
+        Parts {
+            http: true,
+            workers: 0,
+            housekeeping: true,
+            simulator: false,
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// 1. Many worker processes on one PostgreSQL queue
+// ---------------------------------------------------------------------------
+
+async fn many_worker_processes_send_each_message_once(processes: usize) {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let db = TestDb::new("postgres").await;
+    let sim = start_sim(sim_config()).await;
+    let app = serve_only(&db, &sim, |_| {}).await;
+    import_workers(&app.store, 3000, "31", 10_000_000).await;
+    let (id, enqueued) = create(&app, request("many workers")).await;
+    assert_eq!(enqueued, 3000);
+
+    let mut workers = Workers::new(
+        &db.url,
+        &sim,
+        &app,
+        &[("PEDULICOVID__WORKER__BATCH_SIZE", "50")],
+    );
+    for _ in 0..processes {
+        workers.spawn();
+    }
+    let started = Instant::now();
+    let r = wait_done(&app.store, id, Duration::from_secs(25)).await;
+    let took = started.elapsed();
+    workers.assert_alive(&[]);
+
+    let stats = sim.stats();
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+    assert_eq!(stats.submits_total as i64, enqueued, "{stats:?}");
+    assert_eq!(r.status(Status::Delivered), enqueued, "{r:?}");
+    assert_eq!(r.sent, enqueued, "{r:?}");
+    assert_eq!(r.unrecorded, 0, "{r:?}");
+    for i in [0u32, 1, 1499, 2999] {
+        assert_eq!(sim.submits_for(&format!("62812{:08}", 10_000_000 + i)), 1);
+    }
+    // Every child registered itself: they all took part.
+    let raw = Raw::connect(&db.url).await;
+    let live = raw.int("SELECT COUNT(*) FROM workers", &[]).await;
+    assert!(live >= processes as i64, "{live} workers registered");
+    raw.close().await;
+    wait_campaign_status(&app.store, id, "completed", Duration::from_secs(5)).await;
+    eprintln!(
+        "{processes} worker processes: {enqueued} messages delivered in {took:?} (test {:?})",
+        t0.elapsed()
+    );
+    drop(workers);
+    app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_send_each_message_once() {
+    many_worker_processes_send_each_message_once(2).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_send_each_message_once() {
+    many_worker_processes_send_each_message_once(4).await
+}
+
+// ---------------------------------------------------------------------------
+// 2. SIGKILL mid-batch
+// ---------------------------------------------------------------------------
+
+const KILL_BATCH: i64 = 50;
+
+async fn sigkill_mid_batch(policy: DeliveryPolicy) {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let db = TestDb::new("postgres").await;
+    // 20 ms per answer and 5 requests at a time: a batch of 50 takes about
+    // 200 ms, so a kill lands inside one almost surely.
+    let sim = start_sim(SimulatorConfig {
+        answer_latency_ms: 20,
+        ..sim_config()
+    })
+    .await;
+    // The test's housekeeping expires leases too: same policy and lease.
+    let app = serve_only(&db, &sim, |w| {
+        w.lease_secs = 2;
+        w.policy = policy;
+    })
+    .await;
+    import_workers(&app.store, 2000, "31", 20_000_000).await;
+    let (id, enqueued) = create(&app, request("sigkill")).await;
+    let policy_name = match policy {
+        DeliveryPolicy::AtLeastOnce => "at_least_once",
+        DeliveryPolicy::AtMostOnce => "at_most_once",
+    };
+    let batch = KILL_BATCH.to_string();
+    let mut workers = Workers::new(
+        &db.url,
+        &sim,
+        &app,
+        &[
+            ("PEDULICOVID__WORKER__BATCH_SIZE", &batch),
+            ("PEDULICOVID__WORKER__LEASE_SECS", "2"),
+            ("PEDULICOVID__WORKER__CONCURRENCY", "5"),
+            ("PEDULICOVID__WORKER__POLICY", policy_name),
+        ],
+    );
+    let victim = workers.spawn();
+    workers.spawn();
+
+    // Sending for a while (about a second once the processes are up).
+    let wait_from = Instant::now();
+    while sim.stats().submits_total < 300 {
+        assert!(
+            wait_from.elapsed() < Duration::from_secs(15),
+            "the workers never got going: {:?}",
+            sim.stats()
+        );
+        workers.assert_alive(&[]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Kill the first worker in the middle of a batch: it holds a claimed
+    // batch of which some are out (and delivered) and some not yet.
+    let raw = Raw::connect(&db.url).await;
+    // What the victim holds: rows still `sending`, and rows a receipt already
+    // made final but whose send the victim has not recorded.
+    let victim_sql = format!("SELECT COUNT(*) FROM messages WHERE lease_owner LIKE '%-{victim}-%'");
+    let sending_sql = format!("{victim_sql} AND status = 'sending'");
+    let aim_from = Instant::now();
+    loop {
+        let n = raw.int(&sending_sql, &[]).await;
+        if (25..=KILL_BATCH - 5).contains(&n) {
+            break;
+        }
+        assert!(
+            aim_from.elapsed() < Duration::from_secs(10),
+            "never caught the worker mid-batch"
+        );
+        tokio::task::yield_now().await;
+    }
+    workers.kill(0);
+    let at_kill = sim.stats().submits_total;
+    assert!(
+        (at_kill as i64) < enqueued,
+        "the campaign was done before the kill: {at_kill}"
+    );
+    let held = raw.int(&victim_sql, &[]).await;
+    let still_sending = raw.int(&sending_sql, &[]).await;
+    workers.spawn(); // the replacement
+
+    let r = wait_settled(&app.store, id, Duration::from_secs(25)).await;
+    workers.assert_alive(&[0]);
+    // Receipts may still be on their way for the very last sends.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = {
+        let again = app.store.campaign_report(id).await.unwrap();
+        assert_eq!(again.by_status, r.by_status, "settled means settled");
+        again
+    };
+    let stats = sim.stats();
+    let delivered = r.status(Status::Delivered);
+    let unknown = r.status(Status::Unknown);
+    eprintln!(
+        "{policy_name}: killed pid {victim} at {at_kill} submits holding {held} leased rows ({still_sending} sending); \
+         duplicates {}, delivered {delivered}, unknown {unknown}, unrecorded {}, test {:?}",
+        stats.duplicates,
+        r.unrecorded,
+        t0.elapsed()
+    );
+
+    // Nothing lost: every message ended final (or unknown, for review).
+    let finals: i64 = Status::ALL
+        .into_iter()
+        .filter(|s| s.is_final() || *s == Status::Unknown)
+        .map(|s| r.status(s))
+        .sum();
+    assert_eq!(finals, enqueued, "{r:?}");
+    assert_eq!(r.enqueued, enqueued);
+    assert!(held <= KILL_BATCH, "{held} rows leased by one worker");
+    match policy {
+        DeliveryPolicy::AtLeastOnce => {
+            // Whatever was in flight at the kill may go out twice, no more.
+            assert!(
+                stats.duplicates as i64 <= KILL_BATCH,
+                "{} duplicates after killing one worker with batches of {KILL_BATCH}",
+                stats.duplicates
+            );
+            assert_eq!(delivered, enqueued, "{r:?}");
+            assert_eq!(
+                stats.submits_total - stats.duplicates,
+                enqueued as u64,
+                "every number submitted at least once: {stats:?}"
+            );
+        }
+        DeliveryPolicy::AtMostOnce => {
+            assert_eq!(stats.duplicates, 0, "{stats:?}");
+            assert_eq!(unknown, open_flags(&r, "lease_lost"), "{r:?}");
+            assert_eq!(delivered + unknown, enqueued, "{r:?}");
+            // Unknown ones never reached the carrier (or their receipt would
+            // have made them delivered): each submit is one delivered message.
+            assert_eq!(stats.submits_total as i64, delivered, "{stats:?}");
+            assert!(
+                unknown <= still_sending,
+                "unknown {unknown} > {still_sending} in flight"
+            );
+            // At least 25 were claimed and not yet out just before the kill;
+            // 5 (`concurrency`) at a time go out, 20 ms each.
+            assert!(unknown > 0, "the kill hit mid-batch: some must be unknown");
+        }
+    }
+    raw.close().await;
+    drop(workers);
+    app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_batch_at_least_once_loses_nothing() {
+    sigkill_mid_batch(DeliveryPolicy::AtLeastOnce).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_batch_at_most_once_sends_nothing_twice() {
+    sigkill_mid_batch(DeliveryPolicy::AtMostOnce).await
+}
+
+/// The SIGKILL scenario reduced to its steps: a worker claims, the carrier
+/// delivers and its receipt arrives before the worker records the send, and
+/// then the worker dies. The message is final (`delivered`), but its lease
+/// owner is never cleared, so the campaign never counts as done.
+async fn receipt_before_record_then_crash_leaves_no_lease(backend: &str) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new(backend).await;
+    let s = test_settings(&db);
+    let worker = s.worker.clone();
+    let app = start(
+        s,
+        Parts {
+            http: false,
+            workers: 0,
+            housekeeping: false,
+            simulator: false,
+        },
+    )
+    .await;
+    import_workers(&app.store, 1, "31", 30_000_000).await;
+    let (id, _) = create(&app, request("crash")).await;
+    let claimed = app
+        .store
+        .claim("dead-worker", 10, now_ms() + 200)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let params = [
+        ("id".to_string(), claimed[0].id.to_string()),
+        ("status".to_string(), "1".to_string()),
+        ("answer".to_string(), DELIVERED.to_string()),
+    ];
+    let receipt = parse_receipt(&params).unwrap();
+    app.store
+        .apply_receipt("sim", "test", &receipt)
+        .await
+        .unwrap();
+    // The worker is gone; its lease runs out and housekeeping runs.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    housekeeping_once(&app.store, &worker).await.unwrap();
+    housekeeping_once(&app.store, &worker).await.unwrap();
+    let r = app.store.campaign_report(id).await.unwrap();
+    assert_eq!(r.status(Status::Delivered), 1, "{r:?}");
+    assert_eq!(
+        r.unrecorded, 0,
+        "a dead worker's lease stays forever: {r:?}"
+    );
+    assert_eq!(r.in_flight(), 0, "{r:?}");
+    assert_eq!(app.store.campaign(id).await.unwrap().status, "completed");
+    app.stop(Duration::from_secs(5)).await;
+}
+
+mod receipt_before_record_then_crash_leaves_no_lease {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "bug: expire_leases only handles status 'sending'; a row made final by an early receipt keeps its dead owner's lease, so unrecorded > 0 and the campaign never completes"]
+    async fn sqlite() {
+        super::receipt_before_record_then_crash_leaves_no_lease("sqlite").await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "bug: expire_leases only handles status 'sending'; a row made final by an early receipt keeps its dead owner's lease, so unrecorded > 0 and the campaign never completes"]
+    async fn postgres() {
+        super::receipt_before_record_then_crash_leaves_no_lease("postgres").await
+    }
+}
+
+/// `PEDULICOVID__GATEWAYS__0__…` must work without a settings file (the
+/// README and `config.rs` document it so).
+#[test]
+fn env_alone_configures_gateway_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .arg("template")
+        .current_dir(dir.path())
+        .env(
+            "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+            "http://127.0.0.1:9/cgi-bin/sendsms",
+        )
+        .env("PEDULICOVID__GATEWAYS__0__RATE_PER_SEC", "50")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. Send windows with an injected clock
+// ---------------------------------------------------------------------------
+
+/// 2021-01-12 00:30 UTC: 07:30 WIB, 09:30 WIT.
+fn half_past_midnight_utc() -> i64 {
+    parse_time("2021-01-12T00:30:00Z").expect("a time")
+}
+
+async fn send_windows_follow_each_recipients_zone(backend: &str) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let csv = format!(
+        "{HEADER}{}{}",
+        row(1, "31", "00000031"),
+        row(2, "94", "00000094")
+    );
+    let imported = import_text(&store, &csv).await;
+    assert_eq!(imported.accepted, 2, "{:?}", imported.rejections);
+    let renderer = Arc::new(Renderer::load(Some(Path::new("templates"))).unwrap());
+    let (c, n) = campaign::create(
+        &store,
+        &renderer,
+        1,
+        CampaignRequest {
+            at: Some(half_past_midnight_utc()),
+            window: "08:00-20:00".parse().unwrap(),
+            ..request("windows")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+
+    let sim = start_sim(SimulatorConfig {
+        callback_retries: 0,
+        ..sim_config()
+    })
+    .await;
+    let kannel = KannelConfig {
+        sendsms_url: sim.sendsms_url(),
+        ..Default::default()
+    };
+    let gateway = KannelGateway::new(
+        "sim",
+        kannel,
+        // Nobody listens: receipts are not this test's business.
+        "http://127.0.0.1:9/callbacks/sim/token".into(),
+        pedulicovid::gateway::http::client(Duration::from_secs(5), 8),
+    );
+    let router = Arc::new(Router::new(
+        vec![Route::new(Arc::new(gateway), 0, 0, vec![])],
+        0,
+    ));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        renderer,
+        router,
+        WorkerSettings::default(),
+        SmsSettings::default(),
+    )
+    .with_clock(half_past_midnight_utc);
+    let step = dispatcher.dispatch_once().await.unwrap();
+    assert_eq!(
+        step,
+        StepSummary {
+            claimed: 2,
+            sent: 1,
+            deferred: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(sim.submits_for("6281200000094"), 1, "WIT is at 09:30");
+    assert_eq!(sim.submits_for("6281200000031"), 0, "WIB is at 07:30");
+
+    let raw = Raw::connect(&db.url).await;
+    let by_province = |col: &str| {
+        format!(
+            "SELECT {col} FROM messages m JOIN health_workers w ON w.id = m.worker_id \
+             WHERE m.campaign_id = $1 AND w.province_code = $2"
+        )
+    };
+    // Province codes are text; bind them as part of the SQL text instead.
+    let wib = |col: &str| by_province(col).replace("$2", "'31'");
+    let wit = |col: &str| by_province(col).replace("$2", "'94'");
+    assert_eq!(
+        raw.int(&wib("next_attempt_at"), &[c.id]).await,
+        parse_time("2021-01-12T08:00:00+07:00").unwrap(),
+        "the WIB message waits for 08:00 WIB"
+    );
+    assert_eq!(raw.text(&wib("status"), &[c.id]).await, "queued");
+    assert_eq!(
+        raw.int(&wib("CAST(attempts AS BIGINT)"), &[c.id]).await,
+        0,
+        "waiting for the window uses no attempt"
+    );
+    assert_eq!(raw.text(&wit("status"), &[c.id]).await, "sent");
+    raw.close().await;
+    store.close().await;
+}
+both_backends!(send_windows_follow_each_recipients_zone);
+
+// ---------------------------------------------------------------------------
+// 4. Pause, resume, cancel under load
+// ---------------------------------------------------------------------------
+
+/// Sends at 100/s through the in-process simulator, pauses after a second,
+/// resumes, then cancels. `batch_size` 20 is 0.2 s of sending, so the batch
+/// in flight at a pause ends well within a second.
+async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.simulator.config.mix = all_delivered();
+    s.gateways[0].rate_per_sec = 100;
+    if let Some(b) = batch_size {
+        s.worker.batch_size = b;
+    }
+    let app = start(s, Parts::ALL).await;
+    let sim = app.simulator.clone().expect("in-process simulator");
+    import_workers(&app.store, 600, "31", 40_000_000).await;
+    import_workers(&app.store, 1, "51", 41_000_000).await;
+    let (id, enqueued) = create(
+        &app,
+        CampaignRequest {
+            provinces: vec!["31".into()],
+            ..request("pause me")
+        },
+    )
+    .await;
+    assert_eq!(enqueued, 600);
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c = app
+        .store
+        .control_campaign(id, CampaignAction::Pause, "test")
+        .await
+        .unwrap();
+    assert_eq!(c.status, "paused");
+    assert_eq!(c.pause_reason.as_deref(), Some("test"));
+    let paused_at = Instant::now();
+    sleep_until(paused_at + Duration::from_secs(1)).await;
+    let a = sim.stats().submits_total;
+    sleep_until(paused_at + Duration::from_millis(2500)).await;
+    let b = sim.stats().submits_total;
+    assert!(a > 0, "nothing was sent before the pause");
+    assert_eq!(a, b, "still sending 1 s after the pause");
+    assert!((b as i64) < enqueued, "all sent before the pause: {b}");
+    // Paused: nothing is leased, and nothing is sent.
+    let r = app.store.campaign_report(id).await.unwrap();
+    assert_eq!(r.status(Status::Sending), 0, "{r:?}");
+
+    let c = app
+        .store
+        .control_campaign(id, CampaignAction::Resume, "")
+        .await
+        .unwrap();
+    assert_eq!(c.status, "running");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let resumed = sim.stats().submits_total;
+    assert!(resumed > b, "resume did not resume: {resumed}");
+
+    let c = app
+        .store
+        .control_campaign(id, CampaignAction::Cancel, "")
+        .await
+        .unwrap();
+    assert_eq!(c.status, "cancelled");
+    let r = wait_done(&app.store, id, Duration::from_secs(15)).await;
+    // Housekeeping has had a round to finish what the batch in flight left.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r2 = app.store.campaign_report(id).await.unwrap();
+    assert_eq!(r.by_status, r2.by_status, "a cancelled campaign moved on");
+    let stats = sim.stats();
+    let cancelled = r2.status(Status::Cancelled);
+    assert!(cancelled > 0, "nothing left to cancel: {r2:?}");
+    assert_eq!(r2.sent + cancelled, enqueued, "{r2:?}");
+    assert_eq!(r2.status(Status::Delivered), r2.sent, "{r2:?}");
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+    assert_eq!(stats.submits_total as i64, r2.sent, "{stats:?}");
+    assert_eq!(app.store.campaign(id).await.unwrap().status, "cancelled");
+    assert!(matches!(
+        app.store
+            .control_campaign(id, CampaignAction::Pause, "again")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // A completed campaign cannot be paused either.
+    let (done, n) = create(
+        &app,
+        CampaignRequest {
+            provinces: vec!["51".into()],
+            ..request("small")
+        },
+    )
+    .await;
+    assert_eq!(n, 1);
+    wait_done(&app.store, done, Duration::from_secs(10)).await;
+    wait_campaign_status(&app.store, done, "completed", Duration::from_secs(5)).await;
+    let err = app
+        .store
+        .control_campaign(done, CampaignAction::Pause, "too late")
+        .await
+        .expect_err("pausing a completed campaign");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("completed"), "{err}");
+    eprintln!(
+        "pause/resume/cancel ({backend}, batch {batch_size:?}): sent {} cancelled {cancelled}, test {:?}",
+        r2.sent,
+        t0.elapsed()
+    );
+    app.stop(Duration::from_secs(5)).await;
+}
+
+mod pause_resume_cancel_under_load {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::pause_resume_cancel("sqlite", Some(20)).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::pause_resume_cancel("postgres", Some(20)).await
+    }
+}
+
+/// A pause right after a batch was claimed must still stop sending within
+/// a second. With `batch_size` 20 a batch is 0.2 s of sending at 100/s; with
+/// the default 200 it is 2 s, and the batch in flight is sent to its end
+/// although `campaign pause` promises "effective within a second".
+async fn pause_bites_within_a_second(batch_size: Option<u32>) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new("postgres").await;
+    let mut s = test_settings(&db);
+    s.simulator.config.mix = all_delivered();
+    s.gateways[0].rate_per_sec = 100;
+    if let Some(b) = batch_size {
+        s.worker.batch_size = b;
+    }
+    let app = start(s, Parts::ALL).await;
+    let sim = app.simulator.clone().expect("in-process simulator");
+    import_workers(&app.store, 400, "31", 45_000_000).await;
+    let (id, _) = create(&app, request("pause early")).await;
+    let t0 = Instant::now();
+    while sim.stats().submits_total == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "nothing sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.store
+        .control_campaign(id, CampaignAction::Pause, "test")
+        .await
+        .unwrap();
+    let paused_at = Instant::now();
+    sleep_until(paused_at + Duration::from_secs(1)).await;
+    let a = sim.stats().submits_total;
+    sleep_until(paused_at + Duration::from_millis(2500)).await;
+    let b = sim.stats().submits_total;
+    assert_eq!(a, b, "still sending more than 1 s after the pause");
+    app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_bites_within_a_second_with_small_batches() {
+    pause_bites_within_a_second(Some(20)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a claimed batch is sent to its end whatever the rate limit; at 100/s a default batch of 200 keeps sending ~2 s after a pause"]
+async fn pause_bites_within_a_second_at_default_batch_size() {
+    pause_bites_within_a_second(None).await
+}
+
+// ---------------------------------------------------------------------------
+// Batches longer than their lease
+// ---------------------------------------------------------------------------
+
+/// A rate-limited batch that takes longer than `worker.lease_secs` (here 20
+/// messages at 10/s = 2 s against a 1 s lease; by default 200 messages at
+/// less than 3.4/s per process against 60 s): no worker died, so nothing may
+/// be sent twice.
+async fn batch_outlasting_its_lease_sends_once(backend: &str) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.simulator.config.mix = all_delivered();
+    // Receipts come after a few seconds, as they do from real carriers.
+    s.simulator.config.receipt_delay_ms = 4000;
+    s.gateways[0].rate_per_sec = 10;
+    s.worker.batch_size = 20;
+    s.worker.lease_secs = 1;
+    let app = start(s, Parts::ALL).await;
+    let sim = app.simulator.clone().unwrap();
+    import_workers(&app.store, 20, "31", 50_000_000).await;
+    let (id, enqueued) = create(&app, request("slow batch")).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = sim.stats();
+    let r = app.store.campaign_report(id).await.unwrap();
+    assert_eq!(stats.duplicates, 0, "{stats:?} {r:?}");
+    assert_eq!(stats.submits_total as i64, enqueued, "{stats:?}");
+    app.stop(Duration::from_secs(5)).await;
+}
+
+mod batch_outlasting_its_lease_sends_once {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "bug: the lease is not renewed while a rate-limited batch is sent; it expires, housekeeping re-queues the rows, the send is not recorded (lease lost) and the message goes out again"]
+    async fn sqlite() {
+        super::batch_outlasting_its_lease_sends_once("sqlite").await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "bug: the lease is not renewed while a rate-limited batch is sent; it expires, housekeeping re-queues the rows, the send is not recorded (lease lost) and the message goes out again"]
+    async fn postgres() {
+        super::batch_outlasting_its_lease_sends_once("postgres").await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. A throttling gateway
+// ---------------------------------------------------------------------------
+
+/// A Kannel sendsms endpoint that answers `429 Retry-After: 1` to the first
+/// `throttled` requests and `202 0: Accepted for delivery` after that.
+async fn throttling_gateway(throttled: u64) -> (String, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/cgi-bin/sendsms",
+        axum::routing::get(move || {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) < throttled {
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [
+                            (header::RETRY_AFTER, "1"),
+                            (header::CONTENT_TYPE, "text/html"),
+                        ],
+                        "Too many requests",
+                    )
+                        .into_response()
+                } else {
+                    (
+                        StatusCode::ACCEPTED,
+                        [(header::CONTENT_TYPE, "text/html")],
+                        "0: Accepted for delivery",
+                    )
+                        .into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/cgi-bin/sendsms"), hits)
+}
+
+/// Who sends in [`throttles`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    /// A [`Dispatcher`] built here on a route whose circuit breaker is off
+    /// (`Route::with_breaker(0, …)`): throttling alone.
+    BreakerOff,
+    /// The app's own worker with `gateways[0].breaker_threshold = 0`.
+    AppBreakerOff,
+    /// The app's own worker with the default breaker (20 failures, 30 s).
+    AppDefault,
+}
+
+async fn throttles(backend: &str, sender: Sender) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new(backend).await;
+    let (url, hits) = throttling_gateway(30).await;
+    let mut s = test_settings(&db);
+    s.simulator.enabled = false;
+    s.gateways[0].kannel.sendsms_url = url.clone();
+    if sender == Sender::AppBreakerOff {
+        s.gateways[0].breaker_threshold = 0;
+    }
+    // Three throttles would exhaust two attempts if they counted.
+    s.worker.max_attempts = 2;
+    let worker = s.worker.clone();
+    let app = start(
+        s,
+        Parts {
+            http: false,
+            workers: usize::from(sender != Sender::BreakerOff),
+            housekeeping: true,
+            simulator: false,
+        },
+    )
+    .await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    if sender == Sender::BreakerOff {
+        let gateway = KannelGateway::new(
+            "sim",
+            KannelConfig {
+                sendsms_url: url,
+                ..Default::default()
+            },
+            "http://127.0.0.1:9/callbacks/sim/token".into(),
+            pedulicovid::gateway::http::client(Duration::from_secs(5), 8),
+        );
+        let route =
+            Route::new(Arc::new(gateway), 0, 0, vec![]).with_breaker(0, Duration::from_secs(30));
+        let dispatcher = Dispatcher::new(
+            app.store.clone(),
+            app.renderer.clone(),
+            Arc::new(Router::new(vec![route], 0)),
+            worker,
+            SmsSettings::default(),
+        );
+        tokio::spawn(dispatcher.run(stop_rx));
+    }
+    import_workers(&app.store, 20, "31", 60_000_000).await;
+    let started = Instant::now();
+    let (id, enqueued) = create(&app, request("throttled")).await;
+    assert_eq!(enqueued, 20);
+    // No receipts come: every message should end `sent`.
+    let r = loop {
+        let r = app.store.campaign_report(id).await.unwrap();
+        if r.status(Status::Sent) + r.status(Status::Failed) == enqueued {
+            break r;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let c = app.store.campaign(id).await.unwrap();
+            let raw = Raw::connect(&db.url).await;
+            let due = raw
+                .int(
+                    "SELECT MIN(next_attempt_at) FROM messages WHERE campaign_id = $1",
+                    &[id],
+                )
+                .await;
+            let error = raw
+                .text(
+                    "SELECT COALESCE(MIN(last_error), '') FROM messages WHERE campaign_id = $1",
+                    &[id],
+                )
+                .await;
+            panic!(
+                "not all sent after {} requests (campaign {}, {:?}; next due in {} ms; {error}): {r:?}",
+                hits.load(Ordering::SeqCst),
+                c.status,
+                c.pause_reason,
+                due - now_ms(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let took = started.elapsed();
+    assert_eq!(r.status(Status::Failed), 0, "{r:?}");
+    assert_eq!(r.status(Status::Sent), enqueued, "{r:?}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "Retry-After ignored: {took:?}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 30 + enqueued as u64);
+
+    let raw = Raw::connect(&db.url).await;
+    let throttled = raw
+        .int(
+            "SELECT COUNT(*) FROM attempts WHERE outcome = 'throttled'",
+            &[],
+        )
+        .await;
+    assert_eq!(throttled, 30);
+    let max_attempts = raw
+        .int(
+            "SELECT CAST(MAX(attempts) AS BIGINT) FROM messages WHERE campaign_id = $1",
+            &[id],
+        )
+        .await;
+    assert_eq!(max_attempts, 1, "a throttle used up an attempt");
+    // Some messages were throttled twice (20 + 10 requests): all of them sent.
+    let twice = raw
+        .int(
+            "SELECT COUNT(*) FROM (SELECT message_id FROM attempts WHERE outcome = 'throttled' \
+             GROUP BY message_id HAVING COUNT(*) >= 2) t",
+            &[],
+        )
+        .await;
+    assert!(twice > 0, "no message was throttled twice");
+    // No retry came sooner than Retry-After (recording adds a few ms on the
+    // throttle's side, hence the margin).
+    let gap = raw
+        .int(
+            "SELECT CAST(MIN(n.at - t.at) AS BIGINT) FROM attempts t JOIN attempts n \
+             ON n.id = (SELECT MIN(a.id) FROM attempts a WHERE a.message_id = t.message_id \
+             AND a.id > t.id) WHERE t.outcome = 'throttled'",
+            &[],
+        )
+        .await;
+    assert!(gap >= 900, "a retry came {gap} ms after its throttle");
+    raw.close().await;
+    eprintln!("throttled ({backend}, {sender:?}): 20 sent after 30 throttles in {took:?}");
+    let _ = stop.send(true);
+    app.stop(Duration::from_secs(5)).await;
+}
+
+mod throttles_are_waited_out_without_using_attempts {
+    use super::Sender;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::throttles("sqlite", Sender::BreakerOff).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::throttles("postgres", Sender::BreakerOff).await
+    }
+}
+
+/// The same through the app's worker, the breaker turned off in settings
+/// (`gateways[0].breaker_threshold = 0` must reach the route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_with_the_breaker_turned_off_in_settings() {
+    throttles("postgres", Sender::AppBreakerOff).await
+}
+
+/// The same with the default circuit breaker (20 failures, 30 s): the first
+/// batch's 20 throttles, each saying "Retry-After: 1", must not take the
+/// only gateway out of rotation for 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_honour_retry_after_with_the_default_breaker() {
+    throttles("sqlite", Sender::AppDefault).await
+}
+
+// ---------------------------------------------------------------------------
+// 6. Campaign deadline
+// ---------------------------------------------------------------------------
+
+async fn deadline_stops_sending_and_expires_the_rest(backend: &str) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.simulator.config.mix = all_delivered();
+    s.gateways[0].rate_per_sec = 5;
+    // One second of sending per batch at 5/s: what is still waiting for the
+    // rate limit at the deadline is handed back within a second.
+    s.worker.batch_size = 5;
+    let app = start(s, Parts::ALL).await;
+    let sim = app.simulator.clone().unwrap();
+    import_workers(&app.store, 50, "31", 70_000_000).await;
+    let deadline = now_ms() + 2000;
+    let t_deadline = Instant::now() + Duration::from_millis(2000);
+    let (id, enqueued) = create(
+        &app,
+        CampaignRequest {
+            deadline: Some(deadline),
+            ..request("deadline")
+        },
+    )
+    .await;
+    assert_eq!(enqueued, 50);
+    sleep_until(t_deadline + Duration::from_millis(500)).await;
+    let at_deadline = sim.stats().submits_total;
+    sleep_until(t_deadline + Duration::from_millis(2500)).await;
+    let stats = sim.stats();
+    let r = app.store.campaign_report(id).await.unwrap();
+    assert_eq!(
+        stats.submits_total, at_deadline,
+        "submitted after the deadline"
+    );
+    assert!(
+        r.sent > 0 && r.sent < enqueued,
+        "5/s for 2 s sends about 11: {r:?}"
+    );
+    assert!(r.sent <= 15, "faster than the rate: {r:?}");
+    assert_eq!(r.sent, stats.submits_total as i64, "{r:?}");
+    assert_eq!(stats.duplicates, 0);
+    assert_eq!(r.in_flight(), 0, "{r:?}");
+    assert_eq!(r.status(Status::Delivered), r.sent, "{r:?}");
+    let expired = r.status(Status::Expired);
+    assert_eq!(expired, enqueued - r.sent, "{r:?}");
+    assert_eq!(open_flags(&r, "deadline"), expired, "{r:?}");
+    eprintln!("deadline ({backend}): {} sent, {expired} expired", r.sent);
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(deadline_stops_sending_and_expires_the_rest);
