@@ -276,6 +276,12 @@ impl Store {
         Ok(lost)
     }
 
+    /// Rows currently leased to some worker (0 after a clean shutdown).
+    pub async fn leased_count(&self) -> Result<i64> {
+        Ok(with_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE lease_owner IS NOT NULL").fetch_one(p).await?))
+    }
+
     /// Extends every lease `owner` holds (a long batch on a slow gateway).
     pub async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64> {
         Ok(with_pool!(self, p => sqlx::query(
