@@ -1,0 +1,199 @@
+//! Hostile input: SQL injection strings in every search field, template and
+//! HTML syntax in names, and what a name with control characters becomes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pedulicovid::app::Parts;
+use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::simulator::OutcomeMix;
+use pedulicovid::store::Role;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const INJECTIONS: &[&str] = &[
+    "' OR '1'='1",
+    "'; DROP TABLE health_workers; --",
+    "\" OR \"\"=\"",
+    "%",
+    "_",
+    "\\",
+    "x' UNION SELECT nik, full_name, phone FROM health_workers --",
+    "3171014505900001' --",
+    "0812' OR 1=1 --",
+    "\u{0}",
+];
+
+async fn injection_strings_are_harmless_in_every_search_field(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let parts = Parts {
+        http: true,
+        workers: 0,
+        housekeeping: false,
+        simulator: false,
+    };
+    let app = start(test_settings(&db), parts).await;
+    let csv = format!(
+        "{HEADER}{}{}",
+        row(1, "31", "11111111"),
+        row(2, "73", "22222222")
+    );
+    import_text(&app.store, &csv).await;
+    let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+    let support = app
+        .store
+        .create_token("desk", Role::Support)
+        .await
+        .unwrap()
+        .1;
+    let chatbot = app
+        .store
+        .create_token("bot", Role::Chatbot)
+        .await
+        .unwrap()
+        .1;
+    let http = reqwest::Client::new();
+    for bad in INJECTIONS {
+        // Support search by NIK, phone or name: no match, no error, no dump.
+        let r = http
+            .post(format!("{base}/api/v1/support/search"))
+            .bearer_auth(&support)
+            .json(&json!({ "query": bad }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{bad:?}: {status} {body}"
+        );
+        if status == StatusCode::OK {
+            let n = body
+                .get("results")
+                .and_then(|r| r.as_array())
+                .map(|a| a.len())
+                .unwrap_or(0);
+            assert_eq!(n, 0, "{bad:?} matched workers: {body}");
+        }
+        // The same search in store form (the UI and CLI use it).
+        let found = app
+            .store
+            .search_workers(bad)
+            .await
+            .map(|r| r.1.len())
+            .unwrap_or(0);
+        assert_eq!(found, 0, "{bad:?}");
+        // Chatbot look-ups by every key.
+        for payload in [
+            json!({ "phone": bad }),
+            json!({ "nik": bad }),
+            json!({ "nik_last6": bad, "phone": "081211111111" }),
+        ] {
+            let r = http
+                .post(format!("{base}/api/v1/chatbot/lookup"))
+                .bearer_auth(&chatbot)
+                .json(&payload)
+                .send()
+                .await
+                .unwrap();
+            // Stay under the chatbot's per-token rate limit (20/s).
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(
+                status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+                "{payload}: {status}"
+            );
+            assert_ne!(
+                body.get("found"),
+                Some(&Value::Bool(true)),
+                "{payload}: {body}"
+            );
+        }
+    }
+    // The tables are intact.
+    assert_eq!(app.store.count_workers().await.unwrap(), 2);
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(injection_strings_are_harmless_in_every_search_field);
+
+async fn names_with_template_and_html_syntax_are_sent_literally(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.simulator.config.mix = OutcomeMix {
+        delivered: 1.0,
+        undelivered: 0.0,
+        rejected: 0.0,
+        expired: 0.0,
+        invalid: 0.0,
+    };
+    let app = start(s, Parts::ALL).await;
+    let names = [
+        "{{ nik_akhir }}",
+        "{% if true %}X{% endif %}",
+        "<b>Siti</b> &amp;",
+        "Ma'ruf \"Dok\"",
+        "Tab\tNama\u{7}Bel",
+    ];
+    let mut csv = String::from(HEADER);
+    for (i, n) in names.iter().enumerate() {
+        let quoted = format!("\"{}\"", n.replace('"', "\"\""));
+        let line = row(i as u32, "31", &format!("{:07}1", i));
+        csv.push_str(&line.replace(&format!("Nakes Nomor {i}"), &quoted));
+    }
+    let imported = import_text(&app.store, &csv).await;
+    // A name with control characters is refused at import, with its line;
+    // the others are kept exactly as written.
+    assert_eq!(imported.accepted, 4, "{:?}", imported.rejections);
+    assert_eq!(imported.rejections[0].field, "full_name");
+    let (c, n) = campaign::create(
+        &app.store,
+        &app.renderer,
+        1,
+        CampaignRequest {
+            name: "literal".into(),
+            template: "undangan_registrasi".into(),
+            at: None,
+            window: "00:00-24:00".parse().unwrap(),
+            provinces: vec![],
+            professions: vec![],
+            created_by: "test".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 4);
+    wait_done(&app.store, c.id, Duration::from_secs(20)).await;
+    let bodies = message_bodies(backend, &db.url).await;
+    assert_eq!(bodies.len(), 4);
+    for name in &names[..4] {
+        // The name as written (`nama_pendek` shortens at a word boundary
+        // under 20 characters: compare the start), never evaluated: no NIK
+        // digits for `{{ nik_akhir }}`, no bare "X" for the `if`.
+        let short: String = name.chars().take(12).collect();
+        assert!(
+            bodies.iter().any(|b| b.starts_with(&short)),
+            "{name:?} not sent literally: {bodies:?}"
+        );
+    }
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(names_with_template_and_html_syntax_are_sent_literally);
+
+async fn message_bodies(backend: &str, url: &str) -> Vec<String> {
+    let sql = "SELECT body FROM messages ORDER BY id";
+    match backend {
+        "sqlite" => {
+            let p = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&p).await.unwrap()
+        }
+        _ => {
+            let p = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&p).await.unwrap()
+        }
+    }
+}
