@@ -51,6 +51,14 @@ if [ -z "${PEDULICOVID_TEST_PG:-}" ] && ! psql "$PG_URL" -Atqc 'select 1' >/dev/
 fi
 export PEDULICOVID_TEST_PG="$PG_URL"
 
+# ---------------------------------------------------------------- Chromium
+# tests/ui_browser.rs drives Debian's headless Chromium through chromedriver
+# (and fails, never skips, without them).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    log "installing Chromium and chromedriver"
+    apt_install chromium chromium-driver
+fi
+
 # ---------------------------------------------------------------- Kannel
 CARRIER_DIR="${PEDULICOVID_CARRIER_DIR:-$(pwd)/../shared/carrier}"
 if [ ! -f "$CARRIER_DIR/start.sh" ]; then

@@ -102,6 +102,9 @@ impl App {
                 g.jasmin.username = settings.simulator.config.username.clone();
                 g.jasmin.password = settings.simulator.config.password.clone();
                 g.json.url = handle.send_url();
+                g.json.auth = crate::gateway::json::JsonAuth::Bearer {
+                    token: settings.simulator.config.password.clone(),
+                };
             }
             let mut rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {

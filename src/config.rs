@@ -276,9 +276,9 @@ impl Settings {
         }
         let mut names = std::collections::HashSet::new();
         for g in &self.gateways {
-            if g.dialect != "kannel" {
+            if !matches!(g.dialect.as_str(), "kannel" | "jasmin" | "json") {
                 bail!(
-                    "gateway {:?}: unknown dialect {:?} (known: kannel)",
+                    "gateway {:?}: unknown dialect {:?} (known: kannel, jasmin, json)",
                     g.name,
                     g.dialect
                 );

@@ -38,13 +38,13 @@ use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -95,6 +95,10 @@ pub struct SimulatorConfig {
     pub callback_concurrency: usize,
     /// Seed for the outcome mix and the jitter; `None` draws one from the OS.
     pub seed: Option<u64>,
+    /// Carrier faults injected into send requests (all off by default):
+    /// `[simulator.faults]` in the settings file, or
+    /// `PEDULICOVID__SIMULATOR__FAULTS__SERVER_ERROR=0.1` and the like.
+    pub faults: FaultConfig,
 }
 
 impl Default for SimulatorConfig {
@@ -113,8 +117,260 @@ impl Default for SimulatorConfig {
             callback_retry_delay_ms: 2000,
             callback_concurrency: 256,
             seed: None,
+            faults: FaultConfig::default(),
         }
     }
+}
+
+/// Faults the simulator injects into send requests, for reliability tests
+/// (`tests/faults.rs`, `RELIABILITY.md`). Every share is a probability
+/// (0..1) per request, drawn once per request in the order listed (their sum
+/// should stay at or below 1; what is above 1 never happens). All are off by
+/// default, and with all of them off the simulator draws nothing extra, so
+/// seeded runs are unchanged.
+///
+/// A faulted request never counts as a submit (no receipt, not in
+/// `duplicates`) — except `accept_then_timeout`, which models a carrier that
+/// took the message but whose answer never arrived: it *is* submitted, so a
+/// client that retries it makes a real duplicate. Every request, faulted or
+/// not, is recorded per destination with its arrival time and what it got
+/// (see [`SimHandle::attempt_report`]).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct FaultConfig {
+    /// Share answered `500 Internal Server Error` or `503 Service
+    /// Unavailable` (half each), in the dialect's words.
+    pub server_error: f64,
+    /// Share answered `429 Too Many Requests` with `Retry-After:
+    /// retry_after_secs`.
+    pub throttle: f64,
+    /// The `Retry-After` of throttled answers, in seconds.
+    pub retry_after_secs: u64,
+    /// Share held without an answer for `timeout_hold_ms` (set it longer
+    /// than the client's timeout), then answered `504`; nothing submitted.
+    pub timeout: f64,
+    /// Share submitted (counted, receipt planned) and *then* held like
+    /// `timeout`: the answer comes too late. Counts as a submit.
+    pub accept_then_timeout: f64,
+    /// How long `timeout` and `accept_then_timeout` requests are held.
+    pub timeout_hold_ms: u64,
+    /// Share whose connection is reset (TCP RST, no answer at all) once the
+    /// request has been read.
+    pub reset: f64,
+    /// Share answered normally but only after an extra `slow_ms` (keep it
+    /// under the client's timeout, or the late answer is a lost one).
+    pub slow: f64,
+    /// The extra delay of slow answers.
+    pub slow_ms: u64,
+    /// Share answered `200 OK` with a body that is not the dialect's answer
+    /// (an HTML page, an empty body, `OK`, bytes).
+    pub garbage: f64,
+    /// An outage starts this long after the simulator started (`None`: no
+    /// scheduled outage; [`SimHandle::set_down`] works either way) …
+    pub down_after_ms: Option<u64>,
+    /// … and lasts this long.
+    pub down_for_ms: u64,
+    /// What a send request gets during an outage.
+    pub down_answer: DownAnswer,
+    /// Destinations ending in one of these digit suffixes are always
+    /// answered `503` (a number the gateway can never route), so tests can
+    /// watch a message use up its attempts. Counted as `server_errors`.
+    pub always_fail: Vec<String>,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            server_error: 0.0,
+            throttle: 0.0,
+            retry_after_secs: 1,
+            timeout: 0.0,
+            accept_then_timeout: 0.0,
+            timeout_hold_ms: 30_000,
+            reset: 0.0,
+            slow: 0.0,
+            slow_ms: 1_000,
+            garbage: 0.0,
+            down_after_ms: None,
+            down_for_ms: 60_000,
+            down_answer: DownAnswer::Reset,
+            always_fail: Vec::new(),
+        }
+    }
+}
+
+impl FaultConfig {
+    /// True when some share is above 0 (a draw is needed per request).
+    fn any_share(&self) -> bool {
+        [
+            self.server_error,
+            self.throttle,
+            self.timeout,
+            self.accept_then_timeout,
+            self.reset,
+            self.slow,
+            self.garbage,
+        ]
+        .iter()
+        .any(|w| w.is_finite() && *w > 0.0)
+    }
+
+    /// Which fault a draw `u` in `0..1` lands on, if any.
+    fn pick(&self, u: f64) -> Option<Fault> {
+        let clean = |w: f64| if w.is_finite() && w > 0.0 { w } else { 0.0 };
+        let buckets = [
+            (Fault::ServerError, self.server_error),
+            (Fault::Throttle, self.throttle),
+            (Fault::Timeout, self.timeout),
+            (Fault::AcceptThenTimeout, self.accept_then_timeout),
+            (Fault::Reset, self.reset),
+            (Fault::Garbage, self.garbage),
+            (Fault::Slow, self.slow),
+        ];
+        let mut edge = 0.0;
+        for (fault, w) in buckets {
+            edge += clean(w);
+            if u < edge {
+                return Some(fault);
+            }
+        }
+        None
+    }
+}
+
+/// What a send request gets while the simulated gateway is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownAnswer {
+    /// The connection is reset without an answer (a gateway gone away).
+    #[default]
+    Reset,
+    /// `503 Service Unavailable` (a gateway behind a load balancer).
+    Unavailable,
+}
+
+/// One injected fault (internal: what the draw chose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    ServerError,
+    Throttle,
+    Timeout,
+    AcceptThenTimeout,
+    Reset,
+    Garbage,
+    Slow,
+}
+
+/// What one send request to one destination got, as recorded per
+/// destination (see [`SimHandle::attempts_for`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    /// Submitted (slow answers included).
+    Accepted,
+    /// Refused by validation (credentials, number syntax): not submitted.
+    Refused,
+    /// Answered 500 or 503 by fault injection.
+    ServerError,
+    /// Answered 429 with `Retry-After`.
+    Throttled,
+    /// Held past the client's timeout; not submitted.
+    Timeout,
+    /// Submitted, then held past the client's timeout.
+    AcceptedThenTimeout,
+    /// Connection reset without an answer.
+    Reset,
+    /// Answered 200 with a body that is not the dialect's answer.
+    Garbage,
+    /// Refused because the gateway was down (reset or 503).
+    Down,
+}
+
+impl AttemptKind {
+    /// Every kind, in counter order.
+    pub const ALL: [AttemptKind; 9] = [
+        AttemptKind::Accepted,
+        AttemptKind::Refused,
+        AttemptKind::ServerError,
+        AttemptKind::Throttled,
+        AttemptKind::Timeout,
+        AttemptKind::AcceptedThenTimeout,
+        AttemptKind::Reset,
+        AttemptKind::Garbage,
+        AttemptKind::Down,
+    ];
+
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Accepted => "accepted",
+            AttemptKind::Refused => "refused",
+            AttemptKind::ServerError => "server_error",
+            AttemptKind::Throttled => "throttled",
+            AttemptKind::Timeout => "timeout",
+            AttemptKind::AcceptedThenTimeout => "accepted_then_timeout",
+            AttemptKind::Reset => "reset",
+            AttemptKind::Garbage => "garbage",
+            AttemptKind::Down => "down",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The gateway took the message (a submit was counted).
+    pub fn is_submit(self) -> bool {
+        matches!(
+            self,
+            AttemptKind::Accepted | AttemptKind::AcceptedThenTimeout
+        )
+    }
+}
+
+impl fmt::Display for AttemptKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One send request to one destination.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct Attempt {
+    /// When the request arrived, in milliseconds since the simulator started.
+    pub at_ms: f64,
+    /// What it got.
+    pub kind: AttemptKind,
+}
+
+/// Per-destination attempt figures over every send request so far (also
+/// `GET /sim/attempts`): are attempts bounded, is backoff honoured?
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct AttemptReport {
+    /// Destinations that got at least one request.
+    pub destinations: u64,
+    /// Requests per destination, summed (a request to two numbers counts
+    /// twice).
+    pub attempts_total: u64,
+    /// Number of attempts → how many destinations got that many.
+    pub distribution: std::collections::BTreeMap<u64, u64>,
+    /// Most attempts any one destination got.
+    pub max_attempts: u64,
+    /// Most attempts any one destination got, not counting those answered
+    /// 429 (engines do not count a throttle as an attempt).
+    pub max_attempts_not_throttled: u64,
+    /// Most 429 answers any one destination got.
+    pub max_throttled: u64,
+    /// Most submits any one destination got (1 in an exactly-once run).
+    pub max_submits: u64,
+    /// Smallest gap between two consecutive requests to one destination,
+    /// in milliseconds (`None` with no destination tried twice).
+    pub min_gap_ms: Option<f64>,
+    /// The same by what the earlier request got, e.g. `throttled` → the
+    /// smallest wait after a 429 (compare with `Retry-After`).
+    pub min_gap_after_ms: std::collections::BTreeMap<AttemptKind, f64>,
 }
 
 /// The carrier API the simulator speaks; one per simulator, as a real
@@ -404,6 +660,35 @@ pub struct SimStats {
     /// (each one is sent again, as Jasmin does).
     #[serde(default)]
     pub callbacks_unacknowledged: u64,
+    /// Send requests that reached a send endpoint with a destination,
+    /// faulted or not (one per destination; see [`AttemptReport`]).
+    #[serde(default)]
+    pub attempts_total: u64,
+    /// Faults injected ([`FaultConfig`]): answered 500/503.
+    #[serde(default)]
+    pub server_errors: u64,
+    /// Answered 429 with `Retry-After`.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Held past the client's timeout, not submitted.
+    #[serde(default)]
+    pub timeouts: u64,
+    /// Submitted, then held past the client's timeout (these count in
+    /// `submits_total`).
+    #[serde(default)]
+    pub accepted_then_timeouts: u64,
+    /// Connections reset without an answer (outage resets included).
+    #[serde(default)]
+    pub resets: u64,
+    /// Answered late by `slow_ms` (and submitted).
+    #[serde(default)]
+    pub slow_answers: u64,
+    /// Answered 200 with a body that is not the dialect's answer.
+    #[serde(default)]
+    pub garbage_answers: u64,
+    /// Send requests refused because the gateway was down.
+    #[serde(default)]
+    pub outage_refusals: u64,
 }
 
 /// Number of mutex shards for the per-number submit counts: enough that
@@ -424,6 +709,19 @@ struct Inner {
     callbacks_unacknowledged: AtomicU64,
     /// Submits per destination, sharded by hash of the digits.
     per_number: Vec<Mutex<HashMap<String, u64>>>,
+    /// Every send request per destination, sharded like `per_number`.
+    attempts: Vec<Mutex<HashMap<String, Vec<Attempt>>>>,
+    /// Requests recorded in `attempts`, by [`AttemptKind`].
+    attempt_counts: [AtomicU64; 9],
+    /// Slow answers given (they are `Accepted` attempts).
+    slow_answers: AtomicU64,
+    /// Resets given (fault or outage).
+    resets: AtomicU64,
+    /// When the simulator was bound: the origin of attempt times and of the
+    /// scheduled outage.
+    started: Instant,
+    /// Down by [`SimHandle::set_down`], whatever the schedule says.
+    forced_down: AtomicBool,
     rng: Mutex<StdRng>,
     /// Next SMSC message id; unique for the simulator's life.
     next_fid: AtomicU64,
@@ -466,7 +764,250 @@ impl SimHandle {
             callbacks_failed: load(&i.callbacks_failed),
             callback_attempts: load(&i.callback_attempts),
             callbacks_unacknowledged: load(&i.callbacks_unacknowledged),
+            attempts_total: i.attempt_counts.iter().map(load).sum(),
+            server_errors: load(&i.attempt_counts[AttemptKind::ServerError.index()]),
+            throttled: load(&i.attempt_counts[AttemptKind::Throttled.index()]),
+            timeouts: load(&i.attempt_counts[AttemptKind::Timeout.index()]),
+            accepted_then_timeouts: load(
+                &i.attempt_counts[AttemptKind::AcceptedThenTimeout.index()],
+            ),
+            resets: load(&i.resets),
+            slow_answers: load(&i.slow_answers),
+            garbage_answers: load(&i.attempt_counts[AttemptKind::Garbage.index()]),
+            outage_refusals: load(&i.attempt_counts[AttemptKind::Down.index()]),
         }
+    }
+
+    /// Takes the gateway down (`true`: every send request is refused as
+    /// [`FaultConfig::down_answer`] says) or brings it back (`false`; a
+    /// scheduled outage still applies in its window).
+    pub fn set_down(&self, down: bool) {
+        self.inner.forced_down.store(down, Ordering::SeqCst);
+        tracing::info!(down, "carrier-sim: gateway down switched");
+    }
+
+    /// Is the gateway down now (forced, or inside the scheduled outage)?
+    pub fn is_down(&self) -> bool {
+        let i = &self.inner;
+        if i.forced_down.load(Ordering::SeqCst) {
+            return true;
+        }
+        match i.config.faults.down_after_ms {
+            Some(after) => {
+                let t = i.started.elapsed();
+                let from = Duration::from_millis(after);
+                t >= from && t < from + Duration::from_millis(i.config.faults.down_for_ms)
+            }
+            None => false,
+        }
+    }
+
+    /// Every send request to `digits` so far, oldest first.
+    pub fn attempts_for(&self, digits: &str) -> Vec<Attempt> {
+        let mut all = lock(self.attempt_shard(digits))
+            .get(digits)
+            .cloned()
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        all
+    }
+
+    /// Attempts per destination and the gaps between them, over every
+    /// destination tried so far. O(requests): for the end of a test, not a
+    /// polling loop.
+    pub fn attempt_report(&self) -> AttemptReport {
+        let mut r = AttemptReport::default();
+        for shard in &self.inner.attempts {
+            let shard = lock(shard);
+            for list in shard.values() {
+                let mut list = list.clone();
+                list.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+                let n = list.len() as u64;
+                r.destinations += 1;
+                r.attempts_total += n;
+                *r.distribution.entry(n).or_insert(0) += 1;
+                r.max_attempts = r.max_attempts.max(n);
+                let throttled = list
+                    .iter()
+                    .filter(|a| a.kind == AttemptKind::Throttled)
+                    .count() as u64;
+                r.max_throttled = r.max_throttled.max(throttled);
+                r.max_attempts_not_throttled = r.max_attempts_not_throttled.max(n - throttled);
+                let submits = list.iter().filter(|a| a.kind.is_submit()).count() as u64;
+                r.max_submits = r.max_submits.max(submits);
+                for pair in list.windows(2) {
+                    let gap = pair[1].at_ms - pair[0].at_ms;
+                    r.min_gap_ms = Some(r.min_gap_ms.map_or(gap, |g: f64| g.min(gap)));
+                    let after = r.min_gap_after_ms.entry(pair[0].kind).or_insert(gap);
+                    *after = after.min(gap);
+                }
+            }
+        }
+        r
+    }
+
+    fn attempt_shard(&self, digits: &str) -> &Mutex<HashMap<String, Vec<Attempt>>> {
+        let mut h = DefaultHasher::new();
+        digits.hash(&mut h);
+        &self.inner.attempts[(h.finish() % SHARDS as u64) as usize]
+    }
+
+    /// Milliseconds since the simulator started (attempt times).
+    fn clock_ms(&self) -> f64 {
+        self.inner.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Records one request arrived at `at_ms` to each of `destinations`.
+    fn record_attempt(&self, destinations: &[String], at_ms: f64, kind: AttemptKind) {
+        for d in destinations {
+            lock(self.attempt_shard(d))
+                .entry(d.clone())
+                .or_default()
+                .push(Attempt { at_ms, kind });
+            self.inner.attempt_counts[kind.index()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Serves one send request with fault injection around the dialect's
+    /// own handling (`normal`, which submits when it accepts):
+    ///
+    /// 1. the arrival is timed and `answer_latency_ms` waited;
+    /// 2. during an outage the request is reset or answered 503;
+    /// 3. otherwise one draw picks a fault (or none) from the shares;
+    /// 4. a fault that submits (`slow`, `accept_then_timeout`) or no fault
+    ///    runs `normal`; its answer decides `Accepted` or `Refused`.
+    ///
+    /// Every destination of the request gets an [`Attempt`] either way.
+    async fn serve_send<Fut>(
+        &self,
+        conn: &ConnCtl,
+        destinations: Vec<String>,
+        normal: Fut,
+    ) -> Response
+    where
+        Fut: Future<Output = Response>,
+    {
+        let i = &self.inner;
+        let arrived = self.clock_ms();
+        if i.config.answer_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(i.config.answer_latency_ms)).await;
+        }
+        let dialect = i.config.dialect;
+        let faults = &i.config.faults;
+        let masked = || {
+            destinations
+                .first()
+                .map(|d| mask_phone(d))
+                .unwrap_or_default()
+        };
+        if self.is_down() {
+            self.record_attempt(&destinations, arrived, AttemptKind::Down);
+            tracing::debug!(to = %masked(), "carrier-sim: down, refusing");
+            return match faults.down_answer {
+                DownAnswer::Reset => self.reset(conn),
+                DownAnswer::Unavailable => fault_answer(
+                    dialect,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable",
+                ),
+            };
+        }
+        let doomed = destinations
+            .iter()
+            .any(|d| faults.always_fail.iter().any(|s| d.ends_with(s.as_str())));
+        if doomed {
+            self.record_attempt(&destinations, arrived, AttemptKind::ServerError);
+            return fault_answer(
+                dialect,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+            );
+        }
+        let (fault, u) = if faults.any_share() {
+            let u: f64 = lock(&i.rng).gen();
+            (faults.pick(u), u)
+        } else {
+            (None, 1.0)
+        };
+        if let Some(f) = fault {
+            tracing::debug!(to = %masked(), fault = ?f, "carrier-sim: injecting a fault");
+        }
+        match fault {
+            Some(Fault::ServerError) => {
+                self.record_attempt(&destinations, arrived, AttemptKind::ServerError);
+                // The lower half of the bucket answers 500, the upper 503.
+                let status = if u < faults.server_error / 2.0 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                fault_answer(dialect, status, "Internal server error")
+            }
+            Some(Fault::Throttle) => {
+                self.record_attempt(&destinations, arrived, AttemptKind::Throttled);
+                let mut resp =
+                    fault_answer(dialect, StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(faults.retry_after_secs),
+                );
+                resp
+            }
+            Some(Fault::Timeout) => {
+                self.record_attempt(&destinations, arrived, AttemptKind::Timeout);
+                tokio::time::sleep(Duration::from_millis(faults.timeout_hold_ms)).await;
+                fault_answer(dialect, StatusCode::GATEWAY_TIMEOUT, "Gateway timeout")
+            }
+            Some(Fault::Reset) => {
+                self.record_attempt(&destinations, arrived, AttemptKind::Reset);
+                self.reset(conn)
+            }
+            Some(Fault::Garbage) => {
+                self.record_attempt(&destinations, arrived, AttemptKind::Garbage);
+                const PAGES: [&str; 4] = [
+                    "<html><head><title>Welcome</title></head><body>It works!</body></html>",
+                    "",
+                    "OK",
+                    "\u{1}\u{2}\u{fffd}garbage",
+                ];
+                let page = PAGES[(u * 1e6) as usize % PAGES.len()];
+                (StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], page).into_response()
+            }
+            Some(Fault::AcceptThenTimeout) => {
+                let resp = normal.await;
+                let kind = if resp.status().is_success() {
+                    AttemptKind::AcceptedThenTimeout
+                } else {
+                    AttemptKind::Refused
+                };
+                self.record_attempt(&destinations, arrived, kind);
+                tokio::time::sleep(Duration::from_millis(faults.timeout_hold_ms)).await;
+                resp
+            }
+            Some(Fault::Slow) | None => {
+                if fault == Some(Fault::Slow) {
+                    i.slow_answers.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
+                }
+                let resp = normal.await;
+                let kind = if resp.status().is_success() {
+                    AttemptKind::Accepted
+                } else {
+                    AttemptKind::Refused
+                };
+                self.record_attempt(&destinations, arrived, kind);
+                resp
+            }
+        }
+    }
+
+    /// Resets the request's connection: the answer returned here is never
+    /// written (the connection fails on its first write and is closed with
+    /// `SO_LINGER` 0, i.e. a TCP RST).
+    fn reset(&self, conn: &ConnCtl) -> Response {
+        self.inner.resets.fetch_add(1, Ordering::Relaxed);
+        conn.kill();
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     }
 
     /// How many times `digits` (as sent in `to`, e.g. `6281234567890`) was
@@ -1032,6 +1573,12 @@ impl Simulator {
             callback_attempts: AtomicU64::new(0),
             callbacks_unacknowledged: AtomicU64::new(0),
             per_number: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            attempts: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            attempt_counts: Default::default(),
+            slow_answers: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            started: Instant::now(),
+            forced_down: AtomicBool::new(false),
             rng: Mutex::new(rng),
             next_fid: AtomicU64::new(first_fid),
             callback_slots: Semaphore::new(permits),
@@ -1080,8 +1627,11 @@ impl Simulator {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = router(self.handle);
-        axum::serve(self.listener, app)
+        let app = router(self.handle).into_make_service_with_connect_info::<ConnCtl>();
+        let listener = FaultListener {
+            inner: self.listener,
+        };
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("carrier-sim server")
@@ -1100,7 +1650,9 @@ impl Simulator {
 /// speaks one API); `/sim/stats` always.
 fn router(handle: SimHandle) -> Router {
     let dialect = handle.inner.config.dialect;
-    let router = Router::new().route("/sim/stats", get(stats));
+    let router = Router::new()
+        .route("/sim/stats", get(stats))
+        .route("/sim/attempts", get(attempts));
     let router = match dialect {
         SimDialect::Kannel => router.route(dialect.send_path(), get(sendsms).post(sendsms_post)),
         SimDialect::Jasmin => router.route(dialect.send_path(), get(jasmin_send).post(jasmin_send)),
@@ -1116,11 +1668,38 @@ fn kannel_answer(status: StatusCode, body: &'static str) -> Response {
 
 /// Kannel 1.4.5's answers, checked in its order: credentials, receiver,
 /// receiver syntax.
-async fn sendsms(State(sim): State<SimHandle>, RawQuery(query): RawQuery) -> Response {
+async fn sendsms(
+    State(sim): State<SimHandle>,
+    ConnectInfo(conn): ConnectInfo<ConnCtl>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let to = params
+        .iter()
+        .find(|(k, _)| k == "to")
+        .map_or("", |(_, v)| v.as_str());
+    let destinations = destinations(to.split_whitespace());
+    sim.serve_send(&conn, destinations, kannel_sendsms(&sim, query))
+        .await
+}
+
+/// The destinations of a request as the per-number counters key them
+/// (digits, no `+`), skipping what is not a number at all.
+fn destinations<'a>(numbers: impl Iterator<Item = &'a str>) -> Vec<String> {
+    numbers
+        .map(|n| n.trim())
+        .map(|n| n.strip_prefix('+').unwrap_or(n))
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kannel's sendsms once past latency and faults.
+async fn kannel_sendsms(sim: &SimHandle, query: Option<String>) -> Response {
     let i = &sim.inner;
-    if i.config.answer_latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(i.config.answer_latency_ms)).await;
-    }
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
             .into_owned()
@@ -1200,13 +1779,23 @@ fn jasmin_answer(status: StatusCode, body: String) -> Response {
 /// it later with a 500).
 async fn jasmin_send(
     State(sim): State<SimHandle>,
+    ConnectInfo(conn): ConnectInfo<ConnCtl>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let to = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .chain(url::form_urlencoded::parse(&body))
+        .find(|(k, _)| k == "to")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let destinations = destinations(std::iter::once(to.as_str()));
+    sim.serve_send(&conn, destinations, jasmin_submit(&sim, query, body))
+        .await
+}
+
+/// Jasmin's `/send` once past latency and faults.
+async fn jasmin_submit(sim: &SimHandle, query: Option<String>, body: Bytes) -> Response {
     let i = &sim.inner;
-    if i.config.answer_latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(i.config.answer_latency_ms)).await;
-    }
     let mut params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
             .into_owned()
@@ -1346,11 +1935,28 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 /// | no `Authorization: Bearer <password>`  | 401 `{"error": "unauthorized"}`         |
 /// | not a JSON object, no `to` or `text`   | 400 `{"error": "…"}`                    |
 /// | `to` not digits (an optional `+`)      | 422 `{"error": "invalid number"}`       |
-async fn json_send(State(sim): State<SimHandle>, headers: HeaderMap, body: Bytes) -> Response {
+async fn json_send(
+    State(sim): State<SimHandle>,
+    ConnectInfo(conn): ConnectInfo<ConnCtl>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let to = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("to")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let destinations = destinations(std::iter::once(to.as_str()));
+    sim.serve_send(&conn, destinations, json_submit(&sim, headers, body))
+        .await
+}
+
+/// The JSON aggregator's `POST /v1/messages` once past latency and faults.
+async fn json_submit(sim: &SimHandle, headers: HeaderMap, body: Bytes) -> Response {
     let i = &sim.inner;
-    if i.config.answer_latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(i.config.answer_latency_ms)).await;
-    }
     let reject = |status: StatusCode, error: &str| {
         i.rejected_requests.fetch_add(1, Ordering::Relaxed);
         (status, Json(serde_json::json!({ "error": error }))).into_response()
@@ -1403,6 +2009,153 @@ async fn json_send(State(sim): State<SimHandle>, headers: HeaderMap, body: Bytes
 
 async fn stats(State(sim): State<SimHandle>) -> Json<SimStats> {
     Json(sim.stats())
+}
+
+async fn attempts(State(sim): State<SimHandle>) -> Json<AttemptReport> {
+    Json(sim.attempt_report())
+}
+
+/// A fault's answer in the dialect's words: Kannel `text/html`, Jasmin
+/// `Error "…"`, JSON `{"error": "…"}`.
+fn fault_answer(dialect: SimDialect, status: StatusCode, reason: &str) -> Response {
+    match dialect {
+        SimDialect::Kannel => (
+            status,
+            [(header::CONTENT_TYPE, "text/html")],
+            reason.to_string(),
+        )
+            .into_response(),
+        SimDialect::Jasmin => jasmin_answer(status, format!("Error \"{reason}\"")),
+        SimDialect::Json => (status, Json(serde_json::json!({ "error": reason }))).into_response(),
+    }
+}
+
+/// Per-connection control, handed to handlers as `ConnectInfo`: lets a
+/// handler reset the connection it is answering on.
+#[derive(Clone)]
+struct ConnCtl {
+    kill: Arc<AtomicBool>,
+}
+
+impl ConnCtl {
+    fn kill(&self) {
+        self.kill.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The simulator's listener: plain TCP whose connections a handler can
+/// reset ([`ConnCtl`]).
+struct FaultListener {
+    inner: tokio::net::TcpListener,
+}
+
+impl axum::serve::Listener for FaultListener {
+    type Io = FaultIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Answers are small and latency-bound, like the gateway client's.
+        let _ = io.set_nodelay(true);
+        let io = FaultIo {
+            inner: io,
+            ctl: ConnCtl {
+                kill: Arc::new(AtomicBool::new(false)),
+            },
+        };
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, FaultListener>>
+    for ConnCtl
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, FaultListener>) -> Self {
+        stream.io().ctl.clone()
+    }
+}
+
+/// A TCP stream that fails every operation once its [`ConnCtl`] is killed,
+/// having set `SO_LINGER` 0 so that closing it sends a RST.
+struct FaultIo {
+    inner: tokio::net::TcpStream,
+    ctl: ConnCtl,
+}
+
+impl FaultIo {
+    /// `Some(error)` once killed.
+    fn killed(&self) -> Option<std::io::Error> {
+        if !self.ctl.kill.load(Ordering::SeqCst) {
+            return None;
+        }
+        let _ = self.inner.set_zero_linger();
+        Some(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+    }
+}
+
+impl tokio::io::AsyncRead for FaultIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(e) = self.killed() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for FaultIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some(e) = self.killed() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Some(e) = self.killed() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(e) = self.killed() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(e) = self.killed() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -2023,5 +2776,354 @@ mod tests {
             expand_dlr_url("status=%d&fid=%F&answer=%A", &nack),
             "status=16&fid=&answer=NACK%2F0x0000000b%2FInvalid+Destination+Address"
         );
+    }
+
+    // -----------------------------------------------------------------
+    // Fault modes
+    // -----------------------------------------------------------------
+
+    /// A simulator with only `faults` changed, every number delivered.
+    async fn faulty(faults: FaultConfig) -> SimHandle {
+        start_sim(SimulatorConfig {
+            rules: Vec::new(),
+            mix: OutcomeMix {
+                delivered: 1.0,
+                undelivered: 0.0,
+                rejected: 0.0,
+                expired: 0.0,
+                invalid: 0.0,
+            },
+            faults,
+            ..test_config()
+        })
+        .await
+    }
+
+    /// A Kannel gateway with a 300 ms timeout, no receipts asked for.
+    fn impatient(sim: &SimHandle) -> KannelGateway {
+        let config = KannelConfig {
+            sendsms_url: sim.sendsms_url(),
+            dlr_mask: 0,
+            ..KannelConfig::default()
+        };
+        KannelGateway::new(
+            "sim",
+            config,
+            "http://127.0.0.1:9/cb".to_string(),
+            http::client(Duration::from_millis(300), 8),
+        )
+    }
+
+    fn retryable_reason(got: Result<crate::gateway::Accepted, SendError>) -> String {
+        match got {
+            Err(SendError::Retryable { reason }) => reason,
+            other => panic!("expected a retryable error, got {other:?}"),
+        }
+    }
+
+    const NUMBER: &str = "+6281234567001";
+    const DIGITS: &str = "6281234567001";
+
+    #[tokio::test]
+    async fn server_errors_are_retryable_and_submit_nothing() {
+        let sim = faulty(FaultConfig {
+            server_error: 1.0,
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        for _ in 0..6 {
+            let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
+            assert!(
+                reason.starts_with("HTTP 500") || reason.starts_with("HTTP 503"),
+                "{reason}"
+            );
+        }
+        let stats = sim.stats();
+        assert_eq!(
+            (
+                stats.server_errors,
+                stats.submits_total,
+                stats.attempts_total
+            ),
+            (6, 0, 6)
+        );
+        let kinds: Vec<AttemptKind> = sim.attempts_for(DIGITS).iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, vec![AttemptKind::ServerError; 6]);
+    }
+
+    #[tokio::test]
+    async fn throttles_carry_retry_after() {
+        let sim = faulty(FaultConfig {
+            throttle: 1.0,
+            retry_after_secs: 3,
+            ..FaultConfig::default()
+        })
+        .await;
+        let got = impatient(&sim).send(&sms(1, NUMBER)).await;
+        assert_eq!(
+            got,
+            Err(SendError::Throttled {
+                retry_after: Some(Duration::from_secs(3))
+            })
+        );
+        let stats = sim.stats();
+        assert_eq!((stats.throttled, stats.submits_total), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn timeouts_hold_past_the_client_and_submit_nothing() {
+        let sim = faulty(FaultConfig {
+            timeout: 1.0,
+            timeout_hold_ms: 2_000,
+            ..FaultConfig::default()
+        })
+        .await;
+        let started = Instant::now();
+        let reason = retryable_reason(impatient(&sim).send(&sms(1, NUMBER)).await);
+        assert!(reason.starts_with("timeout"), "{reason}");
+        assert!(started.elapsed() < Duration::from_millis(1_500));
+        let stats = sim.stats();
+        assert_eq!((stats.timeouts, stats.submits_total), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn accepted_then_timeout_counts_as_a_submit() {
+        let sim = faulty(FaultConfig {
+            accept_then_timeout: 1.0,
+            timeout_hold_ms: 2_000,
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
+        assert!(reason.starts_with("timeout"), "{reason}");
+        // The client's retry is a real duplicate.
+        let _ = gw.send(&sms(1, NUMBER)).await;
+        let stats = sim.stats();
+        assert_eq!(
+            (
+                stats.accepted_then_timeouts,
+                stats.submits_total,
+                stats.duplicates
+            ),
+            (2, 2, 1)
+        );
+        assert_eq!(sim.attempt_report().max_submits, 2);
+    }
+
+    #[tokio::test]
+    async fn resets_close_the_connection_without_an_answer() {
+        let sim = faulty(FaultConfig {
+            reset: 1.0,
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        for _ in 0..3 {
+            let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
+            assert!(!reason.starts_with("HTTP"), "an answer came: {reason}");
+            assert!(!reason.starts_with("timeout"), "{reason}");
+        }
+        let stats = sim.stats();
+        assert_eq!((stats.resets, stats.submits_total), (3, 0));
+        // Every dialect's endpoint resets alike (raw requests here).
+        for dialect in [SimDialect::Jasmin, SimDialect::Json] {
+            let sim = start_sim(SimulatorConfig {
+                dialect,
+                faults: FaultConfig {
+                    reset: 1.0,
+                    ..FaultConfig::default()
+                },
+                ..test_config()
+            })
+            .await;
+            let client = reqwest::Client::new();
+            let sent = match dialect {
+                SimDialect::Json => {
+                    client
+                        .post(sim.send_url())
+                        .bearer_auth("secret")
+                        .body(r#"{"to":"6281234567001","text":"hi"}"#)
+                        .send()
+                        .await
+                }
+                _ => {
+                    client
+                        .get(format!(
+                            "{}?username=pedulicovid&password=secret&to=6281234567001&content=hi",
+                            sim.send_url()
+                        ))
+                        .send()
+                        .await
+                }
+            };
+            assert!(sent.is_err(), "{dialect}: {sent:?}");
+            assert_eq!(sim.stats().resets, 1);
+            assert_eq!(sim.attempts_for(DIGITS)[0].kind, AttemptKind::Reset);
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_and_slow_answers() {
+        let sim = faulty(FaultConfig {
+            garbage: 1.0,
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        for _ in 0..8 {
+            let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
+            assert!(
+                reason.starts_with("unrecognised gateway answer"),
+                "{reason}"
+            );
+        }
+        assert_eq!(sim.stats().garbage_answers, 8);
+        assert_eq!(sim.stats().submits_total, 0);
+
+        let sim = faulty(FaultConfig {
+            slow: 1.0,
+            slow_ms: 150,
+            ..FaultConfig::default()
+        })
+        .await;
+        let started = Instant::now();
+        impatient(&sim)
+            .send(&sms(1, NUMBER))
+            .await
+            .expect("a slow answer is an answer");
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        let stats = sim.stats();
+        assert_eq!((stats.slow_answers, stats.submits_total), (1, 1));
+        assert_eq!(sim.attempts_for(DIGITS)[0].kind, AttemptKind::Accepted);
+    }
+
+    #[tokio::test]
+    async fn always_fail_suffixes_get_503() {
+        let sim = faulty(FaultConfig {
+            always_fail: vec!["99".into()],
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        let reason = retryable_reason(gw.send(&sms(1, "+6281234567099")).await);
+        assert!(reason.starts_with("HTTP 503"), "{reason}");
+        gw.send(&sms(2, NUMBER)).await.expect("others go through");
+        let stats = sim.stats();
+        assert_eq!((stats.server_errors, stats.submits_total), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn outages_by_switch_and_by_schedule() {
+        // By switch, resetting.
+        let sim = faulty(FaultConfig::default()).await;
+        let gw = impatient(&sim);
+        sim.set_down(true);
+        assert!(sim.is_down());
+        retryable_reason(gw.send(&sms(1, NUMBER)).await);
+        sim.set_down(false);
+        gw.send(&sms(1, NUMBER)).await.expect("back up");
+        let stats = sim.stats();
+        assert_eq!(
+            (stats.outage_refusals, stats.resets, stats.submits_total),
+            (1, 1, 1)
+        );
+
+        // By schedule, answering 503: down from the start for 400 ms.
+        let sim = faulty(FaultConfig {
+            down_after_ms: Some(0),
+            down_for_ms: 400,
+            down_answer: DownAnswer::Unavailable,
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
+        assert!(reason.starts_with("HTTP 503"), "{reason}");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(!sim.is_down());
+        gw.send(&sms(1, NUMBER)).await.expect("the outage is over");
+        let kinds: Vec<AttemptKind> = sim.attempts_for(DIGITS).iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, vec![AttemptKind::Down, AttemptKind::Accepted]);
+    }
+
+    #[tokio::test]
+    async fn attempt_report_measures_counts_and_gaps() {
+        let sim = faulty(FaultConfig {
+            throttle: 1.0,
+            ..FaultConfig::default()
+        })
+        .await;
+        let gw = impatient(&sim);
+        for _ in 0..3 {
+            let _ = gw.send(&sms(1, NUMBER)).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        let _ = gw.send(&sms(2, "+6281234567002")).await;
+        let r = sim.attempt_report();
+        assert_eq!((r.destinations, r.attempts_total), (2, 4));
+        assert_eq!(r.distribution, [(1, 1), (3, 1)].into_iter().collect());
+        assert_eq!(
+            (
+                r.max_attempts,
+                r.max_throttled,
+                r.max_attempts_not_throttled,
+                r.max_submits
+            ),
+            (3, 3, 0, 0)
+        );
+        let gap = r.min_gap_ms.expect("a destination tried twice");
+        assert!((60.0..1_000.0).contains(&gap), "{gap}");
+        assert_eq!(r.min_gap_after_ms.get(&AttemptKind::Throttled), Some(&gap));
+        // Served as JSON, and read back.
+        let url = sim
+            .sendsms_url()
+            .replace("/cgi-bin/sendsms", "/sim/attempts");
+        let served: AttemptReport = reqwest::get(url)
+            .await
+            .expect("attempts answer")
+            .json()
+            .await
+            .expect("attempts JSON");
+        assert_eq!(served, r);
+    }
+
+    #[test]
+    fn fault_shares_pick_in_order_and_settings_read_them() {
+        let f = FaultConfig {
+            server_error: 0.1,
+            throttle: 0.05,
+            timeout: 0.05,
+            reset: 0.05,
+            garbage: f64::NAN,
+            slow: 0.05,
+            ..FaultConfig::default()
+        };
+        assert!(f.any_share());
+        assert!(!FaultConfig::default().any_share());
+        assert_eq!(f.pick(0.0), Some(Fault::ServerError));
+        assert_eq!(f.pick(0.12), Some(Fault::Throttle));
+        assert_eq!(f.pick(0.17), Some(Fault::Timeout));
+        assert_eq!(f.pick(0.22), Some(Fault::Reset));
+        assert_eq!(f.pick(0.27), Some(Fault::Slow), "NaN garbage never happens");
+        assert_eq!(f.pick(0.31), None);
+        let c: SimulatorConfig =
+            serde_json::from_str(r#"{"faults":{"server_error":0.1}}"#).expect("parses");
+        assert_eq!(c.faults.server_error, 0.1);
+        assert_eq!(c.faults.retry_after_secs, 1);
+        let env = [
+            ("PEDULICOVID__SIMULATOR__FAULTS__THROTTLE", "0.05"),
+            ("PEDULICOVID__SIMULATOR__FAULTS__DOWN_AFTER_MS", "5000"),
+            ("PEDULICOVID__SIMULATOR__FAULTS__DOWN_ANSWER", "unavailable"),
+            ("PEDULICOVID__SIMULATOR__FAULTS__ALWAYS_FAIL", "[\"99\"]"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s = crate::config::Settings::load_from(None, env).expect("settings");
+        let f = &s.simulator.config.faults;
+        assert_eq!(f.throttle, 0.05);
+        assert_eq!(f.down_after_ms, Some(5000));
+        assert_eq!(f.down_answer, DownAnswer::Unavailable);
+        assert_eq!(f.always_fail, vec!["99".to_string()]);
     }
 }

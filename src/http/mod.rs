@@ -5,6 +5,7 @@
 pub mod api;
 mod batcher;
 mod callbacks;
+pub mod ui;
 
 pub use batcher::ReceiptBatcher;
 
@@ -47,6 +48,7 @@ pub struct AppState {
 /// Builds the router with body-size and time limits on every route.
 pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
     api::routes(&state)
+        .merge(ui::routes())
         .route(
             "/callbacks/{gateway}/{token}",
             get(callbacks::receipt).post(callbacks::receipt),

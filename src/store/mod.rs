@@ -14,6 +14,7 @@ mod queue;
 mod receipts;
 mod registry;
 mod support;
+pub mod ui;
 
 use std::str::FromStr;
 use std::time::Duration;

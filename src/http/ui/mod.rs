@@ -1,0 +1,116 @@
+//! The support web UI at `/ui`: server-rendered pages in Indonesian for
+//! help-desk staff, with no JavaScript at all.
+//!
+//! # Layout
+//! - [`session`]: sign-in sessions (in memory), cookies, CSRF and Origin
+//!   checks, the [`session::Staff`] extractor.
+//! - [`view`]: the embedded tera templates (`templates/ui/`), filters,
+//!   Indonesian labels, the page-rendering [`view::UiError`].
+//! - [`pages`]: the handlers.
+//!
+//! # Pages
+//! | path | who | what |
+//! |---|---|---|
+//! | `GET/POST /ui/login` | anyone | sign in with an API token |
+//! | `POST /ui/keluar` | signed in | sign out |
+//! | `GET /ui`, `GET /ui/cari?q=` | support | search by NIK, phone or name |
+//! | `GET /ui/nakes/{id}` | support | a worker's full timeline |
+//! | `POST /ui/nakes/{id}/kirim-ulang` | support | resend, with a reason |
+//! | `POST /ui/nakes/{id}/tanda/{flag}/selesai` | support | resolve a flag, with a note |
+//! | `GET /ui/kampanye`, `GET /ui/kampanye/{id}` | support, operator | campaign dashboard |
+//! | `GET /ui/static/app.css` | anyone | the stylesheet |
+//!
+//! Support tokens see everything; operator tokens may sign in for the
+//! campaign dashboard only (search and timelines show personal data that
+//! operators have no need for). Other roles cannot sign in.
+//!
+//! Every page is sent with a Content-Security-Policy that allows no script
+//! and no inline style, `X-Frame-Options: DENY`, `Cache-Control: no-store`
+//! (pages hold personal data) and `Referrer-Policy: same-origin`.
+//!
+//! Logs name the token and the worker id, never a name, NIK or phone.
+
+mod pages;
+pub mod session;
+pub mod view;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::{Extension, Router};
+
+use super::AppState;
+
+/// Environment variable forcing the `Secure` cookie flag (`1` or `true`)
+/// even for requests that do not look like HTTPS, for a TLS proxy that
+/// sends no `X-Forwarded-Proto`.
+pub const SECURE_COOKIE_ENV: &str = "PEDULICOVID_UI_SECURE_COOKIE";
+
+/// State of the UI, beside [`AppState`].
+#[derive(Clone)]
+pub struct Ui {
+    pub sessions: session::Sessions,
+    /// Always mark cookies `Secure` (see [`SECURE_COOKIE_ENV`]).
+    pub secure_cookies: bool,
+}
+
+impl Ui {
+    fn from_env() -> Ui {
+        let forced = std::env::var(SECURE_COOKIE_ENV)
+            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+            .unwrap_or(false);
+        Ui {
+            sessions: session::Sessions::default(),
+            secure_cookies: forced,
+        }
+    }
+}
+
+/// The `/ui` routes, with a fresh session map: sessions live as long as
+/// the router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(pages::home))
+        .route("/ui/login", get(pages::login_form).post(pages::login))
+        .route("/ui/keluar", post(pages::logout))
+        .route("/ui/cari", get(pages::search))
+        .route("/ui/nakes/{id}", get(pages::worker))
+        .route("/ui/nakes/{id}/kirim-ulang", post(pages::resend))
+        .route(
+            "/ui/nakes/{id}/tanda/{flag}/selesai",
+            post(pages::resolve_flag),
+        )
+        .route("/ui/kampanye", get(pages::campaigns))
+        .route("/ui/kampanye/{id}", get(pages::campaign))
+        .route("/ui/static/app.css", get(pages::stylesheet))
+        .route("/ui/{*rest}", any(pages::not_found))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(Extension(Ui::from_env()))
+}
+
+/// Headers on every UI response.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}

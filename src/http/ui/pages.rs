@@ -1,0 +1,832 @@
+//! The UI's handlers: sign-in and sign-out, search, a worker's timeline
+//! with the resend and resolve-flag forms, and the campaign dashboard.
+//!
+//! Every page reads the store through the same functions the support API
+//! uses (`search_workers`, `timeline`, `resend`, `resolve_flag`,
+//! `campaign_report`), so masking and auditing happen in one place. Forms
+//! follow post/redirect/get: a success stores a notice in the session and
+//! redirects; a refusal renders the page again with the refusal in
+//! Indonesian, the typed text kept, and a fitting status code.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use serde::Serialize;
+use tera::Context;
+
+use super::session::{
+    came_over_https, check_form, check_origin, clear_login_cookie, clear_session_cookie, cookie,
+    login_cookie, session_cookie, tokens_match, Staff, CSRF_REFUSED, LOGIN_COOKIE, SESSION_COOKIE,
+    UI_ROLES,
+};
+use super::view::{page, percent, Notice, UiError, STYLESHEET};
+use super::Ui;
+use crate::campaign::fmt_wib;
+use crate::domain::ProvinceCode;
+use crate::http::AppState;
+use crate::status::Status;
+use crate::store::{
+    now_ms, random_token, Role, SearchKind, SupportError, Timeline, TimelineMessage, TokenCheck,
+    RESENDS_PER_NUMBER_PER_DAY,
+};
+
+/// Longest resend reason and flag note accepted (the store's limits).
+const REASON_MAX: usize = 500;
+const NOTE_MAX: usize = 1000;
+
+/// Longest API token looked up; real ones are 77 characters.
+const TOKEN_MAX: usize = 200;
+
+/// Throughput is sends over this many seconds, as in the operator API.
+const THROUGHPUT_WINDOW_SECS: i64 = 60;
+
+/// A posted form, read leniently: any body parses, and a missing field is
+/// just absent, so a form without its CSRF token is refused by the CSRF
+/// check (403) rather than by a parser (415/422).
+pub struct FormData(HashMap<String, String>);
+
+impl FormData {
+    fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for FormData {
+    type Rejection = UiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, UiError> {
+        let body = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                UiError::BadRequest("Isian formulir terlalu panjang.".into())
+            } else {
+                UiError::BadRequest("Formulir tidak dapat dibaca.".into())
+            }
+        })?;
+        Ok(FormData(
+            url::form_urlencoded::parse(&body).into_owned().collect(),
+        ))
+    }
+}
+
+/// Query parameters of a GET.
+fn query(raw: Option<String>) -> HashMap<String, String> {
+    raw.map(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn parse_id(s: &str) -> Result<i64, UiError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| UiError::NotFound("Halaman tidak ditemukan.".into()))
+}
+
+/// The signed-in user, for the header of every page.
+#[derive(Serialize)]
+struct UserView<'a> {
+    name: &'a str,
+    role: &'static str,
+    /// Whether the help-desk pages are open to this user.
+    support: bool,
+    csrf: &'a str,
+}
+
+fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Support => "petugas layanan",
+        Role::Operator => "operator kampanye",
+        Role::Chatbot => "chatbot",
+        Role::Carrier => "operator seluler",
+    }
+}
+
+/// The context every signed-in page starts from; takes the session's
+/// pending notice.
+fn context(ui: &Ui, staff: &Staff, nav: &str) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert(
+        "user",
+        &UserView {
+            name: &staff.name,
+            role: role_label(staff.role),
+            support: staff.role == Role::Support,
+            csrf: &staff.csrf,
+        },
+    );
+    ctx.insert("nav", nav);
+    ctx.insert("flash", &ui.sessions.take_flash(&staff.sid));
+    ctx
+}
+
+fn province_name(code: &str) -> String {
+    ProvinceCode::parse(code)
+        .map(|p| p.name().to_string())
+        .unwrap_or_else(|_| code.to_string())
+}
+
+fn see_other(location: &str) -> Response {
+    Redirect::to(location).into_response()
+}
+
+/// Store errors on read paths.
+fn read_error(e: SupportError) -> UiError {
+    match e {
+        SupportError::NotFound(_) => {
+            UiError::NotFound("Tenaga kesehatan atau data yang diminta tidak ditemukan.".into())
+        }
+        SupportError::Store(s) => s.into(),
+        other => UiError::Internal(other.into()),
+    }
+}
+
+// ------------------------------------------------------------ sign-in
+
+/// The stylesheet; cacheable, it holds nothing personal.
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> UiError {
+    UiError::NotFound("Halaman tidak ditemukan.".into())
+}
+
+/// Whether `s` looks like a nonce we issued (64 hex digits).
+fn is_nonce(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The sign-in page with `nonce` in its form and cookie.
+fn login_page(
+    ui: &Ui,
+    headers: &HeaderMap,
+    uri: &Uri,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> Response {
+    let secure = ui.secure_cookies || came_over_https(headers, uri);
+    let nonce = cookie(headers, LOGIN_COOKIE)
+        .filter(|n| is_nonce(n))
+        .map(str::to_string)
+        .unwrap_or_else(random_token);
+    let mut ctx = Context::new();
+    ctx.insert("user", &None::<()>);
+    ctx.insert("nav", "login");
+    ctx.insert("flash", &notice);
+    ctx.insert("csrf", &nonce);
+    let mut resp = page(status, "login.html", &ctx);
+    resp.headers_mut()
+        .append(header::SET_COOKIE, login_cookie(&nonce, secure));
+    resp
+}
+
+pub async fn login_form(
+    Extension(ui): Extension<Ui>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if cookie(&headers, SESSION_COOKIE).is_some_and(|sid| ui.sessions.is_live(sid, Instant::now()))
+    {
+        return see_other("/ui");
+    }
+    let notice = query(raw)
+        .contains_key("keluar")
+        .then(|| Notice::ok("Anda sudah keluar. Sampai jumpa."));
+    login_page(&ui, &headers, &uri, StatusCode::OK, notice)
+}
+
+/// Signs in with an API token of role `support` or `operator`.
+pub async fn login(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
+) -> Result<Response, UiError> {
+    check_origin(&headers, &uri)?;
+    let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if !tokens_match(nonce, form.get("csrf").unwrap_or("")) {
+        return Err(UiError::Forbidden(CSRF_REFUSED.into()));
+    }
+    let refuse = |status: StatusCode, text: &str| {
+        login_page(&ui, &headers, &uri, status, Some(Notice::error(text)))
+    };
+    let presented = form.get("token").unwrap_or("").trim();
+    if presented.is_empty() {
+        return Ok(refuse(
+            StatusCode::BAD_REQUEST,
+            "Tempelkan token layanan Anda di kolom Token.",
+        ));
+    }
+    let (verdict, token) = if presented.len() > TOKEN_MAX {
+        (TokenCheck::Unknown, None)
+    } else {
+        app.store.check_token(presented).await?
+    };
+    let token = match (verdict, token) {
+        (TokenCheck::Valid, Some(t)) => t,
+        (TokenCheck::Revoked, _) => {
+            tracing::info!("support UI sign-in refused: revoked token");
+            return Ok(refuse(
+                StatusCode::UNAUTHORIZED,
+                "Token ini sudah dicabut. Minta token baru kepada admin.",
+            ));
+        }
+        _ => {
+            tracing::info!("support UI sign-in refused: unknown token");
+            return Ok(refuse(
+                StatusCode::UNAUTHORIZED,
+                "Token tidak dikenal. Periksa lagi token yang Anda tempelkan.",
+            ));
+        }
+    };
+    if !UI_ROLES.contains(&token.role) {
+        tracing::info!(token = %token.name, role = %token.role, "support UI sign-in refused: role");
+        return Ok(refuse(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Token dengan peran {} tidak boleh masuk ke layanan ini. \
+                 Gunakan token dengan peran support (petugas layanan) atau operator.",
+                token.role
+            ),
+        ));
+    }
+    // A fresh session id at every sign-in: a session id planted before
+    // sign-in is worth nothing after it.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        ui.sessions.remove(old);
+    }
+    let sid = ui.sessions.create(token.id, Instant::now());
+    if let Err(e) = app.store.touch_token(token.id, now_ms()).await {
+        tracing::debug!(error = %e, "recording token use failed");
+    }
+    tracing::info!(token = %token.name, role = %token.role, "support UI sign-in");
+    let secure = ui.secure_cookies || came_over_https(&headers, &uri);
+    let mut resp = see_other(if token.role == Role::Support {
+        "/ui"
+    } else {
+        "/ui/kampanye"
+    });
+    let h = resp.headers_mut();
+    h.append(header::SET_COOKIE, session_cookie(&sid, secure));
+    h.append(header::SET_COOKIE, clear_login_cookie(secure));
+    Ok(resp)
+}
+
+pub async fn logout(
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
+) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
+    ui.sessions.remove(&staff.sid);
+    tracing::info!(token = %staff.name, "support UI sign-out");
+    let secure = ui.secure_cookies || came_over_https(&headers, &uri);
+    let mut resp = see_other("/ui/login?keluar=1");
+    resp.headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie(secure));
+    Ok(resp)
+}
+
+// ------------------------------------------------------------ search
+
+#[derive(Serialize)]
+struct SearchRow {
+    id: i64,
+    name: String,
+    nik_masked: String,
+    phone_masked: String,
+    province: String,
+    profession: String,
+    validated: bool,
+    eligible: bool,
+    open_flags: i64,
+    last_status: Option<String>,
+}
+
+pub async fn home(Extension(ui): Extension<Ui>, staff: Staff) -> Result<Response, UiError> {
+    if staff.role != Role::Support {
+        return Ok(see_other("/ui/kampanye"));
+    }
+    let mut ctx = context(&ui, &staff, "cari");
+    ctx.insert("q", "");
+    Ok(page(StatusCode::OK, "search.html", &ctx))
+}
+
+/// `GET /ui/cari?q=`: by full NIK, phone number, or part of a name.
+pub async fn search(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    staff.require_support()?;
+    let q = query(raw).remove("q").unwrap_or_default();
+    let q = q.trim();
+    let mut ctx = context(&ui, &staff, "cari");
+    ctx.insert("q", q);
+    if q.is_empty() {
+        return Ok(page(StatusCode::OK, "search.html", &ctx));
+    }
+    let (kind, results) = match app.store.search_workers(q).await {
+        Ok(found) => found,
+        Err(SupportError::Invalid { .. }) => {
+            ctx.insert(
+                "error",
+                "Masukkan NIK lengkap (16 digit), nomor telepon, atau minimal 3 huruf nama \
+                 (paling banyak 100 karakter).",
+            );
+            return Ok(page(StatusCode::BAD_REQUEST, "search.html", &ctx));
+        }
+        Err(e) => return Err(read_error(e)),
+    };
+    let ids: Vec<i64> = results.iter().map(|r| r.id).collect();
+    let mut names = app.store.worker_names(&ids).await?;
+    let rows: Vec<SearchRow> = results
+        .into_iter()
+        .map(|r| SearchRow {
+            name: names.remove(&r.id).unwrap_or(r.name_masked),
+            province: province_name(&r.province_code),
+            id: r.id,
+            nik_masked: r.nik_masked,
+            phone_masked: r.phone_masked,
+            profession: r.profession,
+            validated: r.validated,
+            eligible: r.eligible,
+            open_flags: r.open_flags,
+            last_status: r.last_status,
+        })
+        .collect();
+    tracing::info!(token = %staff.name, results = rows.len(), "support UI search");
+    ctx.insert(
+        "kind",
+        match kind {
+            SearchKind::Nik => "NIK",
+            SearchKind::Phone => "nomor telepon",
+            SearchKind::Name => "nama",
+        },
+    );
+    ctx.insert("limit", &crate::store::SEARCH_LIMIT);
+    ctx.insert("results", &rows);
+    Ok(page(StatusCode::OK, "search.html", &ctx))
+}
+
+// ------------------------------------------------------------ worker
+
+/// What the forms on a worker page show again after a refusal.
+#[derive(Default)]
+struct Typed<'a> {
+    reason: &'a str,
+    /// The flag whose note is being typed, with the note.
+    note: Option<(i64, &'a str)>,
+}
+
+#[derive(Serialize)]
+struct InFlight {
+    id: i64,
+    generation: i32,
+    status: String,
+}
+
+/// The newest message still queued, being sent, or awaiting its receipt.
+fn in_flight(messages: &[TimelineMessage]) -> Option<InFlight> {
+    messages
+        .iter()
+        .filter(|m| matches!(m.status.as_str(), "queued" | "sending" | "sent"))
+        .max_by_key(|m| m.id)
+        .map(|m| InFlight {
+            id: m.id,
+            generation: m.generation,
+            status: m.status.clone(),
+        })
+}
+
+/// Renders a worker's page: summary, forms, and the whole timeline,
+/// newest first.
+async fn worker_page(
+    app: &AppState,
+    mut ctx: Context,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+    typed: Typed<'_>,
+) -> Result<Response, UiError> {
+    let t: Timeline = app.store.timeline(id).await.map_err(read_error)?;
+    let w = app.store.worker(id).await.map_err(read_error)?;
+    let open_flags = t.flags.iter().filter(|f| f.resolved_at.is_none()).count();
+    ctx.insert("in_flight", &in_flight(&t.messages));
+    ctx.insert("name", &w.full_name);
+    ctx.insert("province", &province_name(&t.worker.province_code));
+    ctx.insert("worker", &t.worker);
+    ctx.insert("open_flag_count", &open_flags);
+    ctx.insert("messages", &t.messages.iter().rev().collect::<Vec<_>>());
+    ctx.insert("flags", &t.flags.iter().rev().collect::<Vec<_>>());
+    ctx.insert(
+        "phone_changes",
+        &t.phone_changes.iter().rev().collect::<Vec<_>>(),
+    );
+    ctx.insert("resends", &t.resends.iter().rev().collect::<Vec<_>>());
+    ctx.insert("audit", &t.audit.iter().rev().collect::<Vec<_>>());
+    ctx.insert("resend_limit", &RESENDS_PER_NUMBER_PER_DAY);
+    ctx.insert("reason_max", &REASON_MAX);
+    ctx.insert("note_max", &NOTE_MAX);
+    ctx.insert("reason", typed.reason);
+    ctx.insert("note_flag", &typed.note.map(|n| n.0));
+    ctx.insert("note", typed.note.map(|n| n.1).unwrap_or(""));
+    ctx.insert("notice", &notice);
+    Ok(page(status, "worker.html", &ctx))
+}
+
+pub async fn worker(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    staff.require_support()?;
+    let id = parse_id(&id)?;
+    let ctx = context(&ui, &staff, "cari");
+    worker_page(&app, ctx, id, StatusCode::OK, None, Typed::default()).await
+}
+
+/// Why a resend or resolution was refused, in Indonesian, with its status.
+async fn refusal(
+    app: &AppState,
+    worker: i64,
+    e: SupportError,
+) -> Result<(StatusCode, String), UiError> {
+    Ok(match e {
+        SupportError::InFlight(_) => (
+            StatusCode::CONFLICT,
+            "Belum bisa kirim ulang: pesan sebelumnya untuk nakes ini masih dalam proses \
+             (antre, sedang dikirim, atau menunggu laporan terkirim dari operator seluler). \
+             Kirim ulang setelah pesan itu punya hasil akhir."
+                .into(),
+        ),
+        SupportError::Limit { retry_at, .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Batas harian tercapai: nomor ini sudah mendapat {RESENDS_PER_NUMBER_PER_DAY} \
+                 pesan tambahan dalam 24 jam terakhir. Agar pengirim tidak diblokir operator \
+                 seluler, kirim ulang berikutnya baru bisa setelah {}.",
+                fmt_wib(retry_at)
+            ),
+        ),
+        SupportError::NotEligible(_) => {
+            let w = app.store.worker_summary(worker).await.map_err(read_error)?;
+            let why = if !w.validated {
+                "nakes ini belum tervalidasi"
+            } else if !w.eligible {
+                "nakes ini tidak termasuk penerima vaksinasi tahap ini"
+            } else {
+                "tidak ada kampanye yang masih berlaku untuk nakes ini, jadi tidak ada pesan \
+                 yang bisa dikirim ulang"
+            };
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("Tidak bisa kirim ulang: {why}."),
+            )
+        }
+        SupportError::Conflict(_) => (
+            StatusCode::CONFLICT,
+            "Tanda ini sudah diselesaikan sebelumnya; tidak ada yang diubah.".into(),
+        ),
+        SupportError::Invalid { field, reason } => (
+            StatusCode::BAD_REQUEST,
+            format!("Isian tidak valid ({field}): {reason}."),
+        ),
+        other => return Err(read_error(other)),
+    })
+}
+
+/// `POST /ui/nakes/{id}/kirim-ulang`: a new message generation, audited
+/// with the token's name and the reason.
+pub async fn resend(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
+) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
+    staff.require_support()?;
+    let id = parse_id(&id)?;
+    let reason = form.get("reason").unwrap_or("").trim();
+    let refused = if reason.is_empty() {
+        (
+            StatusCode::BAD_REQUEST,
+            "Alasan wajib diisi: tulis mengapa pesan perlu dikirim ulang.".to_string(),
+        )
+    } else if reason.chars().count() > REASON_MAX {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("Alasan terlalu panjang: paling banyak {REASON_MAX} karakter."),
+        )
+    } else {
+        match app.store.resend(id, &staff.name, reason).await {
+            Ok(n) => {
+                tracing::info!(token = %staff.name, worker.id = id, message.id = n.message_id,
+                    "support UI resend");
+                ui.sessions.set_flash(
+                    &staff.sid,
+                    Notice::ok(format!(
+                        "Pesan dijadwalkan ulang: pesan #{} (generasi {}) di kampanye \"{}\" \
+                         ke {}, dikirim mulai {}.",
+                        n.message_id,
+                        n.generation,
+                        n.campaign_name,
+                        n.phone_masked,
+                        n.next_attempt_wib
+                    )),
+                );
+                return Ok(see_other(&format!("/ui/nakes/{id}")));
+            }
+            Err(e) => refusal(&app, id, e).await?,
+        }
+    };
+    let ctx = context(&ui, &staff, "cari");
+    let typed = Typed { reason, note: None };
+    worker_page(
+        &app,
+        ctx,
+        id,
+        refused.0,
+        Some(Notice::error(refused.1)),
+        typed,
+    )
+    .await
+}
+
+/// `POST /ui/nakes/{id}/tanda/{flag}/selesai`: resolves one of the
+/// worker's open flags with a note, audited.
+pub async fn resolve_flag(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    Path((id, flag)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
+) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
+    staff.require_support()?;
+    let id = parse_id(&id)?;
+    let flag = parse_id(&flag)?;
+    let t = app.store.timeline(id).await.map_err(read_error)?;
+    if !t.flags.iter().any(|f| f.id == flag) {
+        return Err(UiError::NotFound(
+            "Tanda ini tidak ada pada nakes tersebut.".into(),
+        ));
+    }
+    let note = form.get("note").unwrap_or("").trim();
+    let refused = if note.is_empty() {
+        (
+            StatusCode::BAD_REQUEST,
+            "Catatan wajib diisi: tulis apa yang sudah dilakukan.".to_string(),
+        )
+    } else if note.chars().count() > NOTE_MAX {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("Catatan terlalu panjang: paling banyak {NOTE_MAX} karakter."),
+        )
+    } else {
+        match app.store.resolve_flag(flag, &staff.name, note).await {
+            Ok(f) => {
+                tracing::info!(token = %staff.name, worker.id = id, flag.id = flag,
+                    "support UI flag resolved");
+                ui.sessions.set_flash(
+                    &staff.sid,
+                    Notice::ok(format!(
+                        "Tanda #{} ({}) sudah diselesaikan.",
+                        f.id,
+                        super::view::reason_label(&f.reason)
+                    )),
+                );
+                return Ok(see_other(&format!("/ui/nakes/{id}")));
+            }
+            Err(e) => refusal(&app, id, e).await?,
+        }
+    };
+    let ctx = context(&ui, &staff, "cari");
+    let typed = Typed {
+        reason: "",
+        note: Some((flag, note)),
+    };
+    worker_page(
+        &app,
+        ctx,
+        id,
+        refused.0,
+        Some(Notice::error(refused.1)),
+        typed,
+    )
+    .await
+}
+
+// ------------------------------------------------------------ campaigns
+
+#[derive(Serialize)]
+struct CampaignRow {
+    id: i64,
+    name: String,
+    template: String,
+    status: String,
+    enqueued: i64,
+    scheduled_at: i64,
+}
+
+pub async fn campaigns(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+) -> Result<Response, UiError> {
+    let rows: Vec<CampaignRow> = app
+        .store
+        .campaigns()
+        .await?
+        .into_iter()
+        .rev()
+        .map(|c| CampaignRow {
+            id: c.id,
+            name: c.name,
+            template: c.template,
+            status: c.status,
+            enqueued: c.enqueued,
+            scheduled_at: c.scheduled_at,
+        })
+        .collect();
+    let mut ctx = context(&ui, &staff, "kampanye");
+    ctx.insert("campaigns", &rows);
+    Ok(page(StatusCode::OK, "campaigns.html", &ctx))
+}
+
+/// Minutes after midnight as `HH:MM` (1440 is `24:00`).
+fn hhmm(min: i32) -> String {
+    format!("{:02}:{:02}", min / 60, min % 60)
+}
+
+/// Seconds as Indonesian words: `1 jam 5 menit`, `3 menit`, `< 1 menit`.
+fn duration_words(secs: f64) -> String {
+    let mins = (secs / 60.0).round() as i64;
+    match mins {
+        m if m < 1 => "kurang dari 1 menit".into(),
+        m if m < 60 => format!("{m} menit"),
+        m => format!("{} jam {} menit", m / 60, m % 60),
+    }
+}
+
+#[derive(Serialize)]
+struct Count {
+    key: String,
+    count: i64,
+}
+
+#[derive(Serialize)]
+struct ProvinceRow {
+    code: String,
+    name: String,
+    messages: i64,
+    finished: i64,
+    delivered: i64,
+    rate: Option<f64>,
+}
+
+/// `GET /ui/kampanye/{id}`: progress, throughput, ETA, flags, and the
+/// delivery rate per province.
+pub async fn campaign(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let id = parse_id(&id)?;
+    let c = app.store.campaign(id).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => {
+            UiError::NotFound(format!("Kampanye #{id} tidak ada."))
+        }
+        other => other.into(),
+    })?;
+    let r = app.store.campaign_report(id).await?;
+    let now = now_ms();
+    let recent = app
+        .store
+        .sends_since(id, now - THROUGHPUT_WINDOW_SECS * 1000)
+        .await
+        .map_err(read_error)?;
+    let throughput = recent as f64 / THROUGHPUT_WINDOW_SECS as f64;
+    let queued = r.status(Status::Queued);
+    let eta = (throughput > 0.0 && queued > 0).then(|| queued as f64 / throughput);
+    let provinces: Vec<ProvinceRow> = app
+        .store
+        .province_delivery(id)
+        .await?
+        .into_iter()
+        .map(|p| ProvinceRow {
+            rate: p.rate(),
+            code: p.province_code,
+            name: p.province_name,
+            messages: p.messages,
+            finished: p.finished,
+            delivered: p.delivered,
+        })
+        .collect();
+    let finished: i64 = provinces.iter().map(|p| p.finished).sum();
+    let delivered: i64 = provinces.iter().map(|p| p.delivered).sum();
+    let done = r.enqueued - r.in_flight();
+
+    let mut ctx = context(&ui, &staff, "kampanye");
+    ctx.insert("campaign", &c);
+    ctx.insert(
+        "window",
+        &format!("{}–{}", hhmm(c.window_start), hhmm(c.window_end)),
+    );
+    ctx.insert("enqueued", &r.enqueued);
+    ctx.insert("sent", &r.sent);
+    ctx.insert("in_flight", &r.in_flight());
+    ctx.insert("done", &done);
+    ctx.insert(
+        "done_share",
+        &(r.enqueued > 0).then(|| done as f64 / r.enqueued as f64),
+    );
+    ctx.insert(
+        "by_status",
+        &r.by_status
+            .iter()
+            .map(|(k, v)| Count {
+                key: k.clone(),
+                count: *v,
+            })
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("flagged", &r.flagged());
+    ctx.insert(
+        "flagged_by_reason",
+        &r.flagged_by_reason
+            .iter()
+            .map(|(k, v)| Count {
+                key: k.clone(),
+                count: *v,
+            })
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("throughput", &format!("{throughput:.1}").replace('.', ","));
+    ctx.insert("throughput_window", &THROUGHPUT_WINDOW_SECS);
+    ctx.insert("eta", &eta.map(duration_words));
+    ctx.insert("eta_wib", &eta.map(|s| fmt_wib(now + (s * 1000.0) as i64)));
+    ctx.insert("provinces", &provinces);
+    ctx.insert("finished", &finished);
+    ctx.insert("delivered", &delivered);
+    ctx.insert(
+        "delivery_rate",
+        &(finished > 0).then(|| percent(delivered as f64 / finished as f64)),
+    );
+    Ok(page(StatusCode::OK, "campaign.html", &ctx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration_words(10.0), "kurang dari 1 menit");
+        assert_eq!(duration_words(180.0), "3 menit");
+        assert_eq!(duration_words(3900.0), "1 jam 5 menit");
+        assert_eq!(hhmm(480), "08:00");
+        assert_eq!(hhmm(1440), "24:00");
+    }
+
+    #[test]
+    fn only_positive_numeric_ids() {
+        assert_eq!(parse_id("12").unwrap(), 12);
+        for bad in ["0", "-1", "x", "1e3", ""] {
+            assert!(parse_id(bad).is_err(), "{bad}");
+        }
+    }
+}
