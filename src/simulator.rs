@@ -28,6 +28,13 @@
 //! exactly-once sending: `duplicates` counts submits to a number that had
 //! already been submitted.
 //!
+//! For reliability tests it can also misbehave like a real carrier
+//! ([`FaultConfig`]: 5xx, 429 with Retry-After, timeouts, connection resets,
+//! slow and garbage answers, answers lost after accepting, an outage), and it
+//! times every send request per destination ([`SimHandle::attempt_report`],
+//! `GET /sim/attempts`) so tests can check that attempts are bounded and
+//! backoff is honoured. `RELIABILITY.md` describes the tests that use them.
+//!
 //! Logs carry masked numbers only and never the text or a URL (callback URLs
 //! hold our callback token).
 

@@ -223,6 +223,12 @@ impl Store {
             tx.commit().await?;
             (campaign, enqueued)
         });
+        // A large enqueue changes the queue's shape completely: give the
+        // planner fresh statistics before the first claim (autovacuum may be
+        // off or late; BENCHMARKS.md measured claims sorting the whole queue).
+        if self.backend() == super::Backend::Postgres {
+            with_pool!(self, p => sqlx::query("ANALYZE messages").execute(p).await.map(|_| ())?);
+        }
         Ok((campaign, enqueued))
     }
 

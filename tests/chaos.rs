@@ -1,0 +1,405 @@
+//! Crash chaos, bounded for CI: three `pedulicovid worker` processes share
+//! one PostgreSQL queue and send a 5,000-message campaign to the carrier
+//! simulator (running in this test process) while a driver SIGKILLs a random
+//! worker every ~1.5 s, six times, restarting it each time.
+//!
+//! At the end every message is in a final state and none is lost (the
+//! statuses add up to what was enqueued, no lease is left after
+//! housekeeping). Duplicates, counted by the simulator per destination, stay
+//! within what the killed workers held leased at their deaths (≤ batch size
+//! × kills) under `at_least_once`, and are 0 under `at_most_once`, where the
+//! uncertain messages end `unknown`, flagged `lease_lost`.
+//!
+//! `scripts/chaos.sh` is the long manual version (100,000 messages, 20
+//! kills, the release binary, `pedulicovid carrier-sim` as its own process);
+//! `RELIABILITY.md` has the figures.
+
+mod common;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::config::DeliveryPolicy;
+use pedulicovid::simulator::{OutcomeMix, SimHandle, Simulator, SimulatorConfig};
+use pedulicovid::status::Status;
+use pedulicovid::store::{CampaignReport, Store};
+use rand::Rng;
+
+/// One chaos run at a time: each starts three processes and would otherwise
+/// starve the other of CPU and PostgreSQL connections.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MESSAGES: u32 = 5_000;
+const PROCESSES: usize = 3;
+const BATCH: i64 = 50;
+const KILLS: usize = 6;
+const KILL_EVERY: Duration = Duration::from_millis(1_500);
+/// Messages per second, all workers together: 5,000 take ~12 s, so every
+/// kill lands mid-campaign.
+const RATE: u32 = 400;
+
+/// `pedulicovid worker` child processes, killed when dropped.
+struct Workers {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    db_url: String,
+    env: Vec<(String, String)>,
+    /// Every child ever started, with its log; killed ones stay (reaped).
+    children: Vec<(Child, PathBuf)>,
+    /// Indices into `children` of the ones alive.
+    alive: Vec<usize>,
+}
+
+impl Workers {
+    fn new(db_url: &str, sim: &SimHandle, app: &App, env: &[(&str, &str)]) -> Workers {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("chaos.toml");
+        std::fs::write(&config, "# chaos test: see the environment\n").expect("config file");
+        let port = app.port().expect("the test app serves HTTP");
+        let mut all: Vec<(String, String)> = vec![
+            ("PEDULICOVID__DATABASE_URL".into(), db_url.into()),
+            ("PEDULICOVID__SIMULATOR__ENABLED".into(), "false".into()),
+            (
+                "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL".into(),
+                sim.sendsms_url(),
+            ),
+            (
+                "PEDULICOVID__HTTP__PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Workers {
+            dir,
+            config,
+            db_url: db_url.into(),
+            env: all,
+            children: vec![],
+            alive: vec![],
+        }
+    }
+
+    /// Starts one more worker; returns its pid.
+    fn spawn(&mut self) -> u32 {
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", self.children.len()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pedulicovid"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--database-url")
+            .arg(&self.db_url)
+            .arg("worker")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PEDULICOVID__") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let child = cmd.spawn().expect("worker process starts");
+        let pid = child.id();
+        self.alive.push(self.children.len());
+        self.children.push((child, log));
+        pid
+    }
+
+    /// SIGKILLs a random live worker and reaps it; returns its pid.
+    fn kill_random(&mut self) -> u32 {
+        let at = rand::thread_rng().gen_range(0..self.alive.len());
+        let i = self.alive.remove(at);
+        let (child, _) = &mut self.children[i];
+        let pid = child.id();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        pid
+    }
+
+    /// No live worker exited on its own.
+    fn assert_alive(&mut self) {
+        for &i in &self.alive {
+            let (child, log) = &mut self.children[i];
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "worker {i} exited by itself ({status}):\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (i, (child, log)) in self.children.iter_mut().enumerate() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail = &text[text.len().saturating_sub(3000)..];
+                eprintln!("--- worker {i} stderr (tail) ---\n{tail}");
+            }
+        }
+    }
+}
+
+async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn import_workers(store: &Store, n: u32) {
+    // NIKs from `row` are unique for up to 9,999 rows.
+    let mut csv = String::from(HEADER);
+    for i in 0..n {
+        csv.push_str(&row(i, "31", &format!("{:08}", 80_000_000 + i)));
+    }
+    let report = import_text(store, &csv).await;
+    assert_eq!(
+        report.accepted,
+        u64::from(n),
+        "{:?}",
+        &report.rejections[..3]
+    );
+}
+
+fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
+    r.flagged_by_reason
+        .iter()
+        .find(|(k, _)| k == reason)
+        .map_or(0, |(_, v)| *v)
+}
+
+async fn chaos(policy: DeliveryPolicy) {
+    let _serial = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let db = TestDb::new("postgres").await;
+    // A few ms per answer: batches are always partly in flight. Receipts
+    // come after 8-12 s, as from a slow network, so a killed worker's sends
+    // are still unconfirmed when they come round again: the case where
+    // at-least-once re-sends and at-most-once gives up. (With fast
+    // receipts a re-queued message, which goes to the back of the queue,
+    // is settled by its receipt before its turn: no duplicate at all.)
+    let sim_cfg = SimulatorConfig {
+        listen: "127.0.0.1:0".into(),
+        answer_latency_ms: 3,
+        receipt_delay_ms: 10_000,
+        receipt_jitter_ms: 2_000,
+        callback_retry_delay_ms: 100,
+        mix: OutcomeMix {
+            delivered: 1.0,
+            undelivered: 0.0,
+            rejected: 0.0,
+            expired: 0.0,
+            invalid: 0.0,
+        },
+        ..Default::default()
+    };
+    let sim = Simulator::bind(sim_cfg).await.expect("simulator binds");
+    let sim_handle = sim.handle();
+    sim.spawn(std::future::pending::<()>());
+    let sim = sim_handle;
+
+    // This process: receipts (HTTP) and housekeeping, with the workers'
+    // policy and lease, so it expires the dead workers' leases as they would.
+    let mut s = test_settings(&db);
+    s.simulator.enabled = false;
+    s.gateways[0].kannel.sendsms_url = sim.sendsms_url();
+    s.worker.lease_secs = 2;
+    s.worker.policy = policy;
+    let app = start(
+        s,
+        Parts {
+            http: true,
+            workers: 0,
+            housekeeping: true,
+            simulator: false,
+        },
+    )
+    .await;
+    import_workers(&app.store, MESSAGES).await;
+    let (c, n) = campaign::create(
+        &app.store,
+        &app.renderer,
+        1,
+        CampaignRequest {
+            name: "chaos".into(),
+            template: "undangan_registrasi".into(),
+            at: None,
+            window: "00:00-24:00".parse().unwrap(),
+            provinces: vec![],
+            professions: vec![],
+            created_by: "test".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .expect("campaign");
+    let (id, enqueued) = (c.id, n as i64);
+    assert_eq!(enqueued, i64::from(MESSAGES));
+
+    let policy_name = match policy {
+        DeliveryPolicy::AtLeastOnce => "at_least_once",
+        DeliveryPolicy::AtMostOnce => "at_most_once",
+    };
+    let batch = BATCH.to_string();
+    let rate = RATE.to_string();
+    let mut workers = Workers::new(
+        &db.url,
+        &sim,
+        &app,
+        &[
+            ("PEDULICOVID__WORKER__BATCH_SIZE", &batch),
+            ("PEDULICOVID__WORKER__LEASE_SECS", "2"),
+            ("PEDULICOVID__WORKER__POLICY", policy_name),
+            ("PEDULICOVID__GATEWAYS__0__RATE_PER_SEC", &rate),
+        ],
+    );
+    for _ in 0..PROCESSES {
+        workers.spawn();
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("raw pool");
+
+    // Let the workers get going, then kill one every KILL_EVERY.
+    let from = Instant::now();
+    while sim.stats().submits_total < 200 {
+        assert!(
+            from.elapsed() < Duration::from_secs(15),
+            "the workers never got going: {:?}",
+            sim.stats()
+        );
+        workers.assert_alive();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sending_from = Instant::now();
+    // (pid, submits at the kill, rows it held leased, of which `sending`)
+    let mut kills: Vec<(u32, u64, i64, i64)> = vec![];
+    let mut next_kill = Instant::now() + KILL_EVERY;
+    for _ in 0..KILLS {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next_kill)).await;
+        next_kill += KILL_EVERY;
+        workers.assert_alive();
+        let pid = workers.kill_random();
+        let at = sim.stats().submits_total;
+        let owned = format!("SELECT COUNT(*) FROM messages WHERE lease_owner LIKE '%-{pid}-%'");
+        let held = count(&pool, &owned).await;
+        let sending = count(&pool, &format!("{owned} AND status = 'sending'")).await;
+        kills.push((pid, at, held, sending));
+        workers.spawn();
+    }
+    // Every kill hit a campaign still sending.
+    assert!(
+        kills.iter().all(|k| (k.1 as i64) < enqueued),
+        "the campaign was done before the last kill: {kills:?}"
+    );
+
+    // Wait until every message is final (or unknown) and nothing is leased.
+    let settle_from = Instant::now();
+    let r = loop {
+        let r = app.store.campaign_report(id).await.expect("report");
+        let open = r.status(Status::Queued) + r.status(Status::Sending) + r.status(Status::Sent);
+        // Every submit's one receipt has been called back, too.
+        let st = sim.stats();
+        let receipts_done = st.callbacks_sent + st.callbacks_failed == st.submits_total;
+        if open == 0 && receipts_done && app.store.leased_count().await.expect("leases") == 0 {
+            break r;
+        }
+        if settle_from.elapsed() > Duration::from_secs(40) {
+            panic!("not settled 40 s after the last kill: {r:?} kills {kills:?}");
+        }
+        workers.assert_alive();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sending_took = sending_from.elapsed();
+    // Late receipts for the last sends.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = {
+        let again = app.store.campaign_report(id).await.unwrap();
+        assert_eq!(again.by_status, r.by_status, "settled means settled");
+        again
+    };
+    let stats = sim.stats();
+    let delivered = r.status(Status::Delivered);
+    let unknown = r.status(Status::Unknown);
+    let held: i64 = kills.iter().map(|k| k.2).sum();
+    let in_flight: i64 = kills.iter().map(|k| k.3).sum();
+    eprintln!(
+        "chaos ({policy_name}): {enqueued} messages, {PROCESSES} workers, {} kills (held {held} leased rows, \
+         {in_flight} sending: {:?}); duplicates {} (bound {}), delivered {delivered}, unknown {unknown}, \
+         lease_lost flags {}; sending {sending_took:?}, elapsed {:?}",
+        kills.len(),
+        kills.iter().map(|k| k.2).collect::<Vec<_>>(),
+        stats.duplicates,
+        BATCH * KILLS as i64,
+        open_flags(&r, "lease_lost"),
+        t0.elapsed()
+    );
+
+    // Nothing lost: every message in a final state (or unknown, for review).
+    assert_eq!(r.enqueued, enqueued, "{r:?}");
+    let settled: i64 = Status::ALL
+        .into_iter()
+        .filter(|s| s.is_final() || *s == Status::Unknown)
+        .map(|s| r.status(s))
+        .sum();
+    assert_eq!(settled, enqueued, "{r:?}");
+    assert_eq!(r.unrecorded, 0, "{r:?}");
+    assert!(
+        kills.iter().all(|k| k.2 <= BATCH),
+        "a worker held more than one batch: {kills:?}"
+    );
+    match policy {
+        DeliveryPolicy::AtLeastOnce => {
+            assert!(
+                stats.duplicates as i64 <= held,
+                "{} duplicates, more than the {held} rows the killed workers held",
+                stats.duplicates
+            );
+            assert!(stats.duplicates as i64 <= BATCH * KILLS as i64);
+            assert_eq!(delivered, enqueued, "{r:?}");
+            assert_eq!(
+                stats.submits_total - stats.duplicates,
+                enqueued as u64,
+                "every number submitted at least once: {stats:?}"
+            );
+        }
+        DeliveryPolicy::AtMostOnce => {
+            assert_eq!(stats.duplicates, 0, "{stats:?}");
+            assert_eq!(unknown, open_flags(&r, "lease_lost"), "{r:?}");
+            assert_eq!(delivered + unknown, enqueued, "{r:?}");
+            // Each submit is one delivered message; unknown ones never went.
+            assert_eq!(stats.submits_total as i64, delivered, "{stats:?}");
+            assert!(
+                unknown <= in_flight,
+                "unknown {unknown} > {in_flight} in flight"
+            );
+            assert!(unknown > 0, "six kills mid-batch left nothing uncertain");
+        }
+    }
+    pool.close().await;
+    drop(workers);
+    app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_at_least_once_loses_nothing() {
+    chaos(DeliveryPolicy::AtLeastOnce).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_at_most_once_sends_nothing_twice() {
+    chaos(DeliveryPolicy::AtMostOnce).await
+}
