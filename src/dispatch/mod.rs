@@ -357,6 +357,14 @@ impl Dispatcher {
         };
         route.limits.acquire(text.segments()).await;
         self.router.global.acquire(1).await;
+        // The gateway may have gone out of rotation while we waited for the
+        // rate limit: do not add to its failures, come back shortly.
+        if route.breaker.state() == BreakerState::Open {
+            return SendOutcome::Defer {
+                id: m.id,
+                until: (self.clock)() + 5_000,
+            };
+        }
         // The rate limit may have held us past the campaign deadline: never
         // send late. Housekeeping expires it and flags `deadline`.
         if let Some(deadline) = m.deadline_at {
