@@ -390,14 +390,23 @@ async fn screenshot(b: &Client, width: u32, height: u32, file: Option<&str>) {
 }
 
 async fn text_of(b: &Client, css: &str) -> String {
-    b.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    // The page may still be replacing itself (a submit, a reload) between
+    // finding the element and reading it: a stale element is looked up again.
+    let mut last = String::new();
+    for _ in 0..20 {
+        let el = b
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match el.text().await {
+            Ok(t) => return t,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css}: element kept going stale: {last}")
 }
 
 async fn path_of(b: &Client) -> String {
