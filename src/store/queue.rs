@@ -298,7 +298,7 @@ impl Store {
         let mut touched = 0;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let (exhausted, target, reason): (Vec<i64>, &str, FlagReason) = match policy {
+            let (exhausted, reason): (Vec<i64>, FlagReason) = match policy {
                 DeliveryPolicy::AtLeastOnce => {
                     let ids = sqlx::query_scalar(
                         "UPDATE messages SET status = 'failed', last_error = 'lease expired; attempts used up', \
@@ -311,7 +311,7 @@ impl Store {
                          lease_owner = NULL, lease_until = NULL, updated_at = $1 \
                          WHERE status = 'sending' AND lease_until < $1")
                         .bind(now).execute(&mut *tx).await?.rows_affected();
-                    (ids, "failed", FlagReason::RetriesExhausted)
+                    (ids, FlagReason::RetriesExhausted)
                 }
                 DeliveryPolicy::AtMostOnce => {
                     let ids = sqlx::query_scalar(
@@ -319,10 +319,9 @@ impl Store {
                          final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
                          WHERE status = 'sending' AND lease_until < $1 RETURNING id")
                         .bind(now).fetch_all(&mut *tx).await?;
-                    (ids, "unknown", FlagReason::LeaseLost)
+                    (ids, FlagReason::LeaseLost)
                 }
             };
-            let _ = target;
             // A final receipt overtook the dead worker's record of the send:
             // the message is settled, only the stale lease is left to clear.
             sqlx::query(
