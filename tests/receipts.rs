@@ -567,6 +567,54 @@ async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
 }
 both_backends!(receipt_before_the_send_is_recorded_applies);
 
+/// The carrier took the message but its answer was lost (a timeout), and
+/// the delivery report overtook the worker's retry: the retry must not
+/// leave the row leased. Found by `faults::lost_answers`: the live worker
+/// kept renewing the stale lease and the campaign never completed.
+async fn receipt_overtaking_a_retry_releases_the_lease(backend: &str) {
+    let ctx = setup(backend, 1, Start::Queued).await;
+    let store = &ctx.app.store;
+    let claimed = store
+        .claim("test-worker", 1, now_ms() + 60_000)
+        .await
+        .unwrap();
+    let id = claimed[0].id;
+    assert_eq!(ctx.dlr(id, 1, DELIVERED).await, 200);
+    let lost = store
+        .record_outcomes(
+            "test-worker",
+            &[SendOutcome::Retry {
+                id,
+                gateway: Some("sim".into()),
+                next_attempt_at: now_ms(),
+                error: "timed out".into(),
+                throttled: false,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, 0, "a receipt-settled row is released, not lost");
+    assert_eq!(ctx.status(id).await, "delivered");
+    assert_eq!(store.leased_count().await.unwrap(), 0);
+    assert_eq!(
+        store
+            .renew_leases("test-worker", now_ms() + 60_000)
+            .await
+            .unwrap(),
+        0
+    );
+    let r = store.campaign_report(ctx.campaign).await.unwrap();
+    assert_eq!(r.in_flight(), 0, "{r:?}");
+    assert_eq!(r.sent, 1, "the receipt proves the send: {r:?}");
+    assert!(store
+        .claim("test-worker", 10, now_ms() + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    ctx.finish().await;
+}
+both_backends!(receipt_overtaking_a_retry_releases_the_lease);
+
 /// A claim leases at most `limit` rows (`worker.batch_size`): found while
 /// testing receipts that overtake the send.
 async fn claim_takes_at_most_its_limit(backend: &str) {

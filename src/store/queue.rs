@@ -156,7 +156,8 @@ impl Store {
     /// by the lease (`lease_owner`), so a worker whose lease expired and was
     /// taken over cannot overwrite the new holder's work; and by the status
     /// machine, so a receipt that already made the message final stays.
-    /// Returns how many outcomes found their lease gone.
+    /// Returns how many outcomes found their lease gone (taken over after
+    /// expiry); a row a receipt settled meanwhile is released, not lost.
     pub async fn record_outcomes(&self, owner: &str, outcomes: &[SendOutcome]) -> Result<u64> {
         if outcomes.is_empty() {
             return Ok(0);
@@ -259,6 +260,24 @@ impl Store {
                     }
                 }
             }
+            // A final receipt that overtook a retry, defer or failure left
+            // the row settled but still leased to us: release it, and note
+            // the send the receipt proves. Without this the lease lingers
+            // until it expires and the campaign cannot complete.
+            for chunk in sorted.chunks(RECORD_CHUNK) {
+                let mut q = QueryBuilder::new("UPDATE messages SET lease_owner = NULL, lease_until = NULL, sent_at = COALESCE(sent_at, ");
+                q.push_bind(now);
+                q.push(") WHERE lease_owner = ");
+                q.push_bind(owner);
+                q.push(" AND status NOT IN ('sending', 'queued') AND id IN (");
+                let mut sep = q.separated(", ");
+                for o in chunk {
+                    sep.push_bind(o.id());
+                }
+                q.push(")");
+                let released = q.build().execute(&mut *tx).await?.rows_affected();
+                lost = lost.saturating_sub(released);
+            }
             for chunk in attempts.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO attempts (message_id, attempt, gateway, outcome, detail, at) \
@@ -285,7 +304,7 @@ impl Store {
     /// Extends every lease `owner` holds (a long batch on a slow gateway).
     pub async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64> {
         Ok(with_pool!(self, p => sqlx::query(
-            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2")
+            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2 AND status = 'sending'")
             .bind(lease_until).bind(owner).execute(p).await?.rows_affected()))
     }
 
