@@ -615,6 +615,39 @@ async fn receipt_overtaking_a_retry_releases_the_lease(backend: &str) {
 }
 both_backends!(receipt_overtaking_a_retry_releases_the_lease);
 
+/// A notice queued into a campaign that housekeeping marked `completed` in a
+/// race (PostgreSQL: the completion's NOT EXISTS read a snapshot from before
+/// the resend committed) must still go out: housekeeping reopens it. Found
+/// by `api::support_resend_…` on PostgreSQL, where a resend sat queued.
+async fn queued_notice_reopens_a_completed_campaign(backend: &str) {
+    let ctx = setup(backend, 1, Start::Queued).await;
+    let store = &ctx.app.store;
+    let lease = now_ms() + 60_000;
+    // Mark it the way the race leaves it: completed with a queued row.
+    ctx.raw
+        .count(
+            "UPDATE campaigns SET status = 'completed' WHERE id = $1 RETURNING id",
+            Some(ctx.campaign),
+        )
+        .await;
+    assert!(store
+        .claim("test-worker", 10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    store.advance_campaigns().await.unwrap();
+    assert_eq!(
+        store.campaign(ctx.campaign).await.unwrap().status,
+        "running"
+    );
+    assert_eq!(
+        store.claim("test-worker", 10, lease).await.unwrap().len(),
+        1
+    );
+    ctx.finish().await;
+}
+both_backends!(queued_notice_reopens_a_completed_campaign);
+
 /// A claim leases at most `limit` rows (`worker.batch_size`): found while
 /// testing receipts that overtake the send.
 async fn claim_takes_at_most_its_limit(backend: &str) {

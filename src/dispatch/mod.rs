@@ -201,6 +201,13 @@ impl Dispatcher {
 
     /// Claims one batch, sends it, records the outcomes.
     pub async fn dispatch_once(&self) -> anyhow::Result<StepSummary> {
+        let (mut summary, outcomes) = self.send_batch().await?;
+        self.record(&outcomes, &mut summary).await?;
+        Ok(summary)
+    }
+
+    /// Claims one batch and sends it; the outcomes are still to be recorded.
+    async fn send_batch(&self) -> anyhow::Result<(StepSummary, Vec<SendOutcome>)> {
         let lease_ms = (self.worker.lease_secs * 1000) as i64;
         // Under a rate limit, claim about one second's worth: a pause or
         // cancel bites within a second, and the batch ends long before its
@@ -218,7 +225,7 @@ impl Dispatcher {
             ..Default::default()
         };
         if batch.is_empty() {
-            return Ok(summary);
+            return Ok((summary, vec![]));
         }
         let work = futures::stream::iter(batch)
             .map(|m| self.process(m))
@@ -264,12 +271,24 @@ impl Dispatcher {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        Ok((summary, outcomes))
+    }
+
+    /// Writes down what happened to a batch, with retries.
+    async fn record(
+        &self,
+        outcomes: &[SendOutcome],
+        summary: &mut StepSummary,
+    ) -> anyhow::Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         // These sends happened: try hard to write them down. If recording
         // keeps failing the leases expire and (at-least-once) the messages
         // go out again, which is the bounded duplicate the policy accepts.
         let mut tries = 0;
         summary.lease_lost = loop {
-            match self.store.record_outcomes(&self.owner, &outcomes).await {
+            match self.store.record_outcomes(&self.owner, outcomes).await {
                 Ok(lost) => break lost,
                 Err(e) if tries < 8 => {
                     tries += 1;
@@ -286,7 +305,7 @@ impl Dispatcher {
             );
         }
         debug!(?summary, "batch done");
-        Ok(summary)
+        Ok(())
     }
 
     /// Everything that happens to one message, ending in its outcome.
@@ -485,11 +504,31 @@ impl Dispatcher {
     /// Runs steps until `shutdown` turns true. An idle worker sleeps until
     /// the next message is due (at most `poll_ms`), never spins. On shutdown
     /// the batch in hand is finished and recorded first.
+    ///
+    /// Pipelined: a batch's outcomes are recorded while the next batch is
+    /// claimed and sent, so the gateway does not sit idle (and the rate
+    /// limiter does not bank credit for a burst) while the database writes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         info!(owner = %self.owner, "worker started");
+        let mut unrecorded: Option<(StepSummary, Vec<SendOutcome>)> = None;
         while !*shutdown.borrow() {
-            let pause = match self.dispatch_once().await {
-                Ok(s) if s.claimed > 0 => continue,
+            let previous = unrecorded.take();
+            let (next, recorded) = tokio::join!(self.send_batch(), async {
+                match previous {
+                    Some((mut summary, outcomes)) => self.record(&outcomes, &mut summary).await,
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = recorded {
+                // The leases run out and the policy decides (at-least-once:
+                // sent again; at-most-once: `unknown` and flagged).
+                error!(error = %e, "recording a batch failed for good");
+            }
+            let pause = match next {
+                Ok((summary, outcomes)) if summary.claimed > 0 => {
+                    unrecorded = Some((summary, outcomes));
+                    continue;
+                }
                 Ok(_) => Duration::from_millis(self.worker.poll_ms),
                 Err(e) => {
                     error!(error = %e, "dispatch step failed; retrying shortly");
@@ -499,6 +538,11 @@ impl Dispatcher {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
+            }
+        }
+        if let Some((mut summary, outcomes)) = unrecorded {
+            if let Err(e) = self.record(&outcomes, &mut summary).await {
+                error!(error = %e, "recording the last batch failed");
             }
         }
         info!(owner = %self.owner, "worker stopped");

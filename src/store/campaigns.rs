@@ -226,9 +226,7 @@ impl Store {
         // A large enqueue changes the queue's shape completely: give the
         // planner fresh statistics before the first claim (autovacuum may be
         // off or late; BENCHMARKS.md measured claims sorting the whole queue).
-        if self.backend() == super::Backend::Postgres {
-            with_pool!(self, p => sqlx::query("ANALYZE messages").execute(p).await.map(|_| ())?);
-        }
+        self.refresh_statistics(&["messages", "campaigns"]).await?;
         Ok((campaign, enqueued))
     }
 
@@ -244,7 +242,8 @@ impl Store {
     }
 
     /// Moves campaigns along: `scheduled` → `running` once their time came,
-    /// and → `completed` once nothing is queued or being sent.
+    /// → `completed` once nothing is queued or being sent, and back to
+    /// `running` when something was queued into a completed one.
     pub async fn advance_campaigns(&self) -> Result<()> {
         let now = now_ms();
         with_pool!(self, p => {
@@ -256,6 +255,15 @@ impl Store {
             sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
                          WHERE status = 'queued' AND campaign_id IN \
                          (SELECT id FROM campaigns WHERE status = 'cancelled')")
+                .bind(now).execute(p).await?;
+            // A notice queued into a finished campaign (a resend, a
+            // re-registration) reopens it. That transaction sets `running`
+            // itself, but on PostgreSQL the completion below can race it:
+            // its NOT EXISTS reads a snapshot from before the insert
+            // committed, and a campaign marked `completed` is never claimed.
+            sqlx::query("UPDATE campaigns SET status = 'running', updated_at = $1 \
+                         WHERE status = 'completed' AND EXISTS (SELECT 1 FROM messages m \
+                         WHERE m.campaign_id = campaigns.id AND m.status IN ('queued', 'sending'))")
                 .bind(now).execute(p).await?;
             sqlx::query("UPDATE campaigns SET status = 'completed', updated_at = $1 \
                          WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM messages m \
@@ -346,8 +354,7 @@ impl Store {
         let mut paused = vec![];
         for id in running {
             let outcomes: Vec<String> = with_pool!(self, p => sqlx::query_scalar(
-                "SELECT a.outcome FROM attempts a JOIN messages m ON m.id = a.message_id \
-                 WHERE m.campaign_id = $1 ORDER BY a.id DESC LIMIT $2")
+                "SELECT outcome FROM attempts WHERE campaign_id = $1 ORDER BY id DESC LIMIT $2")
                 .bind(id).bind(window as i64).fetch_all(p).await?);
             if outcomes.len() < window as usize {
                 continue;

@@ -174,7 +174,12 @@ impl Store {
                 db: Db::Sqlite(pool),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)?.application_name("pedulicovid");
+            // Custom plans always: a generic plan cached while the queue was
+            // empty turned a 500-row claim into a 28 s semi-join over a
+            // 300 k queue (BENCHMARKS.md). Planning a claim costs ~0.1 ms.
+            let opts = PgConnectOptions::from_str(url)?
+                .application_name("pedulicovid")
+                .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(30))
@@ -186,6 +191,21 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
         }
+    }
+
+    /// Gives PostgreSQL's planner fresh statistics for `tables` after a
+    /// bulk change (an import, an enqueue): autovacuum may be off or a
+    /// minute late, and a claim planned on an empty queue's statistics sorts
+    /// the whole queue (BENCHMARKS.md). Nothing to do on SQLite, whose
+    /// planner does not depend on gathered statistics here.
+    pub async fn refresh_statistics(&self, tables: &[&str]) -> Result<()> {
+        if let Db::Postgres(pool) = &self.db {
+            // Our own table names, never input.
+            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -2,7 +2,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::{now_ms, with_pool, Backend, BeginWrite, Result, Store};
+use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
 use crate::config::DeliveryPolicy;
 use crate::status::{FlagReason, Status};
 
@@ -113,43 +113,70 @@ impl Store {
         lease_until: i64,
     ) -> Result<Vec<ClaimedMessage>> {
         let now = now_ms();
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // The selection runs once, in a materialised CTE: written as
-        // `WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, PostgreSQL
-        // may re-run the subquery per outer row and lease far more than `n`.
-        let claim = format!(
-            "WITH due AS MATERIALIZED (SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
+        // The due rows of campaigns that may send, oldest first.
+        const DUE: &str = "SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
                AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running') \
                  AND (deadline_at IS NULL OR deadline_at > $3)) \
-               ORDER BY next_attempt_at, id LIMIT $4{lock}) \
-             UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM due) AND status = 'queued' RETURNING id"
-        );
-        with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let ids: Vec<i64> = sqlx::query_scalar(&claim)
-                .bind(owner).bind(lease_until).bind(now).bind(limit as i64)
-                .fetch_all(&mut *tx).await?;
-            if ids.is_empty() {
+               ORDER BY next_attempt_at, id LIMIT $4";
+        const LEASE: &str =
+            "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3";
+        match &self.db {
+            Db::Postgres(pool) => {
+                // One statement, so one round trip and no transaction to
+                // hold open. The selection runs once, in a materialised CTE
+                // (as `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` the
+                // planner may re-run it per row and lease far more than
+                // `n`), and the update finds its rows through `= ANY(ARRAY
+                // (…))`: primary-key look-ups whatever the statistics say,
+                // where `IN (SELECT id FROM due)` could become a semi-join
+                // of the whole queue with the batch.
+                let sql = format!(
+                    "WITH due AS MATERIALIZED ({DUE} FOR UPDATE SKIP LOCKED), \
+                     leased AS ({LEASE} WHERE id = ANY(ARRAY(SELECT id FROM due)) AND status = 'queued' \
+                       RETURNING id, campaign_id, worker_id, attempts, phone, utc_offset, created_at) \
+                     SELECT {CLAIMED_COLUMNS} FROM leased m JOIN campaigns c ON c.id = m.campaign_id \
+                     JOIN health_workers w ON w.id = m.worker_id ORDER BY m.id"
+                );
+                Ok(sqlx::query_as::<_, ClaimedMessage>(&sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit as i64)
+                    .fetch_all(pool)
+                    .await?)
+            }
+            Db::Sqlite(pool) => {
+                let sql = format!("{LEASE} WHERE id IN ({DUE}) AND status = 'queued' RETURNING id");
+                let mut tx = pool.begin_write().await?;
+                let ids: Vec<i64> = sqlx::query_scalar(&sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit as i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if ids.is_empty() {
+                    tx.commit().await?;
+                    return Ok(vec![]);
+                }
+                let mut q = QueryBuilder::new(format!(
+                    "SELECT {CLAIMED_COLUMNS} FROM messages m JOIN campaigns c ON c.id = m.campaign_id \
+                     JOIN health_workers w ON w.id = m.worker_id WHERE m.id IN ("
+                ));
+                let mut sep = q.separated(", ");
+                for id in &ids {
+                    sep.push_bind(*id);
+                }
+                q.push(") ORDER BY m.id");
+                let rows = q
+                    .build_query_as::<ClaimedMessage>()
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                return Ok(vec![]);
+                Ok(rows)
             }
-            let mut q = QueryBuilder::new(format!(
-                "SELECT {CLAIMED_COLUMNS} FROM messages m JOIN campaigns c ON c.id = m.campaign_id \
-                 JOIN health_workers w ON w.id = m.worker_id WHERE m.id IN ("));
-            let mut sep = q.separated(", ");
-            for id in &ids {
-                sep.push_bind(*id);
-            }
-            q.push(") ORDER BY m.id");
-            let rows = q.build_query_as::<ClaimedMessage>().fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(rows)
-        })
+        }
     }
 
     /// Records a batch of outcomes in one transaction. Each update is guarded
@@ -280,8 +307,8 @@ impl Store {
             }
             for chunk in attempts.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new(
-                    "INSERT INTO attempts (message_id, attempt, gateway, outcome, detail, at) \
-                     SELECT m.id, m.attempts, v.column2, v.column3, v.column4, ");
+                    "INSERT INTO attempts (message_id, campaign_id, attempt, gateway, outcome, detail, at) \
+                     SELECT m.id, m.campaign_id, m.attempts, v.column2, v.column3, v.column4, ");
                 q.push_bind(now);
                 q.push(" FROM (");
                 q.push_values(chunk.iter(), |mut b, (id, gateway, kind, detail)| {
