@@ -460,6 +460,9 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Rejections `pedulicovid import` prints (without `--json`).
+const SHOWN_REJECTIONS: usize = 20;
+
 async fn import(
     s: &Settings,
     file: &std::path::Path,
@@ -470,15 +473,40 @@ async fn import(
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress_bar(size, "importing");
-    let report = registry::import_csv(&store, std::io::BufReader::new(f), |pos| {
-        bar.set_position(pos.min(size));
-    })
+    // Rejections go to the rejects file as they are found; the report keeps
+    // only what is printed, so memory does not grow with the bad rows.
+    let mut out = match rejects {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
+            w.write_record(["line", "field", "reason"])?;
+            Some(w)
+        }
+        None => None,
+    };
+    let keep = if json {
+        registry::KEPT_REJECTIONS
+    } else {
+        SHOWN_REJECTIONS
+    };
+    let report = registry::import_csv_streaming(
+        &store,
+        std::io::BufReader::new(f),
+        keep,
+        |r| match out.as_mut() {
+            Some(w) => w
+                .write_record([r.line.to_string().as_str(), &r.field, &r.reason])
+                .map_err(std::io::Error::other),
+            None => Ok(()),
+        },
+        |pos| bar.set_position(pos.min(size)),
+    )
     .await?;
     bar.finish_and_clear();
-    if let Some(path) = rejects {
-        let out =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        registry::write_rejects(out, &report.rejections)?;
+    if let (Some(mut w), Some(path)) = (out, rejects) {
+        w.flush()
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -493,13 +521,13 @@ async fn import(
             report.counts.phone_changes,
             report.rejected_rows
         );
-        for r in report.rejections.iter().take(20) {
+        for r in report.rejections.iter().take(SHOWN_REJECTIONS) {
             println!("  line {}: {}: {}", r.line, r.field, r.reason);
         }
-        if report.rejections.len() > 20 {
+        if report.rejections_total > SHOWN_REJECTIONS as u64 {
             println!(
                 "  … {} more{}",
-                report.rejections.len() - 20,
+                report.rejections_total - SHOWN_REJECTIONS as u64,
                 if rejects.is_some() {
                     " (see the rejects file)"
                 } else {

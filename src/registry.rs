@@ -7,6 +7,13 @@
 //! transactions of [`CHUNK`] rows, so an import that dies half way leaves
 //! whole chunks behind and a re-run finishes the job: re-importing the same
 //! file changes nothing.
+//!
+//! Memory does not grow with the file except for one index entry (16 bytes
+//! plus hash-table slack) per distinct NIK, needed to reject a NIK seen
+//! earlier in the same file: rows are read one at a time, written a chunk
+//! at a time, and [`import_csv_streaming`] hands every rejection to a sink
+//! (the `--rejects` file) and keeps only the first few in the report.
+//! Measured figures: RELIABILITY.md, "Resource bounds".
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -32,6 +39,10 @@ pub const COLUMNS: [&str; 9] = [
 /// Rows per transaction.
 pub const CHUNK: usize = 1000;
 
+/// Rejections `pedulicovid import --json` keeps in its report; the
+/// `--rejects` file has all of them.
+pub const KEPT_REJECTIONS: usize = 1000;
+
 /// One reason a row was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
@@ -50,8 +61,27 @@ pub struct ImportReport {
     pub rejected_rows: u64,
     #[serde(flatten)]
     pub counts: UpsertCounts,
-    /// Every rejection, in file order (a row may have several).
+    /// Rejections in file order (a row may have several): all of them from
+    /// [`import_csv`], the first `keep` from [`import_csv_streaming`].
     pub rejections: Vec<Rejection>,
+    /// Every rejection counted, kept in `rejections` or not.
+    pub rejections_total: u64,
+}
+
+impl ImportReport {
+    fn reject(
+        &mut self,
+        keep: usize,
+        sink: &mut impl FnMut(&Rejection) -> std::io::Result<()>,
+        r: Rejection,
+    ) -> Result<(), ImportError> {
+        self.rejections_total += 1;
+        sink(&r).map_err(|e| ImportError::Rejects(e.to_string()))?;
+        if self.rejections.len() < keep {
+            self.rejections.push(r);
+        }
+        Ok(())
+    }
 }
 
 /// The import as a whole could not run.
@@ -63,6 +93,8 @@ pub enum ImportError {
     Header(String),
     #[error("reading the file: {0}")]
     Read(String),
+    #[error("writing the rejects file: {0}")]
+    Rejects(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -274,10 +306,93 @@ fn boolean(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Imports the CSV from `input`. `progress` is told the bytes read so far.
+/// The first line of every NIK seen so far in one file, in 12 bytes per
+/// distinct NIK (its value as a u64, 16 digits fit, and the line as a u32)
+/// with no hash-table slack: new NIKs go to a small hash map, which is
+/// merged into two sorted arrays whenever it holds `recent` entries.
+struct SeenNiks {
+    /// Sorted.
+    niks: Vec<u64>,
+    /// `lines[i]` is the first line of `niks[i]`.
+    lines: Vec<u32>,
+    recent: HashMap<u64, u32>,
+    recent_max: usize,
+}
+
+impl SeenNiks {
+    /// Entries the hash map holds before a merge (about 1.5 MB).
+    const RECENT: usize = 1 << 16;
+
+    fn new(recent_max: usize) -> SeenNiks {
+        SeenNiks {
+            niks: Vec::new(),
+            lines: Vec::new(),
+            recent: HashMap::with_capacity(recent_max),
+            recent_max,
+        }
+    }
+
+    fn get(&self, nik: u64) -> Option<u64> {
+        if let Some(line) = self.recent.get(&nik) {
+            return Some(u64::from(*line));
+        }
+        let i = self.niks.binary_search(&nik).ok()?;
+        Some(u64::from(self.lines[i]))
+    }
+
+    /// Records the first line of a NIK not seen before. A line past
+    /// u32::MAX (a 300 GB file) is remembered as u32::MAX.
+    fn insert(&mut self, nik: u64, line: u64) {
+        self.recent
+            .insert(nik, u32::try_from(line).unwrap_or(u32::MAX));
+        if self.recent.len() >= self.recent_max {
+            self.merge();
+        }
+    }
+
+    /// Moves the hash map's entries into the sorted arrays: grows them by
+    /// exactly that many and merges from the back, in place.
+    fn merge(&mut self) {
+        let mut new: Vec<(u64, u32)> = self.recent.drain().collect();
+        new.sort_unstable_by_key(|e| e.0);
+        let old = self.niks.len();
+        self.niks.reserve_exact(new.len());
+        self.lines.reserve_exact(new.len());
+        self.niks.resize(old + new.len(), 0);
+        self.lines.resize(old + new.len(), 0);
+        let (mut i, mut j) = (old, new.len());
+        while j > 0 {
+            let k = i + j - 1;
+            if i > 0 && self.niks[i - 1] > new[j - 1].0 {
+                self.niks[k] = self.niks[i - 1];
+                self.lines[k] = self.lines[i - 1];
+                i -= 1;
+            } else {
+                (self.niks[k], self.lines[k]) = new[j - 1];
+                j -= 1;
+            }
+        }
+    }
+}
+
+/// Imports the CSV from `input`, keeping every rejection in the report (for
+/// files of a known, small size). `progress` is told the bytes read so far.
 pub async fn import_csv<R: Read>(
     store: &Store,
     input: R,
+    progress: impl FnMut(u64),
+) -> Result<ImportReport, ImportError> {
+    import_csv_streaming(store, input, usize::MAX, |_| Ok(()), progress).await
+}
+
+/// Imports the CSV from `input` in bounded memory: every rejection goes to
+/// `on_reject` as it is found (an error there stops the import), and only
+/// the first `keep` stay in the report. `progress` is told the bytes read.
+pub async fn import_csv_streaming<R: Read>(
+    store: &Store,
+    input: R,
+    keep: usize,
+    mut on_reject: impl FnMut(&Rejection) -> std::io::Result<()>,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
     let mut reader = csv::ReaderBuilder::new()
@@ -298,7 +413,7 @@ pub async fn import_csv<R: Read>(
     let mut report = ImportReport::default();
     // First line of every NIK seen in this file: a second row with the same
     // NIK is a conflict the clerk must resolve, not something to guess.
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut seen = SeenNiks::new(SeenNiks::RECENT);
     let mut chunk: Vec<NewWorker> = Vec::with_capacity(CHUNK);
     let mut rec = csv::ByteRecord::new();
     loop {
@@ -310,11 +425,15 @@ pub async fn import_csv<R: Read>(
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 report.rows += 1;
                 report.rejected_rows += 1;
-                report.rejections.push(Rejection {
-                    line,
-                    field: "row".into(),
-                    reason: format!("unreadable CSV: {e}"),
-                });
+                report.reject(
+                    keep,
+                    &mut on_reject,
+                    Rejection {
+                        line,
+                        field: "row".into(),
+                        reason: format!("unreadable CSV: {e}"),
+                    },
+                )?;
                 continue;
             }
         };
@@ -328,16 +447,23 @@ pub async fn import_csv<R: Read>(
         report.rows += 1;
         match parse_row(&rec, &layout, width) {
             Ok(w) => {
-                if let Some(first) = seen.get(&w.nik) {
+                // A parsed NIK is exactly 16 ASCII digits.
+                let key: u64 = w.nik.parse().expect("a parsed NIK is 16 digits");
+                if let Some(first) = seen.get(key) {
                     report.rejected_rows += 1;
-                    report.rejections.push(Rejection {
-                        line,
-                        field: "nik".into(),
-                        reason: format!("duplicate NIK: line {first} has the same NIK"),
-                    });
+                    let reason = format!("duplicate NIK: line {first} has the same NIK");
+                    report.reject(
+                        keep,
+                        &mut on_reject,
+                        Rejection {
+                            line,
+                            field: "nik".into(),
+                            reason,
+                        },
+                    )?;
                     continue;
                 }
-                seen.insert(w.nik.clone(), line);
+                seen.insert(key, line);
                 chunk.push(w);
                 if chunk.len() >= CHUNK {
                     report
@@ -351,11 +477,15 @@ pub async fn import_csv<R: Read>(
             Err(errors) => {
                 report.rejected_rows += 1;
                 for (field, reason) in errors {
-                    report.rejections.push(Rejection {
-                        line,
-                        field,
-                        reason,
-                    });
+                    report.reject(
+                        keep,
+                        &mut on_reject,
+                        Rejection {
+                            line,
+                            field,
+                            reason,
+                        },
+                    )?;
                 }
             }
         }
@@ -368,17 +498,6 @@ pub async fn import_csv<R: Read>(
     }
     progress(u64::MAX);
     Ok(report)
-}
-
-/// Writes rejections as CSV (`line,field,reason`).
-pub fn write_rejects<W: std::io::Write>(out: W, rejections: &[Rejection]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(["line", "field", "reason"])?;
-    for r in rejections {
-        w.write_record([r.line.to_string(), r.field.clone(), r.reason.clone()])?;
-    }
-    w.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -438,6 +557,32 @@ mod tests {
             parse_row(&short, &layout(), 9).unwrap_err()[0].1,
             "expected 9 fields, found 2"
         );
+    }
+
+    #[test]
+    fn seen_niks_across_merges() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut seen = SeenNiks::new(5);
+        let mut model: HashMap<u64, u64> = HashMap::new();
+        for line in 2..2000u64 {
+            let nik = 3_171_000_000_000_000 + rng.gen_range(0..1500u64);
+            assert_eq!(seen.get(nik), model.get(&nik).copied(), "line {line}");
+            if let std::collections::hash_map::Entry::Vacant(e) = model.entry(nik) {
+                e.insert(line);
+                seen.insert(nik, line);
+            }
+        }
+        assert!(
+            seen.niks.windows(2).all(|w| w[0] < w[1]),
+            "sorted, distinct"
+        );
+        assert_eq!(seen.niks.len() + seen.recent.len(), model.len());
+        for (nik, line) in &model {
+            assert_eq!(seen.get(*nik), Some(*line));
+        }
+        assert_eq!(seen.get(1), None);
+        assert_eq!(seen.get(u64::MAX), None);
     }
 
     #[test]
