@@ -1,9 +1,10 @@
-//! The retry policy, in one place: exponential backoff with ±50 % jitter,
-//! Retry-After honoured.
+//! The retry policy, in one place: exponential backoff with jitter from the
+//! `backoff` crate, Retry-After honoured.
 
 use std::time::Duration;
 
-use rand::Rng;
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
 
 /// How long to wait before attempt `attempt + 1`, after `attempt` attempts
 /// failed transiently: `initial × 2^(attempt-1)`, capped at `max`, with ±50 %
@@ -17,9 +18,17 @@ pub fn retry_delay(
 ) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
     let base = initial.saturating_mul(1u32 << exp.min(31)).min(max);
-    let jittered = base
-        .mul_f64(rand::thread_rng().gen_range(0.5..=1.5))
-        .min(max);
+    let mut policy = ExponentialBackoff {
+        current_interval: base,
+        initial_interval: initial,
+        randomization_factor: 0.5,
+        multiplier: 2.0,
+        max_interval: max,
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
+    };
+    // With no max_elapsed_time the policy never gives up.
+    let jittered = policy.next_backoff().unwrap_or(base).min(max);
     match retry_after {
         Some(ra) if ra > jittered => ra,
         _ => jittered,
