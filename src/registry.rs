@@ -496,6 +496,11 @@ pub async fn import_csv_streaming<R: Read>(
             .add(store.upsert_workers(&chunk, "import").await?);
         report.accepted += chunk.len() as u64;
     }
+    // The next campaign's enqueue and every claim join `health_workers`:
+    // plan them on statistics of the registry as it is now.
+    if report.counts.inserted > 0 {
+        store.refresh_statistics(&["health_workers"]).await?;
+    }
     progress(u64::MAX);
     Ok(report)
 }
