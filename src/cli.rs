@@ -72,14 +72,29 @@ enum Command {
     },
     /// The built-in carrier simulator (speaks Kannel's sendsms dialect).
     CarrierSim(SimArgs),
-    /// Measure a campaign against the in-process simulator.
-    Bench(crate::bench::BenchArgs),
+    /// Measure a campaign against the in-process simulator (`bench
+    /// receipts`: receipt-callback ingest over HTTP).
+    #[command(args_conflicts_with_subcommands = true)]
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
+        #[command(flatten)]
+        args: crate::bench::BenchArgs,
+    },
     /// API tokens (create prints the token once; only its hash is kept).
     #[command(subcommand)]
     Token(TokenCmd),
     /// Help-desk work: search, a worker's timeline, resend.
     #[command(subcommand)]
     Support(SupportCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Receipt-callback ingest: N distinct Kannel DLR callbacks over C
+    /// keep-alive connections to the HTTP server alone, every one checked in
+    /// the database.
+    Receipts(crate::bench_receipts::ReceiptBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,7 +261,7 @@ struct SimArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench { .. });
     init_tracing(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -304,9 +319,14 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(s, a.workers, a.seed, a.json).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(a) => {
+        Command::Bench { what, args } => {
             let s = settings(&cli)?;
-            crate::bench::run(s, a.clone(), cli.database_url.is_some()).await?;
+            match what {
+                None => crate::bench::run(s, args.clone(), cli.database_url.is_some()).await?,
+                Some(BenchCmd::Receipts(a)) => {
+                    crate::bench_receipts::run(s, a.clone(), cli.database_url.is_some()).await?
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => serve_until_signal(settings(&cli)?, Parts::ALL).await,
@@ -1009,5 +1029,48 @@ fn print_timeline(t: &crate::store::Timeline) {
     events.sort_by_key(|(at, _)| *at);
     for (at, line) in events {
         println!("{}  {line}", fmt_wib(at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_keeps_its_flags_and_gains_receipts() {
+        let cli = Cli::try_parse_from(["pedulicovid", "bench", "--messages", "10", "--rate", "0"])
+            .expect("the old usage parses");
+        match cli.command {
+            Command::Bench { what: None, args } => {
+                assert_eq!(args.messages, 10);
+                assert_eq!(args.rate, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "pedulicovid",
+            "bench",
+            "receipts",
+            "--callbacks",
+            "5",
+            "--connections",
+            "2",
+            "--json",
+        ])
+        .expect("bench receipts parses");
+        match cli.command {
+            Command::Bench {
+                what: Some(BenchCmd::Receipts(a)),
+                ..
+            } => {
+                assert_eq!((a.callbacks, a.connections, a.json), (5, 2, true));
+                assert!(!a.external);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Campaign flags do not mix with the receipts subcommand.
+        assert!(
+            Cli::try_parse_from(["pedulicovid", "bench", "--messages", "10", "receipts"]).is_err()
+        );
     }
 }
