@@ -44,7 +44,7 @@ use crate::config::Settings;
 use crate::http::ReceiptBatcher;
 use crate::metrics::{self, Histogram, METRICS};
 use crate::render::Renderer;
-use crate::store::{now_ms, redact_url, with_pool, Backend, Store};
+use crate::store::{now_ms, redact_url, with_pool, Backend, Db, Store};
 
 /// The gateway the receipts come from.
 const GATEWAY: &str = "sim";
@@ -156,8 +156,13 @@ pub struct ReceiptBenchReport {
     pub client_cpu_s: f64,
     /// The rest: HTTP server, batchers, sqlx.
     pub server_cpu_s: f64,
-    /// Every `postgres` process on the machine (PostgreSQL only).
+    /// Every `postgres` process on the machine (PostgreSQL only; other
+    /// sessions' work included, and it can even fall when their backends
+    /// exit).
     pub db_cpu_s: Option<f64>,
+    /// The backends serving the benchmark's own database, plus the server's
+    /// background processes (WAL writer, checkpointer, …) (PostgreSQL only).
+    pub db_own_cpu_s: Option<f64>,
     pub load_avg_at_start: Option<f64>,
 }
 
@@ -340,6 +345,7 @@ async fn run_in(
     METRICS.receipt_queue_peak.store(0, Ordering::Relaxed);
     let cpu0 = process_cpu_s();
     let db_cpu0 = postgres_cpu_s(app.store.backend());
+    let own0 = own_postgres_cpu(&app.store).await;
 
     let wall = if args.external {
         external(args, addr, &path, &ids, taken0, &say).await
@@ -366,6 +372,15 @@ async fn run_in(
     let db_cpu = postgres_cpu_s(app.store.backend())
         .zip(db_cpu0)
         .map(|(a, b)| round2(a - b));
+    let own1 = own_postgres_cpu(&app.store).await;
+    report.db_own_cpu_s = own1.as_ref().zip(own0.as_ref()).map(|(a, b)| {
+        // A backend that appeared during the run counts from zero.
+        round2(
+            a.iter()
+                .map(|(pid, c)| c - b.get(pid).copied().unwrap_or(0.0))
+                .sum(),
+        )
+    });
     report.peak_rss_mb = metrics::peak_rss_mb().map(round1);
     let wall = match wall {
         Ok(w) => w,
@@ -419,6 +434,29 @@ async fn mark_sent(store: &Store, campaign_id: i64) -> anyhow::Result<()> {
         with_pool!(store, p => sqlx::query("VACUUM ANALYZE messages").execute(p).await.map(|_| ())?);
     }
     Ok(())
+}
+
+/// CPU seconds by pid of the PostgreSQL processes serving this database and
+/// of the server's background processes (`None` on SQLite).
+async fn own_postgres_cpu(store: &Store) -> Option<std::collections::HashMap<i32, f64>> {
+    let Db::Postgres(p) = &store.db else {
+        return None;
+    };
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         OR backend_type <> 'client backend'",
+    )
+    .fetch_all(p)
+    .await
+    .ok()?;
+    Some(
+        pids.into_iter()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                Some((pid, proc_cpu_s(&stat)?))
+            })
+            .collect(),
+    )
 }
 
 /// The query of one Kannel DLR callback: final, delivered (`status=1`).
@@ -741,8 +779,11 @@ fn print_report(r: &ReceiptBenchReport) {
         r.process_cores,
         r.server_cpu_s,
         r.client_cpu_s,
-        r.db_cpu_s
-            .map(|d| format!(", {d:.2} s in postgres"))
+        r.db_own_cpu_s
+            .zip(r.db_cpu_s)
+            .map(|(o, d)| format!(
+                ", postgres {o:.2} s for this database ({d:.2} s all postgres processes)"
+            ))
             .unwrap_or_default()
     );
     println!(
