@@ -213,16 +213,19 @@ impl App {
         let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
 
         if let Some(listener) = listener {
-            // SQLite has one writer: one batcher. PostgreSQL: a few batches
-            // in flight keep its connections busy (DESIGN.md: 2-4 helped).
-            let batchers = match store.backend() {
-                crate::store::Backend::Sqlite => 1,
-                crate::store::Backend::Postgres => 3,
+            let batchers = match settings.http.receipt_batchers {
+                0 => http::ReceiptBatcher::default_tasks(store.backend()),
+                n => n,
             };
             let state = AppState {
                 store: store.clone(),
                 callbacks: Arc::new(callbacks),
-                receipts: http::ReceiptBatcher::spawn(store.clone(), batchers, 256, 4096),
+                receipts: http::ReceiptBatcher::spawn(
+                    store.clone(),
+                    batchers,
+                    settings.http.receipt_max_batch,
+                    settings.http.receipt_queue,
+                ),
                 api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments),
             };
             let app = http::router(

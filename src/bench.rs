@@ -337,14 +337,14 @@ pub async fn run(
 }
 
 /// A throw-away PostgreSQL database on the server of the given URL.
-struct PgBenchDb {
+pub(crate) struct PgBenchDb {
     admin_url: String,
-    name: String,
-    url: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
 }
 
 impl PgBenchDb {
-    async fn create(admin_url: &str) -> anyhow::Result<PgBenchDb> {
+    pub(crate) async fn create(admin_url: &str) -> anyhow::Result<PgBenchDb> {
         let name = format!(
             "pedulicovid_bench_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -367,7 +367,7 @@ impl PgBenchDb {
         })
     }
 
-    async fn drop_db(&self) -> anyhow::Result<()> {
+    pub(crate) async fn drop_db(&self) -> anyhow::Result<()> {
         let admin = sqlx::PgPool::connect(&self.admin_url).await?;
         sqlx::query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -557,7 +557,12 @@ const FAMILY: [&str; 8] = [
 /// Inserts `n` synthetic workers through the import's own upsert, in chunks
 /// of [`REGISTRY_CHUNK`], generated as they go (never all in memory).
 /// PostgreSQL takes four chunks at once; SQLite has one writer.
-async fn insert_registry(store: &Store, n: usize, seed: u64, progress: bool) -> anyhow::Result<()> {
+pub(crate) async fn insert_registry(
+    store: &Store,
+    n: usize,
+    seed: u64,
+    progress: bool,
+) -> anyhow::Result<()> {
     let operators = PREFIXES
         .iter()
         .map(|p| {
@@ -612,7 +617,10 @@ async fn insert_registry(store: &Store, n: usize, seed: u64, progress: bool) -> 
     Ok(())
 }
 
-fn campaign_request(name: &str, provinces: Vec<String>) -> anyhow::Result<CampaignRequest> {
+pub(crate) fn campaign_request(
+    name: &str,
+    provinces: Vec<String>,
+) -> anyhow::Result<CampaignRequest> {
     Ok(CampaignRequest {
         name: name.into(),
         template: "undangan_registrasi".into(),
@@ -1237,7 +1245,7 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     Ok(out)
 }
 
-fn load_avg() -> Option<f64> {
+pub(crate) fn load_avg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()
@@ -1250,7 +1258,7 @@ fn load_avg() -> Option<f64> {
 const TICKS_PER_S: f64 = 100.0;
 
 /// utime + stime of one process, seconds.
-fn proc_cpu_s(stat: &str) -> Option<f64> {
+pub(crate) fn proc_cpu_s(stat: &str) -> Option<f64> {
     // Fields after the parenthesised command name: state is field 3, utime
     // field 14, stime field 15.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -1260,12 +1268,12 @@ fn proc_cpu_s(stat: &str) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_S)
 }
 
-fn process_cpu_s() -> Option<f64> {
+pub(crate) fn process_cpu_s() -> Option<f64> {
     proc_cpu_s(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
 /// CPU seconds of every process named `postgres` (PostgreSQL only).
-fn postgres_cpu_s(backend: Backend) -> Option<f64> {
+pub(crate) fn postgres_cpu_s(backend: Backend) -> Option<f64> {
     if backend != Backend::Postgres {
         return None;
     }
@@ -1290,22 +1298,22 @@ fn postgres_cpu_s(backend: Backend) -> Option<f64> {
     Some(total)
 }
 
-fn current_rss_mb() -> Option<f64> {
+pub(crate) fn current_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
-fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -72,14 +72,42 @@ enum Command {
     },
     /// The built-in carrier simulator (speaks Kannel's sendsms dialect).
     CarrierSim(SimArgs),
-    /// Measure a campaign against the in-process simulator.
-    Bench(crate::bench::BenchArgs),
+    /// Measure a campaign against the in-process simulator (`bench
+    /// receipts`: receipt-callback ingest over HTTP).
+    #[command(args_conflicts_with_subcommands = true)]
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchCmd>,
+        #[command(flatten)]
+        args: crate::bench::BenchArgs,
+    },
+    /// Carrier gateways as configured and as the workers last saw them.
+    #[command(subcommand)]
+    Gateways(GatewaysCmd),
     /// API tokens (create prints the token once; only its hash is kept).
     #[command(subcommand)]
     Token(TokenCmd),
     /// Help-desk work: search, a worker's timeline, resend.
     #[command(subcommand)]
     Support(SupportCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Receipt-callback ingest: N distinct Kannel DLR callbacks over C
+    /// keep-alive connections to the HTTP server alone, every one checked in
+    /// the database.
+    Receipts(crate::bench_receipts::ReceiptBenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewaysCmd {
+    /// Each configured gateway: circuit-breaker state and since when, the
+    /// last error recorded, its rates and routes (never used = closed).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,7 +274,10 @@ struct SimArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Bench { .. } | Command::Gateways(_)
+    );
     init_tracing(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -304,10 +335,18 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(s, a.workers, a.seed, a.json).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(a) => {
+        Command::Bench { what, args } => {
             let s = settings(&cli)?;
-            crate::bench::run(s, a.clone(), cli.database_url.is_some()).await?;
+            match what {
+                None => crate::bench::run(s, args.clone(), cli.database_url.is_some()).await?,
+                Some(BenchCmd::Receipts(a)) => {
+                    crate::bench_receipts::run(s, a.clone(), cli.database_url.is_some()).await?
+                }
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateways(GatewaysCmd::Status { json }) => {
+            gateways_status(&settings(&cli)?, *json).await
         }
         Command::Run => serve_until_signal(settings(&cli)?, Parts::ALL).await,
         Command::Serve => serve_until_signal(settings(&cli)?, Parts::SERVE).await,
@@ -389,6 +428,154 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One gateway in `gateways status`.
+#[derive(Debug, serde::Serialize)]
+struct GatewayStatus {
+    name: String,
+    /// In the settings (false: only a `gateway_health` row is left of it).
+    configured: bool,
+    dialect: Option<String>,
+    /// Place in the routing order (1 = first), when configured.
+    position: Option<usize>,
+    /// Operators routed here first; empty = a default route (any operator).
+    operators: Vec<String>,
+    /// Messages and segments per second, all workers together (0 = unlimited).
+    rate_per_sec: Option<u32>,
+    segments_per_sec: Option<u32>,
+    breaker_threshold: Option<u32>,
+    breaker_cool_down_secs: Option<u64>,
+    /// `closed`, `open` or `half_open`; `closed` when never recorded.
+    state: String,
+    /// When the state was recorded (ms since the epoch, and in WIB).
+    since_ms: Option<i64>,
+    since: Option<String>,
+    /// What the worker recorded with it (e.g. "20 consecutive failures").
+    last_error: Option<String>,
+    /// The worker process that recorded it.
+    worker: Option<String>,
+    /// Open: when the next probe request may go out.
+    probe_after: Option<String>,
+    /// No state recorded yet: the breaker never moved (or the gateway was
+    /// never used).
+    never_recorded: bool,
+}
+
+async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    let mut rows: std::collections::BTreeMap<String, (String, String, String, i64)> = store
+        .gateway_states()
+        .await?
+        .into_iter()
+        .map(|(g, state, detail, worker, at)| (g, (state, detail, worker, at)))
+        .collect();
+    store.close().await;
+    let mut out = vec![];
+    for (i, g) in s.gateways.iter().enumerate() {
+        let row = rows.remove(&g.name);
+        let probe_after = row.as_ref().and_then(|(state, _, _, at)| {
+            (state == "open")
+                .then(|| fmt_wib(at + (g.breaker_cool_down_secs as i64).saturating_mul(1000)))
+        });
+        out.push(GatewayStatus {
+            name: g.name.clone(),
+            configured: true,
+            dialect: Some(g.dialect.clone()),
+            position: Some(i + 1),
+            operators: g.operators.clone(),
+            rate_per_sec: Some(g.rate_per_sec),
+            segments_per_sec: Some(g.segments_per_sec),
+            breaker_threshold: Some(g.breaker_threshold),
+            breaker_cool_down_secs: Some(g.breaker_cool_down_secs),
+            state: row
+                .as_ref()
+                .map_or_else(|| "closed".to_string(), |r| r.0.clone()),
+            since_ms: row.as_ref().map(|r| r.3),
+            since: row.as_ref().map(|r| fmt_wib(r.3)),
+            last_error: row.as_ref().map(|r| r.1.clone()).filter(|d| !d.is_empty()),
+            worker: row.as_ref().map(|r| r.2.clone()),
+            probe_after,
+            never_recorded: row.is_none(),
+        });
+    }
+    // States of gateways no longer in the settings, so nothing is hidden.
+    for (name, (state, detail, worker, at)) in rows {
+        out.push(GatewayStatus {
+            name,
+            configured: false,
+            dialect: None,
+            position: None,
+            operators: vec![],
+            rate_per_sec: None,
+            segments_per_sec: None,
+            breaker_threshold: None,
+            breaker_cool_down_secs: None,
+            state,
+            since_ms: Some(at),
+            since: Some(fmt_wib(at)),
+            last_error: Some(detail).filter(|d| !d.is_empty()),
+            worker: Some(worker),
+            probe_after: None,
+            never_recorded: false,
+        });
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "global_rate_per_sec": s.worker.global_rate_per_sec,
+                "gateways": out,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rate = |r: Option<u32>| match r {
+        None => "-".to_string(),
+        Some(0) => "unlimited".to_string(),
+        Some(r) => format!("{r}/s"),
+    };
+    println!(
+        "{:<3} {:<14} {:<7} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} last error",
+        "#", "gateway", "dialect", "state", "since", "rate", "segments", "breaker", "routes"
+    );
+    for g in &out {
+        let routes = if !g.configured {
+            "(not in the settings)".to_string()
+        } else if g.operators.is_empty() {
+            "default (any operator)".to_string()
+        } else {
+            g.operators.join(",")
+        };
+        let since = g.since.clone().unwrap_or_else(|| "never used".into());
+        let breaker = match (g.breaker_threshold, g.breaker_cool_down_secs) {
+            (Some(0), _) => "never".to_string(),
+            (Some(t), Some(c)) => format!("{t} / {c}s"),
+            _ => "-".to_string(),
+        };
+        let mut last = g.last_error.clone().unwrap_or_else(|| "-".into());
+        if let Some(p) = &g.probe_after {
+            last.push_str(&format!(" (probe after {p})"));
+        }
+        println!(
+            "{:<3} {:<14} {:<7} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} {last}",
+            g.position.map_or_else(|| "-".into(), |p| p.to_string()),
+            g.name,
+            g.dialect.as_deref().unwrap_or("-"),
+            g.state,
+            since,
+            rate(g.rate_per_sec),
+            rate(g.segments_per_sec),
+            breaker,
+            routes,
+        );
+    }
+    println!(
+        "global rate: {}; breaker = consecutive failures that open it / cool-down before \
+         one probe; routes: a number's operator first, then default routes, then the rest",
+        rate(Some(s.worker.global_rate_per_sec))
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `delivered=0.9,undelivered=0.1` → an [`OutcomeMix`] (unnamed outcomes 0).
@@ -1037,5 +1224,48 @@ fn print_timeline(t: &crate::store::Timeline) {
     events.sort_by_key(|(at, _)| *at);
     for (at, line) in events {
         println!("{}  {line}", fmt_wib(at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_keeps_its_flags_and_gains_receipts() {
+        let cli = Cli::try_parse_from(["pedulicovid", "bench", "--messages", "10", "--rate", "0"])
+            .expect("the old usage parses");
+        match cli.command {
+            Command::Bench { what: None, args } => {
+                assert_eq!(args.messages, 10);
+                assert_eq!(args.rate, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "pedulicovid",
+            "bench",
+            "receipts",
+            "--callbacks",
+            "5",
+            "--connections",
+            "2",
+            "--json",
+        ])
+        .expect("bench receipts parses");
+        match cli.command {
+            Command::Bench {
+                what: Some(BenchCmd::Receipts(a)),
+                ..
+            } => {
+                assert_eq!((a.callbacks, a.connections, a.json), (5, 2, true));
+                assert!(!a.external);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Campaign flags do not mix with the receipts subcommand.
+        assert!(
+            Cli::try_parse_from(["pedulicovid", "bench", "--messages", "10", "receipts"]).is_err()
+        );
     }
 }

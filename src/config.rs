@@ -63,6 +63,14 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Time limit for any request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Receipt group-commit tasks (0 = by backend: 1 on SQLite, 3 on
+    /// PostgreSQL).
+    pub receipt_batchers: usize,
+    /// Most receipts stored and applied in one transaction.
+    pub receipt_max_batch: usize,
+    /// Receipts waiting for a batcher at most; callbacks beyond it wait for
+    /// room (the queue never grows past this).
+    pub receipt_queue: usize,
 }
 
 impl Default for HttpSettings {
@@ -72,6 +80,9 @@ impl Default for HttpSettings {
             public_url: None,
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            receipt_batchers: 0,
+            receipt_max_batch: 256,
+            receipt_queue: 4096,
         }
     }
 }

@@ -98,6 +98,12 @@ pub struct Metrics {
     pub deferred: AtomicU64,
     /// Receipt callbacks taken (any effect).
     pub receipts: AtomicU64,
+    /// Receipt group commits (batches handed to `apply_receipts`).
+    pub receipt_batches: AtomicU64,
+    /// Receipts in those batches (mean batch = rows / batches).
+    pub receipt_batch_rows: AtomicU64,
+    /// Deepest the receipt queue was seen, right after a callback joined it.
+    pub receipt_queue_peak: AtomicU64,
     /// Times a gateway's circuit breaker opened.
     pub circuit_opens: AtomicU64,
     /// Time spent waiting on rate limiters, in microseconds.

@@ -10,10 +10,13 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::warn;
 
-use crate::store::{IncomingReceipt, ReceiptEffect, Store};
+use crate::metrics::METRICS;
+use crate::store::{Backend, IncomingReceipt, ReceiptEffect, Store};
 
 type Reply = oneshot::Sender<Result<ReceiptEffect, String>>;
 
@@ -24,6 +27,16 @@ pub struct ReceiptBatcher {
 }
 
 impl ReceiptBatcher {
+    /// Batcher tasks when `http.receipt_batchers` is 0. SQLite has one
+    /// writer: one batcher. PostgreSQL: a few batches in flight keep its
+    /// connections busy (DESIGN.md: 2-4 helped).
+    pub fn default_tasks(backend: Backend) -> usize {
+        match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 3,
+        }
+    }
+
     /// Starts `tasks` batcher tasks. They stop when every handle is dropped.
     pub fn spawn(store: Store, tasks: usize, max_batch: usize, queue: usize) -> ReceiptBatcher {
         let (tx, rx) = mpsc::channel(queue.max(1));
@@ -41,6 +54,12 @@ impl ReceiptBatcher {
             .send((r, reply))
             .await
             .map_err(|_| "receipt queue closed".to_string())?;
+        // Depth right after our send (ours included): the bench and the
+        // metrics show the queue stays within its bound.
+        let depth = (self.tx.max_capacity() - self.tx.capacity()) as u64;
+        METRICS
+            .receipt_queue_peak
+            .fetch_max(depth, Ordering::Relaxed);
         answer
             .await
             .map_err(|_| "receipt batcher stopped".to_string())?
@@ -67,6 +86,10 @@ async fn run(
                 }
             }
         }
+        METRICS.receipt_batches.fetch_add(1, Ordering::Relaxed);
+        METRICS
+            .receipt_batch_rows
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let batch: Vec<IncomingReceipt> = jobs.iter().map(|(r, _)| r.clone()).collect();
         let mut result = store.apply_receipts(&batch).await;
         for attempt in 1..=3u32 {

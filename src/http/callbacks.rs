@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use super::AppState;
+use crate::metrics::METRICS;
 use crate::store::{IncomingReceipt, ReceiptEffect};
 
 pub async fn receipt(
@@ -87,7 +88,13 @@ async fn handle(
         payload,
         parsed: receipt,
     };
-    match state.receipts.submit(incoming).await {
+    let taken = state.receipts.submit(incoming).await;
+    if taken.is_ok() {
+        METRICS
+            .receipts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    match taken {
         Ok(ReceiptEffect::UnknownMessage) => {
             debug!(gateway = %gateway, "receipt for an unknown message kept");
             (StatusCode::NOT_FOUND, "unknown message").into_response()

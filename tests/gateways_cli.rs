@@ -1,0 +1,136 @@
+//! `pedulicovid gateways status`: every configured gateway with its breaker
+//! state (closed when never recorded), rates and routes, on both backends.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const SETTINGS: &str = r#"
+[[gateways]]
+name = "primary"
+rate_per_sec = 100
+segments_per_sec = 150
+operators = ["telkomsel", "indosat"]
+breaker_threshold = 5
+breaker_cool_down_secs = 30
+
+[[gateways]]
+name = "backup"
+dialect = "jasmin"
+"#;
+
+/// Runs the binary with the settings file and database; returns stdout.
+async fn cli(config: &std::path::Path, url: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .arg("--config")
+        .arg(config)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .current_dir(config.parent().expect("a directory"))
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+async fn gateways_status_lists_every_gateway_with_its_breaker(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store
+        .set_gateway_state("primary", "open", "5 consecutive failures", "worker-a")
+        .await
+        .unwrap();
+    // A gateway since removed from the settings still shows.
+    store
+        .set_gateway_state("retired", "half_open", "7 consecutive failures", "worker-b")
+        .await
+        .unwrap();
+    let recorded_at = store.gateway_states().await.unwrap()[0].4;
+    store.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.toml");
+    std::fs::write(&config, SETTINGS).unwrap();
+
+    let json: Value =
+        serde_json::from_str(&cli(&config, &db.url, &["gateways", "status", "--json"]).await)
+            .expect("one JSON object");
+    let gws = json["gateways"].as_array().expect("a list");
+    let names: Vec<&str> = gws.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["primary", "backup", "retired"]);
+
+    let p = &gws[0];
+    assert_eq!(p["configured"], true);
+    assert_eq!(p["position"], 1);
+    assert_eq!(p["dialect"], "kannel");
+    assert_eq!(p["state"], "open");
+    assert_eq!(p["last_error"], "5 consecutive failures");
+    assert_eq!(p["worker"], "worker-a");
+    assert_eq!(p["since_ms"], recorded_at);
+    assert!(p["since"].as_str().unwrap().ends_with("WIB"));
+    assert!(p["probe_after"].as_str().unwrap().ends_with("WIB"));
+    assert_eq!(p["rate_per_sec"], 100);
+    assert_eq!(p["segments_per_sec"], 150);
+    assert_eq!(p["operators"], serde_json::json!(["telkomsel", "indosat"]));
+    assert_eq!(p["breaker_threshold"], 5);
+    assert_eq!(p["breaker_cool_down_secs"], 30);
+    assert_eq!(p["never_recorded"], false);
+
+    // No row yet: closed, never used, default route, unlimited.
+    let b = &gws[1];
+    assert_eq!(b["position"], 2);
+    assert_eq!(b["dialect"], "jasmin");
+    assert_eq!(b["state"], "closed");
+    assert_eq!(b["never_recorded"], true);
+    assert!(b["since"].is_null() && b["last_error"].is_null() && b["probe_after"].is_null());
+    assert_eq!(b["rate_per_sec"], 0);
+    assert_eq!(b["operators"], serde_json::json!([]));
+
+    let r = &gws[2];
+    assert_eq!(r["configured"], false);
+    assert_eq!(r["state"], "half_open");
+    assert!(r["position"].is_null());
+
+    // The table says the same.
+    let text = cli(&config, &db.url, &["gateways", "status"]).await;
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name} in:\n{text}"))
+            .to_string()
+    };
+    let primary = line("primary");
+    for part in [
+        "kannel",
+        "open",
+        "100/s",
+        "150/s",
+        "5 / 30s",
+        "telkomsel,indosat",
+        "5 consecutive failures (probe after",
+    ] {
+        assert!(primary.contains(part), "{part:?} missing in {primary:?}");
+    }
+    let backup = line("backup");
+    for part in [
+        "jasmin",
+        "closed",
+        "never used",
+        "unlimited",
+        "default (any operator)",
+    ] {
+        assert!(backup.contains(part), "{part:?} missing in {backup:?}");
+    }
+    let retired = line("retired");
+    assert!(retired.contains("half_open") && retired.contains("(not in the settings)"));
+}
+
+both_backends!(gateways_status_lists_every_gateway_with_its_breaker);
