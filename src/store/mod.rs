@@ -78,6 +78,59 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// A list condition with a statement text that does not depend on the
+/// list's length: `= ANY($n)` with one array parameter on PostgreSQL, so a
+/// batch of any size reuses one prepared statement (a new text per length
+/// costs a Parse round trip and churns sqlx's statement cache); `IN (…)` on
+/// SQLite, which has no arrays and prepares in-process anyway.
+pub(crate) trait ListParam: sqlx::Database {
+    fn push_in_ids(q: &mut sqlx::QueryBuilder<'_, Self>, ids: &[i64]);
+    fn push_in_texts(q: &mut sqlx::QueryBuilder<'_, Self>, texts: &[String]);
+}
+
+impl ListParam for sqlx::Postgres {
+    fn push_in_ids(q: &mut sqlx::QueryBuilder<'_, Self>, ids: &[i64]) {
+        q.push(" = ANY(");
+        q.push_bind(ids.to_vec());
+        q.push(")");
+    }
+    fn push_in_texts(q: &mut sqlx::QueryBuilder<'_, Self>, texts: &[String]) {
+        q.push(" = ANY(");
+        q.push_bind(texts.to_vec());
+        q.push(")");
+    }
+}
+
+impl ListParam for sqlx::Sqlite {
+    fn push_in_ids(q: &mut sqlx::QueryBuilder<'_, Self>, ids: &[i64]) {
+        q.push(" IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+    }
+    fn push_in_texts(q: &mut sqlx::QueryBuilder<'_, Self>, texts: &[String]) {
+        q.push(" IN (");
+        let mut sep = q.separated(", ");
+        for t in texts {
+            sep.push_bind(t.clone());
+        }
+        q.push(")");
+    }
+}
+
+/// Appends ` IN (…)` / ` = ANY($n)` for `ids` ([`ListParam`]); a free
+/// function so the database type may be inferred after the call.
+pub(crate) fn push_in_ids<DB: ListParam>(q: &mut sqlx::QueryBuilder<'_, DB>, ids: &[i64]) {
+    DB::push_in_ids(q, ids)
+}
+
+/// [`push_in_ids`] for text values.
+pub(crate) fn push_in_texts<DB: ListParam>(q: &mut sqlx::QueryBuilder<'_, DB>, texts: &[String]) {
+    DB::push_in_texts(q, texts)
+}
+
 /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE`, which takes the
 /// write lock up front; a deferred transaction that reads and then writes
 /// fails with `database is locked` (without waiting on the busy timeout)

@@ -194,6 +194,7 @@ impl Store {
         // Sorted by id: concurrent batches take row locks in the same order
         // and cannot deadlock.
         sorted.sort_by_key(|o| o.id());
+        let ids: Vec<i64> = sorted.iter().map(|o| o.id()).collect();
         let failed_from = Status::sql_list(&Status::sources_of(Status::Failed));
         let retry_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = $2, \
              attempts = attempts - $3, gateway = COALESCE($4, gateway), lease_owner = NULL, lease_until = NULL, updated_at = $5 \
@@ -219,12 +220,9 @@ impl Store {
             // Lock every row of the batch first, in id order, like every
             // other writer of `messages`: no deadlocks between batches.
             if !lock.is_empty() {
-                let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for o in &sorted {
-                    sep.push_bind(o.id());
-                }
-                q.push(") ORDER BY id");
+                let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id");
+                super::push_in_ids(&mut q, &ids);
+                q.push(" ORDER BY id");
                 q.push(lock);
                 q.build().execute(&mut *tx).await?;
             }
@@ -291,17 +289,13 @@ impl Store {
             // the row settled but still leased to us: release it, and note
             // the send the receipt proves. Without this the lease lingers
             // until it expires and the campaign cannot complete.
-            for chunk in sorted.chunks(RECORD_CHUNK) {
+            for chunk in ids.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new("UPDATE messages SET lease_owner = NULL, lease_until = NULL, sent_at = COALESCE(sent_at, ");
                 q.push_bind(now);
                 q.push(") WHERE lease_owner = ");
                 q.push_bind(owner);
-                q.push(" AND status NOT IN ('sending', 'queued') AND id IN (");
-                let mut sep = q.separated(", ");
-                for o in chunk {
-                    sep.push_bind(o.id());
-                }
-                q.push(")");
+                q.push(" AND status NOT IN ('sending', 'queued') AND id");
+                super::push_in_ids(&mut q, chunk);
                 let released = q.build().execute(&mut *tx).await?.rows_affected();
                 lost = lost.saturating_sub(released);
             }

@@ -281,12 +281,9 @@ impl Store {
             for (gateway, idx) in &by_gateway {
                 let mut q = QueryBuilder::new("SELECT id, gateway_ref FROM messages WHERE gateway = ");
                 q.push_bind(*gateway);
-                q.push(" AND gateway_ref IN (");
-                let mut sep = q.separated(", ");
-                for &i in idx {
-                    sep.push_bind(refs[i].clone());
-                }
-                q.push(")");
+                q.push(" AND gateway_ref");
+                let wanted: Vec<String> = idx.iter().filter_map(|&i| refs[i].clone()).collect();
+                super::push_in_texts(&mut q, &wanted);
                 let found: std::collections::HashMap<String, i64> = q
                     .build_query_as::<(i64, String)>()
                     .fetch_all(&mut *tx)
@@ -307,12 +304,9 @@ impl Store {
                     // Lock the rows up front in id order (PostgreSQL); every
                     // writer of `messages` does the same, so concurrent
                     // batches queue behind each other instead of deadlocking.
-                    let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id IN (");
-                    let mut sep = q.separated(", ");
-                    for id in &ids {
-                        sep.push_bind(*id);
-                    }
-                    q.push(") ORDER BY id");
+                    let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id");
+                    super::push_in_ids(&mut q, &ids);
+                    q.push(" ORDER BY id");
                     q.push(lock);
                     q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect()
                 };
@@ -347,14 +341,11 @@ impl Store {
                     q.push_bind(now);
                     q.push(", last_error = ");
                     q.push_bind(reason.map(|r| format!("receipt: {r}")));
-                    q.push(" WHERE id IN (");
+                    q.push(" WHERE id");
                     let mut sorted: Vec<i64> = members.iter().map(|m| m.1).collect();
                     sorted.sort_unstable();
-                    let mut sep = q.separated(", ");
-                    for id in &sorted {
-                        sep.push_bind(*id);
-                    }
-                    q.push(format!(") AND status IN ({from}) RETURNING id"));
+                    super::push_in_ids(&mut q, &sorted);
+                    q.push(format!(" AND status IN ({from}) RETURNING id"));
                     let applied: std::collections::HashSet<i64> =
                         q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect();
                     for (i, id) in members {
@@ -373,24 +364,17 @@ impl Store {
                             q.push_bind(reason.as_str());
                             q.push(", ");
                             q.push_bind(now);
-                            q.push(" FROM messages WHERE id IN (");
-                            let mut sep = q.separated(", ");
-                            for id in &applied {
-                                sep.push_bind(*id);
-                            }
-                            q.push(") ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, \
+                            q.push(" FROM messages WHERE id");
+                            super::push_in_ids(&mut q, &applied);
+                            q.push(" ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, \
                                     flagged_at = excluded.flagged_at, resolved_at = NULL, resolution = NULL");
                             q.build().execute(&mut *tx).await?;
                         }
                         None => {
                             let mut q = QueryBuilder::new("UPDATE non_recipients SET resolved_at = ");
                             q.push_bind(now);
-                            q.push(", resolution = 'delivered_late' WHERE resolved_at IS NULL AND message_id IN (");
-                            let mut sep = q.separated(", ");
-                            for id in &applied {
-                                sep.push_bind(*id);
-                            }
-                            q.push(")");
+                            q.push(", resolution = 'delivered_late' WHERE resolved_at IS NULL AND message_id");
+                            super::push_in_ids(&mut q, &applied);
                             q.build().execute(&mut *tx).await?;
                         }
                     }
