@@ -36,3 +36,4 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod bench;
+pub mod bench_kannel;
