@@ -21,7 +21,7 @@
 #   CARRIER_RUN_DIR          harness run directory   (/tmp/pedulicovid-carrier-kbench)
 #   PEDULICOVID_BIN          release binary          ($CARGO_TARGET_DIR or ./target)/release/pedulicovid
 #   PG_ADMIN_URL             postgres://postgres@127.0.0.1:5432/postgres ("" skips PostgreSQL)
-#   BENCH_MESSAGES (30000)  BENCH_WORKERS (2)  BENCH_CONCURRENCY (32)  BENCH_BATCH (500)
+#   BENCH_MESSAGES (30000)  BENCH_WORKERS (2)  BENCH_CONCURRENCY (64)  BENCH_BATCH (500)
 #   WRK_DURATION (10)  WRK_CONNECTIONS (16)  DLR_LISTENER_PORT (13980)
 #   BENCH_EXTRA              extra flags for pedulicovid bench
 # Output: $CARRIER_RUN_DIR/kannel-bench/{wrk-*.txt,sqlite.json,postgres.json,summary.txt}
@@ -41,7 +41,7 @@ BIN="${PEDULICOVID_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pedulicovid}"
 PG_ADMIN_URL="${PG_ADMIN_URL-postgres://postgres@127.0.0.1:5432/postgres}"
 MESSAGES="${BENCH_MESSAGES:-30000}"
 WORKERS="${BENCH_WORKERS:-2}"
-CONC="${BENCH_CONCURRENCY:-32}"
+CONC="${BENCH_CONCURRENCY:-64}"
 BATCH="${BENCH_BATCH:-500}"
 WRK_DURATION="${WRK_DURATION:-10}"
 WRK_CONNS="${WRK_CONNECTIONS:-16}"
