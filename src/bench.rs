@@ -24,6 +24,10 @@
 //! databases; the benchmark creates `pedulicovid_bench_<random>` there, runs
 //! in it and drops it at the end (`--keep-database` keeps it for a look).
 //! SQLite: a file in a temporary directory, removed at the end.
+//!
+//! `--gateway kannel` sends the unlimited run's campaign through a running
+//! Kannel (the carrier harness) instead of the simulator: see
+//! [`crate::bench_kannel`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,18 +70,43 @@ const CEILING_RECEIPT_BATCH: usize = 100;
 /// message is ~2 ms at 500/s), so each bucket edge can be off by one.
 const BURST_TOLERANCE: u64 = 2;
 
+/// Where the benchmark's campaign goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchGateway {
+    /// The in-process simulator (every phase).
+    Sim,
+    /// A running Kannel `smsbox` (the carrier harness): registry and the
+    /// unlimited run only.
+    Kannel,
+}
+
 /// Options of `pedulicovid bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Messages in the campaign (= synthetic health workers).
-    #[arg(long, default_value_t = 100_000)]
+    /// The carrier: `sim` (in-process simulator) or `kannel` (a running
+    /// Kannel; see the `--kannel-*` options and `scripts/bench-kannel.sh`).
+    #[arg(long, value_enum, default_value_t = BenchGateway::Sim)]
+    pub gateway: BenchGateway,
+    #[command(flatten)]
+    pub kannel: crate::bench_kannel::KannelArgs,
+    /// Messages in the campaign (= synthetic health workers); 30,000 with
+    /// `--gateway kannel`.
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        default_value_if("gateway", "kannel", "30000")
+    )]
     pub messages: usize,
     /// Print exactly one JSON object on stdout (no progress on stderr).
     #[arg(long)]
     pub json: bool,
     /// Gateway rate of the rate-limited run, messages per second (0 skips
-    /// that run).
-    #[arg(long, default_value_t = 500)]
+    /// that run; 0 by default with `--gateway kannel`, which has no rate run).
+    #[arg(
+        long,
+        default_value_t = 500,
+        default_value_if("gateway", "kannel", "0")
+    )]
     pub rate: u32,
     /// Length of the rate-limited run in seconds (the first is not measured).
     #[arg(long, default_value_t = 10)]
@@ -260,6 +289,9 @@ pub struct BenchReport {
     pub end_to_end_per_s: Option<f64>,
     pub p50_send_ms: Option<f64>,
     pub p99_send_ms: Option<f64>,
+    /// `--gateway kannel`: the Kannel side of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kannel: Option<crate::bench_kannel::KannelReport>,
     /// Highest resident set of this process so far (VmHWM), MiB, read after
     /// the unlimited run: the in-process simulator and HTTP server included.
     pub peak_rss_mb: Option<f64>,
@@ -286,6 +318,11 @@ pub async fn run(
     }
     if args.workers == 0 || args.batch_size == 0 || args.concurrency == 0 {
         bail!("--workers, --batch-size and --concurrency must be at least 1");
+    }
+    if args.gateway == BenchGateway::Kannel
+        && (args.rate > 0 || args.claim_ceiling || args.no_unlimited)
+    {
+        bail!("--gateway kannel runs the registry and the unlimited run only: no --rate, --claim-ceiling or --no-unlimited");
     }
     if args.rate > 0 && args.rate_secs < 2 {
         bail!("--rate-secs must be at least 2 (the first second is not measured)");
@@ -422,7 +459,12 @@ fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
 }
 
 async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Result<BenchReport> {
-    let s = bench_settings(s, args);
+    let kannel = args.gateway == BenchGateway::Kannel;
+    let s = if kannel {
+        crate::bench_kannel::settings(s, args)?
+    } else {
+        bench_settings(s, args)
+    };
     let say = |m: &str| {
         if !args.json {
             eprintln!("{m}");
@@ -451,7 +493,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         report.backend, args.workers, args.concurrency, args.batch_size
     ));
     let t = Instant::now();
-    insert_registry(&store, n, args.seed, !args.json).await?;
+    insert_registry(&store, n, args.seed, !args.json, kannel).await?;
     report.registry_s = round3(t.elapsed().as_secs_f64());
     report.registry_rows_per_s = round1(n as f64 / report.registry_s.max(1e-9));
     say(&format!(
@@ -461,7 +503,13 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
     store.close().await;
 
     if !args.no_unlimited {
-        let (u, enqueue_s, enqueued) = unlimited_run(&s, args).await?;
+        let (u, enqueue_s, enqueued) = if kannel {
+            let (u, k, enqueue_s, enqueued) = crate::bench_kannel::unlimited_run(&s, args).await?;
+            report.kannel = Some(k);
+            (u, enqueue_s, enqueued)
+        } else {
+            unlimited_run(&s, args).await?
+        };
         report.enqueue_s = enqueue_s;
         report.enqueued = enqueued;
         report.sends_per_s = Some(u.sends_per_s);
@@ -499,7 +547,16 @@ const PREFIXES: [&str; 12] = [
 /// Synthetic worker number `i`: province `i mod 38`, a NIK made unique by
 /// encoding `i / 38` in regency, district and serial, a phone number unique
 /// by `i` in its subscriber part.
-fn synthetic_worker(i: usize, operators: &[String], rng: &mut StdRng) -> NewWorker {
+///
+/// `deliverable`: the number ends in 1-6 (`…{i / 6:07}{i % 6 + 1}`), the
+/// digits the carrier harness's SMSC simulator delivers (its default rules
+/// make 0, 7, 8 and 9 fail).
+fn synthetic_worker(
+    i: usize,
+    operators: &[String],
+    rng: &mut StdRng,
+    deliverable: bool,
+) -> NewWorker {
     let provinces = ProvinceCode::all();
     let p = provinces[i % provinces.len()];
     let j = i / provinces.len();
@@ -522,7 +579,11 @@ fn synthetic_worker(i: usize, operators: &[String], rng: &mut StdRng) -> NewWork
             GIVEN[rng.gen_range(0..GIVEN.len())],
             FAMILY[rng.gen_range(0..FAMILY.len())]
         ),
-        phone: format!("+62{}{:08}", PREFIXES[k], i),
+        phone: if deliverable {
+            format!("+62{}{:07}{}", PREFIXES[k], i / 6, i % 6 + 1)
+        } else {
+            format!("+62{}{:08}", PREFIXES[k], i)
+        },
         operator: operators[k].clone(),
         profession: PROFESSIONS[(i / 3) % PROFESSIONS.len()].to_string(),
         facility_code: format!("FKS{code}{:05}", rng.gen_range(1..99999)),
@@ -557,11 +618,13 @@ const FAMILY: [&str; 8] = [
 /// Inserts `n` synthetic workers through the import's own upsert, in chunks
 /// of [`REGISTRY_CHUNK`], generated as they go (never all in memory).
 /// PostgreSQL takes four chunks at once; SQLite has one writer.
+/// `deliverable`: see [`synthetic_worker`].
 pub(crate) async fn insert_registry(
     store: &Store,
     n: usize,
     seed: u64,
     progress: bool,
+    deliverable: bool,
 ) -> anyhow::Result<()> {
     let operators = PREFIXES
         .iter()
@@ -583,7 +646,7 @@ pub(crate) async fn insert_registry(
             let to = (from + REGISTRY_CHUNK).min(n);
             let mut rng = StdRng::seed_from_u64(seed ^ from as u64);
             let chunk: Vec<NewWorker> = (from..to)
-                .map(|i| synthetic_worker(i, &operators, &mut rng))
+                .map(|i| synthetic_worker(i, &operators, &mut rng, deliverable))
                 .collect();
             let done = &done;
             let last = &last;
@@ -778,7 +841,7 @@ async fn unlimited_run(
 
 /// `ANALYZE` of `health_workers`, `messages` and `campaigns`; returns the
 /// seconds it took.
-async fn analyze(store: &Store) -> anyhow::Result<f64> {
+pub(crate) async fn analyze(store: &Store) -> anyhow::Result<f64> {
     let t = Instant::now();
     for table in ["health_workers", "messages", "campaigns"] {
         with_pool!(store, p => sqlx::query(&format!("ANALYZE {table}")).execute(p).await.map(|_| ())?);
@@ -788,7 +851,7 @@ async fn analyze(store: &Store) -> anyhow::Result<f64> {
 
 /// Messages of campaign `id` not final yet, or final but whose send is not
 /// recorded yet.
-async fn in_flight(store: &Store, id: i64) -> anyhow::Result<i64> {
+pub(crate) async fn in_flight(store: &Store, id: i64) -> anyhow::Result<i64> {
     Ok(with_pool!(store, p => sqlx::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
          AND (status IN ('queued', 'sending', 'sent') OR lease_owner IS NOT NULL)")
@@ -796,16 +859,16 @@ async fn in_flight(store: &Store, id: i64) -> anyhow::Result<i64> {
 }
 
 /// When the messages of one campaign were sent and became final.
-struct MessageTimes {
-    sent: i64,
-    finals: i64,
-    first_sent: Option<i64>,
-    last_sent: Option<i64>,
-    first_final: Option<i64>,
-    last_final: Option<i64>,
+pub(crate) struct MessageTimes {
+    pub sent: i64,
+    pub finals: i64,
+    pub first_sent: Option<i64>,
+    pub last_sent: Option<i64>,
+    pub first_final: Option<i64>,
+    pub last_final: Option<i64>,
 }
 
-async fn message_times(store: &Store, id: i64) -> anyhow::Result<MessageTimes> {
+pub(crate) async fn message_times(store: &Store, id: i64) -> anyhow::Result<MessageTimes> {
     type Row = (i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
     let r: Row = with_pool!(store, p => sqlx::query_as(
         "SELECT COUNT(sent_at), COUNT(final_at), MIN(sent_at), MAX(sent_at), \
@@ -1255,7 +1318,7 @@ pub(crate) fn load_avg() -> Option<f64> {
 }
 
 /// Linux reports CPU times in clock ticks of 1/100 s (USER_HZ on x86-64).
-const TICKS_PER_S: f64 = 100.0;
+pub(crate) const TICKS_PER_S: f64 = 100.0;
 
 /// utime + stime of one process, seconds.
 pub(crate) fn proc_cpu_s(stat: &str) -> Option<f64> {
@@ -1375,6 +1438,9 @@ fn print_report(r: &BenchReport) {
         println!("    duplicates        {:>10}", u.duplicates);
         println!("    peak RSS          {:>10} MB", opt(&r.peak_rss_mb));
     }
+    if let Some(k) = &r.kannel {
+        crate::bench_kannel::print_report(k);
+    }
     if let Some(q) = &r.rate {
         println!("  rate run ({} s)", q.rate_secs);
         println!(
@@ -1434,22 +1500,28 @@ mod tests {
 
     #[test]
     fn synthetic_workers_are_unique_and_valid() {
-        let ops = vec!["telkomsel".to_string(); PREFIXES.len()];
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut niks = std::collections::HashSet::new();
-        let mut phones = std::collections::HashSet::new();
-        let mut seen = std::collections::HashSet::new();
-        for i in (0..2_000_000).step_by(997).chain(0..5_000) {
-            seen.insert(i);
-            let w = synthetic_worker(i, &ops, &mut rng);
-            crate::domain::Nik::parse(&w.nik).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
-            Msisdn::parse(&w.phone).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.phone));
-            ProvinceCode::parse(&w.province_code).unwrap();
-            niks.insert(w.nik[..6].to_string() + &w.nik[12..]);
-            phones.insert(w.phone);
+        for deliverable in [false, true] {
+            let ops = vec!["telkomsel".to_string(); PREFIXES.len()];
+            let mut rng = StdRng::seed_from_u64(1);
+            let mut niks = std::collections::HashSet::new();
+            let mut phones = std::collections::HashSet::new();
+            let mut seen = std::collections::HashSet::new();
+            for i in (0..2_000_000).step_by(997).chain(0..5_000) {
+                seen.insert(i);
+                let w = synthetic_worker(i, &ops, &mut rng, deliverable);
+                crate::domain::Nik::parse(&w.nik).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
+                Msisdn::parse(&w.phone).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.phone));
+                ProvinceCode::parse(&w.province_code).unwrap();
+                if deliverable {
+                    // The harness's SMSC simulator delivers numbers ending in 1-6.
+                    assert!(w.phone.ends_with(['1', '2', '3', '4', '5', '6']), "{i}");
+                }
+                niks.insert(w.nik[..6].to_string() + &w.nik[12..]);
+                phones.insert(w.phone);
+            }
+            assert_eq!(niks.len(), seen.len());
+            assert_eq!(phones.len(), seen.len(), "deliverable {deliverable}");
         }
-        assert_eq!(niks.len(), seen.len());
-        assert_eq!(phones.len(), seen.len());
     }
 
     #[test]

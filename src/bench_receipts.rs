@@ -287,7 +287,7 @@ async fn run_in(
         report.backend, args.connections
     ));
     let t = Instant::now();
-    insert_registry(&store, n, args.seed, !args.json).await?;
+    insert_registry(&store, n, args.seed, !args.json, false).await?;
     report.registry_s = round3(t.elapsed().as_secs_f64());
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
     let t = Instant::now();

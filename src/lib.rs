@@ -36,4 +36,5 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod bench;
+pub mod bench_kannel;
 pub mod bench_receipts;
