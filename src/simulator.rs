@@ -765,7 +765,11 @@ struct Inner {
     /// Next SMSC message id; unique for the simulator's life.
     next_fid: AtomicU64,
     /// Bounds callbacks in flight (one permit per HTTP attempt).
-    callback_slots: Semaphore,
+    callback_slots: Arc<Semaphore>,
+    /// Callbacks waiting for their time ([`SimHandle::schedule`]).
+    queue: Mutex<CallbackQueue>,
+    /// Wakes the pump when something is queued.
+    wake: tokio::sync::Notify,
     /// Keep-alive client for the callbacks.
     client: reqwest::Client,
 }
@@ -1145,13 +1149,14 @@ impl SimHandle {
                 text20: req.text20.clone(),
                 submit_date: req.submit_date.clone(),
             };
-            let handle = self.clone();
-            let template = dlr_url.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let url = expand_dlr_url(&template, &report);
-                handle.deliver(Callback::Kannel { url }).await;
-            });
+            self.schedule(
+                delay,
+                0,
+                Job::Kannel {
+                    template: dlr_url.to_string(),
+                    report,
+                },
+            );
         }
     }
 
@@ -1266,11 +1271,7 @@ impl SimHandle {
                     form: None,
                 }
             };
-            let handle = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                handle.deliver(callback).await;
-            });
+            self.schedule(delay, 0, Job::Ready(callback));
         }
         jasmin_id
     }
@@ -1303,47 +1304,100 @@ impl SimHandle {
         })
         .to_string()
         .into_bytes();
-        let handle = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            handle.deliver(Callback::Json { url, body }).await;
-        });
+        self.schedule(delay, 0, Job::Ready(Callback::Json { url, body }));
         message_id
     }
 
-    /// Makes one callback like the carrier would: `1 + callback_retries`
-    /// attempts `callback_retry_delay_ms` apart until one is taken (see
-    /// [`Self::attempt`]), then dropped.
-    async fn deliver(&self, callback: Callback) {
+    /// Queues a callback (`attempt` 0 for the first) to be made after
+    /// `delay`. Pending callbacks wait in one time-ordered queue, as data
+    /// (a few hundred bytes each), not as a sleeping task each: a receiver
+    /// that falls behind by hundreds of thousands of receipts costs the
+    /// carrier little memory, as with Kannel's DLR store. One pump task runs
+    /// while the queue is not empty.
+    fn schedule(&self, delay: Duration, attempt: u32, job: Job) {
+        let start = {
+            let mut q = lock(&self.inner.queue);
+            q.seq += 1;
+            let seq = q.seq;
+            q.heap.push(Scheduled {
+                due: Instant::now() + delay,
+                seq,
+                attempt,
+                job,
+            });
+            !std::mem::replace(&mut q.pumping, true)
+        };
+        if start {
+            tokio::spawn(self.clone().pump());
+        } else {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Makes the queued callbacks as they fall due, at most
+    /// `callback_concurrency` at once (Kannel: `max-pending-requests`);
+    /// ends when the queue is empty.
+    async fn pump(self) {
+        loop {
+            let due = {
+                let mut q = lock(&self.inner.queue);
+                match q.heap.peek() {
+                    Some(next) => next.due,
+                    None => {
+                        q.pumping = false;
+                        return;
+                    }
+                }
+            };
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = self.inner.wake.notified() => {}
+                }
+                continue;
+            }
+            // The semaphore is never closed, so acquiring only waits.
+            let Ok(permit) = self.inner.callback_slots.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(next) = lock(&self.inner.queue).heap.pop() else {
+                continue;
+            };
+            let handle = self.clone();
+            tokio::spawn(async move {
+                handle.deliver(next).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Makes one attempt at a callback like the carrier would; until one is
+    /// taken, `1 + callback_retries` attempts `callback_retry_delay_ms`
+    /// apart (see [`Self::attempt`]), then dropped.
+    async fn deliver(&self, item: Scheduled) {
         let i = &self.inner;
         let attempts = 1 + i.config.callback_retries;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(i.config.callback_retry_delay_ms)).await;
+        i.callback_attempts.fetch_add(1, Ordering::Relaxed);
+        match self.attempt(&item.job.callback()).await {
+            Verdict::Taken => {
+                i.callbacks_sent.fetch_add(1, Ordering::Relaxed);
             }
-            let verdict = {
-                // The semaphore is never closed, so acquiring only waits.
-                let Ok(_permit) = i.callback_slots.acquire().await else {
-                    return;
-                };
-                i.callback_attempts.fetch_add(1, Ordering::Relaxed);
-                self.attempt(&callback).await
-            };
-            match verdict {
-                Verdict::Taken => {
-                    i.callbacks_sent.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Verdict::Retry => {}
-                Verdict::Drop => {
-                    i.callbacks_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("carrier-sim: callback dropped: 404 is final for jasmin");
-                    return;
-                }
+            Verdict::Retry if item.attempt + 1 < attempts => {
+                self.schedule(
+                    Duration::from_millis(i.config.callback_retry_delay_ms),
+                    item.attempt + 1,
+                    item.job,
+                );
+            }
+            Verdict::Retry => {
+                i.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(attempts, "carrier-sim: callback dropped after retries");
+            }
+            Verdict::Drop => {
+                i.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("carrier-sim: callback dropped: 404 is final for jasmin");
             }
         }
-        i.callbacks_failed.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(attempts, "carrier-sim: callback dropped after retries");
     }
 
     /// One HTTP attempt at a callback, judged by the dialect's rule:
@@ -1413,7 +1467,66 @@ impl SimHandle {
     }
 }
 
+/// A callback waiting in the queue.
+struct Scheduled {
+    due: Instant,
+    /// Order of scheduling: equal due times go first in, first out.
+    seq: u64,
+    /// Attempts made before this one.
+    attempt: u32,
+    job: Job,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed: `BinaryHeap` is a max-heap and the earliest must come out
+    /// first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+/// What a queued callback will send.
+enum Job {
+    /// A Kannel report, its `dlr-url` expanded when sent (`%T` is the
+    /// report's time, as with Kannel).
+    Kannel { template: String, report: Report },
+    /// Any other callback, ready as it is.
+    Ready(Callback),
+}
+
+impl Job {
+    fn callback(&self) -> Callback {
+        match self {
+            Job::Kannel { template, report } => Callback::Kannel {
+                url: expand_dlr_url(template, report),
+            },
+            Job::Ready(c) => c.clone(),
+        }
+    }
+}
+
+/// The callbacks not yet made, earliest first.
+#[derive(Default)]
+struct CallbackQueue {
+    heap: std::collections::BinaryHeap<Scheduled>,
+    seq: u64,
+    /// A pump task is running.
+    pumping: bool,
+}
+
 /// One callback to make, in its dialect's form.
+#[derive(Clone)]
 enum Callback {
     /// An expanded Kannel `dlr-url`.
     Kannel { url: String },
@@ -1621,7 +1734,9 @@ impl Simulator {
             forced_down: AtomicBool::new(false),
             rng: Mutex::new(rng),
             next_fid: AtomicU64::new(first_fid),
-            callback_slots: Semaphore::new(permits),
+            callback_slots: Arc::new(Semaphore::new(permits)),
+            queue: Mutex::new(CallbackQueue::default()),
+            wake: tokio::sync::Notify::new(),
             client: http::client(Duration::from_secs(10), permits),
             config,
         };
