@@ -37,6 +37,10 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const MESSAGES: u32 = 5_000;
 const PROCESSES: usize = 3;
 const BATCH: i64 = 50;
+/// Rows a worker may hold leased at once: the batch it is sending and the
+/// one before, whose outcomes it records meanwhile (the dispatcher is
+/// pipelined).
+const HELD_AT_MOST: i64 = 2 * BATCH;
 const KILLS: usize = 6;
 const KILL_EVERY: Duration = Duration::from_millis(1_500);
 /// Messages per second, all workers together: 5,000 take ~12 s, so every
@@ -343,7 +347,7 @@ async fn chaos(policy: DeliveryPolicy) {
         kills.len(),
         kills.iter().map(|k| k.2).collect::<Vec<_>>(),
         stats.duplicates,
-        BATCH * KILLS as i64,
+        HELD_AT_MOST * KILLS as i64,
         open_flags(&r, "lease_lost"),
         t0.elapsed()
     );
@@ -358,8 +362,8 @@ async fn chaos(policy: DeliveryPolicy) {
     assert_eq!(settled, enqueued, "{r:?}");
     assert_eq!(r.unrecorded, 0, "{r:?}");
     assert!(
-        kills.iter().all(|k| k.2 <= BATCH),
-        "a worker held more than one batch: {kills:?}"
+        kills.iter().all(|k| k.2 <= HELD_AT_MOST),
+        "a worker held more than a batch in flight and one being recorded: {kills:?}"
     );
     match policy {
         DeliveryPolicy::AtLeastOnce => {
@@ -368,7 +372,7 @@ async fn chaos(policy: DeliveryPolicy) {
                 "{} duplicates, more than the {held} rows the killed workers held",
                 stats.duplicates
             );
-            assert!(stats.duplicates as i64 <= BATCH * KILLS as i64);
+            assert!(stats.duplicates as i64 <= HELD_AT_MOST * KILLS as i64);
             assert_eq!(delivered, enqueued, "{r:?}");
             assert_eq!(
                 stats.submits_total - stats.duplicates,

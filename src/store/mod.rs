@@ -227,15 +227,23 @@ impl Store {
                 db: Db::Sqlite(pool),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // Custom plans always: a generic plan cached while the queue was
-            // empty turned a 500-row claim into a 28 s semi-join over a
-            // 300 k queue (BENCHMARKS.md). Planning a claim costs ~0.1 ms.
-            let opts = PgConnectOptions::from_str(url)?
-                .application_name("pedulicovid")
-                .options([("plan_cache_mode", "force_custom_plan")]);
+            let opts = PgConnectOptions::from_str(url)?.application_name("pedulicovid");
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(30))
+                // Custom plans always: a generic plan cached while the queue
+                // was empty turned a 500-row claim into a 28 s semi-join over
+                // a 300 k queue (BENCHMARKS.md). Planning a claim costs
+                // ~0.1 ms. A `SET` rather than a startup option, which
+                // connection poolers such as PgBouncer refuse.
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::query("SET plan_cache_mode = force_custom_plan")
+                            .execute(conn)
+                            .await
+                            .map(|_| ())
+                    })
+                })
                 .connect_with(opts)
                 .await?;
             Ok(Store {
