@@ -196,6 +196,61 @@ pub struct UnlimitedReport {
     pub duplicates: u64,
 }
 
+/// What an unlimited run measured, before the rates are worked out.
+pub(crate) struct RunFigures {
+    /// When the clock started (campaign created), Unix ms.
+    pub t0_ms: i64,
+    pub times: MessageTimes,
+    pub completed: bool,
+    pub by_status: Vec<(String, i64)>,
+    pub p50_send_ms: f64,
+    pub p99_send_ms: f64,
+    /// CPU seconds of this process during the run, and its wall time.
+    pub cpu: Option<f64>,
+    pub wall: f64,
+    pub db_cpu: Option<f64>,
+    pub sends_by_second: Vec<u64>,
+    pub receipts_by_second: Vec<u64>,
+    pub duplicates: u64,
+}
+
+impl UnlimitedReport {
+    /// Rates from the message times: sends until the last `sent_at`,
+    /// end-to-end until the last of `sent_at` and `final_at`, receipts over
+    /// the span of `final_at`s.
+    pub(crate) fn from_run(f: RunFigures) -> UnlimitedReport {
+        let times = &f.times;
+        let secs = |ms: Option<i64>| ms.map(|m| (m - f.t0_ms) as f64 / 1000.0).unwrap_or(0.0);
+        let sends_s = secs(times.last_sent);
+        let end_s = secs(times.last_sent.max(times.last_final));
+        let receipt_span = match (times.first_final, times.last_final) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
+            _ => 0.0,
+        };
+        UnlimitedReport {
+            sends_s: round3(sends_s),
+            sends_per_s: round1(times.sent as f64 / sends_s.max(1e-3)),
+            end_to_end_s: round3(end_s),
+            end_to_end_per_s: round1(times.finals as f64 / end_s.max(1e-3)),
+            completed: f.completed,
+            sent: times.sent,
+            finals: times.finals,
+            receipts_per_s: round1(times.finals as f64 / receipt_span.max(1e-3)),
+            first_send_s: round3(secs(times.first_sent)),
+            first_receipt_s: round3(secs(times.first_final)),
+            by_status: f.by_status.into_iter().filter(|(_, v)| *v > 0).collect(),
+            p50_send_ms: f.p50_send_ms,
+            p99_send_ms: f.p99_send_ms,
+            process_cpu_s: f.cpu.map(round2).unwrap_or(0.0),
+            process_cores: f.cpu.map(|c| round2(c / f.wall)).unwrap_or(0.0),
+            db_cpu_s: f.db_cpu,
+            sends_by_second: f.sends_by_second,
+            receipts_by_second: f.receipts_by_second,
+            duplicates: f.duplicates,
+        }
+    }
+}
+
 /// The rate-limited run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RateReport {
@@ -327,43 +382,10 @@ pub async fn run(
     if args.rate > 0 && args.rate_secs < 2 {
         bail!("--rate-secs must be at least 2 (the first second is not measured)");
     }
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let mut s = settings;
-    let mut pg: Option<PgBenchDb> = None;
-    let database = if !database_url_given {
-        s.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        "temporary SQLite file".to_string()
-    } else if s.database_url.starts_with("postgres:") || s.database_url.starts_with("postgresql:") {
-        let db = PgBenchDb::create(&s.database_url).await?;
-        s.database_url = db.url.clone();
-        let d = format!(
-            "{} (fresh database on the given server)",
-            redact_url(&db.url)
-        );
-        pg = Some(db);
-        d
-    } else {
-        let path = s
-            .database_url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        let path = path.split('?').next().unwrap_or(path);
-        if std::fs::metadata(path)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-        {
-            bail!("{path} exists: the benchmark needs a fresh database (give a new file name)");
-        }
-        redact_url(&s.database_url)
-    };
-    let result = run_in(s, &args, database).await;
-    if let Some(db) = pg {
-        if args.keep_database {
-            eprintln!("kept database {}", db.name);
-        } else if let Err(e) = db.drop_db().await {
-            eprintln!("warning: could not drop database {}: {e:#}", db.name);
-        }
-    }
+    let db = BenchDatabase::prepare(&mut s, database_url_given).await?;
+    let result = run_in(s, &args, db.description.clone()).await;
+    db.finish(args.keep_database).await;
     let report = result?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -371,6 +393,73 @@ pub async fn run(
         print_report(&report);
     }
     Ok(())
+}
+
+/// The database a benchmark runs in: a fresh SQLite file in a temporary
+/// directory (no URL given), a fresh database created on the given
+/// PostgreSQL server, or a SQLite file named by the URL that must not exist
+/// yet. `prepare` points `settings.database_url` at it.
+pub(crate) struct BenchDatabase {
+    /// Holds the temporary SQLite file until the run is over.
+    _dir: tempfile::TempDir,
+    pg: Option<PgBenchDb>,
+    /// What the report says the database was (credentials redacted).
+    pub description: String,
+}
+
+impl BenchDatabase {
+    pub(crate) async fn prepare(
+        s: &mut Settings,
+        database_url_given: bool,
+    ) -> anyhow::Result<BenchDatabase> {
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let mut pg = None;
+        let description = if !database_url_given {
+            s.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            "temporary SQLite file".to_string()
+        } else if s.database_url.starts_with("postgres:")
+            || s.database_url.starts_with("postgresql:")
+        {
+            let db = PgBenchDb::create(&s.database_url).await?;
+            s.database_url = db.url.clone();
+            let d = format!(
+                "{} (fresh database on the given server)",
+                redact_url(&db.url)
+            );
+            pg = Some(db);
+            d
+        } else {
+            let path = s
+                .database_url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            if std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+            {
+                bail!("{path} exists: the benchmark needs a fresh database (give a new file name)");
+            }
+            redact_url(&s.database_url)
+        };
+        Ok(BenchDatabase {
+            _dir: dir,
+            pg,
+            description,
+        })
+    }
+
+    /// Drops the PostgreSQL database (also after a failed run), unless
+    /// `keep`.
+    pub(crate) async fn finish(self, keep: bool) {
+        if let Some(db) = self.pg {
+            if keep {
+                eprintln!("kept database {}", db.name);
+            } else if let Err(e) = db.drop_db().await {
+                eprintln!("warning: could not drop database {}: {e:#}", db.name);
+            }
+        }
+    }
 }
 
 /// A throw-away PostgreSQL database on the server of the given URL.
@@ -804,34 +893,20 @@ async fn unlimited_run(
     let duplicates = sim.stats().duplicates;
     app.stop(Duration::from_secs(10)).await;
 
-    let secs = |ms: Option<i64>| ms.map(|m| (m - t0_ms) as f64 / 1000.0).unwrap_or(0.0);
-    let sends_s = secs(times.last_sent);
-    let end_s = secs(times.last_sent.max(times.last_final));
-    let receipt_span = match (times.first_final, times.last_final) {
-        (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
-        _ => 0.0,
-    };
-    let u = UnlimitedReport {
-        sends_s: round3(sends_s),
-        sends_per_s: round1(times.sent as f64 / sends_s.max(1e-3)),
-        end_to_end_s: round3(end_s),
-        end_to_end_per_s: round1(times.finals as f64 / end_s.max(1e-3)),
+    let u = UnlimitedReport::from_run(RunFigures {
+        t0_ms,
+        times,
         completed,
-        sent: times.sent,
-        finals: times.finals,
-        receipts_per_s: round1(times.finals as f64 / receipt_span.max(1e-3)),
-        first_send_s: round3(secs(times.first_sent)),
-        first_receipt_s: round3(secs(times.first_final)),
-        by_status: cr.by_status.into_iter().filter(|(_, v)| *v > 0).collect(),
+        by_status: cr.by_status,
         p50_send_ms: snap.p50_send_ms,
         p99_send_ms: snap.p99_send_ms,
-        process_cpu_s: cpu.map(round2).unwrap_or(0.0),
-        process_cores: cpu.map(|c| round2(c / wall)).unwrap_or(0.0),
-        db_cpu_s: db_cpu,
+        cpu,
+        wall,
+        db_cpu,
         sends_by_second,
         receipts_by_second,
         duplicates,
-    };
+    });
     say(&format!(
         "unlimited run: all sent after {:.2} s, all final after {:.2} s",
         u.sends_s, u.end_to_end_s

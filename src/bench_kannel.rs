@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::app::{App, Parts};
 use crate::bench::{
     campaign_request, in_flight, load_avg, message_times, postgres_cpu_s, proc_cpu_s,
-    process_cpu_s, round1, round2, round3, BenchArgs, UnlimitedReport, TICKS_PER_S,
+    process_cpu_s, round2, round3, BenchArgs, RunFigures, UnlimitedReport, TICKS_PER_S,
 };
 use crate::campaign;
 use crate::config::{GatewaySettings, Settings};
@@ -350,34 +350,20 @@ pub(crate) async fn unlimited_run(
     let receipts_by_second = per_second(&app.store, c.id, "final_at", t0_ms).await?;
     app.stop(Duration::from_secs(10)).await;
 
-    let secs = |ms: Option<i64>| ms.map(|m| (m - t0_ms) as f64 / 1000.0).unwrap_or(0.0);
-    let sends_s = secs(times.last_sent);
-    let end_s = secs(times.last_sent.max(times.last_final));
-    let receipt_span = match (times.first_final, times.last_final) {
-        (Some(a), Some(b)) => (b - a) as f64 / 1000.0,
-        _ => 0.0,
-    };
-    let u = UnlimitedReport {
-        sends_s: round3(sends_s),
-        sends_per_s: round1(times.sent as f64 / sends_s.max(1e-3)),
-        end_to_end_s: round3(end_s),
-        end_to_end_per_s: round1(times.finals as f64 / end_s.max(1e-3)),
+    let u = UnlimitedReport::from_run(RunFigures {
+        t0_ms,
+        times,
         completed,
-        sent: times.sent,
-        finals: times.finals,
-        receipts_per_s: round1(times.finals as f64 / receipt_span.max(1e-3)),
-        first_send_s: round3(secs(times.first_sent)),
-        first_receipt_s: round3(secs(times.first_final)),
-        by_status: cr.by_status.into_iter().filter(|(_, v)| *v > 0).collect(),
+        by_status: cr.by_status,
         p50_send_ms: snap.p50_send_ms,
         p99_send_ms: snap.p99_send_ms,
-        process_cpu_s: cpu.map(round2).unwrap_or(0.0),
-        process_cores: cpu.map(|c| round2(c / wall)).unwrap_or(0.0),
-        db_cpu_s: db_cpu,
+        cpu,
+        wall,
+        db_cpu,
         sends_by_second,
         receipts_by_second,
         duplicates: 0,
-    };
+    });
     let mut cpu_s: BTreeMap<String, f64> = harness1
         .iter()
         .filter_map(|(k, v)| harness0.get(k).map(|b| (k.clone(), round2(v - b))))

@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use crate::app::{App, Parts};
 use crate::bench::{
     campaign_request, current_rss_mb, insert_registry, load_avg, postgres_cpu_s, proc_cpu_s,
-    process_cpu_s, round1, round2, round3, PgBenchDb,
+    process_cpu_s, round1, round2, round3, BenchDatabase,
 };
 use crate::campaign;
 use crate::config::Settings;
@@ -175,43 +175,10 @@ pub async fn run(
     if args.callbacks == 0 || args.connections == 0 || args.client_threads == 0 {
         bail!("--callbacks, --connections and --client-threads must be at least 1");
     }
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let mut s = settings;
-    let mut pg: Option<PgBenchDb> = None;
-    let database = if !database_url_given {
-        s.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        "temporary SQLite file".to_string()
-    } else if s.database_url.starts_with("postgres:") || s.database_url.starts_with("postgresql:") {
-        let db = PgBenchDb::create(&s.database_url).await?;
-        s.database_url = db.url.clone();
-        let d = format!(
-            "{} (fresh database on the given server)",
-            redact_url(&db.url)
-        );
-        pg = Some(db);
-        d
-    } else {
-        let path = s
-            .database_url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        let path = path.split('?').next().unwrap_or(path);
-        if std::fs::metadata(path)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-        {
-            bail!("{path} exists: the benchmark needs a fresh database (give a new file name)");
-        }
-        redact_url(&s.database_url)
-    };
-    let result = run_in(s, &args, database).await;
-    if let Some(db) = pg {
-        if args.keep_database {
-            eprintln!("kept database {}", db.name);
-        } else if let Err(e) = db.drop_db().await {
-            eprintln!("warning: could not drop database {}: {e:#}", db.name);
-        }
-    }
+    let db = BenchDatabase::prepare(&mut s, database_url_given).await?;
+    let result = run_in(s, &args, db.description.clone()).await;
+    db.finish(args.keep_database).await;
     let report = result?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
