@@ -23,7 +23,7 @@
 #   --kill-every SECS   pause between kills                          [4]
 #   --policy P          at_least_once | at_most_once                 [at_least_once]
 #   --rate N            gateway messages/s, all workers together     [1000]
-#   --batch N           worker.batch_size (the duplicate bound/kill) [100]
+#   --batch N           worker.batch_size (2 x this bounds duplicates per kill) [100]
 #   --lease SECS        worker.lease_secs                            [5]
 #   --receipt-delay-ms  simulator receipt delay (± 20 %)             [1000]
 #   --timeout SECS      give up after this long in all               [900]
