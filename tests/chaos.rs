@@ -16,19 +16,16 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::workers::Workers;
 use common::*;
-use pedulicovid::app::{App, Parts};
+use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::DeliveryPolicy;
-use pedulicovid::simulator::{OutcomeMix, SimHandle, Simulator, SimulatorConfig};
+use pedulicovid::simulator::{OutcomeMix, Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
-use rand::Rng;
 
 /// One chaos run at a time: each starts three processes and would otherwise
 /// starve the other of CPU and PostgreSQL connections.
@@ -46,117 +43,6 @@ const KILL_EVERY: Duration = Duration::from_millis(1_500);
 /// Messages per second, all workers together: 5,000 take ~12 s, so every
 /// kill lands mid-campaign.
 const RATE: u32 = 400;
-
-/// `pedulicovid worker` child processes, killed when dropped.
-struct Workers {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    db_url: String,
-    env: Vec<(String, String)>,
-    /// Every child ever started, with its log; killed ones stay (reaped).
-    children: Vec<(Child, PathBuf)>,
-    /// Indices into `children` of the ones alive.
-    alive: Vec<usize>,
-}
-
-impl Workers {
-    fn new(db_url: &str, sim: &SimHandle, app: &App, env: &[(&str, &str)]) -> Workers {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("chaos.toml");
-        std::fs::write(&config, "# chaos test: see the environment\n").expect("config file");
-        let port = app.port().expect("the test app serves HTTP");
-        let mut all: Vec<(String, String)> = vec![
-            ("PEDULICOVID__DATABASE_URL".into(), db_url.into()),
-            ("PEDULICOVID__SIMULATOR__ENABLED".into(), "false".into()),
-            (
-                "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL".into(),
-                sim.sendsms_url(),
-            ),
-            (
-                "PEDULICOVID__HTTP__PUBLIC_URL".into(),
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("RUST_LOG".into(), "warn".into()),
-        ];
-        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Workers {
-            dir,
-            config,
-            db_url: db_url.into(),
-            env: all,
-            children: vec![],
-            alive: vec![],
-        }
-    }
-
-    /// Starts one more worker; returns its pid.
-    fn spawn(&mut self) -> u32 {
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker-{}.log", self.children.len()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pedulicovid"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .arg("--database-url")
-            .arg(&self.db_url)
-            .arg("worker")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("PEDULICOVID__") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = cmd.spawn().expect("worker process starts");
-        let pid = child.id();
-        self.alive.push(self.children.len());
-        self.children.push((child, log));
-        pid
-    }
-
-    /// SIGKILLs a random live worker and reaps it; returns its pid.
-    fn kill_random(&mut self) -> u32 {
-        let at = rand::thread_rng().gen_range(0..self.alive.len());
-        let i = self.alive.remove(at);
-        let (child, _) = &mut self.children[i];
-        let pid = child.id();
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-        pid
-    }
-
-    /// No live worker exited on its own.
-    fn assert_alive(&mut self) {
-        for &i in &self.alive {
-            let (child, log) = &mut self.children[i];
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!(
-                    "worker {i} exited by itself ({status}):\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for (i, (child, log)) in self.children.iter_mut().enumerate() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail = &text[text.len().saturating_sub(3000)..];
-                eprintln!("--- worker {i} stderr (tail) ---\n{tail}");
-            }
-        }
-    }
-}
 
 async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)

@@ -16,15 +16,15 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
+use common::workers::Workers;
 use common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, parse_time, CampaignRequest};
@@ -213,118 +213,6 @@ fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
         .map_or(0, |(_, v)| *v)
 }
 
-/// `pedulicovid worker` child processes, killed when dropped (so a failing
-/// test leaks none). Each child's stderr goes to a log file, printed when the
-/// test fails.
-struct Workers {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    db_url: String,
-    env: Vec<(String, String)>,
-    children: Vec<(Child, PathBuf)>,
-}
-
-impl Workers {
-    /// `env` comes on top of what every worker here needs: the database, the
-    /// simulator's URL, the public URL of the test's HTTP server (for the
-    /// `dlr-url`; the callback token is shared through the database).
-    fn new(db_url: &str, sim: &SimHandle, app: &App, env: &[(&str, &str)]) -> Workers {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // An empty settings file, so a `pedulicovid.toml` in the working
-        // directory cannot interfere: everything comes from the environment.
-        let config = dir.path().join("engine-test.toml");
-        std::fs::write(&config, "# engine tests: see the environment\n").expect("config file");
-        let port = app.port().expect("the test app serves HTTP");
-        let mut all: Vec<(String, String)> = vec![
-            ("PEDULICOVID__DATABASE_URL".into(), db_url.into()),
-            ("PEDULICOVID__SIMULATOR__ENABLED".into(), "false".into()),
-            (
-                "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL".into(),
-                sim.sendsms_url(),
-            ),
-            (
-                "PEDULICOVID__HTTP__PUBLIC_URL".into(),
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("RUST_LOG".into(), "warn".into()),
-        ];
-        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Workers {
-            dir,
-            config,
-            db_url: db_url.into(),
-            env: all,
-            children: vec![],
-        }
-    }
-
-    /// Starts one more worker process; returns its pid.
-    fn spawn(&mut self) -> u32 {
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker-{}.log", self.children.len()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pedulicovid"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .arg("--database-url")
-            .arg(&self.db_url)
-            .arg("worker")
-            // Same templates directory as the test process.
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("log file"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("PEDULICOVID__") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = cmd.spawn().expect("worker process starts");
-        let pid = child.id();
-        self.children.push((child, log));
-        pid
-    }
-
-    /// SIGKILL (`Child::kill`) to child `i`, reaped at once.
-    fn kill(&mut self, i: usize) {
-        let (child, _) = &mut self.children[i];
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
-
-    /// None of the children exited on its own (a crash or a refused setting).
-    fn assert_alive(&mut self, except: &[usize]) {
-        for (i, (child, log)) in self.children.iter_mut().enumerate() {
-            if except.contains(&i) {
-                continue;
-            }
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!(
-                    "worker {i} exited by itself ({status}):\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for (i, (child, log)) in self.children.iter_mut().enumerate() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail = &text[text.len().saturating_sub(4000)..];
-                eprintln!("--- worker {i} stderr (tail) ---\n{tail}");
-            }
-        }
-    }
-}
-
 /// The test process's part when workers are child processes: HTTP server
 /// (receipts) and housekeeping, no worker, no simulator of its own; its
 /// gateway "sim" points at `sim`.
@@ -371,7 +259,7 @@ async fn many_worker_processes_send_each_message_once(processes: usize) {
     let started = Instant::now();
     let r = wait_done(&app.store, id, Duration::from_secs(25)).await;
     let took = started.elapsed();
-    workers.assert_alive(&[]);
+    workers.assert_alive();
 
     let stats = sim.stats();
     assert_eq!(stats.duplicates, 0, "{stats:?}");
@@ -458,7 +346,7 @@ async fn sigkill_mid_batch(policy: DeliveryPolicy) {
             "the workers never got going: {:?}",
             sim.stats()
         );
-        workers.assert_alive(&[]);
+        workers.assert_alive();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Kill the first worker in the middle of a batch: it holds a claimed
@@ -491,7 +379,7 @@ async fn sigkill_mid_batch(policy: DeliveryPolicy) {
     workers.spawn(); // the replacement
 
     let r = wait_settled(&app.store, id, Duration::from_secs(25)).await;
-    workers.assert_alive(&[0]);
+    workers.assert_alive();
     // Receipts may still be on their way for the very last sends.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = {

@@ -15,12 +15,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::carrier::carrier;
 use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignRequest};
@@ -28,110 +27,6 @@ use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
 use pedulicovid::status::Status;
-
-/// What the tests need from the running harness (`carrier.env`).
-#[derive(Debug, Clone)]
-struct Carrier {
-    sendsms_url: String,
-    username: String,
-    password: String,
-    run_dir: PathBuf,
-}
-
-/// One start attempt per test binary; the result (or the failure with
-/// start.sh's output) is shared by every test in it. `OnceLock::get_or_init`
-/// makes concurrent callers wait for the one running initialiser.
-static CARRIER: OnceLock<Result<Carrier, String>> = OnceLock::new();
-
-fn carrier_dir() -> PathBuf {
-    match std::env::var_os("PEDULICOVID_CARRIER_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/carrier"),
-    }
-}
-
-fn run_dir() -> PathBuf {
-    std::env::var_os("CARRIER_RUN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/pedulicovid-carrier"))
-}
-
-/// Runs `bash start.sh` (a no-op printing "already running" when the harness
-/// is up) and reads `carrier.env`.
-fn start_harness() -> Result<Carrier, String> {
-    let dir = carrier_dir();
-    let script = dir.join("start.sh");
-    if !script.is_file() {
-        return Err(format!(
-            "carrier harness not found: {} (set PEDULICOVID_CARRIER_DIR)",
-            script.display()
-        ));
-    }
-    let started = Instant::now();
-    // start.sh sends its background processes' output to files in the run
-    // directory, so capturing stdout/stderr here does not wait on them.
-    let out = Command::new("bash")
-        .arg(&script)
-        .current_dir(&dir)
-        .output()
-        .map_err(|e| format!("running bash {}: {e}", script.display()))?;
-    let output = format!(
-        "--- stdout ---\n{}--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        return Err(format!(
-            "bash {} failed ({}) after {:?}:\n{output}",
-            script.display(),
-            out.status,
-            started.elapsed()
-        ));
-    }
-    eprintln!(
-        "carrier harness ready after {:?}:\n{output}",
-        started.elapsed()
-    );
-
-    let env_file = run_dir().join("carrier.env");
-    let text = std::fs::read_to_string(&env_file).map_err(|e| {
-        format!(
-            "reading {}: {e}\nstart.sh said:\n{output}",
-            env_file.display()
-        )
-    })?;
-    let vars: HashMap<&str, &str> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
-    let get = |k: &str| {
-        vars.get(k)
-            .map(|v| v.to_string())
-            .ok_or_else(|| format!("{} has no {k}:\n{text}", env_file.display()))
-    };
-    Ok(Carrier {
-        sendsms_url: get("KANNEL_SENDSMS_URL")?,
-        username: get("KANNEL_SENDSMS_USER")?,
-        password: get("KANNEL_SENDSMS_PASS")?,
-        run_dir: vars
-            .get("CARRIER_RUN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(run_dir),
-    })
-}
-
-/// The running harness, started once per test binary. Panics (fails the
-/// test) with start.sh's output when it cannot be started.
-async fn carrier() -> Carrier {
-    let result = tokio::task::spawn_blocking(|| CARRIER.get_or_init(start_harness).clone())
-        .await
-        .expect("harness start-up thread");
-    match result {
-        Ok(c) => c,
-        Err(e) => panic!("the Kannel carrier harness is not available:\n{e}"),
-    }
-}
 
 /// The running SMSC simulator's command line, for failure messages: a
 /// harness started with other `SMSC_SIM_ARGS` (`--rules`, `--no-tlv`)

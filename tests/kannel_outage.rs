@@ -18,15 +18,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::carrier::{start_harness, stop_harness, Carrier, CARRIER};
 use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignRequest};
@@ -38,162 +35,6 @@ use pedulicovid::status::Status;
 
 /// One test at a time: they stop and start the one harness.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// What the tests need from the running harness (`carrier.env`).
-#[derive(Debug, Clone)]
-struct Carrier {
-    sendsms_url: String,
-    username: String,
-    password: String,
-    run_dir: PathBuf,
-}
-
-impl Carrier {
-    /// `127.0.0.1:PORT` of smsbox's sendsms listener.
-    fn sendsms_addr(&self) -> String {
-        let u = url::Url::parse(&self.sendsms_url).expect("KANNEL_SENDSMS_URL is a URL");
-        format!(
-            "{}:{}",
-            u.host_str().unwrap_or("127.0.0.1"),
-            u.port_or_known_default().unwrap_or(13913)
-        )
-    }
-}
-
-/// The first start of the harness in this test binary (it may install
-/// Kannel with apt-get); later tests only check that it is up.
-static CARRIER: OnceLock<Result<Carrier, String>> = OnceLock::new();
-
-fn carrier_dir() -> PathBuf {
-    match std::env::var_os("PEDULICOVID_CARRIER_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/carrier"),
-    }
-}
-
-fn run_dir() -> PathBuf {
-    std::env::var_os("CARRIER_RUN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/pedulicovid-carrier"))
-}
-
-/// Runs `bash <script>` in the carrier directory; `Err` holds its output.
-fn run_script(name: &str) -> Result<String, String> {
-    let dir = carrier_dir();
-    let script = dir.join(name);
-    if !script.is_file() {
-        return Err(format!(
-            "carrier harness not found: {} (set PEDULICOVID_CARRIER_DIR)",
-            script.display()
-        ));
-    }
-    let started = Instant::now();
-    // The scripts send their background processes' output to files in the
-    // run directory, so reading stdout/stderr to the end does not wait on
-    // them. Each stderr line (the scripts' log) is kept with the time it
-    // came, which shows which part of a stop or start took long.
-    let mut child = Command::new("bash")
-        .arg(&script)
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running bash {}: {e}", script.display()))?;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let log = std::thread::spawn(move || {
-        let mut timed = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            timed.push_str(&format!(
-                "{:>8.3}s {line}\n",
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        timed
-    });
-    let mut stdout = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for bash {}: {e}", script.display()))?;
-    let stderr = log.join().unwrap_or_default();
-    let output = format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
-    if status.success() {
-        eprintln!("{name} done after {:?}:\n{stderr}", started.elapsed());
-        Ok(output)
-    } else {
-        Err(format!(
-            "bash {} failed ({status}) after {:?}:\n{output}",
-            script.display(),
-            started.elapsed()
-        ))
-    }
-}
-
-/// Reads `carrier.env` of the running harness.
-fn read_env(start_output: &str) -> Result<Carrier, String> {
-    let env_file = run_dir().join("carrier.env");
-    let text = std::fs::read_to_string(&env_file).map_err(|e| {
-        format!(
-            "reading {}: {e}\nstart.sh said:\n{start_output}",
-            env_file.display()
-        )
-    })?;
-    let vars: HashMap<&str, &str> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
-    let get = |k: &str| {
-        vars.get(k)
-            .map(|v| v.to_string())
-            .ok_or_else(|| format!("{} has no {k}:\n{text}", env_file.display()))
-    };
-    Ok(Carrier {
-        sendsms_url: get("KANNEL_SENDSMS_URL")?,
-        username: get("KANNEL_SENDSMS_USER")?,
-        password: get("KANNEL_SENDSMS_PASS")?,
-        run_dir: vars
-            .get("CARRIER_RUN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(run_dir),
-    })
-}
-
-/// `start.sh`, made robust for a restart right after a stop: it refuses to
-/// start while a port is still taken or part of the harness still runs, so
-/// on failure stop what is left, wait, and try again (three times).
-fn start_harness() -> Result<Carrier, String> {
-    let mut errors = vec![];
-    for attempt in 0..3 {
-        if attempt > 0 {
-            let _ = run_script("stop.sh");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        match run_script("start.sh") {
-            Ok(output) => return read_env(&output),
-            Err(e) => errors.push(e),
-        }
-    }
-    Err(errors.join("\n\n"))
-}
-
-/// `stop.sh`, then wait until nothing listens on the sendsms port any more.
-fn stop_harness(carrier: &Carrier) {
-    if let Err(e) = run_script("stop.sh") {
-        panic!("stopping the carrier harness failed:\n{e}");
-    }
-    let addr = carrier.sendsms_addr();
-    let limit = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_ok() {
-        assert!(
-            Instant::now() < limit,
-            "sendsms port {addr} still open 20 s after stop.sh"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The running harness. The first call per binary starts it (or finds it
 /// running); every call checks it is up, since an earlier test stopped it.

@@ -2,6 +2,9 @@
 //! real application started on random ports.
 #![allow(dead_code)]
 
+pub mod carrier;
+pub mod workers;
+
 use std::time::{Duration, Instant};
 
 use pedulicovid::app::{App, Parts};
