@@ -253,6 +253,8 @@ impl Store {
                 let n = q.build().execute(&mut *tx).await?.rows_affected();
                 lost += chunk.len() as u64 - n;
             }
+            // Non-sent outcomes that found their row no longer `sending`.
+            let mut missed: Vec<i64> = vec![];
             for o in &sorted {
                 match o {
                     SendOutcome::Sent { id, gateway, gateway_message_id, .. } => {
@@ -263,7 +265,9 @@ impl Store {
                             .bind(next_attempt_at).bind(error).bind(i32::from(*throttled)).bind(gateway)
                             .bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
-                        lost += 1 - n.min(1);
+                        if n == 0 {
+                            missed.push(*id);
+                        }
                         let kind = if *throttled { "throttled" } else { "retry" };
                         attempts.push((*id, gateway.as_deref(), kind, error.clone()));
                     }
@@ -271,7 +275,9 @@ impl Store {
                         let n = sqlx::query(defer_sql)
                             .bind(until).bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
-                        lost += 1 - n.min(1);
+                        if n == 0 {
+                            missed.push(*id);
+                        }
                     }
                     SendOutcome::Failed { id, gateway, error, reason } => {
                         let n = sqlx::query(&failed_sql)
@@ -279,17 +285,22 @@ impl Store {
                             .execute(&mut *tx).await?.rows_affected();
                         if n == 1 {
                             flag!(tx, *id, *reason, now);
+                        } else {
+                            missed.push(*id);
                         }
-                        lost += 1 - n.min(1);
                         attempts.push((*id, gateway.as_deref(), "failed", error.clone()));
                     }
                 }
             }
-            // A final receipt that overtook a retry, defer or failure left
-            // the row settled but still leased to us: release it, and note
-            // the send the receipt proves. Without this the lease lingers
-            // until it expires and the campaign cannot complete.
-            for chunk in ids.chunks(RECORD_CHUNK) {
+            // A miss is either a lease taken over after expiry (lost), or a
+            // final receipt that overtook the retry, defer or failure and
+            // left the row settled but still leased to us: release that
+            // one, and note the send the receipt proves. Without this the
+            // lease lingers until it expires and the campaign cannot
+            // complete. (A recorded send clears its lease whatever the
+            // status, above.)
+            lost += missed.len() as u64;
+            for chunk in missed.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new("UPDATE messages SET lease_owner = NULL, lease_until = NULL, sent_at = COALESCE(sent_at, ");
                 q.push_bind(now);
                 q.push(") WHERE lease_owner = ");
