@@ -22,7 +22,7 @@ use crate::simulator::SimulatorConfig;
 pub const ENV_PREFIX: &str = "PEDULICOVID__";
 
 /// Everything the program can be told.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `sqlite://FILE` (default `sqlite://pedulicovid.db`) or `postgres://…`.
@@ -35,6 +35,21 @@ pub struct Settings {
     /// The built-in carrier simulator, run in-process by `run` and `serve`
     /// when enabled (the default, so a fresh checkout works end to end).
     pub simulator: SimulatorSettings,
+}
+
+/// By hand rather than derived: `database_url` may carry credentials (see
+/// [`crate::secret::redact_url`]).
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &crate::secret::DebugUrl(&self.database_url))
+            .field("http", &self.http)
+            .field("worker", &self.worker)
+            .field("sms", &self.sms)
+            .field("gateways", &self.gateways)
+            .field("simulator", &self.simulator)
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -407,7 +422,7 @@ mod tests {
         let f = dir.path().join("p.toml");
         std::fs::write(
             &f,
-            "database_url = \"postgres://x/y\"\n[worker]\nmax_attempts = 7\n\
+            "database_url = \"postgres://app:dbpass@x/y\"\n[worker]\nmax_attempts = 7\n\
              [[gateways]]\nname = \"tsel\"\nrate_per_sec = 10\n[gateways.kannel]\npassword = \"hunter2\"\n",
         )
         .unwrap();
@@ -421,7 +436,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(s.database_url, "postgres://x/y");
+        assert_eq!(s.database_url, "postgres://app:dbpass@x/y");
         assert_eq!(s.worker.max_attempts, 3);
         assert_eq!(s.gateways[0].name, "tsel");
         assert_eq!(s.gateways[0].rate_per_sec, 50);
@@ -431,6 +446,10 @@ mod tests {
         );
         assert_eq!(s.gateways[0].kannel.password.expose(), "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"), "secrets never print");
+        assert!(
+            !format!("{s:?}").contains("dbpass"),
+            "nor a database password"
+        );
     }
 
     #[test]

@@ -7,28 +7,39 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 
 /// How long to wait before attempt `attempt + 1`, after `attempt` attempts
-/// failed transiently: `initial × 2^(attempt-1)`, capped at `max`, with ±50 %
-/// jitter so a burst of failures does not come back as a burst. A carrier's
-/// Retry-After is a floor.
+/// failed transiently. The `backoff` crate's [`ExponentialBackoff`] computes
+/// it: started at `initial`, doubled per attempt up to `max`, each interval
+/// jittered ±50 % so a burst of failures does not come back as a burst. The
+/// policy is replayed from the start because only the attempt count is
+/// stored (in the queue row), not the policy's state; once the interval has
+/// reached `max` further steps change nothing, so the replay is short. A
+/// carrier's Retry-After is a floor.
 pub fn retry_delay(
     attempt: u32,
     initial: Duration,
     max: Duration,
     retry_after: Option<Duration>,
 ) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let base = initial.saturating_mul(1u32 << exp.min(31)).min(max);
     let mut policy = ExponentialBackoff {
-        current_interval: base,
+        current_interval: initial,
         initial_interval: initial,
         randomization_factor: 0.5,
         multiplier: 2.0,
         max_interval: max,
+        // Never give up: the attempt limit is the worker's, not the policy's.
         max_elapsed_time: None,
         ..ExponentialBackoff::default()
     };
-    // With no max_elapsed_time the policy never gives up.
-    let jittered = policy.next_backoff().unwrap_or(base).min(max);
+    let mut delay = initial;
+    for _ in 0..attempt.clamp(1, 64) {
+        let capped = policy.current_interval >= max;
+        delay = policy.next_backoff().unwrap_or(max);
+        if capped {
+            // Every later step draws from this same distribution.
+            break;
+        }
+    }
+    let jittered = delay.min(max);
     match retry_after {
         Some(ra) if ra > jittered => ra,
         _ => jittered,

@@ -114,7 +114,7 @@ impl DlrMethod {
 
 /// How to reach one Jasmin HTTP API (or the simulator in Jasmin mode), read
 /// from settings.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JasminConfig {
     /// Full send endpoint. Jasmin listens on `http://127.0.0.1:1401/send` by
@@ -137,6 +137,22 @@ pub struct JasminConfig {
     /// in milliseconds; a slow answer means trouble and the message is
     /// retried.
     pub timeout_ms: u64,
+}
+
+/// By hand rather than derived: `send_url` may carry credentials (see
+/// [`crate::secret::redact_url`]).
+impl std::fmt::Debug for JasminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JasminConfig")
+            .field("send_url", &crate::secret::DebugUrl(&self.send_url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("sender", &self.sender)
+            .field("dlr_level", &self.dlr_level)
+            .field("dlr_method", &self.dlr_method)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for JasminConfig {

@@ -156,7 +156,7 @@ impl Default for JsonReceiptMapping {
 
 /// One JSON aggregator, read from settings. The defaults describe the
 /// built-in simulator's JSON mode at its default address.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonConfig {
     /// The send endpoint.
@@ -181,6 +181,25 @@ pub struct JsonConfig {
     pub receipt: JsonReceiptMapping,
     /// Whole-request timeout; a slow answer is retried.
     pub timeout_ms: u64,
+}
+
+/// By hand rather than derived: `url` may carry credentials (see
+/// [`crate::secret::redact_url`]).
+impl std::fmt::Debug for JsonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonConfig")
+            .field("url", &crate::secret::DebugUrl(&self.url))
+            .field("method", &self.method)
+            .field("headers", &self.headers)
+            .field("auth", &self.auth)
+            .field("sender", &self.sender)
+            .field("body_template", &self.body_template)
+            .field("id_pointer", &self.id_pointer)
+            .field("throttle_status", &self.throttle_status)
+            .field("receipt", &self.receipt)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for JsonConfig {

@@ -21,7 +21,7 @@ use crate::domain::Encoding;
 use crate::secret::Secret;
 
 /// How to reach one Kannel `smsbox` (or the simulator), read from settings.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 #[serde(default)]
 pub struct KannelConfig {
     /// Full sendsms endpoint, e.g. `http://127.0.0.1:13913/cgi-bin/sendsms`.
@@ -40,6 +40,21 @@ pub struct KannelConfig {
     /// Whole-request timeout. Kannel answers from memory in milliseconds, so
     /// a slow answer means trouble; the message is retried.
     pub timeout_ms: u64,
+}
+
+/// By hand rather than derived: `sendsms_url` may carry credentials (see
+/// [`crate::secret::redact_url`]).
+impl std::fmt::Debug for KannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KannelConfig")
+            .field("sendsms_url", &crate::secret::DebugUrl(&self.sendsms_url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("sender", &self.sender)
+            .field("dlr_mask", &self.dlr_mask)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for KannelConfig {

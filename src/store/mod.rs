@@ -350,21 +350,12 @@ impl Store {
     }
 }
 
+pub use crate::secret::redact_url;
+
 /// 32 random bytes as hex: for callback tokens.
 pub fn random_token() -> String {
     use rand::RngCore;
     let mut b = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A database URL with any password replaced, for error messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
