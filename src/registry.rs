@@ -104,6 +104,31 @@ struct Layout([usize; 9]);
 
 impl Layout {
     fn from_header(header: &csv::ByteRecord) -> Result<Layout, ImportError> {
+        let first = header.get(0).unwrap_or_default();
+        if first.starts_with(&[0xff, 0xfe])
+            || first.starts_with(&[0xfe, 0xff])
+            || header.iter().any(|f| f.contains(&0))
+        {
+            return Err(ImportError::Header(
+                "the file is UTF-16 (or another two-byte encoding), not UTF-8: \
+                 save it again as \"CSV UTF-8\" and import that"
+                    .to_string(),
+            ));
+        }
+        let cr_inside = |f: &[u8]| {
+            let end = f
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .unwrap_or(0);
+            f[..end].contains(&b'\r')
+        };
+        if header.iter().any(cr_inside) {
+            return Err(ImportError::Header(
+                "lines end in a carriage return alone (an old Mac format): \
+                 save the file again as \"CSV UTF-8\" and import that"
+                    .to_string(),
+            ));
+        }
         let names: Vec<String> = header
             .iter()
             .enumerate()
@@ -152,6 +177,31 @@ impl Layout {
         }
         Ok(Layout(idx))
     }
+}
+
+/// A record that spans several lines of the file: the column (or `row`,
+/// past the header's width) holding the first line break, and how many
+/// lines beyond the first the record took. Every `\n` ends one line (as
+/// records end at `\n`); a break that ends the record's last field is its
+/// own line end swallowed at the end of the file, not another line.
+fn runaway_quote(rec: &csv::ByteRecord, layout: &Layout) -> Option<(String, u64)> {
+    let breaks = |f: &[u8]| f.iter().filter(|&&b| b == b'\n').count() as u64;
+    let last = rec.len().checked_sub(1)?;
+    let per_field = |(i, f): (usize, &[u8])| {
+        if i == last {
+            let end = f.iter().rposition(|b| !matches!(b, b'\r' | b'\n'));
+            breaks(&f[..end.map_or(0, |e| e + 1)])
+        } else {
+            breaks(f)
+        }
+    };
+    let first = rec.iter().enumerate().position(|x| per_field(x) > 0)?;
+    let field = layout
+        .0
+        .iter()
+        .position(|&i| i == first)
+        .map_or("row".to_string(), |k| COLUMNS[k].to_string());
+    Some((field, rec.iter().enumerate().map(per_field).sum()))
 }
 
 /// Parses one data row. Returns every problem found, not just the first, so
@@ -399,6 +449,11 @@ pub async fn import_csv_streaming<R: Read>(
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::None)
+        // Records end at `\n` alone: with the default (`\r`, `\n` or
+        // `\r\n`) the csv reader numbers every row of a CRLF file (what
+        // spreadsheets on Windows write) one line too early. The `\r` left
+        // at the end of the last field is trimmed with the rest.
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(input);
     let mut header = csv::ByteRecord::new();
     let has_header = reader
@@ -443,6 +498,39 @@ pub async fn import_csv_streaming<R: Read>(
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
         if rec.len() == 1 && rec[0].iter().all(|b| b.is_ascii_whitespace()) {
             continue; // blank line
+        }
+        if let Some((field, extra_lines)) = runaway_quote(&rec, &layout) {
+            // No registry field holds a line break: this record is a quote
+            // that was opened and never closed, and the lines after it were
+            // read into it. Account for every one of them.
+            report.rows += 1 + extra_lines;
+            report.rejected_rows += 1 + extra_lines;
+            let last = line + extra_lines;
+            report.reject(
+                keep,
+                &mut on_reject,
+                Rejection {
+                    line,
+                    field,
+                    reason: format!(
+                        "a quote (\") opened here is not closed before line {last}: \
+                         lines {line}-{last} were read as one row and none of them \
+                         is imported; close or remove the quote and import again"
+                    ),
+                },
+            )?;
+            for swallowed in line + 1..=last {
+                report.reject(
+                    keep,
+                    &mut on_reject,
+                    Rejection {
+                        line: swallowed,
+                        field: "row".into(),
+                        reason: format!("inside the unclosed quote opened on line {line}"),
+                    },
+                )?;
+            }
+            continue;
         }
         report.rows += 1;
         match parse_row(&rec, &layout, width) {

@@ -223,6 +223,104 @@ async fn csv_bom_is_accepted(backend: &str) {
 }
 both_backends!(csv_bom_is_accepted);
 
+async fn csv_unclosed_quote_accounts_for_every_line(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    // Line 3 opens a quote in the name and never closes it: lines 3 to 5
+    // are read as one record. Every one of them must be reported.
+    let broken = row(2, "31", "22222222").replacen("Nakes Nomor 2", "\"Nakes Nomor 2", 1);
+    let csv = format!(
+        "{HEADER}{}{broken}{}{}",
+        row(1, "31", "11111111"),
+        row(3, "31", "33333333"),
+        row(4, "31", "44444444")
+    );
+    let r = import_bytes(&store, csv.as_bytes())
+        .await
+        .expect("import runs");
+    assert_eq!((r.rows, r.accepted, r.rejected_rows), (4, 1, 3), "{r:?}");
+    let lines: Vec<(u64, &str)> = r
+        .rejections
+        .iter()
+        .map(|x| (x.line, x.field.as_str()))
+        .collect();
+    assert_eq!(lines, [(3, "full_name"), (4, "row"), (5, "row")], "{r:?}");
+    assert!(
+        r.rejections[0].reason.contains("not closed before line 5"),
+        "{}",
+        r.rejections[0].reason
+    );
+    assert!(
+        r.rejections[2].reason.contains("line 3"),
+        "{:?}",
+        r.rejections[2]
+    );
+    assert_eq!(store.count_workers().await.unwrap(), 1);
+    let kept = store
+        .worker_by_nik(nik_of(&row(1, "31", "x")))
+        .await
+        .unwrap();
+    assert!(kept.is_some(), "the row before the quote is imported");
+
+    // Running to the end of a file with CRLF line ends (as spreadsheets on
+    // Windows write): the same accounting, and the same line numbers.
+    let crlf = |r: String| r.replace('\n', "\r\n");
+    let csv = format!(
+        "{}{}{}{}",
+        crlf(HEADER.to_string()),
+        crlf(row(5, "31", "55555555")),
+        crlf(row(6, "31", "66666666").replacen("Nakes Nomor 6", "\"Nakes Nomor 6", 1)),
+        crlf(row(7, "31", "77777777")),
+    );
+    let r = import_bytes(&store, csv.as_bytes())
+        .await
+        .expect("import runs");
+    assert_eq!((r.rows, r.accepted, r.rejected_rows), (3, 1, 2), "{r:?}");
+    let lines: Vec<u64> = r.rejections.iter().map(|x| x.line).collect();
+    assert_eq!(lines, [3, 4], "{r:?}");
+    assert!(r.rejections[0].reason.contains("before line 4"), "{r:?}");
+
+    // An ordinary bad row in a CRLF file is named by its own line.
+    let csv = format!(
+        "{}{}{}",
+        crlf(HEADER.to_string()),
+        crlf(row(8, "31", "88888888")),
+        crlf(row(9, "31", "99999999").replacen("0101", "01X1", 1)),
+    );
+    let r = import_bytes(&store, csv.as_bytes())
+        .await
+        .expect("import runs");
+    assert_eq!((r.rows, r.accepted, r.rejected_rows), (2, 1, 1), "{r:?}");
+    assert_eq!(
+        (r.rejections[0].line, r.rejections[0].field.as_str()),
+        (3, "nik"),
+        "{r:?}"
+    );
+}
+both_backends!(csv_unclosed_quote_accounts_for_every_line);
+
+async fn csv_in_utf16_is_named(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let text = format!("{HEADER}{}", row(1, "31", "11111111"));
+    for bom in [[0xff, 0xfe], [0xfe, 0xff]] {
+        let mut bytes = bom.to_vec();
+        for u in text.encode_utf16() {
+            let b = if bom[0] == 0xff {
+                u.to_le_bytes()
+            } else {
+                u.to_be_bytes()
+            };
+            bytes.extend_from_slice(&b);
+        }
+        let err = import_bytes(&store, &bytes).await.unwrap_err();
+        assert!(matches!(err, ImportError::Header(_)), "{err:?}");
+        assert!(err.to_string().contains("UTF-16"), "{err}");
+    }
+    assert_eq!(store.count_workers().await.unwrap(), 0);
+}
+both_backends!(csv_in_utf16_is_named);
+
 // ---------------------------------------------------------------- campaigns
 
 async fn unknown_template_creates_nothing(backend: &str) {
