@@ -752,3 +752,58 @@ fn demo_logs_never_show_personal_data() {
         );
     }
 }
+
+/// The demo's outcomes follow the simulator's configured mix: a skewed mix
+/// set through the environment shows up in the report, each share within
+/// five standard deviations of its weight.
+#[test]
+fn demo_outcomes_follow_the_simulator_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mix = [
+        ("delivered", 0.60, "DELIVERED"),
+        ("undelivered", 0.16, "UNDELIVERED"),
+        ("rejected", 0.08, "REJECTED"),
+        ("expired", 0.10, "EXPIRED"),
+        ("invalid_number", 0.06, "INVALID"),
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pedulicovid"));
+    cmd.args(["demo", "--workers", "2000", "--json", "--seed", "7"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL");
+    for (_, weight, key) in mix {
+        cmd.env(
+            format!("PEDULICOVID__SIMULATOR__MIX__{key}"),
+            weight.to_string(),
+        );
+    }
+    let out = cmd.output().expect("run the demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let enqueued = v["enqueued"].as_f64().unwrap();
+    assert!(enqueued > 1800.0, "{v}");
+    assert_eq!(v["in_flight"], 0, "{v}");
+    for (outcome, weight, _) in mix {
+        let n = if outcome == "delivered" {
+            v["delivered"].as_f64()
+        } else {
+            v["flagged_by_reason"][outcome].as_f64()
+        }
+        .unwrap_or(0.0);
+        let share = n / enqueued;
+        let sigma = (weight * (1.0 - weight) / enqueued).sqrt();
+        assert!(
+            (share - weight).abs() <= 5.0 * sigma,
+            "{outcome}: {share:.4} of {enqueued}, configured {weight} (5σ = {:.4}): {v}",
+            5.0 * sigma
+        );
+    }
+    assert_eq!(
+        v["delivered"].as_f64().unwrap() + v["flagged"].as_f64().unwrap(),
+        enqueued,
+        "every message delivered or flagged: {v}"
+    );
+}
