@@ -34,6 +34,7 @@ pub mod simulator;
 pub mod metrics;
 pub mod app;
 pub mod cli;
+pub mod cli_doc;
 pub mod demo;
 pub mod bench;
 pub mod bench_kannel;
