@@ -897,3 +897,71 @@ async fn oversized_body_is_413(backend: &str) {
     ctx.finish().await;
 }
 both_backends!(oversized_body_is_413);
+
+/// A notice replaced by a re-registration while it was still in flight can
+/// still fail on the old number. That failure is recorded, but it must not
+/// flag the worker again: the worker's standing is the newer notice's.
+async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
+    use pedulicovid::domain::{Msisdn, Nik};
+    use pedulicovid::store::{Idempotent, Reregistration, WorkerKey};
+
+    let ctx = setup(backend, 1, Start::Sent).await;
+    let old = ctx.ids[0];
+    let nik = row(0, "31", "x").split(',').next().unwrap().to_string();
+    let done = ctx
+        .app
+        .store
+        .reregister(
+            &Reregistration {
+                who: WorkerKey::Nik(Nik::parse(&nik).unwrap()),
+                new_phone: Msisdn::parse("081399990000").unwrap(),
+            },
+            "chatbot:test",
+            None,
+            |_| String::new(),
+        )
+        .await
+        .unwrap();
+    let Idempotent::Done { outcome, .. } = done else {
+        panic!("no idempotency key, nothing to replay")
+    };
+    assert!(outcome.notice.is_some(), "{outcome:?}");
+    let newer = ctx
+        .raw
+        .ints(
+            "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id",
+            Some(ctx.campaign),
+        )
+        .await;
+    let newer: Vec<i64> = newer.into_iter().filter(|&id| id > old).collect();
+    assert_eq!(newer.len(), 1, "one new notice: {newer:?}");
+
+    // The old number's carrier reports the first notice undelivered.
+    assert_eq!(ctx.dlr(old, 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.status(old).await, "undelivered");
+    assert!(
+        ctx.open_flags().await.is_empty(),
+        "{:?}",
+        ctx.open_flags().await
+    );
+    let all = ctx.app.store.flags(Some(ctx.campaign), true).await.unwrap();
+    assert_eq!(all.len(), 1, "the failure is on record: {all:?}");
+    assert_eq!(all[0].resolution.as_deref(), Some("superseded"));
+
+    // The newer notice failing does flag the worker.
+    let t0 = Instant::now();
+    while ctx.status(newer[0]).await != "sent" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "new notice never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(ctx.dlr(newer[0], 2, UNDELIVERED).await, 200);
+    assert_eq!(
+        ctx.open_flags().await,
+        [(newer[0], "undelivered".to_string())]
+    );
+    ctx.finish().await;
+}
+both_backends!(failure_of_a_replaced_notice_leaves_no_open_flag);

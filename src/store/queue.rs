@@ -6,12 +6,33 @@ use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
 use crate::config::DeliveryPolicy;
 use crate::status::{FlagReason, Status};
 
-/// Flags the worker of message `id` as a non-recipient, or moves the open
-/// flag of the same message to the newer reason.
-pub(crate) const FLAG_SQL: &str = "INSERT INTO non_recipients (worker_id, campaign_id, message_id, reason, flagged_at) \
-     SELECT worker_id, campaign_id, id, $1, $2 FROM messages WHERE id = $3 \
+/// True (in SQL, for the message aliased `m`) when a newer notice to the
+/// same worker in the same campaign exists: a resend or a re-registration
+/// has replaced `m`, so a failure of `m` no longer says anything about the
+/// worker's standing.
+macro_rules! superseded_sql {
+    () => {
+        "EXISTS (SELECT 1 FROM messages n WHERE n.campaign_id = m.campaign_id \
+         AND n.worker_id = m.worker_id AND n.id > m.id)"
+    };
+}
+pub(crate) use superseded_sql;
+
+/// Flags the worker of message `id` as a non-recipient, or moves the flag of
+/// the same message to the newer reason. A message a newer notice has
+/// replaced (see [`superseded_sql`]; a re-registration while it was still in
+/// flight) is flagged already resolved `superseded`.
+pub(crate) const FLAG_SQL: &str = concat!(
+    "INSERT INTO non_recipients \
+     (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
+     SELECT worker_id, campaign_id, id, $1, $2, \
+     CASE WHEN superseded THEN $2 END, CASE WHEN superseded THEN 'superseded' END \
+     FROM (SELECT m.worker_id, m.campaign_id, m.id, ",
+    superseded_sql!(),
+    " AS superseded FROM messages m WHERE m.id = $3) f WHERE true \
      ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
-     resolved_at = NULL, resolution = NULL";
+     resolved_at = excluded.resolved_at, resolution = excluded.resolution, resolved_by = NULL"
+);
 
 /// Runs [`FLAG_SQL`] inside the transaction `$tx`.
 macro_rules! flag {

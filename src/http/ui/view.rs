@@ -129,6 +129,8 @@ pub fn reason_label(s: &str) -> &str {
         "render_failed" => "isi pesan tidak bisa dibuat",
         // Resolutions.
         "resent" => "dikirim ulang",
+        "delivered_late" => "terkirim (laporan terlambat)",
+        "superseded" => "digantikan pesan yang lebih baru",
         "reregistered" => "registrasi ulang lewat chatbot",
         "support" => "diselesaikan petugas",
         other => other,
