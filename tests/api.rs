@@ -785,6 +785,89 @@ async fn concurrent_retries_do_the_work_once(backend: &str) {
 }
 both_backends!(concurrent_retries_do_the_work_once);
 
+/// (key, created_at) of every stored idempotency key, read with SQL.
+async fn idempotency_keys(url: &str) -> Vec<(String, i64)> {
+    let sql = "SELECT idem_key, created_at FROM idempotency_keys ORDER BY idem_key";
+    if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    }
+}
+
+/// Moves a stored idempotency key's creation back by `age_ms`.
+async fn age_key(url: &str, key: &str, age_ms: i64) {
+    let sql = "UPDATE idempotency_keys SET created_at = created_at - $1 WHERE idem_key = $2";
+    let n = if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(age_ms)
+            .bind(key)
+            .execute(&p)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(age_ms)
+            .bind(key)
+            .execute(&p)
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(n, 1, "{key}");
+}
+
+async fn housekeeping_purges_old_idempotency_keys(backend: &str) {
+    let api = Api::start(backend, Parts::SERVE, "").await;
+    let csv = format!(
+        "{HEADER}{}{}",
+        row(7, "31", "00000070"),
+        row(8, "31", "00000080")
+    );
+    import_text(api.store(), &csv).await;
+    run_campaign(&api.app, "januari", &closed_window_now()).await;
+    let bot = api.token("bot", Role::Chatbot).await;
+    for (i, key) in [(7, "k-old"), (8, "k-fresh")] {
+        let body = json!({"nik": nik_of(i, "31"), "new_phone": format!("0813000000{i}1")});
+        let (s, a) = api.post_with_key(body, &bot, key).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+    }
+    let day = 24 * 3600 * 1000;
+    let worker = pedulicovid::config::WorkerSettings::default();
+    assert_eq!(worker.idempotency_retention_secs, 7 * 24 * 3600);
+    // Past the retention by a day, and a day inside it.
+    age_key(&api._db.url, "k-old", 8 * day).await;
+    age_key(&api._db.url, "k-fresh", 6 * day).await;
+    pedulicovid::dispatch::housekeeping_once(api.store(), &worker)
+        .await
+        .unwrap();
+    let left: Vec<String> = idempotency_keys(&api._db.url)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, ["k-fresh"]);
+    // The kept key still answers a retry from its stored response.
+    let r = api
+        .call(
+            Method::POST,
+            "/api/v1/chatbot/reregister",
+            Some(&bot),
+            Some(&json!({"nik": nik_of(8, "31"), "new_phone": "081300000081"})),
+            &[("Idempotency-Key", "k-fresh")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    api.stop().await;
+}
+both_backends!(housekeeping_purges_old_idempotency_keys);
+
 async fn chatbot_rate_limit_is_per_token(backend: &str) {
     let api = Api::start(backend, Parts::SERVE, "").await;
     let a = api.token("bot-a", Role::Chatbot).await;

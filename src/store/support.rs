@@ -1,6 +1,7 @@
 //! What the people around the dispatcher ask of the store: the chatbot
 //! (look-up, re-registration), support staff (search, timeline, resend,
-//! flag resolution), operators (throughput) and `/metrics` (gauges).
+//! flag resolution), operators (throughput), idempotency-key retention and
+//! `/metrics` (gauges).
 //!
 //! Written to be called from any front end (HTTP API, CLI, the support web
 //! UI): every function takes plain parsed values and returns plain data;
@@ -1151,6 +1152,15 @@ impl Store {
             Idempotent::Done { outcome, body }
         });
         Ok(outcome)
+    }
+
+    /// Forgets chatbot idempotency keys stored before `before` (Unix ms):
+    /// a retry that late is a new request. Returns how many were deleted.
+    pub async fn purge_idempotency_keys(&self, before: i64) -> super::Result<u64> {
+        let deleted = with_pool!(self, p => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before).execute(p).await?.rows_affected());
+        Ok(deleted)
     }
 
     /// Messages of the campaign a gateway accepted since `since` (Unix ms).
