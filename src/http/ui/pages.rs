@@ -337,16 +337,28 @@ pub async fn home(Extension(ui): Extension<Ui>, staff: Staff) -> Result<Response
     Ok(page(StatusCode::OK, "search.html", &ctx))
 }
 
-/// `GET /ui/cari?q=`: by full NIK, phone number, or part of a name.
+/// `GET /ui/cari`: searching is a POST (below), so a NIK or phone number
+/// never sits in a URL (browser history, proxy logs, Referer). An old link
+/// or bookmark with `?q=` is sent to the empty search page; its query is
+/// not run.
+pub async fn search_get() -> Response {
+    see_other("/ui")
+}
+
+/// `POST /ui/cari` (field `q`, with the CSRF token): by full NIK, phone
+/// number, or part of a name; the results are this response. Result links
+/// carry only the worker's numeric id.
 pub async fn search(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
     staff: Staff,
-    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
 ) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
     staff.require_support()?;
-    let q = query(raw).remove("q").unwrap_or_default();
-    let q = q.trim();
+    let q = form.get("q").unwrap_or("").trim();
     let mut ctx = context(&ui, &staff, "cari");
     ctx.insert("q", q);
     if q.is_empty() {
