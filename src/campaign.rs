@@ -1,4 +1,5 @@
-//! Campaigns: validate, schedule and enqueue; local-time send windows.
+//! Campaigns: validate, schedule and enqueue, reschedule; local-time send
+//! windows.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
 
@@ -133,6 +134,14 @@ pub fn fmt_wib(ms: i64) -> String {
     }
 }
 
+/// First moment each zone may be sent to when a campaign with `window`
+/// starts at `at`: `at` moved into the window in WIB, WITA and WIT. Creation
+/// and rescheduling both use it.
+pub fn first_send(window: Window, at: i64) -> [(TimeZone, i64); 3] {
+    [TimeZone::Wib, TimeZone::Wita, TimeZone::Wit]
+        .map(|tz| (tz, window.next_open(at, tz.utc_offset_hours())))
+}
+
 /// What an operator asks for.
 #[derive(Debug, Clone)]
 pub struct CampaignRequest {
@@ -199,12 +208,7 @@ pub async fn create(
             });
         }
     }
-    let first_send = [TimeZone::Wib, TimeZone::Wita, TimeZone::Wit].map(|tz| {
-        (
-            tz,
-            req.window.next_open(scheduled_at, tz.utc_offset_hours()),
-        )
-    });
+    let first_send = first_send(req.window, scheduled_at);
     let new = NewCampaign {
         name,
         template: req.template,
@@ -220,6 +224,49 @@ pub async fn create(
         first_send,
     };
     Ok(store.create_campaign(&new).await?)
+}
+
+/// How far in the past a new start may lie and still be taken as "now"
+/// (the operator's clock, the time it took to type).
+pub const RESCHEDULE_PAST_TOLERANCE_MS: i64 = 5 * 60_000;
+
+/// Moves the start of campaign `id` to `at` (Unix ms, from [`parse_time`]):
+/// its queued messages become due when each recipient's window opens after
+/// `at`, exactly as at creation ([`first_send`]), in one transaction audited
+/// as `campaign.schedule` by `actor`. Refused: a time more than
+/// [`RESCHEDULE_PAST_TOLERANCE_MS`] ago (to send now, resume or give the
+/// current time), a time not before the campaign's deadline (field `at`),
+/// and a completed or cancelled campaign ([`StoreError::Conflict`]).
+/// Returns the campaign and how many queued messages were re-timed.
+pub async fn reschedule(
+    store: &Store,
+    id: i64,
+    at: i64,
+    actor: &str,
+) -> Result<(Campaign, u64), CampaignError> {
+    let c = store.campaign(id).await?;
+    if at < crate::store::now_ms() - RESCHEDULE_PAST_TOLERANCE_MS {
+        return Err(CampaignError::Invalid {
+            field: "at",
+            reason: format!("{} is in the past; give a time from now on", fmt_wib(at)),
+        });
+    }
+    // The deadline is fixed at creation, so reading it here is safe.
+    if let Some(d) = c.deadline_at {
+        if at >= d {
+            return Err(CampaignError::Invalid {
+                field: "at",
+                reason: format!("must be before the campaign's deadline, {}", fmt_wib(d)),
+            });
+        }
+    }
+    let window = Window {
+        start_min: c.window_start,
+        end_min: c.window_end,
+    };
+    Ok(store
+        .reschedule_campaign(id, at, &first_send(window, at), actor)
+        .await?)
 }
 
 #[cfg(test)]
@@ -257,6 +304,19 @@ mod tests {
             w.next_open(late, 7),
             parse_time("2021-01-13 08:00").unwrap()
         );
+    }
+
+    #[test]
+    fn first_send_moves_the_start_into_each_zone() {
+        // 2021-01-12 00:30 UTC: 07:30 WIB (closed), 08:30 WITA, 09:30 WIT.
+        let t = parse_time("2021-01-12T00:30:00Z").unwrap();
+        let f = first_send(Window::default(), t);
+        assert_eq!(
+            f[0],
+            (TimeZone::Wib, parse_time("2021-01-12 08:00").unwrap())
+        );
+        assert_eq!(f[1], (TimeZone::Wita, t));
+        assert_eq!(f[2], (TimeZone::Wit, t));
     }
 
     #[test]

@@ -180,13 +180,23 @@ enum CampaignCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move the start of a campaign that has not finished (audited): its
+    /// queued messages become due when each recipient's window opens after
+    /// the new time. A paused campaign stays paused.
+    Schedule {
+        id: i64,
+        /// New start: RFC 3339, or "YYYY-MM-DD HH:MM" in WIB (as for create).
+        #[arg(long)]
+        at: String,
+    },
     /// Stop sending (effective within a second; the batch in flight finishes).
     Pause {
         id: i64,
         #[arg(long, default_value = "paused by operator")]
         reason: String,
     },
-    /// Continue a paused campaign (nothing already sent is sent again).
+    /// Continue a paused campaign (nothing already sent is sent again);
+    /// it is `scheduled` again while its start is still ahead.
     Resume { id: i64 },
     /// End every unsent message `cancelled`.
     Cancel { id: i64 },
@@ -213,7 +223,8 @@ enum FlagsCmd {
         #[arg(long)]
         all: bool,
     },
-    /// Export flags with full contact data, for re-registration outreach.
+    /// Export flags with full contact data, for re-registration outreach
+    /// (audited).
     Export {
         #[arg(long)]
         campaign: Option<i64>,
@@ -768,22 +779,15 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                     .map_err(|e| anyhow::anyhow!("--window: {e}"))?,
                 provinces: province.clone(),
                 professions: profession.clone(),
-                created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+                created_by: cli_actor(),
                 deadline: deadline
                     .as_deref()
                     .map(campaign::parse_time)
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?,
             };
+            // Audited (`campaign.create`) in the creating transaction.
             let (c, n) = campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
-            store
-                .audit(
-                    &c.created_by,
-                    "campaign.create",
-                    &format!("campaign:{}", c.id),
-                    &format!("enqueued {n}"),
-                )
-                .await?;
             if *json {
                 println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
             } else {
@@ -795,6 +799,16 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                     fmt_wib(c.scheduled_at)
                 );
             }
+        }
+        CampaignCmd::Schedule { id, at } => {
+            let at = campaign::parse_time(at.trim()).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+            let (c, n) = campaign::reschedule(&store, *id, at, &cli_actor()).await?;
+            println!(
+                "campaign {} is {}, starts {}; {n} queued message(s) re-timed",
+                c.id,
+                c.status,
+                fmt_wib(c.scheduled_at)
+            );
         }
         CampaignCmd::Pause { id, reason } => {
             control(&store, *id, CampaignAction::Pause, reason).await?
@@ -862,15 +876,9 @@ async fn control(
     action: CampaignAction,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let c = store.control_campaign(id, action, reason).await?;
-    store
-        .audit(
-            &actor,
-            &format!("campaign.{}", action.as_str()),
-            &format!("campaign:{id}"),
-            reason,
-        )
+    // Audited in the transaction that makes the change.
+    let c = store
+        .control_campaign(id, action, reason, &cli_actor())
         .await?;
     let r = store.campaign_report(id).await?;
     println!(
@@ -918,7 +926,8 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
             all,
             ..
         } => {
-            let rows = store.flags(*campaign, *all).await?;
+            // The file first: an export that cannot be written is not
+            // recorded as made.
             let out: Box<dyn std::io::Write> = match output {
                 Some(p) => Box::new(
                     std::fs::File::create(p)
@@ -926,6 +935,8 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
                 ),
                 None => Box::new(std::io::stdout()),
             };
+            // Read in the transaction that writes its audit entry.
+            let rows = store.export_flags(*campaign, *all, &cli_actor()).await?;
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
                 "flag_id",

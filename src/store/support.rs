@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
+use super::{audit_tx, now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
 use crate::campaign::{fmt_wib, Window};
 use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
 
@@ -649,22 +649,6 @@ macro_rules! queue_generation_tx {
             phone_masked: mask_phone($phone),
         }
     }};
-}
-
-/// Appends to the audit trail inside the transaction.
-macro_rules! audit_tx {
-    ($tx:expr, $actor:expr, $action:expr, $subject:expr, $detail:expr, $now:expr) => {
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind($actor)
-        .bind($action)
-        .bind($subject)
-        .bind($detail)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?
-    };
 }
 
 /// Checks a free-text field people type (reason, note, staff name).

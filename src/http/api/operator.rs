@@ -1,6 +1,8 @@
 //! The operators' API (role `operator`): the same campaign operations as the
-//! CLI (`campaign create|list|show|pause|resume|cancel`, `flags export`),
-//! with the same validation (`campaign::create`) and the same audit entries.
+//! CLI (`campaign create|list|show|schedule|pause|resume|cancel`, `flags
+//! export`), with the same validation (`campaign::create`,
+//! `campaign::reschedule`) and the same audit entries, each written by the
+//! store in the transaction that makes the change.
 
 use std::collections::BTreeMap;
 
@@ -179,6 +181,7 @@ pub async fn create_campaign(
         created_by: caller.name.clone(),
         deadline: time("deadline", &req.deadline)?,
     };
+    // Audited (`campaign.create`, the caller) in the creating transaction.
     let (c, n) = campaign::create(
         &state.store,
         &state.api.renderer,
@@ -186,15 +189,6 @@ pub async fn create_campaign(
         request,
     )
     .await?;
-    state
-        .store
-        .audit(
-            &caller.name,
-            "campaign.create",
-            &format!("campaign:{}", c.id),
-            &format!("enqueued {n}"),
-        )
-        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedCampaign {
@@ -269,6 +263,58 @@ pub async fn show_campaign(
     }))
 }
 
+/// A new start for a campaign.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// New start: RFC 3339, or `YYYY-MM-DD HH:MM` in WIB (as `at` at
+    /// creation). Not in the past, and before the campaign's deadline.
+    #[schema(example = "2021-01-14 08:00")]
+    pub at: String,
+}
+
+/// The campaign with its new start.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduledCampaign {
+    pub campaign: CampaignView,
+    /// Queued messages whose first send moved (each into its recipient's
+    /// window after the new start).
+    pub rescheduled: u64,
+}
+
+/// Moves the start of a campaign that has not finished: its queued
+/// messages become due when each recipient's window opens after `at`.
+/// Audited. A paused campaign stays paused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/campaigns/{id}/schedule",
+    tag = "operator",
+    params(("id" = i64, Path, description = "Campaign id")),
+    request_body = ScheduleRequest,
+    responses(
+        (status = 200, description = "Rescheduled", body = ScheduledCampaign),
+        (status = 400, description = "Invalid `at` (not a time, in the past, not before the deadline)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "Already completed or cancelled", body = ErrorBody),
+    ),
+    security(("bearer" = ["operator"]))
+)]
+pub async fn schedule_campaign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<ScheduleRequest>,
+) -> Result<axum::Json<ScheduledCampaign>, ApiError> {
+    let at = campaign::parse_time(req.at.trim()).map_err(|e| ApiError::bad("at", e))?;
+    let (c, n) = campaign::reschedule(&state.store, id, at, &caller.name).await?;
+    Ok(axum::Json(ScheduledCampaign {
+        campaign: c.into(),
+        rescheduled: n,
+    }))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseRequest {
@@ -283,15 +329,9 @@ async fn control(
     action: CampaignAction,
     reason: &str,
 ) -> Result<axum::Json<CampaignView>, ApiError> {
-    let c = state.store.control_campaign(id, action, reason).await?;
-    state
+    let c = state
         .store
-        .audit(
-            &caller.name,
-            &format!("campaign.{}", action.as_str()),
-            &format!("campaign:{id}"),
-            reason,
-        )
+        .control_campaign(id, action, reason, &caller.name)
         .await?;
     Ok(axum::Json(c.into()))
 }
@@ -336,14 +376,15 @@ pub async fn pause_campaign(
     control(&state, &caller, id, CampaignAction::Pause, &reason).await
 }
 
-/// Continues a paused campaign (nothing already sent is sent again).
+/// Continues a paused campaign (nothing already sent is sent again): back
+/// to `scheduled` while its start is still ahead, else `running`.
 #[utoipa::path(
     post,
     path = "/api/v1/campaigns/{id}/resume",
     tag = "operator",
     params(("id" = i64, Path, description = "Campaign id")),
     responses(
-        (status = 200, description = "Running again", body = CampaignView),
+        (status = 200, description = "Running again, or scheduled while its start is ahead", body = CampaignView),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
@@ -407,7 +448,7 @@ pub const EXPORT_COLUMNS: [&str; 11] = [
 
 /// Non-recipients of a campaign as CSV, for re-registration outreach.
 /// Contains full NIKs, names and numbers by design: it is the outreach
-/// list. Every export is audited.
+/// list. Every export is audited in the transaction that reads it.
 #[utoipa::path(
     get,
     path = "/api/v1/campaigns/{id}/nonrecipients.csv",
@@ -427,8 +468,10 @@ pub async fn nonrecipients_csv(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    state.store.campaign(id).await?;
-    let rows = state.store.flags(Some(id), q.all).await?;
+    let rows = state
+        .store
+        .export_flags(Some(id), q.all, &caller.name)
+        .await?;
     let mut w = csv::Writer::from_writer(Vec::with_capacity(64 + rows.len() * 96));
     let csv_err = |e: csv::Error| ApiError::Internal(e.into());
     w.write_record(EXPORT_COLUMNS).map_err(csv_err)?;
@@ -451,19 +494,6 @@ pub async fn nonrecipients_csv(
     let body = w
         .into_inner()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("csv: {e}")))?;
-    state
-        .store
-        .audit(
-            &caller.name,
-            "campaign.export_nonrecipients",
-            &format!("campaign:{id}"),
-            &format!(
-                "{} row(s){}",
-                rows.len(),
-                if q.all { ", resolved included" } else { "" }
-            ),
-        )
-        .await?;
     Ok((
         StatusCode::OK,
         [
