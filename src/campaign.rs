@@ -1,11 +1,14 @@
 //! Campaigns: validate, schedule and enqueue, reschedule; local-time send
-//! windows.
+//! windows; progress pace (throughput and ETA) shared by the API, the CLI
+//! and the web UI.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
+use serde::Serialize;
 
 use crate::domain::{ProvinceCode, TimeZone};
 use crate::render::{Renderer, TemplateError};
-use crate::store::{Campaign, CampaignFilter, NewCampaign, Store, StoreError};
+use crate::status::Status;
+use crate::store::{Campaign, CampaignFilter, CampaignReport, NewCampaign, Store, StoreError};
 
 const DAY_MIN: i64 = 24 * 60;
 const MIN_MS: i64 = 60_000;
@@ -269,6 +272,56 @@ pub async fn reschedule(
         .await?)
 }
 
+/// Throughput is measured over this many seconds.
+pub const THROUGHPUT_WINDOW_SECS: i64 = 60;
+
+/// How fast a campaign goes and when it should be done: what
+/// `GET /api/v1/campaigns/{id}`, `campaign show` and the web dashboard
+/// print, computed once here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pace {
+    /// Messages accepted per second over the last [`THROUGHPUT_WINDOW_SECS`].
+    pub throughput_per_sec: f64,
+    /// Queued messages / throughput, in seconds. None when there is nothing
+    /// to wait for (completed, cancelled, nothing queued), while paused, or
+    /// while nothing moves.
+    pub eta_seconds: Option<f64>,
+    /// Now + ETA (Unix ms), and the same in WIB.
+    pub eta_at: Option<i64>,
+    pub eta_wib: Option<String>,
+}
+
+impl Pace {
+    /// The pace from the sends in the last window, the campaign's status
+    /// and its report, at `now` (Unix ms).
+    pub fn compute(recent_sends: i64, status: &str, report: &CampaignReport, now: i64) -> Pace {
+        let throughput = recent_sends as f64 / THROUGHPUT_WINDOW_SECS as f64;
+        let queued = report.status(Status::Queued);
+        let moving = matches!(status, "scheduled" | "running");
+        let eta = (moving && queued > 0 && throughput > 0.0).then(|| queued as f64 / throughput);
+        let eta_at = eta.map(|s| now + (s * 1000.0) as i64);
+        Pace {
+            throughput_per_sec: throughput,
+            eta_seconds: eta,
+            eta_at,
+            eta_wib: eta_at.map(fmt_wib),
+        }
+    }
+
+    /// Reads the recent sends of `campaign` and computes its pace now.
+    pub async fn of(
+        store: &Store,
+        campaign: &Campaign,
+        report: &CampaignReport,
+    ) -> Result<Pace, StoreError> {
+        let now = crate::store::now_ms();
+        let recent = store
+            .sends_since(campaign.id, now - THROUGHPUT_WINDOW_SECS * 1000)
+            .await?;
+        Ok(Pace::compute(recent, &campaign.status, report, now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +356,45 @@ mod tests {
         assert_eq!(
             w.next_open(late, 7),
             parse_time("2021-01-13 08:00").unwrap()
+        );
+    }
+
+    fn report(queued: i64, delivered: i64) -> CampaignReport {
+        CampaignReport {
+            enqueued: queued + delivered,
+            by_status: vec![("queued".into(), queued), ("delivered".into(), delivered)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pace_gives_an_eta_only_while_something_is_left_and_moving() {
+        let now = parse_time("2021-01-13 08:00").unwrap();
+        // 120 sends in 60 s = 2/s; 600 queued = 300 s.
+        let p = Pace::compute(120, "running", &report(600, 10), now);
+        assert_eq!(p.throughput_per_sec, 2.0);
+        assert_eq!(p.eta_seconds, Some(300.0));
+        assert_eq!(p.eta_at, Some(now + 300_000));
+        assert_eq!(p.eta_wib.as_deref(), Some("2021-01-13 08:05:00 WIB"));
+        // Finished, or nothing left: throughput still shows, no ETA.
+        for (status, r) in [
+            ("completed", report(0, 610)),
+            ("cancelled", report(5, 10)),
+            ("running", report(0, 610)),
+            ("paused", report(600, 10)),
+        ] {
+            let p = Pace::compute(120, status, &r, now);
+            assert_eq!(p.throughput_per_sec, 2.0);
+            assert_eq!(
+                (p.eta_seconds, p.eta_at, p.eta_wib),
+                (None, None, None),
+                "{status}"
+            );
+        }
+        // Nothing moving: no ETA either.
+        assert_eq!(
+            Pace::compute(0, "running", &report(5, 0), now).eta_seconds,
+            None
         );
     }
 

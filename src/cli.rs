@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, Parts};
-use crate::campaign::{self, fmt_wib, CampaignRequest, Window};
+use crate::campaign::{self, fmt_wib, CampaignRequest, Pace, Window};
 use crate::config::Settings;
 use crate::demo;
 use crate::domain::{mask_name, mask_nik, mask_phone};
@@ -205,7 +205,8 @@ enum CampaignCmd {
         #[arg(long)]
         json: bool,
     },
-    /// One campaign with counts per status and open flags per reason.
+    /// One campaign with counts per status, open flags per reason,
+    /// throughput and ETA.
     Show {
         id: i64,
         #[arg(long)]
@@ -845,14 +846,31 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
         CampaignCmd::Show { id, json } => {
             let c = store.campaign(*id).await?;
             let r = store.campaign_report(*id).await?;
+            let pace = Pace::of(&store, &c, &r).await?;
             if *json {
-                println!("{}", serde_json::json!({"campaign": c, "report": r}));
+                println!(
+                    "{}",
+                    serde_json::json!({"campaign": c, "report": r, "pace": pace})
+                );
             } else {
                 println!(
-                    "campaign {} {:?} [{}], template {}",
-                    c.id, c.name, c.status, c.template
+                    "campaign {} {:?} [{}], template {}, starts {}",
+                    c.id,
+                    c.name,
+                    c.status,
+                    c.template,
+                    fmt_wib(c.scheduled_at)
                 );
                 println!("  enqueued {}, sent {}", r.enqueued, r.sent);
+                println!(
+                    "  throughput {:.2}/s (last {} s), ETA {}",
+                    pace.throughput_per_sec,
+                    campaign::THROUGHPUT_WINDOW_SECS,
+                    match (pace.eta_seconds, &pace.eta_wib) {
+                        (Some(secs), Some(at)) => format!("{at} (in {:.0} s)", secs),
+                        _ => "-".into(),
+                    }
+                );
                 for (k, v) in &r.by_status {
                     if *v > 0 {
                         println!("  {k:<12} {v}");

@@ -541,6 +541,14 @@ impl Store {
         Ok(report)
     }
 
+    /// Messages of the campaign a gateway accepted since `since` (Unix ms):
+    /// the throughput behind a campaign's ETA.
+    pub async fn sends_since(&self, campaign_id: i64, since: i64) -> Result<i64> {
+        Ok(with_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at >= $2")
+            .bind(campaign_id).bind(since).fetch_one(p).await?))
+    }
+
     /// The full-contact export of non-recipient flags (a campaign's, or all
     /// when `campaign` is `None`; open ones only unless `include_resolved`),
     /// read in the transaction that writes its `campaign.export_nonrecipients`

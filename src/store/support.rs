@@ -1,7 +1,6 @@
 //! What the people around the dispatcher ask of the store: the chatbot
 //! (look-up, re-registration), support staff (search, timeline, resend,
-//! flag resolution), operators (throughput), idempotency-key retention and
-//! `/metrics` (gauges).
+//! flag resolution), idempotency-key retention and `/metrics` (gauges).
 //!
 //! Written to be called from any front end (HTTP API, CLI, the support web
 //! UI): every function takes plain parsed values and returns plain data;
@@ -1145,13 +1144,6 @@ impl Store {
             "DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(before).execute(p).await?.rows_affected());
         Ok(deleted)
-    }
-
-    /// Messages of the campaign a gateway accepted since `since` (Unix ms).
-    pub async fn sends_since(&self, campaign_id: i64, since: i64) -> Result<i64> {
-        Ok(with_pool!(self, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at >= $2")
-            .bind(campaign_id).bind(since).fetch_one(p).await?))
     }
 
     /// Gauges for `/metrics`: messages by gateway and status, open flags by

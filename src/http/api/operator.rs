@@ -15,13 +15,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::campaign::{self, fmt_wib, CampaignRequest, Window};
+use crate::campaign::{self, fmt_wib, CampaignRequest, Pace, Window};
 use crate::http::AppState;
-use crate::status::Status;
-use crate::store::{now_ms, Campaign, CampaignAction};
-
-/// Throughput is measured over this many seconds.
-const THROUGHPUT_WINDOW_SECS: i64 = 60;
+use crate::store::{Campaign, CampaignAction};
 
 /// A campaign as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -215,9 +211,11 @@ pub struct CampaignProgress {
     pub flagged: i64,
     /// Messages accepted per second over the last 60 s.
     pub throughput_per_sec: f64,
-    /// Queued messages / throughput, in seconds; none while nothing moves.
+    /// Queued messages / throughput, in seconds. Null when the campaign is
+    /// completed or cancelled, nothing is queued, it is paused, or nothing
+    /// moves.
     pub eta_seconds: Option<f64>,
-    /// Now + ETA, in WIB.
+    /// Now + ETA, in WIB; null with `eta_seconds`.
     pub eta_wib: Option<String>,
 }
 
@@ -241,14 +239,7 @@ pub async fn show_campaign(
 ) -> Result<axum::Json<CampaignProgress>, ApiError> {
     let c = state.store.campaign(id).await?;
     let r = state.store.campaign_report(id).await?;
-    let now = now_ms();
-    let recent = state
-        .store
-        .sends_since(id, now - THROUGHPUT_WINDOW_SECS * 1000)
-        .await?;
-    let throughput = recent as f64 / THROUGHPUT_WINDOW_SECS as f64;
-    let queued = r.status(Status::Queued);
-    let eta = (throughput > 0.0).then(|| queued as f64 / throughput);
+    let pace = Pace::of(&state.store, &c, &r).await?;
     Ok(axum::Json(CampaignProgress {
         campaign: c.into(),
         enqueued: r.enqueued,
@@ -257,9 +248,9 @@ pub async fn show_campaign(
         flagged: r.flagged(),
         by_status: r.by_status.iter().cloned().collect(),
         flagged_by_reason: r.flagged_by_reason.iter().cloned().collect(),
-        throughput_per_sec: throughput,
-        eta_seconds: eta,
-        eta_wib: eta.map(|s| fmt_wib(now + (s * 1000.0) as i64)),
+        throughput_per_sec: pace.throughput_per_sec,
+        eta_seconds: pace.eta_seconds,
+        eta_wib: pace.eta_wib,
     }))
 }
 
