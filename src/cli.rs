@@ -225,7 +225,7 @@ enum FlagsCmd {
         all: bool,
     },
     /// Export flags with full contact data, for re-registration outreach
-    /// (audited).
+    /// (audited; names guarded against spreadsheet formulas).
     Export {
         #[arg(long)]
         campaign: Option<i64>,
@@ -955,36 +955,7 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
             };
             // Read in the transaction that writes its audit entry.
             let rows = store.export_flags(*campaign, *all, &cli_actor()).await?;
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record([
-                "flag_id",
-                "campaign_id",
-                "message_id",
-                "nik",
-                "full_name",
-                "phone",
-                "province_code",
-                "reason",
-                "flagged_at",
-                "resolved_at",
-                "resolution",
-            ])?;
-            for r in &rows {
-                w.write_record([
-                    r.id.to_string(),
-                    r.campaign_id.to_string(),
-                    r.message_id.to_string(),
-                    r.nik.clone(),
-                    r.full_name.clone(),
-                    r.phone.clone(),
-                    r.province_code.clone(),
-                    r.reason.clone(),
-                    fmt_wib(r.flagged_at),
-                    r.resolved_at.map(fmt_wib).unwrap_or_default(),
-                    r.resolution.clone().unwrap_or_default(),
-                ])?;
-            }
-            w.flush()?;
+            crate::export::write_nonrecipients(out, &rows)?.flush()?;
             eprintln!("{} flag(s) exported", rows.len());
         }
         FlagsCmd::Resolve {

@@ -1080,10 +1080,12 @@ both_backends!(support_resend_is_audited_refused_in_flight_and_limited);
 
 async fn operators_run_campaigns_over_the_api(backend: &str) {
     let api = Api::start(backend, Parts::ALL, "0=undelivered").await;
+    // Worker 2 (undelivered, so on the outreach list) has a name a
+    // spreadsheet would run as a formula.
     let csv = format!(
         "{HEADER}{}{}",
         row(1, "31", "00000011"),
-        row(2, "31", "00000020"),
+        row(2, "31", "00000020").replacen("Nakes Nomor 2,", "=1+2 Budi,", 1),
     );
     import_text(api.store(), &csv).await;
     let op = api.token("ops", Role::Operator).await;
@@ -1174,6 +1176,9 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(&rows[0][3], nik_of(2, "31"));
+    // The name is guarded against formulas; the phone we normalised is not
+    // mangled.
+    assert_eq!(&rows[0][4], "'=1+2 Budi");
     assert_eq!(&rows[0][5], "+6281200000020");
 
     // Pause, resume and cancel a scheduled campaign; each audited.

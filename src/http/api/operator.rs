@@ -422,24 +422,10 @@ pub struct ExportQuery {
     pub all: bool,
 }
 
-/// The CSV header of the non-recipient export (same as `flags export`).
-pub const EXPORT_COLUMNS: [&str; 11] = [
-    "flag_id",
-    "campaign_id",
-    "message_id",
-    "nik",
-    "full_name",
-    "phone",
-    "province_code",
-    "reason",
-    "flagged_at",
-    "resolved_at",
-    "resolution",
-];
-
 /// Non-recipients of a campaign as CSV, for re-registration outreach.
 /// Contains full NIKs, names and numbers by design: it is the outreach
-/// list. Every export is audited in the transaction that reads it.
+/// list. Every export is audited in the transaction that reads it; names
+/// are guarded against spreadsheet formulas ([`crate::export`]).
 #[utoipa::path(
     get,
     path = "/api/v1/campaigns/{id}/nonrecipients.csv",
@@ -463,28 +449,8 @@ pub async fn nonrecipients_csv(
         .store
         .export_flags(Some(id), q.all, &caller.name)
         .await?;
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(64 + rows.len() * 96));
-    let csv_err = |e: csv::Error| ApiError::Internal(e.into());
-    w.write_record(EXPORT_COLUMNS).map_err(csv_err)?;
-    for r in &rows {
-        w.write_record([
-            r.id.to_string(),
-            r.campaign_id.to_string(),
-            r.message_id.to_string(),
-            r.nik.clone(),
-            r.full_name.clone(),
-            r.phone.clone(),
-            r.province_code.clone(),
-            r.reason.clone(),
-            fmt_wib(r.flagged_at),
-            r.resolved_at.map(fmt_wib).unwrap_or_default(),
-            r.resolution.clone().unwrap_or_default(),
-        ])
-        .map_err(csv_err)?;
-    }
-    let body = w
-        .into_inner()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("csv: {e}")))?;
+    let body = crate::export::write_nonrecipients(Vec::with_capacity(64 + rows.len() * 96), &rows)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("writing the CSV")))?;
     Ok((
         StatusCode::OK,
         [
