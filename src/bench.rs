@@ -1041,7 +1041,7 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
     let snap = METRICS.snapshot();
     let cancel = app
         .store
-        .control_campaign(c.id, CampaignAction::Cancel, "")
+        .control_campaign(c.id, CampaignAction::Cancel, "", "bench")
         .await;
     // The batches in hand are still sent (at the limited rate): let them
     // finish before the simulator stops with the app.

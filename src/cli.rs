@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, Parts};
-use crate::campaign::{self, fmt_wib, CampaignRequest, Window};
+use crate::campaign::{self, fmt_wib, CampaignRequest, Pace, Window};
 use crate::config::Settings;
 use crate::demo;
 use crate::domain::{mask_name, mask_nik, mask_phone};
@@ -180,13 +180,23 @@ enum CampaignCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move the start of a campaign that has not finished (audited): its
+    /// queued messages become due when each recipient's window opens after
+    /// the new time. A paused campaign stays paused.
+    Schedule {
+        id: i64,
+        /// New start: RFC 3339, or "YYYY-MM-DD HH:MM" in WIB (as for create).
+        #[arg(long)]
+        at: String,
+    },
     /// Stop sending (effective within a second; the batch in flight finishes).
     Pause {
         id: i64,
         #[arg(long, default_value = "paused by operator")]
         reason: String,
     },
-    /// Continue a paused campaign (nothing already sent is sent again).
+    /// Continue a paused campaign (nothing already sent is sent again);
+    /// it is `scheduled` again while its start is still ahead.
     Resume { id: i64 },
     /// End every unsent message `cancelled`.
     Cancel { id: i64 },
@@ -195,7 +205,8 @@ enum CampaignCmd {
         #[arg(long)]
         json: bool,
     },
-    /// One campaign with counts per status and open flags per reason.
+    /// One campaign with counts per status, open flags per reason,
+    /// throughput and ETA.
     Show {
         id: i64,
         #[arg(long)]
@@ -213,7 +224,8 @@ enum FlagsCmd {
         #[arg(long)]
         all: bool,
     },
-    /// Export flags with full contact data, for re-registration outreach.
+    /// Export flags with full contact data, for re-registration outreach
+    /// (audited; names guarded against spreadsheet formulas).
     Export {
         #[arg(long)]
         campaign: Option<i64>,
@@ -768,22 +780,15 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                     .map_err(|e| anyhow::anyhow!("--window: {e}"))?,
                 provinces: province.clone(),
                 professions: profession.clone(),
-                created_by: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+                created_by: cli_actor(),
                 deadline: deadline
                     .as_deref()
                     .map(campaign::parse_time)
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?,
             };
+            // Audited (`campaign.create`) in the creating transaction.
             let (c, n) = campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
-            store
-                .audit(
-                    &c.created_by,
-                    "campaign.create",
-                    &format!("campaign:{}", c.id),
-                    &format!("enqueued {n}"),
-                )
-                .await?;
             if *json {
                 println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
             } else {
@@ -795,6 +800,16 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                     fmt_wib(c.scheduled_at)
                 );
             }
+        }
+        CampaignCmd::Schedule { id, at } => {
+            let at = campaign::parse_time(at.trim()).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+            let (c, n) = campaign::reschedule(&store, *id, at, &cli_actor()).await?;
+            println!(
+                "campaign {} is {}, starts {}; {n} queued message(s) re-timed",
+                c.id,
+                c.status,
+                fmt_wib(c.scheduled_at)
+            );
         }
         CampaignCmd::Pause { id, reason } => {
             control(&store, *id, CampaignAction::Pause, reason).await?
@@ -831,14 +846,31 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
         CampaignCmd::Show { id, json } => {
             let c = store.campaign(*id).await?;
             let r = store.campaign_report(*id).await?;
+            let pace = Pace::of(&store, &c, &r).await?;
             if *json {
-                println!("{}", serde_json::json!({"campaign": c, "report": r}));
+                println!(
+                    "{}",
+                    serde_json::json!({"campaign": c, "report": r, "pace": pace})
+                );
             } else {
                 println!(
-                    "campaign {} {:?} [{}], template {}",
-                    c.id, c.name, c.status, c.template
+                    "campaign {} {:?} [{}], template {}, starts {}",
+                    c.id,
+                    c.name,
+                    c.status,
+                    c.template,
+                    fmt_wib(c.scheduled_at)
                 );
                 println!("  enqueued {}, sent {}", r.enqueued, r.sent);
+                println!(
+                    "  throughput {:.2}/s (last {} s), ETA {}",
+                    pace.throughput_per_sec,
+                    campaign::THROUGHPUT_WINDOW_SECS,
+                    match (pace.eta_seconds, &pace.eta_wib) {
+                        (Some(secs), Some(at)) => format!("{at} (in {:.0} s)", secs),
+                        _ => "-".into(),
+                    }
+                );
                 for (k, v) in &r.by_status {
                     if *v > 0 {
                         println!("  {k:<12} {v}");
@@ -862,15 +894,9 @@ async fn control(
     action: CampaignAction,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let c = store.control_campaign(id, action, reason).await?;
-    store
-        .audit(
-            &actor,
-            &format!("campaign.{}", action.as_str()),
-            &format!("campaign:{id}"),
-            reason,
-        )
+    // Audited in the transaction that makes the change.
+    let c = store
+        .control_campaign(id, action, reason, &cli_actor())
         .await?;
     let r = store.campaign_report(id).await?;
     println!(
@@ -918,7 +944,8 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
             all,
             ..
         } => {
-            let rows = store.flags(*campaign, *all).await?;
+            // The file first: an export that cannot be written is not
+            // recorded as made.
             let out: Box<dyn std::io::Write> = match output {
                 Some(p) => Box::new(
                     std::fs::File::create(p)
@@ -926,36 +953,9 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
                 ),
                 None => Box::new(std::io::stdout()),
             };
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record([
-                "flag_id",
-                "campaign_id",
-                "message_id",
-                "nik",
-                "full_name",
-                "phone",
-                "province_code",
-                "reason",
-                "flagged_at",
-                "resolved_at",
-                "resolution",
-            ])?;
-            for r in &rows {
-                w.write_record([
-                    r.id.to_string(),
-                    r.campaign_id.to_string(),
-                    r.message_id.to_string(),
-                    r.nik.clone(),
-                    r.full_name.clone(),
-                    r.phone.clone(),
-                    r.province_code.clone(),
-                    r.reason.clone(),
-                    fmt_wib(r.flagged_at),
-                    r.resolved_at.map(fmt_wib).unwrap_or_default(),
-                    r.resolution.clone().unwrap_or_default(),
-                ])?;
-            }
-            w.flush()?;
+            // Read in the transaction that writes its audit entry.
+            let rows = store.export_flags(*campaign, *all, &cli_actor()).await?;
+            crate::export::write_nonrecipients(out, &rows)?.flush()?;
             eprintln!("{} flag(s) exported", rows.len());
         }
         FlagsCmd::Resolve {

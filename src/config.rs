@@ -142,6 +142,12 @@ pub struct WorkerSettings {
     /// last `auto_pause_window` send attempts failed.
     pub auto_pause_window: u32,
     pub auto_pause_threshold: f64,
+    /// Chatbot `Idempotency-Key`s older than this are deleted by
+    /// housekeeping; a retry later than this is a new request. Seven days:
+    /// a chatbot outbox replaying after a long-weekend outage still gets the
+    /// stored answer, not a second notice (the per-number resend limit only
+    /// spans 24 hours).
+    pub idempotency_retention_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -160,6 +166,7 @@ impl Default for WorkerSettings {
             global_rate_per_sec: 0,
             auto_pause_window: 200,
             auto_pause_threshold: 0.5,
+            idempotency_retention_secs: 7 * 24 * 3600,
         }
     }
 }

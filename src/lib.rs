@@ -13,6 +13,7 @@
 //! - [`dispatch`]: the worker: claim → render → window → rate limit → send → record.
 //! - [`gateway`]: carrier dialects behind one trait (Kannel; the simulator speaks it).
 //! - [`status`]: the one-way message status machine and flag reasons.
+//! - [`export`]: the non-recipient CSV (outreach list), formula-guarded.
 //! - [`http`]: receipt callbacks and the HTTP surface.
 //! - [`simulator`]: the built-in carrier simulator.
 //! - [`metrics`]: counters and the send-latency histogram.
@@ -29,6 +30,7 @@ pub mod render;
 pub mod dispatch;
 pub mod gateway;
 pub mod status;
+pub mod export;
 pub mod http;
 pub mod simulator;
 pub mod metrics;

@@ -280,6 +280,7 @@ fn sample_body(r: &RouteSpec) -> Option<Value> {
         ("POST", "/api/v1/support/search") => json!({"query": "Nakes"}),
         ("POST", p) if p.ends_with("/resend") => json!({"reason": "matrix"}),
         ("POST", p) if p.ends_with("/resolve") => json!({"note": "matrix"}),
+        ("POST", p) if p.ends_with("/schedule") => json!({"at": "2099-01-01 08:00"}),
         ("POST", "/api/v1/campaigns") => json!({
             "name": "matrix", "template": "undangan_registrasi", "window": "00:00-24:00"
         }),
@@ -785,6 +786,89 @@ async fn concurrent_retries_do_the_work_once(backend: &str) {
 }
 both_backends!(concurrent_retries_do_the_work_once);
 
+/// (key, created_at) of every stored idempotency key, read with SQL.
+async fn idempotency_keys(url: &str) -> Vec<(String, i64)> {
+    let sql = "SELECT idem_key, created_at FROM idempotency_keys ORDER BY idem_key";
+    if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    }
+}
+
+/// Moves a stored idempotency key's creation back by `age_ms`.
+async fn age_key(url: &str, key: &str, age_ms: i64) {
+    let sql = "UPDATE idempotency_keys SET created_at = created_at - $1 WHERE idem_key = $2";
+    let n = if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(age_ms)
+            .bind(key)
+            .execute(&p)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sql)
+            .bind(age_ms)
+            .bind(key)
+            .execute(&p)
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(n, 1, "{key}");
+}
+
+async fn housekeeping_purges_old_idempotency_keys(backend: &str) {
+    let api = Api::start(backend, Parts::SERVE, "").await;
+    let csv = format!(
+        "{HEADER}{}{}",
+        row(7, "31", "00000070"),
+        row(8, "31", "00000080")
+    );
+    import_text(api.store(), &csv).await;
+    run_campaign(&api.app, "januari", &closed_window_now()).await;
+    let bot = api.token("bot", Role::Chatbot).await;
+    for (i, key) in [(7, "k-old"), (8, "k-fresh")] {
+        let body = json!({"nik": nik_of(i, "31"), "new_phone": format!("0813000000{i}1")});
+        let (s, a) = api.post_with_key(body, &bot, key).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+    }
+    let day = 24 * 3600 * 1000;
+    let worker = pedulicovid::config::WorkerSettings::default();
+    assert_eq!(worker.idempotency_retention_secs, 7 * 24 * 3600);
+    // Past the retention by a day, and a day inside it.
+    age_key(&api._db.url, "k-old", 8 * day).await;
+    age_key(&api._db.url, "k-fresh", 6 * day).await;
+    pedulicovid::dispatch::housekeeping_once(api.store(), &worker)
+        .await
+        .unwrap();
+    let left: Vec<String> = idempotency_keys(&api._db.url)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, ["k-fresh"]);
+    // The kept key still answers a retry from its stored response.
+    let r = api
+        .call(
+            Method::POST,
+            "/api/v1/chatbot/reregister",
+            Some(&bot),
+            Some(&json!({"nik": nik_of(8, "31"), "new_phone": "081300000081"})),
+            &[("Idempotency-Key", "k-fresh")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    api.stop().await;
+}
+both_backends!(housekeeping_purges_old_idempotency_keys);
+
 async fn chatbot_rate_limit_is_per_token(backend: &str) {
     let api = Api::start(backend, Parts::SERVE, "").await;
     let a = api.token("bot-a", Role::Chatbot).await;
@@ -996,10 +1080,12 @@ both_backends!(support_resend_is_audited_refused_in_flight_and_limited);
 
 async fn operators_run_campaigns_over_the_api(backend: &str) {
     let api = Api::start(backend, Parts::ALL, "0=undelivered").await;
+    // Worker 2 (undelivered, so on the outreach list) has a name a
+    // spreadsheet would run as a formula.
     let csv = format!(
         "{HEADER}{}{}",
         row(1, "31", "00000011"),
-        row(2, "31", "00000020"),
+        row(2, "31", "00000020").replacen("Nakes Nomor 2,", "=1+2 Budi,", 1),
     );
     import_text(api.store(), &csv).await;
     let op = api.token("ops", Role::Operator).await;
@@ -1058,7 +1144,11 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     assert_eq!(p["flagged_by_reason"]["undelivered"], 1);
     assert_eq!(p["sent"], 2);
     assert!(p["throughput_per_sec"].as_f64().unwrap() > 0.0);
-    assert_eq!(p["eta_seconds"], 0.0);
+    // Nothing left: no ETA, not "0 s from now".
+    assert_eq!(
+        (&p["eta_seconds"], &p["eta_wib"]),
+        (&Value::Null, &Value::Null)
+    );
     let (s, list) = api.get("/api/v1/campaigns", &op).await;
     assert_eq!((s, list.as_array().unwrap().len()), (StatusCode::OK, 1));
 
@@ -1086,6 +1176,9 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(&rows[0][3], nik_of(2, "31"));
+    // The name is guarded against formulas; the phone we normalised is not
+    // mangled.
+    assert_eq!(&rows[0][4], "'=1+2 Budi");
     assert_eq!(&rows[0][5], "+6281200000020");
 
     // Pause, resume and cancel a scheduled campaign; each audited.
@@ -1120,10 +1213,14 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
+    // Its start is still ahead: resumed, it is scheduled again.
     let (s, v) = api
         .post(&format!("/api/v1/campaigns/{later}/resume"), &op, json!({}))
         .await;
-    assert_eq!((s, v["status"].clone()), (StatusCode::OK, json!("running")));
+    assert_eq!(
+        (s, v["status"].clone()),
+        (StatusCode::OK, json!("scheduled"))
+    );
     let (s, v) = api
         .post(&format!("/api/v1/campaigns/{later}/cancel"), &op, json!({}))
         .await;
@@ -1187,6 +1284,286 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     api.stop().await;
 }
 both_backends!(operators_run_campaigns_over_the_api);
+
+/// (province, next_attempt_at, status) of every message of the campaign,
+/// by province, read with SQL.
+async fn due_times(url: &str, campaign: i64) -> Vec<(String, i64, String)> {
+    let sql = "SELECT w.province_code, m.next_attempt_at, m.status FROM messages m \
+               JOIN health_workers w ON w.id = m.worker_id WHERE m.campaign_id = $1 \
+               ORDER BY w.province_code";
+    if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql)
+            .bind(campaign)
+            .fetch_all(&p)
+            .await
+            .unwrap()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql)
+            .bind(campaign)
+            .fetch_all(&p)
+            .await
+            .unwrap()
+    }
+}
+
+async fn operators_reschedule_campaigns(backend: &str) {
+    // No worker: messages stay queued, so their due times can be read.
+    let api = Api::start(backend, Parts::SERVE, "").await;
+    // Jakarta is WIB (UTC+7), Papua WIT (UTC+9).
+    let csv = format!(
+        "{HEADER}{}{}",
+        row(1, "31", "00000011"),
+        row(2, "94", "00000021")
+    );
+    assert_eq!(import_text(api.store(), &csv).await.accepted, 2);
+    let op = api.token("ops", Role::Operator).await;
+    let create = |body: Value| {
+        let api = &api;
+        let op = op.clone();
+        async move {
+            let (s, v) = api.post("/api/v1/campaigns", &op, body).await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            v["campaign"]["id"].as_i64().unwrap()
+        }
+    };
+    let schedule = |id: i64, body: Value| {
+        let api = &api;
+        let op = op.clone();
+        async move {
+            api.post(&format!("/api/v1/campaigns/{id}/schedule"), &op, body)
+                .await
+        }
+    };
+    let id = create(json!({"name": "nanti", "template": "undangan_registrasi",
+        "at": "2099-01-01 10:00", "window": "08:00-20:00"}))
+    .await;
+
+    // 06:30 WIB is before the window in Jakarta (08:00 WIB) and 08:30 in
+    // Papua, inside it: each message moves exactly as creation would have
+    // placed it.
+    let (s, v) = schedule(id, json!({"at": "2099-02-03 06:30"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let at = campaign::parse_time("2099-02-03 06:30").unwrap();
+    assert_eq!(v["campaign"]["status"], "scheduled");
+    assert_eq!(v["campaign"]["scheduled_at"], at);
+    assert_eq!(v["campaign"]["scheduled_wib"], "2099-02-03 06:30:00 WIB");
+    assert_eq!(v["rescheduled"], 2);
+    let wib_open = campaign::parse_time("2099-02-03 08:00").unwrap();
+    assert_eq!(
+        due_times(&api._db.url, id).await,
+        vec![
+            ("31".to_string(), wib_open, "queued".to_string()),
+            ("94".to_string(), at, "queued".to_string()),
+        ]
+    );
+    // RFC 3339 works too, as at creation.
+    let (s, v) = schedule(id, json!({"at": "2099-02-04T12:00:00+09:00"})).await;
+    assert_eq!((s, &v["rescheduled"]), (StatusCode::OK, &json!(2)), "{v}");
+    let at2 = campaign::parse_time("2099-02-04 10:00").unwrap();
+    assert_eq!(
+        due_times(&api._db.url, id)
+            .await
+            .iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>(),
+        vec![at2, at2]
+    );
+
+    // Bad times change nothing.
+    for (body, why) in [
+        (json!({"at": "besok"}), "is not a time"),
+        (json!({"at": "2020-01-01 08:00"}), "in the past"),
+    ] {
+        let (s, e) = schedule(id, body.clone()).await;
+        assert_eq!(
+            (s, e["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("at")),
+            "{body}: {e}"
+        );
+        assert!(e["reason"].as_str().unwrap().contains(why), "{e}");
+    }
+    let (s, e) = schedule(id, json!({"at": "2099-01-01 08:00", "window": "x"})).await;
+    assert_eq!(
+        (s, e["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("body"))
+    );
+    let with_deadline = create(json!({"name": "tenggat", "template": "undangan_registrasi",
+        "at": "2099-01-01 10:00", "deadline": "2099-01-05 00:00"}))
+    .await;
+    let (s, e) = schedule(with_deadline, json!({"at": "2099-01-06 08:00"})).await;
+    assert_eq!(
+        (s, e["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("at"))
+    );
+    assert!(e["reason"].as_str().unwrap().contains("deadline"), "{e}");
+    assert_eq!(
+        api.store().campaign(id).await.unwrap().scheduled_at,
+        at2,
+        "a refusal changed the campaign"
+    );
+
+    // Paused stays paused; resumed with its start ahead it is scheduled.
+    let (s, _) = api
+        .post(&format!("/api/v1/campaigns/{id}/pause"), &op, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = schedule(id, json!({"at": "2099-03-01 09:00"})).await;
+    assert_eq!(
+        (s, &v["campaign"]["status"]),
+        (StatusCode::OK, &json!("paused"))
+    );
+    let (_, v) = api
+        .post(&format!("/api/v1/campaigns/{id}/resume"), &op, json!({}))
+        .await;
+    assert_eq!(v["status"], "scheduled");
+    // Moved to now, it runs (and each message waits for its window).
+    let now = chrono::Utc::now().to_rfc3339();
+    let (s, v) = schedule(id, json!({"at": now})).await;
+    assert_eq!(
+        (s, &v["campaign"]["status"]),
+        (StatusCode::OK, &json!("running")),
+        "{v}"
+    );
+
+    // Finished campaigns are refused: cancelled, and completed (nobody in
+    // Bali, so nothing to send).
+    let (s, _) = api
+        .post(&format!("/api/v1/campaigns/{id}/cancel"), &op, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = schedule(id, json!({"at": "2099-04-01 08:00"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("cancelled"), "{e}");
+    let empty = create(json!({"name": "kosong", "template": "undangan_registrasi",
+        "provinces": ["51"]}))
+    .await;
+    wait_for(
+        "empty campaign completed",
+        Duration::from_secs(10),
+        || async {
+            let c = api.store().campaign(empty).await.unwrap();
+            (c.status == "completed").then_some(())
+        },
+    )
+    .await;
+    let (s, e) = schedule(empty, json!({"at": "2099-04-01 08:00"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("completed"), "{e}");
+    let (s, _) = schedule(424242, json!({"at": "2099-04-01 08:00"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // One audit entry per change made, by the operator; none for refusals.
+    let audits = audit_actions(&api._db.url).await;
+    let schedules: Vec<_> = audits
+        .iter()
+        .filter(|(a, _)| a == "campaign.schedule")
+        .collect();
+    assert_eq!(schedules.len(), 4, "{audits:?}");
+    assert!(schedules.iter().all(|(_, actor)| actor == "ops"));
+    api.stop().await;
+}
+both_backends!(operators_reschedule_campaigns);
+
+/// Makes every insert into `audit_log` fail, as a full disk or a revoked
+/// grant would.
+async fn break_audit_log(url: &str) {
+    if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit down'); END",
+        )
+        .execute(&p)
+        .await
+        .unwrap();
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit down'; END $$",
+        )
+        .execute(&p)
+        .await
+        .unwrap();
+        sqlx::query(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION audit_down()",
+        )
+        .execute(&p)
+        .await
+        .unwrap();
+    }
+}
+
+async fn operator_actions_commit_with_their_audit_entry(backend: &str) {
+    let api = Api::start(backend, Parts::SERVE, "").await;
+    let csv = format!("{HEADER}{}", row(1, "31", "00000011"));
+    import_text(api.store(), &csv).await;
+    let op = api.token("ops", Role::Operator).await;
+    let (s, v) = api
+        .post(
+            "/api/v1/campaigns",
+            &op,
+            json!({"name": "nanti", "template": "undangan_registrasi", "at": "2099-01-01 10:00"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["campaign"]["id"].as_i64().unwrap();
+    let before = api.store().campaign(id).await.unwrap();
+    let due_before = due_times(&api._db.url, id).await;
+
+    // With the audit trail failing, no action takes effect: the change
+    // and its entry are one transaction.
+    break_audit_log(&api._db.url).await;
+    for (path, body) in [
+        ("schedule", json!({"at": "2099-02-01 10:00"})),
+        ("pause", json!({})),
+        ("cancel", json!({})),
+    ] {
+        let (s, e) = api
+            .post(&format!("/api/v1/campaigns/{id}/{path}"), &op, body)
+            .await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {e}");
+    }
+    let r = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/campaigns/{id}/nonrecipients.csv"),
+            Some(&op),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !r.text().await.unwrap().contains("flag_id"),
+        "data left unaudited"
+    );
+    let (s, _) = api
+        .post(
+            "/api/v1/campaigns",
+            &op,
+            json!({"name": "lagi", "template": "undangan_registrasi"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+
+    let after = api.store().campaign(id).await.unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.scheduled_at, after.updated_at),
+        (
+            before.status.as_str(),
+            before.scheduled_at,
+            before.updated_at
+        )
+    );
+    assert_eq!(due_times(&api._db.url, id).await, due_before);
+    assert_eq!(api.store().campaigns().await.unwrap().len(), 1);
+    api.stop().await;
+}
+both_backends!(operator_actions_commit_with_their_audit_entry);
 
 /// (action, actor) of every audit entry, read with SQL (the store has no
 /// general audit reader; timelines read it per worker).

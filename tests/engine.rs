@@ -674,7 +674,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let c = app
         .store
-        .control_campaign(id, CampaignAction::Pause, "test")
+        .control_campaign(id, CampaignAction::Pause, "test", "test")
         .await
         .unwrap();
     assert_eq!(c.status, "paused");
@@ -693,7 +693,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
 
     let c = app
         .store
-        .control_campaign(id, CampaignAction::Resume, "")
+        .control_campaign(id, CampaignAction::Resume, "", "test")
         .await
         .unwrap();
     assert_eq!(c.status, "running");
@@ -703,7 +703,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
 
     let c = app
         .store
-        .control_campaign(id, CampaignAction::Cancel, "")
+        .control_campaign(id, CampaignAction::Cancel, "", "test")
         .await
         .unwrap();
     assert_eq!(c.status, "cancelled");
@@ -722,7 +722,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
     assert_eq!(app.store.campaign(id).await.unwrap().status, "cancelled");
     assert!(matches!(
         app.store
-            .control_campaign(id, CampaignAction::Pause, "again")
+            .control_campaign(id, CampaignAction::Pause, "again", "test")
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -741,7 +741,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
     wait_campaign_status(&app.store, done, "completed", Duration::from_secs(5)).await;
     let err = app
         .store
-        .control_campaign(done, CampaignAction::Pause, "too late")
+        .control_campaign(done, CampaignAction::Pause, "too late", "test")
         .await
         .expect_err("pausing a completed campaign");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -788,7 +788,7 @@ async fn pause_bites_within_a_second(batch_size: Option<u32>) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     app.store
-        .control_campaign(id, CampaignAction::Pause, "test")
+        .control_campaign(id, CampaignAction::Pause, "test", "test")
         .await
         .unwrap();
     let paused_at = Instant::now();

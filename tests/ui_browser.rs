@@ -2,12 +2,13 @@
 //!
 //! - `browser_*`: a real headless Chromium, driven over WebDriver
 //!   (chromedriver, started here on a free port): sign in, search a worker
-//!   by NIK, open the timeline, resend with a reason, see generation 2
+//!   by NIK (a POST: the NIK lands in no URL), open the timeline, resend with a reason, see generation 2
 //!   after a reload, the dashboard, escaping, a form without its CSRF token
 //!   refused, sign-out. Screenshots go to `test-artifacts/`.
 //! - The rest use plain HTTP (reqwest, no redirects followed) on both
 //!   databases: sign-in refusals, cookie flags, CSRF and Origin checks,
-//!   escaping, refusals in Indonesian, the per-province rates.
+//!   escaping, refusals in Indonesian, the per-province rates, search that
+//!   keeps NIKs and phone numbers out of URLs.
 //!
 //! Chromium and chromedriver come from Debian (`chromium`,
 //! `chromium-driver`); `scripts/test.sh` installs them. Without them the
@@ -145,6 +146,17 @@ impl UiApp {
         assert_eq!(page.status(), StatusCode::OK);
         let csrf = hidden_csrf(&page.text().await.unwrap());
         Session { cookie, csrf }
+    }
+
+    /// Posts the search form as the session.
+    async fn search(&self, s: &Session, q: &str) -> reqwest::Response {
+        self.post(
+            "/ui/cari",
+            Some(&s.cookie),
+            &[("q", q), ("csrf", &s.csrf)],
+            &[],
+        )
+        .await
     }
 
     async fn stop(self) {
@@ -459,6 +471,11 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     assert!(table.contains("************"), "{table}");
     assert!(!table.contains(&nik), "full NIK in the results: {table}");
     assert!(!table.contains("6281200000011"), "full phone: {table}");
+    // The search was a POST: the NIK is in no URL (history, proxy logs).
+    let here = b.current_url().await.unwrap();
+    assert_eq!(here.path(), "/ui/cari");
+    assert_eq!(here.query(), None, "{here}");
+    assert!(!here.as_str().contains(&nik), "{here}");
     screenshot(b, 1366, 900, shot("ui-cari.png")).await;
     let link = format!("a[href=\"/ui/nakes/{w}\"]");
     b.find(Locator::Css(&link))
@@ -550,8 +567,19 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     // Names that look like markup or template code print as written, and
     // no script runs.
     for (name, q) in [(SCRIPT_NAME, "script"), (BRACES_NAME, "{{ x")] {
-        let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-        b.goto(&ui.url(&format!("/ui/cari?q={q}"))).await.unwrap();
+        b.goto(&ui.url("/ui")).await.unwrap();
+        b.find(Locator::Id("q"))
+            .await
+            .unwrap()
+            .send_keys(q)
+            .await
+            .unwrap();
+        b.find(Locator::Css("form[role=search] button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let hit = b
             .find(Locator::Css("table tbody a"))
             .await
@@ -694,15 +722,20 @@ async fn sign_in_refusals_and_roles(backend: &str) {
         ui.get("/ui/kampanye", Some(&s.cookie)).await.status(),
         StatusCode::OK
     );
-    for path in ["/ui/cari?q=Siti", "/ui/nakes/1"] {
-        let r = ui.get(path, Some(&s.cookie)).await;
-        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
-        assert!(r
-            .text()
-            .await
-            .unwrap()
-            .contains("hanya untuk petugas layanan"));
-    }
+    let r = ui.search(&s, "Siti").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("hanya untuk petugas layanan"));
+    let r = ui.get("/ui/nakes/1", Some(&s.cookie)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("hanya untuk petugas layanan"));
     let r = ui.get("/ui", Some(&s.cookie)).await;
     assert_eq!(r.headers()[LOCATION], "/ui/kampanye");
 
@@ -998,8 +1031,7 @@ async fn pages_escape_data_and_show_rates(backend: &str) {
         ),
         ("{{ x", BRACES_NAME, "{{ x }}"),
     ] {
-        let q: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-        let r = ui.get(&format!("/ui/cari?q={q}"), Some(&s.cookie)).await;
+        let r = ui.search(&s, q).await;
         assert_eq!(r.status(), StatusCode::OK);
         let html = r.text().await.unwrap();
         assert!(html.contains(escaped), "{name}: {html}");
@@ -1017,20 +1049,16 @@ async fn pages_escape_data_and_show_rates(backend: &str) {
         assert!(!html.contains(&nik), "full NIK on the page");
     }
     // The search box echoes what was typed, escaped.
-    let r = ui
-        .get("/ui/cari?q=%22%3E%3Cscript%3Ex", Some(&s.cookie))
-        .await;
+    let r = ui.search(&s, "\"><script>x").await;
     let html = r.text().await.unwrap();
     assert!(html.contains("&quot;&gt;&lt;script&gt;x"), "{html}");
     assert!(!html.contains("\"><script>"));
     // Too short a query is a readable 400.
-    let r = ui.get("/ui/cari?q=ab", Some(&s.cookie)).await;
+    let r = ui.search(&s, "ab").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("minimal 3 huruf"));
     // By phone, in another format.
-    let r = ui
-        .get("/ui/cari?q=%2B62+812+0000+0011", Some(&s.cookie))
-        .await;
+    let r = ui.search(&s, "+62 812 0000 0011").await;
     let html = r.text().await.unwrap();
     assert!(html.contains("Siti Rahayu"), "{html}");
     assert!(html.contains("dicari sebagai nomor telepon"), "{html}");
@@ -1063,3 +1091,77 @@ async fn pages_escape_data_and_show_rates(backend: &str) {
     ui.stop().await;
 }
 both_backends!(pages_escape_data_and_show_rates);
+
+/// Searching by NIK or phone never puts them in a URL: the form posts
+/// (with the CSRF token), the results come in the response, result links
+/// carry only the worker's numeric id, and a `?q=` in a URL is not run.
+async fn search_keeps_identifiers_out_of_urls(backend: &str) {
+    let (ui, _) = seeded(backend).await;
+    let desk = ui.token("desk-1", Role::Support).await;
+    let s = ui.sign_in(&desk).await;
+    let nik = nik_of(1, "31");
+    let w = worker_id(ui.store(), &nik).await;
+
+    // The form: POST to /ui/cari, with the CSRF token and a label, in an
+    // Indonesian page.
+    let html = ui.get("/ui", Some(&s.cookie)).await.text().await.unwrap();
+    assert!(html.contains("<html lang=\"id\">"));
+    let form = &html[html
+        .find("<form class=\"searchbar\"")
+        .expect("the search form")..];
+    let form = &form[..form.find("</form>").unwrap()];
+    assert!(
+        form.contains("method=\"post\" action=\"/ui/cari\""),
+        "{form}"
+    );
+    assert!(
+        form.contains(&format!("name=\"csrf\" value=\"{}\"", s.csrf)),
+        "{form}"
+    );
+    assert!(form.contains("<label for=\"q\">"), "{form}");
+    assert!(form.contains("id=\"q\" name=\"q\""), "{form}");
+
+    // By NIK and by phone: found, and every link out of the results is
+    // /ui/nakes/<id>, never the NIK or the number.
+    for q in [nik.as_str(), "081200000011"] {
+        let r = ui.search(&s, q).await;
+        assert_eq!(r.status(), StatusCode::OK, "{q}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("Siti Rahayu"), "{q}: {html}");
+        let hrefs: Vec<&str> = html
+            .split("href=\"")
+            .skip(1)
+            .map(|h| &h[..h.find('"').unwrap()])
+            .collect();
+        assert!(
+            hrefs.contains(&format!("/ui/nakes/{w}").as_str()),
+            "{hrefs:?}"
+        );
+        for h in &hrefs {
+            assert!(!h.contains('?'), "a query in a link: {h}");
+            assert!(!h.contains(&nik) && !h.contains("81200000011"), "{h}");
+        }
+    }
+
+    // Without the CSRF token, or from another site: refused.
+    let r = ui
+        .post("/ui/cari", Some(&s.cookie), &[("q", nik.as_str())], &[])
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!r.text().await.unwrap().contains("Siti Rahayu"));
+    let r = ui
+        .post(
+            "/ui/cari",
+            Some(&s.cookie),
+            &[("q", nik.as_str()), ("csrf", &s.csrf)],
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A query in a URL (an old bookmark) is not run: back to the form.
+    let r = ui.get(&format!("/ui/cari?q={nik}"), Some(&s.cookie)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/ui");
+    ui.stop().await;
+}
+both_backends!(search_keeps_identifiers_out_of_urls);

@@ -550,8 +550,8 @@ impl Dispatcher {
 }
 
 /// Periodic bookkeeping shared by every process: campaign state, expired
-/// leases, receipt timeouts. Each statement is idempotent, so several
-/// processes running it at once is harmless.
+/// leases, receipt timeouts, old idempotency keys. Each statement is
+/// idempotent, so several processes running it at once is harmless.
 pub async fn housekeeping(
     store: Store,
     worker: WorkerSettings,
@@ -604,6 +604,14 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
         warn!(campaign = id, %reason, "campaign auto-paused");
     }
     store.advance_campaigns().await?;
+    let retention_ms =
+        i64::try_from(worker.idempotency_retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let purged = store
+        .purge_idempotency_keys(now_ms() - retention_ms)
+        .await?;
+    if purged > 0 {
+        info!(purged, "idempotency keys past their retention deleted");
+    }
     Ok(())
 }
 

@@ -4,11 +4,12 @@ use serde::Serialize;
 use sqlx::QueryBuilder;
 
 use super::queue::flag;
-use super::{now_ms, with_pool, BeginWrite, Result, Store, StoreError};
+use super::{audit_tx, now_ms, with_pool, BeginWrite, Result, Store, StoreError};
 use crate::domain::{ProvinceCode, TimeZone};
 use crate::status::{FlagReason, Status};
 
-/// What an operator can do to a running campaign.
+/// What an operator can do to a running campaign (rescheduling, which
+/// takes a time, is [`Store::reschedule_campaign`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CampaignAction {
     Pause,
@@ -44,11 +45,14 @@ pub struct NewCampaign {
     pub window_start: i32,
     pub window_end: i32,
     pub filter: CampaignFilter,
+    /// Who asked; the actor of the `campaign.create` audit entry written in
+    /// the same transaction.
     pub created_by: String,
     /// Messages not sent by then end `expired`, flagged `deadline`.
     pub deadline_at: Option<i64>,
     /// First moment each zone may be sent to (scheduled time moved into the
-    /// zone's window), as computed by the caller.
+    /// zone's window), as computed by the caller
+    /// ([`crate::campaign::first_send`]).
     pub first_send: [(TimeZone, i64); 3],
 }
 
@@ -126,6 +130,9 @@ pub struct FlagRow {
     pub resolution: Option<String>,
 }
 
+/// The actor of the audit entry an automatic pause writes.
+pub const AUTO_PAUSE_ACTOR: &str = "auto-pause";
+
 const CAMPAIGN_COLUMNS: &str =
     "id, name, template, status, scheduled_at, window_start, window_end, \
      provinces, professions, created_by, enqueued, created_at, updated_at, deadline_at, pause_reason";
@@ -145,9 +152,40 @@ fn utc_offset_case() -> String {
     s
 }
 
+/// `CASE <offset> WHEN 7 THEN … WHEN 8 THEN … WHEN 9 THEN … ELSE <fallback>
+/// END`: each zone's first send time, picked by a row's UTC offset. Creation
+/// and rescheduling share it, so both move a start into each recipient's
+/// window the same way. The values are our own integers, never input.
+fn first_send_case(offset: &str, first_send: &[(TimeZone, i64); 3], fallback: i64) -> String {
+    let mut s = format!("CASE {offset}");
+    for (tz, at) in first_send {
+        s.push_str(&format!(" WHEN {} THEN {}", tz.utc_offset_hours(), at));
+    }
+    s.push_str(&format!(" ELSE {fallback} END"));
+    s
+}
+
+/// The non-recipient flags query, joined with the worker.
+fn flags_sql(by_campaign: bool, include_resolved: bool) -> String {
+    let mut sql = String::from(
+        "SELECT f.id, f.campaign_id, f.message_id, f.worker_id, w.nik, w.full_name, w.phone, \
+         w.province_code, f.reason, f.flagged_at, f.resolved_at, f.resolution \
+         FROM non_recipients f JOIN health_workers w ON w.id = f.worker_id WHERE 1 = 1",
+    );
+    if by_campaign {
+        sql.push_str(" AND f.campaign_id = $1");
+    }
+    if !include_resolved {
+        sql.push_str(" AND f.resolved_at IS NULL");
+    }
+    sql.push_str(" ORDER BY f.id");
+    sql
+}
+
 impl Store {
     /// Creates the campaign and enqueues every eligible and validated worker
-    /// matching the filter, once each, in one transaction.
+    /// matching the filter, once each, in one transaction, with its
+    /// `campaign.create` audit entry (actor `created_by`).
     pub async fn create_campaign(&self, c: &NewCampaign) -> Result<(Campaign, u64)> {
         let now = now_ms();
         let provinces = c
@@ -163,12 +201,7 @@ impl Store {
             .map(|p| p.to_lowercase())
             .collect::<Vec<_>>();
         let offsets = utc_offset_case();
-        let mut first = String::from("CASE ");
-        first.push_str(&offsets);
-        for (tz, at) in &c.first_send {
-            first.push_str(&format!(" WHEN {} THEN {}", tz.utc_offset_hours(), at));
-        }
-        first.push_str(&format!(" ELSE {} END", c.scheduled_at));
+        let first = first_send_case(&offsets, &c.first_send, c.scheduled_at);
 
         let (campaign, enqueued) = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -217,6 +250,8 @@ impl Store {
             sqlx::query("UPDATE campaigns SET enqueued = $1 WHERE id = $2")
                 .bind(enqueued as i64).bind(id)
                 .execute(&mut *tx).await?;
+            audit_tx!(tx, &c.created_by, "campaign.create", format!("campaign:{id}"),
+                format!("enqueued {enqueued}"), now);
             let campaign = sqlx::query_as::<_, Campaign>(&format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx).await?;
@@ -294,42 +329,53 @@ impl Store {
         Ok(n)
     }
 
-    /// Pause, resume or cancel. Pause and cancel take effect at the next
-    /// claim (within `worker.poll_ms`); the batch already in flight finishes.
+    /// Pause, resume or cancel, audited as `campaign.<action>` by `actor` in
+    /// the same transaction. Pause and cancel take effect at the next claim
+    /// (within `worker.poll_ms`); the batch already in flight finishes.
     /// Cancel ends every unsent message `cancelled` in the same transaction.
-    /// Resume never re-sends: sent messages are not `queued`.
+    /// Resume never re-sends (sent messages are not `queued`), and returns a
+    /// campaign whose start is still ahead to `scheduled`, not `running`.
     pub async fn control_campaign(
         &self,
         id: i64,
         action: CampaignAction,
         reason: &str,
+        actor: &str,
     ) -> Result<Campaign> {
         let now = now_ms();
+        // `$2` binds now in the statement below.
         let (from, to): (&[&str], &str) = match action {
-            CampaignAction::Pause => (&["scheduled", "running"], "paused"),
-            CampaignAction::Resume => (&["paused"], "running"),
-            CampaignAction::Cancel => (&["scheduled", "running", "paused"], "cancelled"),
+            CampaignAction::Pause => (&["scheduled", "running"], "'paused'"),
+            CampaignAction::Resume => (
+                &["paused"],
+                "CASE WHEN scheduled_at > $2 THEN 'scheduled' ELSE 'running' END",
+            ),
+            CampaignAction::Cancel => (&["scheduled", "running", "paused"], "'cancelled'"),
         };
         let from_sql = from
             .iter()
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(",");
-        let reason = match action {
+        let pause_reason = match action {
             CampaignAction::Pause => Some(reason.to_string()),
             _ => None,
         };
         let changed = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let n = sqlx::query(&format!(
-                "UPDATE campaigns SET status = $1, pause_reason = $2, updated_at = $3 \
-                 WHERE id = $4 AND status IN ({from_sql})"))
-                .bind(to).bind(&reason).bind(now).bind(id)
+                "UPDATE campaigns SET status = {to}, pause_reason = $1, updated_at = $2 \
+                 WHERE id = $3 AND status IN ({from_sql})"))
+                .bind(&pause_reason).bind(now).bind(id)
                 .execute(&mut *tx).await?.rows_affected();
-            if n == 1 && action == CampaignAction::Cancel {
-                sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
-                             WHERE campaign_id = $2 AND status = 'queued'")
-                    .bind(now).bind(id).execute(&mut *tx).await?;
+            if n == 1 {
+                if action == CampaignAction::Cancel {
+                    sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
+                                 WHERE campaign_id = $2 AND status = 'queued'")
+                        .bind(now).bind(id).execute(&mut *tx).await?;
+                }
+                audit_tx!(tx, actor, format!("campaign.{}", action.as_str()),
+                    format!("campaign:{id}"), reason, now);
             }
             tx.commit().await?;
             n
@@ -343,6 +389,64 @@ impl Store {
             )));
         }
         Ok(c)
+    }
+
+    /// Moves the start of a campaign that has not finished to `at`, in one
+    /// transaction audited as `campaign.schedule` by `actor`: every queued
+    /// message not yet tried is due at `first_send` for its zone (`at` moved
+    /// into the recipient's window, as at creation); a retry waiting for its
+    /// backoff keeps its time unless that is before the new start. A paused
+    /// campaign stays paused; otherwise it is `scheduled` while `at` is
+    /// ahead and `running` once it has come. Completed and cancelled
+    /// campaigns are refused ([`StoreError::Conflict`]). Returns the
+    /// campaign and how many queued messages were re-timed.
+    pub async fn reschedule_campaign(
+        &self,
+        id: i64,
+        at: i64,
+        first_send: &[(TimeZone, i64); 3],
+        actor: &str,
+    ) -> Result<(Campaign, u64)> {
+        let now = now_ms();
+        let first = first_send_case("utc_offset", first_send, at);
+        let lock = self.row_lock();
+        let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            // The campaign row is locked before any message row, the order
+            // `control_campaign` and the extra-notice paths use.
+            let old: Option<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT status, scheduled_at FROM campaigns WHERE id = $1{lock}"))
+                .bind(id).fetch_optional(&mut *tx).await?;
+            let Some((status, old_at)) = old else {
+                return Err(StoreError::NotFound(format!("campaign {id}")));
+            };
+            if matches!(status.as_str(), "completed" | "cancelled") {
+                return Err(StoreError::Conflict(format!(
+                    "campaign {id} is {status}; only a campaign that has not finished can be rescheduled")));
+            }
+            let new_status = match status.as_str() {
+                "paused" => "paused",
+                _ if at > now => "scheduled",
+                _ => "running",
+            };
+            sqlx::query("UPDATE campaigns SET scheduled_at = $1, status = $2, updated_at = $3 WHERE id = $4")
+                .bind(at).bind(new_status).bind(now).bind(id)
+                .execute(&mut *tx).await?;
+            let moved = sqlx::query(&format!(
+                "UPDATE messages SET next_attempt_at = CASE WHEN attempts = 0 THEN {first} \
+                 WHEN next_attempt_at > {first} THEN next_attempt_at ELSE {first} END, updated_at = $1 \
+                 WHERE campaign_id = $2 AND status = 'queued'"))
+                .bind(now).bind(id)
+                .execute(&mut *tx).await?.rows_affected();
+            audit_tx!(tx, actor, "campaign.schedule", format!("campaign:{id}"),
+                format!("start {} -> {}; {moved} queued message(s) re-timed",
+                    crate::campaign::fmt_wib(old_at), crate::campaign::fmt_wib(at)), now);
+            let campaign = sqlx::query_as::<_, Campaign>(&sql)
+                .bind(id).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Ok((campaign, moved))
+        })
     }
 
     /// Pauses running campaigns whose last `window` send attempts failed in
@@ -369,7 +473,7 @@ impl Store {
                     threshold * 100.0
                 );
                 if self
-                    .control_campaign(id, CampaignAction::Pause, &reason)
+                    .control_campaign(id, CampaignAction::Pause, &reason, AUTO_PAUSE_ACTOR)
                     .await
                     .is_ok()
                 {
@@ -437,24 +541,57 @@ impl Store {
         Ok(report)
     }
 
+    /// Messages of the campaign a gateway accepted since `since` (Unix ms):
+    /// the throughput behind a campaign's ETA.
+    pub async fn sends_since(&self, campaign_id: i64, since: i64) -> Result<i64> {
+        Ok(with_pool!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at >= $2")
+            .bind(campaign_id).bind(since).fetch_one(p).await?))
+    }
+
+    /// The full-contact export of non-recipient flags (a campaign's, or all
+    /// when `campaign` is `None`; open ones only unless `include_resolved`),
+    /// read in the transaction that writes its `campaign.export_nonrecipients`
+    /// audit entry: no export leaves without its entry. An unknown campaign
+    /// is [`StoreError::NotFound`].
+    pub async fn export_flags(
+        &self,
+        campaign: Option<i64>,
+        include_resolved: bool,
+        actor: &str,
+    ) -> Result<Vec<FlagRow>> {
+        let now = now_ms();
+        let sql = flags_sql(campaign.is_some(), include_resolved);
+        let subject = campaign
+            .map(|c| format!("campaign:{c}"))
+            .unwrap_or_else(|| "campaign:*".into());
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut q = sqlx::query_as::<_, FlagRow>(&sql);
+            if let Some(c) = campaign {
+                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM campaigns WHERE id = $1")
+                    .bind(c).fetch_optional(&mut *tx).await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound(format!("campaign {c}")));
+                }
+                q = q.bind(c);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
+            audit_tx!(tx, actor, "campaign.export_nonrecipients", &subject,
+                format!("{} row(s){}", rows.len(), if include_resolved { ", resolved included" } else { "" }),
+                now);
+            tx.commit().await?;
+            Ok(rows)
+        })
+    }
+
     /// Non-recipient flags, open ones only unless `include_resolved`.
     pub async fn flags(
         &self,
         campaign: Option<i64>,
         include_resolved: bool,
     ) -> Result<Vec<FlagRow>> {
-        let mut sql = String::from(
-            "SELECT f.id, f.campaign_id, f.message_id, f.worker_id, w.nik, w.full_name, w.phone, \
-             w.province_code, f.reason, f.flagged_at, f.resolved_at, f.resolution \
-             FROM non_recipients f JOIN health_workers w ON w.id = f.worker_id WHERE 1 = 1",
-        );
-        if campaign.is_some() {
-            sql.push_str(" AND f.campaign_id = $1");
-        }
-        if !include_resolved {
-            sql.push_str(" AND f.resolved_at IS NULL");
-        }
-        sql.push_str(" ORDER BY f.id");
+        let sql = flags_sql(campaign.is_some(), include_resolved);
         Ok(with_pool!(self, p => {
             let mut q = sqlx::query_as::<_, FlagRow>(&sql);
             if let Some(c) = campaign {

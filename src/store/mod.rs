@@ -78,6 +78,24 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Appends to the audit trail inside the transaction `$tx`, so the entry
+/// and the change it records commit or roll back together.
+macro_rules! audit_tx {
+    ($tx:expr, $actor:expr, $action:expr, $subject:expr, $detail:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($actor)
+        .bind($action)
+        .bind($subject)
+        .bind($detail)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use audit_tx;
+
 /// A list condition with a statement text that does not depend on the
 /// list's length: `= ANY($n)` with one array parameter on PostgreSQL, so a
 /// batch of any size reuses one prepared statement (a new text per length

@@ -1,6 +1,6 @@
 //! What the people around the dispatcher ask of the store: the chatbot
 //! (look-up, re-registration), support staff (search, timeline, resend,
-//! flag resolution), operators (throughput) and `/metrics` (gauges).
+//! flag resolution), idempotency-key retention and `/metrics` (gauges).
 //!
 //! Written to be called from any front end (HTTP API, CLI, the support web
 //! UI): every function takes plain parsed values and returns plain data;
@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
+use super::{audit_tx, now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
 use crate::campaign::{fmt_wib, Window};
 use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
 
@@ -650,22 +650,6 @@ macro_rules! queue_generation_tx {
     }};
 }
 
-/// Appends to the audit trail inside the transaction.
-macro_rules! audit_tx {
-    ($tx:expr, $actor:expr, $action:expr, $subject:expr, $detail:expr, $now:expr) => {
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind($actor)
-        .bind($action)
-        .bind($subject)
-        .bind($detail)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?
-    };
-}
-
 /// Checks a free-text field people type (reason, note, staff name).
 fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
     let v = value.trim();
@@ -1153,11 +1137,13 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Messages of the campaign a gateway accepted since `since` (Unix ms).
-    pub async fn sends_since(&self, campaign_id: i64, since: i64) -> Result<i64> {
-        Ok(with_pool!(self, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at >= $2")
-            .bind(campaign_id).bind(since).fetch_one(p).await?))
+    /// Forgets chatbot idempotency keys stored before `before` (Unix ms):
+    /// a retry that late is a new request. Returns how many were deleted.
+    pub async fn purge_idempotency_keys(&self, before: i64) -> super::Result<u64> {
+        let deleted = with_pool!(self, p => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before).execute(p).await?.rows_affected());
+        Ok(deleted)
     }
 
     /// Gauges for `/metrics`: messages by gateway and status, open flags by

@@ -150,6 +150,12 @@ fn api_routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         route(
             M::POST,
+            "/api/v1/campaigns/{id}/schedule",
+            OPERATOR,
+            operator::schedule_campaign,
+        ),
+        route(
+            M::POST,
             "/api/v1/campaigns/{id}/pause",
             OPERATOR,
             operator::pause_campaign,

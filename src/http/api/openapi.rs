@@ -33,6 +33,7 @@ accepts are its security scopes. Errors are JSON `{\"error\": \"…\"}` (400 add
         operator::list_campaigns,
         operator::create_campaign,
         operator::show_campaign,
+        operator::schedule_campaign,
         operator::pause_campaign,
         operator::resume_campaign,
         operator::cancel_campaign,

@@ -1,6 +1,8 @@
 //! The operators' API (role `operator`): the same campaign operations as the
-//! CLI (`campaign create|list|show|pause|resume|cancel`, `flags export`),
-//! with the same validation (`campaign::create`) and the same audit entries.
+//! CLI (`campaign create|list|show|schedule|pause|resume|cancel`, `flags
+//! export`), with the same validation (`campaign::create`,
+//! `campaign::reschedule`) and the same audit entries, each written by the
+//! store in the transaction that makes the change.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +15,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::campaign::{self, fmt_wib, CampaignRequest, Window};
+use crate::campaign::{self, fmt_wib, CampaignRequest, Pace, Window};
 use crate::http::AppState;
-use crate::status::Status;
-use crate::store::{now_ms, Campaign, CampaignAction};
-
-/// Throughput is measured over this many seconds.
-const THROUGHPUT_WINDOW_SECS: i64 = 60;
+use crate::store::{Campaign, CampaignAction};
 
 /// A campaign as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -179,6 +177,7 @@ pub async fn create_campaign(
         created_by: caller.name.clone(),
         deadline: time("deadline", &req.deadline)?,
     };
+    // Audited (`campaign.create`, the caller) in the creating transaction.
     let (c, n) = campaign::create(
         &state.store,
         &state.api.renderer,
@@ -186,15 +185,6 @@ pub async fn create_campaign(
         request,
     )
     .await?;
-    state
-        .store
-        .audit(
-            &caller.name,
-            "campaign.create",
-            &format!("campaign:{}", c.id),
-            &format!("enqueued {n}"),
-        )
-        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedCampaign {
@@ -221,9 +211,11 @@ pub struct CampaignProgress {
     pub flagged: i64,
     /// Messages accepted per second over the last 60 s.
     pub throughput_per_sec: f64,
-    /// Queued messages / throughput, in seconds; none while nothing moves.
+    /// Queued messages / throughput, in seconds. Null when the campaign is
+    /// completed or cancelled, nothing is queued, it is paused, or nothing
+    /// moves.
     pub eta_seconds: Option<f64>,
-    /// Now + ETA, in WIB.
+    /// Now + ETA, in WIB; null with `eta_seconds`.
     pub eta_wib: Option<String>,
 }
 
@@ -247,14 +239,7 @@ pub async fn show_campaign(
 ) -> Result<axum::Json<CampaignProgress>, ApiError> {
     let c = state.store.campaign(id).await?;
     let r = state.store.campaign_report(id).await?;
-    let now = now_ms();
-    let recent = state
-        .store
-        .sends_since(id, now - THROUGHPUT_WINDOW_SECS * 1000)
-        .await?;
-    let throughput = recent as f64 / THROUGHPUT_WINDOW_SECS as f64;
-    let queued = r.status(Status::Queued);
-    let eta = (throughput > 0.0).then(|| queued as f64 / throughput);
+    let pace = Pace::of(&state.store, &c, &r).await?;
     Ok(axum::Json(CampaignProgress {
         campaign: c.into(),
         enqueued: r.enqueued,
@@ -263,9 +248,61 @@ pub async fn show_campaign(
         flagged: r.flagged(),
         by_status: r.by_status.iter().cloned().collect(),
         flagged_by_reason: r.flagged_by_reason.iter().cloned().collect(),
-        throughput_per_sec: throughput,
-        eta_seconds: eta,
-        eta_wib: eta.map(|s| fmt_wib(now + (s * 1000.0) as i64)),
+        throughput_per_sec: pace.throughput_per_sec,
+        eta_seconds: pace.eta_seconds,
+        eta_wib: pace.eta_wib,
+    }))
+}
+
+/// A new start for a campaign.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// New start: RFC 3339, or `YYYY-MM-DD HH:MM` in WIB (as `at` at
+    /// creation). Not in the past, and before the campaign's deadline.
+    #[schema(example = "2021-01-14 08:00")]
+    pub at: String,
+}
+
+/// The campaign with its new start.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduledCampaign {
+    pub campaign: CampaignView,
+    /// Queued messages whose first send moved (each into its recipient's
+    /// window after the new start).
+    pub rescheduled: u64,
+}
+
+/// Moves the start of a campaign that has not finished: its queued
+/// messages become due when each recipient's window opens after `at`.
+/// Audited. A paused campaign stays paused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/campaigns/{id}/schedule",
+    tag = "operator",
+    params(("id" = i64, Path, description = "Campaign id")),
+    request_body = ScheduleRequest,
+    responses(
+        (status = 200, description = "Rescheduled", body = ScheduledCampaign),
+        (status = 400, description = "Invalid `at` (not a time, in the past, not before the deadline)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an operator token", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "Already completed or cancelled", body = ErrorBody),
+    ),
+    security(("bearer" = ["operator"]))
+)]
+pub async fn schedule_campaign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<ScheduleRequest>,
+) -> Result<axum::Json<ScheduledCampaign>, ApiError> {
+    let at = campaign::parse_time(req.at.trim()).map_err(|e| ApiError::bad("at", e))?;
+    let (c, n) = campaign::reschedule(&state.store, id, at, &caller.name).await?;
+    Ok(axum::Json(ScheduledCampaign {
+        campaign: c.into(),
+        rescheduled: n,
     }))
 }
 
@@ -283,15 +320,9 @@ async fn control(
     action: CampaignAction,
     reason: &str,
 ) -> Result<axum::Json<CampaignView>, ApiError> {
-    let c = state.store.control_campaign(id, action, reason).await?;
-    state
+    let c = state
         .store
-        .audit(
-            &caller.name,
-            &format!("campaign.{}", action.as_str()),
-            &format!("campaign:{id}"),
-            reason,
-        )
+        .control_campaign(id, action, reason, &caller.name)
         .await?;
     Ok(axum::Json(c.into()))
 }
@@ -336,14 +367,15 @@ pub async fn pause_campaign(
     control(&state, &caller, id, CampaignAction::Pause, &reason).await
 }
 
-/// Continues a paused campaign (nothing already sent is sent again).
+/// Continues a paused campaign (nothing already sent is sent again): back
+/// to `scheduled` while its start is still ahead, else `running`.
 #[utoipa::path(
     post,
     path = "/api/v1/campaigns/{id}/resume",
     tag = "operator",
     params(("id" = i64, Path, description = "Campaign id")),
     responses(
-        (status = 200, description = "Running again", body = CampaignView),
+        (status = 200, description = "Running again, or scheduled while its start is ahead", body = CampaignView),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an operator token", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
@@ -390,24 +422,10 @@ pub struct ExportQuery {
     pub all: bool,
 }
 
-/// The CSV header of the non-recipient export (same as `flags export`).
-pub const EXPORT_COLUMNS: [&str; 11] = [
-    "flag_id",
-    "campaign_id",
-    "message_id",
-    "nik",
-    "full_name",
-    "phone",
-    "province_code",
-    "reason",
-    "flagged_at",
-    "resolved_at",
-    "resolution",
-];
-
 /// Non-recipients of a campaign as CSV, for re-registration outreach.
 /// Contains full NIKs, names and numbers by design: it is the outreach
-/// list. Every export is audited.
+/// list. Every export is audited in the transaction that reads it; names
+/// are guarded against spreadsheet formulas ([`crate::export`]).
 #[utoipa::path(
     get,
     path = "/api/v1/campaigns/{id}/nonrecipients.csv",
@@ -427,43 +445,12 @@ pub async fn nonrecipients_csv(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    state.store.campaign(id).await?;
-    let rows = state.store.flags(Some(id), q.all).await?;
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(64 + rows.len() * 96));
-    let csv_err = |e: csv::Error| ApiError::Internal(e.into());
-    w.write_record(EXPORT_COLUMNS).map_err(csv_err)?;
-    for r in &rows {
-        w.write_record([
-            r.id.to_string(),
-            r.campaign_id.to_string(),
-            r.message_id.to_string(),
-            r.nik.clone(),
-            r.full_name.clone(),
-            r.phone.clone(),
-            r.province_code.clone(),
-            r.reason.clone(),
-            fmt_wib(r.flagged_at),
-            r.resolved_at.map(fmt_wib).unwrap_or_default(),
-            r.resolution.clone().unwrap_or_default(),
-        ])
-        .map_err(csv_err)?;
-    }
-    let body = w
-        .into_inner()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("csv: {e}")))?;
-    state
+    let rows = state
         .store
-        .audit(
-            &caller.name,
-            "campaign.export_nonrecipients",
-            &format!("campaign:{id}"),
-            &format!(
-                "{} row(s){}",
-                rows.len(),
-                if q.all { ", resolved included" } else { "" }
-            ),
-        )
+        .export_flags(Some(id), q.all, &caller.name)
         .await?;
+    let body = crate::export::write_nonrecipients(Vec::with_capacity(64 + rows.len() * 96), &rows)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("writing the CSV")))?;
     Ok((
         StatusCode::OK,
         [

@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `GET/POST /ui/login` | anyone | sign in with an API token |
 //! | `POST /ui/keluar` | signed in | sign out |
-//! | `GET /ui`, `GET /ui/cari?q=` | support | search by NIK, phone or name |
+//! | `GET /ui`, `POST /ui/cari` | support | search by NIK, phone or name (a POST with the CSRF token, so identifiers stay out of URLs; `GET /ui/cari` redirects to `/ui`) |
 //! | `GET /ui/nakes/{id}` | support | a worker's full timeline |
 //! | `POST /ui/nakes/{id}/kirim-ulang` | support | resend, with a reason |
 //! | `POST /ui/nakes/{id}/tanda/{flag}/selesai` | support | resolve a flag, with a note |
@@ -75,7 +75,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui", get(pages::home))
         .route("/ui/login", get(pages::login_form).post(pages::login))
         .route("/ui/keluar", post(pages::logout))
-        .route("/ui/cari", get(pages::search))
+        .route("/ui/cari", get(pages::search_get).post(pages::search))
         .route("/ui/nakes/{id}", get(pages::worker))
         .route("/ui/nakes/{id}/kirim-ulang", post(pages::resend))
         .route(

@@ -26,10 +26,9 @@ use super::session::{
 };
 use super::view::{page, percent, Notice, UiError, STYLESHEET};
 use super::Ui;
-use crate::campaign::fmt_wib;
+use crate::campaign::{fmt_wib, Pace, THROUGHPUT_WINDOW_SECS};
 use crate::domain::ProvinceCode;
 use crate::http::AppState;
-use crate::status::Status;
 use crate::store::{
     now_ms, random_token, Role, SearchKind, SupportError, Timeline, TimelineMessage, TokenCheck,
     RESENDS_PER_NUMBER_PER_DAY,
@@ -41,9 +40,6 @@ const NOTE_MAX: usize = 1000;
 
 /// Longest API token looked up; real ones are 77 characters.
 const TOKEN_MAX: usize = 200;
-
-/// Throughput is sends over this many seconds, as in the operator API.
-const THROUGHPUT_WINDOW_SECS: i64 = 60;
 
 /// A posted form, read leniently: any body parses, and a missing field is
 /// just absent, so a form without its CSRF token is refused by the CSRF
@@ -337,16 +333,28 @@ pub async fn home(Extension(ui): Extension<Ui>, staff: Staff) -> Result<Response
     Ok(page(StatusCode::OK, "search.html", &ctx))
 }
 
-/// `GET /ui/cari?q=`: by full NIK, phone number, or part of a name.
+/// `GET /ui/cari`: searching is a POST (below), so a NIK or phone number
+/// never sits in a URL (browser history, proxy logs, Referer). An old link
+/// or bookmark with `?q=` is sent to the empty search page; its query is
+/// not run.
+pub async fn search_get() -> Response {
+    see_other("/ui")
+}
+
+/// `POST /ui/cari` (field `q`, with the CSRF token): by full NIK, phone
+/// number, or part of a name; the results are this response. Result links
+/// carry only the worker's numeric id.
 pub async fn search(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
     staff: Staff,
-    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
 ) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
     staff.require_support()?;
-    let q = query(raw).remove("q").unwrap_or_default();
-    let q = q.trim();
+    let q = form.get("q").unwrap_or("").trim();
     let mut ctx = context(&ui, &staff, "cari");
     ctx.insert("q", q);
     if q.is_empty() {
@@ -733,15 +741,8 @@ pub async fn campaign(
         other => other.into(),
     })?;
     let r = app.store.campaign_report(id).await?;
-    let now = now_ms();
-    let recent = app
-        .store
-        .sends_since(id, now - THROUGHPUT_WINDOW_SECS * 1000)
-        .await
-        .map_err(read_error)?;
-    let throughput = recent as f64 / THROUGHPUT_WINDOW_SECS as f64;
-    let queued = r.status(Status::Queued);
-    let eta = (throughput > 0.0 && queued > 0).then(|| queued as f64 / throughput);
+    // The same throughput and ETA as the operator API and `campaign show`.
+    let pace = Pace::of(&app.store, &c, &r).await?;
     let provinces: Vec<ProvinceRow> = app
         .store
         .province_delivery(id)
@@ -795,10 +796,13 @@ pub async fn campaign(
             })
             .collect::<Vec<_>>(),
     );
-    ctx.insert("throughput", &format!("{throughput:.1}").replace('.', ","));
+    ctx.insert(
+        "throughput",
+        &format!("{:.1}", pace.throughput_per_sec).replace('.', ","),
+    );
     ctx.insert("throughput_window", &THROUGHPUT_WINDOW_SECS);
-    ctx.insert("eta", &eta.map(duration_words));
-    ctx.insert("eta_wib", &eta.map(|s| fmt_wib(now + (s * 1000.0) as i64)));
+    ctx.insert("eta", &pace.eta_seconds.map(duration_words));
+    ctx.insert("eta_wib", &pace.eta_wib);
     ctx.insert("provinces", &provinces);
     ctx.insert("finished", &finished);
     ctx.insert("delivered", &delivered);

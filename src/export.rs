@@ -1,0 +1,155 @@
+//! The non-recipient CSV export: the outreach list `flags export` writes
+//! and `GET /api/v1/campaigns/{id}/nonrecipients.csv` serves, written by one
+//! function so both are the same file.
+//!
+//! # Spreadsheet formulas
+//! Outreach staff open this file in a spreadsheet, which runs a cell that
+//! begins with `=`, `+`, `-` or `@` (or a tab or carriage return before
+//! one) as a formula: a name imported as `=HYPERLINK(…)` would be a link
+//! or worse on a help-desk laptop. Following OWASP ("CSV injection"), such a
+//! cell gets a leading `'`, which spreadsheets show as text. The guard is
+//! decided per column ([`COLUMNS`]): text that came from outside (a name)
+//! is guarded; values we produce ourselves are not, so a phone number we
+//! normalised to `+62…` stays a phone number.
+
+use std::borrow::Cow;
+use std::io;
+
+use crate::campaign::fmt_wib;
+use crate::store::FlagRow;
+
+/// Where a column's values come from, which decides the formula guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Produced or normalised by us (ids, a parsed NIK, an E.164 phone, a
+    /// province code, a reason, a WIB time): written as is.
+    Ours,
+    /// Imported or typed by people: guarded with [`guard_formula`].
+    FreeText,
+}
+
+/// The header of the export, each column with its [`Source`].
+pub const COLUMNS: [(&str, Source); 11] = [
+    ("flag_id", Source::Ours),
+    ("campaign_id", Source::Ours),
+    ("message_id", Source::Ours),
+    // Parsed as 16 digits at import.
+    ("nik", Source::Ours),
+    ("full_name", Source::FreeText),
+    // Normalised to E.164 (`+62…`) at import.
+    ("phone", Source::Ours),
+    ("province_code", Source::Ours),
+    ("reason", Source::Ours),
+    ("flagged_at", Source::Ours),
+    ("resolved_at", Source::Ours),
+    // One of our resolution codes (`reregistered`, `resent`, `support`).
+    ("resolution", Source::Ours),
+];
+
+/// `s` with a leading `'` when a spreadsheet would read it as a formula:
+/// it begins with `=`, `+`, `-`, `@`, a tab or a carriage return.
+pub fn guard_formula(s: &str) -> Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{s}")),
+        _ => Cow::Borrowed(s),
+    }
+}
+
+/// One flag as the export's cells, in [`COLUMNS`] order, guarded per column.
+pub fn record(r: &FlagRow) -> [String; 11] {
+    let cells = [
+        r.id.to_string(),
+        r.campaign_id.to_string(),
+        r.message_id.to_string(),
+        r.nik.clone(),
+        r.full_name.clone(),
+        r.phone.clone(),
+        r.province_code.clone(),
+        r.reason.clone(),
+        fmt_wib(r.flagged_at),
+        r.resolved_at.map(fmt_wib).unwrap_or_default(),
+        r.resolution.clone().unwrap_or_default(),
+    ];
+    std::array::from_fn(|i| match COLUMNS[i].1 {
+        Source::FreeText => guard_formula(&cells[i]).into_owned(),
+        Source::Ours => cells[i].clone(),
+    })
+}
+
+/// Writes the header and one row per flag to `out`, and returns it.
+pub fn write_nonrecipients<W: io::Write>(out: W, rows: &[FlagRow]) -> io::Result<W> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(COLUMNS.map(|(name, _)| name))?;
+    for r in rows {
+        w.write_record(record(r))?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(name: &str, phone: &str) -> FlagRow {
+        FlagRow {
+            id: 1,
+            campaign_id: 2,
+            message_id: 3,
+            worker_id: 4,
+            nik: "3171014505900012".into(),
+            full_name: name.into(),
+            phone: phone.into(),
+            province_code: "31".into(),
+            reason: "undelivered".into(),
+            flagged_at: 0,
+            resolved_at: None,
+            resolution: None,
+        }
+    }
+
+    #[test]
+    fn formula_starts_are_guarded() {
+        for (input, want) in [
+            ("=1+1", "'=1+1"),
+            ("+62 812", "'+62 812"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("Siti Rahayu", "Siti Rahayu"),
+            ("Siti =1", "Siti =1"),
+            ("", ""),
+        ] {
+            assert_eq!(guard_formula(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_guarded_and_our_phones_are_not() {
+        let rec = record(&flag("=HYPERLINK(\"http://x\")", "+6281200000020"));
+        assert_eq!(rec[4], "'=HYPERLINK(\"http://x\")");
+        assert_eq!(rec[5], "+6281200000020");
+        let rec = record(&flag("Budi Santoso", "+6281200000020"));
+        assert_eq!(rec[4], "Budi Santoso");
+        assert_eq!(rec[3], "3171014505900012");
+    }
+
+    #[test]
+    fn the_file_has_the_header_and_quotes_as_csv_does() {
+        let out = write_nonrecipients(Vec::new(), &[flag("@x, \"y\"", "+62812")]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "flag_id,campaign_id,message_id,nik,full_name,phone,province_code,reason,\
+             flagged_at,resolved_at,resolution"
+        );
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .contains(",\"'@x, \"\"y\"\"\",+62812,"),
+            "{text}"
+        );
+    }
+}

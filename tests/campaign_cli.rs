@@ -1,0 +1,256 @@
+//! The operator's command line against a running app, on both databases:
+//! `campaign show` prints the same throughput and ETA as
+//! `GET /api/v1/campaigns/{id}` (one computation), `campaign schedule`
+//! moves a campaign's start and refuses bad times and finished campaigns,
+//! `campaign resume` returns a campaign whose start is ahead to
+//! `scheduled`, and `flags export` writes a formula-guarded CSV; every
+//! change audited by the CLI's user.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pedulicovid::app::Parts;
+use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::simulator::{parse_rules, OutcomeMix};
+use pedulicovid::store::{now_ms, Role, Store};
+use serde_json::Value;
+
+/// The `USER` the CLI runs as: its actor in the audit trail.
+const CLI_USER: &str = "ops-cli";
+
+/// Runs the binary in `dir` against `url`; returns (success, stdout, stderr).
+async fn cli(dir: &Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("USER", CLI_USER)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).expect("UTF-8 output"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the binary and insists it succeeds; returns stdout.
+async fn cli_ok(dir: &Path, url: &str, args: &[&str]) -> String {
+    let (ok, out, err) = cli(dir, url, args).await;
+    assert!(ok, "{args:?} failed: {err}");
+    out
+}
+
+/// A window open now in WIT (UTC+9) and closed now in WIB (UTC+7): Papua's
+/// notices go out at once, Jakarta's wait.
+fn open_in_wit_only() -> String {
+    let wit = ((now_ms() / 60_000) + 9 * 60) % 1440;
+    let (start, end) = ((wit - 60).max(0), (wit + 60).min(1440));
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    )
+}
+
+/// (action, actor) of every audit entry.
+async fn audit_actions(url: &str) -> Vec<(String, String)> {
+    let sql = "SELECT action, actor FROM audit_log ORDER BY id";
+    if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    }
+}
+
+/// Waits until the campaign has `queued` messages queued and nothing else
+/// in flight.
+async fn wait_queued_only(store: &Store, id: i64, queued: i64) {
+    let start = Instant::now();
+    loop {
+        let r = store.campaign_report(id).await.unwrap();
+        let q = r.status(pedulicovid::status::Status::Queued);
+        if q == queued && r.in_flight() == queued {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn campaign_cli_matches_the_api(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.simulator.config.rules = parse_rules("0=undelivered").unwrap();
+    s.simulator.config.mix = OutcomeMix {
+        delivered: 1.0,
+        undelivered: 0.0,
+        rejected: 0.0,
+        expired: 0.0,
+        invalid: 0.0,
+    };
+    let app = start(s, Parts::ALL).await;
+    let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (dir, url) = (dir.path(), db.url.as_str());
+
+    // Papua: one delivered, one undelivered (a name a spreadsheet would run
+    // as a formula); Jakarta: one waiting for its window.
+    let csv = format!(
+        "{HEADER}{}{}{}",
+        row(1, "94", "00000011"),
+        row(2, "94", "00000020").replacen("Nakes Nomor 2,", "@SUM(1+1) Dewi,", 1),
+        row(3, "31", "00000031"),
+    );
+    assert_eq!(import_text(&app.store, &csv).await.accepted, 3);
+    let (c, n) = campaign::create(
+        &app.store,
+        &app.renderer,
+        1,
+        CampaignRequest {
+            name: "papua dulu".into(),
+            template: "undangan_registrasi".into(),
+            at: None,
+            window: open_in_wit_only().parse().unwrap(),
+            provinces: vec![],
+            professions: vec![],
+            created_by: "test".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 3);
+    let id = c.id.to_string();
+    wait_queued_only(&app.store, c.id, 1).await;
+
+    // `campaign show --json` and the API agree on throughput and ETA: two
+    // sends in the last minute, one message queued → 30 s.
+    let shown: Value =
+        serde_json::from_str(&cli_ok(dir, url, &["campaign", "show", &id, "--json"]).await)
+            .unwrap();
+    let op = app
+        .store
+        .create_token("ops", Role::Operator)
+        .await
+        .unwrap()
+        .1;
+    let api: Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/campaigns/{id}"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pace = &shown["pace"];
+    assert_eq!(pace["throughput_per_sec"], 2.0 / 60.0, "{shown}");
+    assert_eq!(pace["eta_seconds"], 30.0, "{shown}");
+    assert!(pace["eta_wib"].as_str().unwrap().ends_with("WIB"));
+    assert_eq!(
+        api["throughput_per_sec"], pace["throughput_per_sec"],
+        "{api}"
+    );
+    assert_eq!(api["eta_seconds"], pace["eta_seconds"], "{api}");
+    let text = cli_ok(dir, url, &["campaign", "show", &id]).await;
+    assert!(text.contains("throughput 0.03/s (last 60 s)"), "{text}");
+    assert!(text.contains("WIB (in 30 s)"), "{text}");
+
+    // Paused: no ETA.
+    let out = cli_ok(dir, url, &["campaign", "pause", &id, "--reason", "cek"]).await;
+    assert!(out.contains("is now paused"), "{out}");
+    let shown: Value =
+        serde_json::from_str(&cli_ok(dir, url, &["campaign", "show", &id, "--json"]).await)
+            .unwrap();
+    assert_eq!(shown["pace"]["eta_seconds"], Value::Null, "{shown}");
+    assert!(cli_ok(dir, url, &["campaign", "show", &id])
+        .await
+        .contains("ETA -"));
+
+    // Reschedule: bad times refused, a paused campaign stays paused, and
+    // resumed with its start ahead it is scheduled.
+    for bad in ["besok", "2020-01-01 08:00"] {
+        let (ok, _, err) = cli(dir, url, &["campaign", "schedule", &id, "--at", bad]).await;
+        assert!(!ok && err.contains("at"), "{bad}: {err}");
+    }
+    let out = cli_ok(
+        dir,
+        url,
+        &["campaign", "schedule", &id, "--at", "2099-01-01 07:00"],
+    )
+    .await;
+    assert!(
+        out.contains("is paused, starts 2099-01-01 07:00:00 WIB"),
+        "{out}"
+    );
+    assert!(out.contains("1 queued message(s) re-timed"), "{out}");
+    let c = app.store.campaign(c.id).await.unwrap();
+    assert_eq!(
+        c.scheduled_at,
+        campaign::parse_time("2099-01-01 07:00").unwrap()
+    );
+    let out = cli_ok(dir, url, &["campaign", "resume", &id]).await;
+    assert!(out.contains("is now scheduled"), "{out}");
+
+    // The outreach export: the name guarded, our phone untouched.
+    let file = dir.join("nonrecipients.csv");
+    cli_ok(
+        dir,
+        url,
+        &[
+            "flags",
+            "export",
+            "--campaign",
+            &id,
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let exported = std::fs::read_to_string(&file).unwrap();
+    let mut rd = csv::Reader::from_reader(exported.as_bytes());
+    let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1, "{exported}");
+    assert_eq!(&rows[0][4], "'@SUM(1+1) Dewi");
+    assert_eq!(&rows[0][5], "+6281200000020");
+
+    // Finished: refused.
+    cli_ok(dir, url, &["campaign", "cancel", &id]).await;
+    let (ok, _, err) = cli(
+        dir,
+        url,
+        &["campaign", "schedule", &id, "--at", "2099-02-01 08:00"],
+    )
+    .await;
+    assert!(!ok && err.contains("cancelled"), "{err}");
+
+    let audits = audit_actions(url).await;
+    for action in [
+        "campaign.pause",
+        "campaign.schedule",
+        "campaign.resume",
+        "campaign.export_nonrecipients",
+        "campaign.cancel",
+    ] {
+        let n = audits
+            .iter()
+            .filter(|(a, actor)| a == action && actor == CLI_USER)
+            .count();
+        assert_eq!(n, 1, "{action}: {audits:?}");
+    }
+    assert!(audits.contains(&("campaign.create".into(), "test".into())));
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(campaign_cli_matches_the_api);
