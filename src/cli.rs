@@ -51,6 +51,7 @@ enum Command {
     Migrate,
     /// Import health workers from the One Data CSV export.
     Import {
+        /// The CSV file (header line required; see the README for columns).
         file: PathBuf,
         /// Write every rejected row (line, field, reason) to this CSV file.
         #[arg(long, value_name = "FILE")]
@@ -105,6 +106,7 @@ enum GatewaysCmd {
     /// Each configured gateway: circuit-breaker state and since when, the
     /// last error recorded, its rates and routes (never used = closed).
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -123,32 +125,43 @@ enum TokenCmd {
     },
     /// All tokens (never the tokens themselves).
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by name or id; it stops working at once.
-    Revoke { id_or_name: String },
+    Revoke {
+        /// The token's name or its numeric id (from `token list`).
+        id_or_name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum SupportCmd {
     /// Find workers by full NIK, phone number or part of a name (masked output).
     Search {
+        /// A full NIK, a phone number in any common format, or 3+ letters of a name.
         query: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Everything that happened to one worker, oldest first.
     Timeline {
+        /// The worker's full NIK.
         nik: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Queue the worker's notice again (audited; at most 3 per number per day).
     Resend {
+        /// The worker's full NIK.
         nik: String,
+        /// Why (kept in the audit trail), e.g. "called the help desk".
         #[arg(long)]
         reason: String,
+        /// The staff member's name, for the audit trail.
         #[arg(long)]
         staff: String,
     },
@@ -158,8 +171,10 @@ enum SupportCmd {
 enum CampaignCmd {
     /// Validate the template and enqueue every eligible, validated worker.
     Create {
+        /// A name operators recognise, e.g. "Undangan nakes tahap 1".
         #[arg(long)]
         name: String,
+        /// A template in templates/sms/ without `.tera`, e.g. undangan_registrasi.
         #[arg(long)]
         template: String,
         /// Start time: RFC 3339, or "YYYY-MM-DD HH:MM" in WIB. Default: now.
@@ -177,6 +192,7 @@ enum CampaignCmd {
         /// Unsent by then: expired and flagged `deadline` (same formats as --at).
         #[arg(long)]
         deadline: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -184,6 +200,7 @@ enum CampaignCmd {
     /// queued messages become due when each recipient's window opens after
     /// the new time. A paused campaign stays paused.
     Schedule {
+        /// Campaign id (from `campaign list`).
         id: i64,
         /// New start: RFC 3339, or "YYYY-MM-DD HH:MM" in WIB (as for create).
         #[arg(long)]
@@ -191,24 +208,35 @@ enum CampaignCmd {
     },
     /// Stop sending (effective within a second; the batch in flight finishes).
     Pause {
+        /// Campaign id.
         id: i64,
+        /// Why (shown with the campaign and kept in the audit trail).
         #[arg(long, default_value = "paused by operator")]
         reason: String,
     },
     /// Continue a paused campaign (nothing already sent is sent again);
     /// it is `scheduled` again while its start is still ahead.
-    Resume { id: i64 },
+    Resume {
+        /// Campaign id.
+        id: i64,
+    },
     /// End every unsent message `cancelled`.
-    Cancel { id: i64 },
+    Cancel {
+        /// Campaign id.
+        id: i64,
+    },
     /// All campaigns.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// One campaign with counts per status, open flags per reason,
     /// throughput and ETA.
     Show {
+        /// Campaign id.
         id: i64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -218,6 +246,7 @@ enum CampaignCmd {
 enum FlagsCmd {
     /// Open flags (names, NIKs and numbers masked).
     List {
+        /// Only this campaign's flags.
         #[arg(long)]
         campaign: Option<i64>,
         /// Include resolved flags.
@@ -227,6 +256,7 @@ enum FlagsCmd {
     /// Export flags with full contact data, for re-registration outreach
     /// (audited; names guarded against spreadsheet formulas).
     Export {
+        /// Only this campaign's flags.
         #[arg(long)]
         campaign: Option<i64>,
         /// CSV (the only format for now).
@@ -235,14 +265,18 @@ enum FlagsCmd {
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Include resolved flags.
         #[arg(long)]
         all: bool,
     },
     /// Mark a flag resolved by hand, with a note (audited).
     Resolve {
+        /// The flag's id (from `flags list`).
         flag_id: i64,
+        /// What was done (kept in the audit trail).
         #[arg(long)]
         note: String,
+        /// The staff member's name, for the audit trail.
         #[arg(long)]
         staff: String,
     },

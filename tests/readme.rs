@@ -56,3 +56,32 @@ fn reference_covers_every_command() {
     }
     assert!(!md.contains("#### `pedulicovid help`"));
 }
+
+#[test]
+fn every_argument_says_what_it_is() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if ["help", "version"].contains(&id) {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = vec![];
+    walk(
+        &pedulicovid::cli::Cli::command(),
+        "pedulicovid",
+        &mut missing,
+    );
+    assert!(
+        missing.is_empty(),
+        "arguments without help text: {missing:?}"
+    );
+}
