@@ -208,7 +208,14 @@ impl App {
                     Duration::from_secs(g.breaker_cool_down_secs),
                 ),
             );
-            callbacks.insert(g.name.clone(), CallbackGateway { secret, parser });
+            callbacks.insert(
+                g.name.clone(),
+                CallbackGateway {
+                    secret,
+                    parser,
+                    metrics: crate::metrics::METRICS.gateways.get(&g.name),
+                },
+            );
         }
         let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
 

@@ -13,8 +13,31 @@ use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use super::AppState;
-use crate::metrics::METRICS;
+use crate::gateway::ReceiptOutcome;
+use crate::metrics::{ReceiptLabel, METRICS};
 use crate::store::{IncomingReceipt, ReceiptEffect};
+
+/// The `/metrics` outcome of a stored receipt: what it did, and for one
+/// that moved its message, what it said.
+fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
+    match effect {
+        ReceiptEffect::Applied => match outcome {
+            ReceiptOutcome::Delivered => ReceiptLabel::Delivered,
+            ReceiptOutcome::Undelivered => ReceiptLabel::Undelivered,
+            ReceiptOutcome::Expired => ReceiptLabel::Expired,
+            ReceiptOutcome::Rejected => ReceiptLabel::Rejected,
+            ReceiptOutcome::InvalidNumber => ReceiptLabel::InvalidNumber,
+            ReceiptOutcome::Accepted => ReceiptLabel::Accepted,
+            ReceiptOutcome::Unknown => ReceiptLabel::Unknown,
+        },
+        ReceiptEffect::Intermediate => ReceiptLabel::Accepted,
+        ReceiptEffect::UnknownCode => ReceiptLabel::Unknown,
+        ReceiptEffect::Ignored => ReceiptLabel::Duplicate,
+        ReceiptEffect::UnknownMessage => ReceiptLabel::UnknownMessage,
+        ReceiptEffect::Pending => ReceiptLabel::Pending,
+        ReceiptEffect::Malformed => ReceiptLabel::Malformed,
+    }
+}
 
 pub async fn receipt(
     State(state): State<AppState>,
@@ -71,6 +94,7 @@ async fn handle(
     let receipt = match parsed {
         Ok(r) => r,
         Err(e) => {
+            gw.metrics.receipt(ReceiptLabel::Malformed);
             if let Err(se) = state
                 .store
                 .store_malformed_receipt(&gateway, &payload)
@@ -83,16 +107,21 @@ async fn handle(
         }
     };
     let message_id = receipt.message_id;
+    let outcome = receipt.outcome;
     let incoming = IncomingReceipt {
         gateway: gateway.clone(),
         payload,
         parsed: receipt,
     };
     let taken = state.receipts.submit(incoming).await;
-    if taken.is_ok() {
-        METRICS
-            .receipts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match &taken {
+        Ok(effect) => {
+            METRICS
+                .receipts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gw.metrics.receipt(label(*effect, outcome));
+        }
+        Err(_) => gw.metrics.receipt(ReceiptLabel::Unavailable),
     }
     match taken {
         Ok(ReceiptEffect::UnknownMessage) => {

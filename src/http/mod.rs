@@ -32,6 +32,8 @@ pub struct CallbackGateway {
     pub secret: Secret,
     /// Reads this gateway's callbacks (its dialect, its field mapping).
     pub parser: Arc<dyn ReceiptParser>,
+    /// This gateway's `/metrics` counters, looked up once.
+    pub metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 /// Shared state of the HTTP handlers.
