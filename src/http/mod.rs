@@ -5,9 +5,11 @@
 pub mod api;
 mod batcher;
 mod callbacks;
+mod serve;
 pub mod ui;
 
 pub use batcher::ReceiptBatcher;
+pub use serve::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
