@@ -295,6 +295,12 @@ fn render_gateways(out: &mut String, slots: &[Arc<GatewayMetrics>]) {
 }
 
 /// Prometheus metrics. No token (see the module docs).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses((status = 200, description = "Prometheus text exposition 0.0.4: counts and latencies only, no personal data", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let g = state.api.gauges.get(&state).await;
     (
