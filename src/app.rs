@@ -208,7 +208,14 @@ impl App {
                     Duration::from_secs(g.breaker_cool_down_secs),
                 ),
             );
-            callbacks.insert(g.name.clone(), CallbackGateway { secret, parser });
+            callbacks.insert(
+                g.name.clone(),
+                CallbackGateway {
+                    secret,
+                    parser,
+                    metrics: crate::metrics::METRICS.gateways.get(&g.name),
+                },
+            );
         }
         let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
 
@@ -235,13 +242,15 @@ impl App {
             );
             let mut rx = shutdown_rx.clone();
             info!(addr = ?http_addr, "HTTP server listening");
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await;
-            }));
+            let header_read_timeout = Duration::from_millis(settings.http.header_read_timeout_ms);
+            tasks.push(tokio::spawn(http::serve(
+                listener,
+                app,
+                header_read_timeout,
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+            )));
         }
 
         if parts.workers > 0 {

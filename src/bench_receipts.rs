@@ -126,7 +126,8 @@ pub struct ReceiptBenchReport {
     /// Connections that failed mid-request (builtin only; the callback is
     /// not retried).
     pub transport_errors: u64,
-    /// Callbacks the server took (`pedulicovid_receipts_total`).
+    /// Callbacks the server took (`pedulicovid_receipts_total`, all outcomes
+    /// but `malformed` and `unavailable`).
     pub receipts_taken: u64,
     /// Rows in `receipts` after the run.
     pub receipts_stored: i64,

@@ -76,8 +76,16 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
-    /// Time limit for any request, in milliseconds.
+    /// Time limit for any request, in milliseconds, counted from the end
+    /// of its headers.
     pub request_timeout_ms: u64,
+    /// Time a client has to send a request's headers, in milliseconds,
+    /// counted from the moment the server waits for them: on a new
+    /// connection, and between requests on a kept-alive one (so it is also
+    /// how long an idle keep-alive connection stays open). A client that
+    /// sends part of a header and stops is disconnected after it, instead
+    /// of holding a connection for ever.
+    pub header_read_timeout_ms: u64,
     /// Receipt group-commit tasks (0 = by backend: 1 on SQLite, 3 on
     /// PostgreSQL).
     pub receipt_batchers: usize,
@@ -95,6 +103,7 @@ impl Default for HttpSettings {
             public_url: None,
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
             receipt_batchers: 0,
             receipt_max_batch: 256,
             receipt_queue: 4096,
@@ -330,6 +339,9 @@ impl Settings {
                     g.name
                 );
             }
+        }
+        if self.http.header_read_timeout_ms == 0 {
+            bail!("http.header_read_timeout_ms must be at least 1");
         }
         if self.worker.max_attempts == 0 {
             bail!("worker.max_attempts must be at least 1");

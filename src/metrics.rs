@@ -1,8 +1,20 @@
 //! Process-wide counters and a send-latency histogram, cheap enough for the
-//! hot path (relaxed atomics, no locks). Read by the benchmark and reports.
+//! hot path (relaxed atomics, no locks). Read by the benchmark, reports and
+//! `/metrics`.
+//!
+//! Two levels:
+//! - process totals in [`Metrics`] (the benchmark's numbers);
+//! - per gateway, in [`GatewayMetrics`]: sends, failures by
+//!   [`FailureReason`], receipts by [`ReceiptLabel`], a send-latency
+//!   histogram, rate-limit waits, breaker openings. A dispatcher route and a
+//!   callback endpoint each look their gateway's slot up once, at start-up,
+//!   and keep the `Arc`: the hot path touches atomics only, never a lock or
+//!   a map. Labels stay bounded: gateway names come from the settings (at
+//!   most [`MAX_GATEWAYS`] slots), reasons and receipt outcomes are closed
+//!   enums.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -110,6 +122,8 @@ pub struct Metrics {
     pub rate_wait_us: AtomicU64,
     /// Gateway request latency.
     pub send_latency: Histogram,
+    /// The same events by gateway (and reason), for `/metrics`.
+    pub gateways: GatewayTable,
 }
 
 /// The process's metrics.
@@ -146,6 +160,352 @@ impl Metrics {
     }
 }
 
+/// Why a message did not end accepted by a gateway: the `reason` label of
+/// `pedulicovid_failures_total`, a closed set. Transient reasons put the
+/// message back in the queue; permanent ones end it `failed` and flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The request timed out, or the gateway answered 408.
+    Timeout,
+    /// The gateway could not be reached (refused, reset, DNS).
+    Connect,
+    /// The gateway answered with a 5xx.
+    Http5xx,
+    /// The gateway asked us to slow down (429 or a dialect's throttle code).
+    Throttled,
+    /// A 2xx answer we could not read, or an answer cut off.
+    BadAnswer,
+    /// Any other transient failure (a dialect's "no route", "cannot charge").
+    OtherTransient,
+    /// The gateway refused the message for good.
+    Rejected,
+    /// The number is invalid (ours to parse, or the gateway said so).
+    InvalidNumber,
+    /// The template could not be rendered, or came out too long.
+    RenderFailed,
+    /// Transient failures until `worker.max_attempts` or `max_age_secs`.
+    RetriesExhausted,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 10] = [
+        FailureReason::Timeout,
+        FailureReason::Connect,
+        FailureReason::Http5xx,
+        FailureReason::Throttled,
+        FailureReason::BadAnswer,
+        FailureReason::OtherTransient,
+        FailureReason::Rejected,
+        FailureReason::InvalidNumber,
+        FailureReason::RenderFailed,
+        FailureReason::RetriesExhausted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Connect => "connect",
+            FailureReason::Http5xx => "http_5xx",
+            FailureReason::Throttled => "throttled",
+            FailureReason::BadAnswer => "bad_answer",
+            FailureReason::OtherTransient => "other",
+            FailureReason::Rejected => "rejected",
+            FailureReason::InvalidNumber => "invalid_number",
+            FailureReason::RenderFailed => "render_failed",
+            FailureReason::RetriesExhausted => "retries_exhausted",
+        }
+    }
+
+    /// `transient` (retried) or `permanent` (failed): the `kind` label.
+    pub fn kind(self) -> &'static str {
+        match self {
+            FailureReason::Timeout
+            | FailureReason::Connect
+            | FailureReason::Http5xx
+            | FailureReason::Throttled
+            | FailureReason::BadAnswer
+            | FailureReason::OtherTransient => "transient",
+            FailureReason::Rejected
+            | FailureReason::InvalidNumber
+            | FailureReason::RenderFailed
+            | FailureReason::RetriesExhausted => "permanent",
+        }
+    }
+
+    /// The reason of a failed send, read from the error the dialect built.
+    ///
+    /// Transient reasons come from the prefixes the shared HTTP plumbing
+    /// writes (`crate::gateway::http`: `transport_error`, `classify_status`)
+    /// and the dialects' "unrecognised gateway answer":
+    ///
+    /// | `Retryable` reason starts with            | label        |
+    /// |-------------------------------------------|--------------|
+    /// | `timeout`, `HTTP 408`                     | `timeout`    |
+    /// | `connect`                                 | `connect`    |
+    /// | `HTTP 5`                                  | `http_5xx`   |
+    /// | `reading answer`, `unrecognised gateway answer`, `no message id` | `bad_answer` |
+    /// | anything else                             | `other`      |
+    pub fn of_send_error(e: &crate::gateway::SendError) -> FailureReason {
+        use crate::gateway::SendError;
+        match e {
+            SendError::Throttled { .. } => FailureReason::Throttled,
+            SendError::Permanent {
+                invalid_number: true,
+                ..
+            } => FailureReason::InvalidNumber,
+            SendError::Permanent { .. } => FailureReason::Rejected,
+            SendError::Retryable { reason } => {
+                let r = reason.as_str();
+                if r.starts_with("timeout") || r.starts_with("HTTP 408") {
+                    FailureReason::Timeout
+                } else if r.starts_with("connect") {
+                    FailureReason::Connect
+                } else if r.starts_with("HTTP 5") {
+                    FailureReason::Http5xx
+                } else if r.starts_with("reading answer")
+                    || r.starts_with("unrecognised gateway answer")
+                    || r.starts_with("no message id")
+                {
+                    FailureReason::BadAnswer
+                } else {
+                    FailureReason::OtherTransient
+                }
+            }
+        }
+    }
+}
+
+/// What a receipt callback did: the `outcome` label of
+/// `pedulicovid_receipts_total`, a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptLabel {
+    /// Applied: delivered to the handset.
+    Delivered,
+    /// Applied: not delivered.
+    Undelivered,
+    /// Applied: validity period ran out.
+    Expired,
+    /// Applied: refused by the SMSC or the network.
+    Rejected,
+    /// Applied: the number is not valid.
+    InvalidNumber,
+    /// An intermediate report (accepted, buffered): kept, no change.
+    Accepted,
+    /// A code the dialect does not define: kept, never guessed.
+    Unknown,
+    /// A duplicate, or older news than the message's status: kept, ignored.
+    Duplicate,
+    /// For a message we do not have (answered 404).
+    UnknownMessage,
+    /// Names only the gateway's id, whose send is not recorded yet: kept,
+    /// applied by housekeeping.
+    Pending,
+    /// Could not be read (answered 400, kept raw).
+    Malformed,
+    /// Could not be stored (answered 503; the carrier sends it again).
+    Unavailable,
+}
+
+impl ReceiptLabel {
+    pub const ALL: [ReceiptLabel; 12] = [
+        ReceiptLabel::Delivered,
+        ReceiptLabel::Undelivered,
+        ReceiptLabel::Expired,
+        ReceiptLabel::Rejected,
+        ReceiptLabel::InvalidNumber,
+        ReceiptLabel::Accepted,
+        ReceiptLabel::Unknown,
+        ReceiptLabel::Duplicate,
+        ReceiptLabel::UnknownMessage,
+        ReceiptLabel::Pending,
+        ReceiptLabel::Malformed,
+        ReceiptLabel::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptLabel::Delivered => "delivered",
+            ReceiptLabel::Undelivered => "undelivered",
+            ReceiptLabel::Expired => "expired",
+            ReceiptLabel::Rejected => "rejected",
+            ReceiptLabel::InvalidNumber => "invalid_number",
+            ReceiptLabel::Accepted => "accepted",
+            ReceiptLabel::Unknown => "unknown",
+            ReceiptLabel::Duplicate => "duplicate",
+            ReceiptLabel::UnknownMessage => "unknown_message",
+            ReceiptLabel::Pending => "pending",
+            ReceiptLabel::Malformed => "malformed",
+            ReceiptLabel::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Upper bounds of the per-gateway latency histogram, in microseconds
+/// (Prometheus' `le`, in seconds: 5 ms … 30 s). Carrier answers take
+/// milliseconds on a LAN and seconds when a carrier struggles.
+pub const LATENCY_BOUNDS_US: [u64; 12] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 30_000_000,
+];
+
+/// A fixed-bucket latency histogram in Prometheus' shape: a count per bound
+/// (not cumulative; the exposition adds them up), the overflow, the sum.
+#[derive(Default)]
+pub struct LatencyBuckets {
+    /// `counts[i]`: samples in `(bound[i-1], bound[i]]`; the last is `+Inf`.
+    counts: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl LatencyBuckets {
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// `(le in seconds, cumulative count)` for every bound, `+Inf` last as
+    /// `f64::INFINITY`.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut seen = 0;
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                seen += c.load(Ordering::Relaxed);
+                let le = LATENCY_BOUNDS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |b| *b as f64 / 1e6);
+                (le, seen)
+            })
+            .collect()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// One gateway's counters. Obtained once from [`GatewayTable::get`] and kept.
+pub struct GatewayMetrics {
+    /// The `gateway` label: a configured name, [`NO_GATEWAY`] or
+    /// [`OTHER_GATEWAYS`].
+    pub name: String,
+    /// Messages this gateway accepted.
+    pub sends: AtomicU64,
+    /// Sends that did not end accepted, by [`FailureReason`] (index in
+    /// [`FailureReason::ALL`]).
+    failures: [AtomicU64; FailureReason::ALL.len()],
+    /// Receipt callbacks by [`ReceiptLabel`] (index in [`ReceiptLabel::ALL`]).
+    receipts: [AtomicU64; ReceiptLabel::ALL.len()],
+    /// Gateway request latency.
+    pub latency: LatencyBuckets,
+    /// Time sends to this gateway waited on rate limits (its own and the
+    /// global cap), in microseconds.
+    pub rate_wait_us: AtomicU64,
+    /// Times this gateway's circuit breaker opened.
+    pub circuit_opens: AtomicU64,
+}
+
+impl GatewayMetrics {
+    fn new(name: &str) -> GatewayMetrics {
+        GatewayMetrics {
+            name: name.to_string(),
+            sends: AtomicU64::new(0),
+            failures: Default::default(),
+            receipts: Default::default(),
+            latency: LatencyBuckets::default(),
+            rate_wait_us: AtomicU64::new(0),
+            circuit_opens: AtomicU64::new(0),
+        }
+    }
+
+    pub fn failure(&self, reason: FailureReason) {
+        self.failures[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failures(&self, reason: FailureReason) -> u64 {
+        self.failures[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn receipt(&self, label: ReceiptLabel) {
+        self.receipts[label as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn receipts(&self, label: ReceiptLabel) -> u64 {
+        self.receipts[label as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn rate_wait(&self, d: Duration) {
+        self.rate_wait_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The `gateway` label of failures before any gateway was chosen (the
+/// number did not parse, the template did not render). Empty, like
+/// `pedulicovid_messages`' gateway of a message never sent; no configured
+/// gateway can be named so.
+pub const NO_GATEWAY: &str = "";
+/// The `gateway` label shared by every name past [`MAX_GATEWAYS`]. Not a
+/// valid gateway name (the settings allow letters, digits, `-`, `_`).
+pub const OTHER_GATEWAYS: &str = "(other)";
+/// Gateway slots at most: a guard on label cardinality, far above any
+/// real deployment's gateway count.
+pub const MAX_GATEWAYS: usize = 32;
+
+/// Per-gateway counters, one slot per name. The lock is taken when a route
+/// or a callback endpoint is built and when `/metrics` is scraped, never
+/// per message.
+#[derive(Default)]
+pub struct GatewayTable {
+    slots: RwLock<Vec<Arc<GatewayMetrics>>>,
+}
+
+impl GatewayTable {
+    /// The slot for `name`, created on first use. Names past
+    /// [`MAX_GATEWAYS`] share the [`OTHER_GATEWAYS`] slot.
+    pub fn get(&self, name: &str) -> Arc<GatewayMetrics> {
+        // A panic while holding this lock cannot leave the vector
+        // inconsistent (push is the only write): ignore poisoning.
+        let find =
+            |slots: &[Arc<GatewayMetrics>], n: &str| slots.iter().find(|g| g.name == n).cloned();
+        if let Some(g) = find(&self.slots.read().unwrap_or_else(|p| p.into_inner()), name) {
+            return g;
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = find(&slots, name) {
+            return g;
+        }
+        let name = if slots.len() < MAX_GATEWAYS {
+            name
+        } else {
+            if let Some(g) = find(&slots, OTHER_GATEWAYS) {
+                return g;
+            }
+            OTHER_GATEWAYS
+        };
+        let g = Arc::new(GatewayMetrics::new(name));
+        slots.push(g.clone());
+        g
+    }
+
+    /// Every slot, by name.
+    pub fn all(&self) -> Vec<Arc<GatewayMetrics>> {
+        let mut all = self.slots.read().unwrap_or_else(|p| p.into_inner()).clone();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
 /// Peak resident set size of this process, in MiB (Linux `VmHWM`).
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -175,6 +535,74 @@ mod tests {
                 Histogram::lower(i) <= us && us < Histogram::lower(i + 1).max(us + 1),
                 "{us}"
             );
+        }
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative() {
+        let h = LatencyBuckets::default();
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_millis(5));
+        h.record(Duration::from_millis(7));
+        h.record(Duration::from_secs(60));
+        let c = h.cumulative();
+        assert_eq!(c[0], (0.005, 2));
+        assert_eq!(c[1], (0.01, 3));
+        assert_eq!(c.last().unwrap(), &(f64::INFINITY, 4));
+        assert_eq!(h.count(), 4);
+        assert!((h.sum_seconds() - 60.015).abs() < 1e-9);
+    }
+
+    #[test]
+    fn gateway_slots_are_shared_and_bounded() {
+        let t = GatewayTable::default();
+        let a = t.get("sim");
+        a.sends.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(t.get("sim").sends.load(Ordering::Relaxed), 1);
+        for i in 0..100 {
+            t.get(&format!("gw{i}"));
+        }
+        let all = t.all();
+        assert_eq!(all.len(), MAX_GATEWAYS + 1);
+        assert!(all.iter().any(|g| g.name == OTHER_GATEWAYS));
+        assert!(Arc::ptr_eq(&t.get("gw99"), &t.get("gw98")));
+    }
+
+    #[test]
+    fn send_errors_map_to_their_reasons() {
+        use crate::gateway::http::classify_status;
+        use crate::gateway::SendError;
+        use reqwest::StatusCode;
+        let of = |s: u16| {
+            let e = classify_status(StatusCode::from_u16(s).unwrap(), None, "body").unwrap_err();
+            FailureReason::of_send_error(&e)
+        };
+        assert_eq!(of(503), FailureReason::Http5xx);
+        assert_eq!(of(408), FailureReason::Timeout);
+        assert_eq!(of(429), FailureReason::Throttled);
+        assert_eq!(of(400), FailureReason::Rejected);
+        let retry =
+            |r: &str| FailureReason::of_send_error(&SendError::Retryable { reason: r.into() });
+        assert_eq!(retry("timeout: deadline"), FailureReason::Timeout);
+        assert_eq!(retry("connect: refused"), FailureReason::Connect);
+        assert_eq!(
+            retry("unrecognised gateway answer: x"),
+            FailureReason::BadAnswer
+        );
+        assert_eq!(retry("jasmin has no route"), FailureReason::OtherTransient);
+        let invalid = SendError::Permanent {
+            reason: "x".into(),
+            invalid_number: true,
+        };
+        assert_eq!(
+            FailureReason::of_send_error(&invalid),
+            FailureReason::InvalidNumber
+        );
+        for (i, r) in FailureReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "ALL is in declaration order");
+        }
+        for (i, r) in ReceiptLabel::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "ALL is in declaration order");
         }
     }
 }

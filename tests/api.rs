@@ -1,7 +1,7 @@
 //! The HTTP API through the real app: roles on every route, the chatbot's
 //! re-registration end to end with the simulator, support resends with
 //! their audit and limits, the operators' campaign API, `/metrics`, and the
-//! OpenAPI document checked against the router's route table.
+//! OpenAPI document checked against every route the router serves.
 
 mod common;
 
@@ -13,6 +13,7 @@ use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::http::api::chatbot::{ADVICE_FLAGGED, ADVICE_NOT_FOUND};
 use pedulicovid::http::api::{route_table, RouteSpec};
+use pedulicovid::http::{route_table as all_routes, Auth};
 use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Role, Store};
 use reqwest::{Method, StatusCode};
@@ -189,6 +190,23 @@ fn path_with_ids(p: &str) -> String {
     p.replace("{id}", "1")
 }
 
+/// The `{name}`s of a path template.
+fn template_params(path: &str) -> BTreeSet<String> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A concrete path for a template: ids 1, the simulator's gateway, a
+/// wrong callback token.
+fn concrete(path: &str) -> String {
+    path_with_ids(path)
+        .replace("{flag}", "1")
+        .replace("{gateway}", "sim")
+        .replace("{token}", "not-the-token")
+}
+
 async fn openapi_document_matches_the_router(backend: &str) {
     let api = Api::start(backend, Parts::SERVE, "").await;
     let r = api
@@ -210,59 +228,153 @@ async fn openapi_document_matches_the_router(backend: &str) {
             .unwrap_or_else(|| panic!("unexpected $ref {r}"));
         assert!(schemas.contains_key(name), "dangling $ref {r}");
     }
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("security schemes");
 
-    // Every (method, path) in the document …
-    let mut documented = BTreeSet::new();
+    // Every operation: answers declared, a unique operationId, its path
+    // parameters declared (required) exactly as the template has them, and
+    // security schemes the document defines.
+    let mut documented = std::collections::BTreeMap::new();
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().unwrap() {
             if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
                 continue;
             }
-            let scopes: BTreeSet<String> = op["security"]
-                .as_array()
-                .map(|reqs| {
-                    reqs.iter()
-                        .flat_map(|r| r["bearer"].as_array().cloned().unwrap_or_default())
-                        .map(|s| s.as_str().unwrap().to_string())
-                        .collect()
+            let what = format!("{} {path}", method.to_uppercase());
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{what}: no responses"
+            );
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(
+                operation_ids.insert(id.to_string()),
+                "{what}: duplicate {id}"
+            );
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let distinct: BTreeSet<(String, String)> = params
+                .iter()
+                .map(|p| (p["in"].to_string(), p["name"].to_string()))
+                .collect();
+            assert_eq!(distinct.len(), params.len(), "{what}: a parameter twice");
+            let in_path: BTreeSet<String> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| {
+                    assert_eq!(p["required"], true, "{what}: path parameter {p}");
+                    p["name"].as_str().unwrap().to_string()
                 })
-                .unwrap_or_default();
-            documented.insert((method.to_uppercase(), path.clone(), scopes));
+                .collect();
+            assert_eq!(in_path, template_params(path), "{what}: path parameters");
+            let mut security = std::collections::BTreeMap::new();
+            for req in op["security"].as_array().cloned().unwrap_or_default() {
+                for (scheme, scopes) in req.as_object().unwrap() {
+                    assert!(schemes.contains_key(scheme), "{what}: scheme {scheme}");
+                    let scopes: BTreeSet<String> = scopes
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.as_str().unwrap().to_string())
+                        .collect();
+                    security.insert(scheme.clone(), scopes);
+                }
+            }
+            documented.insert((method.to_uppercase(), path.clone()), security);
         }
     }
-    // … is a route of the router, with the same roles, and vice versa.
-    let table: BTreeSet<(String, String, BTreeSet<String>)> = route_table()
-        .iter()
-        .map(|r| {
-            (
-                r.method.to_string(),
-                r.path.to_string(),
-                r.roles.iter().map(|x| x.as_str().to_string()).collect(),
-            )
-        })
-        .collect();
-    assert_eq!(documented, table, "OpenAPI document and route table differ");
-    assert!(route_table().iter().all(|r| r.path.starts_with("/api/")));
 
-    // The table is what the server serves: every route answers (401 for a
-    // missing token, 200 for the public document), never 404 or 405.
-    for r in route_table() {
-        let resp = api
-            .call(r.method.clone(), &path_with_ids(r.path), None, None, &[])
-            .await;
-        let expected = if r.roles.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        assert_eq!(resp.status(), expected, "{} {}", r.method, r.path);
+    // The routes the router is built from, all of them: the same set of
+    // (method, path) as the document, both ways.
+    let table = all_routes();
+    let served: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(served.len(), table.len(), "a route listed twice");
+    let in_doc: BTreeSet<(String, String)> = documented.keys().cloned().collect();
+    assert_eq!(
+        served.difference(&in_doc).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served but not documented"
+    );
+    assert_eq!(
+        in_doc.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not served"
+    );
+    for part in [
+        "/api/",
+        "/ui",
+        "/callbacks/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            served.iter().any(|(_, p)| p.starts_with(part)),
+            "no {part} route"
+        );
     }
+
+    // Each route's security is what it checks.
+    for r in &table {
+        let what = format!("{} {}", r.method, r.path);
+        let security = &documented[&(r.method.to_string(), r.path.to_string())];
+        let expected: std::collections::BTreeMap<String, BTreeSet<String>> = match r.auth {
+            Auth::Public => Default::default(),
+            Auth::Bearer => [(
+                "bearer".to_string(),
+                r.roles.iter().map(|x| x.as_str().to_string()).collect(),
+            )]
+            .into(),
+            Auth::Session => [("session".to_string(), BTreeSet::new())].into(),
+            // In the path (a path parameter), or in a header.
+            Auth::CallbackToken if r.path.contains("{token}") => Default::default(),
+            Auth::CallbackToken => [("callback_token".to_string(), BTreeSet::new())].into(),
+        };
+        assert_eq!(security, &expected, "{what}");
+        assert_eq!(r.roles.is_empty(), r.auth != Auth::Bearer, "{what}");
+    }
+
+    // The table is what the server serves: every route answers a caller
+    // without credentials (200, 401, 403, or a redirect to sign in),
+    // never 404 or 405.
+    for r in &table {
+        let resp = api
+            .call(r.method.clone(), &concrete(r.path), None, None, &[])
+            .await;
+        let s = resp.status();
+        assert!(
+            s != StatusCode::NOT_FOUND && s != StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}: {s}",
+            r.method,
+            r.path
+        );
+        if r.auth == Auth::Public && r.method == Method::GET {
+            assert_eq!(s, StatusCode::OK, "{} {}", r.method, r.path);
+        }
+        if r.auth == Auth::Bearer || r.auth == Auth::CallbackToken {
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{} {}", r.method, r.path);
+        }
+    }
+    // Anything else is 404: JSON outside the UI, the UI's page inside it.
     let resp = api
         .call(Method::GET, "/api/v1/nothing-here", None, None, &[])
         .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let body: Value = resp.json().await.unwrap();
     assert!(body["error"].is_string());
+    let resp = api
+        .call(Method::POST, "/ui/tidak-ada", None, None, &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Halaman tidak ditemukan"));
     api.stop().await;
 }
 both_backends!(openapi_document_matches_the_router);

@@ -1,9 +1,10 @@
 //! Hostile input: SQL injection strings in every search field, template and
-//! HTML syntax in names, and what a name with control characters becomes.
+//! HTML syntax in names, what a name with control characters becomes, and a
+//! client that sends half a request header and stops.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
@@ -197,3 +198,79 @@ async fn message_bodies(backend: &str, url: &str) -> Vec<String> {
         }
     }
 }
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+async fn a_partial_header_is_cut_off_after_the_header_timeout(backend: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let db = TestDb::new(backend).await;
+    let mut s = test_settings(&db);
+    s.http.header_read_timeout_ms = 600;
+    let parts = Parts {
+        http: true,
+        workers: 0,
+        housekeeping: false,
+        simulator: false,
+    };
+    let app = start(s, parts).await;
+    let addr = format!("127.0.0.1:{}", app.port().unwrap());
+
+    // Half a header, then silence.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    // Meanwhile another connection is served, twice (kept alive).
+    let mut good = TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        good.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), good.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("ok"), "{answer}");
+    }
+
+    // The slow one is closed once its time is up, not before, and never
+    // gets an answer to the request it did not finish.
+    let sent = tokio::time::timeout(Duration::from_secs(5), read_until_closed(&mut slow))
+        .await
+        .expect("the server closes a connection stuck in its header");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+    assert!(
+        !String::from_utf8_lossy(&sent).contains(" 200 "),
+        "{}",
+        String::from_utf8_lossy(&sent)
+    );
+    // The server is still fine.
+    let r = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(a_partial_header_is_cut_off_after_the_header_timeout);

@@ -1,5 +1,7 @@
 //! Graceful shutdown of the real binary: SIGTERM stops claiming, the batch
-//! in hand is finished and recorded, no lease is left behind, exit 0.
+//! in hand is finished and recorded, no lease is left behind, exit 0. And
+//! of the HTTP server (the same `App::stop` SIGTERM calls): a request in
+//! flight is answered, new connections are not taken.
 
 mod common;
 
@@ -104,3 +106,55 @@ async fn sigterm_finishes_the_batch_and_leaves_no_lease(backend: &str) {
     );
 }
 both_backends!(sigterm_finishes_the_batch_and_leaves_no_lease);
+
+async fn a_request_in_flight_is_answered_during_shutdown(backend: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let db = TestDb::new(backend).await;
+    let parts = pedulicovid::app::Parts {
+        http: true,
+        workers: 0,
+        housekeeping: false,
+        simulator: false,
+    };
+    let app = start(test_settings(&db), parts).await;
+    let addr = format!("127.0.0.1:{}", app.port().unwrap());
+    // An idle kept-alive connection must not hold the shutdown up.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Headers in, half the body still to come: the request is in flight.
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        b"POST /callbacks/nosuch/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nid=1&",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(app.stop(Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "stopped with a request in flight");
+    // No new connections once stopping.
+    assert!(
+        TcpStream::connect(&addr).await.is_err(),
+        "a connection accepted while stopping"
+    );
+    conn.write_all(b"st=12").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.ends_with("unknown gateway"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("stops once the request is answered")
+        .unwrap();
+    assert_eq!(idle.read(&mut buf).await.unwrap_or(0), 0, "idle one closed");
+}
+both_backends!(a_request_in_flight_is_answered_during_shutdown);

@@ -26,7 +26,7 @@ use crate::campaign::Window;
 use crate::config::{SmsSettings, WorkerSettings};
 use crate::domain::{Msisdn, Operator, ProvinceCode};
 use crate::gateway::{Gateway, OutboundSms, SendError};
-use crate::metrics::METRICS;
+use crate::metrics::{FailureReason, GatewayMetrics, METRICS, NO_GATEWAY};
 use crate::render::{RenderContext, Renderer};
 use crate::status::FlagReason;
 use crate::store::{now_ms, ClaimedMessage, SendOutcome, Store};
@@ -39,6 +39,8 @@ pub struct Route {
     pub breaker: Breaker,
     /// Empty: any operator.
     pub operators: Vec<Operator>,
+    /// This gateway's `/metrics` counters, looked up once.
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 impl Route {
@@ -49,6 +51,7 @@ impl Route {
         operators: Vec<Operator>,
     ) -> Route {
         Route {
+            metrics: METRICS.gateways.get(gateway.name()),
             gateway,
             limits: GatewayLimits::new(messages_per_sec, segments_per_sec),
             breaker: Breaker::new(20, Duration::from_secs(30)),
@@ -166,6 +169,8 @@ pub struct Dispatcher {
     owner: String,
     /// The clock send windows are judged by (tests inject one).
     clock: fn() -> i64,
+    /// `/metrics` counters of failures before a gateway is chosen.
+    unrouted: Arc<GatewayMetrics>,
 }
 
 impl Dispatcher {
@@ -185,6 +190,7 @@ impl Dispatcher {
             sms,
             owner,
             clock: now_ms,
+            unrouted: METRICS.gateways.get(NO_GATEWAY),
         }
     }
 
@@ -325,12 +331,13 @@ impl Dispatcher {
         let to = match Msisdn::parse(&m.phone) {
             Ok(to) => to,
             Err(e) => {
+                self.unrouted.failure(FailureReason::InvalidNumber);
                 return SendOutcome::Failed {
                     id: m.id,
                     gateway: None,
                     error: format!("phone: {e}"),
                     reason: FlagReason::InvalidNumber,
-                }
+                };
             }
         };
         let ctx = RenderContext {
@@ -346,6 +353,7 @@ impl Dispatcher {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "template failed for this message");
+                self.unrouted.failure(FailureReason::RenderFailed);
                 return SendOutcome::Failed {
                     id: m.id,
                     gateway: None,
@@ -355,6 +363,7 @@ impl Dispatcher {
             }
         };
         if text.segments() > self.sms.hard_max_segments {
+            self.unrouted.failure(FailureReason::RenderFailed);
             return SendOutcome::Failed {
                 id: m.id,
                 gateway: None,
@@ -374,8 +383,10 @@ impl Dispatcher {
                 until: now + 5_000,
             };
         };
+        let waiting = std::time::Instant::now();
         route.limits.acquire(text.segments()).await;
         self.router.global.acquire(1).await;
+        route.metrics.rate_wait(waiting.elapsed());
         // The gateway may have gone out of rotation while we waited for the
         // rate limit: do not add to its failures, come back shortly.
         if route.breaker.state() == BreakerState::Open {
@@ -406,7 +417,9 @@ impl Dispatcher {
         };
         let started = std::time::Instant::now();
         let result = route.gateway.send(&sms).await;
-        METRICS.send_latency.record(started.elapsed());
+        let took = started.elapsed();
+        METRICS.send_latency.record(took);
+        route.metrics.latency.record(took);
         let transition = match &result {
             Ok(_) | Err(SendError::Permanent { .. }) => route.breaker.success(),
             Err(SendError::Throttled { .. }) => route.breaker.throttled(),
@@ -415,28 +428,37 @@ impl Dispatcher {
         if let Some(t) = transition {
             self.breaker_moved(route, t);
         }
+        // Each outcome is counted once for `/metrics`: a transient failure
+        // by its cause, or as `retries_exhausted` when it was the last try.
         match result {
-            Ok(acc) => SendOutcome::Sent {
-                id: m.id,
-                gateway,
-                gateway_message_id: acc.gateway_message_id,
-                body,
-                encoding,
-                segments,
-            },
+            Ok(acc) => {
+                route.metrics.sends.fetch_add(1, Ordering::Relaxed);
+                SendOutcome::Sent {
+                    id: m.id,
+                    gateway,
+                    gateway_message_id: acc.gateway_message_id,
+                    body,
+                    encoding,
+                    segments,
+                }
+            }
             Err(SendError::Permanent {
                 reason,
                 invalid_number,
-            }) => SendOutcome::Failed {
-                id: m.id,
-                gateway: Some(gateway),
-                error: format!("permanent: {reason}"),
-                reason: if invalid_number {
-                    FlagReason::InvalidNumber
+            }) => {
+                let (flag, counted) = if invalid_number {
+                    (FlagReason::InvalidNumber, FailureReason::InvalidNumber)
                 } else {
-                    FlagReason::Rejected
-                },
-            },
+                    (FlagReason::Rejected, FailureReason::Rejected)
+                };
+                route.metrics.failure(counted);
+                SendOutcome::Failed {
+                    id: m.id,
+                    gateway: Some(gateway),
+                    error: format!("permanent: {reason}"),
+                    reason: flag,
+                }
+            }
             Err(e) => {
                 let (throttled, retry_after) = match &e {
                     SendError::Throttled { retry_after } => (true, *retry_after),
@@ -447,6 +469,7 @@ impl Dispatcher {
                 }
                 let too_old = now_ms() - m.created_at > (self.worker.max_age_secs * 1000) as i64;
                 if too_old || (!throttled && m.attempts as u32 >= self.worker.max_attempts) {
+                    route.metrics.failure(FailureReason::RetriesExhausted);
                     return SendOutcome::Failed {
                         id: m.id,
                         gateway: Some(gateway),
@@ -458,6 +481,7 @@ impl Dispatcher {
                         reason: FlagReason::RetriesExhausted,
                     };
                 }
+                route.metrics.failure(FailureReason::of_send_error(&e));
                 let delay = retry::retry_delay(
                     m.attempts.max(1) as u32,
                     Duration::from_millis(self.worker.backoff_initial_ms),
@@ -481,6 +505,7 @@ impl Dispatcher {
         let name = route.gateway.name().to_string();
         if t.to == BreakerState::Open {
             METRICS.circuit_opens.fetch_add(1, Ordering::Relaxed);
+            route.metrics.circuit_opens.fetch_add(1, Ordering::Relaxed);
             warn!(gateway = %name, failures = route.breaker.consecutive_failures(), "gateway out of rotation (circuit open)");
         } else {
             info!(gateway = %name, from = t.from.as_str(), to = t.to.as_str(), "gateway circuit changed");

@@ -13,10 +13,90 @@ use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use super::AppState;
-use crate::metrics::METRICS;
+use crate::gateway::ReceiptOutcome;
+use crate::metrics::{ReceiptLabel, METRICS};
 use crate::store::{IncomingReceipt, ReceiptEffect};
 
-pub async fn receipt(
+/// The `/metrics` outcome of a stored receipt: what it did, and for one
+/// that moved its message, what it said.
+fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
+    match effect {
+        ReceiptEffect::Applied => match outcome {
+            ReceiptOutcome::Delivered => ReceiptLabel::Delivered,
+            ReceiptOutcome::Undelivered => ReceiptLabel::Undelivered,
+            ReceiptOutcome::Expired => ReceiptLabel::Expired,
+            ReceiptOutcome::Rejected => ReceiptLabel::Rejected,
+            ReceiptOutcome::InvalidNumber => ReceiptLabel::InvalidNumber,
+            ReceiptOutcome::Accepted => ReceiptLabel::Accepted,
+            ReceiptOutcome::Unknown => ReceiptLabel::Unknown,
+        },
+        ReceiptEffect::Intermediate => ReceiptLabel::Accepted,
+        ReceiptEffect::UnknownCode => ReceiptLabel::Unknown,
+        ReceiptEffect::Ignored => ReceiptLabel::Duplicate,
+        ReceiptEffect::UnknownMessage => ReceiptLabel::UnknownMessage,
+        ReceiptEffect::Pending => ReceiptLabel::Pending,
+        ReceiptEffect::Malformed => ReceiptLabel::Malformed,
+    }
+}
+
+// The four routes below read the same callback (the query, and a POST's
+// body) and differ only in where the token is and in what their
+// documentation shows: Kannel and Jasmin call back with GET and a query
+// string (a GET's body, if any, is not read), Jasmin may POST a form, JSON
+// aggregators POST JSON. One handler per (method, path), as the route
+// table has one line each.
+
+/// A delivery report as a GET query (Kannel, Jasmin), token in the path.
+#[utoipa::path(
+    get,
+    path = "/callbacks/{gateway}/{token}",
+    tag = "callbacks",
+    params(
+        ("gateway" = String, Path, description = "The gateway's configured name"),
+        ("token" = String, Path, description = "The gateway's callback token (`callback_secret`, or generated and kept in `gateway_secrets`)"),
+        CallbackQuery
+    ),
+    responses(
+        (status = 200, description = "Taken (duplicates included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
+        (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
+        (status = 401, description = "Wrong callback token; nothing stored", content_type = "text/plain", body = String),
+        (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
+        (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
+    )
+)]
+pub async fn receipt_get(
+    State(state): State<AppState>,
+    Path((gateway, token)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    handle(state, gateway, token, query, Bytes::new()).await
+}
+
+/// A delivery report as a POST form (Jasmin) or JSON (aggregators), token
+/// in the path. Our message id may also be in the query (`pcid`).
+#[utoipa::path(
+    post,
+    path = "/callbacks/{gateway}/{token}",
+    tag = "callbacks",
+    params(
+        ("gateway" = String, Path, description = "The gateway's configured name"),
+        ("token" = String, Path, description = "The gateway's callback token (`callback_secret`, or generated and kept in `gateway_secrets`)"),
+        CallbackQuery
+    ),
+    request_body(
+        description = "Jasmin: a form with `id`, `message_status`, `level`, `err`; a JSON gateway: its configured receipt mapping (`gateways.json.receipt`)",
+        content((Object = "application/x-www-form-urlencoded"), (Object = "application/json"))
+    ),
+    responses(
+        (status = 200, description = "Taken (duplicates included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
+        (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
+        (status = 401, description = "Wrong callback token; nothing stored", content_type = "text/plain", body = String),
+        (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
+        (status = 413, description = "Body over `http.body_limit_bytes`"),
+        (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
+    )
+)]
+pub async fn receipt_post(
     State(state): State<AppState>,
     Path((gateway, token)): Path<(String, String)>,
     RawQuery(query): RawQuery,
@@ -25,20 +105,99 @@ pub async fn receipt(
     handle(state, gateway, token, query, body).await
 }
 
-/// Same, with the token in the `X-Callback-Token` header instead of the path.
-pub async fn receipt_header_token(
+/// As `GET /callbacks/{gateway}/{token}`, the token in `X-Callback-Token`.
+#[utoipa::path(
+    get,
+    path = "/callbacks/{gateway}",
+    tag = "callbacks",
+    params(
+        ("gateway" = String, Path, description = "The gateway's configured name"),
+        CallbackQuery
+    ),
+    responses(
+        (status = 200, description = "Taken (duplicates included)", content_type = "text/plain", body = String),
+        (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong `X-Callback-Token`; nothing stored", content_type = "text/plain", body = String),
+        (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
+        (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
+    ),
+    security(("callback_token" = []))
+)]
+pub async fn receipt_header_token_get(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    handle(state, gateway, header_token(&headers), query, Bytes::new()).await
+}
+
+/// As `POST /callbacks/{gateway}/{token}`, the token in `X-Callback-Token`.
+#[utoipa::path(
+    post,
+    path = "/callbacks/{gateway}",
+    tag = "callbacks",
+    params(
+        ("gateway" = String, Path, description = "The gateway's configured name"),
+        CallbackQuery
+    ),
+    request_body(
+        description = "Jasmin: a form; a JSON gateway: its configured receipt mapping",
+        content((Object = "application/x-www-form-urlencoded"), (Object = "application/json"))
+    ),
+    responses(
+        (status = 200, description = "Taken (duplicates included)", content_type = "text/plain", body = String),
+        (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong `X-Callback-Token`; nothing stored", content_type = "text/plain", body = String),
+        (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
+        (status = 413, description = "Body over `http.body_limit_bytes`"),
+        (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
+    ),
+    security(("callback_token" = []))
+)]
+pub async fn receipt_header_token_post(
     State(state): State<AppState>,
     Path(gateway): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let token = headers
+    handle(state, gateway, header_token(&headers), query, body).await
+}
+
+fn header_token(headers: &HeaderMap) -> String {
+    headers
         .get("x-callback-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_string();
-    handle(state, gateway, token, query, body).await
+        .to_string()
+}
+
+/// The report's query parameters, by dialect: documentation only (each
+/// gateway's parser reads the raw pairs).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // The parsers read the raw query pairs.
+struct CallbackQuery {
+    /// Kannel: our message id. Jasmin: Jasmin's message id.
+    id: Option<String>,
+    /// Kannel: the DLR type (`%d`: 1 delivered, 2 undelivered, 4
+    /// buffered, 8 SMSC accepted, 16 SMSC rejected).
+    status: Option<u32>,
+    /// Kannel: the SMSC's message id (`%F`).
+    fid: Option<String>,
+    /// Kannel: the SMSC's answer or DLR text (`%A`).
+    answer: Option<String>,
+    /// Kannel: the report's time (`%T`, Unix seconds).
+    ts: Option<i64>,
+    /// Jasmin and JSON gateways: our message id, put in the callback URL.
+    pcid: Option<i64>,
+    /// Jasmin: `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, `ESME_R…`.
+    message_status: Option<String>,
+    /// Jasmin: 1 SMSC level, 2 handset level, 3 both.
+    level: Option<u8>,
+    /// Jasmin: the error code.
+    err: Option<String>,
 }
 
 async fn handle(
@@ -71,6 +230,7 @@ async fn handle(
     let receipt = match parsed {
         Ok(r) => r,
         Err(e) => {
+            gw.metrics.receipt(ReceiptLabel::Malformed);
             if let Err(se) = state
                 .store
                 .store_malformed_receipt(&gateway, &payload)
@@ -83,16 +243,21 @@ async fn handle(
         }
     };
     let message_id = receipt.message_id;
+    let outcome = receipt.outcome;
     let incoming = IncomingReceipt {
         gateway: gateway.clone(),
         payload,
         parsed: receipt,
     };
     let taken = state.receipts.submit(incoming).await;
-    if taken.is_ok() {
-        METRICS
-            .receipts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match &taken {
+        Ok(effect) => {
+            METRICS
+                .receipts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gw.metrics.receipt(label(*effect, outcome));
+        }
+        Err(_) => gw.metrics.receipt(ReceiptLabel::Unavailable),
     }
     match taken {
         Ok(ReceiptEffect::UnknownMessage) => {

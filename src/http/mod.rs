@@ -1,22 +1,26 @@
 //! The HTTP surface: receipt callbacks, the JSON API ([`api`]: chatbot,
-//! support, operators, OpenAPI document), `/metrics`, health and readiness.
-//! Every route, old and new, is behind the same body-size and time limits.
+//! support, operators, OpenAPI document), the support UI ([`ui`]),
+//! `/metrics`, health and readiness. Every route is a line of a table
+//! ([`routes`]) and behind the same body-size and time limits.
 
 pub mod api;
 mod batcher;
 mod callbacks;
+pub mod routes;
+mod serve;
 pub mod ui;
 
 pub use batcher::ReceiptBatcher;
+pub use routes::{route_table, Auth, RouteSpec};
+pub use serve::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -32,6 +36,8 @@ pub struct CallbackGateway {
     pub secret: Secret,
     /// Reads this gateway's callbacks (its dialect, its field mapping).
     pub parser: Arc<dyn ReceiptParser>,
+    /// This gateway's `/metrics` counters, looked up once.
+    pub metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 /// Shared state of the HTTP handlers.
@@ -45,21 +51,48 @@ pub struct AppState {
     pub api: api::ApiState,
 }
 
-/// Builds the router with body-size and time limits on every route.
+/// Health, readiness, metrics and the carrier callbacks, with handlers.
+fn service_routes() -> Vec<routes::Line> {
+    use routes::{line, Auth::*};
+    use Method as M;
+    vec![
+        line(M::GET, "/healthz", Public, healthz),
+        line(M::GET, "/readyz", Public, readyz),
+        line(M::GET, "/metrics", Public, api::metrics::metrics),
+        line(
+            M::GET,
+            "/callbacks/{gateway}/{token}",
+            CallbackToken,
+            callbacks::receipt_get,
+        ),
+        line(
+            M::POST,
+            "/callbacks/{gateway}/{token}",
+            CallbackToken,
+            callbacks::receipt_post,
+        ),
+        line(
+            M::GET,
+            "/callbacks/{gateway}",
+            CallbackToken,
+            callbacks::receipt_header_token_get,
+        ),
+        line(
+            M::POST,
+            "/callbacks/{gateway}",
+            CallbackToken,
+            callbacks::receipt_header_token_post,
+        ),
+    ]
+}
+
+/// Builds the router from the route tables, with body-size and time limits
+/// on every route.
 pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
     api::routes(&state)
         .merge(ui::routes())
-        .route(
-            "/callbacks/{gateway}/{token}",
-            get(callbacks::receipt).post(callbacks::receipt),
-        )
-        .route(
-            "/callbacks/{gateway}",
-            get(callbacks::receipt_header_token).post(callbacks::receipt_header_token),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .fallback(api::error::not_found)
+        .merge(routes::build(service_routes()))
+        .fallback(not_found)
         .layer(axum::middleware::from_fn(api::error::log_internal_errors))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -69,7 +102,39 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// A path no route serves: the UI's Indonesian page under `/ui`, JSON
+/// elsewhere.
+async fn not_found(uri: Uri) -> Response {
+    if uri.path() == "/ui" || uri.path().starts_with("/ui/") {
+        ui::not_found().await
+    } else {
+        api::error::not_found().await.into_response()
+    }
+}
+
+/// Liveness: the process answers. No token.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses((status = 200, description = "The process is up", content_type = "text/plain", body = String, example = "ok"))
+)]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database is reachable and every migration is applied.
+/// No token.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Ready", content_type = "text/plain", body = String, example = "ready"),
+        (status = 503, description = "`migrations pending` or `database unreachable`", content_type = "text/plain", body = String),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ready().await {
         Ok(true) => (StatusCode::OK, "ready"),
         Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),

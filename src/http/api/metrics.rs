@@ -10,11 +10,14 @@
 //!   (queue depth), open flags by gateway and reason, stored receipts by
 //!   gateway and outcome. Read at most once a second, however many
 //!   scrapers ask; concurrent scrapes wait for one query.
-//! - this process's counters ([`crate::metrics::METRICS`]): sends, retries,
-//!   throttles, failures, deferrals, receipts, breaker openings,
-//!   rate-limit waits, and the send-latency quantiles. `pedulicovid worker`
-//!   processes serve no HTTP, so their counters are not here; the database
-//!   gauges cover their work.
+//! - this process's counters ([`crate::metrics::METRICS`]): by gateway,
+//!   sends, failures by kind and reason, receipts by outcome, the
+//!   send-latency histogram, rate-limit waits and breaker openings; and
+//!   deferrals to a send window. Retries are the transient failures,
+//!   throttles those with reason `throttled`. Label values are
+//!   bounded: gateway names come from the settings, reasons and outcomes
+//!   are closed enums. `pedulicovid worker` processes serve no HTTP, so
+//!   their counters are not here; the database gauges cover their work.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -27,7 +30,7 @@ use axum::response::IntoResponse;
 use tokio::sync::Mutex;
 
 use crate::http::AppState;
-use crate::metrics::METRICS;
+use crate::metrics::{FailureReason, GatewayMetrics, ReceiptLabel, METRICS, NO_GATEWAY};
 use crate::status::{FlagReason, Status};
 use crate::store::Gauges;
 
@@ -158,80 +161,146 @@ pub fn render(g: Option<&Gauges>) -> String {
         }
     }
     let m = &*METRICS;
-    let counters: [(&str, &str, u64); 7] = [
-        (
-            "pedulicovid_sends_total",
-            "Messages a gateway accepted (this process).",
-            m.sent.load(Ordering::Relaxed),
-        ),
-        (
-            "pedulicovid_retries_total",
-            "Sends scheduled for a retry, throttles included (this process).",
-            m.retried.load(Ordering::Relaxed),
-        ),
-        (
-            "pedulicovid_throttles_total",
-            "Throttle answers from gateways (this process).",
-            m.throttled.load(Ordering::Relaxed),
-        ),
-        (
-            "pedulicovid_failures_total",
-            "Messages that ended failed in the worker (this process).",
-            m.failed.load(Ordering::Relaxed),
-        ),
-        (
-            "pedulicovid_deferrals_total",
-            "Messages deferred to their send window (this process).",
-            m.deferred.load(Ordering::Relaxed),
-        ),
-        (
-            "pedulicovid_receipts_total",
-            "Receipt callbacks taken (this process).",
-            m.receipts.load(Ordering::Relaxed),
-        ),
-        (
-            "pedulicovid_circuit_opens_total",
-            "Times a gateway's circuit breaker opened (this process).",
-            m.circuit_opens.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, help, v) in counters {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {v}");
-    }
     family(
         &mut out,
-        "pedulicovid_rate_limit_wait_seconds_total",
+        "pedulicovid_deferrals_total",
         "counter",
-        "Time spent waiting on rate limiters (this process).",
+        "Messages deferred to their send window (this process).",
     );
     let _ = writeln!(
         out,
-        "pedulicovid_rate_limit_wait_seconds_total {}",
-        m.rate_wait_us.load(Ordering::Relaxed) as f64 / 1e6
+        "pedulicovid_deferrals_total {}",
+        m.deferred.load(Ordering::Relaxed)
     );
-    family(
-        &mut out,
-        "pedulicovid_send_latency_seconds",
-        "summary",
-        "Gateway request latency since start (this process; no _sum is kept).",
-    );
-    for q in [0.5, 0.9, 0.99] {
-        let _ = writeln!(
-            out,
-            "pedulicovid_send_latency_seconds{{quantile=\"{q}\"}} {}",
-            m.send_latency.quantile_ms(q) / 1000.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        "pedulicovid_send_latency_seconds_count {}",
-        m.send_latency.count()
-    );
+    render_gateways(&mut out, &m.gateways.all());
     out
 }
 
+/// The per-gateway families. The slot of failures before any gateway was
+/// chosen ([`NO_GATEWAY`]) only has failures.
+fn render_gateways(out: &mut String, slots: &[Arc<GatewayMetrics>]) {
+    let routed = || slots.iter().filter(|g| g.name != NO_GATEWAY);
+    family(
+        out,
+        "pedulicovid_sends_total",
+        "counter",
+        "Messages a gateway accepted, by gateway (this process).",
+    );
+    for g in routed() {
+        let _ = writeln!(
+            out,
+            "pedulicovid_sends_total{{gateway=\"{}\"}} {}",
+            esc(&g.name),
+            g.sends.load(Ordering::Relaxed)
+        );
+    }
+    family(
+        out,
+        "pedulicovid_failures_total",
+        "counter",
+        "Sends that did not end accepted, by gateway (empty: none chosen yet), kind \
+         (transient: retried; permanent: failed and flagged) and reason (this process).",
+    );
+    for g in slots {
+        for r in FailureReason::ALL {
+            if g.name == NO_GATEWAY && r.kind() == "transient" {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "pedulicovid_failures_total{{gateway=\"{}\",kind=\"{}\",reason=\"{}\"}} {}",
+                esc(&g.name),
+                r.kind(),
+                r.as_str(),
+                g.failures(r)
+            );
+        }
+    }
+    family(
+        out,
+        "pedulicovid_receipts_total",
+        "counter",
+        "Receipt callbacks by gateway and outcome (this process).",
+    );
+    for g in routed() {
+        for r in ReceiptLabel::ALL {
+            let _ = writeln!(
+                out,
+                "pedulicovid_receipts_total{{gateway=\"{}\",outcome=\"{}\"}} {}",
+                esc(&g.name),
+                r.as_str(),
+                g.receipts(r)
+            );
+        }
+    }
+    family(
+        out,
+        "pedulicovid_send_latency_seconds",
+        "histogram",
+        "Gateway request latency by gateway (this process).",
+    );
+    for g in routed() {
+        let gw = esc(&g.name);
+        for (le, n) in g.latency.cumulative() {
+            let le = if le.is_infinite() {
+                "+Inf".to_string()
+            } else {
+                le.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "pedulicovid_send_latency_seconds_bucket{{gateway=\"{gw}\",le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "pedulicovid_send_latency_seconds_sum{{gateway=\"{gw}\"}} {}",
+            g.latency.sum_seconds()
+        );
+        let _ = writeln!(
+            out,
+            "pedulicovid_send_latency_seconds_count{{gateway=\"{gw}\"}} {}",
+            g.latency.count()
+        );
+    }
+    family(
+        out,
+        "pedulicovid_rate_limit_wait_seconds_total",
+        "counter",
+        "Time sends waited on rate limits (the gateway's and the global cap), by gateway \
+         (this process).",
+    );
+    for g in routed() {
+        let _ = writeln!(
+            out,
+            "pedulicovid_rate_limit_wait_seconds_total{{gateway=\"{}\"}} {}",
+            esc(&g.name),
+            g.rate_wait_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+    }
+    family(
+        out,
+        "pedulicovid_circuit_opens_total",
+        "counter",
+        "Times a gateway's circuit breaker opened, by gateway (this process).",
+    );
+    for g in routed() {
+        let _ = writeln!(
+            out,
+            "pedulicovid_circuit_opens_total{{gateway=\"{}\"}} {}",
+            esc(&g.name),
+            g.circuit_opens.load(Ordering::Relaxed)
+        );
+    }
+}
+
 /// Prometheus metrics. No token (see the module docs).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses((status = 200, description = "Prometheus text exposition 0.0.4: counts and latencies only, no personal data", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let g = state.api.gauges.get(&state).await;
     (
@@ -257,7 +326,24 @@ mod tests {
             open_flags: vec![("sim".into(), "undelivered".into(), 1)],
             receipts: vec![("sim".into(), "delivered".into(), 5)],
         };
+        let gw = METRICS.gateways.get("unit-test");
+        gw.sends.fetch_add(1, Ordering::Relaxed);
+        gw.failure(FailureReason::Timeout);
+        gw.receipt(ReceiptLabel::Duplicate);
+        gw.latency.record(Duration::from_millis(7));
         let text = render(Some(&g));
+        assert!(text.contains("pedulicovid_sends_total{gateway=\"unit-test\"} "));
+        assert!(text.contains(
+            "pedulicovid_failures_total{gateway=\"unit-test\",kind=\"transient\",reason=\"timeout\"} "
+        ));
+        assert!(text
+            .contains("pedulicovid_receipts_total{gateway=\"unit-test\",outcome=\"duplicate\"} "));
+        assert!(text.contains(
+            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"0.01\"} "
+        ));
+        assert!(text.contains(
+            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"+Inf\"} "
+        ));
         assert!(text.contains("pedulicovid_queue_depth{status=\"queued\"} 2"));
         assert!(text.contains("pedulicovid_queue_depth{status=\"delivered\"} 5"));
         assert!(text.contains("pedulicovid_open_flags{reason=\"undelivered\"} 1"));

@@ -1,4 +1,4 @@
-//! The JSON API under `/api`, plus `/metrics`.
+//! The JSON API under `/api`, and `/metrics`' renderer.
 //!
 //! # Layout
 //! - [`auth`]: bearer tokens → [`auth::Caller`], roles, the chatbot's rate limit.
@@ -11,8 +11,9 @@
 //!
 //! Every route is one line of [`api_routes`]: method, path, the roles it
 //! accepts, and the handler. The router is built from that table alone,
-//! each route behind a guard for its roles, and `tests/api.rs` checks the
-//! same table against the OpenAPI document and runs the role matrix on it.
+//! each route behind a guard for its roles, and `tests/api.rs` runs the
+//! role matrix on it and checks it (with the other tables, see
+//! [`super::routes`]) against the OpenAPI document.
 
 pub mod auth;
 pub mod chatbot;
@@ -27,13 +28,14 @@ use std::sync::Arc;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
+use super::routes::{line, Line};
 use super::AppState;
 use crate::render::Renderer;
 use crate::store::Role;
 
+pub use super::routes::{Auth, RouteSpec};
 pub use auth::{Caller, CHATBOT_RATE_PER_SEC};
 pub use error::ApiError;
 
@@ -59,48 +61,31 @@ impl ApiState {
     }
 }
 
-/// One API route: what the OpenAPI document and the role matrix are
-/// checked against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteSpec {
-    pub method: Method,
-    /// axum/OpenAPI path template (`/api/v1/campaigns/{id}`).
-    pub path: &'static str,
-    /// Roles accepted; empty = public (no token).
-    pub roles: &'static [Role],
-    /// Per-token rate limit ([`CHATBOT_RATE_PER_SEC`]).
-    pub rate_limited: bool,
-}
-
 const PUBLIC: &[Role] = &[];
 const CHATBOT: &[Role] = &[Role::Chatbot];
 const SUPPORT: &[Role] = &[Role::Support];
 const OPERATOR: &[Role] = &[Role::Operator];
 
-fn route<H, T>(
-    method: Method,
-    path: &'static str,
-    roles: &'static [Role],
-    handler: H,
-) -> (RouteSpec, MethodRouter<AppState>)
+/// An API line: public when `roles` is empty, else a bearer token of one
+/// of `roles`; the chatbot's routes are rate-limited per token.
+fn route<H, T>(method: Method, path: &'static str, roles: &'static [Role], handler: H) -> Line
 where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    let filter = MethodFilter::try_from(method.clone()).expect("a standard HTTP method");
-    (
-        RouteSpec {
-            method,
-            path,
-            roles,
-            rate_limited: roles == CHATBOT,
-        },
-        on(filter, handler),
-    )
+    let auth = if roles.is_empty() {
+        Auth::Public
+    } else {
+        Auth::Bearer
+    };
+    let (mut spec, handler) = line(method, path, auth, handler);
+    spec.roles = roles;
+    spec.rate_limited = roles == CHATBOT;
+    (spec, handler)
 }
 
 /// Every `/api` route with its handler.
-fn api_routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+fn api_routes() -> Vec<Line> {
     use Method as M;
     vec![
         route(M::GET, "/api/openapi.json", PUBLIC, openapi::document),
@@ -181,12 +166,12 @@ fn api_routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     ]
 }
 
-/// The route table the router is built from.
+/// The `/api` routes (the whole server's: [`super::routes::route_table`]).
 pub fn route_table() -> Vec<RouteSpec> {
     api_routes().into_iter().map(|(spec, _)| spec).collect()
 }
 
-/// The `/api` routes, each behind a guard for its roles, and `/metrics`.
+/// The `/api` routes, each behind a guard for its roles.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut router = Router::new();
     for (spec, method_router) in api_routes() {
@@ -204,5 +189,5 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         };
         router = router.route(spec.path, method_router);
     }
-    router.route("/metrics", axum::routing::get(metrics::metrics))
+    router
 }

@@ -20,6 +20,10 @@
 //! | `GET /ui/kampanye`, `GET /ui/kampanye/{id}` | support, operator | campaign dashboard |
 //! | `GET /ui/static/app.css` | anyone | the stylesheet |
 //!
+//! Any other path under `/ui` gets the Indonesian 404 page (the server's
+//! fallback calls [`not_found`]). The table is [`ui_routes`]; the router is
+//! built from it and the OpenAPI document is checked against it.
+//!
 //! Support tokens see everything; operator tokens may sign in for the
 //! campaign dashboard only (search and timelines show personal data that
 //! operators have no need for). Other roles cannot sign in.
@@ -35,12 +39,13 @@ pub mod session;
 pub mod view;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
+use utoipa::OpenApi;
 
+use super::routes::{build, line, Auth, Line, RouteSpec};
 use super::AppState;
 
 /// Environment variable forcing the `Secure` cookie flag (`1` or `true`)
@@ -68,32 +73,91 @@ impl Ui {
     }
 }
 
+/// Every `/ui` route with its handler.
+fn ui_routes() -> Vec<Line> {
+    use Auth::{Public, Session};
+    use Method as M;
+    vec![
+        line(M::GET, "/ui", Session, pages::home),
+        line(M::GET, "/ui/login", Public, pages::login_form),
+        line(M::POST, "/ui/login", Public, pages::login),
+        line(M::POST, "/ui/keluar", Session, pages::logout),
+        line(M::GET, "/ui/cari", Public, pages::search_get),
+        line(M::POST, "/ui/cari", Session, pages::search),
+        line(M::GET, "/ui/nakes/{id}", Session, pages::worker),
+        line(
+            M::POST,
+            "/ui/nakes/{id}/kirim-ulang",
+            Session,
+            pages::resend,
+        ),
+        line(
+            M::POST,
+            "/ui/nakes/{id}/tanda/{flag}/selesai",
+            Session,
+            pages::resolve_flag,
+        ),
+        line(M::GET, "/ui/kampanye", Session, pages::campaigns),
+        line(M::GET, "/ui/kampanye/{id}", Session, pages::campaign),
+        line(M::GET, "/ui/static/app.css", Public, pages::stylesheet),
+    ]
+}
+
+/// The `/ui` routes (see [`super::routes::route_table`] for all).
+pub fn route_table() -> Vec<RouteSpec> {
+    ui_routes().into_iter().map(|(spec, _)| spec).collect()
+}
+
 /// The `/ui` routes, with a fresh session map: sessions live as long as
 /// the router.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/ui", get(pages::home))
-        .route("/ui/login", get(pages::login_form).post(pages::login))
-        .route("/ui/keluar", post(pages::logout))
-        .route("/ui/cari", get(pages::search_get).post(pages::search))
-        .route("/ui/nakes/{id}", get(pages::worker))
-        .route("/ui/nakes/{id}/kirim-ulang", post(pages::resend))
-        .route(
-            "/ui/nakes/{id}/tanda/{flag}/selesai",
-            post(pages::resolve_flag),
-        )
-        .route("/ui/kampanye", get(pages::campaigns))
-        .route("/ui/kampanye/{id}", get(pages::campaign))
-        .route("/ui/static/app.css", get(pages::stylesheet))
-        .route("/ui/{*rest}", any(pages::not_found))
+    build(ui_routes())
         .layer(axum::middleware::from_fn(security_headers))
         .layer(Extension(Ui::from_env()))
 }
 
+/// The Indonesian 404 page, for any path under `/ui` no route serves.
+pub async fn not_found() -> Response {
+    let mut resp = pages::not_found().await.into_response();
+    add_security_headers(resp.headers_mut());
+    resp
+}
+
+/// The UI pages in the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        pages::home,
+        pages::login_form,
+        pages::login,
+        pages::logout,
+        pages::search_get,
+        pages::search,
+        pages::worker,
+        pages::resend,
+        pages::resolve_flag,
+        pages::campaigns,
+        pages::campaign,
+        pages::stylesheet,
+    ),
+    components(schemas(
+        pages::LoginForm,
+        pages::CsrfForm,
+        pages::ResendForm,
+        pages::SearchForm,
+        pages::ResolveForm
+    ))
+)]
+pub struct UiDoc;
+
 /// Headers on every UI response.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+    add_security_headers(resp.headers_mut());
+    resp
+}
+
+fn add_security_headers(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -112,5 +176,4 @@ async fn security_headers(req: Request, next: Next) -> Response {
     );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    resp
 }

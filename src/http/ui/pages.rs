@@ -69,6 +69,54 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
     }
 }
 
+/// The sign-in form (documentation: [`FormData`] reads every form).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct LoginForm {
+    /// The value of the `pcv_ui_login` cookie the form page set.
+    csrf: String,
+    /// An API token of role `support` or `operator`.
+    token: String,
+}
+
+/// A form with only the session's CSRF token (documentation).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct CsrfForm {
+    /// The session's CSRF token, from the page's hidden field.
+    csrf: String,
+}
+
+/// The search form (documentation).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct SearchForm {
+    /// The session's CSRF token, from the page's hidden field.
+    csrf: String,
+    /// A full NIK, a phone number in any form, or part of a name.
+    q: String,
+}
+
+/// The resend form (documentation).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct ResendForm {
+    /// The session's CSRF token, from the page's hidden field.
+    csrf: String,
+    /// Why the notice is sent again (audited), at most 500 characters.
+    reason: String,
+}
+
+/// The resolve-flag form (documentation).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct ResolveForm {
+    /// The session's CSRF token, from the page's hidden field.
+    csrf: String,
+    /// What was done about it (audited), at most 1000 characters.
+    note: String,
+}
+
 /// Query parameters of a GET.
 fn query(raw: Option<String>) -> HashMap<String, String> {
     raw.map(|q| {
@@ -147,6 +195,13 @@ fn read_error(e: SupportError) -> UiError {
 // ------------------------------------------------------------ sign-in
 
 /// The stylesheet; cacheable, it holds nothing personal.
+#[utoipa::path(
+    get,
+    path = "/ui/static/app.css",
+    tag = "ui",
+    operation_id = "ui_stylesheet",
+    responses((status = 200, description = "The UI's stylesheet (cacheable)", content_type = "text/css; charset=utf-8", body = String))
+)]
 pub async fn stylesheet() -> Response {
     (
         [
@@ -197,6 +252,17 @@ fn login_page(
     resp
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui/login",
+    tag = "ui",
+    operation_id = "ui_login_form",
+    params(("keluar" = Option<String>, Query, description = "Present after signing out: the page says so")),
+    responses(
+        (status = 200, description = "The sign-in form; sets the `pcv_ui_login` cookie whose value is the form's `csrf` field", content_type = "text/html; charset=utf-8", body = String),
+        (status = 303, description = "Already signed in: to `/ui`"),
+    )
+)]
 pub async fn login_form(
     Extension(ui): Extension<Ui>,
     headers: HeaderMap,
@@ -214,6 +280,19 @@ pub async fn login_form(
 }
 
 /// Signs in with an API token of role `support` or `operator`.
+#[utoipa::path(
+    post,
+    path = "/ui/login",
+    tag = "ui",
+    operation_id = "ui_login",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: sets the `pcv_ui` session cookie (HttpOnly, SameSite=Strict); to `/ui` (support) or `/ui/kampanye` (operator)"),
+        (status = 400, description = "No token typed", content_type = "text/html; charset=utf-8", body = String),
+        (status = 401, description = "Unknown or revoked token", content_type = "text/html; charset=utf-8", body = String),
+        (status = 403, description = "CSRF or Origin check failed, or a role that may not sign in", content_type = "text/html; charset=utf-8", body = String),
+    )
+)]
 pub async fn login(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
@@ -291,6 +370,18 @@ pub async fn login(
     Ok(resp)
 }
 
+#[utoipa::path(
+    post,
+    path = "/ui/keluar",
+    tag = "ui",
+    operation_id = "ui_logout",
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out (or not signed in): to `/ui/login`"),
+        (status = 403, description = "CSRF or Origin check failed", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
 pub async fn logout(
     Extension(ui): Extension<Ui>,
     staff: Staff,
@@ -324,6 +415,17 @@ struct SearchRow {
     last_status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "ui",
+    operation_id = "ui_home",
+    responses(
+        (status = 200, description = "The search page (support)", content_type = "text/html; charset=utf-8", body = String),
+        (status = 303, description = "Not signed in: to `/ui/login`; an operator: to `/ui/kampanye`"),
+    ),
+    security(("session" = []))
+)]
 pub async fn home(Extension(ui): Extension<Ui>, staff: Staff) -> Result<Response, UiError> {
     if staff.role != Role::Support {
         return Ok(see_other("/ui/kampanye"));
@@ -337,6 +439,15 @@ pub async fn home(Extension(ui): Extension<Ui>, staff: Staff) -> Result<Response
 /// never sits in a URL (browser history, proxy logs, Referer). An old link
 /// or bookmark with `?q=` is sent to the empty search page; its query is
 /// not run.
+#[utoipa::path(
+    get,
+    path = "/ui/cari",
+    tag = "ui",
+    operation_id = "ui_search_get",
+    responses(
+        (status = 303, description = "Always: to `/ui` (the search form); a `?q=` is ignored, never run"),
+    )
+)]
 pub async fn search_get() -> Response {
     see_other("/ui")
 }
@@ -344,6 +455,20 @@ pub async fn search_get() -> Response {
 /// `POST /ui/cari` (field `q`, with the CSRF token): by full NIK, phone
 /// number, or part of a name; the results are this response. Result links
 /// carry only the worker's numeric id.
+#[utoipa::path(
+    post,
+    path = "/ui/cari",
+    tag = "ui",
+    operation_id = "ui_search",
+    request_body(content = SearchForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Matching health workers, masked", content_type = "text/html; charset=utf-8", body = String),
+        (status = 303, description = "Not signed in, or the session ended: to `/ui/login`"),
+        (status = 400, description = "A query too short or too long to search", content_type = "text/html; charset=utf-8", body = String),
+        (status = 403, description = "CSRF or Origin check failed, or an operator token: help-desk pages are for support staff", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
 pub async fn search(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
@@ -469,6 +594,20 @@ async fn worker_page(
     Ok(page(status, "worker.html", &ctx))
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui/nakes/{id}",
+    tag = "ui",
+    operation_id = "ui_worker",
+    params(("id" = i64, Path, description = "Health worker id")),
+    responses(
+        (status = 200, description = "The worker's timeline, with the resend and resolve-flag forms", content_type = "text/html; charset=utf-8", body = String),
+        (status = 303, description = "Not signed in, or the session ended: to `/ui/login`"),
+        (status = 403, description = "Signed in with an operator token: help-desk pages are for support staff", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such worker", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
 pub async fn worker(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
@@ -533,6 +672,24 @@ async fn refusal(
 
 /// `POST /ui/nakes/{id}/kirim-ulang`: a new message generation, audited
 /// with the token's name and the reason.
+#[utoipa::path(
+    post,
+    path = "/ui/nakes/{id}/kirim-ulang",
+    tag = "ui",
+    operation_id = "ui_resend",
+    params(("id" = i64, Path, description = "Health worker id")),
+    request_body(content = ResendForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Queued and audited: to the worker's page. Not signed in, or the session ended: to `/ui/login`"),
+        (status = 400, description = "Reason missing or too long", content_type = "text/html; charset=utf-8", body = String),
+        (status = 403, description = "CSRF or Origin check failed, or not a support session", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such worker", content_type = "text/html; charset=utf-8", body = String),
+        (status = 409, description = "A notice is still in flight", content_type = "text/html; charset=utf-8", body = String),
+        (status = 422, description = "Not validated, not eligible, or no campaign to resend in", content_type = "text/html; charset=utf-8", body = String),
+        (status = 429, description = "Per-number resend limit reached", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
 pub async fn resend(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
@@ -593,6 +750,25 @@ pub async fn resend(
 
 /// `POST /ui/nakes/{id}/tanda/{flag}/selesai`: resolves one of the
 /// worker's open flags with a note, audited.
+#[utoipa::path(
+    post,
+    path = "/ui/nakes/{id}/tanda/{flag}/selesai",
+    tag = "ui",
+    operation_id = "ui_resolve_flag",
+    params(
+        ("id" = i64, Path, description = "Health worker id"),
+        ("flag" = i64, Path, description = "One of the worker's flags"),
+    ),
+    request_body(content = ResolveForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Resolved and audited: to the worker's page. Not signed in, or the session ended: to `/ui/login`"),
+        (status = 400, description = "Note missing or too long", content_type = "text/html; charset=utf-8", body = String),
+        (status = 403, description = "CSRF or Origin check failed, or not a support session", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such worker, or not this worker's flag", content_type = "text/html; charset=utf-8", body = String),
+        (status = 409, description = "Already resolved", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
 pub async fn resolve_flag(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
@@ -669,6 +845,17 @@ struct CampaignRow {
     scheduled_at: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui/kampanye",
+    tag = "ui",
+    operation_id = "ui_campaigns",
+    responses(
+        (status = 200, description = "Campaign dashboard (support and operator)", content_type = "text/html; charset=utf-8", body = String),
+        (status = 303, description = "Not signed in, or the session ended: to `/ui/login`"),
+    ),
+    security(("session" = []))
+)]
 pub async fn campaigns(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
@@ -727,6 +914,19 @@ struct ProvinceRow {
 
 /// `GET /ui/kampanye/{id}`: progress, throughput, ETA, flags, and the
 /// delivery rate per province.
+#[utoipa::path(
+    get,
+    path = "/ui/kampanye/{id}",
+    tag = "ui",
+    operation_id = "ui_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Progress, throughput, ETA, flags and delivery rate per province", content_type = "text/html; charset=utf-8", body = String),
+        (status = 303, description = "Not signed in, or the session ended: to `/ui/login`"),
+        (status = 404, description = "No such campaign", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
 pub async fn campaign(
     State(app): State<AppState>,
     Extension(ui): Extension<Ui>,
