@@ -112,24 +112,11 @@ async fn worker_id(store: &Store, nik: &str) -> i64 {
 }
 
 async fn run_campaign(app: &App, name: &str, window: &str) -> i64 {
-    let (c, _) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: name.into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: window.parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
-    c.id
+    let req = CampaignRequest {
+        window: window.parse().unwrap(),
+        ..campaign_request(name)
+    };
+    create_campaign(app, req).await.0.id
 }
 
 /// Polls `f` until it returns `Some`, or panics after `limit`.

@@ -338,14 +338,8 @@ async fn unknown_template_creates_nothing(backend: &str) {
         &renderer,
         1,
         CampaignRequest {
-            name: "typo".into(),
             template: "nope".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
+            ..campaign_request("typo")
         },
     )
     .await;
@@ -407,23 +401,7 @@ async fn one_message_through(
     assert!(app.simulator.is_none());
     let csv = format!("{HEADER}{}", row(1, "31", "11111111"));
     assert_eq!(import_text(&app.store, &csv).await.accepted, 1);
-    let (c, n) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "bad gateway".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (c, n) = create_campaign(&app, campaign_request("bad gateway")).await;
     assert_eq!(n, 1);
     let r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
     assert_eq!(r.sent, 0, "{r:?}");

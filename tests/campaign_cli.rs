@@ -114,23 +114,11 @@ async fn campaign_cli_matches_the_api(backend: &str) {
         row(3, "31", "00000031"),
     );
     assert_eq!(import_text(&app.store, &csv).await.accepted, 3);
-    let (c, n) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "papua dulu".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: open_in_wit_only().parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let req = CampaignRequest {
+        window: open_in_wit_only().parse().unwrap(),
+        ..campaign_request("papua dulu")
+    };
+    let (c, n) = create_campaign(&app, req).await;
     assert_eq!(n, 3);
     let id = c.id.to_string();
     wait_queued_only(&app.store, c.id, 1).await;

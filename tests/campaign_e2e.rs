@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::simulator::parse_rules;
 
 async fn whole_campaign_flags_the_right_workers(backend: &str) {
@@ -37,23 +36,7 @@ async fn whole_campaign_flags_the_right_workers(backend: &str) {
     let imported = import_text(&app.store, &csv).await;
     assert_eq!(imported.accepted, 14, "{:?}", imported.rejections);
 
-    let (c, enqueued) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "e2e".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (c, enqueued) = create_campaign(&app, campaign_request("e2e")).await;
     assert_eq!(
         enqueued, 12,
         "only validated and eligible workers are enqueued"

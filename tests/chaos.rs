@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use common::workers::Workers;
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::DeliveryPolicy;
 use pedulicovid::simulator::{OutcomeMix, Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
@@ -121,23 +120,7 @@ async fn chaos(policy: DeliveryPolicy) {
     )
     .await;
     import_workers(&app.store, MESSAGES).await;
-    let (c, n) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "chaos".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .expect("campaign");
+    let (c, n) = create_campaign(&app, campaign_request("chaos")).await;
     let (id, enqueued) = (c.id, n as i64);
     assert_eq!(enqueued, i64::from(MESSAGES));
 

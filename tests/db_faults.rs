@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::campaign;
 use pedulicovid::render::Renderer;
 use pedulicovid::simulator::{OutcomeMix, Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
@@ -43,19 +43,6 @@ fn all_delivered() -> OutcomeMix {
         rejected: 0.0,
         expired: 0.0,
         invalid: 0.0,
-    }
-}
-
-fn request(name: &str) -> CampaignRequest {
-    CampaignRequest {
-        name: name.into(),
-        template: "undangan_registrasi".into(),
-        at: None,
-        window: "00:00-24:00".parse().unwrap(),
-        provinces: vec![],
-        professions: vec![],
-        created_by: "test".into(),
-        deadline: None,
     }
 }
 
@@ -304,7 +291,7 @@ async fn postgres_restart_mid_campaign_loses_nothing() {
 
     let imported = import_text(&store, &workers_csv(0, PG_RESTART_MESSAGES, 90_000_000)).await;
     assert_eq!(imported.accepted, u64::from(PG_RESTART_MESSAGES));
-    let (c, n) = campaign::create(&store, &renderer, 1, request("pg restart"))
+    let (c, n) = campaign::create(&store, &renderer, 1, campaign_request("pg restart"))
         .await
         .expect("campaign");
     let (id, enqueued) = (c.id, n as i64);
@@ -478,9 +465,7 @@ async fn sqlite_locked_database_waits_and_completes() {
     let imported = import_text(&app.store, &workers_csv(0, 600, 91_000_000)).await;
     assert_eq!(imported.accepted, 600);
     let (id, enqueued) = {
-        let (c, n) = campaign::create(&app.store, &app.renderer, 1, request("locked"))
-            .await
-            .expect("campaign");
+        let (c, n) = create_campaign(&app, campaign_request("locked")).await;
         (c.id, n as i64)
     };
     let from = Instant::now();

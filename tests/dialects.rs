@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::Settings;
 use pedulicovid::secret::Secret;
 use pedulicovid::simulator::{parse_rules, OutcomeMix, SimDialect};
@@ -25,19 +24,6 @@ use pedulicovid::status::Status;
 /// Callback token of the "sim" gateway in these tests, so a test can post
 /// receipts of its own.
 const TOKEN: &str = "dialect-test-token-0123456789abcdef";
-
-fn request(name: &str) -> CampaignRequest {
-    CampaignRequest {
-        name: name.into(),
-        template: "undangan_registrasi".into(),
-        at: None,
-        window: "00:00-24:00".parse().unwrap(),
-        provinces: vec![],
-        professions: vec![],
-        created_by: "test".into(),
-        deadline: None,
-    }
-}
 
 /// Settings for one dialect: the simulator speaks it, every outcome has a
 /// suffix rule, and numbers without a rule are always delivered.
@@ -184,9 +170,7 @@ async fn campaign_through(backend: &str, dialect: SimDialect) {
     let imported = import_text(&app.store, &csv).await;
     assert_eq!(imported.accepted, n as u64, "{:?}", imported.rejections);
 
-    let (c, enqueued) = campaign::create(&app.store, &app.renderer, 1, request(dialect.as_str()))
-        .await
-        .unwrap();
+    let (c, enqueued) = create_campaign(&app, campaign_request(dialect.as_str())).await;
     assert_eq!(enqueued, n as u64);
     let mut r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
     let settled = t0.elapsed();
@@ -390,9 +374,7 @@ async fn json_receipt_matched_by_aggregator_id_alone(backend: &str) {
         csv.push_str(&row(i, "31", &format!("{:07}5", i)));
     }
     assert_eq!(import_text(&app.store, &csv).await.accepted, u64::from(n));
-    let (c, _) = campaign::create(&app.store, &app.renderer, 1, request("by-id"))
-        .await
-        .unwrap();
+    let (c, _) = create_campaign(&app, campaign_request("by-id")).await;
     let t0 = Instant::now();
     loop {
         let r = app.store.campaign_report(c.id).await.unwrap();
@@ -478,9 +460,7 @@ async fn json_sim_gateway_uses_the_simulator_password(backend: &str) {
         csv.push_str(&row(i, "31", &format!("{:07}1", i)));
     }
     assert_eq!(import_text(&app.store, &csv).await.accepted, 3);
-    let (c, _) = campaign::create(&app.store, &app.renderer, 1, request("token"))
-        .await
-        .unwrap();
+    let (c, _) = create_campaign(&app, campaign_request("token")).await;
     let r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
     let st = app.simulator.clone().unwrap().stats();
     assert_eq!(

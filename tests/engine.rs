@@ -145,24 +145,8 @@ async fn import_workers(store: &Store, n: u32, prov: &str, tail_base: u32) {
     );
 }
 
-/// A campaign open around the clock unless told otherwise.
-fn request(name: &str) -> CampaignRequest {
-    CampaignRequest {
-        name: name.into(),
-        template: "undangan_registrasi".into(),
-        at: None,
-        window: "00:00-24:00".parse().unwrap(),
-        provinces: vec![],
-        professions: vec![],
-        created_by: "test".into(),
-        deadline: None,
-    }
-}
-
 async fn create(app: &App, req: CampaignRequest) -> (i64, i64) {
-    let (c, n) = campaign::create(&app.store, &app.renderer, 1, req)
-        .await
-        .expect("campaign created");
+    let (c, n) = create_campaign(app, req).await;
     (c.id, n as i64)
 }
 
@@ -244,7 +228,7 @@ async fn many_worker_processes_send_each_message_once(processes: usize) {
     let sim = start_sim(sim_config()).await;
     let app = serve_only(&db, &sim, |_| {}).await;
     import_workers(&app.store, 3000, "31", 10_000_000).await;
-    let (id, enqueued) = create(&app, request("many workers")).await;
+    let (id, enqueued) = create(&app, campaign_request("many workers")).await;
     assert_eq!(enqueued, 3000);
 
     let mut workers = Workers::new(
@@ -318,7 +302,7 @@ async fn sigkill_mid_batch(policy: DeliveryPolicy) {
     })
     .await;
     import_workers(&app.store, 2000, "31", 20_000_000).await;
-    let (id, enqueued) = create(&app, request("sigkill")).await;
+    let (id, enqueued) = create(&app, campaign_request("sigkill")).await;
     let policy_name = match policy {
         DeliveryPolicy::AtLeastOnce => "at_least_once",
         DeliveryPolicy::AtMostOnce => "at_most_once",
@@ -473,7 +457,7 @@ async fn receipt_before_record_then_crash_leaves_no_lease(backend: &str) {
     )
     .await;
     import_workers(&app.store, 1, "31", 30_000_000).await;
-    let (id, _) = create(&app, request("crash")).await;
+    let (id, _) = create(&app, campaign_request("crash")).await;
     let claimed = app
         .store
         .claim("dead-worker", 10, now_ms() + 200)
@@ -566,7 +550,7 @@ async fn send_windows_follow_each_recipients_zone(backend: &str) {
         CampaignRequest {
             at: Some(half_past_midnight_utc()),
             window: "08:00-20:00".parse().unwrap(),
-            ..request("windows")
+            ..campaign_request("windows")
         },
     )
     .await
@@ -665,7 +649,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
         &app,
         CampaignRequest {
             provinces: vec!["31".into()],
-            ..request("pause me")
+            ..campaign_request("pause me")
         },
     )
     .await;
@@ -732,7 +716,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
         &app,
         CampaignRequest {
             provinces: vec!["51".into()],
-            ..request("small")
+            ..campaign_request("small")
         },
     )
     .await;
@@ -781,7 +765,7 @@ async fn pause_bites_within_a_second(batch_size: Option<u32>) {
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().expect("in-process simulator");
     import_workers(&app.store, 400, "31", 45_000_000).await;
-    let (id, _) = create(&app, request("pause early")).await;
+    let (id, _) = create(&app, campaign_request("pause early")).await;
     let t0 = Instant::now();
     while sim.stats().submits_total == 0 {
         assert!(t0.elapsed() < Duration::from_secs(10), "nothing sent");
@@ -827,7 +811,7 @@ async fn batch_outlasting_its_lease_sends_once(backend: &str) {
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().unwrap();
     import_workers(&app.store, 20, "31", 50_000_000).await;
-    let (id, enqueued) = create(&app, request("slow batch")).await;
+    let (id, enqueued) = create(&app, campaign_request("slow batch")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let stats = sim.stats();
     let r = app.store.campaign_report(id).await.unwrap();
@@ -947,7 +931,7 @@ async fn throttles(backend: &str, sender: Sender) {
     }
     import_workers(&app.store, 20, "31", 60_000_000).await;
     let started = Instant::now();
-    let (id, enqueued) = create(&app, request("throttled")).await;
+    let (id, enqueued) = create(&app, campaign_request("throttled")).await;
     assert_eq!(enqueued, 20);
     // No receipts come: every message should end `sent`.
     let r = loop {
@@ -1077,7 +1061,7 @@ async fn deadline_stops_sending_and_expires_the_rest(backend: &str) {
         &app,
         CampaignRequest {
             deadline: Some(deadline),
-            ..request("deadline")
+            ..campaign_request("deadline")
         },
     )
     .await;

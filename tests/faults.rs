@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::Settings;
 use pedulicovid::simulator::{AttemptKind, AttemptReport, FaultConfig, OutcomeMix, SimHandle};
 use pedulicovid::status::Status;
@@ -102,23 +101,7 @@ fn digits(tail: &str) -> String {
 }
 
 async fn create(app: &App, name: &str) -> (i64, i64) {
-    let (c, n) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: name.into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .expect("campaign created");
+    let (c, n) = create_campaign(app, campaign_request(name)).await;
     (c.id, n as i64)
 }
 

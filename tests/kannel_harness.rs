@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use common::carrier::carrier;
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
@@ -149,23 +148,8 @@ async fn campaign_through_real_kannel(backend: &str) {
     let imported = import_text(&app.store, &csv).await;
     assert_eq!(u64::from(n), imported.accepted, "{:?}", imported.rejections);
 
-    let (c, enqueued) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: format!("kannel harness {backend}"),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (c, enqueued) =
+        create_campaign(&app, campaign_request(&format!("kannel harness {backend}"))).await;
     assert_eq!(enqueued, u64::from(n));
 
     let sent_at = Instant::now();

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use common::carrier::{start_harness, stop_harness, Carrier, CARRIER};
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
@@ -96,19 +95,6 @@ impl Drop for Restarter {
                 eprintln!("restarting the carrier harness after the test failed:\n{e}");
             }
         }
-    }
-}
-
-fn request(name: &str) -> CampaignRequest {
-    CampaignRequest {
-        name: name.into(),
-        template: "undangan_registrasi".into(),
-        at: None,
-        window: "00:00-24:00".parse().unwrap(),
-        provinces: vec![],
-        professions: vec![],
-        created_by: "test".into(),
-        deadline: None,
     }
 }
 
@@ -246,9 +232,7 @@ async fn kannel_stopped_mid_campaign(backend: &str) {
     }
     let imported = import_text(&app.store, &csv).await;
     assert_eq!(imported.accepted, u64::from(n), "{:?}", imported.rejections);
-    let (c, enqueued) = campaign::create(&app.store, &app.renderer, 1, request("outage"))
-        .await
-        .unwrap();
+    let (c, enqueued) = create_campaign(&app, campaign_request("outage")).await;
     assert_eq!(enqueued, u64::from(n));
     let created = Instant::now();
 
@@ -396,9 +380,7 @@ async fn kannel_down_fails_over_to_the_second_route(backend: &str) {
         csv.push_str(&row(i, "31", &format!("{i:07}{}", 1 + i % 6)));
     }
     assert_eq!(import_text(&app.store, &csv).await.accepted, u64::from(n));
-    let (c, enqueued) = campaign::create(&app.store, &app.renderer, 1, request("failover"))
-        .await
-        .unwrap();
+    let (c, enqueued) = create_campaign(&app, campaign_request("failover")).await;
     assert_eq!(enqueued, u64::from(n));
     let r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
     let rows = messages(backend, &db.url, c.id).await;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::status::Status;
 
@@ -68,23 +67,7 @@ async fn gateway_series_count_the_campaign(backend: &str) {
         csv.push_str(&row(i as u32, "31", tail));
     }
     assert_eq!(import_text(&app.store, &csv).await.accepted, 5);
-    let (c, n) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "metrics".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (c, n) = create_campaign(&app, campaign_request("metrics")).await;
     assert_eq!(n, 5);
     let report = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
     assert_eq!(report.status(Status::Delivered), 3, "{report:?}");

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::simulator::parse_rules;
 use pedulicovid::status::Status;
 use pedulicovid::store::{now_ms, SendOutcome, StoredReceipt};
@@ -147,23 +146,7 @@ async fn setup(backend: &str, n: u32, until: Start) -> Ctx {
     }
     let imported = import_text(&app.store, &csv).await;
     assert_eq!(imported.accepted, u64::from(n), "{:?}", imported.rejections);
-    let (c, enqueued) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "receipts".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (c, enqueued) = create_campaign(&app, campaign_request("receipts")).await;
     assert_eq!(enqueued, u64::from(n));
     let raw = Raw::connect(&db.url).await;
     let ids = raw

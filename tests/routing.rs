@@ -7,23 +7,10 @@ use std::time::Duration;
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::campaign;
 use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
 use pedulicovid::store::{ReceiptEffect, SendOutcome};
-
-fn request(name: &str) -> CampaignRequest {
-    CampaignRequest {
-        name: name.into(),
-        template: "undangan_registrasi".into(),
-        at: None,
-        window: "00:00-24:00".parse().unwrap(),
-        provinces: vec![],
-        professions: vec![],
-        created_by: "test".into(),
-        deadline: None,
-    }
-}
 
 /// A port nothing listens on: connection refused at once.
 async fn dead_url() -> String {
@@ -56,9 +43,7 @@ async fn a_dead_gateway_fails_over_to_the_next_route(backend: &str) {
         csv.push_str(&row(i, "31", &format!("{:07}1", i)));
     }
     assert_eq!(import_text(&app.store, &csv).await.accepted, 30);
-    let (c, n) = campaign::create(&app.store, &app.renderer, 1, request("failover"))
-        .await
-        .unwrap();
+    let (c, n) = create_campaign(&app, campaign_request("failover")).await;
     assert_eq!(n, 30);
     let r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
     // Every message got through the second route; the few that hit the dead
@@ -96,7 +81,7 @@ async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: 
     );
     import_text(&store, &csv).await;
     let renderer = pedulicovid::render::Renderer::builtin();
-    let (c, _) = campaign::create(&store, &renderer, 1, request("refs"))
+    let (c, _) = campaign::create(&store, &renderer, 1, campaign_request("refs"))
         .await
         .unwrap();
     let claimed = store

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::simulator::OutcomeMix;
 use pedulicovid::store::Role;
 use reqwest::StatusCode;
@@ -150,23 +149,7 @@ async fn names_with_template_and_html_syntax_are_sent_literally(backend: &str) {
     // the others are kept exactly as written.
     assert_eq!(imported.accepted, 4, "{:?}", imported.rejections);
     assert_eq!(imported.rejections[0].field, "full_name");
-    let (c, n) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: "literal".into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: "00:00-24:00".parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
+    let (c, n) = create_campaign(&app, campaign_request("literal")).await;
     assert_eq!(n, 4);
     wait_done(&app.store, c.id, Duration::from_secs(20)).await;
     let bodies = message_bodies(backend, &db.url).await;

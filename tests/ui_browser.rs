@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::campaign::CampaignRequest;
 use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Role, Store};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -202,24 +202,11 @@ async fn worker_id(store: &Store, nik: &str) -> i64 {
 }
 
 async fn run_campaign(app: &App, name: &str, window: &str) -> i64 {
-    let (c, _) = campaign::create(
-        &app.store,
-        &app.renderer,
-        1,
-        CampaignRequest {
-            name: name.into(),
-            template: "undangan_registrasi".into(),
-            at: None,
-            window: window.parse().unwrap(),
-            provinces: vec![],
-            professions: vec![],
-            created_by: "test".into(),
-            deadline: None,
-        },
-    )
-    .await
-    .unwrap();
-    c.id
+    let req = CampaignRequest {
+        window: window.parse().unwrap(),
+        ..campaign_request(name)
+    };
+    create_campaign(app, req).await.0.id
 }
 
 /// A window that is closed now in WIB, so a notice stays queued.

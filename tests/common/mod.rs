@@ -8,8 +8,9 @@ pub mod workers;
 use std::time::{Duration, Instant};
 
 use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::Settings;
-use pedulicovid::store::{CampaignReport, Store};
+use pedulicovid::store::{Campaign, CampaignReport, Store};
 
 /// Where PostgreSQL test databases are created. CI and the README's test
 /// command start PostgreSQL on 127.0.0.1:5432 with trust auth.
@@ -133,6 +134,29 @@ pub fn row(i: u32, prov: &str, phone_tail: &str) -> String {
         i + 1,
         phone_tail
     )
+}
+
+/// A campaign open around the clock with the default template and no
+/// filters; tests that differ use struct-update syntax on it.
+pub fn campaign_request(name: &str) -> CampaignRequest {
+    CampaignRequest {
+        name: name.into(),
+        template: "undangan_registrasi".into(),
+        at: None,
+        window: "00:00-24:00".parse().unwrap(),
+        provinces: vec![],
+        professions: vec![],
+        created_by: "test".into(),
+        deadline: None,
+    }
+}
+
+/// Creates the campaign in the running app (one SMS segment at most);
+/// returns it and the number of messages enqueued.
+pub async fn create_campaign(app: &App, req: CampaignRequest) -> (Campaign, u64) {
+    campaign::create(&app.store, &app.renderer, 1, req)
+        .await
+        .expect("campaign created")
 }
 
 /// Polls until the campaign has nothing in flight, or panics after `limit`.
