@@ -14,7 +14,6 @@ use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::http::api::chatbot::{ADVICE_FLAGGED, ADVICE_NOT_FOUND};
 use pedulicovid::http::api::{route_table, RouteSpec};
 use pedulicovid::http::{route_table as all_routes, Auth};
-use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Role, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -31,17 +30,8 @@ struct Api {
 impl Api {
     async fn start(backend: &str, parts: Parts, rules: &str) -> Api {
         let db = TestDb::new(backend).await;
-        let mut s = test_settings(&db);
-        s.simulator.config.rules = parse_rules(rules).unwrap();
-        s.simulator.config.mix = OutcomeMix {
-            delivered: 1.0,
-            undelivered: 0.0,
-            rejected: 0.0,
-            expired: 0.0,
-            invalid: 0.0,
-        };
-        let app = start(s, parts).await;
-        let base = format!("http://127.0.0.1:{}", app.port().expect("http runs"));
+        let app = start(ruled_settings(&db, rules), parts).await;
+        let base = base_url(&app);
         Api {
             app,
             base,

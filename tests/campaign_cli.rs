@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignRequest};
-use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{now_ms, Role, Store};
 use serde_json::Value;
 
@@ -91,17 +90,8 @@ async fn wait_queued_only(store: &Store, id: i64, queued: i64) {
 
 async fn campaign_cli_matches_the_api(backend: &str) {
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
-    s.simulator.config.rules = parse_rules("0=undelivered").unwrap();
-    s.simulator.config.mix = OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    };
-    let app = start(s, Parts::ALL).await;
-    let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+    let app = start(ruled_settings(&db, "0=undelivered"), Parts::ALL).await;
+    let base = base_url(&app);
     let dir = tempfile::tempdir().unwrap();
     let (dir, url) = (dir.path(), db.url.as_str());
 

@@ -7,21 +7,14 @@ use std::time::Duration;
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::simulator::parse_rules;
 
 async fn whole_campaign_flags_the_right_workers(backend: &str) {
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
-    s.simulator.config.rules =
-        parse_rules("0=undelivered,9=expired,8=rejected,7=invalid,5=no_receipt").unwrap();
     // Numbers no rule matches are delivered (the default mix is random).
-    s.simulator.config.mix = pedulicovid::simulator::OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    };
+    let mut s = ruled_settings(
+        &db,
+        "0=undelivered,9=expired,8=rejected,7=invalid,5=no_receipt",
+    );
     s.worker.receipt_timeout_secs = 2;
     let app = start(s, Parts::ALL).await;
 

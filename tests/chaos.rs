@@ -22,7 +22,7 @@ use common::workers::Workers;
 use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::DeliveryPolicy;
-use pedulicovid::simulator::{OutcomeMix, Simulator, SimulatorConfig};
+use pedulicovid::simulator::{Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
 
@@ -88,13 +88,7 @@ async fn chaos(policy: DeliveryPolicy) {
         receipt_delay_ms: 10_000,
         receipt_jitter_ms: 2_000,
         callback_retry_delay_ms: 100,
-        mix: OutcomeMix {
-            delivered: 1.0,
-            undelivered: 0.0,
-            rejected: 0.0,
-            expired: 0.0,
-            invalid: 0.0,
-        },
+        mix: all_delivered(),
         ..Default::default()
     };
     let sim = Simulator::bind(sim_cfg).await.expect("simulator binds");

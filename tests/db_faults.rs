@@ -28,23 +28,13 @@ use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign;
 use pedulicovid::render::Renderer;
-use pedulicovid::simulator::{OutcomeMix, Simulator, SimulatorConfig};
+use pedulicovid::simulator::{Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
 use sqlx::Connection;
 
 /// One test at a time (timings, and the captured log).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn all_delivered() -> OutcomeMix {
-    OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    }
-}
 
 fn workers_csv(first: u32, n: u32, tail_base: u32) -> String {
     let mut csv = String::from(HEADER);

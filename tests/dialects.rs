@@ -18,7 +18,7 @@ use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::Settings;
 use pedulicovid::secret::Secret;
-use pedulicovid::simulator::{parse_rules, OutcomeMix, SimDialect};
+use pedulicovid::simulator::SimDialect;
 use pedulicovid::status::Status;
 
 /// Callback token of the "sim" gateway in these tests, so a test can post
@@ -28,16 +28,8 @@ const TOKEN: &str = "dialect-test-token-0123456789abcdef";
 /// Settings for one dialect: the simulator speaks it, every outcome has a
 /// suffix rule, and numbers without a rule are always delivered.
 fn dialect_settings(db: &TestDb, dialect: SimDialect, rules: &str) -> Settings {
-    let mut s = test_settings(db);
+    let mut s = ruled_settings(db, rules);
     s.simulator.config.dialect = dialect;
-    s.simulator.config.rules = parse_rules(rules).unwrap();
-    s.simulator.config.mix = OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    };
     assert_eq!(s.gateways.len(), 1);
     assert_eq!(s.gateways[0].name, "sim");
     s.gateways[0].callback_secret = Secret::new(TOKEN);

@@ -32,7 +32,7 @@ use pedulicovid::config::{DeliveryPolicy, SmsSettings, WorkerSettings};
 use pedulicovid::dispatch::{housekeeping_once, Dispatcher, Route, Router, StepSummary};
 use pedulicovid::gateway::kannel::{parse_receipt, KannelConfig, KannelGateway};
 use pedulicovid::render::Renderer;
-use pedulicovid::simulator::{OutcomeMix, SimHandle, Simulator, SimulatorConfig};
+use pedulicovid::simulator::{SimHandle, Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{now_ms, CampaignAction, CampaignReport, Store, StoreError};
 
@@ -94,17 +94,6 @@ impl Raw {
 
     async fn close(self) {
         on_pool!(self, p => p.close().await)
-    }
-}
-
-/// Every number delivered: outcomes are then exact, not a random mix.
-fn all_delivered() -> OutcomeMix {
-    OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::config::Settings;
-use pedulicovid::simulator::{AttemptKind, AttemptReport, FaultConfig, OutcomeMix, SimHandle};
+use pedulicovid::simulator::{AttemptKind, AttemptReport, FaultConfig, SimHandle};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
 
@@ -36,16 +36,6 @@ const BACKOFF_INITIAL_MS: u64 = 50;
 const BACKOFF_FLOOR_MS: f64 = BACKOFF_INITIAL_MS as f64 * 0.5;
 /// Timer resolution slack: `next_attempt_at` is whole milliseconds.
 const SLACK_MS: f64 = 2.0;
-
-fn all_delivered() -> OutcomeMix {
-    OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    }
-}
 
 /// Plain SQL on the test database.
 enum Raw {

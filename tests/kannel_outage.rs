@@ -29,7 +29,6 @@ use pedulicovid::app::Parts;
 use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
-use pedulicovid::simulator::OutcomeMix;
 use pedulicovid::status::Status;
 
 /// One test at a time: they stop and start the one harness.
@@ -363,13 +362,7 @@ async fn kannel_down_fails_over_to_the_second_route(backend: &str) {
     primary.breaker_threshold = 3;
     primary.breaker_cool_down_secs = 60;
     s.gateways = vec![primary, GatewaySettings::default()];
-    s.simulator.config.mix = OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    };
+    s.simulator.config.mix = all_delivered();
     s.worker.batch_size = 10;
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().expect("simulator runs");

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::status::Status;
 
 /// Serialises the tests of this binary: they share the process's counters.
@@ -45,21 +44,13 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str)
 async fn gateway_series_count_the_campaign(backend: &str) {
     let _serial = ONE_AT_A_TIME.lock().await;
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
     // …10 undelivered, …55 answered 503 until its attempts run out, the
     // rest delivered.
-    s.simulator.config.rules = parse_rules("0=undelivered").unwrap();
-    s.simulator.config.mix = OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    };
+    let mut s = ruled_settings(&db, "0=undelivered");
     s.simulator.config.faults.always_fail = vec!["55".into()];
     s.worker.max_attempts = 3;
     let app = start(s, Parts::ALL).await;
-    let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+    let base = base_url(&app);
     let before = scrape(&base).await;
 
     let mut csv = String::from(HEADER);

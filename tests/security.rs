@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::simulator::OutcomeMix;
 use pedulicovid::store::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -41,7 +40,7 @@ async fn injection_strings_are_harmless_in_every_search_field(backend: &str) {
         row(2, "73", "22222222")
     );
     import_text(&app.store, &csv).await;
-    let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+    let base = base_url(&app);
     let support = app
         .store
         .create_token("desk", Role::Support)
@@ -123,13 +122,7 @@ both_backends!(injection_strings_are_harmless_in_every_search_field);
 async fn names_with_template_and_html_syntax_are_sent_literally(backend: &str) {
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = OutcomeMix {
-        delivered: 1.0,
-        undelivered: 0.0,
-        rejected: 0.0,
-        expired: 0.0,
-        invalid: 0.0,
-    };
+    s.simulator.config.mix = all_delivered();
     let app = start(s, Parts::ALL).await;
     let names = [
         "{{ nik_akhir }}",

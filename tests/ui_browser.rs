@@ -24,7 +24,6 @@ use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::CampaignRequest;
-use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Role, Store};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
@@ -58,17 +57,8 @@ impl UiApp {
     /// Phones ending in 0 are undelivered, everything else delivered.
     async fn start(backend: &str) -> UiApp {
         let db = TestDb::new(backend).await;
-        let mut s = test_settings(&db);
-        s.simulator.config.rules = parse_rules("0=undelivered").unwrap();
-        s.simulator.config.mix = OutcomeMix {
-            delivered: 1.0,
-            undelivered: 0.0,
-            rejected: 0.0,
-            expired: 0.0,
-            invalid: 0.0,
-        };
-        let app = start(s, Parts::ALL).await;
-        let base = format!("http://127.0.0.1:{}", app.port().expect("http runs"));
+        let app = start(ruled_settings(&db, "0=undelivered"), Parts::ALL).await;
+        let base = base_url(&app);
         UiApp {
             app,
             base,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::Settings;
+use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Campaign, CampaignReport, Store};
 
 /// Where PostgreSQL test databases are created. CI and the README's test
@@ -111,8 +112,34 @@ pub fn test_settings(db: &TestDb) -> Settings {
     s
 }
 
+/// Every number delivered: outcomes are then exact, not a random mix.
+pub fn all_delivered() -> OutcomeMix {
+    OutcomeMix {
+        delivered: 1.0,
+        undelivered: 0.0,
+        rejected: 0.0,
+        expired: 0.0,
+        invalid: 0.0,
+    }
+}
+
+/// [`test_settings`] with the simulator answering by `rules` (last digits
+/// of the phone → outcome, see `parse_rules`) and delivering every other
+/// number.
+pub fn ruled_settings(db: &TestDb, rules: &str) -> Settings {
+    let mut s = test_settings(db);
+    s.simulator.config.rules = parse_rules(rules).unwrap();
+    s.simulator.config.mix = all_delivered();
+    s
+}
+
 pub async fn start(settings: Settings, parts: Parts) -> App {
     App::start(settings, parts).await.expect("app starts")
+}
+
+/// `http://127.0.0.1:PORT` of the app's HTTP server.
+pub fn base_url(app: &App) -> String {
+    format!("http://127.0.0.1:{}", app.port().expect("http runs"))
 }
 
 /// Writes CSV text to a temporary file and imports it.
