@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::campaign;
 use pedulicovid::http::api::chatbot::{ADVICE_FLAGGED, ADVICE_NOT_FOUND};
 use pedulicovid::http::api::{route_table, RouteSpec};
 use pedulicovid::http::{route_table as all_routes, Auth};
@@ -88,25 +88,9 @@ impl Api {
     }
 }
 
-fn nik_of(i: u32, prov: &str) -> String {
-    row(i, prov, "0")[..16].to_string()
-}
-
 /// `0812…` for a `row(_, _, tail)`.
 fn phone_of(tail: &str) -> String {
     format!("0812{tail:0>8}")
-}
-
-async fn worker_id(store: &Store, nik: &str) -> i64 {
-    store.worker_by_nik(nik).await.unwrap().unwrap().id
-}
-
-async fn run_campaign(app: &App, name: &str, window: &str) -> i64 {
-    let req = CampaignRequest {
-        window: window.parse().unwrap(),
-        ..campaign_request(name)
-    };
-    create_campaign(app, req).await.0.id
 }
 
 /// Polls `f` until it returns `Some`, or panics after `limit`.
@@ -992,19 +976,6 @@ both_backends!(chatbot_rate_limit_is_per_token);
 
 // ---------------------------------------------------------------- support
 
-/// A window that is closed now in WIB, so a worker's notice stays queued.
-fn closed_window_now() -> String {
-    let m = ((pedulicovid::store::now_ms() / 60_000) + 7 * 60) % 1440;
-    let start = (m + 360) % 1380;
-    format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start / 60,
-        start % 60,
-        (start + 60) / 60,
-        (start + 60) % 60
-    )
-}
-
 async fn support_resend_is_audited_refused_in_flight_and_limited(backend: &str) {
     let api = Api::start(backend, Parts::ALL, "0=undelivered").await;
     let csv = format!(
@@ -1653,19 +1624,6 @@ async fn operator_actions_commit_with_their_audit_entry(backend: &str) {
     api.stop().await;
 }
 both_backends!(operator_actions_commit_with_their_audit_entry);
-
-/// (action, actor) of every audit entry, read with SQL (the store has no
-/// general audit reader; timelines read it per worker).
-async fn audit_actions(url: &str) -> Vec<(String, String)> {
-    let sql = "SELECT action, actor FROM audit_log ORDER BY id";
-    if url.starts_with("sqlite:") {
-        let p = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
-    } else {
-        let p = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
-    }
-}
 
 // ---------------------------------------------------------------- limits
 

@@ -61,18 +61,6 @@ fn open_in_wit_only() -> String {
     )
 }
 
-/// (action, actor) of every audit entry.
-async fn audit_actions(url: &str) -> Vec<(String, String)> {
-    let sql = "SELECT action, actor FROM audit_log ORDER BY id";
-    if url.starts_with("sqlite:") {
-        let p = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
-    } else {
-        let p = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
-    }
-}
-
 /// Waits until the campaign has `queued` messages queued and nothing else
 /// in flight.
 async fn wait_queued_only(store: &Store, id: i64, queued: i64) {

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign::CampaignRequest;
 use pedulicovid::store::{Role, Store};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
@@ -181,35 +180,6 @@ fn hidden_csrf(html: &str) -> String {
 /// A registry row for worker `i` with the given name.
 fn named_row(i: u32, prov: &str, phone_tail: &str, name: &str) -> String {
     row(i, prov, phone_tail).replacen(&format!("Nakes Nomor {i},"), &format!("{name},"), 1)
-}
-
-fn nik_of(i: u32, prov: &str) -> String {
-    row(i, prov, "0")[..16].to_string()
-}
-
-async fn worker_id(store: &Store, nik: &str) -> i64 {
-    store.worker_by_nik(nik).await.unwrap().unwrap().id
-}
-
-async fn run_campaign(app: &App, name: &str, window: &str) -> i64 {
-    let req = CampaignRequest {
-        window: window.parse().unwrap(),
-        ..campaign_request(name)
-    };
-    create_campaign(app, req).await.0.id
-}
-
-/// A window that is closed now in WIB, so a notice stays queued.
-fn closed_window_now() -> String {
-    let m = ((pedulicovid::store::now_ms() / 60_000) + 7 * 60) % 1440;
-    let start = (m + 360) % 1380;
-    format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start / 60,
-        start % 60,
-        (start + 60) / 60,
-        (start + 60) % 60
-    )
 }
 
 /// Waits until none of the worker's messages is in flight.

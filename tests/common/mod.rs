@@ -163,6 +163,11 @@ pub fn row(i: u32, prov: &str, phone_tail: &str) -> String {
     )
 }
 
+/// The NIK of `row(i, prov, _)`.
+pub fn nik_of(i: u32, prov: &str) -> String {
+    row(i, prov, "0")[..16].to_string()
+}
+
 /// A campaign open around the clock with the default template and no
 /// filters; tests that differ use struct-update syntax on it.
 pub fn campaign_request(name: &str) -> CampaignRequest {
@@ -184,6 +189,47 @@ pub async fn create_campaign(app: &App, req: CampaignRequest) -> (Campaign, u64)
     campaign::create(&app.store, &app.renderer, 1, req)
         .await
         .expect("campaign created")
+}
+
+/// Creates a campaign open only in `window` (WIB); returns its id.
+pub async fn run_campaign(app: &App, name: &str, window: &str) -> i64 {
+    let req = CampaignRequest {
+        window: window.parse().unwrap(),
+        ..campaign_request(name)
+    };
+    create_campaign(app, req).await.0.id
+}
+
+/// A one-hour window that is closed now in WIB, so a worker's notice stays
+/// queued.
+pub fn closed_window_now() -> String {
+    let m = ((pedulicovid::store::now_ms() / 60_000) + 7 * 60) % 1440;
+    let start = (m + 360) % 1380;
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        (start + 60) / 60,
+        (start + 60) % 60
+    )
+}
+
+/// The registry id of the worker with this NIK.
+pub async fn worker_id(store: &Store, nik: &str) -> i64 {
+    store.worker_by_nik(nik).await.unwrap().unwrap().id
+}
+
+/// (action, actor) of every audit entry, read with SQL (the store has no
+/// general audit reader; timelines read it per worker).
+pub async fn audit_actions(url: &str) -> Vec<(String, String)> {
+    let sql = "SELECT action, actor FROM audit_log ORDER BY id";
+    if url.starts_with("sqlite:") {
+        let p = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    } else {
+        let p = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+    }
 }
 
 /// Polls until the campaign has nothing in flight, or panics after `limit`.
