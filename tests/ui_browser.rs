@@ -368,6 +368,32 @@ async fn text_of(b: &Client, css: &str) -> String {
     panic!("{css}: element kept going stale: {last}")
 }
 
+/// Types `text` into the field with this id.
+async fn type_into(b: &Client, id: &str, text: &str) {
+    b.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element `css` finds.
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Searches for `q` with the search form of the page.
+async fn search(b: &Client, q: &str) {
+    type_into(b, "q", q).await;
+    click(b, "form[role=search] button").await;
+}
+
 async fn path_of(b: &Client) -> String {
     b.current_url().await.unwrap().path().to_string()
 }
@@ -384,35 +410,14 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     assert_eq!(text_of(b, "h1").await, "Masuk ke layanan");
     screenshot(b, 390, 844, shot("ui-login-phone.png")).await;
     b.set_window_size(1366, 900).await.unwrap();
-    b.find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(&desk)
-        .await
-        .unwrap();
-    b.find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(b, "token", &desk).await;
+    click(b, "main form button[type=submit]").await;
     assert_eq!(text_of(b, "h1").await, "Cari tenaga kesehatan");
     assert_eq!(path_of(b).await, "/ui");
     assert!(text_of(b, "header.site").await.contains("desk-ani"));
 
     // Search by NIK: one hit, NIK and phone masked, the name shown.
-    b.find(Locator::Id("q"))
-        .await
-        .unwrap()
-        .send_keys(&nik)
-        .await
-        .unwrap();
-    b.find(Locator::Css("form[role=search] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    search(b, &nik).await;
     let table = text_of(b, "section[aria-labelledby=hasil] table").await;
     assert!(table.contains("Siti Rahayu"), "{table}");
     assert!(table.contains("************"), "{table}");
@@ -425,12 +430,7 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     assert!(!here.as_str().contains(&nik), "{here}");
     screenshot(b, 1366, 900, shot("ui-cari.png")).await;
     let link = format!("a[href=\"/ui/nakes/{w}\"]");
-    b.find(Locator::Css(&link))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, &link).await;
 
     // The timeline: one delivered message, with attempt and receipt.
     assert_eq!(text_of(b, "h1").await, "Siti Rahayu");
@@ -442,18 +442,8 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     assert!(messages[0].text().await.unwrap().contains("diterima"));
 
     // Resend with a reason.
-    b.find(Locator::Id("reason"))
-        .await
-        .unwrap()
-        .send_keys("Penelepon: HP mati waktu SMS pertama dikirim")
-        .await
-        .unwrap();
-    b.find(Locator::Css("form[action$=\"/kirim-ulang\"] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(b, "reason", "Penelepon: HP mati waktu SMS pertama dikirim").await;
+    click(b, "form[action$=\"/kirim-ulang\"] button").await;
     let notice = text_of(b, ".notice.ok").await;
     assert!(notice.contains("Pesan dijadwalkan ulang"), "{notice}");
     assert!(notice.contains("generasi 2"), "{notice}");
@@ -515,18 +505,7 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     // no script runs.
     for (name, q) in [(SCRIPT_NAME, "script"), (BRACES_NAME, "{{ x")] {
         b.goto(&ui.url("/ui")).await.unwrap();
-        b.find(Locator::Id("q"))
-            .await
-            .unwrap()
-            .send_keys(q)
-            .await
-            .unwrap();
-        b.find(Locator::Css("form[role=search] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        search(b, q).await;
         let hit = b
             .find(Locator::Css("table tbody a"))
             .await
@@ -540,14 +519,7 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     // The dashboard: progress and per-province rates. Jakarta: Siti twice
     // delivered, Budi undelivered; Jawa Barat: both delivered.
     b.goto(&ui.url("/ui/kampanye")).await.unwrap();
-    b.find(Locator::Css(&format!(
-        "a[href=\"/ui/kampanye/{campaign}\"]"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(b, &format!("a[href=\"/ui/kampanye/{campaign}\"]")).await;
     assert!(text_of(b, "h1").await.contains("Undangan Januari"));
     let provinces = text_of(b, "#provinsi ~ div table").await;
     assert!(provinces.contains("DKI Jakarta"), "{provinces}");
@@ -559,12 +531,7 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     b.set_window_size(1366, 900).await.unwrap();
 
     // Sign out: the session is gone on the server too.
-    b.find(Locator::Css("form.signout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(b, "form.signout button").await;
     assert!(text_of(b, ".notice.ok").await.contains("Anda sudah keluar"));
     assert_eq!(path_of(b).await, "/ui/login");
     let r = ui.get("/ui", Some(&jar)).await;
