@@ -77,8 +77,13 @@ impl Api {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A GET and its raw response.
+    async fn get_raw(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.call(Method::GET, path, token, None, &[]).await
+    }
+
     async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let r = self.call(Method::GET, path, Some(token), None, &[]).await;
+        let r = self.get_raw(path, Some(token)).await;
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -170,9 +175,7 @@ fn concrete(path: &str) -> String {
 
 async fn openapi_document_matches_the_router(backend: &str) {
     let api = Api::start(backend, Parts::SERVE, "").await;
-    let r = api
-        .call(Method::GET, "/api/openapi.json", None, None, &[])
-        .await;
+    let r = api.get_raw("/api/openapi.json", None).await;
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.unwrap();
     let spec = oas3::from_json(&text).expect("the document parses as OpenAPI 3.1");
@@ -320,9 +323,7 @@ async fn openapi_document_matches_the_router(backend: &str) {
         }
     }
     // Anything else is 404: JSON outside the UI, the UI's page inside it.
-    let resp = api
-        .call(Method::GET, "/api/v1/nothing-here", None, None, &[])
-        .await;
+    let resp = api.get_raw("/api/v1/nothing-here", None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let body: Value = resp.json().await.unwrap();
     assert!(body["error"].is_string());
@@ -1214,12 +1215,9 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
 
     // The outreach list: full contact data by design, and audited.
     let r = api
-        .call(
-            Method::GET,
+        .get_raw(
             &format!("/api/v1/campaigns/{id}/nonrecipients.csv"),
             Some(&op),
-            None,
-            &[],
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -1301,7 +1299,7 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     );
 
     // /metrics: no token, the queue and flags, no personal data.
-    let r = api.call(Method::GET, "/metrics", None, None, &[]).await;
+    let r = api.get_raw("/metrics", None).await;
     assert_eq!(r.status(), StatusCode::OK);
     let m = r.text().await.unwrap();
     assert!(
@@ -1324,7 +1322,7 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     assert!(m.contains("pedulicovid_database_up 1"));
     assert!(!m.contains("81200000020") && !m.contains(&nik_of(2, "31")));
     for path in ["/healthz", "/readyz"] {
-        let r = api.call(Method::GET, path, None, None, &[]).await;
+        let r = api.get_raw(path, None).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     // The audit trail has the operator's actions.
@@ -1588,12 +1586,9 @@ async fn operator_actions_commit_with_their_audit_entry(backend: &str) {
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {e}");
     }
     let r = api
-        .call(
-            Method::GET,
+        .get_raw(
             &format!("/api/v1/campaigns/{id}/nonrecipients.csv"),
             Some(&op),
-            None,
-            &[],
         )
         .await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
