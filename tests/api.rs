@@ -77,6 +77,12 @@ impl Api {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /api/v1/campaigns/{id}/{action}` with an empty body.
+    async fn campaign_action(&self, id: i64, action: &str, token: &str) -> (StatusCode, Value) {
+        let path = format!("/api/v1/campaigns/{id}/{action}");
+        self.post(&path, token, json!({})).await
+    }
+
     /// A GET and its raw response.
     async fn get_raw(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         self.call(Method::GET, path, token, None, &[]).await
@@ -1272,23 +1278,17 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     // Its start is still ahead: resumed, it is scheduled again.
-    let (s, v) = api
-        .post(&format!("/api/v1/campaigns/{later}/resume"), &op, json!({}))
-        .await;
+    let (s, v) = api.campaign_action(later, "resume", &op).await;
     assert_eq!(
         (s, v["status"].clone()),
         (StatusCode::OK, json!("scheduled"))
     );
-    let (s, v) = api
-        .post(&format!("/api/v1/campaigns/{later}/cancel"), &op, json!({}))
-        .await;
+    let (s, v) = api.campaign_action(later, "cancel", &op).await;
     assert_eq!(
         (s, v["status"].clone()),
         (StatusCode::OK, json!("cancelled"))
     );
-    let (s, _) = api
-        .post(&format!("/api/v1/campaigns/{later}/cancel"), &op, json!({}))
-        .await;
+    let (s, _) = api.campaign_action(later, "cancel", &op).await;
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, _) = api.get("/api/v1/campaigns/424242", &op).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -1463,18 +1463,14 @@ async fn operators_reschedule_campaigns(backend: &str) {
     );
 
     // Paused stays paused; resumed with its start ahead it is scheduled.
-    let (s, _) = api
-        .post(&format!("/api/v1/campaigns/{id}/pause"), &op, json!({}))
-        .await;
+    let (s, _) = api.campaign_action(id, "pause", &op).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = schedule(id, json!({"at": "2099-03-01 09:00"})).await;
     assert_eq!(
         (s, &v["campaign"]["status"]),
         (StatusCode::OK, &json!("paused"))
     );
-    let (_, v) = api
-        .post(&format!("/api/v1/campaigns/{id}/resume"), &op, json!({}))
-        .await;
+    let (_, v) = api.campaign_action(id, "resume", &op).await;
     assert_eq!(v["status"], "scheduled");
     // Moved to now, it runs (and each message waits for its window).
     let now = chrono::Utc::now().to_rfc3339();
@@ -1487,9 +1483,7 @@ async fn operators_reschedule_campaigns(backend: &str) {
 
     // Finished campaigns are refused: cancelled, and completed (nobody in
     // Bali, so nothing to send).
-    let (s, _) = api
-        .post(&format!("/api/v1/campaigns/{id}/cancel"), &op, json!({}))
-        .await;
+    let (s, _) = api.campaign_action(id, "cancel", &op).await;
     assert_eq!(s, StatusCode::OK);
     let (s, e) = schedule(id, json!({"at": "2099-04-01 08:00"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
