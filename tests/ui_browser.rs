@@ -154,6 +154,13 @@ impl UiApp {
 }
 
 /// The `Set-Cookie` header setting `name`.
+/// Asserts the response's status and that its body contains `text`.
+async fn assert_answer(r: reqwest::Response, status: StatusCode, text: &str) {
+    assert_eq!(r.status(), status);
+    let body = r.text().await.unwrap();
+    assert!(body.contains(text), "{text:?} not in {body}");
+}
+
 fn set_cookie(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(SET_COOKIE)
         .iter()
@@ -497,8 +504,7 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
             &[],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r.text().await.unwrap().contains("token keamanan (CSRF)"));
+    assert_answer(r, StatusCode::FORBIDDEN, "token keamanan (CSRF)").await;
     assert_eq!(ui.store().timeline(w).await.unwrap().messages.len(), before);
 
     // Names that look like markup or template code print as written, and
@@ -591,8 +597,7 @@ async fn sign_in_refusals_and_roles(backend: &str) {
     let revoked = ui.token("desk-old", Role::Support).await;
     ui.store().revoke_token("desk-old").await.unwrap();
     let r = ui.try_sign_in(&revoked).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.text().await.unwrap().contains("sudah dicabut"));
+    assert_answer(r, StatusCode::UNAUTHORIZED, "sudah dicabut").await;
 
     let r = ui.try_sign_in("   ").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -603,8 +608,7 @@ async fn sign_in_refusals_and_roles(backend: &str) {
     let r = ui
         .post("/ui/login", None, &[("token", desk.as_str())], &[])
         .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r.text().await.unwrap().contains("CSRF"));
+    assert_answer(r, StatusCode::FORBIDDEN, "CSRF").await;
     let (cookie, nonce) = ui.login_nonce().await;
     let r = ui
         .post(
@@ -623,8 +627,7 @@ async fn sign_in_refusals_and_roles(backend: &str) {
             &[("origin", "http://evil.example")],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r.text().await.unwrap().contains("situs lain"));
+    assert_answer(r, StatusCode::FORBIDDEN, "situs lain").await;
 
     // Operators get the dashboard only.
     let op = ui.token("ops-1", Role::Operator).await;
@@ -637,19 +640,9 @@ async fn sign_in_refusals_and_roles(backend: &str) {
         StatusCode::OK
     );
     let r = ui.search(&s, "Siti").await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("hanya untuk petugas layanan"));
+    assert_answer(r, StatusCode::FORBIDDEN, "hanya untuk petugas layanan").await;
     let r = ui.get("/ui/nakes/1", Some(&s.cookie)).await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("hanya untuk petugas layanan"));
+    assert_answer(r, StatusCode::FORBIDDEN, "hanya untuk petugas layanan").await;
     let r = ui.get("/ui", Some(&s.cookie)).await;
     assert_eq!(r.headers()[LOCATION], "/ui/kampanye");
 
@@ -668,8 +661,7 @@ async fn sign_in_refusals_and_roles(backend: &str) {
     // Unknown UI paths get an Indonesian 404 page, the stylesheet is
     // public.
     let r = ui.get("/ui/tidak-ada", Some(&s.cookie)).await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(r.text().await.unwrap().contains("Halaman tidak ditemukan"));
+    assert_answer(r, StatusCode::NOT_FOUND, "Halaman tidak ditemukan").await;
     let r = ui.get("/ui/static/app.css", None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"]
@@ -803,8 +795,7 @@ async fn forms_need_csrf_and_refusals_read_in_indonesian(backend: &str) {
             &[],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap().contains("Alasan wajib diisi"));
+    assert_answer(r, StatusCode::BAD_REQUEST, "Alasan wajib diisi").await;
 
     // Three resends a day per number, each once the last has an outcome;
     // the same origin is fine.
@@ -890,8 +881,7 @@ async fn forms_need_csrf_and_refusals_read_in_indonesian(backend: &str) {
             &[],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap().contains("Catatan wajib diisi"));
+    assert_answer(r, StatusCode::BAD_REQUEST, "Catatan wajib diisi").await;
     let r = ui
         .post(
             &path,
@@ -969,8 +959,7 @@ async fn pages_escape_data_and_show_rates(backend: &str) {
     assert!(!html.contains("\"><script>"));
     // Too short a query is a readable 400.
     let r = ui.search(&s, "ab").await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap().contains("minimal 3 huruf"));
+    assert_answer(r, StatusCode::BAD_REQUEST, "minimal 3 huruf").await;
     // By phone, in another format.
     let r = ui.search(&s, "+62 812 0000 0011").await;
     let html = r.text().await.unwrap();
