@@ -869,13 +869,7 @@ both_backends!(concurrent_retries_do_the_work_once);
 /// (key, created_at) of every stored idempotency key, read with SQL.
 async fn idempotency_keys(url: &str) -> Vec<(String, i64)> {
     let sql = "SELECT idem_key, created_at FROM idempotency_keys ORDER BY idem_key";
-    if url.starts_with("sqlite:") {
-        let p = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
-    } else {
-        let p = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
-    }
+    sql_rows(url, sql, &[]).await
 }
 
 /// Moves a stored idempotency key's creation back by `age_ms`.
@@ -1349,21 +1343,7 @@ async fn due_times(url: &str, campaign: i64) -> Vec<(String, i64, String)> {
     let sql = "SELECT w.province_code, m.next_attempt_at, m.status FROM messages m \
                JOIN health_workers w ON w.id = m.worker_id WHERE m.campaign_id = $1 \
                ORDER BY w.province_code";
-    if url.starts_with("sqlite:") {
-        let p = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query_as(sql)
-            .bind(campaign)
-            .fetch_all(&p)
-            .await
-            .unwrap()
-    } else {
-        let p = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query_as(sql)
-            .bind(campaign)
-            .fetch_all(&p)
-            .await
-            .unwrap()
-    }
+    sql_rows(url, sql, &[campaign]).await
 }
 
 async fn operators_reschedule_campaigns(backend: &str) {

@@ -128,54 +128,21 @@ struct AttemptRow {
     outcome: String,
 }
 
-async fn fetch<T>(backend: &str, url: &str, sql: &str, campaign: i64) -> Vec<T>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + Send
-        + Unpin,
-{
-    match backend {
-        "sqlite" => {
-            let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
-            let rows = sqlx::query_as(sql)
-                .bind(campaign)
-                .fetch_all(&pool)
-                .await
-                .expect("query");
-            pool.close().await;
-            rows
-        }
-        _ => {
-            let pool = sqlx::PgPool::connect(url).await.expect("open PostgreSQL");
-            let rows = sqlx::query_as(sql)
-                .bind(campaign)
-                .fetch_all(&pool)
-                .await
-                .expect("query");
-            pool.close().await;
-            rows
-        }
-    }
-}
-
-async fn messages(backend: &str, url: &str, campaign: i64) -> Vec<MessageRow> {
-    fetch(
-        backend,
+async fn messages(url: &str, campaign: i64) -> Vec<MessageRow> {
+    sql_rows(
         url,
         "SELECT id, status, gateway, sent_at FROM messages WHERE campaign_id = $1 ORDER BY id",
-        campaign,
+        &[campaign],
     )
     .await
 }
 
-async fn attempts(backend: &str, url: &str, campaign: i64) -> Vec<AttemptRow> {
-    fetch(
-        backend,
+async fn attempts(url: &str, campaign: i64) -> Vec<AttemptRow> {
+    sql_rows(
         url,
         "SELECT a.message_id, a.gateway, a.outcome FROM attempts a \
          JOIN messages m ON m.id = a.message_id WHERE m.campaign_id = $1 ORDER BY a.id",
-        campaign,
+        &[campaign],
     )
     .await
 }
@@ -259,8 +226,8 @@ async fn kannel_stopped_mid_campaign(backend: &str) {
             calm = Instant::now();
         }
     }
-    let rows = messages(backend, &db.url, c.id).await;
-    let tries = attempts(backend, &db.url, c.id).await;
+    let rows = messages(&db.url, c.id).await;
+    let tries = attempts(&db.url, c.id).await;
     let by_outcome: BTreeMap<&str, usize> = tries.iter().fold(BTreeMap::new(), |mut m, a| {
         *m.entry(a.outcome.as_str()).or_default() += 1;
         m
@@ -376,8 +343,8 @@ async fn kannel_down_fails_over_to_the_second_route(backend: &str) {
     let (c, enqueued) = create_campaign(&app, campaign_request("failover")).await;
     assert_eq!(enqueued, u64::from(n));
     let r = wait_done(&app.store, c.id, Duration::from_secs(30)).await;
-    let rows = messages(backend, &db.url, c.id).await;
-    let tries = attempts(backend, &db.url, c.id).await;
+    let rows = messages(&db.url, c.id).await;
+    let tries = attempts(&db.url, c.id).await;
     let ctx = format!("{r:?}\n{:?}", sim.stats());
 
     let n = i64::from(n);

@@ -222,13 +222,36 @@ pub async fn worker_id(store: &Store, nik: &str) -> i64 {
 /// (action, actor) of every audit entry, read with SQL (the store has no
 /// general audit reader; timelines read it per worker).
 pub async fn audit_actions(url: &str) -> Vec<(String, String)> {
-    let sql = "SELECT action, actor FROM audit_log ORDER BY id";
+    sql_rows(url, "SELECT action, actor FROM audit_log ORDER BY id", &[]).await
+}
+
+/// Every row of `sql` (its `$1`, `$2`, … bound to `args`), read directly
+/// from the database `url` names.
+pub async fn sql_rows<T>(url: &str, sql: &str, args: &[i64]) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
     if url.starts_with("sqlite:") {
         let p = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+        let mut q = sqlx::query_as(sql);
+        for a in args {
+            q = q.bind(*a);
+        }
+        let rows = q.fetch_all(&p).await.unwrap();
+        p.close().await;
+        rows
     } else {
         let p = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&p).await.unwrap()
+        let mut q = sqlx::query_as(sql);
+        for a in args {
+            q = q.bind(*a);
+        }
+        let rows = q.fetch_all(&p).await.unwrap();
+        p.close().await;
+        rows
     }
 }
 
