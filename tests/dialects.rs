@@ -98,31 +98,10 @@ struct MessageRow {
     body: Option<String>,
 }
 
-async fn campaign_messages(backend: &str, url: &str, campaign: i64) -> Vec<MessageRow> {
+async fn campaign_messages(url: &str, campaign: i64) -> Vec<MessageRow> {
     let sql = "SELECT id, phone, status, gateway, gateway_message_id, encoding, segments, body \
                FROM messages WHERE campaign_id = $1 ORDER BY id";
-    match backend {
-        "sqlite" => {
-            let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
-            let rows = sqlx::query_as(sql)
-                .bind(campaign)
-                .fetch_all(&pool)
-                .await
-                .expect("list messages");
-            pool.close().await;
-            rows
-        }
-        _ => {
-            let pool = sqlx::PgPool::connect(url).await.expect("open PostgreSQL");
-            let rows = sqlx::query_as(sql)
-                .bind(campaign)
-                .fetch_all(&pool)
-                .await
-                .expect("list messages");
-            pool.close().await;
-            rows
-        }
-    }
+    sql_rows(url, sql, &[campaign]).await
 }
 
 /// Health workers whose names cannot be written in GSM-7: their notices go
@@ -214,7 +193,7 @@ async fn campaign_through(backend: &str, dialect: SimDialect) {
 
     // Every message: its status, its encoding, the aggregator's id, and its
     // receipts in the dialect's own form.
-    let messages = campaign_messages(backend, &db.url, c.id).await;
+    let messages = campaign_messages(&db.url, c.id).await;
     assert_eq!(messages.len(), n as usize);
     for m in &messages {
         let digit = last_digit(&m.phone);
@@ -379,7 +358,7 @@ async fn json_receipt_matched_by_aggregator_id_alone(backend: &str) {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let messages = campaign_messages(backend, &db.url, c.id).await;
+    let messages = campaign_messages(&db.url, c.id).await;
     assert_eq!(messages.len(), n as usize);
 
     let url = format!(
@@ -426,7 +405,7 @@ async fn json_receipt_matched_by_aggregator_id_alone(backend: &str) {
         assert_eq!(x.raw_status.as_deref(), Some(status), "{x:?}");
         assert!(x.payload.contains(&theirs), "stored raw: {x:?}");
     }
-    let after = campaign_messages(backend, &db.url, c.id).await;
+    let after = campaign_messages(&db.url, c.id).await;
     for (m, (_, _, want)) in after.iter().zip(cases) {
         assert_eq!(m.status, want.as_str(), "{m:?}");
     }

@@ -76,34 +76,9 @@ fn last_digit(phone: &str) -> u32 {
 
 /// `(id, phone, status, gateway)` of every message of a campaign, read with
 /// plain sqlx (the store has no listing of a campaign's messages).
-async fn campaign_messages(
-    backend: &str,
-    url: &str,
-    campaign: i64,
-) -> Vec<(i64, String, String, Option<String>)> {
+async fn campaign_messages(url: &str, campaign: i64) -> Vec<(i64, String, String, Option<String>)> {
     let sql = "SELECT id, phone, status, gateway FROM messages WHERE campaign_id = $1 ORDER BY id";
-    match backend {
-        "sqlite" => {
-            let pool = sqlx::SqlitePool::connect(url).await.expect("open SQLite");
-            let rows = sqlx::query_as(sql)
-                .bind(campaign)
-                .fetch_all(&pool)
-                .await
-                .expect("list messages");
-            pool.close().await;
-            rows
-        }
-        _ => {
-            let pool = sqlx::PgPool::connect(url).await.expect("open PostgreSQL");
-            let rows = sqlx::query_as(sql)
-                .bind(campaign)
-                .fetch_all(&pool)
-                .await
-                .expect("list messages");
-            pool.close().await;
-            rows
-        }
-    }
+    sql_rows(url, sql, &[campaign]).await
 }
 
 async fn campaign_through_real_kannel(backend: &str) {
@@ -203,7 +178,7 @@ async fn campaign_through_real_kannel(backend: &str) {
 
     // Every message: the expected status, sent through "kannel", and a stored
     // receipt that was applied, carrying Kannel's own `%d`.
-    let messages = campaign_messages(backend, &db.url, c.id).await;
+    let messages = campaign_messages(&db.url, c.id).await;
     assert_eq!(messages.len(), n as usize);
     let mut raw_34 = 0;
     for (id, phone, status, gateway) in &messages {
