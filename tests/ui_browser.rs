@@ -490,8 +490,24 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     screenshot(b, 390, 4200, shot("ui-timeline-phone.png")).await;
     b.set_window_size(1366, 900).await.unwrap();
 
-    // A form posted without the CSRF token, with the browser's own
-    // session cookie, is refused and changes nothing.
+    // The browser itself posts the resend form with its CSRF field taken
+    // out: refused, in Indonesian, and nothing is queued.
+    let before = ui.store().timeline(w).await.unwrap().messages.len();
+    b.execute(
+        "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove()); \
+         return document.querySelectorAll('input[name=csrf]').length;",
+        vec![],
+    )
+    .await
+    .map(|left| assert_eq!(left, json!(0), "csrf fields removed"))
+    .unwrap();
+    type_into(b, "reason", "tanpa token CSRF, dari peramban").await;
+    click(b, "form[action$=\"/kirim-ulang\"] button").await;
+    let refusal = text_of(b, "main").await;
+    assert!(refusal.contains("token keamanan (CSRF)"), "{refusal}");
+    assert_eq!(ui.store().timeline(w).await.unwrap().messages.len(), before);
+
+    // The same with the browser's session cookie from outside the browser.
     let cookie = b.get_named_cookie("pcv_ui").await.unwrap();
     assert!(cookie.http_only().unwrap_or(false));
     let jar = format!("pcv_ui={}", cookie.value());
