@@ -174,6 +174,11 @@ impl Store {
 
     /// The token a caller presented, and whether it may be used.
     pub async fn check_token(&self, presented: &str) -> Result<(TokenCheck, Option<ApiToken>)> {
+        if !has_token_shape(presented) {
+            // Not one we could have issued: answered without a database
+            // look-up, so a flood of garbage costs no more than parsing it.
+            return Ok((TokenCheck::Unknown, None));
+        }
         let hash = sha256_hex(presented.as_bytes());
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
         let row: Option<TokenRow> =
@@ -226,5 +231,47 @@ impl Store {
             "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(at).bind(id).execute(p).await.map(|_| ())?);
         Ok(())
+    }
+}
+
+/// Whether `t` looks like a token `token create` issues: `pcv_`, a role, `_`,
+/// 64 lowercase hex digits (see the module documentation).
+fn has_token_shape(t: &str) -> bool {
+    let Some(rest) = t.strip_prefix("pcv_") else {
+        return false;
+    };
+    let Some((role, secret)) = rest.split_once('_') else {
+        return false;
+    };
+    role.parse::<Role>().is_ok()
+        && secret.len() == 64
+        && secret
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_token_shape;
+
+    #[test]
+    fn only_issued_shapes_reach_the_database() {
+        let hex = "0123456789abcdef".repeat(4);
+        for role in ["operator", "support", "chatbot", "carrier"] {
+            assert!(has_token_shape(&format!("pcv_{role}_{hex}")), "{role}");
+        }
+        for bad in [
+            String::new(),
+            format!("pcv_admin_{hex}"),
+            format!("pcv_chatbot_{}", &hex[1..]),
+            format!("pcv_chatbot_{hex}0"),
+            format!("pcv_chatbot_{}", hex.to_uppercase()),
+            format!("pcv_chatbot{hex}"),
+            format!("xyz_chatbot_{hex}"),
+            "pcv_chatbot_nope".to_string(),
+            "x".repeat(10_000),
+        ] {
+            assert!(!has_token_shape(&bad), "{bad:.40}");
+        }
     }
 }
