@@ -179,31 +179,6 @@ impl Layout {
     }
 }
 
-/// A record that spans several lines of the file: the column (or `row`,
-/// past the header's width) holding the first line break, and how many
-/// lines beyond the first the record took. Every `\n` ends one line (as
-/// records end at `\n`); a break that ends the record's last field is its
-/// own line end swallowed at the end of the file, not another line.
-fn runaway_quote(rec: &csv::ByteRecord, layout: &Layout) -> Option<(String, u64)> {
-    let breaks = |f: &[u8]| f.iter().filter(|&&b| b == b'\n').count() as u64;
-    let last = rec.len().checked_sub(1)?;
-    let per_field = |(i, f): (usize, &[u8])| {
-        if i == last {
-            let end = f.iter().rposition(|b| !matches!(b, b'\r' | b'\n'));
-            breaks(&f[..end.map_or(0, |e| e + 1)])
-        } else {
-            breaks(f)
-        }
-    };
-    let first = rec.iter().enumerate().position(|x| per_field(x) > 0)?;
-    let field = layout
-        .0
-        .iter()
-        .position(|&i| i == first)
-        .map_or("row".to_string(), |k| COLUMNS[k].to_string());
-    Some((field, rec.iter().enumerate().map(per_field).sum()))
-}
-
 /// Parses one data row. Returns every problem found, not just the first, so
 /// a clerk fixes a row once.
 fn parse_row(
@@ -435,6 +410,160 @@ pub async fn import_csv<R: Read>(
     import_csv_streaming(store, input, usize::MAX, |_| Ok(()), progress).await
 }
 
+/// The longest line the import reads; a registry row is about 150 bytes.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// A line the [`LineGuard`] kept from the CSV parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeldLine {
+    line: u64,
+    /// Column index (in the file) where the unclosed quote opens; `None`
+    /// for a line over [`MAX_LINE_BYTES`].
+    column: Option<usize>,
+}
+
+/// Feeds the CSV parser one line at a time and keeps from it every line
+/// that would run into the next: one whose quote is never closed (a stray
+/// `"` in a name is the usual cause) or one over [`MAX_LINE_BYTES`]. In
+/// their place the parser gets an empty line, which it skips, so the line
+/// numbers of the rows after stay right, and such a line costs only its own
+/// rejection. Without this, the parser reads everything up to the next
+/// quote, possibly the rest of the file, as one field: every row after it
+/// lost, and the whole file in memory. No registry field holds a line
+/// break, so a line is a row.
+struct LineGuard<R> {
+    inner: std::io::BufReader<R>,
+    line: Vec<u8>,
+    pos: usize,
+    line_no: u64,
+    /// Bytes of the input read so far, for the progress bar.
+    consumed: u64,
+    held: std::collections::VecDeque<HeldLine>,
+}
+
+impl<R: Read> LineGuard<R> {
+    fn new(input: R) -> Self {
+        LineGuard {
+            inner: std::io::BufReader::with_capacity(64 * 1024, input),
+            line: Vec::with_capacity(512),
+            pos: 0,
+            line_no: 0,
+            consumed: 0,
+            held: Default::default(),
+        }
+    }
+
+    /// Held lines numbered below `line`, oldest first.
+    fn take_held_before(&mut self, line: u64) -> Vec<HeldLine> {
+        let n = self.held.iter().take_while(|h| h.line < line).count();
+        self.held.drain(..n).collect()
+    }
+
+    /// Reads the next line into `self.line`; false at the end of the input.
+    fn next_line(&mut self) -> std::io::Result<bool> {
+        use std::io::BufRead;
+        self.line.clear();
+        self.pos = 0;
+        let n = (&mut self.inner)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut self.line)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.consumed += n as u64;
+        self.line_no += 1;
+        let ends = self.line.last() == Some(&b'\n');
+        if !ends && n > MAX_LINE_BYTES {
+            // Skip to the end of this line without keeping it.
+            loop {
+                let buf = self.inner.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.inner.consume(i + 1);
+                        self.consumed += i as u64 + 1;
+                        break;
+                    }
+                    None => {
+                        let len = buf.len();
+                        self.inner.consume(len);
+                        self.consumed += len as u64;
+                    }
+                }
+            }
+            self.hold(None)?;
+            return Ok(true);
+        }
+        if let Some(column) = unclosed_quote(&self.line) {
+            self.hold(Some(column))?;
+        }
+        Ok(true)
+    }
+
+    /// Keeps the current line from the parser. The header cannot be
+    /// replaced: without it nothing can be read, so that is an error.
+    fn hold(&mut self, column: Option<usize>) -> std::io::Result<()> {
+        if self.line_no == 1 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                match column {
+                    Some(_) => "the header line has a quote (\") that is never closed",
+                    None => "the header line is longer than 1 MiB",
+                },
+            ));
+        }
+        self.held.push_back(HeldLine {
+            line: self.line_no,
+            column,
+        });
+        self.line.clear();
+        self.line.push(b'\n');
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for LineGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.line.len() && !self.next_line()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.line.len() - self.pos);
+        buf[..n].copy_from_slice(&self.line[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The column whose quote `line` opens and never closes, read as the csv
+/// parser reads it (a quote opens a field only at its start; `""` inside
+/// a quoted field is one quote), or `None` when every quote is closed.
+fn unclosed_quote(line: &[u8]) -> Option<usize> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum S {
+        Start,
+        Plain,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut state = S::Start;
+    let mut column = 0;
+    for &b in line {
+        state = match (state, b) {
+            (S::Quoted, b'"') => S::QuoteInQuoted,
+            (S::Quoted, _) => S::Quoted,
+            (_, b',') => {
+                column += 1;
+                S::Start
+            }
+            (S::Start, b'"') | (S::QuoteInQuoted, b'"') => S::Quoted,
+            (S::Start | S::Plain | S::QuoteInQuoted, _) => S::Plain,
+        };
+    }
+    (state == S::Quoted).then_some(column)
+}
+
 /// Imports the CSV from `input` in bounded memory: every rejection goes to
 /// `on_reject` as it is found (an error there stops the import), and only
 /// the first `keep` stay in the report. `progress` is told the bytes read.
@@ -454,7 +583,7 @@ pub async fn import_csv_streaming<R: Read>(
         // spreadsheets on Windows write) one line too early. The `\r` left
         // at the end of the last field is trimmed with the rest.
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_reader(input);
+        .from_reader(LineGuard::new(input));
     let mut header = csv::ByteRecord::new();
     let has_header = reader
         .read_byte_record(&mut header)
@@ -477,7 +606,7 @@ pub async fn import_csv_streaming<R: Read>(
             Err(e) => {
                 // A broken quote or similar: report the position and go on
                 // with the next record.
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = reader.get_ref().line_no;
                 report.rows += 1;
                 report.rejected_rows += 1;
                 report.reject(
@@ -492,45 +621,43 @@ pub async fn import_csv_streaming<R: Read>(
                 continue;
             }
         };
+        let line = if more {
+            // The guard hands the parser one line at a time, so the line it
+            // holds now is the one this record ended on (and, as no record
+            // spans lines, began on). The parser's own count is off by one
+            // after every empty line it skips.
+            reader.get_ref().line_no
+        } else {
+            u64::MAX
+        };
+        for held in reader.get_mut().take_held_before(line) {
+            report.rows += 1;
+            report.rejected_rows += 1;
+            let rejection = match held.column {
+                Some(c) => Rejection {
+                    line: held.line,
+                    field: layout
+                        .0
+                        .iter()
+                        .position(|&i| i == c)
+                        .map_or("row".to_string(), |k| COLUMNS[k].to_string()),
+                    reason: "a quote (\") opened in this field is not closed on this line; \
+                             the row is not imported (the rows after it are)"
+                        .to_string(),
+                },
+                None => Rejection {
+                    line: held.line,
+                    field: "row".into(),
+                    reason: format!("longer than {MAX_LINE_BYTES} bytes: not a registry row"),
+                },
+            };
+            report.reject(keep, &mut on_reject, rejection)?;
+        }
         if !more {
             break;
         }
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
         if rec.len() == 1 && rec[0].iter().all(|b| b.is_ascii_whitespace()) {
             continue; // blank line
-        }
-        if let Some((field, extra_lines)) = runaway_quote(&rec, &layout) {
-            // No registry field holds a line break: this record is a quote
-            // that was opened and never closed, and the lines after it were
-            // read into it. Account for every one of them.
-            report.rows += 1 + extra_lines;
-            report.rejected_rows += 1 + extra_lines;
-            let last = line + extra_lines;
-            report.reject(
-                keep,
-                &mut on_reject,
-                Rejection {
-                    line,
-                    field,
-                    reason: format!(
-                        "a quote (\") opened here is not closed before line {last}: \
-                         lines {line}-{last} were read as one row and none of them \
-                         is imported; close or remove the quote and import again"
-                    ),
-                },
-            )?;
-            for swallowed in line + 1..=last {
-                report.reject(
-                    keep,
-                    &mut on_reject,
-                    Rejection {
-                        line: swallowed,
-                        field: "row".into(),
-                        reason: format!("inside the unclosed quote opened on line {line}"),
-                    },
-                )?;
-            }
-            continue;
         }
         report.rows += 1;
         match parse_row(&rec, &layout, width) {
@@ -559,7 +686,7 @@ pub async fn import_csv_streaming<R: Read>(
                         .add(store.upsert_workers(&chunk, "import").await?);
                     report.accepted += chunk.len() as u64;
                     chunk.clear();
-                    progress(rec.position().map(|p| p.byte()).unwrap_or(0));
+                    progress(reader.get_ref().consumed);
                 }
             }
             Err(errors) => {
@@ -596,6 +723,73 @@ pub async fn import_csv_streaming<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `unclosed_quote` reads a line exactly as the csv parser does: the
+        /// parser ends the record on this line precisely when the quote
+        /// check finds nothing open, and the open column is the last field
+        /// the parser starts.
+        #[test]
+        fn unclosed_quote_agrees_with_the_csv_parser(line in "[a\",\r ]{0,12}") {
+            let input = format!("{line}\nnext,row\n");
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_reader(input.as_bytes());
+            let mut rec = csv::ByteRecord::new();
+            let mut records = vec![];
+            while reader.read_byte_record(&mut rec).unwrap() {
+                records.push(rec.clone());
+            }
+            let spans = records
+                .first()
+                .is_some_and(|r| r.iter().any(|f| f.contains(&b'\n')));
+            match unclosed_quote(line.as_bytes()) {
+                None => prop_assert!(!spans, "{line:?} parsed as {records:?}"),
+                Some(column) => {
+                    prop_assert!(spans, "{line:?} parsed as {records:?}");
+                    prop_assert_eq!(column + 1, records[0].len(), "{:?}", line);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_guard_holds_back_only_broken_lines() {
+        let input = "h1,h2\nok,\"fine\"\"x\"\nbad,\"open\nnext,ok\n";
+        let mut g = LineGuard::new(input.as_bytes());
+        let mut out = String::new();
+        g.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "h1,h2\nok,\"fine\"\"x\"\n\nnext,ok\n");
+        assert_eq!(g.consumed, input.len() as u64);
+        let held = g.take_held_before(u64::MAX);
+        assert_eq!(
+            held,
+            [HeldLine {
+                line: 3,
+                column: Some(1)
+            }]
+        );
+
+        let long = format!("h\n{}\nafter\n", "x".repeat(MAX_LINE_BYTES + 10));
+        let mut g = LineGuard::new(long.as_bytes());
+        let mut out = String::new();
+        g.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "h\n\nafter\n");
+        assert_eq!(
+            g.take_held_before(u64::MAX),
+            [HeldLine {
+                line: 2,
+                column: None
+            }]
+        );
+
+        let mut g = LineGuard::new("nik,\"full_name\nx\n".as_bytes());
+        let err = g.read_to_string(&mut String::new()).unwrap_err();
+        assert!(err.to_string().contains("header"), "{err}");
+    }
 
     fn layout() -> Layout {
         Layout::from_header(&csv::ByteRecord::from(COLUMNS.to_vec())).unwrap()
