@@ -8,9 +8,13 @@
 //! whole chunks behind and a re-run finishes the job: re-importing the same
 //! file changes nothing.
 //!
-//! Memory does not grow with the file except for one index entry (16 bytes
-//! plus hash-table slack) per distinct NIK, needed to reject a NIK seen
-//! earlier in the same file: rows are read one at a time, written a chunk
+//! A row is a line: [`LineGuard`] feeds the CSV parser one line at a time
+//! and keeps back a line whose quote never closes, so a stray `"` costs one
+//! row, not every row up to the next quote.
+//!
+//! Memory does not grow with the file except for 12 bytes per distinct NIK
+//! ([`SeenNiks`]), needed to reject a NIK seen earlier in the same file:
+//! rows are read one at a time (a line at most 1 MiB), written a chunk
 //! at a time, and [`import_csv_streaming`] hands every rejection to a sink
 //! (the `--rejects` file) and keeps only the first few in the report.
 //! Measured figures: RELIABILITY.md, "Resource bounds".
