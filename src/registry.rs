@@ -608,21 +608,14 @@ pub async fn import_csv_streaming<R: Read>(
         let more = match reader.read_byte_record(&mut rec) {
             Ok(more) => more,
             Err(e) => {
-                // A broken quote or similar: report the position and go on
-                // with the next record.
-                let line = reader.get_ref().line_no;
-                report.rows += 1;
-                report.rejected_rows += 1;
-                report.reject(
-                    keep,
-                    &mut on_reject,
-                    Rejection {
-                        line,
-                        field: "row".into(),
-                        reason: format!("unreadable CSV: {e}"),
-                    },
-                )?;
-                continue;
+                // With byte records and flexible widths the parser fails
+                // only when reading fails, and it reads nothing after that:
+                // going on would end the import as if the file ended here.
+                // The chunks written so far stay (a re-run finishes the job).
+                return Err(ImportError::Read(format!(
+                    "after line {}: {e}",
+                    reader.get_ref().line_no
+                )));
             }
         };
         let line = if more {

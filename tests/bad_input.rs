@@ -311,6 +311,37 @@ async fn csv_unclosed_quote_costs_only_its_own_line(backend: &str) {
 }
 both_backends!(csv_unclosed_quote_costs_only_its_own_line);
 
+/// A file that cannot be read to its end (a disk error, a dropped network
+/// mount) fails the import, naming where; it does not pass for a short file.
+async fn csv_read_error_fails_the_import(backend: &str) {
+    struct Broken<'a>(&'a [u8]);
+    impl std::io::Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let text = format!(
+        "{HEADER}{}{}",
+        row(1, "31", "11111111"),
+        row(2, "31", "22222222")
+    );
+    let err = import_csv(&store, Broken(text.as_bytes()), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImportError::Read(_)), "{err:?}");
+    assert!(err.to_string().contains("after line 3"), "{err}");
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+}
+both_backends!(csv_read_error_fails_the_import);
+
 async fn csv_in_utf16_is_named(backend: &str) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
