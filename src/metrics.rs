@@ -246,7 +246,7 @@ impl FailureReason {
     /// | `reading answer`, `unrecognised gateway answer`, `no message id` | `bad_answer` |
     /// | anything else                             | `other`      |
     pub fn of_send_error(e: &crate::gateway::SendError) -> FailureReason {
-        use crate::gateway::SendError;
+        use crate::gateway::{SendError, Transient};
         match e {
             SendError::Throttled { .. } => FailureReason::Throttled,
             SendError::Permanent {
@@ -254,23 +254,13 @@ impl FailureReason {
                 ..
             } => FailureReason::InvalidNumber,
             SendError::Permanent { .. } => FailureReason::Rejected,
-            SendError::Retryable { reason } => {
-                let r = reason.as_str();
-                if r.starts_with("timeout") || r.starts_with("HTTP 408") {
-                    FailureReason::Timeout
-                } else if r.starts_with("connect") {
-                    FailureReason::Connect
-                } else if r.starts_with("HTTP 5") {
-                    FailureReason::Http5xx
-                } else if r.starts_with("reading answer")
-                    || r.starts_with("unrecognised gateway answer")
-                    || r.starts_with("no message id")
-                {
-                    FailureReason::BadAnswer
-                } else {
-                    FailureReason::OtherTransient
-                }
-            }
+            SendError::Retryable { kind, .. } => match kind {
+                Transient::Timeout => FailureReason::Timeout,
+                Transient::Connect => FailureReason::Connect,
+                Transient::Http5xx => FailureReason::Http5xx,
+                Transient::BadAnswer => FailureReason::BadAnswer,
+                Transient::Other => FailureReason::OtherTransient,
+            },
         }
     }
 }
@@ -571,7 +561,7 @@ mod tests {
     #[test]
     fn send_errors_map_to_their_reasons() {
         use crate::gateway::http::classify_status;
-        use crate::gateway::SendError;
+        use crate::gateway::{SendError, Transient};
         use reqwest::StatusCode;
         let of = |s: u16| {
             let e = classify_status(StatusCode::from_u16(s).unwrap(), None, "body").unwrap_err();
@@ -581,15 +571,11 @@ mod tests {
         assert_eq!(of(408), FailureReason::Timeout);
         assert_eq!(of(429), FailureReason::Throttled);
         assert_eq!(of(400), FailureReason::Rejected);
-        let retry =
-            |r: &str| FailureReason::of_send_error(&SendError::Retryable { reason: r.into() });
-        assert_eq!(retry("timeout: deadline"), FailureReason::Timeout);
-        assert_eq!(retry("connect: refused"), FailureReason::Connect);
-        assert_eq!(
-            retry("unrecognised gateway answer: x"),
-            FailureReason::BadAnswer
-        );
-        assert_eq!(retry("jasmin has no route"), FailureReason::OtherTransient);
+        let retry = |k: Transient| FailureReason::of_send_error(&SendError::retry(k, "x"));
+        assert_eq!(retry(Transient::Timeout), FailureReason::Timeout);
+        assert_eq!(retry(Transient::Connect), FailureReason::Connect);
+        assert_eq!(retry(Transient::BadAnswer), FailureReason::BadAnswer);
+        assert_eq!(retry(Transient::Other), FailureReason::OtherTransient);
         let invalid = SendError::Permanent {
             reason: "x".into(),
             invalid_number: true,

@@ -1315,7 +1315,7 @@ impl SimHandle {
     /// carrier little memory, as with Kannel's DLR store. One pump task runs
     /// while the queue is not empty.
     fn schedule(&self, delay: Duration, attempt: u32, job: Job) {
-        let start = {
+        let (start, earliest) = {
             let mut q = lock(&self.inner.queue);
             q.seq += 1;
             let seq = q.seq;
@@ -1325,11 +1325,15 @@ impl SimHandle {
                 attempt,
                 job,
             });
-            !std::mem::replace(&mut q.pumping, true)
+            let earliest = q.heap.peek().map(|h| h.seq) == Some(seq);
+            (!std::mem::replace(&mut q.pumping, true), earliest)
         };
         if start {
             tokio::spawn(self.clone().pump());
-        } else {
+        } else if earliest {
+            // The pump sleeps until the head of the queue is due; only a new
+            // head can make that sleep too long. (A wake that lands before
+            // the pump waits is kept by the Notify.)
             self.inner.wake.notify_one();
         }
     }
@@ -2986,7 +2990,7 @@ mod tests {
 
     fn retryable_reason(got: Result<crate::gateway::Accepted, SendError>) -> String {
         match got {
-            Err(SendError::Retryable { reason }) => reason,
+            Err(SendError::Retryable { reason, .. }) => reason,
             other => panic!("expected a retryable error, got {other:?}"),
         }
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 
-use super::SendError;
+use super::{SendError, Transient};
 use crate::domain::mask_phone;
 
 /// `User-Agent` sent to carriers, so their access logs can tell our traffic
@@ -90,8 +90,11 @@ pub fn classify_status(
         });
     }
     let reason = with_body(format!("HTTP {code}"), body);
-    if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
-        return Err(SendError::Retryable { reason });
+    if status == StatusCode::REQUEST_TIMEOUT {
+        return Err(SendError::retry(Transient::Timeout, reason));
+    }
+    if status.is_server_error() {
+        return Err(SendError::retry(Transient::Http5xx, reason));
     }
     if status.is_client_error() {
         return Err(SendError::Permanent {
@@ -105,7 +108,7 @@ pub fn classify_status(
             invalid_number: false,
         });
     }
-    Err(SendError::Retryable { reason })
+    Err(SendError::retry(Transient::Other, reason))
 }
 
 /// Turns a failed request into a retryable error with a short reason.
@@ -115,16 +118,16 @@ pub fn classify_status(
 /// `Display` includes it, and ours holds a password and a phone number. The
 /// causes below reqwest (hyper, io) do not carry the URL.
 pub fn transport_error(e: &reqwest::Error) -> SendError {
-    let kind = if e.is_timeout() {
-        "timeout"
+    let (transient, kind) = if e.is_timeout() {
+        (Transient::Timeout, "timeout")
     } else if e.is_connect() {
-        "connect"
+        (Transient::Connect, "connect")
     } else if e.is_body() || e.is_decode() {
-        "reading answer"
+        (Transient::BadAnswer, "reading answer")
     } else if e.is_redirect() {
-        "redirect"
+        (Transient::Other, "redirect")
     } else {
-        "request"
+        (Transient::Other, "request")
     };
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     let mut innermost = None;
@@ -136,7 +139,7 @@ pub fn transport_error(e: &reqwest::Error) -> SendError {
         Some(c) => format!("{kind}: {}", snippet(&c.to_string())),
         None => kind.to_string(),
     };
-    SendError::Retryable { reason }
+    SendError::retry(transient, reason)
 }
 
 /// Reads at most [`MAX_ANSWER_BYTES`] of an answer body, lossily decoded.
@@ -314,7 +317,7 @@ mod tests {
             .await
             .expect_err("nothing listens there");
         let got = transport_error(&err);
-        let SendError::Retryable { reason } = &got else {
+        let SendError::Retryable { reason, .. } = &got else {
             panic!("expected retryable, got {got:?}");
         };
         assert!(reason.starts_with("connect"), "{reason}");

@@ -22,7 +22,7 @@ use reqwest::StatusCode;
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
     Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError,
+    SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -329,9 +329,10 @@ pub fn interpret_answer(
             Some(id) if !id.trim().is_empty() => Ok(Accepted {
                 gateway_message_id: Some(id.trim().to_string()),
             }),
-            _ => Err(SendError::Retryable {
-                reason: format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-            }),
+            _ => Err(SendError::retry(
+                Transient::BadAnswer,
+                format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
+            )),
         };
     }
     let reason = quoted(text, "Error").unwrap_or(text);
@@ -344,23 +345,26 @@ pub fn interpret_answer(
         403 if reason.contains("throughput exceeded") => {
             Err(SendError::Throttled { retry_after: None })
         }
-        403 if reason.contains("Cannot charge") => Err(SendError::Retryable {
-            reason: "jasmin cannot charge the user (balance or submit_sm quota)".to_string(),
-        }),
+        403 if reason.contains("Cannot charge") => Err(SendError::retry(
+            Transient::Other,
+            "jasmin cannot charge the user (balance or submit_sm quota)",
+        )),
         403 if reason.contains("Authentication failure") => Err(SendError::Permanent {
             reason: "jasmin authentication failed (check the gateway username and password)"
                 .to_string(),
             invalid_number: false,
         }),
-        412 => Err(SendError::Retryable {
-            reason: format!("jasmin has no route: {}", snippet(reason)),
-        }),
+        412 => Err(SendError::retry(
+            Transient::Other,
+            format!("jasmin has no route: {}", snippet(reason)),
+        )),
         _ => {
             classify_status(status, retry_after, &format!("jasmin: {reason}"))?;
             // `classify_status` only says Ok for 2xx, handled above.
-            Err(SendError::Retryable {
-                reason: format!("unrecognised gateway answer: {}", snippet(text)),
-            })
+            Err(SendError::retry(
+                Transient::BadAnswer,
+                format!("unrecognised gateway answer: {}", snippet(text)),
+            ))
         }
     }
 }

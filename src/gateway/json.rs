@@ -51,7 +51,7 @@ use serde_json::Value;
 use super::http::{classify_status, read_answer, transport_error};
 use super::{
     Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError,
+    SendError, Transient,
 };
 use crate::secret::Secret;
 
@@ -589,17 +589,19 @@ pub fn interpret_answer(
 ) -> Result<Accepted, SendError> {
     if status.is_success() {
         let Ok(value) = serde_json::from_str::<Value>(body.trim()) else {
-            return Err(SendError::Retryable {
-                reason: format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-            });
+            return Err(SendError::retry(
+                Transient::BadAnswer,
+                format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
+            ));
         };
         return match value.pointer(id_pointer).and_then(scalar) {
             Some(id) => Ok(Accepted {
                 gateway_message_id: Some(id),
             }),
-            None => Err(SendError::Retryable {
-                reason: "no message id in answer".to_string(),
-            }),
+            None => Err(SendError::retry(
+                Transient::BadAnswer,
+                "no message id in answer",
+            )),
         };
     }
     if throttle_status.contains(&status.as_u16()) {
@@ -609,9 +611,10 @@ pub fn interpret_answer(
     }
     classify_status(status, retry_after, body)?;
     // `classify_status` only says Ok for 2xx, handled above.
-    Err(SendError::Retryable {
-        reason: format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-    })
+    Err(SendError::retry(
+        Transient::BadAnswer,
+        format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
+    ))
 }
 
 /// A string, or a number/boolean as its JSON text; trimmed, never empty.
@@ -1067,7 +1070,7 @@ mod tests {
                 "accepted {}",
                 a.gateway_message_id.as_deref().unwrap_or("-")
             ),
-            Err(SendError::Retryable { reason }) => format!("retry {reason}"),
+            Err(SendError::Retryable { reason, .. }) => format!("retry {reason}"),
             Err(SendError::Permanent { invalid_number, .. }) => {
                 assert!(!invalid_number);
                 "perm".to_string()

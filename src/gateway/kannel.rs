@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
     Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError,
+    SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -256,9 +256,10 @@ pub fn interpret_answer(
                 gateway_message_id: None,
             });
         }
-        return Err(SendError::Retryable {
-            reason: format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-        });
+        return Err(SendError::retry(
+            Transient::BadAnswer,
+            format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
+        ));
     }
     if status == StatusCode::FORBIDDEN && text.contains("Authorization failed") {
         return Err(SendError::Permanent {
@@ -275,9 +276,10 @@ pub fn interpret_answer(
     }
     classify_status(status, retry_after, text)?;
     // `classify_status` only says Ok for 2xx, handled above.
-    Err(SendError::Retryable {
-        reason: format!("unrecognised gateway answer: {}", snippet(text)),
-    })
+    Err(SendError::retry(
+        Transient::BadAnswer,
+        format!("unrecognised gateway answer: {}", snippet(text)),
+    ))
 }
 
 /// Reads one Kannel DLR callback (the query pairs of our `dlr-url`).
@@ -634,9 +636,10 @@ mod tests {
         let got = interpret_answer(StatusCode::OK, None, "garbage");
         assert_eq!(
             got,
-            Err(SendError::Retryable {
-                reason: "unrecognised gateway answer: HTTP 200".to_string()
-            })
+            Err(SendError::retry(
+                Transient::BadAnswer,
+                "unrecognised gateway answer: HTTP 200"
+            ))
         );
     }
 
@@ -945,9 +948,10 @@ mod tests {
         let got = gateway(&url).send(&sms(1, "081234567001", "hi")).await;
         assert_eq!(
             got,
-            Err(SendError::Retryable {
-                reason: "unrecognised gateway answer: HTTP 200".to_string()
-            })
+            Err(SendError::retry(
+                Transient::BadAnswer,
+                "unrecognised gateway answer: HTTP 200"
+            ))
         );
     }
 
@@ -977,7 +981,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/cgi-bin/sendsms");
         let got = gateway(&url).send(&sms(1, "081234567001", "hi")).await;
         match got {
-            Err(SendError::Retryable { reason }) => {
+            Err(SendError::Retryable { reason, .. }) => {
                 assert!(reason.starts_with("connect"), "{reason}");
                 assert!(
                     !reason.contains("p&ss") && !reason.contains("6281"),

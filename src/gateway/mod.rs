@@ -40,7 +40,7 @@ pub struct Accepted {
 pub enum SendError {
     /// Transport error, timeout, 5xx: try again later.
     #[error("transient gateway failure: {reason}")]
-    Retryable { reason: String },
+    Retryable { reason: String, kind: Transient },
     /// The gateway asked us to slow down (429 or a dialect's throttle code).
     #[error("gateway throttled the request")]
     Throttled { retry_after: Option<Duration> },
@@ -53,11 +53,35 @@ pub enum SendError {
     },
 }
 
+/// What kind of transient failure a [`SendError::Retryable`] is: set where
+/// the error is made, read by metrics (never guessed from the text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transient {
+    /// No answer in time (a client timeout, or HTTP 408).
+    Timeout,
+    /// No connection.
+    Connect,
+    /// HTTP 5xx.
+    Http5xx,
+    /// An answer we cannot read: not the dialect's, no message id, a broken body.
+    BadAnswer,
+    /// Anything else worth retrying (a gateway out of credit or route).
+    Other,
+}
+
 impl SendError {
+    /// A [`SendError::Retryable`].
+    pub fn retry(kind: Transient, reason: impl Into<String>) -> SendError {
+        SendError::Retryable {
+            reason: reason.into(),
+            kind,
+        }
+    }
+
     /// Short machine-readable reason kept in `messages.last_error`.
     pub fn short(&self) -> String {
         match self {
-            SendError::Retryable { reason } => format!("retryable: {reason}"),
+            SendError::Retryable { reason, .. } => format!("retryable: {reason}"),
             SendError::Throttled { retry_after } => match retry_after {
                 Some(d) => format!("throttled: retry after {}s", d.as_secs()),
                 None => "throttled".to_string(),
