@@ -521,8 +521,10 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     for (i, g) in s.gateways.iter().enumerate() {
         let row = rows.remove(&g.name);
         let probe_after = row.as_ref().and_then(|(state, _, _, at)| {
-            (state == "open")
-                .then(|| fmt_wib(at + (g.breaker_cool_down_secs as i64).saturating_mul(1000)))
+            (state == "open").then(|| {
+                let cool_down = i64::try_from(g.breaker_cool_down_secs).unwrap_or(i64::MAX);
+                fmt_wib(at.saturating_add(cool_down.saturating_mul(1000)))
+            })
         });
         out.push(GatewayStatus {
             name: g.name.clone(),

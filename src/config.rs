@@ -41,13 +41,22 @@ pub struct Settings {
 /// [`crate::secret::redact_url`]).
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be added here too.
+        let Settings {
+            database_url,
+            http,
+            worker,
+            sms,
+            gateways,
+            simulator,
+        } = self;
         f.debug_struct("Settings")
-            .field("database_url", &crate::secret::DebugUrl(&self.database_url))
-            .field("http", &self.http)
-            .field("worker", &self.worker)
-            .field("sms", &self.sms)
-            .field("gateways", &self.gateways)
-            .field("simulator", &self.simulator)
+            .field("database_url", &crate::secret::DebugUrl(database_url))
+            .field("http", http)
+            .field("worker", worker)
+            .field("sms", sms)
+            .field("gateways", gateways)
+            .field("simulator", simulator)
             .finish()
     }
 }

@@ -127,11 +127,7 @@ impl Layout {
             f[..end].contains(&b'\r')
         };
         if header.iter().any(cr_inside) {
-            return Err(ImportError::Header(
-                "lines end in a carriage return alone (an old Mac format): \
-                 save the file again as \"CSV UTF-8\" and import that"
-                    .to_string(),
-            ));
+            return Err(ImportError::Header(CR_ONLY.to_string()));
         }
         let names: Vec<String> = header
             .iter()
@@ -414,6 +410,10 @@ pub async fn import_csv<R: Read>(
     import_csv_streaming(store, input, usize::MAX, |_| Ok(()), progress).await
 }
 
+/// Why a file whose lines end in a lone CR cannot be read.
+const CR_ONLY: &str = "lines end in a carriage return alone (an old Mac format): \
+                       save the file again as \"CSV UTF-8\" and import that";
+
 /// The longest line the import reads; a registry row is about 150 bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -478,6 +478,10 @@ impl<R: Read> LineGuard<R> {
         self.line_no += 1;
         let ends = self.line.last() == Some(&b'\n');
         if !ends && n > MAX_LINE_BYTES {
+            if self.line_no == 1 {
+                // No header, nothing to read: say so before reading on.
+                return self.hold(None).map(|()| true);
+            }
             // Skip to the end of this line without keeping it.
             loop {
                 let buf = self.inner.fill_buf()?;
@@ -510,9 +514,17 @@ impl<R: Read> LineGuard<R> {
     /// replaced: without it nothing can be read, so that is an error.
     fn hold(&mut self, column: Option<usize>) -> std::io::Result<()> {
         if self.line_no == 1 {
+            let cr_inside = self
+                .line
+                .iter()
+                .rev()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .any(|&b| b == b'\r');
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 match column {
+                    // Lines ending in a lone CR: the whole file is "line 1".
+                    _ if cr_inside => CR_ONLY,
                     Some(_) => "the header line has a quote (\") that is never closed",
                     None => "the header line is longer than 1 MiB",
                 },
@@ -711,7 +723,7 @@ pub async fn import_csv_streaming<R: Read>(
     // The next campaign's enqueue and every claim join `health_workers`:
     // plan them on statistics of the registry as it is now.
     if report.counts.inserted > 0 {
-        store.refresh_statistics(&["health_workers"]).await?;
+        store.refresh_statistics(&["health_workers"]).await;
     }
     progress(u64::MAX);
     Ok(report)

@@ -342,6 +342,27 @@ async fn csv_read_error_fails_the_import(backend: &str) {
 }
 both_backends!(csv_read_error_fails_the_import);
 
+/// Lines ending in a lone CR (classic Mac OS) make the whole file one line;
+/// small or large, the error says why.
+async fn csv_with_cr_only_line_ends_is_named(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    for rows in [2, 20_000] {
+        let mut text = HEADER.to_string();
+        for i in 0..rows {
+            text.push_str(&row(i, "31", &format!("{:08}", 10_000_000 + i)));
+        }
+        let text = text.replace('\n', "\r");
+        let err = import_bytes(&store, text.as_bytes()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("carriage return alone"),
+            "{rows} rows: {err}"
+        );
+    }
+    assert_eq!(store.count_workers().await.unwrap(), 0);
+}
+both_backends!(csv_with_cr_only_line_ends_is_named);
+
 async fn csv_in_utf16_is_named(backend: &str) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;

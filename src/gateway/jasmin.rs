@@ -143,14 +143,24 @@ pub struct JasminConfig {
 /// [`crate::secret::redact_url`]).
 impl std::fmt::Debug for JasminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be added here too.
+        let JasminConfig {
+            send_url,
+            username,
+            password,
+            sender,
+            dlr_level,
+            dlr_method,
+            timeout_ms,
+        } = self;
         f.debug_struct("JasminConfig")
-            .field("send_url", &crate::secret::DebugUrl(&self.send_url))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("sender", &self.sender)
-            .field("dlr_level", &self.dlr_level)
-            .field("dlr_method", &self.dlr_method)
-            .field("timeout_ms", &self.timeout_ms)
+            .field("send_url", &crate::secret::DebugUrl(send_url))
+            .field("username", username)
+            .field("password", password)
+            .field("sender", sender)
+            .field("dlr_level", dlr_level)
+            .field("dlr_method", dlr_method)
+            .field("timeout_ms", timeout_ms)
             .finish()
     }
 }

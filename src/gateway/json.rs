@@ -187,17 +187,30 @@ pub struct JsonConfig {
 /// [`crate::secret::redact_url`]).
 impl std::fmt::Debug for JsonConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be added here too.
+        let JsonConfig {
+            url,
+            method,
+            headers,
+            auth,
+            sender,
+            body_template,
+            id_pointer,
+            throttle_status,
+            receipt,
+            timeout_ms,
+        } = self;
         f.debug_struct("JsonConfig")
-            .field("url", &crate::secret::DebugUrl(&self.url))
-            .field("method", &self.method)
-            .field("headers", &self.headers)
-            .field("auth", &self.auth)
-            .field("sender", &self.sender)
-            .field("body_template", &self.body_template)
-            .field("id_pointer", &self.id_pointer)
-            .field("throttle_status", &self.throttle_status)
-            .field("receipt", &self.receipt)
-            .field("timeout_ms", &self.timeout_ms)
+            .field("url", &crate::secret::DebugUrl(url))
+            .field("method", method)
+            .field("headers", headers)
+            .field("auth", auth)
+            .field("sender", sender)
+            .field("body_template", body_template)
+            .field("id_pointer", id_pointer)
+            .field("throttle_status", throttle_status)
+            .field("receipt", receipt)
+            .field("timeout_ms", timeout_ms)
             .finish()
     }
 }

@@ -46,13 +46,22 @@ pub struct KannelConfig {
 /// [`crate::secret::redact_url`]).
 impl std::fmt::Debug for KannelConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be added here too.
+        let KannelConfig {
+            sendsms_url,
+            username,
+            password,
+            sender,
+            dlr_mask,
+            timeout_ms,
+        } = self;
         f.debug_struct("KannelConfig")
-            .field("sendsms_url", &crate::secret::DebugUrl(&self.sendsms_url))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("sender", &self.sender)
-            .field("dlr_mask", &self.dlr_mask)
-            .field("timeout_ms", &self.timeout_ms)
+            .field("sendsms_url", &crate::secret::DebugUrl(sendsms_url))
+            .field("username", username)
+            .field("password", password)
+            .field("sender", sender)
+            .field("dlr_mask", dlr_mask)
+            .field("timeout_ms", timeout_ms)
             .finish()
     }
 }

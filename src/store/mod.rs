@@ -277,14 +277,18 @@ impl Store {
     /// minute late, and a claim planned on an empty queue's statistics sorts
     /// the whole queue (BENCHMARKS.md). Nothing to do on SQLite, whose
     /// planner does not depend on gathered statistics here.
-    pub async fn refresh_statistics(&self, tables: &[&str]) -> Result<()> {
+    ///
+    /// Best effort: it runs after the work has committed, so a failure is
+    /// logged, never returned. (An error here would tell an operator that a
+    /// campaign already enqueued had failed, inviting a second one.)
+    pub async fn refresh_statistics(&self, tables: &[&str]) {
         if let Db::Postgres(pool) = &self.db {
             // Our own table names, never input.
-            sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
-                .execute(pool)
-                .await?;
+            let sql = format!("ANALYZE {}", tables.join(", "));
+            if let Err(e) = sqlx::query(&sql).execute(pool).await {
+                tracing::warn!(error = %e, tables = %tables.join(", "), "refreshing planner statistics failed");
+            }
         }
-        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -183,13 +183,10 @@ impl Store {
                 }
                 let mut q = QueryBuilder::new(format!(
                     "SELECT {CLAIMED_COLUMNS} FROM messages m JOIN campaigns c ON c.id = m.campaign_id \
-                     JOIN health_workers w ON w.id = m.worker_id WHERE m.id IN ("
+                     JOIN health_workers w ON w.id = m.worker_id WHERE m.id"
                 ));
-                let mut sep = q.separated(", ");
-                for id in &ids {
-                    sep.push_bind(*id);
-                }
-                q.push(") ORDER BY m.id");
+                super::push_in_ids(&mut q, &ids);
+                q.push(" ORDER BY m.id");
                 let rows = q
                     .build_query_as::<ClaimedMessage>()
                     .fetch_all(&mut *tx)
