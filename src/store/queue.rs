@@ -18,20 +18,43 @@ macro_rules! superseded_sql {
 }
 pub(crate) use superseded_sql;
 
-/// Flags the worker of message `id` as a non-recipient, or moves the flag of
-/// the same message to the newer reason. A message a newer notice has
-/// replaced (see [`superseded_sql`]; a re-registration while it was still in
-/// flight) is flagged already resolved `superseded`.
+/// The flag statement up to the flag's reason and time, which follow as
+/// `<reason> AS reason, <time> AS at FROM messages m WHERE m.id <ids>`, then
+/// [`flag_tail_sql`]. A message a newer notice has replaced (see
+/// [`superseded_sql`]; a re-registration while it was still in flight) is
+/// flagged already resolved `superseded`.
+macro_rules! flag_head_sql {
+    () => {
+        concat!(
+            "INSERT INTO non_recipients \
+             (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
+             SELECT worker_id, campaign_id, id, reason, at, \
+             CASE WHEN superseded THEN at END, CASE WHEN superseded THEN 'superseded' END \
+             FROM (SELECT m.worker_id, m.campaign_id, m.id, ",
+            $crate::store::queue::superseded_sql!(),
+            " AS superseded, "
+        )
+    };
+}
+pub(crate) use flag_head_sql;
+
+/// The end of the flag statement: a message flagged before (a retry that
+/// failed again, a receipt after our own failure) gets the newer reason.
+macro_rules! flag_tail_sql {
+    () => {
+        ") f WHERE true \
+         ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
+         resolved_at = excluded.resolved_at, resolution = excluded.resolution, resolved_by = NULL"
+    };
+}
+pub(crate) use flag_tail_sql;
+
+/// Flags the worker of message `$3` as a non-recipient for reason `$1` at
+/// `$2`, or moves the flag of the same message to the newer reason.
 pub(crate) const FLAG_SQL: &str = concat!(
-    "INSERT INTO non_recipients \
-     (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
-     SELECT worker_id, campaign_id, id, $1, $2, \
-     CASE WHEN superseded THEN $2 END, CASE WHEN superseded THEN 'superseded' END \
-     FROM (SELECT m.worker_id, m.campaign_id, m.id, ",
-    superseded_sql!(),
-    " AS superseded FROM messages m WHERE m.id = $3) f WHERE true \
-     ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
-     resolved_at = excluded.resolved_at, resolution = excluded.resolution, resolved_by = NULL"
+    flag_head_sql!(),
+    "$1 AS reason, $2 AS at FROM messages m WHERE m.id = $3",
+    flag_tail_sql!()
 );
 
 /// Runs [`FLAG_SQL`] inside the transaction `$tx`.

@@ -358,26 +358,14 @@ impl Store {
                     applied.sort_unstable();
                     match reason {
                         Some(reason) => {
-                            // As queue::FLAG_SQL, for a batch.
-                            let mut q = QueryBuilder::new(
-                                "INSERT INTO non_recipients \
-                                 (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
-                                 SELECT worker_id, campaign_id, id, ");
+                            // queue::FLAG_SQL, for a batch.
+                            let mut q = QueryBuilder::new(super::queue::flag_head_sql!());
                             q.push_bind(reason.as_str());
-                            q.push(", ");
+                            q.push(" AS reason, ");
                             q.push_bind(now);
-                            q.push(", CASE WHEN superseded THEN ");
-                            q.push_bind(now);
-                            q.push(concat!(
-                                " END, CASE WHEN superseded THEN 'superseded' END \
-                                 FROM (SELECT m.worker_id, m.campaign_id, m.id, ",
-                                super::queue::superseded_sql!(),
-                                " AS superseded FROM messages m WHERE m.id"
-                            ));
+                            q.push(" AS at FROM messages m WHERE m.id");
                             super::push_in_ids(&mut q, &applied);
-                            q.push(") f WHERE true ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, \
-                                    flagged_at = excluded.flagged_at, resolved_at = excluded.resolved_at, \
-                                    resolution = excluded.resolution, resolved_by = NULL");
+                            q.push(super::queue::flag_tail_sql!());
                             q.build().execute(&mut *tx).await?;
                         }
                         None => {
