@@ -57,7 +57,7 @@ pub fn guard_formula(s: &str) -> Cow<'_, str> {
 
 /// One flag as the export's cells, in [`COLUMNS`] order, guarded per column.
 pub fn record(r: &FlagRow) -> [String; 11] {
-    let cells = [
+    let mut cells = [
         r.id.to_string(),
         r.campaign_id.to_string(),
         r.message_id.to_string(),
@@ -70,10 +70,14 @@ pub fn record(r: &FlagRow) -> [String; 11] {
         r.resolved_at.map(fmt_wib).unwrap_or_default(),
         r.resolution.clone().unwrap_or_default(),
     ];
-    std::array::from_fn(|i| match COLUMNS[i].1 {
-        Source::FreeText => guard_formula(&cells[i]).into_owned(),
-        Source::Ours => cells[i].clone(),
-    })
+    for (cell, (_, source)) in cells.iter_mut().zip(COLUMNS) {
+        if source == Source::FreeText {
+            if let Cow::Owned(guarded) = guard_formula(cell) {
+                *cell = guarded;
+            }
+        }
+    }
+    cells
 }
 
 /// Writes the header and one row per flag to `out`, and returns it.

@@ -75,10 +75,11 @@ impl Limit {
         self.per_sec > 0
     }
 
-    /// Waits for `n` cells (1 per message, or the segment count).
-    pub async fn acquire(&self, n: u32) {
+    /// Waits for `n` cells (1 per message, or the segment count); returns
+    /// how long it waited (also added to the process total).
+    pub async fn acquire(&self, n: u32) -> Duration {
         let Some((limiter, burst)) = lock(&self.state).limiter.clone() else {
-            return;
+            return Duration::ZERO;
         };
         let started = Instant::now();
         let mut left = n.max(1);
@@ -93,9 +94,11 @@ impl Limit {
             }
             left -= step;
         }
+        let waited = started.elapsed();
         METRICS
             .rate_wait_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        waited
     }
 
     /// This process's share when `workers` processes are alive.
@@ -146,9 +149,10 @@ impl GatewayLimits {
         }
     }
 
-    pub async fn acquire(&self, segments: u32) {
-        self.messages.acquire(1).await;
-        self.segments.acquire(segments).await;
+    /// Waits for one message and `segments` segments; returns the time
+    /// spent waiting.
+    pub async fn acquire(&self, segments: u32) -> Duration {
+        self.messages.acquire(1).await + self.segments.acquire(segments).await
     }
 
     pub fn set_share(&self, workers: u32) {

@@ -383,10 +383,11 @@ impl Dispatcher {
                 until: now + 5_000,
             };
         };
-        let waiting = std::time::Instant::now();
-        route.limits.acquire(text.segments()).await;
-        self.router.global.acquire(1).await;
-        route.metrics.rate_wait(waiting.elapsed());
+        let waited =
+            route.limits.acquire(text.segments()).await + self.router.global.acquire(1).await;
+        if !waited.is_zero() {
+            route.metrics.rate_wait(waited);
+        }
         // The gateway may have gone out of rotation while we waited for the
         // rate limit: do not add to its failures, come back shortly.
         if route.breaker.state() == BreakerState::Open {

@@ -250,14 +250,11 @@ async fn handle(
         parsed: receipt,
     };
     let taken = state.receipts.submit(incoming).await;
-    match &taken {
-        Ok(effect) => {
-            METRICS
-                .receipts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            gw.metrics.receipt(label(*effect, outcome));
-        }
-        Err(_) => gw.metrics.receipt(ReceiptLabel::Unavailable),
+    if let Ok(effect) = &taken {
+        METRICS
+            .receipts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        gw.metrics.receipt(label(*effect, outcome));
     }
     match taken {
         Ok(ReceiptEffect::UnknownMessage) => {
@@ -270,6 +267,7 @@ async fn handle(
         }
         Err(e) => {
             // 503 makes the carrier retry later: nothing is lost.
+            gw.metrics.receipt(ReceiptLabel::Unavailable);
             warn!(error = %e, "storing a receipt failed");
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }

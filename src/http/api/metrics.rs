@@ -332,18 +332,20 @@ mod tests {
         gw.receipt(ReceiptLabel::Duplicate);
         gw.latency.record(Duration::from_millis(7));
         let text = render(Some(&g));
-        assert!(text.contains("pedulicovid_sends_total{gateway=\"unit-test\"} "));
-        assert!(text.contains(
-            "pedulicovid_failures_total{gateway=\"unit-test\",kind=\"transient\",reason=\"timeout\"} "
-        ));
-        assert!(text
-            .contains("pedulicovid_receipts_total{gateway=\"unit-test\",outcome=\"duplicate\"} "));
-        assert!(text.contains(
-            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"0.01\"} "
-        ));
-        assert!(text.contains(
-            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"+Inf\"} "
-        ));
+        // The "unit-test" gateway is this test's own: its values are exact.
+        for line in [
+            "pedulicovid_sends_total{gateway=\"unit-test\"} 1\n",
+            "pedulicovid_failures_total{gateway=\"unit-test\",kind=\"transient\",reason=\"timeout\"} 1\n",
+            "pedulicovid_failures_total{gateway=\"unit-test\",kind=\"transient\",reason=\"connect\"} 0\n",
+            "pedulicovid_receipts_total{gateway=\"unit-test\",outcome=\"duplicate\"} 1\n",
+            "pedulicovid_receipts_total{gateway=\"unit-test\",outcome=\"delivered\"} 0\n",
+            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"0.005\"} 0\n",
+            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"0.01\"} 1\n",
+            "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"+Inf\"} 1\n",
+            "pedulicovid_send_latency_seconds_count{gateway=\"unit-test\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
         assert!(text.contains("pedulicovid_queue_depth{status=\"queued\"} 2"));
         assert!(text.contains("pedulicovid_queue_depth{status=\"delivered\"} 5"));
         assert!(text.contains("pedulicovid_open_flags{reason=\"undelivered\"} 1"));
