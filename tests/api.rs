@@ -83,6 +83,13 @@ impl Api {
         self.post(&path, token, json!({})).await
     }
 
+    /// `POST /api/v1/campaigns`, which must answer 201; the new campaign's id.
+    async fn create_campaign(&self, token: &str, body: Value) -> i64 {
+        let (s, v) = self.post("/api/v1/campaigns", token, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["campaign"]["id"].as_i64().unwrap()
+    }
+
     /// A GET and its raw response.
     async fn get_raw(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         self.call(Method::GET, path, token, None, &[]).await
@@ -1357,15 +1364,7 @@ async fn operators_reschedule_campaigns(backend: &str) {
     );
     assert_eq!(import_text(api.store(), &csv).await.accepted, 2);
     let op = api.token("ops", Role::Operator).await;
-    let create = |body: Value| {
-        let api = &api;
-        let op = op.clone();
-        async move {
-            let (s, v) = api.post("/api/v1/campaigns", &op, body).await;
-            assert_eq!(s, StatusCode::CREATED, "{v}");
-            v["campaign"]["id"].as_i64().unwrap()
-        }
-    };
+    let create = |body: Value| api.create_campaign(&op, body);
     let schedule = |id: i64, body: Value| {
         let api = &api;
         let op = op.clone();
@@ -1534,15 +1533,12 @@ async fn operator_actions_commit_with_their_audit_entry(backend: &str) {
     let csv = format!("{HEADER}{}", row(1, "31", "00000011"));
     import_text(api.store(), &csv).await;
     let op = api.token("ops", Role::Operator).await;
-    let (s, v) = api
-        .post(
-            "/api/v1/campaigns",
+    let id = api
+        .create_campaign(
             &op,
             json!({"name": "nanti", "template": "undangan_registrasi", "at": "2099-01-01 10:00"}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let id = v["campaign"]["id"].as_i64().unwrap();
     let before = api.store().campaign(id).await.unwrap();
     let due_before = due_times(&api._db.url, id).await;
 

@@ -61,8 +61,9 @@ async fn import_bytes(store: &Store, bytes: &[u8]) -> Result<ImportReport, Impor
     import_csv(store, bytes, |_| {}).await
 }
 
-/// The first 16 characters of a [`row`]: its NIK.
-fn nik_of(row: &str) -> &str {
+/// The first 16 characters of a row already made: its NIK (see also
+/// [`nik_of`] for a row by number).
+fn nik_in(row: &str) -> &str {
     &row[..16]
 }
 
@@ -143,7 +144,7 @@ async fn csv_bad_rows_are_rejected_the_rest_imported(backend: &str) {
     let first = row(5, "31", "55555555"); // line 6
     let good2 = row(6, "31", "66666666"); // line 7
     let dup = row(5, "31", "77777777"); // line 8: same NIK as line 6
-    assert_eq!(nik_of(&first), nik_of(&dup));
+    assert_eq!(nik_in(&first), nik_in(&dup));
 
     let mut bytes = HEADER.as_bytes().to_vec();
     bytes.extend_from_slice(good1.as_bytes());
@@ -185,13 +186,13 @@ async fn csv_bad_rows_are_rejected_the_rest_imported(backend: &str) {
 
     assert_eq!(store.count_workers().await.unwrap(), 3);
     for ok in [&good1, &first, &good2] {
-        assert!(store.worker_by_nik(nik_of(ok)).await.unwrap().is_some());
+        assert!(store.worker_by_nik(nik_in(ok)).await.unwrap().is_some());
     }
     // The first of the duplicates is the one kept.
-    let kept = store.worker_by_nik(nik_of(&first)).await.unwrap().unwrap();
+    let kept = store.worker_by_nik(nik_in(&first)).await.unwrap().unwrap();
     assert_eq!(kept.phone, "+6281255555555");
     assert!(store
-        .worker_by_nik(nik_of(&row(2, "31", "x")))
+        .worker_by_nik(&nik_of(2, "31"))
         .await
         .unwrap()
         .is_none());
@@ -253,10 +254,7 @@ async fn csv_unclosed_quote_costs_only_its_own_line(backend: &str) {
     );
     assert_eq!(store.count_workers().await.unwrap(), 2);
     for kept in [1, 4] {
-        let w = store
-            .worker_by_nik(nik_of(&row(kept, "31", "x")))
-            .await
-            .unwrap();
+        let w = store.worker_by_nik(&nik_of(kept, "31")).await.unwrap();
         assert!(w.is_some(), "row {kept} is imported");
     }
 

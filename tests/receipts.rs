@@ -890,7 +890,7 @@ async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
 
     let ctx = setup(backend, 1, Start::Sent).await;
     let old = ctx.ids[0];
-    let nik = row(0, "31", "x").split(',').next().unwrap().to_string();
+    let nik = nik_of(0, "31");
     let done = ctx
         .app
         .store

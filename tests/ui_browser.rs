@@ -153,7 +153,6 @@ impl UiApp {
     }
 }
 
-/// The `Set-Cookie` header setting `name`.
 /// Asserts the response's status and that its body contains `text`.
 async fn assert_answer(r: reqwest::Response, status: StatusCode, text: &str) {
     assert_eq!(r.status(), status);
@@ -161,6 +160,7 @@ async fn assert_answer(r: reqwest::Response, status: StatusCode, text: &str) {
     assert!(body.contains(text), "{text:?} not in {body}");
 }
 
+/// The `Set-Cookie` header setting `name`.
 fn set_cookie(h: &HeaderMap, name: &str) -> Option<String> {
     h.get_all(SET_COOKIE)
         .iter()
@@ -503,8 +503,19 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     .unwrap();
     type_into(b, "reason", "tanpa token CSRF, dari peramban").await;
     click(b, "form[action$=\"/kirim-ulang\"] button").await;
-    let refusal = text_of(b, "main").await;
-    assert!(refusal.contains("token keamanan (CSRF)"), "{refusal}");
+    // `main` is on the timeline too: wait until the refusal has replaced it.
+    let start = Instant::now();
+    loop {
+        let refusal = text_of(b, "main").await;
+        if refusal.contains("token keamanan (CSRF)") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no CSRF refusal: {refusal}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(ui.store().timeline(w).await.unwrap().messages.len(), before);
 
     // The same with the browser's session cookie from outside the browser.
