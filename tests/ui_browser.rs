@@ -377,9 +377,8 @@ async fn text_of(b: &Client, css: &str) -> String {
 
 /// Types `text` into the field with this id.
 async fn type_into(b: &Client, id: &str, text: &str) {
-    b.find(Locator::Id(id))
+    wait_for(b, Locator::Id(id))
         .await
-        .unwrap()
         .send_keys(text)
         .await
         .unwrap();
@@ -387,12 +386,16 @@ async fn type_into(b: &Client, id: &str, text: &str) {
 
 /// Clicks the element `css` finds.
 async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
+    wait_for(b, Locator::Css(css)).await.click().await.unwrap();
+}
+
+/// The element `at` finds, waiting up to 10 s for the page to show it.
+async fn wait_for(b: &Client, at: Locator<'_>) -> fantoccini::elements::Element {
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(at)
         .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{at:?}: {e}"))
 }
 
 /// Searches for `q` with the search form of the page.
@@ -539,10 +542,8 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     for (name, q) in [(SCRIPT_NAME, "script"), (BRACES_NAME, "{{ x")] {
         b.goto(&ui.url("/ui")).await.unwrap();
         search(b, q).await;
-        let hit = b
-            .find(Locator::Css("table tbody a"))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The results page may still be loading after the click.
+        let hit = wait_for(b, Locator::Css("table tbody a")).await;
         assert_eq!(hit.text().await.unwrap(), name);
         hit.click().await.unwrap();
         assert_eq!(text_of(b, "h1").await, name);
