@@ -835,53 +835,44 @@ async fn unlimited_run(
 
     let mut sends_by_second = vec![];
     let mut receipts_by_second = vec![];
-    let (mut prev_sent, mut prev_cb) = (0u64, 0u64);
-    let mut next_tick = Duration::from_secs(1);
-    let mut last_db_check = Instant::now();
-    let mut last_progress = (Instant::now(), 0u64);
-    let mut completed = true;
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let sent = METRICS.sent.load(Ordering::Relaxed) - sent0;
-        let cb = sim.stats().callbacks_sent - cb0;
-        let elapsed = t0.elapsed();
-        if elapsed >= next_tick {
-            next_tick += Duration::from_secs(1);
-            sends_by_second.push(sent - prev_sent);
-            receipts_by_second.push(cb - prev_cb);
+    let waited = wait_campaign(
+        &app.store,
+        c.id,
+        n,
+        t0,
+        args.timeout_secs,
+        || {
+            (
+                METRICS.sent.load(Ordering::Relaxed) - sent0,
+                sim.stats().callbacks_sent - cb0,
+            )
+        },
+        |elapsed, (sent, cb), (sent_1s, cb_1s)| {
+            sends_by_second.push(sent_1s);
+            receipts_by_second.push(cb_1s);
             say(&format!(
-                "  [{:>5.1}s] sent {sent:>9}/{n} ({:>6}/s)  receipts {cb:>9} ({:>6}/s)  rss {:.0} MB",
+                "  [{:>5.1}s] sent {sent:>9}/{n} ({sent_1s:>6}/s)  receipts {cb:>9} ({cb_1s:>6}/s)  rss {:.0} MB",
                 elapsed.as_secs_f64(),
-                sent - prev_sent,
-                cb - prev_cb,
                 current_rss_mb().unwrap_or(0.0)
             ));
-            prev_sent = sent;
-            prev_cb = cb;
-        }
-        if sent + cb > last_progress.1 {
-            last_progress = (Instant::now(), sent + cb);
-        } else if last_progress.0.elapsed() > Duration::from_secs(60) {
-            app.stop(Duration::from_secs(10)).await;
-            bail!("no progress for 60 s (sent {sent}, receipts {cb} of {n})");
-        }
-        if elapsed > Duration::from_secs(args.timeout_secs) {
+        },
+    )
+    .await;
+    let completed = match waited {
+        Ok(Wait::Done) => true,
+        Ok(Wait::TimedOut { sent, receipts }) => {
             say(&format!(
-                "unlimited run stopped after {} s (--timeout-secs): sent {sent}, receipts {cb} of {n}; \
+                "unlimited run stopped after {} s (--timeout-secs): sent {sent}, receipts {receipts} of {n}; \
                  rates are over the part that ran",
                 args.timeout_secs
             ));
-            completed = false;
-            break;
+            false
         }
-        let maybe_done = sent >= n && cb >= n;
-        if maybe_done || last_db_check.elapsed() > Duration::from_secs(5) {
-            last_db_check = Instant::now();
-            if in_flight(&app.store, c.id).await? == 0 {
-                break;
-            }
+        Err(e) => {
+            app.stop(Duration::from_secs(10)).await;
+            return Err(e);
         }
-    }
+    };
     let wall = t0.elapsed().as_secs_f64();
     let cpu = process_cpu_s().zip(cpu0).map(|(a, b)| a - b);
     let db_cpu = postgres_cpu_s(app.store.backend())
@@ -922,6 +913,64 @@ pub(crate) async fn analyze(store: &Store) -> anyhow::Result<f64> {
         with_pool!(store, p => sqlx::query(&format!("ANALYZE {table}")).execute(p).await.map(|_| ())?);
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// How [`wait_campaign`] ended (a stall is an error).
+pub(crate) enum Wait {
+    /// Nothing of the campaign is in flight any more.
+    Done,
+    /// `--timeout-secs` ran out first; the counts then.
+    TimedOut { sent: u64, receipts: u64 },
+}
+
+/// Waits for a campaign of `n` messages started at `t0` to have nothing in
+/// flight, polling `counts` (sent, receipts so far) every 50 ms and handing
+/// `tick` the totals and the last second's increase once a second. The
+/// database is asked whenever the counts say it may be done, and every 5 s
+/// regardless. An error after 60 s without progress; [`Wait::TimedOut`]
+/// after `timeout_secs`.
+pub(crate) async fn wait_campaign(
+    store: &Store,
+    campaign_id: i64,
+    n: u64,
+    t0: Instant,
+    timeout_secs: u64,
+    mut counts: impl FnMut() -> (u64, u64),
+    mut tick: impl FnMut(Duration, (u64, u64), (u64, u64)),
+) -> anyhow::Result<Wait> {
+    let mut prev = (0u64, 0u64);
+    let mut next_tick = Duration::from_secs(1);
+    let mut last_db_check = Instant::now();
+    let mut last_progress = (Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (sent, receipts) = counts();
+        let elapsed = t0.elapsed();
+        if elapsed >= next_tick {
+            next_tick += Duration::from_secs(1);
+            tick(
+                elapsed,
+                (sent, receipts),
+                (sent.saturating_sub(prev.0), receipts.saturating_sub(prev.1)),
+            );
+            prev = (sent, receipts);
+        }
+        if sent + receipts > last_progress.1 {
+            last_progress = (Instant::now(), sent + receipts);
+        } else if last_progress.0.elapsed() > Duration::from_secs(60) {
+            bail!("no progress for 60 s (sent {sent}, receipts {receipts} of {n})");
+        }
+        if elapsed > Duration::from_secs(timeout_secs) {
+            return Ok(Wait::TimedOut { sent, receipts });
+        }
+        let maybe_done = sent >= n && receipts >= n;
+        if maybe_done || last_db_check.elapsed() > Duration::from_secs(5) {
+            last_db_check = Instant::now();
+            if in_flight(store, campaign_id).await? == 0 {
+                return Ok(Wait::Done);
+            }
+        }
+    }
 }
 
 /// Messages of campaign `id` not final yet, or final but whose send is not
