@@ -1382,7 +1382,10 @@ impl SimHandle {
         let i = &self.inner;
         let attempts = 1 + i.config.callback_retries;
         i.callback_attempts.fetch_add(1, Ordering::Relaxed);
-        match self.attempt(&item.job.callback()).await {
+        // Expanded once: a retry repeats the same request (Kannel's smsbox
+        // retries the URL it built, `%T` and `%I` included).
+        let callback = item.job.callback();
+        match self.attempt(&callback).await {
             Verdict::Taken => {
                 i.callbacks_sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -1390,7 +1393,7 @@ impl SimHandle {
                 self.schedule(
                     Duration::from_millis(i.config.callback_retry_delay_ms),
                     item.attempt + 1,
-                    item.job,
+                    Job::Ready(callback),
                 );
             }
             Verdict::Retry => {
@@ -1502,8 +1505,8 @@ impl Ord for Scheduled {
 
 /// What a queued callback will send.
 enum Job {
-    /// A Kannel report, its `dlr-url` expanded when sent (`%T` is the
-    /// report's time, as with Kannel).
+    /// A Kannel report, its `dlr-url` expanded when first sent (`%T` is the
+    /// report's time, as with Kannel); retries send that same URL.
     Kannel { template: String, report: Report },
     /// Any other callback, ready as it is.
     Ready(Callback),
