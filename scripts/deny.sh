@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Dependency policy check (deny.toml): licences, bans and sources always;
-# advisories whenever a RustSec database can be had.
+# Dependency policy check (deny.toml): licences, bans, sources and
+# advisories, on every run.
 #
 #   bash scripts/deny.sh
 #
 # Installs cargo-deny (`cargo install --locked`, a few minutes) when it is
-# missing. Crates come from crates.io; the advisory database is a git clone
-# from github.com, which some machines (ours) cannot reach. Then:
-#   - fetched now            -> all four checks, against today's database;
-#   - not fetched, but a clone is already under $CARGO_HOME/advisory-dbs
-#                            -> all four checks against that clone, with its
-#                               date printed (it may be stale);
-#   - neither                -> licences, bans and sources only, and a notice
-#                               that advisories were NOT checked.
-# PEDULICOVID_DENY_ADVISORIES=require turns the last case into a failure.
+# missing. Crates come from crates.io; the RustSec advisory database is a git
+# repository on github.com, which some machines (ours) cannot reach. So the
+# advisories are checked against, in this order:
+#   1. the live database, when `cargo deny fetch db` can fetch it now;
+#   2. the offline snapshot ../shared/rustsec/advisory-db.bundle (a git
+#      bundle; PEDULICOVID_RUSTSEC_BUNDLE overrides the path), cloned into
+#      the directory cargo-deny reads, when the live one cannot be fetched;
+# Which one was used, and the date of its newest advisory commit, is printed.
+# With neither the check FAILS: advisories are never silently skipped (a
+# clone left by an earlier run is not trusted: its age is unknown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,41 +31,31 @@ log "$(cargo deny --version)"
 cargo fetch --locked >/dev/null
 
 db_root="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
-have_db() { compgen -G "$db_root/*/crates" >/dev/null; }
+# The directory cargo-deny uses for the default URL
+# (https://github.com/rustsec/advisory-db), named by cargo-deny from a hash
+# of that URL.
+db_dir="$db_root/advisory-db-3157b0e258782691"
+bundle="${PEDULICOVID_RUSTSEC_BUNDLE:-$(pwd)/../shared/rustsec/advisory-db.bundle}"
+db_date() { git -C "$1" log -1 --format='%cs (commit %h)' 2>/dev/null || echo 'unknown date'; }
 
-advisories=no
 if timeout 180 cargo deny fetch db >/dev/null 2>&1; then
-    advisories=fresh
-elif have_db; then
-    advisories=stale
-fi
-
-checks=(bans licenses sources)
-case "$advisories" in
-fresh)
-    log "advisory database fetched: checking advisories too"
-    checks+=(advisories)
-    ;;
-stale)
-    for d in "$db_root"/*/; do
-        [ -d "$d/crates" ] || continue
-        when="$(git -C "$d" log -1 --format=%cs 2>/dev/null || echo 'unknown date')"
-        log "advisory database could not be fetched; using the clone at $d (last commit $when)"
-    done
-    checks+=(advisories)
-    ;;
-no)
-    log "NOTICE: advisories NOT checked: the RustSec database could not be fetched"
-    log "        (github.com unreachable) and there is no clone under $db_root."
-    log "        Licences, bans and sources are still checked. To check advisories,"
-    log "        run 'cargo deny fetch db' where github.com is reachable and copy"
-    log "        $db_root here, then run this script again."
-    if [ "${PEDULICOVID_DENY_ADVISORIES:-}" = require ]; then
-        log "PEDULICOVID_DENY_ADVISORIES=require: failing"
+    log "advisories: the live RustSec database, fetched now: $(db_date "$db_dir")"
+else
+    if [ -f "$bundle" ]; then
+        # Replace whatever is there by the snapshot: the bundle is the newest
+        # copy this machine can have.
+        rm -rf "$db_dir"
+        mkdir -p "$db_root"
+        git clone -q "$bundle" "$db_dir"
+        log "advisories: live database unreachable; using the offline snapshot $bundle: $(db_date "$db_dir")"
+    else
+        log "FAILED: advisories cannot be checked: the live RustSec database could not be"
+        log "        fetched (github.com unreachable) and there is no snapshot at $bundle"
+        log "        (set PEDULICOVID_RUSTSEC_BUNDLE to a git bundle of advisory-db)."
         exit 1
     fi
-    ;;
-esac
+fi
+checks=(bans licenses sources advisories)
 
 log "cargo deny check ${checks[*]}"
 # --offline: the database was fetched (or not) above; nothing else is needed.
