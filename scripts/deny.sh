@@ -38,22 +38,26 @@ db_dir="$db_root/advisory-db-3157b0e258782691"
 bundle="${PEDULICOVID_RUSTSEC_BUNDLE:-$(pwd)/../shared/rustsec/advisory-db.bundle}"
 db_date() { git -C "$1" log -1 --format='%cs (commit %h)' 2>/dev/null || echo 'unknown date'; }
 
-if timeout 180 cargo deny fetch db >/dev/null 2>&1; then
-    log "advisories: the live RustSec database, fetched now: $(db_date "$db_dir")"
-else
-    if [ -f "$bundle" ]; then
-        # Replace whatever is there by the snapshot: the bundle is the newest
-        # copy this machine can have.
+live_url=https://github.com/rustsec/advisory-db
+# Live only when github.com answers now: `cargo deny fetch db` also
+# "succeeds" on a clone of the snapshot, whose remote is the bundle.
+if timeout 30 git ls-remote -q "$live_url" HEAD >/dev/null 2>&1; then
+    if [ "$(git -C "$db_dir" remote get-url origin 2>/dev/null)" != "$live_url" ]; then
         rm -rf "$db_dir"
-        mkdir -p "$db_root"
-        git clone -q "$bundle" "$db_dir"
-        log "advisories: live database unreachable; using the offline snapshot $bundle: $(db_date "$db_dir")"
-    else
-        log "FAILED: advisories cannot be checked: the live RustSec database could not be"
-        log "        fetched (github.com unreachable) and there is no snapshot at $bundle"
-        log "        (set PEDULICOVID_RUSTSEC_BUNDLE to a git bundle of advisory-db)."
-        exit 1
     fi
+    timeout 300 cargo deny fetch db >/dev/null
+    log "advisories: the live RustSec database, fetched now: $(db_date "$db_dir")"
+elif [ -f "$bundle" ]; then
+    # The bundle is the newest copy this machine can have: start from it.
+    rm -rf "$db_dir"
+    mkdir -p "$db_root"
+    git clone -q "$bundle" "$db_dir"
+    log "advisories: live database unreachable; using the offline snapshot $bundle: $(db_date "$db_dir")"
+else
+    log "FAILED: advisories cannot be checked: the live RustSec database could not be"
+    log "        fetched (github.com unreachable) and there is no snapshot at $bundle"
+    log "        (set PEDULICOVID_RUSTSEC_BUNDLE to a git bundle of advisory-db)."
+    exit 1
 fi
 checks=(bans licenses sources advisories)
 
