@@ -276,7 +276,9 @@ impl App {
                 },
             );
         }
-        let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
+        // Only workers route; `serve` may run without any gateway.
+        let router = (parts.workers > 0)
+            .then(|| Arc::new(Router::new(routes, settings.worker.global_rate_per_sec)));
 
         if let Some(listener) = listener {
             let batchers = match settings.http.receipt_batchers {
@@ -312,23 +314,23 @@ impl App {
             )));
         }
 
-        if parts.workers > 0 {
+        if let Some(router) = &router {
             tasks.push(tokio::spawn(crate::dispatch::heartbeat(
                 store.clone(),
                 router.clone(),
                 crate::dispatch::process_id(),
                 shutdown_rx.clone(),
             )));
-        }
-        for _ in 0..parts.workers {
-            let d = Dispatcher::new(
-                store.clone(),
-                renderer.clone(),
-                router.clone(),
-                settings.worker.clone(),
-                settings.sms.clone(),
-            );
-            tasks.push(tokio::spawn(d.run(shutdown_rx.clone())));
+            for _ in 0..parts.workers {
+                let d = Dispatcher::new(
+                    store.clone(),
+                    renderer.clone(),
+                    router.clone(),
+                    settings.worker.clone(),
+                    settings.sms.clone(),
+                );
+                tasks.push(tokio::spawn(d.run(shutdown_rx.clone())));
+            }
         }
         if parts.housekeeping {
             tasks.push(tokio::spawn(housekeeping(
