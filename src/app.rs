@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::config::Settings;
+use crate::config::{Dialect, Settings};
 use crate::dispatch::{housekeeping, Dispatcher, Route, Router};
 use crate::domain::Operator;
 use crate::gateway::jasmin::{JasminGateway, JasminReceipts};
@@ -21,7 +21,7 @@ use crate::gateway::ReceiptParser;
 use crate::gateway::{http as gwhttp, Gateway};
 use crate::http::{self, AppState, CallbackGateway};
 use crate::render::Renderer;
-use crate::simulator::{SimHandle, Simulator};
+use crate::simulator::{SimDialect, SimHandle, Simulator};
 use crate::store::{redact_url, Store};
 
 /// Which parts to run in this process.
@@ -33,7 +33,9 @@ pub struct Parts {
     pub workers: usize,
     /// Campaign state, lease expiry, receipt timeouts.
     pub housekeeping: bool,
-    /// The in-process carrier simulator (when `simulator.enabled`).
+    /// May start the in-process carrier simulator, for the gateways that
+    /// ask for it (`dialect = "simulator"`) and only for them. Off only in
+    /// tests that must send nowhere.
     pub simulator: bool,
 }
 
@@ -57,9 +59,19 @@ impl Parts {
         http: false,
         workers: 1,
         housekeeping: true,
-        simulator: false,
+        simulator: true,
     };
 }
+
+/// Why `run` and `worker` refuse to start without a gateway, and what to
+/// add.
+pub const NO_GATEWAY: &str = "no gateway configured: `run` and `worker` send only through \
+gateways you configure. Add one to pedulicovid.toml:\n  [[gateways]]\n  name = \"telkomsel\"\n  \
+dialect = \"kannel\"\n  [gateways.kannel]\n  sendsms_url = \"http://kannel.example:13013/cgi-bin/sendsms\"\n  \
+username = \"…\"\n  password = \"…\"\nor through the environment: PEDULICOVID__GATEWAYS__0__NAME, \
+PEDULICOVID__GATEWAYS__0__DIALECT, PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL, \
+PEDULICOVID__GATEWAYS__0__KANNEL__USERNAME, PEDULICOVID__GATEWAYS__0__KANNEL__PASSWORD. \
+To try pedulicovid against the built-in carrier simulator instead, run `pedulicovid demo`";
 
 /// A running pedulicovid.
 pub struct App {
@@ -76,7 +88,24 @@ pub struct App {
 
 impl App {
     /// Connects, migrates, and starts the requested parts.
-    pub async fn start(mut settings: Settings, parts: Parts) -> anyhow::Result<App> {
+    pub async fn start(settings: Settings, parts: Parts) -> anyhow::Result<App> {
+        settings.check()?;
+        if parts.workers > 0 && settings.gateways.is_empty() {
+            anyhow::bail!("{}", NO_GATEWAY);
+        }
+        if parts.http && settings.gateways.is_empty() {
+            warn!(
+                "no gateway configured: nothing will be sent and no receipt can be taken \
+                 (add [[gateways]] to the settings; see `pedulicovid demo` for a trial)"
+            );
+        }
+        let wants_simulator = settings
+            .gateways
+            .iter()
+            .any(|g| g.dialect == Dialect::Simulator);
+        if wants_simulator && parts.workers > 0 && !parts.simulator {
+            anyhow::bail!("a gateway asks for the simulator, which this process may not start");
+        }
         let store = Store::connect(&settings.database_url)
             .await
             .with_context(|| format!("opening database {}", redact_url(&settings.database_url)))?;
@@ -87,25 +116,12 @@ impl App {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![];
 
+        // The simulator runs only when a gateway names it; only those
+        // gateways are wired to it (below).
         let mut simulator = None;
-        if parts.simulator && settings.simulator.enabled {
-            let sim = Simulator::bind(settings.simulator.config.clone()).await?;
+        if parts.simulator && wants_simulator {
+            let sim = Simulator::bind(settings.simulator.clone()).await?;
             let handle = sim.handle();
-            // The gateway named "sim" is the simulator's: point it there,
-            // whatever port it got.
-            if let Some(g) = settings.gateways.iter_mut().find(|g| g.name == "sim") {
-                g.dialect = handle.dialect().as_str().to_string();
-                g.kannel.sendsms_url = handle.sendsms_url();
-                g.kannel.username = settings.simulator.config.username.clone();
-                g.kannel.password = settings.simulator.config.password.clone();
-                g.jasmin.send_url = handle.send_url();
-                g.jasmin.username = settings.simulator.config.username.clone();
-                g.jasmin.password = settings.simulator.config.password.clone();
-                g.json.url = handle.send_url();
-                g.json.auth = crate::gateway::json::JsonAuth::Bearer {
-                    token: settings.simulator.config.password.clone(),
-                };
-            }
             let mut rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let _ = sim
@@ -159,41 +175,84 @@ impl App {
             };
             let callback_url = format!("{public_url}/callbacks/{}/{}", g.name, secret.expose());
             let idle = settings.worker.concurrency.max(8);
-            let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) =
-                match g.dialect.as_str() {
-                    "jasmin" => (
-                        Arc::new(JasminGateway::new(
+            // What goes on the wire, and where: the gateway's own settings,
+            // or, for the one that asked for the simulator by name, the
+            // simulator's address and credentials.
+            let mut g = g.clone();
+            let wire = match g.dialect.wire() {
+                Some(wire) => wire,
+                None => {
+                    let sim = &settings.simulator;
+                    if let Some(h) = &simulator {
+                        g.kannel.sendsms_url = h.sendsms_url();
+                        g.kannel.username = sim.username.clone();
+                        g.kannel.password = sim.password.clone();
+                        g.jasmin.send_url = h.send_url();
+                        g.jasmin.username = sim.username.clone();
+                        g.jasmin.password = sim.password.clone();
+                        g.json.url = h.send_url();
+                        g.json.auth = crate::gateway::json::JsonAuth::Bearer {
+                            token: sim.password.clone(),
+                        };
+                    }
+                    sim.dialect
+                }
+            };
+            let wire_url = match wire {
+                SimDialect::Kannel => &g.kannel.sendsms_url,
+                SimDialect::Jasmin => &g.jasmin.send_url,
+                SimDialect::Json => &g.json.url,
+            };
+            info!(
+                gateway = %g.name,
+                dialect = %g.dialect,
+                wire = %wire,
+                host = %crate::config::url_host(wire_url),
+                "gateway configured"
+            );
+            if crate::config::plain_http_to_public_host(wire_url) {
+                warn!(
+                    gateway = %g.name,
+                    host = %crate::config::url_host(wire_url),
+                    "plain http to a host that is neither loopback nor private: credentials \
+                     and message text cross the network in clear; use https"
+                );
+            }
+            let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) = match wire {
+                SimDialect::Jasmin => (
+                    Arc::new(JasminGateway::new(
+                        g.name.clone(),
+                        g.jasmin.clone(),
+                        callback_url,
+                        gwhttp::client(g.jasmin.timeout(), idle),
+                    )),
+                    Arc::new(JasminReceipts),
+                ),
+                SimDialect::Json => (
+                    Arc::new(
+                        JsonGateway::new(
                             g.name.clone(),
-                            g.jasmin.clone(),
+                            g.json.clone(),
                             callback_url,
-                            gwhttp::client(g.jasmin.timeout(), idle),
-                        )),
-                        Arc::new(JasminReceipts),
+                            gwhttp::client(g.json.timeout(), idle),
+                        )
+                        .with_context(|| format!("gateway {}: json settings", g.name))?,
                     ),
-                    "json" => (
-                        Arc::new(
-                            JsonGateway::new(
-                                g.name.clone(),
-                                g.json.clone(),
-                                callback_url,
-                                gwhttp::client(g.json.timeout(), idle),
-                            )
-                            .with_context(|| format!("gateway {}: json settings", g.name))?,
-                        ),
-                        Arc::new(JsonReceipts::new(g.json.receipt.clone()).with_context(|| {
-                            format!("gateway {}: json receipt mapping", g.name)
-                        })?),
+                    Arc::new(
+                        JsonReceipts::new(g.json.receipt.clone())
+                            .with_context(|| format!("gateway {}: json receipt mapping", g.name))?,
                     ),
-                    _ => (
-                        Arc::new(KannelGateway::new(
-                            g.name.clone(),
-                            g.kannel.clone(),
-                            callback_url,
-                            gwhttp::client(g.kannel.timeout(), idle),
-                        )),
-                        Arc::new(KannelReceipts),
-                    ),
-                };
+                ),
+                SimDialect::Kannel => (
+                    Arc::new(KannelGateway::new(
+                        g.name.clone(),
+                        g.kannel.clone(),
+                        callback_url,
+                        gwhttp::client(g.kannel.timeout(), idle),
+                    )),
+                    Arc::new(KannelReceipts),
+                ),
+            };
             let operators = g
                 .operators
                 .iter()
@@ -217,7 +276,9 @@ impl App {
                 },
             );
         }
-        let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
+        // Only workers route; `serve` may run without any gateway.
+        let router = (parts.workers > 0)
+            .then(|| Arc::new(Router::new(routes, settings.worker.global_rate_per_sec)));
 
         if let Some(listener) = listener {
             let batchers = match settings.http.receipt_batchers {
@@ -253,23 +314,23 @@ impl App {
             )));
         }
 
-        if parts.workers > 0 {
+        if let Some(router) = &router {
             tasks.push(tokio::spawn(crate::dispatch::heartbeat(
                 store.clone(),
                 router.clone(),
                 crate::dispatch::process_id(),
                 shutdown_rx.clone(),
             )));
-        }
-        for _ in 0..parts.workers {
-            let d = Dispatcher::new(
-                store.clone(),
-                renderer.clone(),
-                router.clone(),
-                settings.worker.clone(),
-                settings.sms.clone(),
-            );
-            tasks.push(tokio::spawn(d.run(shutdown_rx.clone())));
+            for _ in 0..parts.workers {
+                let d = Dispatcher::new(
+                    store.clone(),
+                    renderer.clone(),
+                    router.clone(),
+                    settings.worker.clone(),
+                    settings.sms.clone(),
+                );
+                tasks.push(tokio::spawn(d.run(shutdown_rx.clone())));
+            }
         }
         if parts.housekeeping {
             tasks.push(tokio::spawn(housekeeping(

@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::app::{App, Parts};
 use crate::campaign::{self, CampaignRequest, Window};
-use crate::config::Settings;
+use crate::config::{GatewaySettings, Settings};
 use crate::demo::PROFESSIONS;
 use crate::domain::{Msisdn, ProvinceCode};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
@@ -511,27 +511,25 @@ impl PgBenchDb {
 fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
     s.http.listen = "127.0.0.1:0".into();
     s.http.public_url = None;
-    s.simulator.enabled = true;
-    s.simulator.config.listen = "127.0.0.1:0".into();
-    s.simulator.config.seed = Some(args.seed);
-    s.simulator.config.answer_latency_ms = 0;
-    s.simulator.config.receipt_delay_ms = args.receipt_delay_ms;
-    s.simulator.config.receipt_jitter_ms = args.receipt_jitter_ms;
+    s.simulator.listen = "127.0.0.1:0".into();
+    s.simulator.seed = Some(args.seed);
+    s.simulator.answer_latency_ms = 0;
+    s.simulator.receipt_delay_ms = args.receipt_delay_ms;
+    s.simulator.receipt_jitter_ms = args.receipt_jitter_ms;
     // Only the exactly-once counts, not a log of every request: the
     // simulator's memory is not the engine's.
-    s.simulator.config.record_attempts = false;
-    s.simulator.config.rules = vec![];
-    s.simulator.config.mix = OutcomeMix {
+    s.simulator.record_attempts = false;
+    s.simulator.rules = vec![];
+    s.simulator.mix = OutcomeMix {
         delivered: 1.0,
         undelivered: 0.0,
         rejected: 0.0,
         expired: 0.0,
         invalid: 0.0,
     };
-    s.gateways.retain(|g| g.name == "sim");
-    if s.gateways.is_empty() {
-        s.gateways.push(Default::default());
-    }
+    // The simulator, asked for by name, is the one gateway: a benchmark
+    // never reaches a configured carrier.
+    s.gateways = vec![GatewaySettings::simulator("sim")];
     for g in &mut s.gateways {
         g.rate_per_sec = 0;
         g.segments_per_sec = 0;

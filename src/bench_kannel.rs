@@ -34,7 +34,7 @@ use crate::bench::{
     round3, wait_campaign, BenchArgs, RunFigures, UnlimitedReport, Wait, TICKS_PER_S,
 };
 use crate::campaign;
-use crate::config::{GatewaySettings, Settings};
+use crate::config::{Dialect, GatewaySettings, Settings};
 use crate::gateway::kannel::KannelConfig;
 use crate::metrics::METRICS;
 use crate::secret::Secret;
@@ -127,10 +127,9 @@ pub(crate) fn settings(mut s: Settings, args: &BenchArgs) -> anyhow::Result<Sett
     }
     s.http.listen = "127.0.0.1:0".into();
     s.http.public_url = None;
-    s.simulator.enabled = false;
     s.gateways = vec![GatewaySettings {
         name: GATEWAY.into(),
-        dialect: "kannel".into(),
+        dialect: Dialect::Kannel,
         rate_per_sec: 0,
         segments_per_sec: 0,
         kannel: KannelConfig {

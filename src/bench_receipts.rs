@@ -40,7 +40,7 @@ use crate::bench::{
     process_cpu_s, round1, round2, round3, BenchDatabase,
 };
 use crate::campaign;
-use crate::config::Settings;
+use crate::config::{Dialect, GatewaySettings, Settings};
 use crate::http::ReceiptBatcher;
 use crate::metrics::{self, Histogram, METRICS};
 use crate::render::Renderer;
@@ -202,15 +202,13 @@ pub async fn run(
 fn receipt_settings(mut s: Settings, args: &ReceiptBenchArgs) -> Settings {
     s.http.listen = "127.0.0.1:0".into();
     s.http.public_url = None;
-    s.simulator.enabled = false;
-    s.gateways.retain(|g| g.name == GATEWAY);
-    if s.gateways.is_empty() {
-        s.gateways.push(Default::default());
-    }
-    for g in &mut s.gateways {
-        g.dialect = "kannel".into();
-        g.callback_secret = Default::default();
-    }
+    // Only callbacks are measured (no worker sends): one Kannel-dialect
+    // gateway whose send URL is never used.
+    s.gateways = vec![GatewaySettings {
+        name: GATEWAY.into(),
+        dialect: Dialect::Kannel,
+        ..GatewaySettings::default()
+    }];
     if let Some(b) = args.batchers {
         s.http.receipt_batchers = b;
     }

@@ -442,7 +442,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CarrierSim(a) => {
             let s = settings(&cli)?;
-            let mut cfg = s.simulator.config.clone();
+            let mut cfg = s.simulator.clone();
             if let Some(l) = &a.listen {
                 cfg.listen = l.clone();
             }
@@ -529,7 +529,7 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         out.push(GatewayStatus {
             name: g.name.clone(),
             configured: true,
-            dialect: Some(g.dialect.clone()),
+            dialect: Some(g.dialect.to_string()),
             position: Some(i + 1),
             operators: g.operators.clone(),
             rate_per_sec: Some(g.rate_per_sec),
@@ -584,7 +584,7 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         Some(r) => format!("{r}/s"),
     };
     println!(
-        "{:<3} {:<14} {:<7} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} last error",
+        "{:<3} {:<14} {:<9} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} last error",
         "#", "gateway", "dialect", "state", "since", "rate", "segments", "breaker", "routes"
     );
     for g in &out {
@@ -606,7 +606,7 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             last.push_str(&format!(" (probe after {p})"));
         }
         println!(
-            "{:<3} {:<14} {:<7} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} {last}",
+            "{:<3} {:<14} {:<9} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} {last}",
             g.position.map_or_else(|| "-".into(), |p| p.to_string()),
             g.name,
             g.dialect.as_deref().unwrap_or("-"),

@@ -4,17 +4,27 @@
 //! Precedence, lowest first: built-in defaults → `pedulicovid.toml` (or
 //! `--config FILE`) → environment → command-line flags (`--database-url`).
 //! Secrets are [`Secret`]s and never appear in `Debug` output or logs.
+//!
+//! There is no default gateway: `run`, `serve` and `worker` send only
+//! through the gateways the operator configured. The built-in simulator is a
+//! gateway like the others, asked for by name (`dialect = "simulator"`);
+//! nothing ever rewrites a configured gateway's URL or credentials.
+//!
+//! Environment values stay strings until a setting's type asks for a number,
+//! a boolean or a list (see [`EnvDeserializer`]), so a password `123456` or
+//! a short code `007` reaches its field as written.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use serde::de::{self, IntoDeserializer};
 use serde::Deserialize;
 
 use crate::gateway::jasmin::JasminConfig;
 use crate::gateway::json::JsonConfig;
 use crate::gateway::kannel::KannelConfig;
 use crate::secret::Secret;
-use crate::simulator::SimulatorConfig;
+use crate::simulator::{SimDialect, SimulatorConfig};
 
 /// Environment variables starting with this prefix override settings;
 /// `__` separates the path: `PEDULICOVID__WORKER__MAX_ATTEMPTS=3`,
@@ -31,10 +41,12 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub sms: SmsSettings,
     /// Carrier gateways in routing order; the first is the default route.
+    /// None by default: `run` and `worker` refuse to start without one.
     pub gateways: Vec<GatewaySettings>,
-    /// The built-in carrier simulator, run in-process by `run` and `serve`
-    /// when enabled (the default, so a fresh checkout works end to end).
-    pub simulator: SimulatorSettings,
+    /// The built-in carrier simulator's knobs (outcome mix, rules, delays,
+    /// listen address, the dialect it speaks). It runs only for `demo`,
+    /// `carrier-sim`, the benches, and a gateway with `dialect = "simulator"`.
+    pub simulator: SimulatorConfig,
 }
 
 /// By hand rather than derived: `database_url` may carry credentials (see
@@ -68,8 +80,8 @@ impl Default for Settings {
             http: HttpSettings::default(),
             worker: WorkerSettings::default(),
             sms: SmsSettings::default(),
-            gateways: vec![GatewaySettings::default()],
-            simulator: SimulatorSettings::default(),
+            gateways: vec![],
+            simulator: SimulatorConfig::default(),
         }
     }
 }
@@ -212,14 +224,81 @@ impl Default for SmsSettings {
     }
 }
 
+/// The API a gateway speaks. One file per dialect under `src/gateway/`;
+/// `simulator` asks for the built-in simulator by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// Kannel `sendsms` (`kannel.*` settings).
+    #[default]
+    Kannel,
+    /// Jasmin's HTTP API (`jasmin.*` settings).
+    Jasmin,
+    /// A JSON aggregator described by settings (`json.*`).
+    Json,
+    /// The built-in carrier simulator, started in-process; it speaks
+    /// `simulator.dialect` and this gateway is wired to its address and
+    /// credentials. Never chosen unless written here.
+    Simulator,
+}
+
+impl Dialect {
+    /// Every dialect, as listed in errors.
+    pub const ALL: [Dialect; 4] = [
+        Dialect::Kannel,
+        Dialect::Jasmin,
+        Dialect::Json,
+        Dialect::Simulator,
+    ];
+
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Kannel => "kannel",
+            Dialect::Jasmin => "jasmin",
+            Dialect::Json => "json",
+            Dialect::Simulator => "simulator",
+        }
+    }
+
+    /// The carrier API on the wire: the dialect itself, or for
+    /// `simulator` none yet (the simulator's own `dialect` decides).
+    pub fn wire(self) -> Option<SimDialect> {
+        match self {
+            Dialect::Kannel => Some(SimDialect::Kannel),
+            Dialect::Jasmin => Some(SimDialect::Jasmin),
+            Dialect::Json => Some(SimDialect::Json),
+            Dialect::Simulator => None,
+        }
+    }
+
+    /// The setting holding the send URL of a real gateway of this dialect.
+    pub fn url_field(self) -> Option<&'static str> {
+        match self {
+            Dialect::Kannel => Some("kannel.sendsms_url"),
+            Dialect::Jasmin => Some("jasmin.send_url"),
+            Dialect::Json => Some("json.url"),
+            Dialect::Simulator => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One carrier gateway.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Name used in routing, `messages.gateway` and the callback path.
+    /// Required (letters, digits, `-`, `_`).
     pub name: String,
-    /// `kannel`, `jasmin` or `json` (the built-in simulator speaks each).
-    pub dialect: String,
+    /// `kannel` (the default), `jasmin`, `json`, or `simulator` for the
+    /// built-in simulator.
+    pub dialect: Dialect,
     /// Messages per second sent to this gateway, all workers together
     /// (0 = unlimited).
     pub rate_per_sec: u32,
@@ -246,8 +325,8 @@ pub struct GatewaySettings {
 impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
-            name: "sim".into(),
-            dialect: "kannel".into(),
+            name: String::new(),
+            dialect: Dialect::Kannel,
             rate_per_sec: 0,
             segments_per_sec: 0,
             operators: vec![],
@@ -261,22 +340,86 @@ impl Default for GatewaySettings {
     }
 }
 
-/// The in-process simulator.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SimulatorSettings {
-    /// Start it inside `run` / `serve`.
-    pub enabled: bool,
-    #[serde(flatten)]
-    pub config: SimulatorConfig,
+impl GatewaySettings {
+    /// A gateway that asks for the built-in simulator by name (demo,
+    /// benches, tests): the only way the simulator is ever sent to.
+    pub fn simulator(name: &str) -> GatewaySettings {
+        GatewaySettings {
+            name: name.into(),
+            dialect: Dialect::Simulator,
+            ..GatewaySettings::default()
+        }
+    }
+
+    /// The send URL of a real gateway, from its dialect's section (empty
+    /// for `simulator`, whose address is known only once it runs).
+    pub fn send_url(&self) -> &str {
+        match self.dialect {
+            Dialect::Kannel => &self.kannel.sendsms_url,
+            Dialect::Jasmin => &self.jasmin.send_url,
+            Dialect::Json => &self.json.url,
+            Dialect::Simulator => "",
+        }
+    }
 }
 
-impl Default for SimulatorSettings {
-    fn default() -> Self {
-        SimulatorSettings {
-            enabled: true,
-            config: SimulatorConfig::default(),
+/// A gateway URL must parse and be `http` or `https`. The URL itself is
+/// never quoted in the error: it may hold a password.
+fn check_gateway_url(gateway: &str, field: &str, url: &str) -> anyhow::Result<()> {
+    let u = url::Url::parse(url)
+        .map_err(|e| anyhow::anyhow!("gateway {gateway:?}: {field} is not a valid URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        bail!(
+            "gateway {gateway:?}: {field} has scheme {:?}; use http or https",
+            u.scheme()
+        );
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        bail!("gateway {gateway:?}: {field} has no host");
+    }
+    Ok(())
+}
+
+/// The host (and port, when written) of a URL, for logs: never the user,
+/// password, path or query, which may carry credentials.
+pub fn url_host(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => "-".into(),
+        },
+        Err(_) => "-".into(),
+    }
+}
+
+/// Whether `url` is plain `http` to a host that is neither loopback nor on
+/// a private network (RFC 1918, IPv6 unique-local, link-local): credentials
+/// and message text would then cross networks in clear. Host names other
+/// than `localhost` count as public: where they resolve is not ours to
+/// guess at start.
+pub fn plain_http_to_public_host(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    if u.scheme() != "http" {
+        return false;
+    }
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            !(ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified())
         }
+        Some(url::Host::Ipv6(ip)) => {
+            let seg0 = ip.segments()[0];
+            let unique_local = (seg0 & 0xfe00) == 0xfc00;
+            let link_local = (seg0 & 0xffc0) == 0xfe80;
+            !(ip.is_loopback() || unique_local || link_local || ip.is_unspecified())
+        }
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            !(d == "localhost" || d.ends_with(".localhost"))
+        }
+        None => false,
     }
 }
 
@@ -313,40 +456,81 @@ impl Settings {
                     .with_context(|| format!("environment variable {key}"))?;
             }
         }
-        let settings: Settings = toml::Value::Table(tree)
-            .try_into()
-            .context("invalid settings (check the file and PEDULICOVID__* variables)")?;
+        if tree
+            .get("simulator")
+            .and_then(|s| s.get("enabled"))
+            .is_some()
+        {
+            bail!(
+                "simulator.enabled is gone: the simulator never runs by default. \
+                 Ask for it by name with a gateway: [[gateways]] name = \"sim\" \
+                 dialect = \"simulator\" (or run `pedulicovid demo`)"
+            );
+        }
+        let settings: Settings =
+            serde_path_to_error::deserialize(EnvDeserializer(toml::Value::Table(tree.clone())))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid settings: {}: {} (check the settings file and \
+                         PEDULICOVID__* variables)",
+                        e.path(),
+                        e.inner()
+                    )
+                })?;
         settings.check()?;
+        // A real gateway sends where its settings say, never to a built-in
+        // default address: its URL must be written, in the file or the
+        // environment.
+        for (i, g) in settings.gateways.iter().enumerate() {
+            let Some(field) = g.dialect.url_field() else {
+                continue;
+            };
+            let (section, key) = field.split_once('.').unwrap_or(("", field));
+            let given = tree
+                .get("gateways")
+                .and_then(|a| a.get(i))
+                .and_then(|t| t.get(section))
+                .and_then(|t| t.get(key))
+                .is_some();
+            if !given {
+                bail!(
+                    "gateway {:?} (dialect {}): {field} is required \
+                     (in [[gateways]], or PEDULICOVID__GATEWAYS__{i}__{})",
+                    g.name,
+                    g.dialect,
+                    field.replace('.', "__").to_ascii_uppercase()
+                );
+            }
+        }
         Ok(settings)
     }
 
-    /// Cross-field checks that serde cannot express.
+    /// Cross-field checks that serde cannot express. Called when settings
+    /// load and again by [`crate::app::App::start`] (settings built in code).
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.gateways.is_empty() {
-            bail!("settings: at least one gateway is required");
-        }
         let mut names = std::collections::HashSet::new();
-        for g in &self.gateways {
-            if !matches!(g.dialect.as_str(), "kannel" | "jasmin" | "json") {
+        for (i, g) in self.gateways.iter().enumerate() {
+            if g.name.is_empty() {
                 bail!(
-                    "gateway {:?}: unknown dialect {:?} (known: kannel, jasmin, json)",
-                    g.name,
-                    g.dialect
+                    "gateway {i}: name is required (name = \"…\" in [[gateways]], \
+                     or PEDULICOVID__GATEWAYS__{i}__NAME)"
                 );
             }
-            if !names.insert(g.name.as_str()) {
-                bail!("gateway {:?} is configured twice", g.name);
-            }
-            if g.name.is_empty()
-                || !g
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            if !g
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 bail!(
                     "gateway name {:?}: use letters, digits, '-' and '_' only",
                     g.name
                 );
+            }
+            if !names.insert(g.name.as_str()) {
+                bail!("gateway {:?} is configured twice", g.name);
+            }
+            if let Some(field) = g.dialect.url_field() {
+                check_gateway_url(&g.name, field, g.send_url())?;
             }
         }
         if self.http.header_read_timeout_ms == 0 {
@@ -382,8 +566,9 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
     }
 }
 
-/// Sets `A__B__0__C` (case-insensitive keys) to `raw`, read as a TOML value
-/// when it parses as one (numbers, booleans, arrays), else as a string.
+/// Sets `A__B__0__C` (case-insensitive keys) to `raw`, kept as a string:
+/// [`EnvDeserializer`] parses it later only if the field asks for a number,
+/// a boolean, a list or a table.
 fn set_path(tree: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<()> {
     let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
     // A missing container is an array when the key below it is an index.
@@ -410,16 +595,204 @@ fn set_path(tree: &mut toml::Table, path: &str, raw: &str) -> anyhow::Result<()>
             _ => bail!("{path}: {part:?} is below a plain value"),
         };
     }
-    *slot = parse_scalar(raw);
+    *slot = toml::Value::String(raw.to_string());
     Ok(())
 }
 
-fn parse_scalar(raw: &str) -> toml::Value {
+/// Deserializes settings from the merged TOML tree, reading a *string*
+/// as a number, boolean, list or table only where the target field is one.
+///
+/// Why: environment variables are text, and guessing their type (the old
+/// loader parsed each as a TOML value) turned `PASSWORD=123456` into an
+/// integer the password field refused, and would read a short code `007`
+/// as 7. Here the field's type decides: a `String`/`Secret` gets the text
+/// exactly as written; a `u32` gets it parsed, with an error naming the
+/// field (through `serde_path_to_error`) when it is not a number. Values
+/// from the TOML file keep their TOML types. It is type-directed, so fields
+/// other branches add are covered without annotations.
+///
+/// Why not a crate: `config` and `figment` would replace this loader
+/// whole, and both build nested *maps* from separated environment keys, so
+/// the `PEDULICOVID__GATEWAYS__0__…` array indexes documented in the README
+/// would need their list syntax instead; `serde-aux`'s
+/// `deserialize_number_from_string` works per field and would have to be
+/// remembered on every new number. This adapter is the one piece missing
+/// from `toml`'s value deserializer.
+///
+/// Limits: a value buffered by serde before its type is known (inside
+/// `#[serde(flatten)]`, untagged or internally tagged enums) is seen as a
+/// string; settings keep numbers out of such places (`JsonAuth` holds only
+/// strings).
+struct EnvDeserializer(toml::Value);
+
+/// An error while reading settings; its field path is added by
+/// `serde_path_to_error`.
+#[derive(Debug)]
+struct SettingsError(String);
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl de::Error for SettingsError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        SettingsError(msg.to_string())
+    }
+}
+
+/// Parses `raw` as one TOML value (`[1, 2]`, `{ a = "b" }`).
+fn parse_toml_value(raw: &str) -> Option<toml::Value> {
     format!("v = {raw}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Numbers: a string is parsed as the field's type asks, nothing else.
+macro_rules! number_from_string {
+    ($($method:ident => $ty:ty, $visit:ident;)*) => {$(
+        fn $method<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            match self.0 {
+                toml::Value::String(s) => match s.trim().parse::<$ty>() {
+                    Ok(n) => visitor.$visit(n),
+                    Err(_) => Err(de::Error::invalid_value(de::Unexpected::Str(&s), &visitor)),
+                },
+                other => EnvDeserializer(other).deserialize_any(visitor),
+            }
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for EnvDeserializer {
+    type Error = SettingsError;
+
+    fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            toml::Value::String(s) => visitor.visit_string(s),
+            toml::Value::Integer(i) => visitor.visit_i64(i),
+            toml::Value::Float(f) => visitor.visit_f64(f),
+            toml::Value::Boolean(b) => visitor.visit_bool(b),
+            toml::Value::Datetime(d) => visitor.visit_string(d.to_string()),
+            toml::Value::Array(a) => visitor.visit_seq(de::value::SeqDeserializer::new(
+                a.into_iter().map(EnvDeserializer),
+            )),
+            toml::Value::Table(t) => visitor.visit_map(de::value::MapDeserializer::new(
+                t.into_iter().map(|(k, v)| (k, EnvDeserializer(v))),
+            )),
+        }
+    }
+
+    number_from_string! {
+        deserialize_i8 => i8, visit_i8;
+        deserialize_i16 => i16, visit_i16;
+        deserialize_i32 => i32, visit_i32;
+        deserialize_i64 => i64, visit_i64;
+        deserialize_u8 => u8, visit_u8;
+        deserialize_u16 => u16, visit_u16;
+        deserialize_u32 => u32, visit_u32;
+        deserialize_u64 => u64, visit_u64;
+        deserialize_f32 => f32, visit_f32;
+        deserialize_f64 => f64, visit_f64;
+    }
+
+    fn deserialize_bool<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            toml::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" => visitor.visit_bool(true),
+                "false" => visitor.visit_bool(false),
+                _ => Err(de::Error::invalid_value(de::Unexpected::Str(&s), &visitor)),
+            },
+            other => EnvDeserializer(other).deserialize_any(visitor),
+        }
+    }
+
+    /// A list from the environment is written as a TOML array:
+    /// `PEDULICOVID__GATEWAYS__0__OPERATORS='["telkomsel", "indosat"]'`.
+    fn deserialize_seq<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            toml::Value::String(s) => match parse_toml_value(&s) {
+                Some(v @ toml::Value::Array(_)) => EnvDeserializer(v).deserialize_any(visitor),
+                _ => Err(de::Error::invalid_value(
+                    de::Unexpected::Str(&s),
+                    &"a list written as a TOML array, e.g. [\"a\", \"b\"]",
+                )),
+            },
+            other => EnvDeserializer(other).deserialize_any(visitor),
+        }
+    }
+
+    /// A table from the environment is a TOML inline table
+    /// (`{ a = "b" }`); usually one sets its keys one by one instead.
+    fn deserialize_map<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            toml::Value::String(s) => match parse_toml_value(&s) {
+                Some(v @ toml::Value::Table(_)) => EnvDeserializer(v).deserialize_any(visitor),
+                _ => Err(de::Error::invalid_value(
+                    de::Unexpected::Str(&s),
+                    &"a table written as a TOML inline table, e.g. { key = \"value\" }",
+                )),
+            },
+            other => EnvDeserializer(other).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_option<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        // An absent key never reaches here (`#[serde(default)]`).
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            // A unit variant by name: `dialect = "jasmin"`.
+            toml::Value::String(s) => visitor.visit_enum(s.into_deserializer()),
+            // An externally tagged variant with data: `{ variant = … }`.
+            toml::Value::Table(t) if t.len() == 1 => {
+                let (k, v) = t.into_iter().next().expect("one entry");
+                visitor.visit_enum(de::value::MapAccessDeserializer::new(
+                    de::value::MapDeserializer::new(std::iter::once((k, EnvDeserializer(v)))),
+                ))
+            }
+            other => EnvDeserializer(other).deserialize_any(visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        char str string bytes byte_buf unit unit_struct tuple tuple_struct identifier
+        ignored_any i128 u128
+    }
+}
+
+impl<'de> IntoDeserializer<'de, SettingsError> for EnvDeserializer {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
 }
 
 #[cfg(test)]
@@ -433,15 +806,345 @@ mod tests {
             .collect()
     }
 
+    /// The smallest real gateway, through the environment.
+    const KANNEL_ENV: [(&str, &str); 2] = [
+        ("PEDULICOVID__GATEWAYS__0__NAME", "tsel"),
+        (
+            "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+            "http://127.0.0.1:13013/cgi-bin/sendsms",
+        ),
+    ];
+
+    fn with_kannel(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v = env(&KANNEL_ENV);
+        v.extend(env(extra));
+        v
+    }
+
     #[test]
     fn defaults_work_with_nothing_configured() {
         let s = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), vec![]);
         assert!(s.is_err(), "an explicit file that is missing is an error");
         let s = Settings::load_from(None, vec![]).unwrap();
         assert_eq!(s.database_url, "sqlite://pedulicovid.db");
+        assert!(s.gateways.is_empty(), "no gateway unless configured");
+    }
+
+    #[test]
+    fn environment_only_gateway_is_the_configured_carrier_never_the_simulator() {
+        let s = Settings::load_from(None, env(&KANNEL_ENV)).unwrap();
         assert_eq!(s.gateways.len(), 1);
-        assert_eq!(s.gateways[0].name, "sim");
-        assert!(s.simulator.enabled);
+        let g = &s.gateways[0];
+        assert_eq!(g.name, "tsel");
+        assert_eq!(g.dialect, Dialect::Kannel);
+        assert_eq!(
+            g.kannel.sendsms_url,
+            "http://127.0.0.1:13013/cgi-bin/sendsms"
+        );
+        // Named "sim" changes nothing either: the name never picks a dialect.
+        let s = Settings::load_from(
+            None,
+            with_kannel(&[("PEDULICOVID__GATEWAYS__0__NAME", "sim")]),
+        )
+        .unwrap();
+        assert_eq!(s.gateways[0].dialect, Dialect::Kannel);
+        // The simulator only by name.
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__NAME", "trial"),
+                ("PEDULICOVID__GATEWAYS__0__DIALECT", "simulator"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.gateways[0].dialect, Dialect::Simulator);
+    }
+
+    #[test]
+    fn the_removed_simulator_switch_is_refused_with_the_way_forward() {
+        for e in [
+            env(&[("PEDULICOVID__SIMULATOR__ENABLED", "true")]),
+            env(&[("PEDULICOVID__SIMULATOR__ENABLED", "false")]),
+        ] {
+            let e = Settings::load_from(None, e).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("dialect = \"simulator\""),
+                "{e:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_real_gateway_needs_its_url_written() {
+        for (dialect, var) in [
+            ("kannel", "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL"),
+            ("jasmin", "PEDULICOVID__GATEWAYS__0__JASMIN__SEND_URL"),
+            ("json", "PEDULICOVID__GATEWAYS__0__JSON__URL"),
+        ] {
+            let e = Settings::load_from(
+                None,
+                env(&[
+                    ("PEDULICOVID__GATEWAYS__0__NAME", "g"),
+                    ("PEDULICOVID__GATEWAYS__0__DIALECT", dialect),
+                ]),
+            )
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(var), "{dialect}: {e:#}");
+        }
+        let e = Settings::load_from(
+            None,
+            env(&[(
+                "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+                "http://127.0.0.1:1/x",
+            )]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("PEDULICOVID__GATEWAYS__0__NAME"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn gateway_urls_must_parse_and_be_http_or_https() {
+        let url = "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL";
+        for (bad, says) in [
+            ("ftp://kannel.example/cgi-bin/sendsms", "scheme \"ftp\""),
+            ("kannel.example:13013/sendsms", "scheme \"kannel.example\""),
+            ("http://user:s3cr3t@[::1/x", "not a valid URL"),
+            ("/cgi-bin/sendsms", "not a valid URL"),
+        ] {
+            let e = Settings::load_from(None, with_kannel(&[(url, bad)])).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(
+                e.contains("\"tsel\"") && e.contains("kannel.sendsms_url"),
+                "{e}"
+            );
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("s3cr3t"), "a URL is never quoted: {e}");
+        }
+        for good in [
+            "https://sms.example.co.id/api",
+            "http://10.1.2.3:13013/cgi-bin/sendsms",
+        ] {
+            Settings::load_from(None, with_kannel(&[(url, good)])).unwrap();
+        }
+    }
+
+    #[test]
+    fn plain_http_warns_only_beyond_loopback_and_private_networks() {
+        for quiet in [
+            "http://127.0.0.1:13013/x",
+            "http://localhost/x",
+            "http://10.0.0.5/x",
+            "http://172.20.1.1/x",
+            "http://192.168.1.10/x",
+            "http://[::1]:80/x",
+            "http://[fd12:3456::1]/x",
+            "https://203.0.113.9/x",
+            "https://sms.example.com/x",
+        ] {
+            assert!(!plain_http_to_public_host(quiet), "{quiet}");
+        }
+        for loud in [
+            "http://203.0.113.9/x",
+            "http://172.32.0.1/x",
+            "http://sms.example.com/x",
+            "http://[2001:db8::1]/x",
+        ] {
+            assert!(plain_http_to_public_host(loud), "{loud}");
+        }
+        assert_eq!(
+            url_host("https://u:pw@sms.example.com:8443/send?password=pw"),
+            "sms.example.com:8443"
+        );
+    }
+
+    /// Every string setting a secret, an id or a sender lives in, given
+    /// values that look like numbers, booleans or TOML: each arrives as
+    /// written.
+    #[test]
+    fn environment_strings_stay_strings_in_every_secret_and_sender_field() {
+        for v in [
+            "123456", "1500567", "007", "true", "1.5", "-1", "1e3", "[1]", "0x10",
+        ] {
+            let s = Settings::load_from(
+                None,
+                env(&[
+                    ("PEDULICOVID__DATABASE_URL", v),
+                    ("PEDULICOVID__HTTP__PUBLIC_URL", v),
+                    ("PEDULICOVID__SMS__TEMPLATES_DIR", v),
+                    ("PEDULICOVID__GATEWAYS__0__NAME", "kannel"),
+                    ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", v),
+                    (
+                        "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+                        "http://127.0.0.1:1/cgi-bin/sendsms",
+                    ),
+                    ("PEDULICOVID__GATEWAYS__0__KANNEL__USERNAME", v),
+                    ("PEDULICOVID__GATEWAYS__0__KANNEL__PASSWORD", v),
+                    ("PEDULICOVID__GATEWAYS__0__KANNEL__SENDER", v),
+                    ("PEDULICOVID__GATEWAYS__1__NAME", "jasmin"),
+                    ("PEDULICOVID__GATEWAYS__1__DIALECT", "jasmin"),
+                    (
+                        "PEDULICOVID__GATEWAYS__1__JASMIN__SEND_URL",
+                        "http://127.0.0.1:1/send",
+                    ),
+                    ("PEDULICOVID__GATEWAYS__1__JASMIN__USERNAME", v),
+                    ("PEDULICOVID__GATEWAYS__1__JASMIN__PASSWORD", v),
+                    ("PEDULICOVID__GATEWAYS__1__JASMIN__SENDER", v),
+                    ("PEDULICOVID__GATEWAYS__2__NAME", "bearer"),
+                    ("PEDULICOVID__GATEWAYS__2__DIALECT", "json"),
+                    (
+                        "PEDULICOVID__GATEWAYS__2__JSON__URL",
+                        "https://sms.example/v1",
+                    ),
+                    ("PEDULICOVID__GATEWAYS__2__JSON__SENDER", v),
+                    ("PEDULICOVID__GATEWAYS__2__JSON__AUTH__TYPE", "bearer"),
+                    ("PEDULICOVID__GATEWAYS__2__JSON__AUTH__TOKEN", v),
+                    ("PEDULICOVID__GATEWAYS__2__JSON__HEADERS__X_API_KEY", v),
+                    ("PEDULICOVID__GATEWAYS__3__NAME", "basic"),
+                    ("PEDULICOVID__GATEWAYS__3__DIALECT", "json"),
+                    (
+                        "PEDULICOVID__GATEWAYS__3__JSON__URL",
+                        "https://sms.example/v1",
+                    ),
+                    ("PEDULICOVID__GATEWAYS__3__JSON__AUTH__TYPE", "basic"),
+                    ("PEDULICOVID__GATEWAYS__3__JSON__AUTH__USERNAME", v),
+                    ("PEDULICOVID__GATEWAYS__3__JSON__AUTH__PASSWORD", v),
+                    ("PEDULICOVID__SIMULATOR__USERNAME", v),
+                    ("PEDULICOVID__SIMULATOR__PASSWORD", v),
+                ]),
+            );
+            let s = s.unwrap_or_else(|e| panic!("{v:?}: {e:#}"));
+            assert_eq!(s.database_url, v);
+            assert_eq!(s.http.public_url.as_deref(), Some(v));
+            assert_eq!(s.sms.templates_dir, v);
+            let [k, j, b, basic] = &s.gateways[..] else {
+                panic!("four gateways: {:?}", s.gateways);
+            };
+            assert_eq!(k.callback_secret.expose(), v);
+            assert_eq!(k.kannel.username, v);
+            assert_eq!(k.kannel.password.expose(), v);
+            assert_eq!(k.kannel.sender, v);
+            assert_eq!(j.jasmin.username, v);
+            assert_eq!(j.jasmin.password.expose(), v);
+            assert_eq!(j.jasmin.sender, v);
+            assert_eq!(b.json.sender, v);
+            assert_eq!(
+                b.json.auth,
+                crate::gateway::json::JsonAuth::Bearer {
+                    token: Secret::new(v)
+                }
+            );
+            assert_eq!(
+                b.json.headers.get("x_api_key").map(Secret::expose),
+                Some(v),
+                "{:?}",
+                b.json.headers.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                basic.json.auth,
+                crate::gateway::json::JsonAuth::Basic {
+                    username: v.to_string(),
+                    password: Secret::new(v)
+                }
+            );
+            assert_eq!(s.simulator.username, v);
+            assert_eq!(s.simulator.password.expose(), v);
+        }
+    }
+
+    #[test]
+    fn environment_numbers_booleans_and_lists_parse_where_the_field_is_one() {
+        let s = Settings::load_from(
+            None,
+            with_kannel(&[
+                ("PEDULICOVID__WORKER__MAX_ATTEMPTS", "007"),
+                ("PEDULICOVID__WORKER__AUTO_PAUSE_THRESHOLD", "0.25"),
+                ("PEDULICOVID__WORKER__POLICY", "at_most_once"),
+                ("PEDULICOVID__HTTP__BODY_LIMIT_BYTES", " 4096 "),
+                ("PEDULICOVID__GATEWAYS__0__RATE_PER_SEC", "50"),
+                (
+                    "PEDULICOVID__GATEWAYS__0__OPERATORS",
+                    "[\"telkomsel\", \"indosat\"]",
+                ),
+                ("PEDULICOVID__GATEWAYS__0__KANNEL__DLR_MASK", "31"),
+                ("PEDULICOVID__GATEWAYS__1__NAME", "j"),
+                ("PEDULICOVID__GATEWAYS__1__DIALECT", "jasmin"),
+                (
+                    "PEDULICOVID__GATEWAYS__1__JASMIN__SEND_URL",
+                    "http://127.0.0.1:1/send",
+                ),
+                ("PEDULICOVID__GATEWAYS__1__JASMIN__DLR_LEVEL", "2"),
+                ("PEDULICOVID__GATEWAYS__2__NAME", "a"),
+                ("PEDULICOVID__GATEWAYS__2__DIALECT", "json"),
+                (
+                    "PEDULICOVID__GATEWAYS__2__JSON__URL",
+                    "https://sms.example/v1",
+                ),
+                (
+                    "PEDULICOVID__GATEWAYS__2__JSON__THROTTLE_STATUS",
+                    "[429, 503]",
+                ),
+                ("PEDULICOVID__SIMULATOR__RECORD_ATTEMPTS", "FALSE"),
+                ("PEDULICOVID__SIMULATOR__SEED", "42"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.worker.max_attempts, 7);
+        assert_eq!(s.worker.auto_pause_threshold, 0.25);
+        assert_eq!(s.worker.policy, DeliveryPolicy::AtMostOnce);
+        assert_eq!(s.http.body_limit_bytes, 4096);
+        assert_eq!(s.gateways[0].rate_per_sec, 50);
+        assert_eq!(s.gateways[0].operators, ["telkomsel", "indosat"]);
+        assert_eq!(s.gateways[0].kannel.dlr_mask, 31);
+        assert_eq!(
+            s.gateways[1].jasmin.dlr_level,
+            crate::gateway::jasmin::DlrLevel::Terminal
+        );
+        assert_eq!(s.gateways[2].json.throttle_status, [429, 503]);
+        assert!(!s.simulator.record_attempts);
+        assert_eq!(s.simulator.seed, Some(42));
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_its_field() {
+        for (var, value, path) in [
+            (
+                "PEDULICOVID__WORKER__MAX_ATTEMPTS",
+                "many",
+                "worker.max_attempts",
+            ),
+            (
+                "PEDULICOVID__GATEWAYS__0__RATE_PER_SEC",
+                "fast",
+                "gateways[0].rate_per_sec",
+            ),
+            (
+                "PEDULICOVID__GATEWAYS__0__RATE_PER_SEC",
+                "-5",
+                "gateways[0].rate_per_sec",
+            ),
+            (
+                "PEDULICOVID__GATEWAYS__0__KANNEL__DLR_MASK",
+                "300",
+                "gateways[0].kannel.dlr_mask",
+            ),
+            (
+                "PEDULICOVID__SIMULATOR__RECORD_ATTEMPTS",
+                "yes",
+                "simulator.record_attempts",
+            ),
+            (
+                "PEDULICOVID__GATEWAYS__0__OPERATORS",
+                "telkomsel",
+                "gateways[0].operators",
+            ),
+        ] {
+            let e = Settings::load_from(None, with_kannel(&[(var, value)])).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(e.contains(path) && e.contains(value), "{var}={value}: {e}");
+        }
     }
 
     #[test]
@@ -451,7 +1154,8 @@ mod tests {
         std::fs::write(
             &f,
             "database_url = \"postgres://app:dbpass@x/y\"\n[worker]\nmax_attempts = 7\n\
-             [[gateways]]\nname = \"tsel\"\nrate_per_sec = 10\n[gateways.kannel]\npassword = \"hunter2\"\n",
+             [[gateways]]\nname = \"tsel\"\nrate_per_sec = 10\n[gateways.kannel]\npassword = \"hunter2\"\n\
+             sendsms_url = \"http://10.0.0.2:13013/cgi-bin/sendsms\"\n",
         )
         .unwrap();
         let s = Settings::load_from(
@@ -488,8 +1192,18 @@ mod tests {
         let e =
             Settings::load_from(None, env(&[("PEDULICOVID__WORKER__NO_SUCH", "1")])).unwrap_err();
         assert!(format!("{e:#}").contains("no_such"), "{e:#}");
-        let e = Settings::load_from(None, env(&[("PEDULICOVID__GATEWAYS__0__DIALECT", "smpp")]))
-            .unwrap_err();
-        assert!(format!("{e:#}").contains("unknown dialect"), "{e:#}");
+        let e = Settings::load_from(
+            None,
+            with_kannel(&[("PEDULICOVID__GATEWAYS__0__DIALECT", "smpp")]),
+        )
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("gateways[0].dialect") && e.contains("smpp"),
+            "{e}"
+        );
+        for known in Dialect::ALL {
+            assert!(e.contains(known.as_str()), "lists {known}: {e}");
+        }
     }
 }

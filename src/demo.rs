@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::app::{App, Parts};
 use crate::campaign::{self, CampaignRequest, Window};
 use crate::cli::progress_bar;
-use crate::config::Settings;
+use crate::config::{GatewaySettings, Settings};
 use crate::domain::ProvinceCode;
 use crate::registry::{self, COLUMNS};
 use crate::simulator::SimStats;
@@ -230,15 +230,13 @@ pub async fn run(
     }
     s.http.listen = "127.0.0.1:0".into();
     s.http.public_url = None;
-    s.simulator.enabled = true;
-    s.simulator.config.listen = "127.0.0.1:0".into();
-    s.simulator.config.seed = Some(seed);
-    s.simulator.config.receipt_delay_ms = 20;
-    s.simulator.config.receipt_jitter_ms = 30;
-    s.gateways.retain(|g| g.name == "sim");
-    if s.gateways.is_empty() {
-        s.gateways.push(Default::default());
-    }
+    s.simulator.listen = "127.0.0.1:0".into();
+    s.simulator.seed = Some(seed);
+    s.simulator.receipt_delay_ms = 20;
+    s.simulator.receipt_jitter_ms = 30;
+    // The demo sends to the built-in simulator only, asked for by name;
+    // configured gateways are left out (a demo never reaches a carrier).
+    s.gateways = vec![GatewaySettings::simulator("sim")];
     s.worker.backoff_initial_ms = 200;
 
     let say = |m: &str| {

@@ -3303,7 +3303,7 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let s = crate::config::Settings::load_from(None, env).expect("settings");
-        let f = &s.simulator.config.faults;
+        let f = &s.simulator.faults;
         assert_eq!(f.throttle, 0.05);
         assert_eq!(f.down_after_ms, Some(5000));
         assert_eq!(f.down_answer, DownAnswer::Unavailable);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::workers::Workers;
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::DeliveryPolicy;
+use pedulicovid::config::{DeliveryPolicy, Dialect};
 use pedulicovid::simulator::{Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
@@ -99,7 +99,7 @@ async fn chaos(policy: DeliveryPolicy) {
     // This process: receipts (HTTP) and housekeeping, with the workers'
     // policy and lease, so it expires the dead workers' leases as they would.
     let mut s = test_settings(&db);
-    s.simulator.enabled = false;
+    s.gateways[0].dialect = Dialect::Kannel;
     s.gateways[0].kannel.sendsms_url = sim.sendsms_url();
     s.worker.lease_secs = 2;
     s.worker.policy = policy;

@@ -448,7 +448,7 @@ async fn sqlite_locked_database_waits_and_completes() {
     let log = captured_log();
     let db = TestDb::new("sqlite").await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = all_delivered();
+    s.simulator.mix = all_delivered();
     s.gateways[0].rate_per_sec = 200;
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().expect("in-process simulator");

@@ -3,8 +3,9 @@
 //! import → campaign → worker → `POST /send` (Jasmin) or `POST /v1/messages`
 //! (JSON) → the dialect's receipt callbacks → statuses, receipts and flags.
 //!
-//! The gateway named "sim" follows the simulator's dialect (see `App::start`),
-//! so these tests only switch `simulator.dialect`. Outcomes come from suffix
+//! The gateway "sim" asks for the simulator by name (`dialect =
+//! "simulator"`) and speaks whatever the simulator speaks, so these tests
+//! only switch `simulator.dialect`. Outcomes come from suffix
 //! rules on the destination's last digit, as in the Kannel harness: 0
 //! undelivered, 9 expired, 8 rejected, 7 invalid number, anything else
 //! delivered.
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::Settings;
+use pedulicovid::config::{Dialect, Settings};
 use pedulicovid::secret::Secret;
 use pedulicovid::simulator::SimDialect;
 use pedulicovid::status::Status;
@@ -29,7 +30,7 @@ const TOKEN: &str = "dialect-test-token-0123456789abcdef";
 /// suffix rule, and numbers without a rule are always delivered.
 fn dialect_settings(db: &TestDb, dialect: SimDialect, rules: &str) -> Settings {
     let mut s = ruled_settings(db, rules);
-    s.simulator.config.dialect = dialect;
+    s.simulator.dialect = dialect;
     assert_eq!(s.gateways.len(), 1);
     assert_eq!(s.gateways[0].name, "sim");
     s.gateways[0].callback_secret = Secret::new(TOKEN);
@@ -419,12 +420,13 @@ async fn json_receipt_matched_by_aggregator_id_alone(backend: &str) {
 }
 both_backends!(json_receipt_matched_by_aggregator_id_alone);
 
-/// The "sim" gateway is pointed at the simulator with the simulator's
-/// credentials in every dialect: for JSON that is the Bearer token.
+/// The "sim" gateway (`dialect = "simulator"`) is wired to the simulator
+/// with the simulator's credentials in every dialect: for JSON that is the
+/// Bearer token.
 async fn json_sim_gateway_uses_the_simulator_password(backend: &str) {
     let db = TestDb::new(backend).await;
     let mut s = dialect_settings(&db, SimDialect::Json, "");
-    s.simulator.config.password = Secret::new("not-the-default-token");
+    s.simulator.password = Secret::new("not-the-default-token");
     let app = start(s, Parts::ALL).await;
     let mut csv = String::from(HEADER);
     for i in 0..3u32 {
@@ -441,7 +443,7 @@ async fn json_sim_gateway_uses_the_simulator_password(backend: &str) {
     assert_eq!(r.status(Status::Delivered), 3, "{r:?}");
     app.stop(Duration::from_secs(5)).await;
 }
-// bug: App::start points the "sim" gateway at the simulator but, in the JSON
+// bug (fixed): App::start pointed the "sim" gateway at the simulator but, in the JSON
 // dialect, leaves `json.auth` at its default Bearer token "secret" instead of
 // the simulator's password (it copies username/password for kannel and
 // jasmin): any other `simulator.password` makes every send a 401, failed
@@ -457,18 +459,33 @@ mod json_sim_gateway_uses_the_simulator_password {
     }
 }
 
-/// Settings naming the `jasmin` and `json` dialects load (the settings check
-/// must know every dialect `App::start` builds).
+/// Settings naming every dialect load (the settings check must know every
+/// dialect `App::start` builds).
 #[test]
 fn settings_accept_every_dialect() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.toml");
     std::fs::write(&file, "").unwrap();
-    for dialect in ["kannel", "jasmin", "json"] {
-        let env = vec![(
-            "PEDULICOVID__GATEWAYS__0__DIALECT".to_string(),
-            dialect.to_string(),
-        )];
+    for dialect in Dialect::ALL {
+        let mut env = vec![
+            (
+                "PEDULICOVID__GATEWAYS__0__NAME".to_string(),
+                "g".to_string(),
+            ),
+            (
+                "PEDULICOVID__GATEWAYS__0__DIALECT".to_string(),
+                dialect.as_str().to_string(),
+            ),
+        ];
+        if let Some(field) = dialect.url_field() {
+            env.push((
+                format!(
+                    "PEDULICOVID__GATEWAYS__0__{}",
+                    field.replace('.', "__").to_ascii_uppercase()
+                ),
+                "http://127.0.0.1:1/send".to_string(),
+            ));
+        }
         let s = Settings::load_from(Some(&file), env)
             .unwrap_or_else(|e| panic!("dialect {dialect}: {e:#}"));
         assert_eq!(s.gateways[0].dialect, dialect);

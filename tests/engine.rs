@@ -28,7 +28,7 @@ use common::workers::Workers;
 use common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, parse_time, CampaignRequest};
-use pedulicovid::config::{DeliveryPolicy, SmsSettings, WorkerSettings};
+use pedulicovid::config::{DeliveryPolicy, Dialect, SmsSettings, WorkerSettings};
 use pedulicovid::dispatch::{housekeeping_once, Dispatcher, Route, Router, StepSummary};
 use pedulicovid::gateway::kannel::{parse_receipt, KannelConfig, KannelGateway};
 use pedulicovid::render::Renderer;
@@ -191,7 +191,7 @@ fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
 /// gateway "sim" points at `sim`.
 async fn serve_only(db: &TestDb, sim: &SimHandle, tune: impl FnOnce(&mut WorkerSettings)) -> App {
     let mut s = test_settings(db);
-    s.simulator.enabled = false;
+    s.gateways[0].dialect = Dialect::Kannel;
     s.gateways[0].kannel.sendsms_url = sim.sendsms_url();
     tune(&mut s.worker);
     start(
@@ -625,7 +625,7 @@ async fn pause_resume_cancel(backend: &str, batch_size: Option<u32>) {
     let t0 = Instant::now();
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = all_delivered();
+    s.simulator.mix = all_delivered();
     s.gateways[0].rate_per_sec = 100;
     if let Some(b) = batch_size {
         s.worker.batch_size = b;
@@ -746,7 +746,7 @@ async fn pause_bites_within_a_second(batch_size: Option<u32>) {
     let _serial = SERIAL.lock().await;
     let db = TestDb::new("postgres").await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = all_delivered();
+    s.simulator.mix = all_delivered();
     s.gateways[0].rate_per_sec = 100;
     if let Some(b) = batch_size {
         s.worker.batch_size = b;
@@ -791,9 +791,9 @@ async fn batch_outlasting_its_lease_sends_once(backend: &str) {
     let _serial = SERIAL.lock().await;
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = all_delivered();
+    s.simulator.mix = all_delivered();
     // Receipts come after a few seconds, as they do from real carriers.
-    s.simulator.config.receipt_delay_ms = 4000;
+    s.simulator.receipt_delay_ms = 4000;
     s.gateways[0].rate_per_sec = 10;
     s.worker.batch_size = 20;
     s.worker.lease_secs = 1;
@@ -878,7 +878,7 @@ async fn throttles(backend: &str, sender: Sender) {
     let db = TestDb::new(backend).await;
     let (url, hits) = throttling_gateway(30).await;
     let mut s = test_settings(&db);
-    s.simulator.enabled = false;
+    s.gateways[0].dialect = Dialect::Kannel;
     s.gateways[0].kannel.sendsms_url = url.clone();
     if sender == Sender::AppBreakerOff {
         s.gateways[0].breaker_threshold = 0;
@@ -1039,7 +1039,7 @@ async fn deadline_stops_sending_and_expires_the_rest(backend: &str) {
     let _serial = SERIAL.lock().await;
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = all_delivered();
+    s.simulator.mix = all_delivered();
     s.gateways[0].rate_per_sec = 5;
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().unwrap();

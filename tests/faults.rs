@@ -126,8 +126,8 @@ fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
 /// everything, fast backoff, a short client timeout.
 fn fault_settings(db: &TestDb, faults: FaultConfig) -> Settings {
     let mut s = test_settings(db);
-    s.simulator.config.mix = all_delivered();
-    s.simulator.config.faults = faults;
+    s.simulator.mix = all_delivered();
+    s.simulator.faults = faults;
     s.gateways[0].kannel.timeout_ms = 300;
     s.worker.max_attempts = 6;
     s.worker.backoff_initial_ms = BACKOFF_INITIAL_MS;
@@ -325,8 +325,8 @@ async fn lost_answers(backend: &str) {
     };
     let mut s = fault_settings(&db, faults);
     // Receipts slower than the client's timeout: the retry goes out first.
-    s.simulator.config.receipt_delay_ms = 1_000;
-    s.simulator.config.receipt_jitter_ms = 100;
+    s.simulator.receipt_delay_ms = 1_000;
+    s.simulator.receipt_jitter_ms = 100;
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().unwrap();
     let tails: Vec<String> = (0..100).map(|i| format!("{:08}", 71_000_000 + i)).collect();

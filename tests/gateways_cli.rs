@@ -14,10 +14,12 @@ segments_per_sec = 150
 operators = ["telkomsel", "indosat"]
 breaker_threshold = 5
 breaker_cool_down_secs = 30
+kannel = { sendsms_url = "http://127.0.0.1:13013/cgi-bin/sendsms" }
 
 [[gateways]]
 name = "backup"
 dialect = "jasmin"
+jasmin = { send_url = "http://127.0.0.1:1401/send" }
 "#;
 
 /// Runs the binary with the settings file and database; returns stdout.

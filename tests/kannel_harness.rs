@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::carrier::carrier;
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::GatewaySettings;
+use pedulicovid::config::{Dialect, GatewaySettings};
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
 use pedulicovid::status::Status;
@@ -88,10 +88,9 @@ async fn campaign_through_real_kannel(backend: &str) {
 
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.enabled = false;
     s.gateways = vec![GatewaySettings {
         name: "kannel".into(),
-        dialect: "kannel".into(),
+        dialect: Dialect::Kannel,
         kannel: KannelConfig {
             sendsms_url: carrier.sendsms_url.clone(),
             username: carrier.username.clone(),

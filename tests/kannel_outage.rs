@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use common::carrier::{start_harness, stop_harness, Carrier, CARRIER};
 use common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::GatewaySettings;
+use pedulicovid::config::{Dialect, GatewaySettings};
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
 use pedulicovid::status::Status;
@@ -100,7 +100,7 @@ impl Drop for Restarter {
 fn kannel_gateway(name: &str, carrier: &Carrier) -> GatewaySettings {
     GatewaySettings {
         name: name.into(),
-        dialect: "kannel".into(),
+        dialect: Dialect::Kannel,
         kannel: KannelConfig {
             sendsms_url: carrier.sendsms_url.clone(),
             username: carrier.username.clone(),
@@ -163,7 +163,6 @@ async fn kannel_stopped_mid_campaign(backend: &str) {
 
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.enabled = false;
     let mut g = kannel_gateway("kannel", &carrier);
     // 200 messages at 50/s: about 4 s of sending.
     g.rate_per_sec = 50;
@@ -328,8 +327,8 @@ async fn kannel_down_fails_over_to_the_second_route(backend: &str) {
     primary.operators = vec!["telkomsel".into()];
     primary.breaker_threshold = 3;
     primary.breaker_cool_down_secs = 60;
-    s.gateways = vec![primary, GatewaySettings::default()];
-    s.simulator.config.mix = all_delivered();
+    s.gateways = vec![primary, GatewaySettings::simulator("sim")];
+    s.simulator.mix = all_delivered();
     s.worker.batch_size = 10;
     let app = start(s, Parts::ALL).await;
     let sim = app.simulator.clone().expect("simulator runs");

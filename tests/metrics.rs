@@ -47,7 +47,7 @@ async fn gateway_series_count_the_campaign(backend: &str) {
     // …10 undelivered, …55 answered 503 until its attempts run out, the
     // rest delivered.
     let mut s = ruled_settings(&db, "0=undelivered");
-    s.simulator.config.faults.always_fail = vec!["55".into()];
+    s.simulator.faults.always_fail = vec!["55".into()];
     s.worker.max_attempts = 3;
     let app = start(s, Parts::ALL).await;
     let base = base_url(&app);

@@ -118,7 +118,7 @@ async fn setup(backend: &str, n: u32, until: Start) -> Ctx {
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
     // Every last digit: accepted, and never a receipt.
-    s.simulator.config.rules = parse_rules(
+    s.simulator.rules = parse_rules(
         &(0..10)
             .map(|d| format!("{d}=no_receipt"))
             .collect::<Vec<_>>()

@@ -33,7 +33,7 @@ async fn a_dead_gateway_fails_over_to_the_next_route(backend: &str) {
         ..Default::default()
     };
     primary.kannel.sendsms_url = dead_url().await;
-    s.gateways = vec![primary, GatewaySettings::default()];
+    s.gateways = vec![primary, GatewaySettings::simulator("sim")];
     s.worker.batch_size = 5;
     s.worker.concurrency = 1;
     s.worker.max_attempts = 5;

@@ -122,7 +122,7 @@ both_backends!(injection_strings_are_harmless_in_every_search_field);
 async fn names_with_template_and_html_syntax_are_sent_literally(backend: &str) {
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
-    s.simulator.config.mix = all_delivered();
+    s.simulator.mix = all_delivered();
     let app = start(s, Parts::ALL).await;
     let names = [
         "{{ nik_akhir }}",

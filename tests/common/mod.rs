@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest};
-use pedulicovid::config::Settings;
+use pedulicovid::config::{GatewaySettings, Settings};
 use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Campaign, CampaignReport, Store};
 
@@ -94,18 +94,21 @@ impl Drop for TestDb {
     }
 }
 
-/// Settings for a test: random ports, the in-process simulator, fast retries.
+/// Settings for a test: random ports, fast retries, and one gateway, "sim",
+/// that asks for the in-process simulator by name (`dialect = "simulator"`;
+/// nothing else ever starts it). Tests that send elsewhere set that
+/// gateway's dialect and URL, or replace the gateways.
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings {
         database_url: db.url.clone(),
+        gateways: vec![GatewaySettings::simulator("sim")],
         ..Default::default()
     };
     s.http.listen = "127.0.0.1:0".into();
-    s.simulator.enabled = true;
-    s.simulator.config.listen = "127.0.0.1:0".into();
-    s.simulator.config.receipt_delay_ms = 5;
-    s.simulator.config.receipt_jitter_ms = 5;
-    s.simulator.config.callback_retry_delay_ms = 100;
+    s.simulator.listen = "127.0.0.1:0".into();
+    s.simulator.receipt_delay_ms = 5;
+    s.simulator.receipt_jitter_ms = 5;
+    s.simulator.callback_retry_delay_ms = 100;
     s.worker.poll_ms = 50;
     s.worker.backoff_initial_ms = 50;
     s.worker.backoff_max_ms = 200;
@@ -128,8 +131,8 @@ pub fn all_delivered() -> OutcomeMix {
 /// number.
 pub fn ruled_settings(db: &TestDb, rules: &str) -> Settings {
     let mut s = test_settings(db);
-    s.simulator.config.rules = parse_rules(rules).unwrap();
-    s.simulator.config.mix = all_delivered();
+    s.simulator.rules = parse_rules(rules).unwrap();
+    s.simulator.mix = all_delivered();
     s
 }
 
