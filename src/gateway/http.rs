@@ -316,14 +316,21 @@ pub fn transport_error(e: &reqwest::Error) -> SendError {
 }
 
 /// The rustls error behind one link of a cause chain, if it is one. rustls
-/// errors travel inside `std::io::Error`s, whose `source()` skips the error
-/// they wrap, hence the look through `get_ref`.
+/// errors travel inside `std::io::Error`s (sometimes an io error inside
+/// another), whose `source()` skips the error they wrap, hence the look
+/// down through `get_ref`.
 fn tls_cause<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    c.downcast_ref::<rustls::Error>().or_else(|| {
-        c.downcast_ref::<std::io::Error>()
+    let mut link = Some(c);
+    while let Some(e) = link {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        link = e
+            .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    })
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+    }
+    None
 }
 
 /// Reads at most [`MAX_ANSWER_BYTES`] of an answer body, lossily decoded.
