@@ -421,6 +421,34 @@ async fn a_url_the_client_cannot_use_is_a_configuration_fault() {
 }
 
 #[tokio::test]
+async fn plain_http_behind_an_https_url_is_a_tls_fault() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A plain-HTTP server where the settings say https://.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buf = [0u8; 512];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let got = kannel(port, &GatewayTls::default()).send(&sms(1)).await;
+    assert!(
+        matches!(
+            got,
+            Err(SendError::GatewayFault {
+                kind: Fault::Tls,
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
 async fn bad_tls_files_stop_the_start_naming_gateway_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("carrier CA");
@@ -593,9 +621,9 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
     // …the breaker opened and says so for operators…
     let states = app.store.gateway_states().await.unwrap();
     assert!(
-        states
-            .iter()
-            .any(|(g, state, ..)| g == "tls-broken" && state == "open"),
+        states.iter().any(|(g, state, detail, ..)| g == "tls-broken"
+            && state == "open"
+            && detail.contains("gateway fault (tls)")),
         "{states:?}"
     );
     // …nothing reached the carrier, and no worker is flagged: every

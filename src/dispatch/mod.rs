@@ -430,7 +430,7 @@ impl Dispatcher {
             Err(SendError::GatewayFault { .. }) => route.breaker.fault(),
         };
         if let Some(t) = transition {
-            self.breaker_moved(route, t);
+            self.breaker_moved(route, t, result.as_ref().err());
         }
         // Each outcome is counted once for `/metrics`: a transient failure
         // by its cause, or as `retries_exhausted` when it was the last try.
@@ -514,8 +514,10 @@ impl Dispatcher {
         }
     }
 
-    /// Logs a breaker transition and records it for `gateways status`.
-    fn breaker_moved(&self, route: &Route, t: breaker::Transition) {
+    /// Logs a breaker transition and records it for `gateways status`, with
+    /// the error that moved it (e.g. `gateway fault (tls): … expired`), so
+    /// an operator sees why a gateway is out without reading logs.
+    fn breaker_moved(&self, route: &Route, t: breaker::Transition, error: Option<&SendError>) {
         let name = route.gateway.name().to_string();
         if t.to == BreakerState::Open {
             METRICS.circuit_opens.fetch_add(1, Ordering::Relaxed);
@@ -526,10 +528,14 @@ impl Dispatcher {
         }
         let store = self.store.clone();
         let owner = self.owner.clone();
-        let detail = format!(
+        let mut detail = format!(
             "{} consecutive failures",
             route.breaker.consecutive_failures()
         );
+        if let (BreakerState::Open, Some(e)) = (t.to, error) {
+            detail.push_str("; last: ");
+            detail.push_str(&e.short());
+        }
         tokio::spawn(async move {
             if let Err(e) = store
                 .set_gateway_state(&name, t.to.as_str(), &detail, &owner)
