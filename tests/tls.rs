@@ -813,3 +813,77 @@ async fn a_replaced_certificate_is_served_to_the_next_connection() {
     assert!(format!("{e:#}").contains("http.tls_key_file"), "{e:#}");
     app.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn sighup_reloads_a_certificate_the_file_check_cannot_see() {
+    let dir = tempfile::tempdir().unwrap();
+    // Names of one length, and leaves retried until their PEM lengths
+    // match: the replacement below keeps each file's length, inode and
+    // modification time, which is all the per-connection check looks at.
+    let one = Ca::new("CA one");
+    let two = Ca::new("CA two");
+    let leaf = one.loopback();
+    let renewed = (0..200)
+        .map(|_| two.loopback())
+        .find(|l| l.cert_pem.len() == leaf.cert_pem.len() && l.key_pem.len() == leaf.key_pem.len())
+        .expect("a same-length certificate within 200 tries");
+    let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
+    let key = write(dir.path(), "https.key", &leaf.key_pem);
+    let db = TestDb::new("sqlite").await;
+    let mut s = test_settings(&db);
+    s.simulator.enabled = false;
+    s.gateways[0].name = "tsel".into();
+    s.http.tls_cert_file = Some(cert.clone());
+    s.http.tls_key_file = Some(key.clone());
+    let app = start(
+        s,
+        Parts {
+            http: true,
+            workers: 0,
+            housekeeping: false,
+            simulator: false,
+        },
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{}/healthz", app.port().unwrap());
+    client_trusting(&one)
+        .get(&url)
+        .send()
+        .await
+        .expect("first certificate");
+
+    // Replace both files in place, then put their modification times back.
+    for (path, text) in [(&cert, &renewed.cert_pem), (&key, &renewed.key_pem)] {
+        let before = std::fs::metadata(path).unwrap().modified().unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+    }
+    client_trusting(&one)
+        .get(&url)
+        .send()
+        .await
+        .expect("unchanged stamps: the certificate in use stays");
+
+    // SIGHUP (the server of this test listens for it; a plain-HTTP server
+    // would not) re-reads the files whatever their stamps say.
+    // SAFETY: raise(3) with a valid signal number has no preconditions.
+    assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if client_trusting(&two).get(&url).send().await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(client_trusting(&one).get(&url).send().await.is_err());
+    app.stop(Duration::from_secs(5)).await;
+}
