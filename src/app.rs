@@ -156,11 +156,9 @@ impl App {
         let http_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let public_url = match http_addr {
             Some(a) => settings.public_url(a),
-            None => settings
-                .http
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", settings.http.listen)),
+            None => settings.http.public_url.clone().unwrap_or_else(|| {
+                format!("{}://{}", settings.http_scheme(), settings.http.listen)
+            }),
         };
 
         // Callback tokens: configured, or generated once and shared through
@@ -224,7 +222,7 @@ impl App {
                         g.name.clone(),
                         g.jasmin.clone(),
                         callback_url,
-                        gwhttp::client(g.jasmin.timeout(), idle),
+                        gwhttp::gateway_client(&g.name, &g.tls, g.jasmin.timeout(), idle)?,
                     )),
                     Arc::new(JasminReceipts),
                 ),
@@ -234,7 +232,7 @@ impl App {
                             g.name.clone(),
                             g.json.clone(),
                             callback_url,
-                            gwhttp::client(g.json.timeout(), idle),
+                            gwhttp::gateway_client(&g.name, &g.tls, g.json.timeout(), idle)?,
                         )
                         .with_context(|| format!("gateway {}: json settings", g.name))?,
                     ),
@@ -248,7 +246,7 @@ impl App {
                         g.name.clone(),
                         g.kannel.clone(),
                         callback_url,
-                        gwhttp::client(g.kannel.timeout(), idle),
+                        gwhttp::gateway_client(&g.name, &g.tls, g.kannel.timeout(), idle)?,
                     )),
                     Arc::new(KannelReceipts),
                 ),
@@ -280,6 +278,14 @@ impl App {
         let router = (parts.workers > 0)
             .then(|| Arc::new(Router::new(routes, settings.worker.global_rate_per_sec)));
 
+        // Read before anything is served: a bad certificate or key is a
+        // start-up error naming the field.
+        let server_tls = match (&settings.http.tls_cert_file, &settings.http.tls_key_file) {
+            (Some(cert), Some(key)) if parts.http => {
+                Some(Arc::new(http::ServerTls::load(cert, key)?))
+            }
+            _ => None,
+        };
         if let Some(listener) = listener {
             let batchers = match settings.http.receipt_batchers {
                 0 => http::ReceiptBatcher::default_tasks(store.backend()),
@@ -302,12 +308,13 @@ impl App {
                 Duration::from_millis(settings.http.request_timeout_ms),
             );
             let mut rx = shutdown_rx.clone();
-            info!(addr = ?http_addr, "HTTP server listening");
+            info!(addr = ?http_addr, tls = server_tls.is_some(), "HTTP server listening");
             let header_read_timeout = Duration::from_millis(settings.http.header_read_timeout_ms);
-            tasks.push(tokio::spawn(http::serve(
+            tasks.push(tokio::spawn(http::serve_with(
                 listener,
                 app,
                 header_read_timeout,
+                server_tls,
                 async move {
                     let _ = rx.wait_for(|s| *s).await;
                 },

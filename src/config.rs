@@ -20,6 +20,7 @@ use anyhow::{bail, Context};
 use serde::de::{self, IntoDeserializer};
 use serde::Deserialize;
 
+use crate::gateway::http::GatewayTls;
 use crate::gateway::jasmin::JasminConfig;
 use crate::gateway::json::JsonConfig;
 use crate::gateway::kannel::KannelConfig;
@@ -115,6 +116,12 @@ pub struct HttpSettings {
     /// Receipts waiting for a batcher at most; callbacks beyond it wait for
     /// room (the queue never grows past this).
     pub receipt_queue: usize,
+    /// PEM certificate chain (leaf first) to serve HTTPS directly. With
+    /// `tls_key_file`; both unset: plain HTTP (behind a proxy). Re-read when
+    /// the files change (checked at each new connection) and on SIGHUP.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -128,6 +135,8 @@ impl Default for HttpSettings {
             receipt_batchers: 0,
             receipt_max_batch: 256,
             receipt_queue: 4096,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -320,6 +329,9 @@ pub struct GatewaySettings {
     pub jasmin: JasminConfig,
     /// Settings of the `json` dialect (a new aggregator is configuration).
     pub json: JsonConfig,
+    /// `[gateways.tls]`: a private CA and a client certificate, for any
+    /// dialect (see [`GatewayTls`]). Verification is always on.
+    pub tls: GatewayTls,
 }
 
 impl Default for GatewaySettings {
@@ -336,6 +348,7 @@ impl Default for GatewaySettings {
             kannel: KannelConfig::default(),
             jasmin: JasminConfig::default(),
             json: JsonConfig::default(),
+            tls: GatewayTls::default(),
         }
     }
 }
@@ -533,6 +546,14 @@ impl Settings {
                 check_gateway_url(&g.name, field, g.send_url())?;
             }
         }
+        for g in &self.gateways {
+            if let Err(e) = g.tls.check() {
+                bail!("gateway {:?}: {e}", g.name);
+            }
+        }
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            bail!("http.tls_cert_file and http.tls_key_file go together: set both (HTTPS) or neither (plain HTTP)");
+        }
         if self.http.header_read_timeout_ms == 0 {
             bail!("http.header_read_timeout_ms must be at least 1");
         }
@@ -545,11 +566,21 @@ impl Settings {
         Ok(())
     }
 
-    /// The base URL carriers call back on.
+    /// The base URL carriers call back on: `http.public_url`, else the
+    /// bound address, `https://` when the listener serves TLS itself.
     pub fn public_url(&self, bound: std::net::SocketAddr) -> String {
         match &self.http.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None => format!("http://{bound}"),
+            None => format!("{}://{bound}", self.http_scheme()),
+        }
+    }
+
+    /// `https` when `[http]` has a certificate, `http` otherwise.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.http.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 }

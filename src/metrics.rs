@@ -177,6 +177,11 @@ pub enum FailureReason {
     BadAnswer,
     /// Any other transient failure (a dialect's "no route", "cannot charge").
     OtherTransient,
+    /// A TLS failure: the gateway's certificate, name, date or CA, or our
+    /// client certificate refused. The gateway's fault; the message waits.
+    Tls,
+    /// The gateway's URL cannot be used (invalid, or not http/https).
+    GatewayConfig,
     /// The gateway refused the message for good.
     Rejected,
     /// The number is invalid (ours to parse, or the gateway said so).
@@ -188,13 +193,15 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 10] = [
+    pub const ALL: [FailureReason; 12] = [
         FailureReason::Timeout,
         FailureReason::Connect,
         FailureReason::Http5xx,
         FailureReason::Throttled,
         FailureReason::BadAnswer,
         FailureReason::OtherTransient,
+        FailureReason::Tls,
+        FailureReason::GatewayConfig,
         FailureReason::Rejected,
         FailureReason::InvalidNumber,
         FailureReason::RenderFailed,
@@ -209,6 +216,8 @@ impl FailureReason {
             FailureReason::Throttled => "throttled",
             FailureReason::BadAnswer => "bad_answer",
             FailureReason::OtherTransient => "other",
+            FailureReason::Tls => "tls",
+            FailureReason::GatewayConfig => "gateway_config",
             FailureReason::Rejected => "rejected",
             FailureReason::InvalidNumber => "invalid_number",
             FailureReason::RenderFailed => "render_failed",
@@ -216,9 +225,12 @@ impl FailureReason {
         }
     }
 
-    /// `transient` (retried) or `permanent` (failed): the `kind` label.
+    /// `transient` (retried), `gateway` (the gateway is unusable; the
+    /// message waits without using an attempt) or `permanent` (failed): the
+    /// `kind` label.
     pub fn kind(self) -> &'static str {
         match self {
+            FailureReason::Tls | FailureReason::GatewayConfig => "gateway",
             FailureReason::Timeout
             | FailureReason::Connect
             | FailureReason::Http5xx
@@ -246,7 +258,7 @@ impl FailureReason {
     /// | `reading answer`, `unrecognised gateway answer`, `no message id` | `bad_answer` |
     /// | anything else                             | `other`      |
     pub fn of_send_error(e: &crate::gateway::SendError) -> FailureReason {
-        use crate::gateway::{SendError, Transient};
+        use crate::gateway::{Fault, SendError, Transient};
         match e {
             SendError::Throttled { .. } => FailureReason::Throttled,
             SendError::Permanent {
@@ -254,6 +266,10 @@ impl FailureReason {
                 ..
             } => FailureReason::InvalidNumber,
             SendError::Permanent { .. } => FailureReason::Rejected,
+            SendError::GatewayFault { kind, .. } => match kind {
+                Fault::Tls => FailureReason::Tls,
+                Fault::Config => FailureReason::GatewayConfig,
+            },
             SendError::Retryable { kind, .. } => match kind {
                 Transient::Timeout => FailureReason::Timeout,
                 Transient::Connect => FailureReason::Connect,
@@ -576,6 +592,18 @@ mod tests {
         assert_eq!(retry(Transient::Connect), FailureReason::Connect);
         assert_eq!(retry(Transient::BadAnswer), FailureReason::BadAnswer);
         assert_eq!(retry(Transient::Other), FailureReason::OtherTransient);
+        let fault = |kind| {
+            FailureReason::of_send_error(&SendError::GatewayFault {
+                reason: "x".into(),
+                kind,
+            })
+        };
+        assert_eq!(fault(crate::gateway::Fault::Tls), FailureReason::Tls);
+        assert_eq!(
+            fault(crate::gateway::Fault::Config),
+            FailureReason::GatewayConfig
+        );
+        assert_eq!(FailureReason::Tls.kind(), "gateway");
         let invalid = SendError::Permanent {
             reason: "x".into(),
             invalid_number: true,

@@ -571,7 +571,7 @@ async fn receipt_overtaking_a_retry_releases_the_lease(backend: &str) {
                 gateway: Some("sim".into()),
                 next_attempt_at: now_ms(),
                 error: "timed out".into(),
-                throttled: false,
+                cause: pedulicovid::store::RetryCause::Transient,
             }],
         )
         .await

@@ -136,6 +136,17 @@ impl Breaker {
         self.settle(&mut i, tripped)
     }
 
+    /// The gateway is unusable (a TLS or URL fault, see
+    /// [`crate::gateway::SendError::GatewayFault`]): every request would
+    /// fail the same way, so the breaker opens at once (unless it is
+    /// disabled, `threshold` 0, when this is an ordinary failure).
+    pub fn fault(&self) -> Option<Transition> {
+        let mut i = self.lock();
+        i.consecutive_failures = i.consecutive_failures.saturating_add(1);
+        let tripped = self.threshold > 0;
+        self.settle(&mut i, tripped)
+    }
+
     /// The gateway asked us to slow down. The adaptive rate answers that
     /// first; only throttling far beyond the failure threshold (×
     /// [`THROTTLE_FACTOR`], with nothing accepted in between) takes the
@@ -228,6 +239,22 @@ mod tests {
         }
         assert!(b.throttled().is_some());
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_gateway_fault_opens_at_once() {
+        let b = Breaker::new(20, Duration::from_secs(60));
+        assert_eq!(
+            b.fault(),
+            Some(Transition {
+                from: BreakerState::Closed,
+                to: BreakerState::Open
+            })
+        );
+        assert!(!b.allow());
+        let never = Breaker::new(0, Duration::from_secs(60));
+        assert_eq!(never.fault(), None, "threshold 0: never opens");
+        assert!(never.allow());
     }
 
     #[test]

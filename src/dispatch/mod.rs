@@ -29,7 +29,7 @@ use crate::gateway::{Gateway, OutboundSms, SendError};
 use crate::metrics::{FailureReason, GatewayMetrics, METRICS, NO_GATEWAY};
 use crate::render::{RenderContext, Renderer};
 use crate::status::FlagReason;
-use crate::store::{now_ms, ClaimedMessage, SendOutcome, Store};
+use crate::store::{now_ms, ClaimedMessage, RetryCause, SendOutcome, Store};
 
 /// One gateway with its rate limits, its circuit breaker and the operators
 /// routed to it.
@@ -259,9 +259,9 @@ impl Dispatcher {
                     summary.sent += 1;
                     &METRICS.sent
                 }
-                SendOutcome::Retry { throttled, .. } => {
+                SendOutcome::Retry { cause, .. } => {
                     summary.retried += 1;
-                    if *throttled {
+                    if *cause == RetryCause::Throttled {
                         METRICS.throttled.fetch_add(1, Ordering::Relaxed);
                     }
                     &METRICS.retried
@@ -425,9 +425,12 @@ impl Dispatcher {
             Ok(_) | Err(SendError::Permanent { .. }) => route.breaker.success(),
             Err(SendError::Throttled { .. }) => route.breaker.throttled(),
             Err(SendError::Retryable { .. }) => route.breaker.failure(),
+            // Every request to this gateway would fail the same way: out
+            // of rotation now, not after `breaker_threshold` more tries.
+            Err(SendError::GatewayFault { .. }) => route.breaker.fault(),
         };
         if let Some(t) = transition {
-            self.breaker_moved(route, t);
+            self.breaker_moved(route, t, result.as_ref().err());
         }
         // Each outcome is counted once for `/metrics`: a transient failure
         // by its cause, or as `retries_exhausted` when it was the last try.
@@ -461,15 +464,25 @@ impl Dispatcher {
                 }
             }
             Err(e) => {
-                let (throttled, retry_after) = match &e {
-                    SendError::Throttled { retry_after } => (true, *retry_after),
-                    _ => (false, None),
+                let (cause, retry_after) = match &e {
+                    SendError::Throttled { retry_after } => (RetryCause::Throttled, *retry_after),
+                    SendError::GatewayFault { .. } => (RetryCause::GatewayFault, None),
+                    _ => (RetryCause::Transient, None),
                 };
+                let throttled = cause == RetryCause::Throttled;
                 if throttled {
                     route.limits.throttled();
                 }
-                let too_old = now_ms() - m.created_at > (self.worker.max_age_secs * 1000) as i64;
-                if too_old || (!throttled && m.attempts as u32 >= self.worker.max_attempts) {
+                // A gateway fault never gives a message up: neither its
+                // attempts nor its age are its own doing, and flagging its
+                // worker `retries_exhausted` would blame the wrong party.
+                // The breaker and the campaign's auto-pause stop the
+                // traffic; the deadline, if any, still expires it.
+                let too_old = cause != RetryCause::GatewayFault
+                    && now_ms() - m.created_at > (self.worker.max_age_secs * 1000) as i64;
+                if too_old
+                    || (cause.uses_attempt() && m.attempts as u32 >= self.worker.max_attempts)
+                {
                     route.metrics.failure(FailureReason::RetriesExhausted);
                     return SendOutcome::Failed {
                         id: m.id,
@@ -495,14 +508,16 @@ impl Dispatcher {
                     gateway: Some(gateway),
                     next_attempt_at: now_ms() + delay.as_millis() as i64,
                     error: e.short(),
-                    throttled,
+                    cause,
                 }
             }
         }
     }
 
-    /// Logs a breaker transition and records it for `gateways status`.
-    fn breaker_moved(&self, route: &Route, t: breaker::Transition) {
+    /// Logs a breaker transition and records it for `gateways status`, with
+    /// the error that moved it (e.g. `gateway fault (tls): … expired`), so
+    /// an operator sees why a gateway is out without reading logs.
+    fn breaker_moved(&self, route: &Route, t: breaker::Transition, error: Option<&SendError>) {
         let name = route.gateway.name().to_string();
         if t.to == BreakerState::Open {
             METRICS.circuit_opens.fetch_add(1, Ordering::Relaxed);
@@ -513,10 +528,14 @@ impl Dispatcher {
         }
         let store = self.store.clone();
         let owner = self.owner.clone();
-        let detail = format!(
+        let mut detail = format!(
             "{} consecutive failures",
             route.breaker.consecutive_failures()
         );
+        if let (BreakerState::Open, Some(e)) = (t.to, error) {
+            detail.push_str("; last: ");
+            detail.push_str(&e.short());
+        }
         tokio::spawn(async move {
             if let Err(e) = store
                 .set_gateway_state(&name, t.to.as_str(), &detail, &owner)

@@ -8,12 +8,19 @@
 //! recipient's number in the query string, so nothing in this module ever
 //! prints a URL.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
 
-use super::{SendError, Transient};
+use super::{Fault, SendError, Transient};
 use crate::domain::mask_phone;
 
 /// `User-Agent` sent to carriers, so their access logs can tell our traffic
@@ -28,8 +35,143 @@ pub const MAX_ANSWER_BYTES: usize = 4 * 1024;
 /// Longest piece of an answer body quoted in a [`SendError`] reason.
 const MAX_REASON_CHARS: usize = 120;
 
+/// TLS settings of one gateway (`[gateways.tls]`), for any dialect.
+///
+/// Certificate verification is always on: there is deliberately no setting
+/// that turns it off. Every file is read once, at start
+/// ([`gateway_client`]); a missing, unreadable or malformed file stops the
+/// start with an error naming the gateway and the field.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayTls {
+    /// PEM bundle of the CA certificate(s) that sign the gateway's server
+    /// certificate, for a gateway behind a private CA. It **replaces** the
+    /// public roots for this gateway: only these CAs are trusted for it, so
+    /// no public CA can vouch for a host name of a private carrier link.
+    /// Unset: Mozilla's public roots (webpki-roots, compiled in).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to the gateway (mutual TLS), leaf
+    /// first. Needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl GatewayTls {
+    /// Checks what can be checked without reading files: a client
+    /// certificate and its key come together. (`Settings::check`.)
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => {
+                Err("tls.client_cert_file is set without tls.client_key_file".into())
+            }
+            (None, Some(_)) => {
+                Err("tls.client_key_file is set without tls.client_cert_file".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The rustls crypto provider of every TLS connection, client or server:
+/// `ring` (aws-lc-rs, rustls' default, needs cmake and a C toolchain).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate of a PEM file; `field` names the setting in
+/// errors. An empty bundle is an error, not "trust nothing".
+pub fn read_certs(path: &Path, field: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{field} {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{field} {}: not a PEM certificate file: {e}",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "{field} {}: no certificate in the file (expected PEM \"BEGIN CERTIFICATE\")",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key of a PEM file; `field` names the setting.
+pub fn read_key(path: &Path, field: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{field} {}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{field} {}: no usable PEM private key: {e}", path.display()))
+}
+
+/// The rustls client configuration of one gateway: its roots (public, or its
+/// own `ca_file`) and its client certificate, if any. Verification is
+/// rustls' own (webpki): chain, validity dates and host name, always.
+pub fn tls_config(tls: &GatewayTls) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            for cert in read_certs(path, "tls.ca_file")? {
+                roots.add(cert).with_context(|| {
+                    format!("tls.ca_file {}: unusable CA certificate", path.display())
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let config = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs(cert, "tls.client_cert_file")?;
+            let key_der = read_key(key, "tls.client_key_file")?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .with_context(|| {
+                    format!(
+                        "tls.client_key_file {}: does not fit tls.client_cert_file {}",
+                        key.display(),
+                        cert.display()
+                    )
+                })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => anyhow::bail!(tls.check().err().unwrap_or_default()),
+    };
+    Ok(config)
+}
+
+/// The client of one configured gateway: [`client_with_tls`] with the
+/// gateway's `[gateways.tls]` settings. Errors name the gateway and field.
+pub fn gateway_client(
+    gateway: &str,
+    tls: &GatewayTls,
+    timeout: Duration,
+    max_idle_per_host: usize,
+) -> anyhow::Result<reqwest::Client> {
+    let config = tls_config(tls).with_context(|| format!("gateway {gateway}"))?;
+    client_with_tls(timeout, max_idle_per_host, config)
+        .with_context(|| format!("gateway {gateway}: building its HTTP client"))
+}
+
+/// [`client_with_tls`] with the public roots and no client certificate
+/// (the simulator's callback sender, tests).
+pub fn client(timeout: Duration, max_idle_per_host: usize) -> reqwest::Client {
+    // Neither step reads input: the roots are compiled in, and the builder
+    // fails only for an unknown TLS backend type, which this is not.
+    let config = tls_config(&GatewayTls::default()).expect("the public roots load");
+    client_with_tls(timeout, max_idle_per_host, config)
+        .expect("a reqwest client with a rustls config builds")
+}
+
 /// Builds the pooled keep-alive client a gateway (or the simulator's callback
-/// sender) uses for its whole life.
+/// sender) uses for its whole life, speaking `http` and `https` (rustls with
+/// `tls`; certificates are always verified).
 ///
 /// Loopback measurements (DESIGN.md) show ~4x more requests per second with
 /// keep-alive, so connections are pooled per host (`max_idle_per_host`) and
@@ -42,7 +184,11 @@ const MAX_REASON_CHARS: usize = 120;
 /// * **no redirects**: a sendsms endpoint never redirects, so a redirect means
 ///   a wrong URL, and following it could hand the query to another host.
 ///   [`classify_status`] reports a 3xx as a permanent (configuration) error.
-pub fn client(timeout: Duration, max_idle_per_host: usize) -> reqwest::Client {
+pub fn client_with_tls(
+    timeout: Duration,
+    max_idle_per_host: usize,
+    tls: rustls::ClientConfig,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(timeout)
@@ -54,11 +200,8 @@ pub fn client(timeout: Duration, max_idle_per_host: usize) -> reqwest::Client {
         .tcp_nodelay(true)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
+        .use_preconfigured_tls(tls)
         .build()
-        // `build` only fails when a TLS backend or the system resolver cannot
-        // be initialised. This crate has no TLS feature and uses the default
-        // resolver, so a failure here is a broken installation, not input.
-        .expect("building a plain-HTTP reqwest client cannot fail without TLS")
 }
 
 /// Maps an HTTP status to the engine's retry decision: the one place where
@@ -111,13 +254,53 @@ pub fn classify_status(
     Err(SendError::retry(Transient::Other, reason))
 }
 
-/// Turns a failed request into a retryable error with a short reason.
+/// Turns a failed request into a [`SendError`] with a short reason: the one
+/// place a transport failure is classified.
+///
+/// | failure                                         | decision                       |
+/// |-------------------------------------------------|--------------------------------|
+/// | request cannot be built (bad URL, scheme)       | `GatewayFault` `Config`        |
+/// | a TLS error anywhere in the cause chain         | `GatewayFault` `Tls`           |
+/// | timeout                                         | `Retryable` `Timeout`          |
+/// | connection refused / reset / DNS                | `Retryable` `Connect`          |
+/// | body cut off or undecodable                     | `Retryable` `BadAnswer`        |
+/// | anything else                                   | `Retryable` `Other`            |
+///
+/// A TLS error (rustls' own: unknown issuer, wrong name, expired, a fatal
+/// alert such as "certificate required") is checked before the timeout and
+/// connect kinds because reqwest reports a failed handshake as a connect
+/// error: retrying it would fail identically, and charging it to the message
+/// would end with a worker flagged for our certificate problem.
 ///
 /// The reason names the kind of failure and the innermost cause (e.g.
 /// `connect: Connection refused (os error 111)`), never the URL: reqwest's own
 /// `Display` includes it, and ours holds a password and a phone number. The
-/// causes below reqwest (hyper, io) do not carry the URL.
+/// causes below reqwest (hyper, io, rustls) do not carry the URL.
 pub fn transport_error(e: &reqwest::Error) -> SendError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut innermost = None;
+    let mut tls = None;
+    while let Some(c) = cause {
+        innermost = Some(c);
+        tls = tls.or_else(|| tls_cause(c));
+        cause = c.source();
+    }
+    let describe = |kind: &str| match innermost {
+        Some(c) => format!("{kind}: {}", snippet(&c.to_string())),
+        None => kind.to_string(),
+    };
+    if e.is_builder() {
+        return SendError::GatewayFault {
+            reason: describe("invalid request (check the gateway URL)"),
+            kind: Fault::Config,
+        };
+    }
+    if let Some(t) = tls {
+        return SendError::GatewayFault {
+            reason: format!("tls: {}", snippet(&t.to_string())),
+            kind: Fault::Tls,
+        };
+    }
     let (transient, kind) = if e.is_timeout() {
         (Transient::Timeout, "timeout")
     } else if e.is_connect() {
@@ -129,17 +312,25 @@ pub fn transport_error(e: &reqwest::Error) -> SendError {
     } else {
         (Transient::Other, "request")
     };
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let mut innermost = None;
-    while let Some(c) = cause {
-        innermost = Some(c);
-        cause = c.source();
+    SendError::retry(transient, describe(kind))
+}
+
+/// The rustls error behind one link of a cause chain, if it is one. rustls
+/// errors travel inside `std::io::Error`s (sometimes an io error inside
+/// another), whose `source()` skips the error they wrap, hence the look
+/// down through `get_ref`.
+fn tls_cause<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut link = Some(c);
+    while let Some(e) = link {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        link = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
     }
-    let reason = match innermost {
-        Some(c) => format!("{kind}: {}", snippet(&c.to_string())),
-        None => kind.to_string(),
-    };
-    SendError::retry(transient, reason)
+    None
 }
 
 /// Reads at most [`MAX_ANSWER_BYTES`] of an answer body, lossily decoded.
@@ -252,6 +443,7 @@ mod tests {
                     "perm"
                 }
                 Err(SendError::Throttled { .. }) => "throttle",
+                Err(SendError::GatewayFault { .. }) => "fault",
             };
             assert_eq!(kind, want, "status {code}: {got:?}");
         }

@@ -753,6 +753,7 @@ mod tests {
             }) => "perm-invalid".to_string(),
             Err(SendError::Permanent { .. }) => "perm".to_string(),
             Err(SendError::Throttled { retry_after }) => format!("throttled {retry_after:?}"),
+            Err(SendError::GatewayFault { kind, .. }) => format!("fault {}", kind.as_str()),
         }
     }
 

@@ -1089,6 +1089,7 @@ mod tests {
                 "perm".to_string()
             }
             Err(SendError::Throttled { retry_after }) => format!("throttled {retry_after:?}"),
+            Err(SendError::GatewayFault { kind, .. }) => format!("fault {}", kind.as_str()),
         }
     }
 

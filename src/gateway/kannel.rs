@@ -613,6 +613,7 @@ mod tests {
             Err(SendError::Retryable { .. }) => "retry".to_string(),
             Err(SendError::Permanent { invalid_number, .. }) => perm(*invalid_number).to_string(),
             Err(SendError::Throttled { retry_after }) => format!("throttled {retry_after:?}"),
+            Err(SendError::GatewayFault { kind, .. }) => format!("fault {}", kind.as_str()),
         }
     }
 

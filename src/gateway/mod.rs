@@ -51,6 +51,39 @@ pub enum SendError {
         /// `true` when the refusal is about the destination number itself.
         invalid_number: bool,
     },
+    /// The gateway, or our settings for it, is broken: a TLS failure (unknown
+    /// CA, wrong host name, expired certificate, client certificate refused)
+    /// or a URL the client cannot use. Every message sent there would fail
+    /// the same way, so it is the gateway's fault, never the message's: the
+    /// engine opens the gateway's breaker at once, keeps the message queued
+    /// without using one of its attempts, and never flags its worker for it
+    /// (the attempt is still logged, so a campaign stuck on it auto-pauses).
+    #[error("gateway unusable ({}): {reason}", kind.as_str())]
+    GatewayFault { reason: String, kind: Fault },
+}
+
+/// What kind of gateway-wide fault a [`SendError::GatewayFault`] is: set
+/// where the error is classified ([`http::transport_error`]), read by
+/// metrics (`reason="tls"` / `reason="gateway_config"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The TLS handshake failed (or the connection was closed by a TLS
+    /// alert): the certificate, its name or date, the CA, or the client
+    /// certificate. Fixed by an operator, not by waiting.
+    Tls,
+    /// The request could not be built: an invalid URL or one whose scheme is
+    /// neither `http` nor `https`.
+    Config,
+}
+
+impl Fault {
+    /// The label used in `last_error` and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Tls => "tls",
+            Fault::Config => "gateway_config",
+        }
+    }
 }
 
 /// What kind of transient failure a [`SendError::Retryable`] is: set where
@@ -87,6 +120,9 @@ impl SendError {
                 None => "throttled".to_string(),
             },
             SendError::Permanent { reason, .. } => format!("permanent: {reason}"),
+            SendError::GatewayFault { reason, kind } => {
+                format!("gateway fault ({}): {reason}", kind.as_str())
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod ui;
 
 pub use batcher::ReceiptBatcher;
 pub use routes::{route_table, Auth, RouteSpec};
-pub use serve::serve;
+pub use serve::{serve, serve_with, ServerTls};
 
 use std::collections::HashMap;
 use std::sync::Arc;

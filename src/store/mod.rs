@@ -28,7 +28,7 @@ pub use access::{sha256_hex, ApiToken, Role, TokenCheck};
 pub use campaigns::{
     Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
 };
-pub use queue::{ClaimedMessage, SendOutcome};
+pub use queue::{ClaimedMessage, RetryCause, SendOutcome};
 pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};
 pub use support::{

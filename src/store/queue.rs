@@ -106,13 +106,13 @@ pub enum SendOutcome {
         segments: i32,
     },
     /// Transient failure: back to the queue at `next_attempt_at`. A throttle
-    /// does not use up an attempt.
+    /// or a gateway fault does not use up an attempt (see [`RetryCause`]).
     Retry {
         id: i64,
         gateway: Option<String>,
         next_attempt_at: i64,
         error: String,
-        throttled: bool,
+        cause: RetryCause,
     },
     /// Outside the recipient's send window: wait, without using an attempt.
     Defer { id: i64, until: i64 },
@@ -123,6 +123,37 @@ pub enum SendOutcome {
         error: String,
         reason: FlagReason,
     },
+}
+
+/// Why a [`SendOutcome::Retry`] goes back to the queue; decides whether it
+/// uses one of the message's attempts and names the `attempts.outcome` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCause {
+    /// A transient failure (transport, 5xx, an unreadable answer): uses an
+    /// attempt. `attempts.outcome = 'retry'`.
+    Transient,
+    /// The gateway asked us to slow down: no attempt used. `'throttled'`.
+    Throttled,
+    /// The gateway is unusable (TLS, URL): not the message's fault, no
+    /// attempt used. `'gateway_fault'`, which still counts as a failed send
+    /// for the campaign's auto-pause.
+    GatewayFault,
+}
+
+impl RetryCause {
+    /// Whether the try counts against `worker.max_attempts`.
+    pub fn uses_attempt(self) -> bool {
+        self == RetryCause::Transient
+    }
+
+    /// The `attempts.outcome` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::Transient => "retry",
+            RetryCause::Throttled => "throttled",
+            RetryCause::GatewayFault => "gateway_fault",
+        }
+    }
 }
 
 impl SendOutcome {
@@ -301,16 +332,15 @@ impl Store {
                     SendOutcome::Sent { id, gateway, gateway_message_id, .. } => {
                         attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default()));
                     }
-                    SendOutcome::Retry { id, gateway, next_attempt_at, error, throttled } => {
+                    SendOutcome::Retry { id, gateway, next_attempt_at, error, cause } => {
                         let n = sqlx::query(retry_sql)
-                            .bind(next_attempt_at).bind(error).bind(i32::from(*throttled)).bind(gateway)
+                            .bind(next_attempt_at).bind(error).bind(i32::from(!cause.uses_attempt())).bind(gateway)
                             .bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
                         if n == 0 {
                             missed.push(*id);
                         }
-                        let kind = if *throttled { "throttled" } else { "retry" };
-                        attempts.push((*id, gateway.as_deref(), kind, error.clone()));
+                        attempts.push((*id, gateway.as_deref(), cause.as_str(), error.clone()));
                     }
                     SendOutcome::Defer { id, until } => {
                         let n = sqlx::query(defer_sql)

@@ -199,11 +199,12 @@ fn render_gateways(out: &mut String, slots: &[Arc<GatewayMetrics>]) {
         "pedulicovid_failures_total",
         "counter",
         "Sends that did not end accepted, by gateway (empty: none chosen yet), kind \
-         (transient: retried; permanent: failed and flagged) and reason (this process).",
+         (transient: retried; gateway: TLS or URL fault of the gateway, the message waits \
+         without using an attempt; permanent: failed and flagged) and reason (this process).",
     );
     for g in slots {
         for r in FailureReason::ALL {
-            if g.name == NO_GATEWAY && r.kind() == "transient" {
+            if g.name == NO_GATEWAY && r.kind() != "permanent" {
                 continue;
             }
             let _ = writeln!(

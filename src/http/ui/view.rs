@@ -152,6 +152,7 @@ pub fn code_label(s: &str) -> &str {
         "sent" => "diterima operator seluler",
         "retry" => "gagal sementara, dicoba lagi",
         "throttled" => "dibatasi operator, dicoba lagi",
+        "gateway_fault" => "gateway bermasalah (TLS/URL), menunggu perbaikan",
         "failed" => "gagal",
         "deferred" => "ditunda",
         // receipts.effect
