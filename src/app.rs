@@ -179,25 +179,20 @@ impl App {
             // or, for the one that asked for the simulator by name, the
             // simulator's address and credentials.
             let mut g = g.clone();
-            let wire = match g.dialect.wire() {
-                Some(wire) => wire,
-                None => {
-                    let sim = &settings.simulator;
-                    if let Some(h) = &simulator {
-                        g.kannel.sendsms_url = h.sendsms_url();
-                        g.kannel.username = sim.username.clone();
-                        g.kannel.password = sim.password.clone();
-                        g.jasmin.send_url = h.send_url();
-                        g.jasmin.username = sim.username.clone();
-                        g.jasmin.password = sim.password.clone();
-                        g.json.url = h.send_url();
-                        g.json.auth = crate::gateway::json::JsonAuth::Bearer {
-                            token: sim.password.clone(),
-                        };
-                    }
-                    sim.dialect
-                }
-            };
+            if let (Dialect::Simulator, Some(h)) = (g.dialect, &simulator) {
+                let sim = &settings.simulator;
+                g.kannel.sendsms_url = h.sendsms_url();
+                g.kannel.username = sim.username.clone();
+                g.kannel.password = sim.password.clone();
+                g.jasmin.send_url = h.send_url();
+                g.jasmin.username = sim.username.clone();
+                g.jasmin.password = sim.password.clone();
+                g.json.url = h.send_url();
+                g.json.auth = crate::gateway::json::JsonAuth::Bearer {
+                    token: sim.password.clone(),
+                };
+            }
+            let wire = g.dialect.wire_or(settings.simulator.dialect);
             let wire_url = match wire {
                 SimDialect::Kannel => &g.kannel.sendsms_url,
                 SimDialect::Jasmin => &g.jasmin.send_url,
@@ -218,41 +213,41 @@ impl App {
                      and message text cross the network in clear; use https"
                 );
             }
-            let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) = match wire {
-                SimDialect::Jasmin => (
-                    Arc::new(JasminGateway::new(
-                        g.name.clone(),
-                        g.jasmin.clone(),
-                        callback_url,
-                        gwhttp::client(g.jasmin.timeout(), idle),
-                    )),
-                    Arc::new(JasminReceipts),
-                ),
-                SimDialect::Json => (
-                    Arc::new(
-                        JsonGateway::new(
+            let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) =
+                match g.dialect.wire_or(settings.simulator.dialect) {
+                    SimDialect::Jasmin => (
+                        Arc::new(JasminGateway::new(
                             g.name.clone(),
-                            g.json.clone(),
+                            g.jasmin.clone(),
                             callback_url,
-                            gwhttp::client(g.json.timeout(), idle),
-                        )
-                        .with_context(|| format!("gateway {}: json settings", g.name))?,
+                            gwhttp::client(g.jasmin.timeout(), idle),
+                        )),
+                        Arc::new(JasminReceipts),
                     ),
-                    Arc::new(
-                        JsonReceipts::new(g.json.receipt.clone())
-                            .with_context(|| format!("gateway {}: json receipt mapping", g.name))?,
+                    SimDialect::Json => (
+                        Arc::new(
+                            JsonGateway::new(
+                                g.name.clone(),
+                                g.json.clone(),
+                                callback_url,
+                                gwhttp::client(g.json.timeout(), idle),
+                            )
+                            .with_context(|| format!("gateway {}: json settings", g.name))?,
+                        ),
+                        Arc::new(JsonReceipts::new(g.json.receipt.clone()).with_context(|| {
+                            format!("gateway {}: json receipt mapping", g.name)
+                        })?),
                     ),
-                ),
-                SimDialect::Kannel => (
-                    Arc::new(KannelGateway::new(
-                        g.name.clone(),
-                        g.kannel.clone(),
-                        callback_url,
-                        gwhttp::client(g.kannel.timeout(), idle),
-                    )),
-                    Arc::new(KannelReceipts),
-                ),
-            };
+                    SimDialect::Kannel => (
+                        Arc::new(KannelGateway::new(
+                            g.name.clone(),
+                            g.kannel.clone(),
+                            callback_url,
+                            gwhttp::client(g.kannel.timeout(), idle),
+                        )),
+                        Arc::new(KannelReceipts),
+                    ),
+                };
             let operators = g
                 .operators
                 .iter()

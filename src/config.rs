@@ -262,13 +262,13 @@ impl Dialect {
     }
 
     /// The carrier API on the wire: the dialect itself, or for
-    /// `simulator` none yet (the simulator's own `dialect` decides).
-    pub fn wire(self) -> Option<SimDialect> {
+    /// `simulator` the one the simulator speaks (`simulator.dialect`).
+    pub fn wire_or(self, simulator: SimDialect) -> SimDialect {
         match self {
-            Dialect::Kannel => Some(SimDialect::Kannel),
-            Dialect::Jasmin => Some(SimDialect::Jasmin),
-            Dialect::Json => Some(SimDialect::Json),
-            Dialect::Simulator => None,
+            Dialect::Kannel => SimDialect::Kannel,
+            Dialect::Jasmin => SimDialect::Jasmin,
+            Dialect::Json => SimDialect::Json,
+            Dialect::Simulator => simulator,
         }
     }
 
