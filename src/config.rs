@@ -773,6 +773,7 @@ impl<'de> de::Deserializer<'de> for EnvDeserializer {
             toml::Value::String(s) => visitor.visit_enum(s.into_deserializer()),
             // An externally tagged variant with data: `{ variant = … }`.
             toml::Value::Table(t) if t.len() == 1 => {
+                // The guard checked there is exactly one entry.
                 let (k, v) = t.into_iter().next().expect("one entry");
                 visitor.visit_enum(de::value::MapAccessDeserializer::new(
                     de::value::MapDeserializer::new(std::iter::once((k, EnvDeserializer(v)))),
