@@ -111,11 +111,9 @@ echo "# chaos.sh: see the environment" > "$WORK/chaos.toml"
 for k in $(env | grep -o '^PEDULICOVID__[A-Z0-9_]*' || true); do unset "$k"; done
 unset DATABASE_URL
 export RUST_LOG="warn,sqlx::query=error"
-export PEDULICOVID__SIMULATOR__ENABLED=false
 export PEDULICOVID__WORKER__BATCH_SIZE="$BATCH"
 export PEDULICOVID__WORKER__LEASE_SECS="$LEASE"
 export PEDULICOVID__WORKER__POLICY="$POLICY"
-export PEDULICOVID__GATEWAYS__0__RATE_PER_SEC="$RATE"
 pc() { "$BIN" --config "$WORK/chaos.toml" --database-url "$DB_URL" "$@"; }
 # The same in the background: `exec` makes $! the binary's own pid (the one
 # in its lease owner id), not a subshell's.
@@ -145,6 +143,9 @@ PEDULICOVID__SIMULATOR__CALLBACK_RETRIES=10 \
 PIDS+=($!)
 SIM_URL="$(wait_line "$WORK/sim.out" 'http://' $! | grep -o 'http://[^ ]*')"
 SIM_BASE="${SIM_URL%/cgi-bin/sendsms}"
+# Gateway 0 is the carrier-sim process: a plain Kannel-dialect gateway.
+export PEDULICOVID__GATEWAYS__0__NAME=sim
+export PEDULICOVID__GATEWAYS__0__RATE_PER_SEC="$RATE"
 export PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL="$SIM_URL"
 stats() { curl -sf "$SIM_BASE/sim/stats"; }
 log "carrier-sim at $SIM_BASE"

@@ -177,25 +177,20 @@ impl App {
             // or, for the one that asked for the simulator by name, the
             // simulator's address and credentials.
             let mut g = g.clone();
-            let wire = match g.dialect.wire() {
-                Some(wire) => wire,
-                None => {
-                    let sim = &settings.simulator;
-                    if let Some(h) = &simulator {
-                        g.kannel.sendsms_url = h.sendsms_url();
-                        g.kannel.username = sim.username.clone();
-                        g.kannel.password = sim.password.clone();
-                        g.jasmin.send_url = h.send_url();
-                        g.jasmin.username = sim.username.clone();
-                        g.jasmin.password = sim.password.clone();
-                        g.json.url = h.send_url();
-                        g.json.auth = crate::gateway::json::JsonAuth::Bearer {
-                            token: sim.password.clone(),
-                        };
-                    }
-                    sim.dialect
-                }
-            };
+            if let (Dialect::Simulator, Some(h)) = (g.dialect, &simulator) {
+                let sim = &settings.simulator;
+                g.kannel.sendsms_url = h.sendsms_url();
+                g.kannel.username = sim.username.clone();
+                g.kannel.password = sim.password.clone();
+                g.jasmin.send_url = h.send_url();
+                g.jasmin.username = sim.username.clone();
+                g.jasmin.password = sim.password.clone();
+                g.json.url = h.send_url();
+                g.json.auth = crate::gateway::json::JsonAuth::Bearer {
+                    token: sim.password.clone(),
+                };
+            }
+            let wire = g.dialect.wire_or(settings.simulator.dialect);
             let wire_url = match wire {
                 SimDialect::Kannel => &g.kannel.sendsms_url,
                 SimDialect::Jasmin => &g.jasmin.send_url,

@@ -271,13 +271,13 @@ impl Dialect {
     }
 
     /// The carrier API on the wire: the dialect itself, or for
-    /// `simulator` none yet (the simulator's own `dialect` decides).
-    pub fn wire(self) -> Option<SimDialect> {
+    /// `simulator` the one the simulator speaks (`simulator.dialect`).
+    pub fn wire_or(self, simulator: SimDialect) -> SimDialect {
         match self {
-            Dialect::Kannel => Some(SimDialect::Kannel),
-            Dialect::Jasmin => Some(SimDialect::Jasmin),
-            Dialect::Json => Some(SimDialect::Json),
-            Dialect::Simulator => None,
+            Dialect::Kannel => SimDialect::Kannel,
+            Dialect::Jasmin => SimDialect::Jasmin,
+            Dialect::Json => SimDialect::Json,
+            Dialect::Simulator => simulator,
         }
     }
 
@@ -804,6 +804,7 @@ impl<'de> de::Deserializer<'de> for EnvDeserializer {
             toml::Value::String(s) => visitor.visit_enum(s.into_deserializer()),
             // An externally tagged variant with data: `{ variant = … }`.
             toml::Value::Table(t) if t.len() == 1 => {
+                // The guard checked there is exactly one entry.
                 let (k, v) = t.into_iter().next().expect("one entry");
                 visitor.visit_enum(de::value::MapAccessDeserializer::new(
                     de::value::MapDeserializer::new(std::iter::once((k, EnvDeserializer(v)))),

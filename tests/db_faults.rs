@@ -293,7 +293,7 @@ async fn postgres_restart_mid_campaign_loses_nothing() {
     let common_env = |extra: &[(&'static str, String)]| {
         let mut env: Vec<(&str, String)> = vec![
             ("PEDULICOVID__DATABASE_URL", db.url.clone()),
-            ("PEDULICOVID__SIMULATOR__ENABLED", "false".into()),
+            ("PEDULICOVID__GATEWAYS__0__NAME", "sim".into()),
             (
                 "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
                 sim.sendsms_url(),

@@ -490,13 +490,14 @@ mod receipt_before_record_then_crash_leaves_no_lease {
 }
 
 /// `PEDULICOVID__GATEWAYS__0__…` must work without a settings file (the
-/// README and `config.rs` document it so).
+/// README and `config.rs` document it so). A gateway needs its name.
 #[test]
 fn env_alone_configures_gateway_zero() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
         .arg("template")
         .current_dir(dir.path())
+        .env("PEDULICOVID__GATEWAYS__0__NAME", "tsel")
         .env(
             "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
             "http://127.0.0.1:9/cgi-bin/sendsms",

@@ -383,3 +383,50 @@ fn start_up_logs_name_dialect_and_host_only() {
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("far"), "{log}");
 }
+
+/// `serve` with no gateway starts (the API and the UI work) and warns that
+/// no receipt can be taken.
+#[test]
+fn serve_without_a_gateway_starts_and_warns() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env(
+            "PEDULICOVID__DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("x.db").display()),
+        )
+        .env("PEDULICOVID__HTTP__LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap_or_default();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening on http://") {
+            break;
+        }
+    }
+    // Still running: it did not refuse.
+    let running = child.try_wait().unwrap().is_none();
+    // Our own child, by its handle.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "{log}");
+    assert!(log.contains("listening on http://"), "{log}");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("no gateway configured"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("no receipt"),
+        "{log}"
+    );
+}

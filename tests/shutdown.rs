@@ -42,6 +42,9 @@ async fn sigterm_finishes_the_batch_and_leaves_no_lease(backend: &str) {
         .arg("run")
         .env("PEDULICOVID__DATABASE_URL", &db.url)
         .env("PEDULICOVID__HTTP__LISTEN", "127.0.0.1:0")
+        // The built-in simulator, asked for by name.
+        .env("PEDULICOVID__GATEWAYS__0__NAME", "sim")
+        .env("PEDULICOVID__GATEWAYS__0__DIALECT", "simulator")
         .env("PEDULICOVID__SIMULATOR__LISTEN", "127.0.0.1:0")
         .env("PEDULICOVID__GATEWAYS__0__RATE_PER_SEC", "40")
         .env("RUST_LOG", "warn")

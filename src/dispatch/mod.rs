@@ -75,7 +75,8 @@ pub struct Router {
 }
 
 impl Router {
-    /// `routes` must not be empty (settings check guarantees one gateway).
+    /// `routes` must not be empty (`App::start` builds a router only for
+    /// workers, which refuse to start without a gateway).
     pub fn new(routes: Vec<Route>, global_per_sec: u32) -> Router {
         assert!(!routes.is_empty(), "a router needs at least one route");
         Router {

@@ -23,8 +23,8 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// `env` comes on top of what every worker here needs: the database, the
-    /// simulator's URL, the public URL of the test's HTTP server (for the
+    /// `env` comes on top of what every worker here needs: the database, a
+    /// gateway "sim" at the simulator's URL, the public URL of the test's HTTP server (for the
     /// `dlr-url`; the callback token is shared through the database).
     pub fn new(db_url: &str, sim: &SimHandle, app: &App, env: &[(&str, &str)]) -> Workers {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -35,7 +35,9 @@ impl Workers {
         let port = app.port().expect("the test app serves HTTP");
         let mut all: Vec<(String, String)> = vec![
             ("PEDULICOVID__DATABASE_URL".into(), db_url.into()),
-            ("PEDULICOVID__SIMULATOR__ENABLED".into(), "false".into()),
+            // The test's simulator, as a real Kannel-dialect gateway named
+            // like the test app's (same callback token in the database).
+            ("PEDULICOVID__GATEWAYS__0__NAME".into(), "sim".into()),
             (
                 "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL".into(),
                 sim.sendsms_url(),
