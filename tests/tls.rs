@@ -204,6 +204,19 @@ async fn carrier(leaf: &Leaf, client_ca: Option<&Ca>) -> (u16, Arc<Seen>) {
     (port, seen)
 }
 
+/// [`test_settings`] with no simulator and exactly one gateway, `name`
+/// (Kannel dialect, defaults otherwise): what these tests configure is
+/// never rewritten or joined by anything else.
+fn one_gateway(db: &TestDb, name: &str) -> pedulicovid::config::Settings {
+    let mut s = test_settings(db);
+    s.simulator.enabled = false;
+    s.gateways = vec![pedulicovid::config::GatewaySettings {
+        name: name.into(),
+        ..Default::default()
+    }];
+    s
+}
+
 fn sms(id: i64) -> OutboundSms {
     OutboundSms {
         message_id: id,
@@ -510,21 +523,35 @@ async fn bad_tls_files_stop_the_start_naming_gateway_and_field() {
 
     // A certificate without its key (or the reverse) is refused by the
     // settings check, before any file is read; so is half of `[http]` TLS.
-    let mut s = pedulicovid::config::Settings::default();
-    s.gateways[0].tls.client_cert_file = Some(cert.clone());
-    let e = s.check().unwrap_err();
+    let checked = |tls: GatewayTls, http: pedulicovid::config::HttpSettings| {
+        pedulicovid::config::Settings {
+            gateways: vec![pedulicovid::config::GatewaySettings {
+                name: "tsel".into(),
+                tls,
+                ..Default::default()
+            }],
+            http,
+            ..Default::default()
+        }
+        .check()
+    };
+    let half_client = GatewayTls {
+        client_cert_file: Some(cert.clone()),
+        ..Default::default()
+    };
+    let e = checked(half_client, Default::default()).unwrap_err();
     assert!(format!("{e:#}").contains("client_key_file"), "{e:#}");
-    let mut s = pedulicovid::config::Settings::default();
-    s.http.tls_key_file = Some(key.clone());
-    let e = s.check().unwrap_err();
+    let half_http = pedulicovid::config::HttpSettings {
+        tls_key_file: Some(key.clone()),
+        ..Default::default()
+    };
+    let e = checked(GatewayTls::default(), half_http).unwrap_err();
     assert!(format!("{e:#}").contains("tls_cert_file"), "{e:#}");
 
     // The same from a settings file: `[gateways.tls]` is read, and the
     // app does not start with a missing CA file.
     let db = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db);
-    s.simulator.enabled = false;
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db, "tsel");
     s.gateways[0].tls.ca_file = Some(missing);
     let e = pedulicovid::app::App::start(s, Parts::ALL)
         .await
@@ -583,10 +610,8 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
     let (port, seen) = carrier(&ca.leaf(Some(LOOPBACK), &[], (2019, 2021)), None).await;
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
-    s.simulator.enabled = false;
+    let mut s = one_gateway(&db, "tls-broken");
     let g = &mut s.gateways[0];
-    g.name = "tls-broken".into();
     g.kannel.sendsms_url = format!("https://127.0.0.1:{port}/cgi-bin/sendsms");
     g.tls.ca_file = Some(write(dir.path(), "ca.pem", &ca.pem));
     g.breaker_threshold = 20;
@@ -688,12 +713,10 @@ async fn listener_serves_https_and_receipts_come_back_over_it(backend: &str) {
     let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
     let key = write(dir.path(), "https.key", &leaf.key_pem);
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
-    s.simulator.enabled = false;
+    let mut s = one_gateway(&db, "tsel");
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let g = &mut s.gateways[0];
-    g.name = "tsel".into();
     g.kannel.sendsms_url = format!("https://127.0.0.1:{port}/cgi-bin/sendsms");
     g.tls.ca_file = Some(write(dir.path(), "carrier-ca.pem", &carrier_ca.pem));
     let app = start(s, Parts::ALL).await;
@@ -757,9 +780,7 @@ async fn a_replaced_certificate_is_served_to_the_next_connection() {
     let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
     let key = write(dir.path(), "https.key", &leaf.key_pem);
     let db = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db);
-    s.simulator.enabled = false;
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db, "tsel");
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let app = start(
@@ -801,9 +822,7 @@ async fn a_replaced_certificate_is_served_to_the_next_connection() {
 
     // A bad key file at start is an error naming the field.
     let db2 = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db2);
-    s.simulator.enabled = false;
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db2, "tsel");
     s.http.tls_cert_file = Some(cert);
     s.http.tls_key_file = Some(write(dir.path(), "bad.key", "nope"));
     let e = pedulicovid::app::App::start(s, Parts::ALL)
@@ -830,9 +849,7 @@ async fn sighup_reloads_a_certificate_the_file_check_cannot_see() {
     let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
     let key = write(dir.path(), "https.key", &leaf.key_pem);
     let db = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db);
-    s.simulator.enabled = false;
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db, "tsel");
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let app = start(
