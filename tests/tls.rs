@@ -904,3 +904,92 @@ async fn sighup_reloads_a_certificate_the_file_check_cannot_see() {
     assert!(client_trusting(&one).get(&url).send().await.is_err());
     app.stop(Duration::from_secs(5)).await;
 }
+
+/// Reads until the peer closes (or errors); what it sent.
+async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_keeps_the_header_timeout_and_graceful_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("our CA");
+    let leaf = ca.loopback();
+    let db = TestDb::new("sqlite").await;
+    let mut s = one_gateway(&db, "tsel");
+    s.http.tls_cert_file = Some(write(dir.path(), "https.pem", &leaf.cert_pem));
+    s.http.tls_key_file = Some(write(dir.path(), "https.key", &leaf.key_pem));
+    s.http.header_read_timeout_ms = 600;
+    let parts = Parts {
+        http: true,
+        workers: 0,
+        housekeeping: false,
+        simulator: false,
+    };
+    let app = start(s, parts).await;
+    let addr = format!("127.0.0.1:{}", app.port().unwrap());
+
+    // A client that connects and never says hello…
+    let mut mute = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // …and one that completes the handshake, then sends half a header.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(LOOPBACK.into());
+    let mut slow = connector.connect(name, tcp).await.expect("handshake");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    // Meanwhile others are served.
+    let url = format!("https://{addr}/healthz");
+    client_trusting(&ca).get(&url).send().await.expect("served");
+
+    // Both silent ones are cut off once their time is up, not before, and
+    // the half request gets no answer.
+    let (_, sent) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(read_to_close(&mut mute), read_to_close(&mut slow))
+    })
+    .await
+    .expect("the server closes connections that stay silent");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+    assert!(!String::from_utf8_lossy(&sent).contains(" 200 "));
+
+    // An idle kept-alive HTTPS connection does not hold up shutdown.
+    let idle = client_trusting(&ca);
+    idle.get(&url).send().await.expect("served");
+    let stopping = Instant::now();
+    app.stop(Duration::from_secs(10)).await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    assert!(
+        idle.get(&url).send().await.is_err(),
+        "nothing served after stop"
+    );
+}
