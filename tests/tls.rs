@@ -204,6 +204,26 @@ async fn carrier(leaf: &Leaf, client_ca: Option<&Ca>) -> (u16, Arc<Seen>) {
     (port, seen)
 }
 
+/// [`test_settings`] with no simulator and exactly one gateway, `name`
+/// (Kannel dialect, defaults otherwise): what these tests configure is
+/// never rewritten or joined by anything else.
+fn one_gateway(db: &TestDb, name: &str) -> pedulicovid::config::Settings {
+    let mut s = test_settings(db);
+    s.gateways = vec![named_gateway(name)];
+    s
+}
+
+/// A Kannel gateway (not the simulator) at a port nothing listens on;
+/// tests point it where they need.
+fn named_gateway(name: &str) -> pedulicovid::config::GatewaySettings {
+    let mut g = pedulicovid::config::GatewaySettings {
+        name: name.into(),
+        ..Default::default()
+    };
+    g.kannel.sendsms_url = "https://127.0.0.1:9/cgi-bin/sendsms".into();
+    g
+}
+
 fn sms(id: i64) -> OutboundSms {
     OutboundSms {
         message_id: id,
@@ -510,24 +530,34 @@ async fn bad_tls_files_stop_the_start_naming_gateway_and_field() {
 
     // A certificate without its key (or the reverse) is refused by the
     // settings check, before any file is read; so is half of `[http]` TLS.
-    let mut s = pedulicovid::config::Settings {
-        gateways: vec![kannel_gateway_nowhere()],
+    let checked = |tls: GatewayTls, http: pedulicovid::config::HttpSettings| {
+        pedulicovid::config::Settings {
+            gateways: vec![pedulicovid::config::GatewaySettings {
+                tls,
+                ..named_gateway("tsel")
+            }],
+            http,
+            ..Default::default()
+        }
+        .check()
+    };
+    let half_client = GatewayTls {
+        client_cert_file: Some(cert.clone()),
         ..Default::default()
     };
-    s.gateways[0].tls.client_cert_file = Some(cert.clone());
-    let e = s.check().unwrap_err();
+    let e = checked(half_client, Default::default()).unwrap_err();
     assert!(format!("{e:#}").contains("client_key_file"), "{e:#}");
-    let mut s = pedulicovid::config::Settings::default();
-    s.http.tls_key_file = Some(key.clone());
-    let e = s.check().unwrap_err();
+    let half_http = pedulicovid::config::HttpSettings {
+        tls_key_file: Some(key.clone()),
+        ..Default::default()
+    };
+    let e = checked(GatewayTls::default(), half_http).unwrap_err();
     assert!(format!("{e:#}").contains("tls_cert_file"), "{e:#}");
 
     // The same from a settings file: `[gateways.tls]` is read, and the
     // app does not start with a missing CA file.
     let db = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db);
-    s.gateways = vec![kannel_gateway_nowhere()];
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db, "tsel");
     s.gateways[0].tls.ca_file = Some(missing);
     let e = pedulicovid::app::App::start(s, Parts::ALL)
         .await
@@ -587,10 +617,8 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
     let (port, seen) = carrier(&ca.leaf(Some(LOOPBACK), &[], (2019, 2021)), None).await;
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
-    s.gateways = vec![kannel_gateway_nowhere()];
+    let mut s = one_gateway(&db, "tls-broken");
     let g = &mut s.gateways[0];
-    g.name = "tls-broken".into();
     g.kannel.sendsms_url = format!("https://127.0.0.1:{port}/cgi-bin/sendsms");
     g.tls.ca_file = Some(write(dir.path(), "ca.pem", &ca.pem));
     g.breaker_threshold = 20;
@@ -692,12 +720,10 @@ async fn listener_serves_https_and_receipts_come_back_over_it(backend: &str) {
     let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
     let key = write(dir.path(), "https.key", &leaf.key_pem);
     let db = TestDb::new(backend).await;
-    let mut s = test_settings(&db);
-    s.gateways = vec![kannel_gateway_nowhere()];
+    let mut s = one_gateway(&db, "tsel");
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let g = &mut s.gateways[0];
-    g.name = "tsel".into();
     g.kannel.sendsms_url = format!("https://127.0.0.1:{port}/cgi-bin/sendsms");
     g.tls.ca_file = Some(write(dir.path(), "carrier-ca.pem", &carrier_ca.pem));
     let app = start(s, Parts::ALL).await;
@@ -761,9 +787,7 @@ async fn a_replaced_certificate_is_served_to_the_next_connection() {
     let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
     let key = write(dir.path(), "https.key", &leaf.key_pem);
     let db = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db);
-    s.gateways = vec![kannel_gateway_nowhere()];
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db, "tsel");
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let app = start(
@@ -805,9 +829,7 @@ async fn a_replaced_certificate_is_served_to_the_next_connection() {
 
     // A bad key file at start is an error naming the field.
     let db2 = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db2);
-    s.gateways = vec![kannel_gateway_nowhere()];
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db2, "tsel");
     s.http.tls_cert_file = Some(cert);
     s.http.tls_key_file = Some(write(dir.path(), "bad.key", "nope"));
     let e = pedulicovid::app::App::start(s, Parts::ALL)
@@ -834,9 +856,7 @@ async fn sighup_reloads_a_certificate_the_file_check_cannot_see() {
     let cert = write(dir.path(), "https.pem", &leaf.cert_pem);
     let key = write(dir.path(), "https.key", &leaf.key_pem);
     let db = TestDb::new("sqlite").await;
-    let mut s = test_settings(&db);
-    s.gateways = vec![kannel_gateway_nowhere()];
-    s.gateways[0].name = "tsel".into();
+    let mut s = one_gateway(&db, "tsel");
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let app = start(
@@ -892,13 +912,94 @@ async fn sighup_reloads_a_certificate_the_file_check_cannot_see() {
     app.stop(Duration::from_secs(5)).await;
 }
 
-/// A Kannel gateway (no simulator) at a port nothing listens on; tests set
-/// its name and URL.
-fn kannel_gateway_nowhere() -> pedulicovid::config::GatewaySettings {
-    let mut g = pedulicovid::config::GatewaySettings {
-        name: "tsel".into(),
-        ..Default::default()
+/// Reads until the peer closes (or errors); what it sent.
+async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = vec![];
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_keeps_the_header_timeout_and_graceful_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("our CA");
+    let leaf = ca.loopback();
+    let db = TestDb::new("sqlite").await;
+    let mut s = one_gateway(&db, "tsel");
+    s.http.tls_cert_file = Some(write(dir.path(), "https.pem", &leaf.cert_pem));
+    s.http.tls_key_file = Some(write(dir.path(), "https.key", &leaf.key_pem));
+    s.http.header_read_timeout_ms = 3_000;
+    let parts = Parts {
+        http: true,
+        workers: 0,
+        housekeeping: false,
+        simulator: false,
     };
-    g.kannel.sendsms_url = "https://127.0.0.1:9/cgi-bin/sendsms".into();
-    g
+    let app = start(s, parts).await;
+    let addr = format!("127.0.0.1:{}", app.port().unwrap());
+
+    // A client that connects and never says hello…
+    let mut mute = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // …and one that completes the handshake, then sends half a header.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(LOOPBACK.into());
+    let mut slow = connector.connect(name, tcp).await.expect("handshake");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+
+    // Meanwhile others are served.
+    let url = format!("https://{addr}/healthz");
+    client_trusting(&ca).get(&url).send().await.expect("served");
+
+    // Both silent ones are cut off once their time is up, not before, and
+    // the half request gets no answer.
+    let (_, sent) = tokio::time::timeout(Duration::from_secs(8), async {
+        tokio::join!(read_to_close(&mut mute), read_to_close(&mut slow))
+    })
+    .await
+    .expect("the server closes connections that stay silent");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2_900),
+        "closed after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(6), "closed after {waited:?}");
+    assert!(!String::from_utf8_lossy(&sent).contains(" 200 "));
+
+    // Neither an idle kept-alive HTTPS connection nor a handshake that
+    // never comes holds up shutdown.
+    let idle = client_trusting(&ca);
+    idle.get(&url).send().await.expect("served");
+    let _mute = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = Instant::now();
+    app.stop(Duration::from_secs(10)).await;
+    assert!(
+        stopping.elapsed() < Duration::from_millis(2_000),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    assert!(
+        idle.get(&url).send().await.is_err(),
+        "nothing served after stop"
+    );
 }

@@ -1,10 +1,12 @@
 //! HTTP plumbing shared by every carrier dialect.
 //!
 //! Each dialect builds its own request and reads its own answer, but they all
-//! need the same things underneath: one pooled keep-alive client, one mapping
-//! from HTTP outcomes to a retry decision ([`classify_status`]), and one way to
-//! describe a transport failure without leaking the request URL
-//! ([`transport_error`]). Kannel-style gateways put the password and the
+//! need the same things underneath: one pooled keep-alive client speaking
+//! HTTP and HTTPS ([`gateway_client`], with the gateway's [`GatewayTls`]), one
+//! mapping from HTTP outcomes to a retry decision ([`classify_status`]), and
+//! one way to classify and describe a transport failure without leaking the
+//! request URL ([`transport_error`]: a TLS or URL failure is the gateway's
+//! fault, anything else on the wire a transient one). Kannel-style gateways put the password and the
 //! recipient's number in the query string, so nothing in this module ever
 //! prints a URL.
 

@@ -154,6 +154,9 @@ pub async fn serve_with(
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    // Turns true when shutdown starts: a TLS handshake still in progress
+    // then ends at once instead of holding shutdown for its timeout.
+    let (stopping, _) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -192,22 +195,22 @@ pub async fn serve_with(
             // Watched from now: shutdown waits for a handshake in progress
             // (bounded by the timeout below), then for its connection.
             let watcher = graceful.watcher();
+            let mut stopping = stopping.subscribe();
             tokio::spawn(async move {
-                let stream = match tokio::time::timeout(
-                    header_read_timeout,
-                    acceptor.accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!("TLS handshake timed out");
-                        return;
-                    }
+                let handshake = tokio::time::timeout(header_read_timeout, acceptor.accept(stream));
+                let stream = tokio::select! {
+                    done = handshake => match done {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!("TLS handshake timed out");
+                            return;
+                        }
+                    },
+                    _ = stopping.wait_for(|s| *s) => return,
                 };
                 let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
                 if let Err(e) = conn.await {
@@ -227,5 +230,6 @@ pub async fn serve_with(
         });
     }
     drop(listener);
+    stopping.send_replace(true);
     graceful.shutdown().await;
 }
