@@ -103,6 +103,12 @@ pub struct HttpSettings {
     /// Receipts waiting for a batcher at most; callbacks beyond it wait for
     /// room (the queue never grows past this).
     pub receipt_queue: usize,
+    /// Mark the support UI's cookies `Secure` on every answer. Absent: yes
+    /// unless `listen` is a loopback address (then only for requests that
+    /// came over HTTPS); the older `PEDULICOVID_UI_SECURE_COOKIE` (`1`/`0`)
+    /// is read when this is absent. `false` is for a plain-HTTP UI on a
+    /// private network, at the operator's risk.
+    pub ui_secure_cookies: Option<bool>,
 }
 
 impl Default for HttpSettings {
@@ -116,6 +122,7 @@ impl Default for HttpSettings {
             receipt_batchers: 0,
             receipt_max_batch: 256,
             receipt_queue: 4096,
+            ui_secure_cookies: None,
         }
     }
 }
