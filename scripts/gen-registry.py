@@ -49,6 +49,18 @@ LAST = [
     "Rahayu", "Lestari", "Susanto", "Hidayat", "Saputra", "Wijaya",
     "Nugroho", "Siregar", "Pratama", "Kurniawan", "Sari", "Wulandari",
 ]
+# --varied-names: a first name (some accented, as a registry holds them),
+# a family name built from syllables (~14,000 of them) and a last name, so a
+# name search meets a realistic spread, from rare to very common fragments.
+VARIED_FIRST = FIRST + [
+    "Ahmad", "Muhammad", "Nurul", "Dian", "Indah", "Ratna", "Yuni", "Hendra",
+    "Joko", "Bambang", "Slamet", "Wayan", "Nyoman", "Gusti", "Théresia",
+    "José", "Chandra", "Fransiskus", "Agnès", "Yosef", "Ranti", "Lukas",
+]
+SYLLABLES = [
+    "ka", "ma", "la", "sa", "ri", "ni", "to", "wi", "da", "ya", "su", "ha",
+    "go", "pu", "te", "na", "ra", "bu", "di", "jo", "ke", "lu", "me", "se",
+]
 FAULTS = ["nik_short", "landline", "duplicate", "boolean", "regency"]
 SERIALS = 9999  # 0001..9999
 DISTRICTS = 99  # 01..99
@@ -83,9 +95,17 @@ def main():
     ap.add_argument("rows", type=int, help="data rows to write (header excluded)")
     ap.add_argument("--bad", type=float, default=0.01, help="share of bad rows (0-1)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--varied-names",
+        action="store_true",
+        help="first + syllable-built family + last name (for search benchmarks); "
+        "the other columns are the same as without it",
+    )
     ap.add_argument("-o", "--output", help="file to write (default: stdout)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
+    # Its own generator, so the other columns do not change with the flag.
+    name_rng = random.Random(a.seed + 1)
     out = open(a.output, "w", newline="") if a.output else sys.stdout
     out.write(COLUMNS + "\n")
     recent = []  # a few earlier good NIKs to duplicate
@@ -97,6 +117,13 @@ def main():
         if rng.random() < 0.3:
             phone = f"{phone[:4]}-{phone[4:8]}-{phone[8:]}"
         name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+        if a.varied_names:
+            family = "".join(
+                name_rng.choice(SYLLABLES) for _ in range(name_rng.choice((2, 3)))
+            ).capitalize()
+            name = (
+                f"{name_rng.choice(VARIED_FIRST)} {family} {name_rng.choice(LAST)}"
+            )
         prof = rng.choice(PROFESSIONS)
         regency_code = f"{prov:02}{reg:02}"
         facility = f"P{regency_code}{rng.randrange(1000):03}"

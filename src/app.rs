@@ -296,7 +296,19 @@ impl App {
                     settings.http.receipt_queue,
                 ),
                 api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments),
+                ui_secure_cookies: match settings.http.ui_secure_cookies {
+                    Some(on) => on,
+                    None => http::ui::session::secure_cookies(
+                        std::env::var(http::ui::SECURE_COOKIE_ENV).ok().as_deref(),
+                        listener.local_addr()?.ip(),
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                },
             };
+            info!(
+                secure = state.ui_secure_cookies,
+                "support UI cookies: Secure on every answer (true), or only for requests over HTTPS (false)"
+            );
             let app = http::router(
                 state,
                 settings.http.body_limit_bytes,

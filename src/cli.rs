@@ -140,7 +140,9 @@ enum TokenCmd {
 enum SupportCmd {
     /// Find workers by full NIK, phone number or part of a name (masked output).
     Search {
-        /// A full NIK, a phone number in any common format, or 3+ letters of a name.
+        /// A full NIK, a phone number in any common format, or 3+ letters of a
+        /// name; `-` reads it from standard input (keeps a NIK out of `ps`
+        /// and shell history).
         query: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -148,7 +150,8 @@ enum SupportCmd {
     },
     /// Everything that happened to one worker, oldest first.
     Timeline {
-        /// The worker's full NIK.
+        /// The worker's full NIK; `-` reads it from standard input (keeps it
+        /// out of `ps` and shell history).
         nik: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -156,7 +159,8 @@ enum SupportCmd {
     },
     /// Queue the worker's notice again (audited; at most 3 per number per day).
     Resend {
-        /// The worker's full NIK.
+        /// The worker's full NIK; `-` reads it from standard input (keeps it
+        /// out of `ps` and shell history).
         nik: String,
         /// Why (kept in the audit trail), e.g. "called the help desk".
         #[arg(long)]
@@ -712,7 +716,7 @@ async fn import(
     // only what is printed, so memory does not grow with the bad rows.
     let mut out = match rejects {
         Some(path) => {
-            let f = std::fs::File::create(path)
+            let f = crate::export::create_private_file(path)
                 .with_context(|| format!("creating {}", path.display()))?;
             let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
             w.write_record(["line", "field", "reason"])?;
@@ -984,7 +988,7 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
             // recorded as made.
             let out: Box<dyn std::io::Write> = match output {
                 Some(p) => Box::new(
-                    std::fs::File::create(p)
+                    crate::export::create_private_file(p)
                         .with_context(|| format!("creating {}", p.display()))?,
                 ),
                 None => Box::new(std::io::stdout()),
@@ -1074,8 +1078,33 @@ async fn token_cmd(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where a command line argument may be `-`: the value read from standard
+/// input instead (its first line, trimmed), so a NIK, phone number or name
+/// stays out of the process list (`ps`, `/proc/*/cmdline`) and the shell's
+/// history. Any other value is returned as given. `what` names the value in
+/// the prompt (shown only when standard input is a terminal) and in errors.
+pub fn arg_or_stdin(arg: &str, what: &str) -> anyhow::Result<String> {
+    if arg != "-" {
+        return Ok(arg.to_string());
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{what}: ");
+    }
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    let value = line.trim();
+    if value.is_empty() {
+        anyhow::bail!("{what}: `-` was given but standard input was empty");
+    }
+    Ok(value.to_string())
+}
+
 async fn worker_id_by_nik(store: &Store, nik: &str) -> anyhow::Result<i64> {
-    let nik = crate::domain::Nik::parse(nik).map_err(|e| anyhow::anyhow!("NIK {e}"))?;
+    let nik = arg_or_stdin(nik, "NIK")?;
+    let nik = crate::domain::Nik::parse(&nik).map_err(|e| anyhow::anyhow!("NIK {e}"))?;
     store
         .worker_by_nik(nik.as_str())
         .await?
@@ -1087,7 +1116,8 @@ async fn support_cmd(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode> {
     let store = open_store(s).await?;
     match c {
         SupportCmd::Search { query, json } => {
-            let (kind, rows) = store.search_workers(query).await?;
+            let query = arg_or_stdin(query, "query")?;
+            let (kind, rows) = store.search_workers(&query).await?;
             if *json {
                 println!("{}", serde_json::json!({"kind": kind, "results": rows}));
             } else {

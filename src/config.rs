@@ -122,6 +122,12 @@ pub struct HttpSettings {
     pub tls_cert_file: Option<std::path::PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<std::path::PathBuf>,
+    /// Mark the support UI's cookies `Secure` on every answer. Absent: yes
+    /// unless `listen` is a loopback address (then only for requests that
+    /// came over HTTPS); the older `PEDULICOVID_UI_SECURE_COOKIE` (`1`/`0`)
+    /// is read when this is absent. `false` is for a plain-HTTP UI on a
+    /// private network, at the operator's risk.
+    pub ui_secure_cookies: Option<bool>,
 }
 
 impl Default for HttpSettings {
@@ -137,6 +143,7 @@ impl Default for HttpSettings {
             receipt_queue: 4096,
             tls_cert_file: None,
             tls_key_file: None,
+            ui_secure_cookies: None,
         }
     }
 }

@@ -247,7 +247,7 @@ pub async fn run(
     let start = Instant::now();
     let csv_path = dir.path().join("registry.csv");
     let bad = write_registry(
-        std::io::BufWriter::new(std::fs::File::create(&csv_path)?),
+        std::io::BufWriter::new(crate::export::create_private_file(&csv_path)?),
         workers,
         seed,
     )?;

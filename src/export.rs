@@ -11,9 +11,19 @@
 //! decided per column ([`COLUMNS`]): text that came from outside (a name)
 //! is guarded; values we produce ourselves are not, so a phone number we
 //! normalised to `+62…` stays a phone number.
+//!
+//! # Who may read the file
+//! Every file we write that holds personal data (this export, the import's
+//! rejects file, the demo's synthetic registry) is opened by
+//! [`create_private_file`]: mode `0600` from the moment it exists, so there
+//! is no window in which another local user can open it (a `chmod` after
+//! writing leaves one, and a reader that opened the file in it keeps its
+//! descriptor).
 
 use std::borrow::Cow;
+use std::fs::File;
 use std::io;
+use std::path::Path;
 
 use crate::campaign::fmt_wib;
 use crate::store::FlagRow;
@@ -80,6 +90,35 @@ pub fn record(r: &FlagRow) -> [String; 11] {
     cells
 }
 
+/// Creates (or truncates) `path` for writing, readable and writable by its
+/// owner only (`0600`). A new file is created with that mode (`open(2)`
+/// with `O_CREAT` and mode `0600`, further narrowed by the umask, never
+/// widened). An existing regular file keeps its mode through `open(2)`, so
+/// a wider one is narrowed to `0600` on the open descriptor before anything
+/// is written. Devices and pipes (`/dev/stdout`, a FIFO) are left as they
+/// are.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        let meta = f.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    {
+        File::create(path)
+    }
+}
+
 /// Writes the header and one row per flag to `out`, and returns it.
 pub fn write_nonrecipients<W: io::Write>(out: W, rows: &[FlagRow]) -> io::Result<W> {
     let mut w = csv::Writer::from_writer(out);
@@ -109,6 +148,30 @@ mod tests {
             resolved_at: None,
             resolution: None,
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_created_and_narrowed_to_0600() {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+        let fresh = dir.path().join("fresh.csv");
+        create_private_file(&fresh)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+
+        // An existing world-readable file is narrowed and truncated.
+        let old = dir.path().join("old.csv");
+        std::fs::write(&old, b"previous export").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        create_private_file(&old).unwrap().write_all(b"y").unwrap();
+        assert_eq!(mode(&old), 0o600);
+        assert_eq!(std::fs::read(&old).unwrap(), b"y");
     }
 
     #[test]

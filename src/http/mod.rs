@@ -49,6 +49,8 @@ pub struct AppState {
     pub receipts: ReceiptBatcher,
     /// Tokens, rate limits, renderer and caches of the API.
     pub api: api::ApiState,
+    /// The UI marks every cookie `Secure` ([`ui::session::secure_cookies`]).
+    pub ui_secure_cookies: bool,
 }
 
 /// Health, readiness, metrics and the carrier callbacks, with handlers.
@@ -90,7 +92,7 @@ fn service_routes() -> Vec<routes::Line> {
 /// on every route.
 pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
     api::routes(&state)
-        .merge(ui::routes())
+        .merge(ui::routes(state.ui_secure_cookies))
         .merge(routes::build(service_routes()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(api::error::log_internal_errors))

@@ -36,7 +36,7 @@ pub use support::{
     PhoneChange, QueuedNotice, ReceiptEntry, ReregisterOutcome, Reregistration, ResendEntry,
     SearchKind, SupportError, Timeline, TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus,
     WorkerSummary, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
-    SEARCH_LIMIT,
+    SEARCH_LIMIT, SEARCH_TIMEOUT,
 };
 
 use crate::secret::Secret;
@@ -196,6 +196,12 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The SQLite database file could not be created owner-only.
+    #[error("database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -204,6 +210,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: Db,
+    /// Most database time a support name search may take
+    /// ([`SEARCH_TIMEOUT`] unless [`Store::with_search_timeout`] says).
+    pub(crate) search_timeout: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -220,7 +229,8 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Opens a pool for `url`. SQLite files are created when missing, in WAL
     /// mode with a busy timeout so a concurrent writer waits instead of
-    /// failing with `database is locked`.
+    /// failing with `database is locked`; the file is created owner-only
+    /// (`0600`) before SQLite opens it ([`private_sqlite_file`]).
     pub async fn connect(url: &str) -> Result<Store> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
@@ -229,12 +239,12 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
                 .foreign_keys(true);
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory {
+                private_sqlite_file(opts.get_filename())?;
+            }
             // In-memory databases exist per connection: keep exactly one.
-            let max = if url.contains(":memory:") || url.contains("mode=memory") {
-                1
-            } else {
-                8
-            };
+            let max = if in_memory { 1 } else { 8 };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
@@ -243,6 +253,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 db: Db::Sqlite(pool),
+                search_timeout: SEARCH_TIMEOUT,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?.application_name("pedulicovid");
@@ -266,6 +277,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 db: Db::Postgres(pool),
+                search_timeout: SEARCH_TIMEOUT,
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
@@ -289,6 +301,15 @@ impl Store {
                 tracing::warn!(error = %e, tables = %tables.join(", "), "refreshing planner statistics failed");
             }
         }
+    }
+
+    /// This store with another bound on a support name search's database
+    /// time (tests and benchmarks). Zero: already out of time on SQLite; at
+    /// least 1 ms on PostgreSQL, where a `statement_timeout` of 0 would mean
+    /// no limit.
+    pub fn with_search_timeout(mut self, limit: Duration) -> Store {
+        self.search_timeout = limit;
+        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -373,6 +394,67 @@ impl Store {
 }
 
 pub use crate::secret::redact_url;
+
+/// Makes the SQLite database at `path` readable by its owner only, before
+/// SQLite opens it: a missing file is created empty with mode `0600` (an
+/// empty file is an empty database to SQLite), so it never exists with the
+/// umask's usual `0644`. SQLite creates the `-wal` and `-shm` files with the
+/// database file's own mode (its unix VFS copies it, whatever the umask),
+/// so they are `0600` too. A database file or `-wal`/`-shm`/`-journal` left
+/// readable by others by an older version is narrowed to `0600`, with a
+/// warning; where that is not allowed (another owner) the warning says so
+/// and the database opens as before.
+pub fn private_sqlite_file(path: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let err = |p: &std::path::Path, source| StoreError::File {
+            path: p.display().to_string(),
+            source,
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(path, e)),
+        }
+        let mut names = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            names.push(p.into());
+        }
+        for p in names {
+            let Ok(meta) = std::fs::metadata(&p) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if !meta.is_file() || mode & 0o077 == 0 {
+                continue;
+            }
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o700)) {
+                Ok(()) => tracing::warn!(
+                    file = %p.display(),
+                    was = format!("{mode:o}"),
+                    "database file was readable by other users: narrowed to owner-only"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %p.display(),
+                    mode = format!("{mode:o}"),
+                    error = %e,
+                    "database file is readable by other users and could not be narrowed"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
 
 /// 32 random bytes as hex: for callback tokens.
 pub fn random_token() -> String {

@@ -38,6 +38,11 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Most rows a search returns.
 pub const SEARCH_LIMIT: i64 = 50;
 
+/// Most database time a name search may take; past it the query is
+/// refused as too broad (a help desk needs an answer, and a search must not
+/// hold a connection the dispatcher needs).
+pub const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Name and template of the standing campaign for re-registered workers who
 /// are in no campaign.
 pub const REREGISTRATION_CAMPAIGN: &str = "Registrasi ulang (chatbot)";
@@ -420,6 +425,22 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
+/// The database's error code (SQLSTATE on PostgreSQL, the primary result
+/// code on SQLite), if `e` is a database error.
+fn db_code(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
+/// `q` as one FTS5 phrase (`"…"`, inner quotes doubled): with the trigram
+/// tokenizer a phrase matches wherever the text contains it, so this is
+/// substring search with no FTS5 query syntax (`AND`, `*`, `NEAR`, …) read
+/// from the input.
+fn fts_phrase(q: &str) -> String {
+    format!("\"{}\"", q.replace('"', "\"\""))
+}
+
 /// `%…%` for `LIKE … ESCAPE '\'`, lower-cased, wildcards escaped.
 fn like_pattern(q: &str) -> String {
     let mut p = String::from("%");
@@ -722,8 +743,20 @@ impl Store {
     }
 
     /// Searches by full NIK, phone number (any format people type) or name
-    /// (case-insensitive substring, at least 3 characters). At most
-    /// [`SEARCH_LIMIT`] masked summaries, by name.
+    /// (a substring of at least 3 characters, ignoring case and accents).
+    /// At most [`SEARCH_LIMIT`] masked summaries, by name (for a name
+    /// search with more matches, which ones is unspecified:
+    /// [`Store::search_names`]).
+    ///
+    /// A name search is served by an index (PostgreSQL: a `pg_trgm` GIN
+    /// index on `pedulicovid_name_key(full_name)`; SQLite: the FTS5 trigram
+    /// table `health_workers_name`, migration 0009) and is bounded: at most
+    /// [`SEARCH_LIMIT`] rows and [`SEARCH_TIMEOUT`] of database time (a
+    /// `SET LOCAL statement_timeout` on PostgreSQL, a progress handler on
+    /// SQLite). A query that runs out of time (a very common fragment in a
+    /// very large registry) is refused as too broad, naming the field.
+    /// Fewer than 3 characters are refused: no trigram index can serve them,
+    /// and two letters match a large share of any registry.
     pub async fn search_workers(&self, query: &str) -> Result<(SearchKind, Vec<WorkerSummary>)> {
         let q = query.trim();
         let (kind, cond, value) = if let Ok(nik) = Nik::parse(q) {
@@ -748,16 +781,108 @@ impl Store {
                     reason: "must be at most 100 characters".into(),
                 });
             }
-            (
-                SearchKind::Name,
-                "LOWER(w.full_name) LIKE $1 ESCAPE '\\'",
-                like_pattern(q),
-            )
+            return self.search_names(q).await.map(|r| (SearchKind::Name, r));
         };
         let sql = format!("{SUMMARY_SELECT} WHERE {cond} ORDER BY w.full_name, w.id LIMIT $2");
         let rows: Vec<SummaryRow> = with_pool!(self, p => sqlx::query_as(&sql)
             .bind(&value).bind(SEARCH_LIMIT).fetch_all(p).await?);
         Ok((kind, rows.into_iter().map(WorkerSummary::from).collect()))
+    }
+
+    /// The name search of [`Store::search_workers`]: `q` is trimmed, 3 to
+    /// 100 characters. The index yields matching ids and the database stops
+    /// at [`SEARCH_LIMIT`] of them; only those rows are read, summarised
+    /// (open flags, last status) and sorted by name. So the work is bounded
+    /// by the limit, not by how many names match: picking the
+    /// alphabetically first 50 of 125,000 matches instead read and sorted
+    /// all of them (0.5–1.8 s at 1.5 M workers, BENCHMARKS.md). Which 50
+    /// come back when more match is therefore unspecified; the caller is
+    /// told the limit was reached and asked for more of the name.
+    async fn search_names(&self, q: &str) -> Result<Vec<WorkerSummary>> {
+        let too_broad = || SupportError::Invalid {
+            field: "query",
+            reason: format!(
+                "could not be answered within {} s (too many names match it): give more \
+                 of the name, or the NIK or phone number",
+                self.search_timeout.as_secs_f64()
+            ),
+        };
+        let rows: Vec<SummaryRow> = match &self.db {
+            super::Db::Postgres(p) => {
+                let sql = format!(
+                    "{SUMMARY_SELECT} WHERE w.id IN ( \
+                       SELECT h.id FROM health_workers h \
+                       WHERE pedulicovid_name_key(h.full_name) LIKE pedulicovid_name_key($1) ESCAPE '\\' \
+                       LIMIT $2) \
+                     ORDER BY w.full_name, w.id"
+                );
+                let mut tx = p.begin().await?;
+                // A constant of ours, not input (SET takes no parameters).
+                sqlx::query(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    self.search_timeout.as_millis().max(1)
+                ))
+                .execute(&mut *tx)
+                .await?;
+                let rows = sqlx::query_as(&sql)
+                    .bind(like_pattern(q))
+                    .bind(SEARCH_LIMIT)
+                    .fetch_all(&mut *tx)
+                    .await;
+                match rows {
+                    Ok(rows) => {
+                        tx.commit().await?;
+                        rows
+                    }
+                    // query_canceled: the statement timeout.
+                    Err(e) if db_code(&e).as_deref() == Some("57014") => return Err(too_broad()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            super::Db::Sqlite(p) => {
+                let sql = format!(
+                    "{SUMMARY_SELECT} WHERE w.id IN ( \
+                       SELECT rowid FROM health_workers_name \
+                       WHERE health_workers_name MATCH $1 LIMIT $2) \
+                     ORDER BY w.full_name, w.id"
+                );
+                let mut conn = p.acquire().await?;
+                let deadline = std::time::Instant::now() + self.search_timeout;
+                // Cleared when this search ends, however it ends (a dropped
+                // request too), so the handler left on the pooled
+                // connection never interrupts another statement.
+                let live = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+                struct Ends(std::sync::Arc<std::sync::atomic::AtomicBool>);
+                impl Drop for Ends {
+                    fn drop(&mut self) {
+                        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                let ends = Ends(live.clone());
+                // Every 500 virtual-machine steps: a check is an atomic load
+                // and a clock read, a few nanoseconds.
+                conn.lock_handle()
+                    .await?
+                    .set_progress_handler(500, move || {
+                        !live.load(std::sync::atomic::Ordering::Relaxed)
+                            || std::time::Instant::now() < deadline
+                    });
+                let rows = sqlx::query_as(&sql)
+                    .bind(fts_phrase(q))
+                    .bind(SEARCH_LIMIT)
+                    .fetch_all(&mut *conn)
+                    .await;
+                drop(ends);
+                conn.lock_handle().await?.remove_progress_handler();
+                match rows {
+                    Ok(rows) => rows,
+                    // SQLITE_INTERRUPT: the progress handler said stop.
+                    Err(e) if db_code(&e).as_deref() == Some("9") => return Err(too_broad()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        Ok(rows.into_iter().map(WorkerSummary::from).collect())
     }
 
     /// Masked summary of one worker.
@@ -1179,6 +1304,12 @@ mod tests {
         assert_eq!(scrub("HTTP 503 after 2 tries"), "HTTP 503 after 2 tries");
         assert_eq!(scrub("+"), "+");
         assert_eq!(scrub(""), "");
+    }
+
+    #[test]
+    fn fts_phrases_quote_the_whole_query() {
+        assert_eq!(fts_phrase("siti"), "\"siti\"");
+        assert_eq!(fts_phrase("a\"b OR c*"), "\"a\"\"b OR c*\"");
     }
 
     #[test]

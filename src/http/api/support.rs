@@ -39,7 +39,7 @@ pub struct SearchAnswer {
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Masked matches (possibly none)", body = SearchAnswer),
-        (status = 400, description = "Query too short or too long", body = ErrorBody),
+        (status = 400, description = "Query too short (under 3 characters), too long, or too broad to answer within the search time limit", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not a support token", body = ErrorBody),
     ),

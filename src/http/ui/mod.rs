@@ -48,27 +48,27 @@ use utoipa::OpenApi;
 use super::routes::{build, line, Auth, Line, RouteSpec};
 use super::AppState;
 
-/// Environment variable forcing the `Secure` cookie flag (`1` or `true`)
-/// even for requests that do not look like HTTPS, for a TLS proxy that
-/// sends no `X-Forwarded-Proto`.
+/// Environment variable deciding the `Secure` cookie flag: `1`/`true`
+/// forces it on every answer (a TLS proxy that sends no
+/// `X-Forwarded-Proto`), `0`/`false` turns off the default for a
+/// non-loopback listener. Unset: secure unless the listener is loopback
+/// ([`session::secure_cookies`]).
 pub const SECURE_COOKIE_ENV: &str = "PEDULICOVID_UI_SECURE_COOKIE";
 
 /// State of the UI, beside [`AppState`].
 #[derive(Clone)]
 pub struct Ui {
     pub sessions: session::Sessions,
-    /// Always mark cookies `Secure` (see [`SECURE_COOKIE_ENV`]).
+    /// Always mark cookies `Secure` (decided at start by
+    /// [`session::secure_cookies`]).
     pub secure_cookies: bool,
 }
 
 impl Ui {
-    fn from_env() -> Ui {
-        let forced = std::env::var(SECURE_COOKIE_ENV)
-            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-            .unwrap_or(false);
+    fn new(secure_cookies: bool) -> Ui {
         Ui {
             sessions: session::Sessions::default(),
-            secure_cookies: forced,
+            secure_cookies,
         }
     }
 }
@@ -109,11 +109,11 @@ pub fn route_table() -> Vec<RouteSpec> {
 }
 
 /// The `/ui` routes, with a fresh session map: sessions live as long as
-/// the router.
-pub fn routes() -> Router<AppState> {
+/// the router. `secure_cookies`: mark every cookie `Secure`.
+pub fn routes(secure_cookies: bool) -> Router<AppState> {
     build(ui_routes())
         .layer(axum::middleware::from_fn(security_headers))
-        .layer(Extension(Ui::from_env()))
+        .layer(Extension(Ui::new(secure_cookies)))
 }
 
 /// The Indonesian 404 page, for any path under `/ui` no route serves.

@@ -458,7 +458,7 @@ pub async fn search_get() -> Response {
     responses(
         (status = 200, description = "Matching health workers, masked", content_type = "text/html; charset=utf-8", body = String),
         (status = 303, description = "Not signed in, or the session ended: to `/ui/login`"),
-        (status = 400, description = "A query too short or too long to search", content_type = "text/html; charset=utf-8", body = String),
+        (status = 400, description = "A query too short, too long, or too broad to search in time", content_type = "text/html; charset=utf-8", body = String),
         (status = 403, description = "CSRF or Origin check failed, or an operator token: help-desk pages are for support staff", content_type = "text/html; charset=utf-8", body = String),
     ),
     security(("session" = []))

@@ -14,11 +14,17 @@
 //!
 //! # Cookies
 //! `pcv_ui=<id>; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=…`, plus
-//! `Secure` when the request came over HTTPS (`X-Forwarded-Proto: https` or
-//! `Forwarded: proto=https` from the TLS proxy in front) or when the
-//! environment says `PEDULICOVID_UI_SECURE_COOKIE=1`. It cannot be always
-//! on: a browser drops a `Secure` cookie set over plain HTTP, and the tests
-//! (and a laptop demo) talk plain HTTP to 127.0.0.1.
+//! `Secure` ([`secure_cookies`]):
+//! - by default, whenever the listener is not a loopback address: a UI
+//!   reachable from other machines is meant to be reached through HTTPS (a
+//!   TLS proxy, or our own TLS), and a `Secure` cookie is never sent back
+//!   over plain HTTP, where anyone on the path could read it;
+//! - on a loopback listener (a laptop demo, the tests, a TLS proxy on the
+//!   same host), when the request came over HTTPS (`X-Forwarded-Proto:
+//!   https` or `Forwarded: proto=https` from the proxy in front);
+//! - `PEDULICOVID_UI_SECURE_COOKIE=1` forces it on every answer, `=0` turns
+//!   the listener-based default off (a plain-HTTP UI on a private network,
+//!   at the operator's risk); requests over HTTPS still get it.
 //!
 //! # CSRF
 //! Every form carries the session's random CSRF token in a hidden `csrf`
@@ -200,6 +206,25 @@ pub fn came_over_https(headers: &HeaderMap, uri: &Uri) -> bool {
         f.split(';')
             .any(|kv| kv.trim().eq_ignore_ascii_case("proto=https"))
     })
+}
+
+/// Whether the UI marks every cookie `Secure`, whatever the request looked
+/// like: `setting` is `PEDULICOVID_UI_SECURE_COOKIE` (`1`/`true`/`yes` or
+/// `0`/`false`/`no`; anything else is refused, naming the variable), and
+/// without it, true unless the listener is a loopback address. Requests
+/// that came over HTTPS get `Secure` in any case ([`came_over_https`]).
+pub fn secure_cookies(setting: Option<&str>, listener: std::net::IpAddr) -> Result<bool, String> {
+    match setting.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(!listener.is_loopback()),
+        Some(v) if v.is_empty() => Ok(!listener.is_loopback()),
+        Some(v) => match v.as_str() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(format!(
+                "PEDULICOVID_UI_SECURE_COOKIE={v:?}: must be 1, true, yes, 0, false or no"
+            )),
+        },
+    }
 }
 
 /// A `Set-Cookie` value. `max_age` 0 deletes the cookie.
@@ -462,6 +487,37 @@ mod tests {
             &headers(&[("x-forwarded-proto", "http")]),
             &uri
         ));
+    }
+
+    #[test]
+    fn cookies_are_secure_unless_the_listener_is_loopback() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        for (listener, want) in [
+            ("127.0.0.1", false),
+            ("127.0.0.2", false),
+            ("::1", false),
+            ("0.0.0.0", true),
+            ("::", true),
+            ("10.1.2.3", true),
+            ("192.168.1.10", true),
+            ("203.0.113.5", true),
+        ] {
+            assert_eq!(secure_cookies(None, ip(listener)), Ok(want), "{listener}");
+            assert_eq!(
+                secure_cookies(Some(""), ip(listener)),
+                Ok(want),
+                "{listener}"
+            );
+        }
+        // The explicit setting wins both ways.
+        for on in ["1", "true", "YES", " yes "] {
+            assert_eq!(secure_cookies(Some(on), ip("127.0.0.1")), Ok(true), "{on}");
+        }
+        for off in ["0", "false", "No"] {
+            assert_eq!(secure_cookies(Some(off), ip("0.0.0.0")), Ok(false), "{off}");
+        }
+        let e = secure_cookies(Some("maybe"), ip("0.0.0.0")).unwrap_err();
+        assert!(e.contains("PEDULICOVID_UI_SECURE_COOKIE"), "{e}");
     }
 
     #[test]
