@@ -14,6 +14,7 @@ use tracing::info;
 use crate::config::Settings;
 use crate::dispatch::{housekeeping, Dispatcher, Route, Router};
 use crate::domain::Operator;
+use crate::gateway::callback::{CallbackKeys, CallbackUrl, KeySet};
 use crate::gateway::jasmin::{JasminGateway, JasminReceipts};
 use crate::gateway::json::{JsonGateway, JsonReceipts};
 use crate::gateway::kannel::{KannelGateway, KannelReceipts};
@@ -149,15 +150,33 @@ impl App {
 
         // Callback tokens: configured, or generated once and shared through
         // the database.
+        // Per-message callback URLs carry a MAC of (gateway, message id)
+        // keyed by that secret (gateway::callback); the secret itself is
+        // never in them.
         let mut callbacks = HashMap::new();
         let mut routes = vec![];
+        let mut all_keys = vec![];
         for g in &settings.gateways {
-            let secret = if g.callback_secret.is_empty() {
-                store.gateway_secret(&g.name).await?
+            let keys = if g.callback_secret.is_empty() {
+                let grace_ms = i64::try_from(g.callback_secret_grace_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+                CallbackKeys::generated(g.name.clone(), grace_ms, &store).await?
             } else {
-                g.callback_secret.clone()
+                CallbackKeys::configured(
+                    g.name.clone(),
+                    KeySet {
+                        current: g.callback_secret.clone(),
+                        previous: Some(g.callback_secret_previous.clone())
+                            .filter(|p| !p.is_empty()),
+                        previous_until_ms: g.previous_secret_until_ms()?,
+                    },
+                )
             };
-            let callback_url = format!("{public_url}/callbacks/{}/{}", g.name, secret.expose());
+            all_keys.push(keys.clone());
+            let callback_url = CallbackUrl::Signed {
+                base: format!("{public_url}/callbacks/{}", g.name),
+                keys: keys.clone(),
+            };
             let idle = settings.worker.concurrency.max(8);
             let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) =
                 match g.dialect.as_str() {
@@ -211,13 +230,32 @@ impl App {
             callbacks.insert(
                 g.name.clone(),
                 CallbackGateway {
-                    secret,
+                    keys,
                     parser,
                     metrics: crate::metrics::METRICS.gateways.get(&g.name),
                 },
             );
         }
         let router = Arc::new(Router::new(routes, settings.worker.global_rate_per_sec));
+        // A generated secret rotated by `gateways rotate-secret` reaches
+        // every process within half a minute (the callback endpoint also
+        // reloads at once when a token does not verify).
+        if all_keys.iter().any(|k| k.is_generated()) {
+            let (store, mut rx) = (store.clone(), shutdown_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                while !*rx.borrow() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                        _ = rx.changed() => {}
+                    }
+                    for k in &all_keys {
+                        if let Err(e) = k.reload(&store).await {
+                            tracing::warn!(gateway = %k.gateway(), error = %e, "reloading the callback secret failed");
+                        }
+                    }
+                }
+            }));
+        }
 
         if let Some(listener) = listener {
             let batchers = match settings.http.receipt_batchers {

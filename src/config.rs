@@ -233,8 +233,21 @@ pub struct GatewaySettings {
     /// How long it stays out before one probe request is let through.
     pub breaker_cool_down_secs: u64,
     /// Token carriers present on receipt callbacks. Empty: one is generated
-    /// and kept in the database, so every process sharing it agrees.
+    /// and kept in the database, so every process sharing it agrees. It
+    /// also keys the per-message MAC in every callback URL we hand out
+    /// (`gateway::callback`). At least 32 characters.
     pub callback_secret: Secret,
+    /// The configured `callback_secret` before a rotation: tokens and MACs
+    /// made with it still verify until `callback_secret_previous_until`.
+    pub callback_secret_previous: Secret,
+    /// When the previous secret stops verifying (RFC 3339, e.g.
+    /// `2026-12-09T00:00:00Z`); required with `callback_secret_previous`.
+    pub callback_secret_previous_until: Option<String>,
+    /// For a generated secret: how long the previous one keeps verifying
+    /// after `pedulicovid gateways rotate-secret` (receipts for messages
+    /// sent before the rotation still land). Seven days by default: longer
+    /// than any SMSC validity period.
+    pub callback_secret_grace_secs: u64,
     /// Settings of the `kannel` dialect.
     pub kannel: KannelConfig,
     /// Settings of the `jasmin` dialect.
@@ -254,9 +267,69 @@ impl Default for GatewaySettings {
             breaker_threshold: 20,
             breaker_cool_down_secs: 30,
             callback_secret: Secret::default(),
+            callback_secret_previous: Secret::default(),
+            callback_secret_previous_until: None,
+            callback_secret_grace_secs: 7 * 24 * 3600,
             kannel: KannelConfig::default(),
             jasmin: JasminConfig::default(),
             json: JsonConfig::default(),
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Refuses a configured callback secret too short to key a MAC, and a
+    /// previous secret without a deadline.
+    fn check_callback_secrets(&self) -> anyhow::Result<()> {
+        let min = crate::gateway::callback::MIN_SECRET_CHARS;
+        for (field, s) in [
+            ("callback_secret", &self.callback_secret),
+            ("callback_secret_previous", &self.callback_secret_previous),
+        ] {
+            let n = s.expose().chars().count();
+            if n > 0 && n < min {
+                bail!(
+                    "gateway {:?}: {field} has {n} characters; at least {min} are required \
+                     (or leave callback_secret empty to have one generated)",
+                    self.name
+                );
+            }
+        }
+        match (
+            self.callback_secret_previous.is_empty(),
+            &self.callback_secret_previous_until,
+        ) {
+            (true, _) => {}
+            (false, None) => bail!(
+                "gateway {:?}: callback_secret_previous needs callback_secret_previous_until \
+                 (RFC 3339, when it stops verifying)",
+                self.name
+            ),
+            (false, Some(_)) => {
+                self.previous_secret_until_ms()?;
+            }
+        }
+        if !self.callback_secret_previous.is_empty() && self.callback_secret.is_empty() {
+            bail!(
+                "gateway {:?}: callback_secret_previous is set but callback_secret is empty",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    /// `callback_secret_previous_until` in Unix milliseconds (0 when unset).
+    pub fn previous_secret_until_ms(&self) -> anyhow::Result<i64> {
+        match &self.callback_secret_previous_until {
+            None => Ok(0),
+            Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis())
+                .with_context(|| {
+                    format!(
+                        "gateway {:?}: callback_secret_previous_until {t:?} is not an RFC 3339 time",
+                        self.name
+                    )
+                }),
         }
     }
 }
@@ -334,6 +407,7 @@ impl Settings {
                     g.dialect
                 );
             }
+            g.check_callback_secrets()?;
             if !names.insert(g.name.as_str()) {
                 bail!("gateway {:?} is configured twice", g.name);
             }

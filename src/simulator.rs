@@ -2410,7 +2410,7 @@ mod tests {
         KannelGateway::new(
             "sim",
             config,
-            callback_url.to_string(),
+            callback_url.into(),
             http::client(Duration::from_secs(5), 8),
         )
     }
@@ -2986,7 +2986,7 @@ mod tests {
         KannelGateway::new(
             "sim",
             config,
-            "http://127.0.0.1:9/cb".to_string(),
+            "http://127.0.0.1:9/cb".into(),
             http::client(Duration::from_millis(300), 8),
         )
     }
