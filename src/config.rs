@@ -555,6 +555,79 @@ mod tests {
     }
 
     #[test]
+    fn callback_secrets_are_long_enough_and_previous_ones_expire() {
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__NAME", "tsel"),
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", "short-secret"),
+            ]),
+        )
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("\"tsel\"") && e.contains("at least 32"), "{e}");
+        assert!(!e.contains("short-secret"), "the secret never prints: {e}");
+        let long = "s".repeat(32);
+        let ok = Settings::load_from(
+            None,
+            env(&[("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str())]),
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        // A previous secret needs its deadline, as RFC 3339.
+        let prev = "p".repeat(40);
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str()),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS",
+                    prev.as_str(),
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("callback_secret_previous_until"),
+            "{e:#}"
+        );
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str()),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS",
+                    prev.as_str(),
+                ),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS_UNTIL",
+                    "next week",
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("RFC 3339"), "{e:#}");
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str()),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS",
+                    prev.as_str(),
+                ),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS_UNTIL",
+                    "2026-12-09T00:00:00Z",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.gateways[0].previous_secret_until_ms().unwrap(),
+            1_796_774_400_000
+        );
+    }
+
+    #[test]
     fn bad_settings_say_what_is_wrong() {
         let e = Settings::load_from(None, env(&[("PEDULICOVID__WORKER__MAX_ATTEMPTS", "many")]))
             .unwrap_err();

@@ -60,13 +60,13 @@ fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
     tag = "callbacks",
     params(
         ("gateway" = String, Path, description = "The gateway's configured name"),
-        ("token" = String, Path, description = "The gateway's callback token (`callback_secret`, or generated and kept in `gateway_secrets`)"),
+        ("token" = String, Path, description = "A per-message token `{message id}.{mac}` (the URL we handed the carrier: HMAC-SHA256 of gateway and message id, keyed by the gateway's callback secret), or the gateway-wide token (`callback_secret`, or generated and kept in `gateway_secrets`) for aggregators with one fixed URL"),
         CallbackQuery
     ),
     responses(
-        (status = 200, description = "Taken (duplicates included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
+        (status = 200, description = "Taken (duplicates, and reports for messages this gateway was never given, kept raw without effect, included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
         (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
-        (status = 401, description = "Wrong callback token; nothing stored", content_type = "text/plain", body = String),
+        (status = 401, description = "Wrong callback token or per-message MAC, a MAC for another message, or a bad aggregator signature; nothing stored", content_type = "text/plain", body = String),
         (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
         (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
     )
@@ -88,7 +88,7 @@ pub async fn receipt_get(
     tag = "callbacks",
     params(
         ("gateway" = String, Path, description = "The gateway's configured name"),
-        ("token" = String, Path, description = "The gateway's callback token (`callback_secret`, or generated and kept in `gateway_secrets`)"),
+        ("token" = String, Path, description = "A per-message token `{message id}.{mac}` (the URL we handed the carrier: HMAC-SHA256 of gateway and message id, keyed by the gateway's callback secret), or the gateway-wide token (`callback_secret`, or generated and kept in `gateway_secrets`) for aggregators with one fixed URL"),
         CallbackQuery
     ),
     request_body(
@@ -96,9 +96,9 @@ pub async fn receipt_get(
         content((Object = "application/x-www-form-urlencoded"), (Object = "application/json"))
     ),
     responses(
-        (status = 200, description = "Taken (duplicates included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
+        (status = 200, description = "Taken (duplicates, and reports for messages this gateway was never given, kept raw without effect, included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
         (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
-        (status = 401, description = "Wrong callback token; nothing stored", content_type = "text/plain", body = String),
+        (status = 401, description = "Wrong callback token or per-message MAC, a MAC for another message, or a bad aggregator signature; nothing stored", content_type = "text/plain", body = String),
         (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
         (status = 413, description = "Body over `http.body_limit_bytes`"),
         (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
