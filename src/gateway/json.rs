@@ -136,8 +136,11 @@ pub struct JsonReceiptMapping {
 
 /// How an aggregator signs its callbacks: HMAC-SHA256 over the raw body, or
 /// over a timestamp and the body (`signed_payload`) with the timestamp in
-/// its own header and a tolerance window against replays. This covers the
-/// HMAC schemes of Telnyx-, Slack- and GitHub-style webhooks; a callback
+/// its own header and a tolerance window against replays. This covers
+/// HMAC-SHA256 webhook schemes such as GitHub's (`prefix = "sha256="` over
+/// the body) and Slack's (`prefix = "v0="`, `signed_payload =
+/// "v0:{timestamp}:{body}"`); asymmetric ones (Ed25519, JWT) are not
+/// implemented. A callback
 /// whose signature is missing, wrong or stale is refused 401 (and counted),
 /// and nothing is stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -1843,6 +1846,30 @@ mod signature_tests {
         assert!(p
             .authenticate(&h(at + 100, sig.sign(BODY, Some(at))), BODY, at)
             .is_err());
+    }
+
+    /// Slack's documented example request (api.slack.com, "Verifying
+    /// requests from Slack"), as settings.
+    #[test]
+    fn slack_documented_example_verifies() {
+        let sig = ReceiptSignature {
+            header: "X-Slack-Signature".into(),
+            secret: Secret::new("8f742231b10e8888abcd99yyyzzz85a5"),
+            encoding: SignatureEncoding::Hex,
+            prefix: "v0=".into(),
+            timestamp_header: Some("X-Slack-Request-Timestamp".into()),
+            signed_payload: "v0:{timestamp}:{body}".into(),
+            tolerance_secs: 300,
+        };
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let h = headers(&[
+            (
+                "x-slack-signature",
+                "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503".into(),
+            ),
+            ("x-slack-request-timestamp", "1531420618".into()),
+        ]);
+        assert_eq!(sig.verify(&h, body, 1_531_420_618 + 10), Ok(()));
     }
 
     #[test]
