@@ -216,7 +216,8 @@ impl JasminGateway {
         }
     }
 
-    /// The `dlr-url` for one message: `{callback_url}?pcid={message_id}`.
+    /// The `dlr-url` for one message: `{base}/{id}.{mac}?pcid={id}` (see
+    /// [`super::callback`]).
     /// Jasmin adds its report fields itself; no destination number is ever
     /// part of a report.
     pub fn dlr_url(&self, message_id: i64) -> String {

@@ -22,7 +22,7 @@
 //! | `{{text}}`         | the message text (UTF-8)                            |
 //! | `{{sender}}`       | `sender` from the settings                          |
 //! | `{{message_id}}`   | our `messages.id`                                   |
-//! | `{{callback_url}}` | our receipt endpoint with `?pcid={{message_id}}`    |
+//! | `{{callback_url}}` | this message's receipt URL: `…/{id}.{mac}?pcid={id}` |
 //! | `{{coding}}`       | `gsm7` or `ucs2`                                    |
 //!
 //! `method = "GET"` sends the rendered template's members as query

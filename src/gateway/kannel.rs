@@ -140,7 +140,8 @@ impl KannelGateway {
     }
 
     /// The `dlr-url` for one message, before URL-encoding:
-    /// `{callback_url}?id={message_id}&status=%d&fid=%F&answer=%A&ts=%T`.
+    /// `{base}/{id}.{mac}?id={id}&status=%d&fid=%F&answer=%A&ts=%T` (the
+    /// per-message token of [`super::callback`]).
     ///
     /// `%p` (the destination) is left out on purpose: one `to` per request
     /// means our id already identifies the recipient, and phone numbers would
@@ -571,6 +572,29 @@ mod tests {
             q["dlr-url"],
             "http://127.0.0.1:8080/callbacks/sim/TOKEN?id=7&status=%d&fid=%F&answer=%A&ts=%T"
         );
+    }
+
+    #[test]
+    fn dlr_url_carries_the_message_mac_not_the_secret() {
+        use crate::gateway::callback::{
+            message_token, CallbackKeys, CallbackUrl, KeySet, TokenCheck,
+        };
+        let secret = Secret::new("s".repeat(40));
+        let keys = CallbackKeys::configured("sim", KeySet::single(secret.clone()));
+        let mut gw = gateway("http://127.0.0.1:13013/cgi-bin/sendsms");
+        gw.callback_url = CallbackUrl::Signed {
+            base: "http://us:8080/callbacks/sim".into(),
+            keys: keys.clone(),
+        };
+        let url = gw.dlr_url(42);
+        let token = message_token(&secret, "sim", 42);
+        assert_eq!(
+            url,
+            format!("http://us:8080/callbacks/sim/{token}?id=42&status=%d&fid=%F&answer=%A&ts=%T")
+        );
+        assert!(!url.contains(secret.expose()));
+        assert_eq!(keys.check(&token, 0), TokenCheck::Message(42));
+        assert_ne!(gw.dlr_url(43), url.replace("id=42", "id=43"));
     }
 
     #[test]
