@@ -1433,3 +1433,38 @@ async fn json_aggregator_signature_is_checked(backend: &str) {
     ctx.finish().await;
 }
 both_backends!(json_aggregator_signature_is_checked);
+
+/// A worker handed a message over and died before writing it down; its
+/// lease expired and the message is back in `queued`. The carrier's report
+/// on the message's own URL (its MAC proves we built the request) applies;
+/// the same report for a message never claimed does not.
+async fn receipt_after_a_lease_expired_on_a_handed_over_message(backend: &str) {
+    let ctx = setup(backend, 2, Start::Queued).await;
+    let store = &ctx.app.store;
+    let claimed = store.claim("dead-worker", 1, now_ms() - 1).await.unwrap();
+    let taken = claimed[0].id;
+    let never = *ctx.ids.iter().find(|id| **id != taken).unwrap();
+    assert_eq!(
+        store
+            .expire_leases(pedulicovid::config::DeliveryPolicy::AtLeastOnce, 5)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(ctx.status(taken).await, "queued");
+    // Through a fixed URL (no MAC) nothing proves the hand-over.
+    assert_eq!(
+        ctx.dlr_at(&ctx.callback_url(), taken, 1, DELIVERED).await,
+        200
+    );
+    assert_eq!(ctx.status(taken).await, "queued");
+    // Its own URL does.
+    assert_eq!(ctx.dlr(taken, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(taken).await, "delivered");
+    assert_eq!(ctx.effects(taken).await, ["not_sent", "applied"]);
+    assert_eq!(ctx.dlr(never, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(never).await, "queued");
+    assert_eq!(ctx.effects(never).await, ["not_sent"]);
+    ctx.finish().await;
+}
+both_backends!(receipt_after_a_lease_expired_on_a_handed_over_message);
