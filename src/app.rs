@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::config::{Dialect, Settings};
 use crate::dispatch::{housekeeping, Dispatcher, Route, Router};
 use crate::domain::Operator;
+use crate::gateway::callback::{CallbackKeys, CallbackUrl, KeySet};
 use crate::gateway::jasmin::{JasminGateway, JasminReceipts};
 use crate::gateway::json::{JsonGateway, JsonReceipts};
 use crate::gateway::kannel::{KannelGateway, KannelReceipts};
@@ -163,15 +164,33 @@ impl App {
 
         // Callback tokens: configured, or generated once and shared through
         // the database.
+        // Per-message callback URLs carry a MAC of (gateway, message id)
+        // keyed by that secret (gateway::callback); the secret itself is
+        // never in them.
         let mut callbacks = HashMap::new();
         let mut routes = vec![];
+        let mut all_keys = vec![];
         for g in &settings.gateways {
-            let secret = if g.callback_secret.is_empty() {
-                store.gateway_secret(&g.name).await?
+            let keys = if g.callback_secret.is_empty() {
+                let grace_ms = i64::try_from(g.callback_secret_grace_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+                CallbackKeys::generated(g.name.clone(), grace_ms, &store).await?
             } else {
-                g.callback_secret.clone()
+                CallbackKeys::configured(
+                    g.name.clone(),
+                    KeySet {
+                        current: g.callback_secret.clone(),
+                        previous: Some(g.callback_secret_previous.clone())
+                            .filter(|p| !p.is_empty()),
+                        previous_until_ms: g.previous_secret_until_ms()?,
+                    },
+                )
             };
-            let callback_url = format!("{public_url}/callbacks/{}/{}", g.name, secret.expose());
+            all_keys.push(keys.clone());
+            let callback_url = CallbackUrl::Signed {
+                base: format!("{public_url}/callbacks/{}", g.name),
+                keys: keys.clone(),
+            };
             let idle = settings.worker.concurrency.max(8);
             // What goes on the wire, and where: the gateway's own settings,
             // or, for the one that asked for the simulator by name, the
@@ -263,7 +282,7 @@ impl App {
             callbacks.insert(
                 g.name.clone(),
                 CallbackGateway {
-                    secret,
+                    keys,
                     parser,
                     metrics: crate::metrics::METRICS.gateways.get(&g.name),
                 },
@@ -272,6 +291,25 @@ impl App {
         // Only workers route; `serve` may run without any gateway.
         let router = (parts.workers > 0)
             .then(|| Arc::new(Router::new(routes, settings.worker.global_rate_per_sec)));
+        // A generated secret rotated by `gateways rotate-secret` reaches
+        // every process within half a minute (the callback endpoint also
+        // reloads at once when a token does not verify).
+        if all_keys.iter().any(|k| k.is_generated()) {
+            let (store, mut rx) = (store.clone(), shutdown_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                while !*rx.borrow() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                        _ = rx.changed() => {}
+                    }
+                    for k in &all_keys {
+                        if let Err(e) = k.reload(&store).await {
+                            tracing::warn!(gateway = %k.gateway(), error = %e, "reloading the callback secret failed");
+                        }
+                    }
+                }
+            }));
+        }
 
         // Read before anything is served: a bad certificate or key is a
         // start-up error naming the field.

@@ -1377,6 +1377,8 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let receipt = |id: i64| {
         IncomingReceipt {
         gateway: "sim".into(),
+        // The claim loop above recorded every send through "sim".
+        signed: false,
         payload: format!(
             "id={id}&status=1&fid=94A1B2C3D4&answer=id%3A94A1B2C3D4+sub%3A001+dlvrd%3A001+\
              submit+date%3A2101140800+done+date%3A2101140800+stat%3ADELIVRD+err%3A000+text%3APEDULICOVID&ts=1610611200"

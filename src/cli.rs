@@ -110,6 +110,14 @@ enum GatewaysCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Replace a gateway's generated callback secret (audited). The old one
+    /// keeps verifying for `callback_secret_grace_secs`, so receipts for
+    /// messages already sent still land; running processes pick the new one
+    /// up within half a minute.
+    RotateSecret {
+        /// The gateway's configured name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +406,9 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateways(GatewaysCmd::Status { json }) => {
             gateways_status(&settings(&cli)?, *json).await
         }
+        Command::Gateways(GatewaysCmd::RotateSecret { name }) => {
+            rotate_secret(&settings(&cli)?, name).await
+        }
         Command::Run => serve_until_signal(settings(&cli)?, Parts::ALL).await,
         Command::Serve => serve_until_signal(settings(&cli)?, Parts::SERVE).await,
         Command::Worker { concurrency } => {
@@ -510,6 +521,36 @@ struct GatewayStatus {
     /// No state recorded yet: the breaker never moved (or the gateway was
     /// never used).
     never_recorded: bool,
+}
+
+async fn rotate_secret(s: &Settings, name: &str) -> anyhow::Result<ExitCode> {
+    let Some(g) = s.gateways.iter().find(|g| g.name == name) else {
+        anyhow::bail!(
+            "no gateway named {name:?} in the settings (configured: {})",
+            s.gateways
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    if !g.callback_secret.is_empty() {
+        anyhow::bail!(
+            "gateway {name:?} has a configured callback_secret: rotate it in the settings \
+             (move the old value to callback_secret_previous with callback_secret_previous_until)"
+        );
+    }
+    let store = open_store(s).await?;
+    let at = store.rotate_gateway_secret(name, &cli_actor()).await;
+    store.close().await;
+    let at = at?;
+    let grace =
+        i64::try_from(g.callback_secret_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    println!(
+        "gateway {name}: callback secret rotated; the previous one verifies until {}",
+        fmt_wib(at.saturating_add(grace))
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {

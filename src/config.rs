@@ -328,8 +328,21 @@ pub struct GatewaySettings {
     /// How long it stays out before one probe request is let through.
     pub breaker_cool_down_secs: u64,
     /// Token carriers present on receipt callbacks. Empty: one is generated
-    /// and kept in the database, so every process sharing it agrees.
+    /// and kept in the database, so every process sharing it agrees. It
+    /// also keys the per-message MAC in every callback URL we hand out
+    /// (`gateway::callback`). At least 32 characters.
     pub callback_secret: Secret,
+    /// The configured `callback_secret` before a rotation: tokens and MACs
+    /// made with it still verify until `callback_secret_previous_until`.
+    pub callback_secret_previous: Secret,
+    /// When the previous secret stops verifying (RFC 3339, e.g.
+    /// `2026-12-09T00:00:00Z`); required with `callback_secret_previous`.
+    pub callback_secret_previous_until: Option<String>,
+    /// For a generated secret: how long the previous one keeps verifying
+    /// after `pedulicovid gateways rotate-secret` (receipts for messages
+    /// sent before the rotation still land). Seven days by default: longer
+    /// than any SMSC validity period.
+    pub callback_secret_grace_secs: u64,
     /// Settings of the `kannel` dialect.
     pub kannel: KannelConfig,
     /// Settings of the `jasmin` dialect.
@@ -352,6 +365,9 @@ impl Default for GatewaySettings {
             breaker_threshold: 20,
             breaker_cool_down_secs: 30,
             callback_secret: Secret::default(),
+            callback_secret_previous: Secret::default(),
+            callback_secret_previous_until: None,
+            callback_secret_grace_secs: 7 * 24 * 3600,
             kannel: KannelConfig::default(),
             jasmin: JasminConfig::default(),
             json: JsonConfig::default(),
@@ -379,6 +395,61 @@ impl GatewaySettings {
             Dialect::Jasmin => &self.jasmin.send_url,
             Dialect::Json => &self.json.url,
             Dialect::Simulator => "",
+        }
+    }
+
+    /// Refuses a configured callback secret too short to key a MAC, and a
+    /// previous secret without a deadline.
+    fn check_callback_secrets(&self) -> anyhow::Result<()> {
+        let min = crate::gateway::callback::MIN_SECRET_CHARS;
+        for (field, s) in [
+            ("callback_secret", &self.callback_secret),
+            ("callback_secret_previous", &self.callback_secret_previous),
+        ] {
+            let n = s.expose().chars().count();
+            if n > 0 && n < min {
+                bail!(
+                    "gateway {:?}: {field} has {n} characters; at least {min} are required \
+                     (or leave callback_secret empty to have one generated)",
+                    self.name
+                );
+            }
+        }
+        match (
+            self.callback_secret_previous.is_empty(),
+            &self.callback_secret_previous_until,
+        ) {
+            (true, _) => {}
+            (false, None) => bail!(
+                "gateway {:?}: callback_secret_previous needs callback_secret_previous_until \
+                 (RFC 3339, when it stops verifying)",
+                self.name
+            ),
+            (false, Some(_)) => {
+                self.previous_secret_until_ms()?;
+            }
+        }
+        if !self.callback_secret_previous.is_empty() && self.callback_secret.is_empty() {
+            bail!(
+                "gateway {:?}: callback_secret_previous is set but callback_secret is empty",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    /// `callback_secret_previous_until` in Unix milliseconds (0 when unset).
+    pub fn previous_secret_until_ms(&self) -> anyhow::Result<i64> {
+        match &self.callback_secret_previous_until {
+            None => Ok(0),
+            Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_millis())
+                .with_context(|| {
+                    format!(
+                        "gateway {:?}: callback_secret_previous_until {t:?} is not an RFC 3339 time",
+                        self.name
+                    )
+                }),
         }
     }
 }
@@ -546,6 +617,7 @@ impl Settings {
                     g.name
                 );
             }
+            g.check_callback_secrets()?;
             if !names.insert(g.name.as_str()) {
                 bail!("gateway {:?} is configured twice", g.name);
             }
@@ -1007,6 +1079,7 @@ mod tests {
         for v in [
             "123456", "1500567", "007", "true", "1.5", "-1", "1e3", "[1]", "0x10",
         ] {
+            let long = format!("{v}{}", "0".repeat(32));
             let s = Settings::load_from(
                 None,
                 env(&[
@@ -1014,7 +1087,8 @@ mod tests {
                     ("PEDULICOVID__HTTP__PUBLIC_URL", v),
                     ("PEDULICOVID__SMS__TEMPLATES_DIR", v),
                     ("PEDULICOVID__GATEWAYS__0__NAME", "kannel"),
-                    ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", v),
+                    // At least 32 characters: the value, then digits.
+                    ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", &long),
                     (
                         "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
                         "http://127.0.0.1:1/cgi-bin/sendsms",
@@ -1061,7 +1135,7 @@ mod tests {
             let [k, j, b, basic] = &s.gateways[..] else {
                 panic!("four gateways: {:?}", s.gateways);
             };
-            assert_eq!(k.callback_secret.expose(), v);
+            assert_eq!(k.callback_secret.expose(), long);
             assert_eq!(k.kannel.username, v);
             assert_eq!(k.kannel.password.expose(), v);
             assert_eq!(k.kannel.sender, v);
@@ -1220,6 +1294,91 @@ mod tests {
         assert!(
             !format!("{s:?}").contains("dbpass"),
             "nor a database password"
+        );
+    }
+
+    #[test]
+    fn callback_secrets_are_long_enough_and_previous_ones_expire() {
+        // Gateway 0 named and pointed somewhere; the pairs given add to it.
+        let gw_env = |pairs: &[(&str, &str)]| {
+            let mut all = env(&[
+                ("PEDULICOVID__GATEWAYS__0__NAME", "tsel"),
+                (
+                    "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+                    "http://127.0.0.1:13013/cgi-bin/sendsms",
+                ),
+            ]);
+            all.extend(env(pairs));
+            all
+        };
+        let e = Settings::load_from(
+            None,
+            gw_env(&[
+                ("PEDULICOVID__GATEWAYS__0__NAME", "tsel"),
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", "short-secret"),
+            ]),
+        )
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("\"tsel\"") && e.contains("at least 32"), "{e}");
+        assert!(!e.contains("short-secret"), "the secret never prints: {e}");
+        let long = "s".repeat(32);
+        let ok = Settings::load_from(
+            None,
+            gw_env(&[("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str())]),
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        // A previous secret needs its deadline, as RFC 3339.
+        let prev = "p".repeat(40);
+        let e = Settings::load_from(
+            None,
+            gw_env(&[
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str()),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS",
+                    prev.as_str(),
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("callback_secret_previous_until"),
+            "{e:#}"
+        );
+        let e = Settings::load_from(
+            None,
+            gw_env(&[
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str()),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS",
+                    prev.as_str(),
+                ),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS_UNTIL",
+                    "next week",
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("RFC 3339"), "{e:#}");
+        let s = Settings::load_from(
+            None,
+            gw_env(&[
+                ("PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET", long.as_str()),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS",
+                    prev.as_str(),
+                ),
+                (
+                    "PEDULICOVID__GATEWAYS__0__CALLBACK_SECRET_PREVIOUS_UNTIL",
+                    "2026-12-09T00:00:00Z",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.gateways[0].previous_secret_until_ms().unwrap(),
+            1_796_774_400_000
         );
     }
 

@@ -310,10 +310,20 @@ pub enum ReceiptLabel {
     Malformed,
     /// Could not be stored (answered 503; the carrier sends it again).
     Unavailable,
+    /// For a message handed to another gateway: kept, no change (200).
+    NotOurs,
+    /// For a message never handed over (queued, cancelled, failed before
+    /// sending): kept, no change (200).
+    NotSent,
+    /// Refused 401: a wrong gateway token or per-message MAC (nothing kept).
+    BadToken,
+    /// Refused 401: the aggregator's signature is missing, wrong or stale
+    /// (nothing kept).
+    BadSignature,
 }
 
 impl ReceiptLabel {
-    pub const ALL: [ReceiptLabel; 12] = [
+    pub const ALL: [ReceiptLabel; 16] = [
         ReceiptLabel::Delivered,
         ReceiptLabel::Undelivered,
         ReceiptLabel::Expired,
@@ -326,6 +336,10 @@ impl ReceiptLabel {
         ReceiptLabel::Pending,
         ReceiptLabel::Malformed,
         ReceiptLabel::Unavailable,
+        ReceiptLabel::NotOurs,
+        ReceiptLabel::NotSent,
+        ReceiptLabel::BadToken,
+        ReceiptLabel::BadSignature,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -342,6 +356,10 @@ impl ReceiptLabel {
             ReceiptLabel::Pending => "pending",
             ReceiptLabel::Malformed => "malformed",
             ReceiptLabel::Unavailable => "unavailable",
+            ReceiptLabel::NotOurs => "not_ours",
+            ReceiptLabel::NotSent => "not_sent",
+            ReceiptLabel::BadToken => "bad_token",
+            ReceiptLabel::BadSignature => "bad_signature",
         }
     }
 }

@@ -110,6 +110,10 @@ pub struct SimulatorConfig {
     /// `[simulator.faults]` in the settings file, or
     /// `PEDULICOVID__SIMULATOR__FAULTS__SERVER_ERROR=0.1` and the like.
     pub faults: FaultConfig,
+    /// JSON dialect: sign every receipt callback as an aggregator would
+    /// (`[simulator.json_signature]`, the same table as a gateway's
+    /// `[gateways.json.receipt.signature]`). Off by default.
+    pub json_signature: Option<crate::gateway::json::ReceiptSignature>,
 }
 
 impl Default for SimulatorConfig {
@@ -130,6 +134,7 @@ impl Default for SimulatorConfig {
             seed: None,
             record_attempts: true,
             faults: FaultConfig::default(),
+            json_signature: None,
         }
     }
 }
@@ -1434,12 +1439,19 @@ impl SimHandle {
                     .await
             }
             Callback::Json { url, body } => {
-                client
+                let mut req = client
                     .post(url)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
+                    .header(header::CONTENT_TYPE, "application/json");
+                // Signed per attempt, as aggregators do: a retry carries a
+                // fresh timestamp.
+                if let Some(sig) = &self.inner.config.json_signature {
+                    let now = chrono::Utc::now().timestamp();
+                    req = req.header(sig.header.as_str(), sig.sign(body, Some(now)));
+                    if let Some(t) = &sig.timestamp_header {
+                        req = req.header(t.as_str(), now.to_string());
+                    }
+                }
+                req.body(body.clone()).send().await
             }
         };
         let Ok(resp) = sent else {
@@ -2410,7 +2422,7 @@ mod tests {
         KannelGateway::new(
             "sim",
             config,
-            callback_url.to_string(),
+            callback_url.into(),
             http::client(Duration::from_secs(5), 8),
         )
     }
@@ -2878,6 +2890,65 @@ mod tests {
         assert_eq!(stats.callback_attempts, 0, "no callback_url, no receipt");
     }
 
+    #[tokio::test]
+    async fn json_callbacks_are_signed_when_configured() {
+        use crate::gateway::json::{JsonReceiptMapping, JsonReceipts, ReceiptSignature};
+        use crate::gateway::ReceiptParser;
+        let sig: ReceiptSignature = toml::from_str(
+            "header = \"X-Sig\"\nsecret = \"webhook-secret\"\ntimestamp_header = \"X-Ts\"\n",
+        )
+        .expect("signature settings");
+        let sim = start_sim(SimulatorConfig {
+            dialect: SimDialect::Json,
+            json_signature: Some(sig.clone()),
+            ..test_config()
+        })
+        .await;
+        // A receiver that checks each callback as the JSON dialect would.
+        let checker = JsonReceipts::new(JsonReceiptMapping {
+            signature: Some(sig),
+            ..Default::default()
+        })
+        .expect("mapping");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let app = Router::new().route(
+            "/cb",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let tx = tx.clone();
+                let verdict = checker.authenticate(&headers, &body, chrono::Utc::now().timestamp());
+                async move {
+                    let _ = tx.send(verdict.clone());
+                    if verdict.is_ok() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let resp = reqwest::Client::new()
+            .post(sim.send_url())
+            .bearer_auth("secret")
+            .json(&serde_json::json!({
+                "to": "+6281234567001", "text": "hi", "reference": "7",
+                "callback_url": format!("http://{addr}/cb"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        let verdict = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a callback came")
+            .unwrap();
+        assert_eq!(verdict, Ok(()));
+    }
+
     #[test]
     fn settings_deserialise_with_defaults() {
         let c: SimulatorConfig = serde_json::from_str(
@@ -2986,7 +3057,7 @@ mod tests {
         KannelGateway::new(
             "sim",
             config,
-            "http://127.0.0.1:9/cb".to_string(),
+            "http://127.0.0.1:9/cb".into(),
             http::client(Duration::from_millis(300), 8),
         )
     }

@@ -14,6 +14,13 @@
 //! carrier took the message): it applies, because the carrier's word about a
 //! message is better than our guess. A late `delivered` also overrides
 //! `unknown` and `failed`: proof of delivery beats an assumption of failure.
+//!
+//! But a carrier only knows about what it was given. A receipt moves a
+//! message only with evidence that the message was handed to the gateway
+//! the callback came through ([`HandOver`]); [`Status::receipt_move`] is the
+//! one place that decides, and the store's guards derive from it. A message
+//! still queued and never handed over, cancelled, or sent through another
+//! gateway is never moved by a receipt: the receipt is kept raw and counted.
 
 use std::fmt;
 use std::str::FromStr;
@@ -141,6 +148,93 @@ impl FromStr for Status {
     }
 }
 
+/// The evidence that the message a receipt names was handed to the gateway
+/// the receipt came through. Recorded facts only, never the status alone:
+/// a row can be back in `queued` after a lease expired on a message the
+/// carrier did take, and a never-sent message is `queued` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandOver {
+    /// Nothing says so: never claimed, failed before sending, cancelled, or
+    /// every recorded attempt went to another gateway.
+    None,
+    /// The store recorded an attempt through this gateway (`messages.gateway`
+    /// or an `attempts` row, written with the send's outcome).
+    Recorded,
+    /// The callback's URL carries our MAC for (this gateway, this message)
+    /// (see `gateway::callback`), which only a request we built to this
+    /// gateway contained, and the row has been claimed for sending since it
+    /// was queued (`attempts > 0`): a hand-over in flight (a receipt racing
+    /// the send) or one whose lease expired before its outcome was written.
+    Signed,
+}
+
+/// What a receipt may do to a message, by the status machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptMove {
+    /// Move the message to the receipt's status.
+    Apply,
+    /// Older news, or a duplicate: the message keeps its status.
+    Stale,
+    /// The message was not handed to this gateway (or never sent at all):
+    /// a carrier cannot know anything about it.
+    NotHandedOver,
+}
+
+impl Status {
+    /// States a receipt may find a message in when it was handed over:
+    /// being sent, sent, without an answer, failed after the hand-over, or
+    /// back in the queue after a lease expired. `cancelled` is not one:
+    /// cancel only stops what has not gone out.
+    pub fn reachable_by_hand_over(self) -> bool {
+        matches!(
+            self,
+            Status::Queued | Status::Sending | Status::Sent | Status::Unknown | Status::Failed
+        ) || self.is_receipt_outcome()
+    }
+
+    /// The final states only a receipt leads to.
+    pub fn is_receipt_outcome(self) -> bool {
+        matches!(
+            self,
+            Status::Delivered | Status::Undelivered | Status::Expired | Status::Rejected
+        )
+    }
+
+    /// What a receipt leading to `next` does to a message in `self`, given
+    /// the hand-over evidence for the gateway it came through.
+    pub fn receipt_move(self, next: Status, evidence: HandOver) -> ReceiptMove {
+        if evidence == HandOver::None || !self.reachable_by_hand_over() {
+            return ReceiptMove::NotHandedOver;
+        }
+        // A MAC alone speaks for a hand-over still in flight or whose
+        // outcome was never written (a lease that expired): `queued`,
+        // `sending`, `unknown`. A message failed or sent after it has its
+        // gateway recorded; one failed with none (it never rendered, or its
+        // lease ran out with its attempts) is not moved on a MAC alone.
+        if evidence == HandOver::Signed
+            && !matches!(self, Status::Queued | Status::Sending | Status::Unknown)
+            && !self.is_receipt_outcome()
+        {
+            return ReceiptMove::NotHandedOver;
+        }
+        if self.can_become(next) {
+            ReceiptMove::Apply
+        } else {
+            ReceiptMove::Stale
+        }
+    }
+
+    /// The states a receipt with `evidence` may move to `next` from, for
+    /// the store's `WHERE status IN (…)` guard.
+    pub fn receipt_sources(next: Status, evidence: HandOver) -> Vec<Status> {
+        Status::ALL
+            .into_iter()
+            .filter(|s| s.receipt_move(next, evidence) == ReceiptMove::Apply)
+            .collect()
+    }
+}
+
 /// Why a worker is flagged as a non-recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,6 +320,65 @@ mod tests {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
         }
         assert!("bogus".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn receipts_move_only_what_was_handed_over() {
+        use HandOver::*;
+        for from in Status::ALL {
+            for to in Status::ALL {
+                // No evidence: nothing moves, whatever the status says.
+                assert_ne!(from.receipt_move(to, None), ReceiptMove::Apply);
+                for ev in [Recorded, Signed] {
+                    let m = from.receipt_move(to, ev);
+                    if m == ReceiptMove::Apply {
+                        assert!(from.can_become(to), "{from} -> {to}");
+                    }
+                }
+            }
+        }
+        // A cancelled message never went out.
+        assert_eq!(
+            Status::Cancelled.receipt_move(Status::Delivered, Recorded),
+            ReceiptMove::NotHandedOver
+        );
+        // Racing the send, and a lease that expired after the hand-over.
+        assert_eq!(
+            Status::Sending.receipt_move(Status::Delivered, Signed),
+            ReceiptMove::Apply
+        );
+        assert_eq!(
+            Status::Queued.receipt_move(Status::Delivered, Signed),
+            ReceiptMove::Apply
+        );
+        assert_eq!(
+            Status::Queued.receipt_move(Status::Delivered, None),
+            ReceiptMove::NotHandedOver
+        );
+        assert_eq!(
+            Status::Failed.receipt_move(Status::Delivered, Signed),
+            ReceiptMove::NotHandedOver
+        );
+        assert_eq!(
+            Status::Failed.receipt_move(Status::Delivered, Recorded),
+            ReceiptMove::Apply
+        );
+        assert_eq!(
+            Status::Delivered.receipt_move(Status::Delivered, Signed),
+            ReceiptMove::Stale
+        );
+        // A duplicate final report.
+        assert_eq!(
+            Status::Delivered.receipt_move(Status::Delivered, Recorded),
+            ReceiptMove::Stale
+        );
+        assert_eq!(
+            Status::receipt_sources(Status::Delivered, None),
+            Vec::<Status>::new()
+        );
+        let d = Status::receipt_sources(Status::Delivered, Recorded);
+        assert!(d.contains(&Status::Sent) && d.contains(&Status::Failed));
+        assert!(!d.contains(&Status::Cancelled));
     }
 
     #[test]

@@ -459,8 +459,10 @@ async fn receipt_before_record_then_crash_leaves_no_lease(backend: &str) {
         ("answer".to_string(), DELIVERED.to_string()),
     ];
     let receipt = parse_receipt(&params).unwrap();
+    // As it comes through the message's own callback URL (a verified MAC):
+    // the hand-over is proven before its outcome is recorded.
     app.store
-        .apply_receipt("sim", "test", &receipt)
+        .apply_signed_receipt("sim", "test", &receipt)
         .await
         .unwrap();
     // The worker is gone; its lease runs out and housekeeping runs.

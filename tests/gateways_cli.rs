@@ -136,3 +136,77 @@ async fn gateways_status_lists_every_gateway_with_its_breaker(backend: &str) {
 }
 
 both_backends!(gateways_status_lists_every_gateway_with_its_breaker);
+
+/// `gateways rotate-secret NAME`: a generated secret is replaced, the old
+/// one kept as the previous (valid for the grace period), the rotation
+/// audited; a configured secret or an unknown name is refused, changing
+/// nothing.
+async fn rotate_secret_replaces_a_generated_secret_and_audits_it(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let before = store.gateway_secret("primary").await.unwrap();
+    let backup_before = store.gateway_secret("backup").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.toml");
+    let configured = format!(
+        "{SETTINGS}\n[[gateways]]\nname = \"fixed\"\ncallback_secret = \"{}\"\n\
+         kannel = {{ sendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\" }}\n",
+        "f".repeat(40)
+    );
+    std::fs::write(&config, configured).unwrap();
+
+    let out = cli(&config, &db.url, &["gateways", "rotate-secret", "primary"]).await;
+    assert!(
+        out.contains("gateway primary: callback secret rotated") && out.contains("WIB"),
+        "{out}"
+    );
+    let (current, previous, rotated_at) = store.gateway_secret_set("primary").await.unwrap();
+    assert_ne!(current, before);
+    assert_eq!(current.expose().len(), 64);
+    assert_eq!(previous.as_ref(), Some(&before));
+    assert!(rotated_at.is_some());
+    assert!(!out.contains(before.expose()) && !out.contains(current.expose()));
+    // The other gateway's secret is untouched.
+    assert_eq!(store.gateway_secret("backup").await.unwrap(), backup_before);
+    let audit: Vec<(String, String)> = sql_rows(
+        &db.url,
+        "SELECT action, subject FROM audit_log ORDER BY id",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        audit,
+        [(
+            "gateway.rotate_secret".to_string(),
+            "gateway:primary".to_string()
+        )]
+    );
+
+    for (name, says) in [
+        ("fixed", "configured callback_secret"),
+        ("nosuch", "no gateway named"),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--database-url")
+            .arg(&db.url)
+            .args(["gateways", "rotate-secret", name])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{name}: {err}");
+    }
+    assert_eq!(
+        store.gateway_secret_set("primary").await.unwrap().0,
+        current,
+        "a refused rotation changes nothing"
+    );
+    store.close().await;
+}
+
+both_backends!(rotate_secret_replaces_a_generated_secret_and_audits_it);

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pedulicovid::app::{App, Parts};
+use pedulicovid::gateway::callback::message_token;
+use pedulicovid::secret::Secret;
 use pedulicovid::simulator::parse_rules;
 use pedulicovid::status::Status;
 use pedulicovid::store::{now_ms, SendOutcome, StoredReceipt};
@@ -115,8 +117,19 @@ enum Start {
 }
 
 async fn setup(backend: &str, n: u32, until: Start) -> Ctx {
+    setup_with(backend, n, until, |_| {}).await
+}
+
+/// [`setup`], with the settings adjusted first (more gateways, secrets).
+async fn setup_with(
+    backend: &str,
+    n: u32,
+    until: Start,
+    tweak: impl FnOnce(&mut pedulicovid::config::Settings),
+) -> Ctx {
     let db = TestDb::new(backend).await;
     let mut s = test_settings(&db);
+    tweak(&mut s);
     // Every last digit: accepted, and never a receipt.
     s.simulator.rules = parse_rules(
         &(0..10)
@@ -193,13 +206,32 @@ impl Ctx {
         format!("http://127.0.0.1:{}", self.app.port().expect("http runs"))
     }
 
+    /// The gateway-wide callback URL (the secret in the path), as an
+    /// aggregator with one fixed URL would call it.
     fn callback_url(&self) -> String {
         format!("{}/callbacks/sim/{}", self.base(), self.token)
     }
 
+    /// The per-message callback URL we hand the carrier for message `id`:
+    /// `{id}.{mac}` in the path (what the gateway's `dlr-url` starts with).
+    fn message_url(&self, id: i64) -> String {
+        self.message_url_on("sim", &self.token, id)
+    }
+
+    /// A per-message URL on `gateway`, its MAC keyed by `secret`.
+    fn message_url_on(&self, gateway: &str, secret: &str, id: i64) -> String {
+        let token = message_token(&Secret::new(secret), gateway, id);
+        format!("{}/callbacks/{gateway}/{token}", self.base())
+    }
+
     /// One Kannel DLR callback the way smsbox sends it (GET, form-encoded
-    /// query). Returns the HTTP status.
+    /// query) on the message's own URL. Returns the HTTP status.
     async fn dlr(&self, id: i64, status: u32, answer: &str) -> u16 {
+        self.dlr_at(&self.message_url(id), id, status, answer).await
+    }
+
+    /// [`Ctx::dlr`] on any URL.
+    async fn dlr_at(&self, url: &str, id: i64, status: u32, answer: &str) -> u16 {
         let id = id.to_string();
         let status = status.to_string();
         let fid = if answer.starts_with("NACK/") {
@@ -208,7 +240,7 @@ impl Ctx {
             "F1"
         };
         self.client
-            .get(self.callback_url())
+            .get(url)
             .query(&[
                 ("id", id.as_str()),
                 ("status", status.as_str()),
@@ -313,7 +345,9 @@ async fn wrong_token_and_unknown_gateway_store_nothing(backend: &str) {
     );
     assert_eq!(ctx.status(m).await, "queued");
 
-    // The right token in the X-Callback-Token header works like the path.
+    // The right token in the X-Callback-Token header works like the path:
+    // taken (200, so the carrier stops), kept raw, but this message was
+    // never handed to any gateway, so nothing changes.
     let st = ctx
         .client
         .get(&header_url)
@@ -323,8 +357,8 @@ async fn wrong_token_and_unknown_gateway_store_nothing(backend: &str) {
         .unwrap()
         .status();
     assert_eq!(st.as_u16(), 200);
-    assert_eq!(ctx.status(m).await, "delivered");
-    assert_eq!(ctx.effects(m).await, ["applied"]);
+    assert_eq!(ctx.status(m).await, "queued");
+    assert_eq!(ctx.effects(m).await, ["not_sent"]);
     assert_eq!(ctx.receipt_count().await, 1);
     ctx.finish().await;
 }
@@ -477,19 +511,17 @@ async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
     let ctx = setup(backend, 4, Start::Queued).await;
     let m = &ctx.ids;
 
-    // Delivered while still queued: applies, and no claim picks it up.
+    // "Delivered" for a message still queued and never claimed (a week
+    // ahead): no carrier can know it, even with a valid MAC (a leaked
+    // secret): kept, answered 200, nothing changes.
     assert_eq!(ctx.dlr(m[0], 1, DELIVERED).await, 200);
-    assert_eq!(ctx.status(m[0]).await, "delivered");
-    assert_eq!(ctx.effects(m[0]).await, ["applied"]);
+    assert_eq!(ctx.status(m[0]).await, "queued");
+    assert_eq!(ctx.effects(m[0]).await, ["not_sent"]);
     let lease = now_ms() + 60_000;
     // (How many rows one claim takes is `claim_takes_at_most_its_limit`'s
     // business; this test only needs one message in `sending`.)
     let claimed = ctx.app.store.claim("test-worker", 1, lease).await.unwrap();
     assert!(!claimed.is_empty());
-    assert!(
-        claimed.iter().all(|c| c.id != m[0]),
-        "a delivered message is never claimed"
-    );
     let sending = claimed[0].id;
     assert_eq!(ctx.status(sending).await, "sending");
 
@@ -518,8 +550,8 @@ async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
     let r = ctx.app.store.campaign_report(ctx.campaign).await.unwrap();
     assert_eq!(r.sent, 1, "the send itself is still recorded: {r:?}");
 
-    // Every other claim gets exactly the two untouched messages, never
-    // either delivered one.
+    // Every other claim gets exactly the untouched messages, never the
+    // delivered one.
     let mut others: Vec<i64> = claimed.iter().skip(1).map(|c| c.id).collect();
     others.extend(
         ctx.app
@@ -531,11 +563,7 @@ async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
             .map(|c| c.id),
     );
     others.sort();
-    let expected: Vec<i64> = m
-        .iter()
-        .copied()
-        .filter(|id| *id != m[0] && *id != sending)
-        .collect();
+    let expected: Vec<i64> = m.iter().copied().filter(|id| *id != sending).collect();
     assert_eq!(others, expected);
     assert!(ctx
         .app
@@ -544,7 +572,11 @@ async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(ctx.status(m[0]).await, "delivered");
+    assert_eq!(ctx.status(sending).await, "delivered");
+    // The first claim took the oldest message, m[0]: its early report
+    // changed nothing, the one that came once it was handed over applied.
+    assert_eq!(sending, m[0]);
+    assert_eq!(ctx.effects(m[0]).await, ["not_sent", "applied"]);
     assert!(ctx.open_flags().await.is_empty());
     ctx.finish().await;
 }
@@ -876,7 +908,8 @@ async fn oversized_body_is_413(backend: &str) {
         .unwrap()
         .status();
     assert_eq!(st.as_u16(), 200);
-    assert_eq!(ctx.status(ctx.ids[1]).await, "delivered");
+    // Taken and kept (a never-sent message: it changes nothing).
+    assert_eq!(ctx.effects(ctx.ids[1]).await, ["not_sent"]);
     ctx.finish().await;
 }
 both_backends!(oversized_body_is_413);
@@ -948,3 +981,490 @@ async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
     ctx.finish().await;
 }
 both_backends!(failure_of_a_replaced_notice_leaves_no_open_flag);
+
+// ---------------------------------------------------------------------
+// Receipts bound to what we sent: a receipt changes only a message handed
+// to the gateway whose callback it came through, and every per-message
+// callback URL carries a MAC of (gateway, message id).
+// ---------------------------------------------------------------------
+
+use pedulicovid::metrics::{ReceiptLabel, METRICS};
+
+/// Records the outcomes of one claim of every due message: `sent` through
+/// the given gateway for the messages listed, back to the queue untouched
+/// (attempt not counted) for the others.
+async fn hand_over(ctx: &Ctx, sent: &[(i64, &str)]) {
+    let store = &ctx.app.store;
+    let claimed = store
+        .claim("test-worker", 1000, now_ms() + 60_000)
+        .await
+        .unwrap();
+    let outcomes: Vec<SendOutcome> = claimed
+        .iter()
+        .map(|c| match sent.iter().find(|(id, _)| *id == c.id) {
+            Some((id, gw)) => SendOutcome::Sent {
+                id: *id,
+                gateway: gw.to_string(),
+                gateway_message_id: Some(format!("G{id}")),
+                body: "Yth. Nakes".into(),
+                encoding: "gsm7",
+                segments: 1,
+            },
+            None => SendOutcome::Defer {
+                id: c.id,
+                until: now_ms(),
+            },
+        })
+        .collect();
+    assert_eq!(
+        store
+            .record_outcomes("test-worker", &outcomes)
+            .await
+            .unwrap(),
+        0
+    );
+    for (id, _) in sent {
+        assert_eq!(ctx.status(*id).await, "sent");
+    }
+}
+
+/// A second gateway named per test and backend, so its `/metrics` counters
+/// belong to one test alone (tests run at once in one process).
+fn other_gateway(test: &str, backend: &str) -> String {
+    format!("{test}_{backend}")
+}
+
+fn with_other_gateway(
+    test: &str,
+    backend: &str,
+) -> impl FnOnce(&mut pedulicovid::config::Settings) {
+    let name = other_gateway(test, backend);
+    move |s| {
+        let mut other = s.gateways[0].clone();
+        other.name = name;
+        s.gateways.push(other);
+    }
+}
+
+async fn cross_gateway_receipts_change_nothing(backend: &str) {
+    let ctx = setup_with(
+        backend,
+        3,
+        Start::Queued,
+        with_other_gateway("cross", backend),
+    )
+    .await;
+    let other = other_gateway("cross", backend);
+    let other_token = ctx
+        .app
+        .store
+        .gateway_secret(&other)
+        .await
+        .unwrap()
+        .expose()
+        .to_string();
+    assert_ne!(other_token, ctx.token);
+    let m = ctx.ids.clone();
+    hand_over(&ctx, &[(m[0], other.as_str()), (m[1], "sim")]).await;
+    let other_metrics = METRICS.gateways.get(&other);
+
+    // (a) A valid per-message URL of gateway "sim" for a message sent
+    // through the other gateway: kept, answered 200, nothing changes.
+    assert_eq!(ctx.dlr(m[0], 1, DELIVERED).await, 200);
+    // (b) "sim"'s gateway-wide token naming it: the same.
+    assert_eq!(
+        ctx.dlr_at(&ctx.callback_url(), m[0], 2, UNDELIVERED).await,
+        200
+    );
+    assert_eq!(ctx.status(m[0]).await, "sent");
+    assert_eq!(ctx.effects(m[0]).await, ["not_ours", "not_ours"]);
+    // (c) "sim"'s MAC presented on the other gateway's path: 401, not kept.
+    let forged = ctx.message_url_on(&other, &ctx.token, m[0]);
+    assert_eq!(ctx.dlr_at(&forged, m[0], 1, DELIVERED).await, 401);
+    assert_eq!(other_metrics.receipts(ReceiptLabel::BadToken), 1);
+    // (e) The other gateway's URL for the message "sim" was given.
+    let theirs = ctx.message_url_on(&other, &other_token, m[1]);
+    assert_eq!(ctx.dlr_at(&theirs, m[1], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[1]).await, "sent");
+    assert_eq!(ctx.effects(m[1]).await, ["not_ours"]);
+    assert_eq!(other_metrics.receipts(ReceiptLabel::NotOurs), 1);
+    // (d) Its own gateway's report applies.
+    let own = ctx.message_url_on(&other, &other_token, m[0]);
+    assert_eq!(ctx.dlr_at(&own, m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    assert_eq!(ctx.effects(m[0]).await, ["not_ours", "not_ours", "applied"]);
+    assert_eq!(other_metrics.receipts(ReceiptLabel::Delivered), 1);
+    assert!(ctx.open_flags().await.is_empty());
+    // m[2] was never touched.
+    assert_eq!(ctx.status(m[2]).await, "queued");
+    assert!(ctx.effects(m[2]).await.is_empty());
+    ctx.finish().await;
+}
+both_backends!(cross_gateway_receipts_change_nothing);
+
+async fn never_sent_and_cancelled_messages_change_nothing(backend: &str) {
+    let ctx = setup_with(
+        backend,
+        3,
+        Start::Queued,
+        with_other_gateway("unsent", backend),
+    )
+    .await;
+    let other = other_gateway("unsent", backend);
+    let other_token = ctx
+        .app
+        .store
+        .gateway_secret(&other)
+        .await
+        .unwrap()
+        .expose()
+        .to_string();
+    let m = ctx.ids.clone();
+    let metrics = METRICS.gateways.get(&other);
+
+    // Queued for a campaign not yet sent: a valid MAC (as from a leaked
+    // secret) and the gateway-wide token both change nothing.
+    let url = ctx.message_url_on(&other, &other_token, m[0]);
+    assert_eq!(ctx.dlr_at(&url, m[0], 1, DELIVERED).await, 200);
+    let fixed = format!("{}/callbacks/{other}/{other_token}", ctx.base());
+    assert_eq!(ctx.dlr_at(&fixed, m[0], 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "queued");
+    assert_eq!(ctx.effects(m[0]).await, ["not_sent", "not_sent"]);
+    assert_eq!(metrics.receipts(ReceiptLabel::NotSent), 2);
+
+    // Failed before any hand-over (it never rendered): claimed, but no
+    // gateway was ever given it.
+    let claimed = ctx
+        .app
+        .store
+        .claim("test-worker", 1, now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, m[0]);
+    ctx.app
+        .store
+        .record_outcomes(
+            "test-worker",
+            &[SendOutcome::Failed {
+                id: m[0],
+                gateway: None,
+                error: "template: boom".into(),
+                reason: pedulicovid::status::FlagReason::RenderFailed,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ctx.dlr_at(&url, m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "failed");
+    assert_eq!(
+        ctx.open_flags().await,
+        [(m[0], "render_failed".to_string())],
+        "a forged delivery never resolves a flag"
+    );
+
+    // Cancelled: nothing went out.
+    ctx.app
+        .store
+        .control_campaign(
+            ctx.campaign,
+            pedulicovid::store::CampaignAction::Cancel,
+            "test",
+            "tester",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ctx.status(m[1]).await, "cancelled");
+    let url1 = ctx.message_url_on(&other, &other_token, m[1]);
+    assert_eq!(ctx.dlr_at(&url1, m[1], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[1]).await, "cancelled");
+    assert_eq!(ctx.effects(m[1]).await, ["not_sent"]);
+    assert_eq!(metrics.receipts(ReceiptLabel::NotSent), 4);
+    assert_eq!(metrics.receipts(ReceiptLabel::Delivered), 0);
+    ctx.finish().await;
+}
+both_backends!(never_sent_and_cancelled_messages_change_nothing);
+
+async fn wrong_mac_is_refused_and_counted(backend: &str) {
+    let ctx = setup(backend, 2, Start::Queued).await;
+    let m = ctx.ids.clone();
+    hand_over(&ctx, &[(m[0], "sim"), (m[1], "sim")]).await;
+    let metrics = METRICS.gateways.get("sim");
+    let before = metrics.receipts(ReceiptLabel::BadToken);
+
+    let good = ctx.message_url(m[0]);
+    // One hex digit changed.
+    let mut bad = good.clone().into_bytes();
+    let last = bad.len() - 1;
+    bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+    let bad = String::from_utf8(bad).unwrap();
+    assert_eq!(ctx.dlr_at(&bad, m[0], 1, DELIVERED).await, 401);
+    // A MAC for another message: the id in the path is what it covers.
+    let swapped = good.replace(&format!("/{}.", m[0]), &format!("/{}.", m[1]));
+    assert_eq!(ctx.dlr_at(&swapped, m[0], 1, DELIVERED).await, 401);
+    assert_eq!(ctx.dlr_at(&swapped, m[1], 1, DELIVERED).await, 401);
+    // m[1]'s own URL, naming m[0] in the query: 401 too.
+    assert_eq!(
+        ctx.dlr_at(&ctx.message_url(m[1]), m[0], 1, DELIVERED).await,
+        401
+    );
+    // A MAC made with a wrong key, and a truncated one.
+    let wrong_key = ctx.message_url_on("sim", &"k".repeat(64), m[0]);
+    assert_eq!(ctx.dlr_at(&wrong_key, m[0], 1, DELIVERED).await, 401);
+    assert_eq!(
+        ctx.dlr_at(&good[..good.len() - 2], m[0], 1, DELIVERED)
+            .await,
+        401
+    );
+    assert_eq!(
+        ctx.receipt_count().await,
+        0,
+        "a refused callback is never kept"
+    );
+    assert_eq!(ctx.status(m[0]).await, "sent");
+    assert_eq!(ctx.status(m[1]).await, "sent");
+    assert!(metrics.receipts(ReceiptLabel::BadToken) >= before + 6);
+    // The right one works.
+    assert_eq!(ctx.dlr_at(&good, m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(wrong_mac_is_refused_and_counted);
+
+async fn replayed_valid_receipt_is_a_harmless_duplicate(backend: &str) {
+    let ctx = setup(backend, 2, Start::Queued).await;
+    let m = ctx.ids.clone();
+    hand_over(&ctx, &[(m[0], "sim"), (m[1], "sim")]).await;
+    for _ in 0..3 {
+        assert_eq!(ctx.dlr(m[0], 2, UNDELIVERED).await, 200);
+    }
+    // A replayed "delivered" later does not undo the final report either.
+    assert_eq!(ctx.dlr(m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "undelivered");
+    assert_eq!(
+        ctx.effects(m[0]).await,
+        ["applied", "ignored", "ignored", "ignored"]
+    );
+    assert_eq!(ctx.open_flags().await, [(m[0], "undelivered".to_string())]);
+    // The neighbour is untouched.
+    assert_eq!(ctx.status(m[1]).await, "sent");
+    ctx.finish().await;
+}
+both_backends!(replayed_valid_receipt_is_a_harmless_duplicate);
+
+/// A receipt racing the send through a fixed URL (the gateway-wide token,
+/// no per-message MAC): nothing yet says which gateway has the message,
+/// so it waits (`pending`) and applies once the send through this gateway
+/// is recorded. (With a MAC it applies at once: see
+/// `receipt_before_the_send_is_recorded_applies`.)
+async fn racing_receipt_on_a_fixed_url_waits_for_the_send(backend: &str) {
+    let ctx = setup(backend, 1, Start::Queued).await;
+    let store = &ctx.app.store;
+    let id = ctx.ids[0];
+    store
+        .claim("test-worker", 1, now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ctx.status(id).await, "sending");
+    assert_eq!(ctx.dlr_at(&ctx.callback_url(), id, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(id).await, "sending");
+    assert_eq!(ctx.effects(id).await, ["pending"]);
+    assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 0);
+    store
+        .record_outcomes(
+            "test-worker",
+            &[SendOutcome::Sent {
+                id,
+                gateway: "sim".into(),
+                gateway_message_id: None,
+                body: "Yth. Nakes".into(),
+                encoding: "gsm7",
+                segments: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 1);
+    assert_eq!(ctx.status(id).await, "delivered");
+    assert_eq!(ctx.effects(id).await, ["applied"]);
+    ctx.finish().await;
+}
+both_backends!(racing_receipt_on_a_fixed_url_waits_for_the_send);
+
+async fn rotated_secret_keeps_verifying_for_its_grace_period(backend: &str) {
+    let ctx = setup_with(backend, 4, Start::Queued, |s| {
+        s.gateways[0].callback_secret_grace_secs = 3;
+    })
+    .await;
+    let m = ctx.ids.clone();
+    hand_over(
+        &ctx,
+        &[(m[0], "sim"), (m[1], "sim"), (m[2], "sim"), (m[3], "sim")],
+    )
+    .await;
+    let old = ctx.token.clone();
+    let store = &ctx.app.store;
+    store.rotate_gateway_secret("sim", "tester").await.unwrap();
+    let new = store
+        .gateway_secret("sim")
+        .await
+        .unwrap()
+        .expose()
+        .to_string();
+    assert_ne!(old, new);
+    assert_eq!(
+        ctx.raw
+            .count(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'gateway.rotate_secret' AND subject = 'gateway:sim'",
+                None
+            )
+            .await,
+        1
+    );
+    // A receipt for a message sent before the rotation (old MAC) lands.
+    let by_old = |id| ctx.message_url_on("sim", &old, id);
+    assert_eq!(ctx.dlr_at(&by_old(m[0]), m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    // The new secret verifies at once (the endpoint reloads it).
+    let by_new = ctx.message_url_on("sim", &new, m[1]);
+    assert_eq!(ctx.dlr_at(&by_new, m[1], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[1]).await, "delivered");
+    // After the grace period the old secret verifies nothing.
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(ctx.dlr_at(&by_old(m[2]), m[2], 1, DELIVERED).await, 401);
+    let old_fixed = format!("{}/callbacks/sim/{old}", ctx.base());
+    assert_eq!(ctx.dlr_at(&old_fixed, m[2], 1, DELIVERED).await, 401);
+    assert_eq!(ctx.status(m[2]).await, "sent");
+    // The new one still does.
+    let url3 = ctx.message_url_on("sim", &new, m[3]);
+    assert_eq!(ctx.dlr_at(&url3, m[3], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[3]).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(rotated_secret_keeps_verifying_for_its_grace_period);
+
+async fn configured_previous_secret_verifies_until_its_deadline(backend: &str) {
+    let current = "c".repeat(40);
+    let previous = "p".repeat(40);
+    let ctx = setup_with(backend, 2, Start::Queued, |s| {
+        s.gateways[0].callback_secret = Secret::new(current.clone());
+        s.gateways[0].callback_secret_previous = Secret::new(previous.clone());
+        s.gateways[0].callback_secret_previous_until = Some(
+            chrono::DateTime::from_timestamp_millis(now_ms() + 2_000)
+                .unwrap()
+                .to_rfc3339(),
+        );
+    })
+    .await;
+    let m = ctx.ids.clone();
+    hand_over(&ctx, &[(m[0], "sim"), (m[1], "sim")]).await;
+    let url = ctx.message_url_on("sim", &previous, m[0]);
+    assert_eq!(ctx.dlr_at(&url, m[0], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[0]).await, "delivered");
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let url = ctx.message_url_on("sim", &previous, m[1]);
+    assert_eq!(ctx.dlr_at(&url, m[1], 1, DELIVERED).await, 401);
+    let url = ctx.message_url_on("sim", &current, m[1]);
+    assert_eq!(ctx.dlr_at(&url, m[1], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(m[1]).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(configured_previous_secret_verifies_until_its_deadline);
+
+/// A JSON aggregator that signs its callbacks (HMAC-SHA256 over a
+/// timestamp and the raw body), calling one fixed URL with its own id.
+async fn json_aggregator_signature_is_checked(backend: &str) {
+    let name = format!("agg_{backend}");
+    let agg: pedulicovid::config::GatewaySettings = toml::from_str(&format!(
+        "name = \"{name}\"\ndialect = \"json\"\n\
+         [json.receipt.signature]\nheader = \"X-Agg-Signature\"\n\
+         secret = \"aggregator-webhook-secret\"\nencoding = \"base64\"\n\
+         timestamp_header = \"X-Agg-Timestamp\"\ntolerance_secs = 60\n"
+    ))
+    .expect("gateway settings");
+    let sig = agg.json.receipt.signature.clone().unwrap();
+    let ctx = setup_with(backend, 1, Start::Queued, move |s| s.gateways.push(agg)).await;
+    let id = ctx.ids[0];
+    hand_over(&ctx, &[(id, name.as_str())]).await;
+    let token = ctx
+        .app
+        .store
+        .gateway_secret(&name)
+        .await
+        .unwrap()
+        .expose()
+        .to_string();
+    let url = format!("{}/callbacks/{name}/{token}", ctx.base());
+    let body = format!(r#"{{"message_id":"G{id}","status":"DELIVERED"}}"#);
+    let post = |signature: String, ts: i64| {
+        let (url, body) = (url.clone(), body.clone());
+        let client = ctx.client.clone();
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("X-Agg-Signature", signature)
+                .header("X-Agg-Timestamp", ts.to_string())
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let now = now_ms() / 1000;
+    let metrics = METRICS.gateways.get(&name);
+    // Wrong: signed with another key.
+    let mut wrong = sig.clone();
+    wrong.secret = Secret::new("not-the-webhook-secret");
+    assert_eq!(post(wrong.sign(body.as_bytes(), Some(now)), now).await, 401);
+    // Stale: a correct signature from ten minutes ago (a replay).
+    let then = now - 600;
+    assert_eq!(post(sig.sign(body.as_bytes(), Some(then)), then).await, 401);
+    // A correct signature with the timestamp moved.
+    assert_eq!(post(sig.sign(body.as_bytes(), Some(then)), now).await, 401);
+    assert_eq!(ctx.receipt_count().await, 0);
+    assert_eq!(ctx.status(id).await, "sent");
+    assert_eq!(metrics.receipts(ReceiptLabel::BadSignature), 3);
+    // Correct.
+    assert_eq!(post(sig.sign(body.as_bytes(), Some(now)), now).await, 200);
+    assert_eq!(ctx.status(id).await, "delivered");
+    assert_eq!(ctx.effects(id).await, ["applied"]);
+    ctx.finish().await;
+}
+both_backends!(json_aggregator_signature_is_checked);
+
+/// A worker handed a message over and died before writing it down; its
+/// lease expired and the message is back in `queued`. The carrier's report
+/// on the message's own URL (its MAC proves we built the request) applies;
+/// the same report for a message never claimed does not.
+async fn receipt_after_a_lease_expired_on_a_handed_over_message(backend: &str) {
+    let ctx = setup(backend, 2, Start::Queued).await;
+    let store = &ctx.app.store;
+    let claimed = store.claim("dead-worker", 1, now_ms() - 1).await.unwrap();
+    let taken = claimed[0].id;
+    let never = *ctx.ids.iter().find(|id| **id != taken).unwrap();
+    assert_eq!(
+        store
+            .expire_leases(pedulicovid::config::DeliveryPolicy::AtLeastOnce, 5)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(ctx.status(taken).await, "queued");
+    // Through a fixed URL (no MAC) nothing proves the hand-over.
+    assert_eq!(
+        ctx.dlr_at(&ctx.callback_url(), taken, 1, DELIVERED).await,
+        200
+    );
+    assert_eq!(ctx.status(taken).await, "queued");
+    // Its own URL does.
+    assert_eq!(ctx.dlr(taken, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(taken).await, "delivered");
+    assert_eq!(ctx.effects(taken).await, ["not_sent", "applied"]);
+    assert_eq!(ctx.dlr(never, 1, DELIVERED).await, 200);
+    assert_eq!(ctx.status(never).await, "queued");
+    assert_eq!(ctx.effects(never).await, ["not_sent"]);
+    ctx.finish().await;
+}
+both_backends!(receipt_after_a_lease_expired_on_a_handed_over_message);

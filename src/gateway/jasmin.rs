@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 
+use super::callback::CallbackUrl;
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
     Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
@@ -191,9 +192,9 @@ pub struct JasminGateway {
     /// Configured gateway name (`messages.gateway`, callback path segment).
     name: String,
     config: JasminConfig,
-    /// Base of our receipt endpoint, with its secret token; the per-message
-    /// `dlr-url` is built from it.
-    callback_url: String,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]);
+    /// the per-message `dlr-url` is built from it.
+    callback_url: CallbackUrl,
     /// Shared keep-alive client (see [`super::http::client`]).
     client: reqwest::Client,
 }
@@ -204,7 +205,7 @@ impl JasminGateway {
     pub fn new(
         name: impl Into<String>,
         config: JasminConfig,
-        callback_url: String,
+        callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
         JasminGateway {
@@ -215,11 +216,12 @@ impl JasminGateway {
         }
     }
 
-    /// The `dlr-url` for one message: `{callback_url}?pcid={message_id}`.
+    /// The `dlr-url` for one message: `{base}/{id}.{mac}?pcid={id}` (see
+    /// [`super::callback`]).
     /// Jasmin adds its report fields itself; no destination number is ever
     /// part of a report.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        with_our_id(&self.callback_url, message_id)
+        with_our_id(&self.callback_url.for_message(message_id), message_id)
     }
 
     /// The form fields of one send, in order. Public so tests can check the
@@ -547,7 +549,7 @@ mod tests {
                 send_url: send_url.to_string(),
                 ..config
             },
-            callback.to_string(),
+            callback.into(),
             super::super::http::client(Duration::from_secs(5), 8),
         )
     }

@@ -22,7 +22,7 @@
 //! | `{{text}}`         | the message text (UTF-8)                            |
 //! | `{{sender}}`       | `sender` from the settings                          |
 //! | `{{message_id}}`   | our `messages.id`                                   |
-//! | `{{callback_url}}` | our receipt endpoint with `?pcid={{message_id}}`    |
+//! | `{{callback_url}}` | this message's receipt URL: `…/{id}.{mac}?pcid={id}` |
 //! | `{{coding}}`       | `gsm7` or `ucs2`                                    |
 //!
 //! `method = "GET"` sends the rendered template's members as query
@@ -48,6 +48,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, 
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::callback::CallbackUrl;
 use super::http::{classify_status, read_answer, transport_error};
 use super::{
     Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
@@ -128,6 +129,182 @@ pub struct JsonReceiptMapping {
     /// Aggregator status → outcome, keys compared case-insensitively. A
     /// status not listed is stored raw as `unknown`, never guessed.
     pub statuses: BTreeMap<String, MappedOutcome>,
+    /// The aggregator's own signature on its callbacks, checked before
+    /// anything is read (`[gateways.json.receipt.signature]`).
+    pub signature: Option<ReceiptSignature>,
+}
+
+/// How an aggregator signs its callbacks: HMAC-SHA256 over the raw body, or
+/// over a timestamp and the body (`signed_payload`) with the timestamp in
+/// its own header and a tolerance window against replays. This covers
+/// HMAC-SHA256 webhook schemes such as GitHub's (`prefix = "sha256="` over
+/// the body) and Slack's (`prefix = "v0="`, `signed_payload =
+/// "v0:{timestamp}:{body}"`); asymmetric ones (Ed25519, JWT) are not
+/// implemented. A callback
+/// whose signature is missing, wrong or stale is refused 401 (and counted),
+/// and nothing is stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptSignature {
+    /// The header carrying the signature, e.g. `X-Signature`.
+    pub header: String,
+    /// The HMAC key the aggregator shares with us.
+    pub secret: Secret,
+    /// How the signature is written: `hex` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    /// Text before the signature in its header, e.g. `sha256=` (removed
+    /// before comparing).
+    #[serde(default)]
+    pub prefix: String,
+    /// The header carrying the time of signing, in Unix seconds. When set,
+    /// it is part of what is signed and must be within `tolerance_secs`.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    /// What is signed when `timestamp_header` is set: `{timestamp}` and
+    /// `{body}` (the raw body, byte for byte) in any order with any text
+    /// around them. Default `{timestamp}.{body}`.
+    #[serde(default = "default_signed_payload")]
+    pub signed_payload: String,
+    /// How far the timestamp may be from our clock, either way, in seconds.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+}
+
+fn default_signed_payload() -> String {
+    "{timestamp}.{body}".to_string()
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    /// Standard or URL-safe alphabet, with or without padding.
+    Base64,
+}
+
+impl ReceiptSignature {
+    fn check_config(&self) -> Result<(), JsonConfigError> {
+        let bad = |what: &str| JsonConfigError::Signature(what.to_string());
+        if HeaderName::from_bytes(self.header.as_bytes()).is_err() {
+            return Err(bad("header is not a valid header name"));
+        }
+        if self.secret.is_empty() {
+            return Err(bad("secret is empty"));
+        }
+        if let Some(t) = &self.timestamp_header {
+            if HeaderName::from_bytes(t.as_bytes()).is_err() {
+                return Err(bad("timestamp_header is not a valid header name"));
+            }
+            if self.signed_payload.matches("{body}").count() != 1
+                || self.signed_payload.matches("{timestamp}").count() != 1
+            {
+                return Err(bad(
+                    "signed_payload must hold {timestamp} and {body} once each",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one callback's signature at `now_secs`.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), &'static str> {
+        use hmac::Mac;
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let presented = header(&self.header).ok_or("signature header missing")?;
+        let presented = presented
+            .strip_prefix(self.prefix.as_str())
+            .ok_or("signature without its prefix")?
+            .trim();
+        let presented = decode_signature(presented, self.encoding).ok_or("signature unreadable")?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.secret.expose().as_bytes())
+            .expect("HMAC takes a key of any length");
+        match &self.timestamp_header {
+            None => mac.update(body),
+            Some(t) => {
+                let ts = header(t).ok_or("timestamp header missing")?;
+                let at: i64 = ts.parse().map_err(|_| "timestamp not Unix seconds")?;
+                if now_secs.abs_diff(at) > self.tolerance_secs {
+                    return Err("timestamp outside the tolerance window (stale or replayed)");
+                }
+                let (pre, post) = self
+                    .signed_payload
+                    .split_once("{body}")
+                    .expect("checked at start: {body} is present");
+                mac.update(pre.replace("{timestamp}", ts).as_bytes());
+                mac.update(body);
+                mac.update(post.replace("{timestamp}", ts).as_bytes());
+            }
+        }
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&presented)
+            .map_err(|_| "signature does not match")
+    }
+
+    /// The header value an aggregator would send for `body` at `timestamp`
+    /// (the simulator and tests sign with it).
+    pub fn sign(&self, body: &[u8], timestamp: Option<i64>) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.secret.expose().as_bytes())
+            .expect("HMAC takes a key of any length");
+        match (timestamp, self.signed_payload.split_once("{body}")) {
+            (Some(ts), Some((pre, post))) if self.timestamp_header.is_some() => {
+                mac.update(pre.replace("{timestamp}", &ts.to_string()).as_bytes());
+                mac.update(body);
+                mac.update(post.replace("{timestamp}", &ts.to_string()).as_bytes());
+            }
+            _ => mac.update(body),
+        }
+        let raw = mac.finalize().into_bytes();
+        let text = match self.encoding {
+            SignatureEncoding::Hex => raw.iter().map(|b| format!("{b:02x}")).collect(),
+            SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(raw),
+        };
+        format!("{}{text}", self.prefix)
+    }
+}
+
+fn decode_signature(text: &str, encoding: SignatureEncoding) -> Option<Vec<u8>> {
+    use base64::Engine;
+    match encoding {
+        SignatureEncoding::Hex => {
+            if !text.len().is_multiple_of(2) || !text.is_ascii() {
+                return None;
+            }
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+                .collect()
+        }
+        SignatureEncoding::Base64 => {
+            use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+            let unpadded = text.trim_end_matches('=');
+            STANDARD
+                .decode(text)
+                .or_else(|_| URL_SAFE.decode(text))
+                .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(unpadded))
+                .ok()
+        }
+    }
 }
 
 impl Default for JsonReceiptMapping {
@@ -150,6 +327,7 @@ impl Default for JsonReceiptMapping {
             status_pointer: "/status".to_string(),
             error_pointer: Some("/error".to_string()),
             statuses,
+            signature: None,
         }
     }
 }
@@ -257,6 +435,8 @@ pub enum JsonConfigError {
     },
     #[error("headers: {0:?} is not a valid header name or value")]
     Header(String),
+    #[error("receipt.signature: {0}")]
+    Signature(String),
     #[error("throttle_status: {0} is not a 4xx or 5xx status")]
     ThrottleStatus(u16),
     #[error("receipt.statuses: {0:?} is listed twice with different outcomes (keys ignore case)")]
@@ -397,8 +577,8 @@ pub struct JsonGateway {
     /// Configured gateway name (`messages.gateway`, callback path segment).
     name: String,
     config: JsonConfig,
-    /// Base of our receipt endpoint, with its secret token.
-    callback_url: String,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]).
+    callback_url: CallbackUrl,
     /// Shared keep-alive client (see [`super::http::client`]).
     client: reqwest::Client,
     template: Template,
@@ -413,7 +593,7 @@ impl JsonGateway {
     pub fn new(
         name: impl Into<String>,
         config: JsonConfig,
-        callback_url: String,
+        callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Result<Self, JsonConfigError> {
         let template = Template::parse(&config.body_template)?;
@@ -425,7 +605,7 @@ impl JsonGateway {
             text: "a \"quoted\" \\ text\nwith é 疫 💉",
             sender: &config.sender,
             message_id: 1,
-            callback_url: with_our_id(&callback_url, 1),
+            callback_url: with_our_id(&callback_url.for_message(1), 1),
             coding: "ucs2",
         };
         let rendered = template.render(&sample);
@@ -472,7 +652,7 @@ impl JsonGateway {
 
     /// `{{callback_url}}` for one message.
     pub fn callback_url_for(&self, message_id: i64) -> String {
-        with_our_id(&self.callback_url, message_id)
+        with_our_id(&self.callback_url.for_message(message_id), message_id)
     }
 
     /// The rendered request for one message (the body for POST). Public so
@@ -666,6 +846,9 @@ impl JsonReceipts {
         if let Some(p) = &mapping.error_pointer {
             check_pointer("receipt.error_pointer", p)?;
         }
+        if let Some(sig) = &mapping.signature {
+            sig.check_config()?;
+        }
         let mut statuses = HashMap::new();
         for (k, v) in &mapping.statuses {
             let key = k.trim().to_lowercase();
@@ -681,6 +864,13 @@ impl JsonReceipts {
 }
 
 impl ReceiptParser for JsonReceipts {
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<(), String> {
+        match &self.mapping.signature {
+            None => Ok(()),
+            Some(sig) => sig.verify(headers, body, now_secs).map_err(str::to_string),
+        }
+    }
+
     /// | field                | from                                   | required |
     /// |----------------------|----------------------------------------|----------|
     /// | `raw_status`         | `status_pointer` (string or number)    | yes      |
@@ -790,7 +980,7 @@ mod tests {
     }
 
     fn gateway(config: JsonConfig, callback: &str) -> JsonGateway {
-        JsonGateway::new("agg", config, callback.to_string(), client()).expect("valid config")
+        JsonGateway::new("agg", config, callback.into(), client()).expect("valid config")
     }
 
     fn sms(id: i64, number: &str, text: &str) -> OutboundSms {
@@ -959,7 +1149,7 @@ mod tests {
         let with = |f: &dyn Fn(&mut JsonConfig)| {
             let mut c = JsonConfig::default();
             f(&mut c);
-            JsonGateway::new("agg", c, CALLBACK.to_string(), client()).map(|_| ())
+            JsonGateway::new("agg", c, CALLBACK.into(), client()).map(|_| ())
         };
         assert_eq!(with(&|_| {}), Ok(()));
         type Change = Box<dyn Fn(&mut JsonConfig)>;
@@ -1318,6 +1508,7 @@ mod tests {
             statuses: [("2".to_string(), MappedOutcome::Delivered)]
                 .into_iter()
                 .collect(),
+            signature: None,
         };
         let p = JsonReceipts::new(mapping).expect("valid mapping");
         let got = p
@@ -1547,5 +1738,181 @@ mod tests {
             other => panic!("expected permanent, got {other:?}"),
         }
         assert_eq!(sim.stats().rejected_requests, 1);
+    }
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+    use crate::gateway::ReceiptParser;
+
+    fn signed_mapping(sig: ReceiptSignature) -> JsonReceipts {
+        JsonReceipts::new(JsonReceiptMapping {
+            signature: Some(sig),
+            ..Default::default()
+        })
+        .expect("valid mapping")
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    const BODY: &[u8] = br#"{"message_id":"m1","reference":"41","status":"DELIVERED"}"#;
+
+    #[test]
+    fn body_only_hex_signature() {
+        let sig = ReceiptSignature {
+            header: "X-Signature".into(),
+            secret: Secret::new("aggregator-shared-secret"),
+            encoding: SignatureEncoding::Hex,
+            prefix: "sha256=".into(),
+            timestamp_header: None,
+            signed_payload: default_signed_payload(),
+            tolerance_secs: 300,
+        };
+        let good = sig.sign(BODY, None);
+        assert!(
+            good.starts_with("sha256=") && good.len() == 7 + 64,
+            "{good}"
+        );
+        let p = signed_mapping(sig.clone());
+        assert_eq!(
+            p.authenticate(&headers(&[("x-signature", good.clone())]), BODY, 0),
+            Ok(())
+        );
+        // Upper-case hex is the same bytes.
+        let upper = format!("sha256={}", good[7..].to_uppercase());
+        assert_eq!(
+            p.authenticate(&headers(&[("x-signature", upper)]), BODY, 0),
+            Ok(())
+        );
+        // A changed body, a wrong key, a missing header, no prefix.
+        let mut tampered = BODY.to_vec();
+        tampered[40] ^= 1;
+        assert!(p
+            .authenticate(&headers(&[("x-signature", good.clone())]), &tampered, 0)
+            .is_err());
+        let other = ReceiptSignature {
+            secret: Secret::new("not-the-secret"),
+            ..sig
+        };
+        assert!(p
+            .authenticate(
+                &headers(&[("x-signature", other.sign(BODY, None))]),
+                BODY,
+                0
+            )
+            .is_err());
+        assert!(p.authenticate(&HeaderMap::new(), BODY, 0).is_err());
+        assert!(p
+            .authenticate(&headers(&[("x-signature", good[7..].to_string())]), BODY, 0)
+            .is_err());
+    }
+
+    #[test]
+    fn timestamped_base64_signature_and_replay_window() {
+        let sig = ReceiptSignature {
+            header: "Webhook-Signature".into(),
+            secret: Secret::new("aggregator-shared-secret"),
+            encoding: SignatureEncoding::Base64,
+            prefix: String::new(),
+            timestamp_header: Some("Webhook-Timestamp".into()),
+            signed_payload: "{timestamp}|{body}".into(),
+            tolerance_secs: 300,
+        };
+        let p = signed_mapping(sig.clone());
+        let at = 1_800_000_000;
+        let h = |ts: i64, s: String| {
+            headers(&[
+                ("webhook-signature", s),
+                ("webhook-timestamp", ts.to_string()),
+            ])
+        };
+        assert_eq!(
+            p.authenticate(&h(at, sig.sign(BODY, Some(at))), BODY, at + 299),
+            Ok(())
+        );
+        // Stale (a replay after the window), and from the future.
+        let stale = p.authenticate(&h(at, sig.sign(BODY, Some(at))), BODY, at + 301);
+        assert!(stale.unwrap_err().contains("tolerance"));
+        assert!(p
+            .authenticate(&h(at, sig.sign(BODY, Some(at))), BODY, at - 301)
+            .is_err());
+        // The timestamp is signed: moving it forward breaks the signature.
+        assert!(p
+            .authenticate(&h(at + 100, sig.sign(BODY, Some(at))), BODY, at)
+            .is_err());
+    }
+
+    /// Slack's documented example request (api.slack.com, "Verifying
+    /// requests from Slack"), as settings.
+    #[test]
+    fn slack_documented_example_verifies() {
+        let sig = ReceiptSignature {
+            header: "X-Slack-Signature".into(),
+            secret: Secret::new("8f742231b10e8888abcd99yyyzzz85a5"),
+            encoding: SignatureEncoding::Hex,
+            prefix: "v0=".into(),
+            timestamp_header: Some("X-Slack-Request-Timestamp".into()),
+            signed_payload: "v0:{timestamp}:{body}".into(),
+            tolerance_secs: 300,
+        };
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let h = headers(&[
+            (
+                "x-slack-signature",
+                "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503".into(),
+            ),
+            ("x-slack-request-timestamp", "1531420618".into()),
+        ]);
+        assert_eq!(sig.verify(&h, body, 1_531_420_618 + 10), Ok(()));
+    }
+
+    #[test]
+    fn bad_signature_settings_are_refused_at_start() {
+        let base = ReceiptSignature {
+            header: "X-Sig".into(),
+            secret: Secret::new("s"),
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+            timestamp_header: Some("X-Ts".into()),
+            signed_payload: default_signed_payload(),
+            tolerance_secs: 300,
+        };
+        for bad in [
+            ReceiptSignature {
+                header: "bad header".into(),
+                ..base.clone()
+            },
+            ReceiptSignature {
+                secret: Secret::default(),
+                ..base.clone()
+            },
+            ReceiptSignature {
+                signed_payload: "{body}".into(),
+                ..base.clone()
+            },
+        ] {
+            let e = JsonReceipts::new(JsonReceiptMapping {
+                signature: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().starts_with("receipt.signature:"), "{e}");
+        }
+        let parsed: JsonReceiptMapping = toml::from_str(
+            "[signature]\nheader = \"X-Sig\"\nsecret = \"k\"\nencoding = \"base64\"\ntimestamp_header = \"X-Ts\"\n",
+        )
+        .unwrap();
+        let s = parsed.signature.unwrap();
+        assert_eq!(s.encoding, SignatureEncoding::Base64);
+        assert_eq!(s.signed_payload, "{timestamp}.{body}");
+        assert_eq!(s.tolerance_secs, 300);
+        assert!(!format!("{s:?}").contains("\"k\""));
     }
 }

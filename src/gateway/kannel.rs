@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 
+use super::callback::CallbackUrl;
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
     Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
@@ -112,21 +113,22 @@ pub struct KannelGateway {
     /// Configured gateway name (`messages.gateway`, callback path segment).
     name: String,
     config: KannelConfig,
-    /// Base of our receipt endpoint, with its secret token; the per-message
-    /// `dlr-url` is built from it.
-    callback_url: String,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]);
+    /// the per-message `dlr-url` is built from it.
+    callback_url: CallbackUrl,
     /// Shared keep-alive client (see [`super::http::client`]).
     client: reqwest::Client,
 }
 
 impl KannelGateway {
-    /// `callback_url` is the full base of our receipt endpoint, e.g.
-    /// `http://127.0.0.1:8080/callbacks/sim/TOKEN`; Kannel calls it back with
-    /// our message id and its placeholders appended (see [`Self::dlr_url`]).
+    /// `callback_url` makes our receipt endpoint for one message, e.g.
+    /// `http://127.0.0.1:8080/callbacks/sim/42.{mac}`; Kannel calls it back
+    /// with our message id and its placeholders appended (see
+    /// [`Self::dlr_url`]).
     pub fn new(
         name: impl Into<String>,
         config: KannelConfig,
-        callback_url: String,
+        callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
         KannelGateway {
@@ -138,21 +140,16 @@ impl KannelGateway {
     }
 
     /// The `dlr-url` for one message, before URL-encoding:
-    /// `{callback_url}?id={message_id}&status=%d&fid=%F&answer=%A&ts=%T`.
+    /// `{base}/{id}.{mac}?id={id}&status=%d&fid=%F&answer=%A&ts=%T` (the
+    /// per-message token of [`super::callback`]).
     ///
     /// `%p` (the destination) is left out on purpose: one `to` per request
     /// means our id already identifies the recipient, and phone numbers would
     /// otherwise land in every access log between Kannel and us.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        let sep = if self.callback_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{sep}id={message_id}&status=%d&fid=%F&answer=%A&ts=%T",
-            self.callback_url
-        )
+        let base = self.callback_url.for_message(message_id);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}id={message_id}&status=%d&fid=%F&answer=%A&ts=%T")
     }
 
     /// The complete sendsms URL for one message. Public so tests can check the
@@ -509,7 +506,7 @@ mod tests {
         KannelGateway::new(
             "kannel",
             config,
-            CALLBACK.to_string(),
+            CALLBACK.into(),
             super::super::http::client(Duration::from_secs(2), 4),
         )
     }
@@ -578,9 +575,32 @@ mod tests {
     }
 
     #[test]
+    fn dlr_url_carries_the_message_mac_not_the_secret() {
+        use crate::gateway::callback::{
+            message_token, CallbackKeys, CallbackUrl, KeySet, TokenCheck,
+        };
+        let secret = Secret::new("s".repeat(40));
+        let keys = CallbackKeys::configured("sim", KeySet::single(secret.clone()));
+        let mut gw = gateway("http://127.0.0.1:13013/cgi-bin/sendsms");
+        gw.callback_url = CallbackUrl::Signed {
+            base: "http://us:8080/callbacks/sim".into(),
+            keys: keys.clone(),
+        };
+        let url = gw.dlr_url(42);
+        let token = message_token(&secret, "sim", 42);
+        assert_eq!(
+            url,
+            format!("http://us:8080/callbacks/sim/{token}?id=42&status=%d&fid=%F&answer=%A&ts=%T")
+        );
+        assert!(!url.contains(secret.expose()));
+        assert_eq!(keys.check(&token, 0), TokenCheck::Message(42));
+        assert_ne!(gw.dlr_url(43), url.replace("id=42", "id=43"));
+    }
+
+    #[test]
     fn existing_query_strings_are_extended() {
         let mut gw = gateway("http://k/cgi-bin/sendsms?smsc=sim");
-        gw.callback_url = "http://us/cb?token=T".to_string();
+        gw.callback_url = "http://us/cb?token=T".into();
         let url = gw.build_url(&sms(1, "081234567003", "hi"));
         let q = query_of(&url);
         assert_eq!(q["smsc"], "sim");

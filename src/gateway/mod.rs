@@ -5,6 +5,7 @@
 //! decision. Receipt parsing for each dialect lives next to its sender so that
 //! the request we build and the callback we expect are read together.
 
+pub mod callback;
 pub mod http;
 pub mod jasmin;
 pub mod json;
@@ -184,6 +185,18 @@ pub trait ReceiptParser: Send + Sync + 'static {
     /// status code.
     fn ack_body(&self) -> &'static str {
         "OK"
+    }
+    /// Checks the carrier's own signature on a callback (its headers and raw
+    /// body, at `now_secs`), where its settings ask for one; before parsing.
+    /// `Err` says why, and the callback is refused 401. Most dialects sign
+    /// nothing: our per-message URL token is their binding.
+    fn authenticate(
+        &self,
+        _headers: &reqwest::header::HeaderMap,
+        _body: &[u8],
+        _now_secs: i64,
+    ) -> Result<(), String> {
+        Ok(())
     }
 }
 

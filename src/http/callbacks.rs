@@ -2,9 +2,13 @@
 //!
 //! Answer fast and with 200 whenever the report was taken: Kannel retries
 //! anything but 200/202, so an error code here means "send it again". A
-//! wrong token is 401 (and nothing is stored: anyone can knock); a report we
-//! cannot read is 400, kept raw; a report for a message we do not have is
-//! 404, kept raw.
+//! wrong token, per-message MAC or aggregator signature is 401 (and nothing
+//! is stored: anyone can knock); a report we cannot read is 400, kept raw; a
+//! report for a message we do not have is 404, kept raw. A report for a
+//! message this gateway was never given (`not_ours`, `not_sent`) is kept
+//! raw, changes nothing, and is answered 200 with the dialect's ack, so the
+//! carrier stops retrying it: what it may change is the status machine's
+//! decision ([`crate::status::HandOver`]), not this handler's.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -13,9 +17,10 @@ use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use super::AppState;
+use crate::gateway::callback::TokenCheck;
 use crate::gateway::ReceiptOutcome;
 use crate::metrics::{ReceiptLabel, METRICS};
-use crate::store::{IncomingReceipt, ReceiptEffect};
+use crate::store::{now_ms, IncomingReceipt, ReceiptEffect};
 
 /// The `/metrics` outcome of a stored receipt: what it did, and for one
 /// that moved its message, what it said.
@@ -36,6 +41,8 @@ fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
         ReceiptEffect::UnknownMessage => ReceiptLabel::UnknownMessage,
         ReceiptEffect::Pending => ReceiptLabel::Pending,
         ReceiptEffect::Malformed => ReceiptLabel::Malformed,
+        ReceiptEffect::NotOurs => ReceiptLabel::NotOurs,
+        ReceiptEffect::NotSent => ReceiptLabel::NotSent,
     }
 }
 
@@ -53,13 +60,13 @@ fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
     tag = "callbacks",
     params(
         ("gateway" = String, Path, description = "The gateway's configured name"),
-        ("token" = String, Path, description = "The gateway's callback token (`callback_secret`, or generated and kept in `gateway_secrets`)"),
+        ("token" = String, Path, description = "A per-message token `{message id}.{mac}` (the URL we handed the carrier: HMAC-SHA256 of gateway and message id, keyed by the gateway's callback secret), or the gateway-wide token (`callback_secret`, or generated and kept in `gateway_secrets`) for aggregators with one fixed URL"),
         CallbackQuery
     ),
     responses(
-        (status = 200, description = "Taken (duplicates included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
+        (status = 200, description = "Taken (duplicates, and reports for messages this gateway was never given, kept raw without effect, included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
         (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
-        (status = 401, description = "Wrong callback token; nothing stored", content_type = "text/plain", body = String),
+        (status = 401, description = "Wrong callback token or per-message MAC, a MAC for another message, or a bad aggregator signature; nothing stored", content_type = "text/plain", body = String),
         (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
         (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
     )
@@ -67,9 +74,10 @@ fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
 pub async fn receipt_get(
     State(state): State<AppState>,
     Path((gateway, token)): Path<(String, String)>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    handle(state, gateway, token, query, Bytes::new()).await
+    handle(state, gateway, token, &headers, query, Bytes::new()).await
 }
 
 /// A delivery report as a POST form (Jasmin) or JSON (aggregators), token
@@ -80,7 +88,7 @@ pub async fn receipt_get(
     tag = "callbacks",
     params(
         ("gateway" = String, Path, description = "The gateway's configured name"),
-        ("token" = String, Path, description = "The gateway's callback token (`callback_secret`, or generated and kept in `gateway_secrets`)"),
+        ("token" = String, Path, description = "A per-message token `{message id}.{mac}` (the URL we handed the carrier: HMAC-SHA256 of gateway and message id, keyed by the gateway's callback secret), or the gateway-wide token (`callback_secret`, or generated and kept in `gateway_secrets`) for aggregators with one fixed URL"),
         CallbackQuery
     ),
     request_body(
@@ -88,9 +96,9 @@ pub async fn receipt_get(
         content((Object = "application/x-www-form-urlencoded"), (Object = "application/json"))
     ),
     responses(
-        (status = 200, description = "Taken (duplicates included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
+        (status = 200, description = "Taken (duplicates, and reports for messages this gateway was never given, kept raw without effect, included). Body `OK`, or `ACK/Jasmin` for a Jasmin gateway", content_type = "text/plain", body = String),
         (status = 400, description = "Unreadable report, kept raw", content_type = "text/plain", body = String),
-        (status = 401, description = "Wrong callback token; nothing stored", content_type = "text/plain", body = String),
+        (status = 401, description = "Wrong callback token or per-message MAC, a MAC for another message, or a bad aggregator signature; nothing stored", content_type = "text/plain", body = String),
         (status = 404, description = "Unknown gateway, or a report for a message we do not have (kept raw)", content_type = "text/plain", body = String),
         (status = 413, description = "Body over `http.body_limit_bytes`"),
         (status = 503, description = "Database unavailable: send it again later", content_type = "text/plain", body = String),
@@ -99,10 +107,11 @@ pub async fn receipt_get(
 pub async fn receipt_post(
     State(state): State<AppState>,
     Path((gateway, token)): Path<(String, String)>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    handle(state, gateway, token, query, body).await
+    handle(state, gateway, token, &headers, query, body).await
 }
 
 /// As `GET /callbacks/{gateway}/{token}`, the token in `X-Callback-Token`.
@@ -129,7 +138,15 @@ pub async fn receipt_header_token_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    handle(state, gateway, header_token(&headers), query, Bytes::new()).await
+    handle(
+        state,
+        gateway,
+        header_token(&headers),
+        &headers,
+        query,
+        Bytes::new(),
+    )
+    .await
 }
 
 /// As `POST /callbacks/{gateway}/{token}`, the token in `X-Callback-Token`.
@@ -162,7 +179,15 @@ pub async fn receipt_header_token_post(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    handle(state, gateway, header_token(&headers), query, body).await
+    handle(
+        state,
+        gateway,
+        header_token(&headers),
+        &headers,
+        query,
+        body,
+    )
+    .await
 }
 
 fn header_token(headers: &HeaderMap) -> String {
@@ -204,15 +229,34 @@ async fn handle(
     state: AppState,
     gateway: String,
     token: String,
+    headers: &HeaderMap,
     query: Option<String>,
     body: Bytes,
 ) -> Response {
     let Some(gw) = state.callbacks.get(&gateway) else {
         return (StatusCode::NOT_FOUND, "unknown gateway").into_response();
     };
-    if !gw.secret.matches(&token) {
-        warn!(gateway = %gateway, "receipt callback with a wrong token");
+    // The gateway-wide token, or a per-message `{id}.{mac}`; a generated
+    // secret may have been rotated by another process: reload once (at
+    // most once a second) before refusing.
+    let now = now_ms();
+    let mut check = gw.keys.check(&token, now);
+    if check == TokenCheck::Refused && gw.keys.reload_due() {
+        if let Err(e) = gw.keys.reload(&state.store).await {
+            warn!(gateway = %gateway, error = %e, "reloading the callback secret failed");
+        }
+        check = gw.keys.check(&token, now);
+    }
+    if check == TokenCheck::Refused {
+        gw.metrics.receipt(ReceiptLabel::BadToken);
+        warn!(gateway = %gateway, "receipt callback with a wrong token or message MAC");
         return (StatusCode::UNAUTHORIZED, "bad callback token").into_response();
+    }
+    // The aggregator's own signature, where its settings ask for one.
+    if let Err(why) = gw.parser.authenticate(headers, &body, now / 1000) {
+        gw.metrics.receipt(ReceiptLabel::BadSignature);
+        warn!(gateway = %gateway, reason = %why, "receipt callback with a bad signature");
+        return (StatusCode::UNAUTHORIZED, format!("bad signature: {why}")).into_response();
     }
     // Kannel calls back with GET and a query string; Jasmin with GET or a
     // POST form (our id in the query); JSON aggregators POST a JSON body.
@@ -227,7 +271,7 @@ async fn handle(
         (false, false) => format!("{query}\n{}", String::from_utf8_lossy(&body)),
     };
     let parsed = gw.parser.parse(&pairs, &body);
-    let receipt = match parsed {
+    let mut receipt = match parsed {
         Ok(r) => r,
         Err(e) => {
             gw.metrics.receipt(ReceiptLabel::Malformed);
@@ -242,12 +286,29 @@ async fn handle(
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
+    // A per-message URL speaks for its own message only.
+    if let TokenCheck::Message(id) = check {
+        match receipt.message_id {
+            Some(named) if named != id => {
+                gw.metrics.receipt(ReceiptLabel::BadToken);
+                warn!(gateway = %gateway, "receipt names another message than its callback URL");
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "the receipt names another message than its callback URL",
+                )
+                    .into_response();
+            }
+            Some(_) => {}
+            None => receipt.message_id = Some(id),
+        }
+    }
     let message_id = receipt.message_id;
     let outcome = receipt.outcome;
     let incoming = IncomingReceipt {
         gateway: gateway.clone(),
         payload,
         parsed: receipt,
+        signed: matches!(check, TokenCheck::Message(_)),
     };
     let taken = state.receipts.submit(incoming).await;
     if let Ok(effect) = &taken {

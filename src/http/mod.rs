@@ -25,15 +25,17 @@ use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::gateway::callback::CallbackKeys;
 use crate::gateway::ReceiptParser;
-use crate::secret::Secret;
 use crate::store::Store;
 
 /// How receipts for one gateway are checked and read.
 #[derive(Clone)]
 pub struct CallbackGateway {
-    /// Token carriers present in the callback path or `X-Callback-Token`.
-    pub secret: Secret,
+    /// The gateway's callback secrets: the gateway-wide token carriers
+    /// present in the callback path or `X-Callback-Token`, and the key of
+    /// the per-message MAC in the URLs we hand out.
+    pub keys: Arc<CallbackKeys>,
     /// Reads this gateway's callbacks (its dialect, its field mapping).
     pub parser: Arc<dyn ReceiptParser>,
     /// This gateway's `/metrics` counters, looked up once.

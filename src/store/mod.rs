@@ -377,6 +377,45 @@ impl Store {
         })
     }
 
+    /// A generated callback secret with the one before its last rotation:
+    /// `(current, previous, rotated_at)`; creates the secret when missing,
+    /// as [`Store::gateway_secret`] does.
+    pub async fn gateway_secret_set(
+        &self,
+        gateway: &str,
+    ) -> Result<(Secret, Option<Secret>, Option<i64>)> {
+        self.gateway_secret(gateway).await?;
+        let (current, previous, rotated_at): (String, Option<String>, Option<i64>) = with_pool!(self, p => sqlx::query_as(
+                "SELECT secret, previous_secret, rotated_at FROM gateway_secrets WHERE gateway = $1")
+                .bind(gateway).fetch_one(p).await?);
+        Ok((Secret::new(current), previous.map(Secret::new), rotated_at))
+    }
+
+    /// Replaces `gateway`'s generated callback secret with a fresh one; the
+    /// old one becomes `previous_secret` (valid for the grace period the
+    /// caller's settings give), and the rotation is audited in the same
+    /// transaction. A secret rotated before and still in its grace period
+    /// is dropped: rotate at most once per grace period.
+    pub async fn rotate_gateway_secret(&self, gateway: &str, actor: &str) -> Result<i64> {
+        self.gateway_secret(gateway).await?;
+        let now = now_ms();
+        let fresh = random_token();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let n = sqlx::query(
+                "UPDATE gateway_secrets SET previous_secret = secret, secret = $1, rotated_at = $2 WHERE gateway = $3")
+                .bind(&fresh).bind(now).bind(gateway)
+                .execute(&mut *tx).await?.rows_affected();
+            if n != 1 {
+                return Err(StoreError::NotFound(format!("gateway secret {gateway:?}")));
+            }
+            audit_tx!(tx, actor, "gateway.rotate_secret", format!("gateway:{gateway}"),
+                "callback secret rotated; the previous one stays valid for the grace period", now);
+            tx.commit().await?;
+        });
+        Ok(now)
+    }
+
     /// Appends to the audit trail.
     pub async fn audit(
         &self,

@@ -5,7 +5,7 @@ use sqlx::QueryBuilder;
 
 use super::{now_ms, with_pool, BeginWrite, Result, Store};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
-use crate::status::{FlagReason, Status};
+use crate::status::{FlagReason, HandOver, ReceiptMove, Status};
 
 /// What applying a receipt did; stored in `receipts.effect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,8 +24,16 @@ pub enum ReceiptEffect {
     /// Could not be read at all.
     Malformed,
     /// Names only the gateway's id, and no send with that id is recorded
-    /// yet: kept, and applied by housekeeping once the send lands.
+    /// yet (or names our id on a message still being sent, with no
+    /// per-message MAC to prove the hand-over): kept, and applied by
+    /// housekeeping once the send through this gateway lands.
     Pending,
+    /// The message was handed to another gateway, never to this one: kept,
+    /// counted, changes nothing.
+    NotOurs,
+    /// The message was never handed to any gateway (still queued, cancelled,
+    /// or failed before sending): kept, counted, changes nothing.
+    NotSent,
 }
 
 impl ReceiptEffect {
@@ -38,6 +46,8 @@ impl ReceiptEffect {
             ReceiptEffect::UnknownMessage => "unknown_message",
             ReceiptEffect::Malformed => "malformed",
             ReceiptEffect::Pending => "pending",
+            ReceiptEffect::NotOurs => "not_ours",
+            ReceiptEffect::NotSent => "not_sent",
         }
     }
 }
@@ -116,10 +126,12 @@ impl Store {
             .fetch_one(p).await?))
     }
 
-    /// Stores and applies one receipt (see [`Store::apply_receipts`]): the
-    /// status moves only where the status machine allows (duplicates and
-    /// stale reports change nothing), failures flag the worker, and a late
-    /// `delivered` resolves the flag.
+    /// Stores and applies one receipt that came through `gateway`'s
+    /// gateway-wide token (see [`Store::apply_receipts`]): the status moves
+    /// only where the status machine allows (duplicates and stale reports
+    /// change nothing, and only a message recorded as handed to `gateway`
+    /// moves), failures flag the worker, and a late `delivered` resolves
+    /// the flag.
     pub async fn apply_receipt(
         &self,
         gateway: &str,
@@ -130,6 +142,26 @@ impl Store {
             gateway: gateway.to_string(),
             payload: payload.to_string(),
             parsed: r.clone(),
+            signed: false,
+        };
+        Ok(self.apply_receipts(&[one]).await?[0])
+    }
+
+    /// [`Store::apply_receipt`] for a receipt whose callback URL carried a
+    /// verified per-message MAC for (`gateway`, `r.message_id`): evidence
+    /// of a hand-over even before its outcome is recorded
+    /// ([`HandOver::Signed`]).
+    pub async fn apply_signed_receipt(
+        &self,
+        gateway: &str,
+        payload: &str,
+        r: &ParsedReceipt,
+    ) -> Result<ReceiptEffect> {
+        let one = IncomingReceipt {
+            gateway: gateway.to_string(),
+            payload: payload.to_string(),
+            parsed: r.clone(),
+            signed: r.message_id.is_some(),
         };
         Ok(self.apply_receipts(&[one]).await?[0])
     }
@@ -157,6 +189,9 @@ pub struct IncomingReceipt {
     /// The callback exactly as it came (query string or form body).
     pub payload: String,
     pub parsed: ParsedReceipt,
+    /// The callback's URL carried a per-message MAC that verified for
+    /// (`gateway`, `parsed.message_id`) (see `gateway::callback`).
+    pub signed: bool,
 }
 
 /// Rows per multi-row INSERT (9 parameters each, well under both engines'
@@ -183,25 +218,33 @@ impl Store {
         type Row = (
             i64,
             String,
+            Option<i64>,
             Option<String>,
             Option<String>,
             Option<String>,
             Option<String>,
             String,
         );
+        // Pending for one of two reasons: only the gateway's id, whose send
+        // was not recorded yet; or our id on a message still being sent,
+        // without a MAC to prove the hand-over. Either is ready once a send
+        // through the receipt's gateway is recorded.
         let rows: Vec<Row> = with_pool!(self, p => sqlx::query_as(
-            "SELECT r.id, r.gateway, r.gateway_message_id, r.raw_status, r.outcome, r.error_code, r.payload \
-             FROM receipts r WHERE r.effect = 'pending' AND EXISTS (SELECT 1 FROM messages m \
-             WHERE m.gateway = r.gateway AND m.gateway_ref = r.gateway_ref) ORDER BY r.id LIMIT 500")
+            "SELECT r.id, r.gateway, r.message_id, r.gateway_message_id, r.raw_status, r.outcome, r.error_code, r.payload \
+             FROM receipts r WHERE r.effect = 'pending' AND (EXISTS (SELECT 1 FROM messages m \
+             WHERE m.gateway = r.gateway AND m.gateway_ref = r.gateway_ref) \
+             OR EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.gateway = r.gateway)) \
+             ORDER BY r.id LIMIT 500")
             .fetch_all(p).await?);
         let mut batch = Vec::with_capacity(rows.len());
         let mut ids = Vec::with_capacity(rows.len());
-        for (id, gateway, gmid, raw, outcome, err, payload) in rows {
+        for (id, gateway, message_id, gmid, raw, outcome, err, payload) in rows {
             batch.push(IncomingReceipt {
                 gateway,
                 payload,
+                signed: false,
                 parsed: ParsedReceipt {
-                    message_id: None,
+                    message_id,
                     gateway_message_id: gmid,
                     raw_status: raw.unwrap_or_default(),
                     error_code: err,
@@ -222,8 +265,11 @@ impl Store {
                 .filter(|e| **e != ReceiptEffect::Pending)
                 .count() as u64
         };
+        // Given up: a gateway id never recorded is an unknown message; our
+        // id never recorded as sent through this gateway is not ours.
         with_pool!(self, p => sqlx::query(
-            "UPDATE receipts SET effect = 'unknown_message' WHERE effect = 'pending' AND received_at < $1")
+            "UPDATE receipts SET effect = CASE WHEN message_id IS NULL THEN 'unknown_message' ELSE 'not_ours' END \
+             WHERE effect = 'pending' AND received_at < $1")
             .bind(now - max_age_ms).execute(p).await.map(|_| ())?);
         Ok(applied)
     }
@@ -298,41 +344,109 @@ impl Store {
             for round in &rounds {
                 let mut ids: Vec<i64> = round.iter().filter_map(|&i| resolved[i]).collect();
                 ids.sort_unstable();
-                let existing: std::collections::HashSet<i64> = if ids.is_empty() {
+                // (status, recorded gateway, attempts) of each message named.
+                type Known = (String, Option<String>, i64);
+                let existing: std::collections::HashMap<i64, Known> = if ids.is_empty() {
                     Default::default()
                 } else {
                     // Lock the rows up front in id order (PostgreSQL); every
                     // writer of `messages` does the same, so concurrent
                     // batches queue behind each other instead of deadlocking.
-                    let mut q = QueryBuilder::new("SELECT id FROM messages WHERE id");
+                    let mut q = QueryBuilder::new(
+                        "SELECT id, status, gateway, CAST(attempts AS BIGINT) FROM messages WHERE id");
                     super::push_in_ids(&mut q, &ids);
                     q.push(" ORDER BY id");
                     q.push(lock);
-                    q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect()
+                    q.build_query_as::<(i64, String, Option<String>, i64)>()
+                        .fetch_all(&mut *tx).await?
+                        .into_iter()
+                        .map(|(id, st, gw, att)| (id, (st, gw, att)))
+                        .collect()
                 };
-                // Group the applicable receipts by the status they lead to.
-                // (target status, flag, [(receipt index, message id)])
-                type Group = (Status, Option<FlagReason>, Vec<(usize, i64)>);
+                // Gateways of earlier attempts, for messages whose recorded
+                // gateway is not the receipt's (rare: a retry elsewhere).
+                let elsewhere: Vec<i64> = round
+                    .iter()
+                    .filter_map(|&i| {
+                        let id = resolved[i]?;
+                        let (_, gw, _) = existing.get(&id)?;
+                        (gw.as_deref() != Some(batch[i].gateway.as_str())).then_some(id)
+                    })
+                    .collect();
+                let tried: std::collections::HashSet<(i64, String)> = if elsewhere.is_empty() {
+                    Default::default()
+                } else {
+                    let mut q = QueryBuilder::new(
+                        "SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND message_id");
+                    super::push_in_ids(&mut q, &elsewhere);
+                    q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?.into_iter().collect()
+                };
+                // Group the applicable receipts by the status they lead to,
+                // the evidence they move it with, and their gateway.
+                // (target status, flag, evidence, gateway, [(receipt index, message id)])
+                type Group<'g> = (Status, Option<FlagReason>, HandOver, &'g str, Vec<(usize, i64)>);
                 let mut groups: Vec<Group> = vec![];
                 for &i in round {
                     let r = &batch[i].parsed;
-                    let effect = match (resolved[i].filter(|id| existing.contains(id)), target(r.outcome)) {
-                        (None, _) if r.message_id.is_none() && refs[i].is_some() => Some(ReceiptEffect::Pending),
-                        (None, _) => Some(ReceiptEffect::UnknownMessage),
-                        (Some(_), None) if r.outcome == ReceiptOutcome::Accepted => Some(ReceiptEffect::Intermediate),
-                        (Some(_), None) => Some(ReceiptEffect::UnknownCode),
-                        (Some(id), Some((status, reason))) => {
-                            match groups.iter_mut().find(|g| g.0 == status && g.1 == reason) {
-                                Some(g) => g.2.push((i, id)),
-                                None => groups.push((status, reason, vec![(i, id)])),
-                            }
-                            None
+                    let gw = batch[i].gateway.as_str();
+                    let Some((id, (status, recorded_gw, attempts))) =
+                        resolved[i].and_then(|id| existing.get(&id).map(|k| (id, k)))
+                    else {
+                        effects[i] = Some(if r.message_id.is_none() && refs[i].is_some() {
+                            ReceiptEffect::Pending
+                        } else {
+                            ReceiptEffect::UnknownMessage
+                        });
+                        continue;
+                    };
+                    let status: Status = status.parse().map_err(|e: String| {
+                        sqlx::Error::Decode(e.into())
+                    })?;
+                    let evidence = if recorded_gw.as_deref() == Some(gw)
+                        || tried.contains(&(id, gw.to_string()))
+                    {
+                        HandOver::Recorded
+                    } else if batch[i].signed && *attempts > 0 {
+                        HandOver::Signed
+                    } else {
+                        HandOver::None
+                    };
+                    let not_handed = || {
+                        let other = recorded_gw.as_deref().is_some_and(|g| g != gw)
+                            || tried.iter().any(|(m, g)| *m == id && g != gw);
+                        if other {
+                            ReceiptEffect::NotOurs
+                        } else if status == Status::Sending {
+                            // Being sent right now, through a gateway not
+                            // recorded yet: decide once the send lands.
+                            ReceiptEffect::Pending
+                        } else {
+                            ReceiptEffect::NotSent
                         }
+                    };
+                    let effect = match target(r.outcome) {
+                        None if evidence == HandOver::None => Some(not_handed()),
+                        None if r.outcome == ReceiptOutcome::Accepted => Some(ReceiptEffect::Intermediate),
+                        None => Some(ReceiptEffect::UnknownCode),
+                        Some((next, reason)) => match status.receipt_move(next, evidence) {
+                            ReceiptMove::NotHandedOver => Some(not_handed()),
+                            ReceiptMove::Stale => Some(ReceiptEffect::Ignored),
+                            ReceiptMove::Apply => {
+                                match groups.iter_mut().find(|g| g.0 == next && g.1 == reason && g.2 == evidence && g.3 == gw) {
+                                    Some(g) => g.4.push((i, id)),
+                                    None => groups.push((next, reason, evidence, gw, vec![(i, id)])),
+                                }
+                                None
+                            }
+                        },
                     };
                     effects[i] = effect;
                 }
-                for (status, reason, members) in &groups {
-                    let from = Status::sql_list(&Status::sources_of(*status));
+                for (status, reason, evidence, gw, members) in &groups {
+                    // The guard derives from the status machine, and
+                    // repeats the evidence in SQL (the rows are locked, so
+                    // it holds; it keeps the statement honest on its own).
+                    let from = Status::sql_list(&Status::receipt_sources(*status, *evidence));
                     let mut q = QueryBuilder::new("UPDATE messages SET status = ");
                     q.push_bind(status.as_str());
                     q.push(", final_at = ");
@@ -345,7 +459,23 @@ impl Store {
                     let mut sorted: Vec<i64> = members.iter().map(|m| m.1).collect();
                     sorted.sort_unstable();
                     super::push_in_ids(&mut q, &sorted);
-                    q.push(format!(" AND status IN ({from}) RETURNING id"));
+                    q.push(format!(" AND status IN ({from})"));
+                    match evidence {
+                        HandOver::Recorded => {
+                            q.push(" AND (gateway = ");
+                            q.push_bind(*gw);
+                            q.push(" OR EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = messages.id AND a.gateway = ");
+                            q.push_bind(*gw);
+                            q.push("))");
+                        }
+                        HandOver::Signed => {
+                            q.push(" AND attempts > 0");
+                        }
+                        HandOver::None => {
+                            q.push(" AND 1 = 0");
+                        }
+                    };
+                    q.push(" RETURNING id");
                     let applied: std::collections::HashSet<i64> =
                         q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect();
                     for (i, id) in members {

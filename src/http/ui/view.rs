@@ -163,6 +163,8 @@ pub fn code_label(s: &str) -> &str {
         "unknown_message" => "pesan tidak dikenal",
         "unknown_code" => "kode status tidak dikenal (disimpan apa adanya)",
         "malformed" => "laporan rusak",
+        "not_ours" => "dari gateway lain: tidak diterapkan",
+        "not_sent" => "pesan belum pernah dikirim: tidak diterapkan",
         // phone_history.source
         "import" => "impor data",
         "chatbot" => "chatbot",

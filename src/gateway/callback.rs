@@ -1,0 +1,329 @@
+//! What binds a receipt callback to one gateway and one message.
+//!
+//! Every callback URL we hand a carrier for one message ends in a
+//! per-message token, `{message id}.{mac}`, where `mac` is HMAC-SHA256 of
+//! (gateway, message id) keyed by the gateway's callback secret, truncated
+//! to 16 bytes (32 hex digits). The secret itself never leaves us in such a
+//! URL: a carrier (or anyone who reads its logs) holds a capability for
+//! exactly the messages it was given, on exactly that gateway, and cannot
+//! make one for another message or another gateway. Message ids are
+//! sequential; the MAC is what makes them unguessable.
+//!
+//! The gateway-wide token (the secret itself, in the path or in
+//! `X-Callback-Token`) stays for aggregators that can only call one fixed
+//! URL: those receipts name the aggregator's id (or an echoed reference) and
+//! apply only to messages recorded as handed to that gateway (see
+//! [`crate::status::HandOver`]).
+//!
+//! Rotation: a [`KeySet`] holds the current secret and, for a grace period,
+//! the previous one; tokens and MACs made with either verify, so receipts
+//! for messages sent before a rotation still land.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of the HMAC kept in a per-message token (128 bits).
+pub const MAC_BYTES: usize = 16;
+
+/// Shortest callback secret accepted (a configured one; generated secrets
+/// are 64 hex digits).
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// The per-message MAC: hex of the first [`MAC_BYTES`] of
+/// HMAC-SHA256(secret, "pedulicovid-receipt-v1\n{gateway}\n{message_id}").
+/// The gateway's name is inside, so a MAC made for one gateway never
+/// verifies on another's callback path, even where two share a secret.
+pub fn message_mac(secret: &Secret, gateway: &str, message_id: i64) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("pedulicovid-receipt-v1\n{gateway}\n{message_id}").as_bytes());
+    let full = mac.finalize().into_bytes();
+    full[..MAC_BYTES]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The path token for one message: `{message_id}.{mac}`.
+pub fn message_token(secret: &Secret, gateway: &str, message_id: i64) -> String {
+    format!("{message_id}.{}", message_mac(secret, gateway, message_id))
+}
+
+/// The secrets a gateway's callbacks verify against.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    /// Signs new URLs; verifies.
+    pub current: Secret,
+    /// The secret before the last rotation: verifies until `previous_until_ms`.
+    pub previous: Option<Secret>,
+    /// Unix milliseconds; the previous secret is refused from then on.
+    pub previous_until_ms: i64,
+}
+
+impl KeySet {
+    /// Just one secret (no rotation in progress).
+    pub fn single(current: Secret) -> KeySet {
+        KeySet {
+            current,
+            previous: None,
+            previous_until_ms: 0,
+        }
+    }
+
+    /// The secrets valid at `now_ms`, current first.
+    fn valid(&self, now_ms: i64) -> impl Iterator<Item = &Secret> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|p| !p.is_empty() && now_ms < self.previous_until_ms);
+        std::iter::once(&self.current).chain(previous)
+    }
+}
+
+/// What a callback's path token (or `X-Callback-Token`) proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The gateway-wide token: the caller is the gateway (a fixed URL).
+    Gateway,
+    /// A per-message token whose MAC verified for this message id.
+    Message(i64),
+    /// Neither.
+    Refused,
+}
+
+/// One gateway's callback secrets, shared by its sender (signs URLs) and its
+/// callback endpoint (verifies them). Replaced in place on rotation.
+pub struct CallbackKeys {
+    gateway: String,
+    set: RwLock<KeySet>,
+    /// Set for secrets generated and kept in the database: a refused token
+    /// may be signed with a secret rotated by another process, so the
+    /// endpoint reloads (at most once a second) before refusing.
+    generated: bool,
+    /// For a generated secret: how long the previous one stays valid after
+    /// a rotation, in milliseconds.
+    grace_ms: i64,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+impl CallbackKeys {
+    /// Secrets from the settings (fixed for the life of the process).
+    pub fn configured(gateway: impl Into<String>, set: KeySet) -> Arc<CallbackKeys> {
+        Arc::new(CallbackKeys {
+            gateway: gateway.into(),
+            set: RwLock::new(set),
+            generated: false,
+            grace_ms: 0,
+            last_reload: Mutex::new(None),
+        })
+    }
+
+    /// A secret generated and kept in the database (created on first use),
+    /// with the previous one valid for `grace_ms` after a rotation.
+    pub async fn generated(
+        gateway: impl Into<String>,
+        grace_ms: i64,
+        store: &Store,
+    ) -> Result<Arc<CallbackKeys>, StoreError> {
+        let keys = Arc::new(CallbackKeys {
+            gateway: gateway.into(),
+            set: RwLock::new(KeySet::default()),
+            generated: true,
+            grace_ms,
+            last_reload: Mutex::new(None),
+        });
+        keys.reload(store).await?;
+        Ok(keys)
+    }
+
+    /// Reads a generated secret again (another process may have rotated
+    /// it). Nothing to do for configured secrets.
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        if !self.generated {
+            return Ok(());
+        }
+        let (current, previous, rotated_at) = store.gateway_secret_set(&self.gateway).await?;
+        self.replace(KeySet {
+            current,
+            previous,
+            previous_until_ms: rotated_at.map_or(0, |r| r.saturating_add(self.grace_ms)),
+        });
+        Ok(())
+    }
+
+    pub fn gateway(&self) -> &str {
+        &self.gateway
+    }
+
+    /// Whether the secrets live in the database (and may be reloaded).
+    pub fn is_generated(&self) -> bool {
+        self.generated
+    }
+
+    /// Replaces the secrets (after a rotation).
+    pub fn replace(&self, set: KeySet) {
+        // A poisoned lock only means a panic elsewhere mid-replace; the
+        // value is a plain struct, still whole.
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.set.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The per-message path token, made with the current secret.
+    pub fn message_token(&self, message_id: i64) -> String {
+        message_token(&self.read().current, &self.gateway, message_id)
+    }
+
+    /// True when a reload from the database is due: a token was refused and
+    /// the last reload is more than a second old.
+    pub fn reload_due(&self) -> bool {
+        if !self.generated {
+            return false;
+        }
+        let mut last = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(t) if t.elapsed() < Duration::from_secs(1) => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// Checks a presented token at `now_ms`: the gateway-wide secret
+    /// (constant-time), or `{id}.{mac}` with a MAC that verifies
+    /// (constant-time) under a valid secret.
+    pub fn check(&self, token: &str, now_ms: i64) -> TokenCheck {
+        let set = self.read();
+        if set.valid(now_ms).any(|s| s.matches(token)) {
+            return TokenCheck::Gateway;
+        }
+        let Some((id, mac)) = token.split_once('.') else {
+            return TokenCheck::Refused;
+        };
+        let Ok(id) = id.parse::<i64>() else {
+            return TokenCheck::Refused;
+        };
+        if mac.len() != MAC_BYTES * 2 {
+            return TokenCheck::Refused;
+        }
+        let presented = mac.to_ascii_lowercase();
+        let ok = set.valid(now_ms).any(|s| {
+            let expected = message_mac(s, &self.gateway, id);
+            bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+        });
+        if ok {
+            TokenCheck::Message(id)
+        } else {
+            TokenCheck::Refused
+        }
+    }
+}
+
+/// The callback URL a dialect hands its gateway for one message.
+#[derive(Clone)]
+pub enum CallbackUrl {
+    /// The same URL for every message (unit tests; nothing verifies it).
+    Fixed(String),
+    /// `{base}/{message id}.{mac}`: `base` is `{public_url}/callbacks/{gateway}`.
+    Signed {
+        base: String,
+        keys: Arc<CallbackKeys>,
+    },
+}
+
+impl CallbackUrl {
+    /// The URL for one message, before the dialect adds its query.
+    pub fn for_message(&self, message_id: i64) -> String {
+        match self {
+            CallbackUrl::Fixed(u) => u.clone(),
+            CallbackUrl::Signed { base, keys } => {
+                format!("{base}/{}", keys.message_token(message_id))
+            }
+        }
+    }
+}
+
+impl From<String> for CallbackUrl {
+    fn from(s: String) -> Self {
+        CallbackUrl::Fixed(s)
+    }
+}
+
+impl From<&str> for CallbackUrl {
+    fn from(s: &str) -> Self {
+        CallbackUrl::Fixed(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(now_until: i64) -> Arc<CallbackKeys> {
+        CallbackKeys::configured(
+            "tsel",
+            KeySet {
+                current: Secret::new("n".repeat(40)),
+                previous: Some(Secret::new("o".repeat(40))),
+                previous_until_ms: now_until,
+            },
+        )
+    }
+
+    #[test]
+    fn per_message_tokens_verify_for_their_message_and_gateway_only() {
+        let k = keys(0);
+        let t = k.message_token(41);
+        assert!(t.starts_with("41."), "{t}");
+        assert_eq!(t.len(), 3 + 32);
+        assert_eq!(k.check(&t, 1), TokenCheck::Message(41));
+        assert_eq!(k.check(&t.to_uppercase(), 1), TokenCheck::Message(41));
+        // Another message id with the same MAC.
+        let other = t.replacen("41.", "42.", 1);
+        assert_eq!(k.check(&other, 1), TokenCheck::Refused);
+        // The same secret on another gateway makes another MAC.
+        let elsewhere = message_token(&Secret::new("n".repeat(40)), "isat", 41);
+        assert_ne!(elsewhere, t);
+        assert_eq!(k.check(&elsewhere, 1), TokenCheck::Refused);
+        // One flipped digit, a short MAC, garbage.
+        let mut flipped = t.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert_eq!(
+            k.check(&String::from_utf8(flipped).unwrap(), 1),
+            TokenCheck::Refused
+        );
+        assert_eq!(k.check(&t[..t.len() - 1], 1), TokenCheck::Refused);
+        assert_eq!(k.check("41", 1), TokenCheck::Refused);
+        assert_eq!(k.check("", 1), TokenCheck::Refused);
+        assert_eq!(k.check(&"n".repeat(40), 1), TokenCheck::Gateway);
+    }
+
+    #[test]
+    fn the_previous_secret_verifies_until_its_deadline() {
+        let old = Secret::new("o".repeat(40));
+        let by_old = message_token(&old, "tsel", 7);
+        let k = keys(1_000);
+        assert_eq!(k.check(&by_old, 999), TokenCheck::Message(7));
+        assert_eq!(k.check(&"o".repeat(40), 999), TokenCheck::Gateway);
+        assert_eq!(k.check(&by_old, 1_000), TokenCheck::Refused);
+        assert_eq!(k.check(&"o".repeat(40), 1_000), TokenCheck::Refused);
+        // New URLs are signed with the current secret.
+        assert_eq!(
+            k.message_token(7),
+            message_token(&Secret::new("n".repeat(40)), "tsel", 7)
+        );
+    }
+}
