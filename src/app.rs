@@ -233,7 +233,8 @@ impl App {
                     settings.http.receipt_max_batch,
                     settings.http.receipt_queue,
                 ),
-                api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments),
+                api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments)
+                    .with_reregistration(settings.chatbot.reregistration),
             };
             let app = http::router(
                 state,

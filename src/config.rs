@@ -35,6 +35,20 @@ pub struct Settings {
     /// The built-in carrier simulator, run in-process by `run` and `serve`
     /// when enabled (the default, so a fresh checkout works end to end).
     pub simulator: SimulatorSettings,
+    /// The WhatsApp chatbot's API.
+    pub chatbot: ChatbotSettings,
+}
+
+/// The WhatsApp chatbot's API (`[chatbot]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatbotSettings {
+    /// `"validated"` (default): a re-registration waits, pending, until a
+    /// One Data import carries the new number for the NIK or support staff
+    /// approve it; only then is the notice sent to the new number.
+    /// `"immediate"`: applied at once, with a notice that carries no NIK
+    /// digits, for operators who accept the risk (see SECURITY.md).
+    pub reregistration: crate::store::ReregistrationMode,
 }
 
 /// By hand rather than derived: `database_url` may carry credentials (see
@@ -49,6 +63,7 @@ impl std::fmt::Debug for Settings {
             sms,
             gateways,
             simulator,
+            chatbot,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -57,6 +72,7 @@ impl std::fmt::Debug for Settings {
             .field("sms", sms)
             .field("gateways", gateways)
             .field("simulator", simulator)
+            .field("chatbot", chatbot)
             .finish()
     }
 }
@@ -70,6 +86,7 @@ impl Default for Settings {
             sms: SmsSettings::default(),
             gateways: vec![GatewaySettings::default()],
             simulator: SimulatorSettings::default(),
+            chatbot: ChatbotSettings::default(),
         }
     }
 }

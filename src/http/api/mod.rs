@@ -47,6 +47,8 @@ pub struct ApiState {
     /// `sms.max_segments`: a campaign template must fit in this many.
     pub max_segments: u32,
     pub access: auth::Access,
+    /// `chatbot.reregistration`: validated before use (default) or at once.
+    pub reregistration: crate::store::ReregistrationMode,
     gauges: metrics::GaugeCache,
 }
 
@@ -56,8 +58,15 @@ impl ApiState {
             renderer,
             max_segments,
             access: auth::Access::new(CHATBOT_RATE_PER_SEC),
+            reregistration: crate::store::ReregistrationMode::default(),
             gauges: metrics::GaugeCache::default(),
         }
+    }
+
+    /// With the `chatbot.reregistration` mode.
+    pub fn with_reregistration(mut self, mode: crate::store::ReregistrationMode) -> ApiState {
+        self.reregistration = mode;
+        self
     }
 }
 
