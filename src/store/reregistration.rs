@@ -837,15 +837,25 @@ impl Store {
     }
 
     /// Every pending re-registration in full, oldest first: what the One
-    /// Data validation export holds.
-    pub async fn pending_reregistrations_export(
+    /// Data validation export holds. Read in the transaction that audits
+    /// the export as `actor`.
+    pub async fn export_pending_reregistrations(
         &self,
+        actor: &str,
     ) -> Result<Vec<ReregistrationExportRow>, SupportError> {
-        Ok(with_pool!(self, p => sqlx::query_as(
-            "SELECT r.id, w.nik, w.full_name, r.old_phone, r.new_phone, w.facility_code, w.regency_code, \
-             w.province_code, r.requested_at FROM reregistrations r JOIN health_workers w ON w.id = r.worker_id \
-             WHERE r.status = 'pending' ORDER BY r.id")
-            .fetch_all(p).await?))
+        let now = now_ms();
+        Ok(with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let rows: Vec<ReregistrationExportRow> = sqlx::query_as(
+                "SELECT r.id, w.nik, w.full_name, r.old_phone, r.new_phone, w.facility_code, w.regency_code, \
+                 w.province_code, r.requested_at FROM reregistrations r JOIN health_workers w ON w.id = r.worker_id \
+                 WHERE r.status = 'pending' ORDER BY r.id")
+                .fetch_all(&mut *tx).await?;
+            audit_tx!(tx, actor, "reregistration.export", "reregistration",
+                format!("{} pending re-registration(s) exported for One Data validation", rows.len()), now);
+            tx.commit().await?;
+            rows
+        }))
     }
 
     /// Failed-attempt locks, newest first: active ones only, or all; of one

@@ -6,6 +6,8 @@
 //! - [`chatbot`]: look-up and re-registration (role `chatbot`).
 //! - [`support`]: search, timeline, resend, flag resolution (role `support`).
 //! - [`operator`]: campaigns (role `operator`).
+//! - [`reregistrations`]: chatbot re-registrations after the chatbot:
+//!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
 //! - [`metrics`]: `/metrics` (Prometheus).
 //!
@@ -21,6 +23,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod reregistrations;
 pub mod support;
 
 use std::sync::Arc;
@@ -171,6 +174,42 @@ fn api_routes() -> Vec<Line> {
             "/api/v1/campaigns/{id}/nonrecipients.csv",
             OPERATOR,
             operator::nonrecipients_csv,
+        ),
+        route(
+            M::GET,
+            "/api/v1/reregistrations",
+            OPERATOR,
+            reregistrations::list,
+        ),
+        route(
+            M::GET,
+            "/api/v1/reregistrations/pending.csv",
+            OPERATOR,
+            reregistrations::pending_csv,
+        ),
+        route(
+            M::GET,
+            "/api/v1/support/workers/{id}/reregistrations",
+            SUPPORT,
+            reregistrations::worker,
+        ),
+        route(
+            M::GET,
+            "/api/v1/support/reregistration-locks",
+            SUPPORT,
+            reregistrations::locks,
+        ),
+        route(
+            M::POST,
+            "/api/v1/support/reregistration-locks/{id}/lift",
+            SUPPORT,
+            reregistrations::lift,
+        ),
+        route(
+            M::POST,
+            "/api/v1/support/reregistrations/{id}/approve",
+            SUPPORT,
+            reregistrations::approve,
         ),
     ]
 }
