@@ -849,3 +849,158 @@ async fn cli_lists_exports_and_approves(backend: &str) {
     b.stop().await;
 }
 both_backends!(cli_lists_exports_and_approves);
+
+// ---------------------------------------------------------------- UI
+
+/// The value of `name=` in a `Set-Cookie` header of `r`.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+/// The first hidden `csrf` field of an HTML page.
+fn csrf_field(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+async fn support_ui_lifts_a_lock_and_approves(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik1 = nik_of(1, "31");
+    let w1 = worker_id(b.store(), &nik1).await;
+    let w2 = worker_id(b.store(), &nik_of(2, "31")).await;
+    for i in 0..5 {
+        b.rereg(&nik1, "Nakes Nomor 2", &format!("08130000060{i}"))
+            .await;
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = b.base.clone();
+    // Sign in with the support token.
+    let r = http.get(format!("{origin}/ui/login")).send().await.unwrap();
+    let nonce = set_cookie(&r, "pcv_ui_login").unwrap();
+    let csrf = csrf_field(&r.text().await.unwrap());
+    let r = http
+        .post(format!("{origin}/ui/login"))
+        .header("origin", &origin)
+        .header("cookie", format!("pcv_ui_login={nonce}"))
+        .form(&[("csrf", csrf.as_str()), ("token", b.support.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = format!("pcv_ui={}", set_cookie(&r, "pcv_ui").unwrap());
+    let page = |path: String| {
+        let (http, session) = (http.clone(), session.clone());
+        async move {
+            http.get(path)
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let html = page(format!("{origin}/ui/nakes/{w1}")).await;
+    assert!(html.contains("Registrasi ulang lewat chatbot"), "{html}");
+    assert!(
+        html.contains("terkunci") && html.contains("Buka kunci"),
+        "{html}"
+    );
+    let csrf = csrf_field(&html);
+    let lock = b
+        .store()
+        .reregistration_locks(Some(w1), true)
+        .await
+        .unwrap()[0]
+        .id;
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let (http, session, origin) = (http.clone(), session.clone(), origin.clone());
+        async move {
+            http.post(format!("{origin}{path}"))
+                .header("origin", origin.as_str())
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Worker 2's page cannot reach worker 1's lock.
+    let s = post(
+        format!("/ui/nakes/{w2}/kunci/{lock}/buka"),
+        vec![("csrf", csrf.clone()), ("reason", "x".into())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // No CSRF token, no change.
+    let s = post(
+        format!("/ui/nakes/{w1}/kunci/{lock}/buka"),
+        vec![("reason", "x".into())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        b.store()
+            .reregistration_locks(Some(w1), true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let s = post(
+        format!("/ui/nakes/{w1}/kunci/{lock}/buka"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("reason", "KTP checked at the desk".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(b
+        .store()
+        .reregistration_locks(Some(w1), true)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Now the worker's own attempt is pending; approve it from the page.
+    let (s, _, t) = b.rereg(&nik1, "Nakes Nomor 1", "081300000699").await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let html = page(format!("{origin}/ui/nakes/{w1}")).await;
+    assert!(html.contains("menunggu validasi One Data"), "{html}");
+    let rr = b
+        .store()
+        .reregistrations(Some("pending"), Some(w1), 5)
+        .await
+        .unwrap()[0]
+        .id;
+    let s = post(
+        format!("/ui/nakes/{w2}/registrasi-ulang/{rr}/setujui"),
+        vec![("csrf", csrf.clone()), ("note", "x".into())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let s = post(
+        format!("/ui/nakes/{w1}/registrasi-ulang/{rr}/setujui"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("note", "called the facility".into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(b.phone_of_worker(1, "31").await, "+6281300000699");
+    assert_eq!(b.phone_of_worker(2, "31").await, "+6281200000021");
+    b.stop().await;
+}
+both_backends!(support_ui_lifts_a_lock_and_approves);
