@@ -1004,3 +1004,47 @@ async fn support_ui_lifts_a_lock_and_approves(backend: &str) {
     b.stop().await;
 }
 both_backends!(support_ui_lifts_a_lock_and_approves);
+
+/// Ten wrong attempts at once on one NIK: exactly five are judged (and
+/// counted), the other five find the lock; on PostgreSQL the attempts on a
+/// key take turns, as SQLite's single writer makes them.
+async fn concurrent_failures_lock_after_exactly_five(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik1 = nik_of(1, "31");
+    let calls = (0..10).map(|i| {
+        let b = &b;
+        let nik1 = nik1.clone();
+        async move {
+            let body = json!({"nik": nik1, "full_name": "Nakes Nomor 2", "whatsapp_phone": format!("08130000070{i}")});
+            let key = format!("c-{i}");
+            b.call(
+                Method::POST,
+                "/api/v1/chatbot/reregister",
+                &b.bot,
+                Some(&body),
+                Some(&key),
+            )
+            .await
+            .status()
+        }
+    });
+    let statuses = futures::future::join_all(calls).await;
+    let judged = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::NOT_FOUND)
+        .count();
+    let locked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((judged, locked), (5, 5), "{statuses:?}");
+    let failures: Vec<(i64,)> = sql_rows(
+        &b.db.url,
+        "SELECT COUNT(*) FROM reregistration_failures WHERE key_kind = 'nik'",
+        &[],
+    )
+    .await;
+    assert_eq!(failures, vec![(5,)]);
+    b.stop().await;
+}
+both_backends!(concurrent_failures_lock_after_exactly_five);
