@@ -1048,3 +1048,69 @@ async fn concurrent_failures_lock_after_exactly_five(backend: &str) {
     b.stop().await;
 }
 both_backends!(concurrent_failures_lock_after_exactly_five);
+
+/// The last 6 NIK digits with a phone are a guess at part of a NIK: five
+/// mismatches for one phone lock that phone's `nik_last6` look-ups (even
+/// with the right digits), not its other look-ups.
+async fn last6_lookups_are_locked_per_phone(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik1 = nik_of(1, "31");
+    let w1 = worker_id(b.store(), &nik1).await;
+    let lookup = |body: Value| {
+        let b = &b;
+        async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let r = b
+                .call(
+                    Method::POST,
+                    "/api/v1/chatbot/lookup",
+                    &b.bot,
+                    Some(&body),
+                    None,
+                )
+                .await;
+            let retry = r.headers().get("retry-after").is_some();
+            (r.status(), retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, _, a) = lookup(json!({"nik_last6": &nik1[10..], "phone": "081200000011"})).await;
+    assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
+    for guess in 1950..1955 {
+        let (s, _, a) =
+            lookup(json!({"nik_last6": format!("{guess}99"), "phone": "081200000011"})).await;
+        assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(false)));
+    }
+    let (s, retry, _) = lookup(json!({"nik_last6": &nik1[10..], "phone": "081200000011"})).await;
+    assert_eq!((s, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    // The phone alone and the full NIK still answer; another phone too.
+    let (s, _, a) = lookup(json!({"phone": "081200000011"})).await;
+    assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
+    let (s, _, _) = lookup(json!({"nik": &nik1})).await;
+    assert_eq!(s, StatusCode::OK);
+    let nik2 = nik_of(2, "31");
+    let (s, _, a) = lookup(json!({"nik_last6": &nik2[10..], "phone": "081200000021"})).await;
+    assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
+    // Support staff see it on the worker's record and can lift it.
+    let locks = b
+        .store()
+        .reregistration_locks(Some(w1), true)
+        .await
+        .unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].key_kind, "lookup");
+    assert_eq!(locks[0].number_masked.as_deref(), Some("+62812****011"));
+    b.store()
+        .lift_reregistration_lock(locks[0].id, "desk", "her own number")
+        .await
+        .unwrap();
+    let (s, _, a) = lookup(json!({"nik_last6": &nik1[10..], "phone": "081200000011"})).await;
+    assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
+    for a in b.audit_text().await {
+        assert!(
+            !a.contains(&nik1[10..]) && !a.contains("81200000011"),
+            "{a}"
+        );
+    }
+    b.stop().await;
+}
+both_backends!(last6_lookups_are_locked_per_phone);

@@ -4,11 +4,12 @@
 -- number, and re-registrations waiting for One Data validation.
 
 -- One failed attempt against one key. `key_kind` is `nik` (key_hash: hex
--- SHA-256 of the NIK the caller gave) or `number` (key_hash: hex SHA-256
--- of the E.164 number the chatbot talks to). No NIK or number in clear.
+-- SHA-256 of the NIK the caller gave), `number` (of the E.164 number the
+-- chatbot talks to) or `lookup` (of the phone a `nik_last6` look-up gave).
+-- No NIK or number in clear.
 CREATE TABLE reregistration_failures (
     id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    key_kind  TEXT    NOT NULL CHECK (key_kind IN ('nik', 'number')),
+    key_kind  TEXT    NOT NULL CHECK (key_kind IN ('nik', 'number', 'lookup')),
     key_hash  TEXT    NOT NULL,
     at        BIGINT NOT NULL
 );
@@ -20,7 +21,7 @@ CREATE INDEX reregistration_failures_key ON reregistration_failures (key_kind, k
 -- the lock on the worker's page.
 CREATE TABLE reregistration_locks (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    key_kind      TEXT    NOT NULL CHECK (key_kind IN ('nik', 'number')),
+    key_kind      TEXT    NOT NULL CHECK (key_kind IN ('nik', 'number', 'lookup')),
     key_hash      TEXT    NOT NULL,
     worker_id     BIGINT REFERENCES health_workers (id),
     number_masked TEXT,

@@ -208,12 +208,12 @@ const VIEW_SELECT: &str =
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ReregistrationLock {
     pub id: i64,
-    /// `nik` (the worker's re-registration) or `number` (a new number's
-    /// attempts).
+    /// `nik` (the worker's re-registration), `number` (a new number's
+    /// attempts) or `lookup` (`nik_last6` look-ups for a phone).
     pub key_kind: String,
     /// The worker the NIK names, when it exists.
     pub worker_id: Option<i64>,
-    /// For a `number` lock, the number, masked.
+    /// For a `number` or `lookup` lock, the number, masked.
     pub number_masked: Option<String>,
     pub failures: i64,
     pub locked_at: i64,
@@ -546,6 +546,61 @@ pub(crate) async fn confirm_pending<DB: ConfirmPending>(
     DB::confirm_pending(store, tx, rows, now).await
 }
 
+/// Records one failed attempt against (`$kind`, `$hash`) and, at the
+/// [`MAX_FAILURES`]th within [`FAILURE_WINDOW_MS`], locks that key for
+/// [`LOCK_MS`], audited (`$what` says what is locked, masked).
+macro_rules! record_failure_tx {
+    ($tx:expr, $actor:expr, $kind:expr, $hash:expr, $worker_id:expr, $number_masked:expr, $what:expr, $subject:expr, $now:expr) => {{
+        let kind: &str = $kind;
+        let hash: &str = $hash;
+        let now: i64 = $now;
+        sqlx::query("INSERT INTO reregistration_failures (key_kind, key_hash, at) VALUES ($1, $2, $3)")
+            .bind(kind)
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *$tx)
+            .await?;
+        let failures: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM reregistration_failures WHERE key_kind = $1 AND key_hash = $2 AND at > $3",
+        )
+        .bind(kind)
+        .bind(hash)
+        .bind(now - FAILURE_WINDOW_MS)
+        .fetch_one(&mut *$tx)
+        .await?;
+        if failures >= MAX_FAILURES {
+            let number_masked: Option<String> = $number_masked;
+            let worker_id: Option<i64> = $worker_id;
+            let lock_id: i64 = sqlx::query_scalar(
+                "INSERT INTO reregistration_locks (key_kind, key_hash, worker_id, number_masked, failures, \
+                 locked_at, locked_until) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(kind)
+            .bind(hash)
+            .bind(worker_id)
+            .bind(&number_masked)
+            .bind(failures)
+            .bind(now)
+            .bind(now + LOCK_MS)
+            .fetch_one(&mut *$tx)
+            .await?;
+            audit_tx!(
+                $tx,
+                $actor,
+                "reregistration.lock",
+                $subject,
+                format!(
+                    "lock {lock_id}: {} locked until {} after {failures} failed attempts within 24 hours",
+                    $what,
+                    fmt_wib(now + LOCK_MS)
+                ),
+                now
+            );
+            tracing::warn!(lock.id = lock_id, key = kind, "locked after repeated failures");
+        }
+    }};
+}
+
 /// Refuses when either key is locked now.
 macro_rules! check_locks_tx {
     ($tx:expr, $keys:expr, $now:expr) => {{
@@ -565,7 +620,7 @@ macro_rules! check_locks_tx {
         if let Some(until) = until {
             return Err(SupportError::Limit {
                 message: format!(
-                    "re-registration is locked until {} after {MAX_FAILURES} failed attempts within 24 hours; \
+                    "locked until {} after {MAX_FAILURES} failed attempts within 24 hours; \
                      the person can ask support staff (dinas kesehatan) to lift it",
                     fmt_wib(until)
                 ),
@@ -660,29 +715,11 @@ impl Store {
                 audit_tx!(tx, actor, "reregistration.failed", subject.as_str(),
                     format!("failed attempt from {}: NIK and name do not match a registered worker", mask_phone(new_phone)), now);
                 for (kind, hash) in &keys {
-                    sqlx::query("INSERT INTO reregistration_failures (key_kind, key_hash, at) VALUES ($1, $2, $3)")
-                        .bind(*kind).bind(hash.as_str()).bind(now).execute(&mut *tx).await?;
-                    let failures: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM reregistration_failures WHERE key_kind = $1 AND key_hash = $2 AND at > $3")
-                        .bind(*kind).bind(hash.as_str()).bind(now - FAILURE_WINDOW_MS)
-                        .fetch_one(&mut *tx).await?;
-                    if failures >= MAX_FAILURES {
-                        let number_masked = (*kind == "number").then(|| mask_phone(new_phone));
-                        let lock_id: i64 = sqlx::query_scalar(
-                            "INSERT INTO reregistration_locks (key_kind, key_hash, worker_id, number_masked, failures, \
-                             locked_at, locked_until) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id")
-                            .bind(*kind).bind(hash.as_str()).bind(worker_id).bind(&number_masked)
-                            .bind(failures).bind(now).bind(now + LOCK_MS)
-                            .fetch_one(&mut *tx).await?;
-                        let what = match *kind {
-                            "nik" => "this NIK".to_string(),
-                            _ => format!("number {}", mask_phone(new_phone)),
-                        };
-                        audit_tx!(tx, actor, "reregistration.lock", subject.as_str(),
-                            format!("lock {lock_id}: re-registration for {what} locked until {} after {failures} failed attempts within 24 hours",
-                                fmt_wib(now + LOCK_MS)), now);
-                        tracing::warn!(lock.id = lock_id, key = kind, "re-registration locked after repeated failures");
-                    }
+                    let (number_masked, what) = match *kind {
+                        "nik" => (None, "re-registration for this NIK".to_string()),
+                        _ => (Some(mask_phone(new_phone)), format!("re-registration from number {}", mask_phone(new_phone))),
+                    };
+                    record_failure_tx!(tx, actor, *kind, hash.as_str(), worker_id, number_masked, what, subject.as_str(), now);
                 }
                 if let Some(k) = idem {
                     sqlx::query("DELETE FROM idempotency_keys WHERE token_id = $1 AND idem_key = $2")
@@ -749,6 +786,54 @@ impl Store {
             Idempotent::Done { outcome, body }
         });
         Ok(outcome)
+    }
+
+    /// A chatbot look-up by the last 6 NIK digits with the phone on file.
+    /// The digits and the phone together are a guess at part of a NIK (the
+    /// last 6 are often a birth year and a sequence), so failures are
+    /// counted per phone (key `lookup`) like re-registration attempts:
+    /// [`MAX_FAILURES`] mismatches within 24 hours lock that phone's
+    /// `nik_last6` look-ups for [`LOCK_MS`] ([`SupportError::Limit`]),
+    /// whether or not the phone is on file. Look-ups by the full NIK or
+    /// the phone alone are not affected.
+    pub async fn lookup_by_last6(
+        &self,
+        last6: &str,
+        phone: &Msisdn,
+        actor: &str,
+    ) -> Result<super::Lookup, SupportError> {
+        let now = now_ms();
+        let e164 = phone.as_e164();
+        let keys = [("lookup", key_hash("lookup", e164))];
+        let pg = self.backend() == Backend::Postgres;
+        let sql =
+            format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id");
+        let matching: Vec<WorkerRow> = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if pg {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
+            }
+            check_locks_tx!(tx, &keys, now);
+            let on_phone: Vec<WorkerRow> = sqlx::query_as(&sql).bind(e164).fetch_all(&mut *tx).await?;
+            let worker_id = (on_phone.len() == 1).then(|| on_phone[0].id);
+            let matching: Vec<WorkerRow> = on_phone.into_iter().filter(|w| w.nik.ends_with(last6)).collect();
+            if matching.is_empty() {
+                let subject = worker_id.map_or_else(|| "reregistration".to_string(), |id| format!("worker:{id}"));
+                record_failure_tx!(tx, actor, "lookup", keys[0].1.as_str(), worker_id, Some(mask_phone(e164)),
+                    format!("look-ups by the last NIK digits for number {}", mask_phone(e164)), subject.as_str(), now);
+            }
+            tx.commit().await?;
+            matching
+        });
+        Ok(match matching.len() {
+            0 => super::Lookup::NotFound,
+            1 => super::Lookup::Found(Box::new(
+                self.worker_status(matching.into_iter().next().expect("one row"))
+                    .await?,
+            )),
+            _ => super::Lookup::Ambiguous,
+        })
     }
 
     /// Support staff approve a pending re-registration (they validated the

@@ -202,16 +202,25 @@ fn lookup_key(req: &LookupRequest) -> Result<WorkerKey, ApiError> {
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not a chatbot token", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate, or `nik_last6` look-ups for this phone locked after 5 mismatches in 24 hours; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = ["chatbot"]))
 )]
 pub async fn lookup(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<axum::Json<LookupAnswer>, ApiError> {
     let key = lookup_key(&req)?;
-    let answer = match state.store.lookup_worker(&key).await? {
+    let found = match &key {
+        // A guess at part of a NIK: failures counted and locked per phone.
+        WorkerKey::Last6AndPhone { last6, phone } => {
+            let actor = format!("{}:{}", caller.role, caller.name);
+            state.store.lookup_by_last6(last6, phone, &actor).await?
+        }
+        _ => state.store.lookup_worker(&key).await?,
+    };
+    let answer = match found {
         Lookup::Found(s) => LookupAnswer::found(&s),
         Lookup::Ambiguous if matches!(key, WorkerKey::Phone(_)) => {
             LookupAnswer::not_found(ADVICE_AMBIGUOUS)
