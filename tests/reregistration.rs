@@ -1114,3 +1114,38 @@ async fn last6_lookups_are_locked_per_phone(backend: &str) {
     b.stop().await;
 }
 both_backends!(last6_lookups_are_locked_per_phone);
+
+/// Failures older than the 24-hour window count for nothing: four old
+/// ones and one fresh one do not lock, and housekeeping forgets the old.
+async fn failures_past_the_window_do_not_count(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik1 = nik_of(1, "31");
+    for i in 0..4 {
+        b.rereg(&nik1, "Nakes Nomor 2", &format!("08130000080{i}"))
+            .await;
+    }
+    let day = pedulicovid::store::FAILURE_WINDOW_MS;
+    let _: Vec<(i64,)> = sql_rows(
+        &b.db.url,
+        "UPDATE reregistration_failures SET at = at - $1 RETURNING id",
+        &[day + 1000],
+    )
+    .await;
+    let (s, _, _) = b.rereg(&nik1, "Nakes Nomor 2", "081300000809").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, t) = b.rereg(&nik1, "Nakes Nomor 1", "081300000810").await;
+    assert_eq!(s, StatusCode::OK, "not locked: {t}");
+    pedulicovid::dispatch::housekeeping_once(b.store(), &Default::default())
+        .await
+        .unwrap();
+    let left: Vec<(i64,)> = sql_rows(
+        &b.db.url,
+        "SELECT COUNT(*) FROM reregistration_failures",
+        &[],
+    )
+    .await;
+    // The fresh failure, once per key (NIK and number).
+    assert_eq!(left, vec![(2,)]);
+    b.stop().await;
+}
+both_backends!(failures_past_the_window_do_not_count);

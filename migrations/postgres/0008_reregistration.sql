@@ -14,6 +14,8 @@ CREATE TABLE reregistration_failures (
     at        BIGINT NOT NULL
 );
 CREATE INDEX reregistration_failures_key ON reregistration_failures (key_kind, key_hash, at);
+-- Housekeeping forgets failures past the 24-hour window.
+CREATE INDEX reregistration_failures_at ON reregistration_failures (at);
 
 -- A key locked after too many failures. Active while `locked_until` is in
 -- the future and nobody lifted it. `worker_id`: the worker the NIK (or the

@@ -638,6 +638,11 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     if purged > 0 {
         info!(purged, "idempotency keys past their retention deleted");
     }
+    // Failed chatbot attempts older than their counting window count for
+    // nothing: forget them (locks stay, for the record).
+    store
+        .purge_reregistration_failures(now_ms() - crate::store::FAILURE_WINDOW_MS)
+        .await?;
     Ok(())
 }
 

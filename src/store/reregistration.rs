@@ -788,6 +788,14 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Forgets failed attempts made before `before` (Unix ms): outside the
+    /// counting window they count for nothing. Returns how many.
+    pub async fn purge_reregistration_failures(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(with_pool!(self, p => sqlx::query(
+            "DELETE FROM reregistration_failures WHERE at < $1")
+            .bind(before).execute(p).await?.rows_affected()))
+    }
+
     /// A chatbot look-up by the last 6 NIK digits with the phone on file.
     /// The digits and the phone together are a guess at part of a NIK (the
     /// last 6 are often a birth year and a sequence), so failures are
