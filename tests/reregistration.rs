@@ -634,6 +634,11 @@ async fn validated_mode_sends_nothing_until_an_import_confirms(backend: &str) {
         || async { sim.submits_for("6281300000111") >= 1 },
     )
     .await;
+    // The send is recorded (with its body) after the carrier took it.
+    wait_until("body recorded", Duration::from_secs(10), || async {
+        b.messages().await.first().is_some_and(|m| m.3.is_some())
+    })
+    .await;
     let m = b.messages().await;
     assert_eq!(m.len(), 1, "{m:?}");
     assert_eq!(m[0].1, "+6281300000111");
@@ -1149,3 +1154,59 @@ async fn failures_past_the_window_do_not_count(backend: &str) {
     b.stop().await;
 }
 both_backends!(failures_past_the_window_do_not_count);
+
+/// In the `immediate` mode the number stays unvalidated for every later
+/// notice too, in any campaign and template, until One Data carries it.
+async fn an_unvalidated_number_gets_no_nik_digits_in_later_campaigns(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Immediate, Parts::ALL).await;
+    let nik1 = nik_of(1, "31");
+    let (s, _, t) = b.rereg(&nik1, "Nakes Nomor 1", "081300000901").await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    // An ordinary campaign (its template shows `NIK ****dddd`).
+    let (c, _) = create_campaign(&b.app, campaign_request("februari")).await;
+    b.open_windows_now().await;
+    let sim = b.app.simulator.clone().unwrap();
+    wait_done(b.store(), c.id, Duration::from_secs(30)).await;
+    let bodies: Vec<(String, Option<String>)> = sql_rows(
+        &b.db.url,
+        "SELECT phone, body FROM messages WHERE campaign_id = $1 ORDER BY id",
+        &[c.id],
+    )
+    .await;
+    let to_new: Vec<&String> = bodies
+        .iter()
+        .filter(|(p, _)| p == "+6281300000901")
+        .filter_map(|(_, body)| body.as_ref())
+        .collect();
+    assert_eq!(to_new.len(), 1, "{bodies:?}");
+    assert!(
+        !to_new[0].contains(&nik1[12..]) && !to_new[0].contains("NIK"),
+        "{}",
+        to_new[0]
+    );
+    // Worker 2 (a number from One Data) gets the campaign's own text.
+    let nik2 = nik_of(2, "31");
+    assert!(
+        bodies.iter().any(|(p, body)| p == "+6281200000021"
+            && body.as_deref().is_some_and(|x| x.contains(&nik2[12..]))),
+        "{bodies:?}"
+    );
+    assert!(sim.submits_for("6281300000901") >= 1);
+    // One Data now carries the number: validated again.
+    let csv = format!(
+        "{HEADER}{}",
+        row(1, "31", "00000011").replace("081200000011", "081300000901")
+    );
+    import_text(b.store(), &csv).await;
+    let flag: Vec<(bool,)> = sql_rows(
+        &b.db.url,
+        "SELECT phone_unvalidated FROM health_workers WHERE nik = '{NIK}'"
+            .replace("{NIK}", &nik1)
+            .as_str(),
+        &[],
+    )
+    .await;
+    assert_eq!(flag, vec![(false,)]);
+    b.stop().await;
+}
+both_backends!(an_unvalidated_number_gets_no_nik_digits_in_later_campaigns);

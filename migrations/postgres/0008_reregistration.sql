@@ -54,3 +54,9 @@ CREATE TABLE reregistrations (
 );
 CREATE UNIQUE INDEX reregistrations_one_pending ON reregistrations (worker_id) WHERE status = 'pending';
 CREATE INDEX reregistrations_status ON reregistrations (status, id);
+
+-- The worker's number came from an `immediate` chatbot re-registration and
+-- no One Data import has carried it yet: notices to it are rendered without
+-- NIK digits. Cleared by the next import that carries the worker, or a
+-- support approval.
+ALTER TABLE health_workers ADD COLUMN phone_unvalidated BOOLEAN NOT NULL DEFAULT FALSE;

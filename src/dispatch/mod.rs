@@ -349,7 +349,13 @@ impl Dispatcher {
                 .map(|p| p.name().to_string())
                 .unwrap_or_default(),
         };
-        let text = match self.renderer.render(&m.template, &ctx) {
+        // A number nobody has validated never sees NIK digits.
+        let template = if m.to_unvalidated {
+            crate::store::UNVALIDATED_TEMPLATE
+        } else {
+            m.template.as_str()
+        };
+        let text = match self.renderer.render(template, &ctx) {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "template failed for this message");

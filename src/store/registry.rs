@@ -174,6 +174,19 @@ impl Store {
                 .collect();
             counts.reregistrations_confirmed =
                 super::reregistration::confirm_pending(self, &mut tx, &on_file, now).await?;
+            // Every number this import carries is One Data's: validated
+            // (one chatbot could have set it unvalidated, immediate mode).
+            if !on_file.is_empty() {
+                let mut q = QueryBuilder::new("UPDATE health_workers SET phone_unvalidated = ");
+                q.push_bind(false);
+                q.push(" WHERE phone_unvalidated AND id IN (");
+                let mut sep = q.separated(", ");
+                for (id, _) in &on_file {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(counts)

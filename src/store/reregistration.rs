@@ -25,7 +25,10 @@
 //!   accept the risk): applied at once, and the notice to the number nobody
 //!   validated goes through the standing campaign [`UNVALIDATED_CAMPAIGN`]
 //!   with the template [`UNVALIDATED_TEMPLATE`], which renders without NIK
-//!   digits ([`crate::render::NO_NIK_SUFFIX`]).
+//!   digits ([`crate::render::NO_NIK_SUFFIX`]). The worker's number is
+//!   marked `phone_unvalidated` until a One Data import carries it (or
+//!   support staff approve): every notice to it, in any campaign, is
+//!   rendered with that template too (the dispatcher checks at claim).
 //!
 //! Each attempt runs in one write transaction; on PostgreSQL a transaction
 //! advisory lock per key (NIK first, then number: one order, no deadlock)
@@ -350,14 +353,24 @@ macro_rules! apply_tx {
             .await?;
             let operator: &str = $operator;
             sqlx::query(
-                "UPDATE health_workers SET phone = $1, operator = $2, updated_at = $3 WHERE id = $4",
+                "UPDATE health_workers SET phone = $1, operator = $2, phone_unvalidated = $3, \
+                 updated_at = $4 WHERE id = $5",
             )
             .bind(new_phone)
             .bind(operator)
+            .bind($unvalidated)
             .bind(now)
             .bind(w.id)
             .execute(&mut *$tx)
             .await?;
+        } else if !$unvalidated {
+            // Validated now (an import or support staff): later notices to
+            // it may carry NIK digits again.
+            sqlx::query("UPDATE health_workers SET phone_unvalidated = $1 WHERE id = $2")
+                .bind(false)
+                .bind(w.id)
+                .execute(&mut *$tx)
+                .await?;
         }
         let superseded = sqlx::query(
             "UPDATE messages SET status = 'cancelled', last_error = 'superseded by re-registration', \
