@@ -451,6 +451,25 @@ mod tests {
     }
 
     #[test]
+    fn chatbot_reregistration_mode_is_validated_unless_set() {
+        use crate::store::ReregistrationMode;
+        let s = Settings::load_from(None, vec![]).unwrap();
+        assert_eq!(s.chatbot.reregistration, ReregistrationMode::Validated);
+        let s = Settings::load_from(
+            None,
+            env(&[("PEDULICOVID__CHATBOT__REREGISTRATION", "immediate")]),
+        )
+        .unwrap();
+        assert_eq!(s.chatbot.reregistration, ReregistrationMode::Immediate);
+        let e = Settings::load_from(
+            None,
+            env(&[("PEDULICOVID__CHATBOT__REREGISTRATION", "sometimes")]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("sometimes"), "{e:#}");
+    }
+
+    #[test]
     fn defaults_work_with_nothing_configured() {
         let s = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), vec![]);
         assert!(s.is_err(), "an explicit file that is missing is an error");
