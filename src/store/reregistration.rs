@@ -29,6 +29,9 @@
 //!   marked `phone_unvalidated` until a One Data import carries it (or
 //!   support staff approve): every notice to it, in any campaign, is
 //!   rendered with that template too (the dispatcher checks at claim).
+//! - **Look-ups by the last 6 NIK digits with a phone** are a guess at part
+//!   of a NIK: their mismatches are counted and locked per phone (key
+//!   `lookup`) the same way ([`Store::lookup_by_last6`]).
 //!
 //! Each attempt runs in one write transaction; on PostgreSQL a transaction
 //! advisory lock per key (NIK first, then number: one order, no deadlock)
