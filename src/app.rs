@@ -333,7 +333,8 @@ impl App {
                     settings.http.receipt_max_batch,
                     settings.http.receipt_queue,
                 ),
-                api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments),
+                api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments)
+                    .with_reregistration(settings.chatbot.reregistration),
                 ui_secure_cookies: match settings.http.ui_secure_cookies {
                     Some(on) => on,
                     None => http::ui::session::secure_cookies(

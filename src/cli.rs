@@ -91,6 +91,41 @@ enum Command {
     /// Help-desk work: search, a worker's timeline, resend.
     #[command(subcommand)]
     Support(SupportCmd),
+    /// Chatbot re-registrations waiting for One Data validation.
+    #[command(subcommand)]
+    Reregistrations(ReregistrationsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReregistrationsCmd {
+    /// Re-registrations, newest first (NIKs, names and numbers masked).
+    List {
+        /// pending, confirmed, approved, superseded, applied, or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Export the pending ones in full (NIK, name, old and new number) as
+    /// CSV for One Data validation (audited; names guarded against
+    /// spreadsheet formulas; the file is created readable by its owner
+    /// only). A later import that carries the new number for the NIK
+    /// confirms the re-registration and sends the notice.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Approve a pending re-registration after validating the new number
+    /// another way (audited): the notice goes to the new number.
+    Approve {
+        /// The re-registration's id (from `reregistrations list`).
+        id: i64,
+        /// How the number was validated (kept in the audit trail).
+        #[arg(long)]
+        note: String,
+        /// The staff member's name, for the audit trail.
+        #[arg(long)]
+        staff: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -433,6 +468,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Flags(f) => flags_cmd(&settings(&cli)?, f).await,
         Command::Token(t) => token_cmd(&settings(&cli)?, t).await,
         Command::Support(c) => support_cmd(&settings(&cli)?, c).await,
+        Command::Reregistrations(c) => reregistrations_cmd(&settings(&cli)?, c).await,
         Command::Template { name } => {
             let s = settings(&cli)?;
             let r = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
@@ -801,6 +837,12 @@ async fn import(
             report.counts.phone_changes,
             report.rejected_rows
         );
+        if report.counts.reregistrations_confirmed > 0 {
+            println!(
+                "{} pending chatbot re-registration(s) confirmed (notices queued to the new numbers)",
+                report.counts.reregistrations_confirmed
+            );
+        }
         for r in report.rejections.iter().take(SHOWN_REJECTIONS) {
             println!("  line {}: {}: {}", r.line, r.field, r.reason);
         }
@@ -1050,6 +1092,85 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
                 f.id,
                 f.reason,
                 f.resolved_by.as_deref().unwrap_or(staff)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates (or truncates) `path` readable and writable by its owner only:
+/// it holds personal data.
+fn create_private(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        // An existing file keeps its mode through `open`: narrow it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    {
+        o.open(path)
+            .with_context(|| format!("creating {}", path.display()))
+    }
+}
+
+async fn reregistrations_cmd(s: &Settings, c: &ReregistrationsCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    match c {
+        ReregistrationsCmd::List { status } => {
+            let status = (status != "all").then_some(status.as_str());
+            let rows = store.reregistrations(status, None, 10_000).await?;
+            println!(
+                "{:>6} {:>7} {:<11} {:<16} {:<14} {:<14} {:<20} name",
+                "id", "worker", "status", "nik", "old phone", "new phone", "requested (WIB)"
+            );
+            for r in &rows {
+                println!(
+                    "{:>6} {:>7} {:<11} {:<16} {:<14} {:<14} {:<20} {}",
+                    r.id,
+                    r.worker_id,
+                    r.status,
+                    r.nik_masked,
+                    r.old_phone_masked,
+                    r.new_phone_masked,
+                    fmt_wib(r.requested_at),
+                    r.name_masked
+                );
+            }
+            eprintln!("{} re-registration(s)", rows.len());
+        }
+        ReregistrationsCmd::Export { output } => {
+            // The file first: an export that cannot be written is not
+            // recorded as made.
+            let out: Box<dyn std::io::Write> = match output {
+                Some(p) => Box::new(create_private(p)?),
+                None => Box::new(std::io::stdout()),
+            };
+            let rows = store.export_pending_reregistrations(&cli_actor()).await?;
+            crate::export::write_reregistrations(out, &rows)?.flush()?;
+            eprintln!("{} pending re-registration(s) exported", rows.len());
+        }
+        ReregistrationsCmd::Approve { id, note, staff } => {
+            let o = store.approve_reregistration(*id, staff, note).await?;
+            println!(
+                "re-registration {} approved: {} on file{}",
+                o.reregistration_id,
+                o.phone_masked,
+                o.notice
+                    .as_ref()
+                    .map(|n| format!(
+                        "; notice (message {}) due {}",
+                        n.message_id, n.next_attempt_wib
+                    ))
+                    .unwrap_or_else(|| "; no notice (not validated or not eligible)".into())
             );
         }
     }

@@ -48,6 +48,20 @@ pub struct Settings {
     /// listen address, the dialect it speaks). It runs only for `demo`,
     /// `carrier-sim`, the benches, and a gateway with `dialect = "simulator"`.
     pub simulator: SimulatorConfig,
+    /// The WhatsApp chatbot's API.
+    pub chatbot: ChatbotSettings,
+}
+
+/// The WhatsApp chatbot's API (`[chatbot]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatbotSettings {
+    /// `"validated"` (default): a re-registration waits, pending, until a
+    /// One Data import carries the new number for the NIK or support staff
+    /// approve it; only then is the notice sent to the new number.
+    /// `"immediate"`: applied at once, with a notice that carries no NIK
+    /// digits, for operators who accept the risk (see SECURITY.md).
+    pub reregistration: crate::store::ReregistrationMode,
 }
 
 /// By hand rather than derived: `database_url` may carry credentials (see
@@ -62,6 +76,7 @@ impl std::fmt::Debug for Settings {
             sms,
             gateways,
             simulator,
+            chatbot,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -70,6 +85,7 @@ impl std::fmt::Debug for Settings {
             .field("sms", sms)
             .field("gateways", gateways)
             .field("simulator", simulator)
+            .field("chatbot", chatbot)
             .finish()
     }
 }
@@ -83,6 +99,7 @@ impl Default for Settings {
             sms: SmsSettings::default(),
             gateways: vec![],
             simulator: SimulatorConfig::default(),
+            chatbot: ChatbotSettings::default(),
         }
     }
 }
@@ -930,6 +947,25 @@ mod tests {
         let mut v = env(&KANNEL_ENV);
         v.extend(env(extra));
         v
+    }
+
+    #[test]
+    fn chatbot_reregistration_mode_is_validated_unless_set() {
+        use crate::store::ReregistrationMode;
+        let s = Settings::load_from(None, vec![]).unwrap();
+        assert_eq!(s.chatbot.reregistration, ReregistrationMode::Validated);
+        let s = Settings::load_from(
+            None,
+            env(&[("PEDULICOVID__CHATBOT__REREGISTRATION", "immediate")]),
+        )
+        .unwrap();
+        assert_eq!(s.chatbot.reregistration, ReregistrationMode::Immediate);
+        let e = Settings::load_from(
+            None,
+            env(&[("PEDULICOVID__CHATBOT__REREGISTRATION", "sometimes")]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("sometimes"), "{e:#}");
     }
 
     #[test]

@@ -129,6 +129,54 @@ pub fn write_nonrecipients<W: io::Write>(out: W, rows: &[FlagRow]) -> io::Result
     w.into_inner().map_err(|e| e.into_error())
 }
 
+/// The header of the pending re-registration export (`pedulicovid
+/// reregistrations export`, `GET /api/v1/reregistrations/pending.csv`),
+/// for One Data validation, each column with its [`Source`].
+pub const REREGISTRATION_COLUMNS: [(&str, Source); 9] = [
+    ("reregistration_id", Source::Ours),
+    ("nik", Source::Ours),
+    ("full_name", Source::FreeText),
+    ("old_phone", Source::Ours),
+    // The chatbot's WhatsApp number, parsed to E.164.
+    ("new_phone", Source::Ours),
+    ("facility_code", Source::FreeText),
+    ("regency_code", Source::Ours),
+    ("province_code", Source::Ours),
+    ("requested_at", Source::Ours),
+];
+
+/// Writes the header and one row per pending re-registration to `out`,
+/// guarded per column, and returns it.
+pub fn write_reregistrations<W: io::Write>(
+    out: W,
+    rows: &[crate::store::ReregistrationExportRow],
+) -> io::Result<W> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(REREGISTRATION_COLUMNS.map(|(name, _)| name))?;
+    for r in rows {
+        let mut cells = [
+            r.id.to_string(),
+            r.nik.clone(),
+            r.full_name.clone(),
+            r.old_phone.clone(),
+            r.new_phone.clone(),
+            r.facility_code.clone(),
+            r.regency_code.clone(),
+            r.province_code.clone(),
+            fmt_wib(r.requested_at),
+        ];
+        for (cell, (_, source)) in cells.iter_mut().zip(REREGISTRATION_COLUMNS) {
+            if source == Source::FreeText {
+                if let Cow::Owned(guarded) = guard_formula(cell) {
+                    *cell = guarded;
+                }
+            }
+        }
+        w.write_record(cells)?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@
 //! |---|---|---|
 //! | `pengingat` | 146 | Siti Rahayu (NIK ****0012), Anda belum registrasi Vaksin COVID-19 nakes. Ayo daftar & pilih jadwal/lokasi di pedulilindungi.id atau *119#. Gratis. |
 //! | `registrasi_ulang` | 144 | Siti Rahayu (NIK ****0012), nomor ini terdaftar untuk Vaksin COVID-19 nakes. Pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis. |
+//! | `registrasi_ulang_tanpa_nik` | 137 | Siti Rahayu, nomor ini didaftarkan ulang untuk Vaksin COVID-19 nakes. Pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis. |
 //! | `undangan_registrasi` | 147 | Siti Rahayu (NIK ****0012), Anda nakes calon penerima Vaksin COVID-19. Daftar & pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis. |
 
 use std::collections::BTreeMap;
@@ -55,10 +56,21 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/sms/registrasi_ulang.tera"),
     ),
     (
+        "registrasi_ulang_tanpa_nik",
+        include_str!("../templates/sms/registrasi_ulang_tanpa_nik.tera"),
+    ),
+    (
         "undangan_registrasi",
         include_str!("../templates/sms/undangan_registrasi.tera"),
     ),
 ];
+
+/// A template whose name ends with this renders without `nik_akhir`: it is
+/// for a number nobody has validated yet (a chatbot re-registration in the
+/// `immediate` mode), which must never see NIK digits. The variable is
+/// absent, not empty, so an (override) template that still uses it fails
+/// to render (the message is flagged `render_failed`), never leaks.
+pub const NO_NIK_SUFFIX: &str = "_tanpa_nik";
 
 /// File-name suffix of a template in an override directory.
 const TEMPLATE_SUFFIX: &str = ".tera";
@@ -197,9 +209,13 @@ impl Renderer {
         if !self.has(name) {
             return Err(self.unknown(name));
         }
+        let mut tera_ctx = ctx.to_tera();
+        if name.ends_with(NO_NIK_SUFFIX) {
+            tera_ctx.remove("nik_akhir");
+        }
         let text = self
             .tera
-            .render(name, &ctx.to_tera())
+            .render(name, &tera_ctx)
             .map_err(|e| TemplateError::Render {
                 name: name.to_owned(),
                 reason: error_chain(&e),
@@ -513,6 +529,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_no_nik_template_never_shows_nik_digits() {
+        let r = with_templates(&[
+            (
+                "leaky_tanpa_nik",
+                "{{ nama_pendek }} NIK ****{{ nik_akhir }}",
+            ),
+            ("leaky", "{{ nama_pendek }} NIK ****{{ nik_akhir }}"),
+        ]);
+        let ctx = RenderContext {
+            nik_last4: "4321".into(),
+            ..RenderContext::sample()
+        };
+        // The same source renders the digits under another name…
+        assert!(r.render("leaky", &ctx).unwrap().as_str().contains("4321"));
+        // …and fails, rather than leak, as a `_tanpa_nik` template.
+        assert!(matches!(
+            r.render("leaky_tanpa_nik", &ctx),
+            Err(TemplateError::Render { .. })
+        ));
+        let text = r.render("registrasi_ulang_tanpa_nik", &ctx).unwrap();
+        assert!(!text.as_str().contains("4321") && !text.as_str().contains("NIK"));
+    }
+
     /// A renderer holding the built-ins plus the given extra templates.
     fn with_templates(templates: &[(&str, &str)]) -> Renderer {
         let mut sources = builtin_sources();
@@ -532,7 +572,12 @@ mod tests {
         let renderer = Renderer::builtin();
         assert_eq!(
             renderer.names(),
-            ["pengingat", "registrasi_ulang", "undangan_registrasi"]
+            [
+                "pengingat",
+                "registrasi_ulang",
+                "registrasi_ulang_tanpa_nik",
+                "undangan_registrasi"
+            ]
         );
         for name in renderer.names() {
             let text = renderer.validate(&name, 1).unwrap();
@@ -550,6 +595,7 @@ mod tests {
         let expected = [
             ("pengingat", 146, "Siti Rahayu (NIK ****0012), Anda belum registrasi Vaksin COVID-19 nakes. Ayo daftar & pilih jadwal/lokasi di pedulilindungi.id atau *119#. Gratis."),
             ("registrasi_ulang", 144, "Siti Rahayu (NIK ****0012), nomor ini terdaftar untuk Vaksin COVID-19 nakes. Pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis."),
+            ("registrasi_ulang_tanpa_nik", 137, "Siti Rahayu, nomor ini didaftarkan ulang untuk Vaksin COVID-19 nakes. Pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis."),
             ("undangan_registrasi", 147, "Siti Rahayu (NIK ****0012), Anda nakes calon penerima Vaksin COVID-19. Daftar & pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis."),
         ];
         let renderer = Renderer::builtin();
@@ -673,7 +719,7 @@ mod tests {
                     assert_eq!(name, "undangan");
                     assert_eq!(
                         available,
-                        "pengingat, registrasi_ulang, undangan_registrasi"
+                        "pengingat, registrasi_ulang, registrasi_ulang_tanpa_nik, undangan_registrasi"
                     );
                 }
                 other => panic!("expected Unknown, got {other:?}"),
@@ -702,6 +748,7 @@ mod tests {
                 "baru",
                 "pengingat",
                 "registrasi_ulang",
+                "registrasi_ulang_tanpa_nik",
                 "undangan_registrasi"
             ]
         );

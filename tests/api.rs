@@ -14,7 +14,7 @@ use pedulicovid::campaign;
 use pedulicovid::http::api::chatbot::{ADVICE_FLAGGED, ADVICE_NOT_FOUND};
 use pedulicovid::http::api::{route_table, RouteSpec};
 use pedulicovid::http::{route_table as all_routes, Auth};
-use pedulicovid::store::{Role, Store};
+use pedulicovid::store::{ReregistrationMode, Role, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -29,8 +29,15 @@ struct Api {
 
 impl Api {
     async fn start(backend: &str, parts: Parts, rules: &str) -> Api {
+        Api::start_mode(backend, parts, rules, ReregistrationMode::Validated).await
+    }
+
+    /// [`Api::start`] with `chatbot.reregistration = mode`.
+    async fn start_mode(backend: &str, parts: Parts, rules: &str, mode: ReregistrationMode) -> Api {
         let db = TestDb::new(backend).await;
-        let app = start(ruled_settings(&db, rules), parts).await;
+        let mut settings = ruled_settings(&db, rules);
+        settings.chatbot.reregistration = mode;
+        let app = start(settings, parts).await;
         let base = base_url(&app);
         Api {
             app,
@@ -104,6 +111,12 @@ impl Api {
     async fn stop(self) {
         self.app.stop(Duration::from_secs(5)).await;
     }
+}
+
+/// A re-registration request for `row(i, prov, _)` from the WhatsApp
+/// number `phone`, proved with the NIK and the registered name.
+fn rereg_body(i: u32, prov: &str, phone: &str) -> Value {
+    json!({"nik": nik_of(i, prov), "full_name": format!("Nakes Nomor {i}"), "whatsapp_phone": phone})
 }
 
 /// `0812…` for a `row(_, _, tail)`.
@@ -361,9 +374,7 @@ fn sample_body(r: &RouteSpec) -> Option<Value> {
     let p = r.path;
     Some(match (r.method.as_str(), p) {
         ("POST", "/api/v1/chatbot/lookup") => json!({"phone": "081200000001"}),
-        ("POST", "/api/v1/chatbot/reregister") => {
-            json!({"nik": nik_of(90, "31"), "new_phone": "081300000001"})
-        }
+        ("POST", "/api/v1/chatbot/reregister") => rereg_body(90, "31", "081300000001"),
         ("POST", "/api/v1/support/search") => json!({"query": "Nakes"}),
         ("POST", p) if p.ends_with("/resend") => json!({"reason": "matrix"}),
         ("POST", p) if p.ends_with("/resolve") => json!({"note": "matrix"}),
@@ -494,7 +505,15 @@ both_backends!(tokens_are_stored_as_hashes_only);
 
 async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     // Numbers ending in 0 are undelivered; everything else is delivered.
-    let api = Api::start(backend, Parts::ALL, "0=undelivered").await;
+    // The `immediate` mode: applied at once (tests/reregistration.rs has the
+    // default, validated mode).
+    let api = Api::start_mode(
+        backend,
+        Parts::ALL,
+        "0=undelivered",
+        ReregistrationMode::Immediate,
+    )
+    .await;
     let csv = format!(
         "{HEADER}{}{}{}",
         row(1, "31", "00000010"),
@@ -525,7 +544,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     assert_eq!(a["last_notice"]["status"], "undelivered");
     assert!(a["last_notice"]["at"].as_str().unwrap().ends_with("WIB"));
     assert_eq!(a["advice"], ADVICE_FLAGGED);
-    assert_eq!(a["nik_last4"], &flagged_nik[12..]);
+    assert!(a.get("nik_last4").is_none(), "{a}");
     assert_eq!(a["phone_masked"], "+62812****010");
     let text = a.to_string();
     assert!(
@@ -582,7 +601,14 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
             json!({"phone": phone_of("00000021")}),
         )
         .await;
-    assert_eq!(p["nik_last4"], d["nik_last4"]);
+    // By phone alone: no NIK digit and no name in any field.
+    assert_eq!(p["found"], true);
+    let text = p.to_string();
+    let nik2 = nik_of(2, "73");
+    assert!(
+        !text.contains(&nik2[12..]) && !text.contains("Nakes"),
+        "{p}"
+    );
     // Bad input names the field.
     let (s, e) = api
         .post(
@@ -608,10 +634,11 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     );
 
     // Re-registration with a new number.
+    // The name as the person types it: case, spaces and punctuation aside.
     let rereg = json!({
-        "nik_last6": &flagged_nik[10..],
-        "old_phone": phone_of("00000010"),
-        "new_phone": "0813-0000-0011",
+        "nik": &flagged_nik,
+        "full_name": "NAKES  nomor-1",
+        "whatsapp_phone": "0813-0000-0011",
     });
     let r = api
         .call(
@@ -642,11 +669,16 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     let first = r.text().await.unwrap();
     let done: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(done["reregistered"], true);
+    assert_eq!(done["status"], "reregistered");
     assert_eq!(done["phone_changed"], true);
     assert_eq!(done["flags_resolved"], 1);
     assert_eq!(done["phone_masked"], "+62813****011");
-    assert_eq!(done["notice"]["campaign_id"], campaign);
-    assert_eq!(done["notice"]["generation"], 2);
+    // A number nobody validated: the notice without NIK digits.
+    assert_eq!(
+        done["notice"]["campaign_name"],
+        pedulicovid::store::UNVALIDATED_CAMPAIGN
+    );
+    assert_ne!(done["notice"]["campaign_id"], campaign);
     assert!(!first.contains(&flagged_nik));
 
     // The simulator delivers the new notice to the new number.
@@ -702,7 +734,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     assert_eq!(sim.submits_for("6281300000011"), 1);
     // The same key with another request is refused.
     let mut other = rereg.clone();
-    other["new_phone"] = json!("081300000021");
+    other["whatsapp_phone"] = json!("081300000021");
     let r = api
         .call(
             Method::POST,
@@ -713,21 +745,13 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    // An unknown worker: 404, the same for a mismatch.
+    // An unknown worker: 404, the same for a wrong name.
     let (s1, e1) = api
-        .post_with_key(
-            json!({"nik": nik_of(91, "31"), "new_phone": "081300000041"}),
-            &bot,
-            "k-2",
-        )
+        .post_with_key(rereg_body(91, "31", "081300000041"), &bot, "k-2")
         .await;
-    let (s2, e2) = api
-        .post_with_key(
-            json!({"nik_last6": "000000", "old_phone": phone_of("00000021"), "new_phone": "081300000041"}),
-            &bot,
-            "k-3",
-        )
-        .await;
+    let mut wrong_name = rereg_body(2, "73", "081300000041");
+    wrong_name["full_name"] = json!("Nakes Nomor 3");
+    let (s2, e2) = api.post_with_key(wrong_name, &bot, "k-3").await;
     assert_eq!((s1, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
     assert_eq!(e1, e2);
 
@@ -744,11 +768,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
 
     // A worker not validated: the phone changes, no notice is queued.
     let (s, nv) = api
-        .post_with_key(
-            json!({"nik": nik_of(3, "31"), "new_phone": "081300000051"}),
-            &bot,
-            "k-4",
-        )
+        .post_with_key(rereg_body(3, "31", "081300000051"), &bot, "k-4")
         .await;
     assert_eq!(s, StatusCode::OK, "{nv}");
     assert!(nv["notice"].is_null());
@@ -770,6 +790,26 @@ impl Api {
         let s = r.status();
         (s, r.json().await.unwrap_or(Value::Null))
     }
+
+    /// A re-registration (pending in the default mode) approved by support
+    /// staff: the approval's outcome as JSON.
+    async fn rereg_approved(&self, body: Value, token: &str, key: &str) -> Value {
+        let (s, a) = self.post_with_key(body, token, key).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        assert_eq!(a["status"], "pending_validation", "{a}");
+        let id = self
+            .store()
+            .reregistrations(Some("pending"), None, 10)
+            .await
+            .unwrap()[0]
+            .id;
+        let o = self
+            .store()
+            .approve_reregistration(id, "desk-1", "checked by phone")
+            .await
+            .unwrap();
+        serde_json::to_value(o).unwrap()
+    }
 }
 
 async fn reregistration_outside_any_campaign_uses_the_standing_one(backend: &str) {
@@ -777,14 +817,9 @@ async fn reregistration_outside_any_campaign_uses_the_standing_one(backend: &str
     let csv = format!("{HEADER}{}", row(5, "94", "00000052"));
     import_text(api.store(), &csv).await;
     let bot = api.token("bot", Role::Chatbot).await;
-    let (s, a) = api
-        .post_with_key(
-            json!({"nik": nik_of(5, "94"), "new_phone": "081300000052"}),
-            &bot,
-            "s-1",
-        )
+    let a = api
+        .rereg_approved(rereg_body(5, "94", "081300000052"), &bot, "s-1")
         .await;
-    assert_eq!(s, StatusCode::OK, "{a}");
     let name = a["notice"]["campaign_name"].as_str().unwrap();
     assert_eq!(name, pedulicovid::store::REREGISTRATION_CAMPAIGN);
     let c = api
@@ -801,12 +836,8 @@ async fn reregistration_outside_any_campaign_uses_the_standing_one(backend: &str
     // A second re-registration reuses the same standing campaign.
     let csv = format!("{HEADER}{}", row(6, "31", "00000062"));
     import_text(api.store(), &csv).await;
-    let (_, b) = api
-        .post_with_key(
-            json!({"nik": nik_of(6, "31"), "new_phone": "081300000062"}),
-            &bot,
-            "s-2",
-        )
+    let b = api
+        .rereg_approved(rereg_body(6, "31", "081300000062"), &bot, "s-2")
         .await;
     assert_eq!(b["notice"]["campaign_id"], a["notice"]["campaign_id"]);
     api.stop().await;
@@ -814,7 +845,7 @@ async fn reregistration_outside_any_campaign_uses_the_standing_one(backend: &str
 both_backends!(reregistration_outside_any_campaign_uses_the_standing_one);
 
 async fn concurrent_retries_do_the_work_once(backend: &str) {
-    let api = Api::start(backend, Parts::SERVE, "").await;
+    let api = Api::start_mode(backend, Parts::SERVE, "", ReregistrationMode::Immediate).await;
     let csv = format!(
         "{HEADER}{}{}{}",
         row(7, "31", "00000070"),
@@ -825,7 +856,7 @@ async fn concurrent_retries_do_the_work_once(backend: &str) {
     import_text(api.store(), &csv).await;
     run_campaign(&api.app, "januari", &closed_window_now()).await;
     let bot = api.token("bot", Role::Chatbot).await;
-    let body = json!({"nik": nik_of(7, "31"), "new_phone": "081300000071"});
+    let body = rereg_body(7, "31", "081300000071");
     let calls = (0..6).map(|_| api.post_with_key(body.clone(), &bot, "same-key"));
     let answers = futures::future::join_all(calls).await;
     assert!(
@@ -868,7 +899,7 @@ async fn concurrent_retries_do_the_work_once(backend: &str) {
         )
         .await;
     assert_eq!(a["found"], true);
-    assert_eq!(a["nik_last4"], &nik_of(9, "51")[12..]);
+    assert!(a.get("nik_last4").is_none(), "{a}");
     api.stop().await;
 }
 both_backends!(concurrent_retries_do_the_work_once);
@@ -915,7 +946,7 @@ async fn housekeeping_purges_old_idempotency_keys(backend: &str) {
     run_campaign(&api.app, "januari", &closed_window_now()).await;
     let bot = api.token("bot", Role::Chatbot).await;
     for (i, key) in [(7, "k-old"), (8, "k-fresh")] {
-        let body = json!({"nik": nik_of(i, "31"), "new_phone": format!("0813000000{i}1")});
+        let body = rereg_body(i, "31", &format!("0813000000{i}1"));
         let (s, a) = api.post_with_key(body, &bot, key).await;
         assert_eq!(s, StatusCode::OK, "{a}");
     }
@@ -940,7 +971,7 @@ async fn housekeeping_purges_old_idempotency_keys(backend: &str) {
             Method::POST,
             "/api/v1/chatbot/reregister",
             Some(&bot),
-            Some(&json!({"nik": nik_of(8, "31"), "new_phone": "081300000081"})),
+            Some(&rereg_body(8, "31", "081300000081")),
             &[("Idempotency-Key", "k-fresh")],
         )
         .await;

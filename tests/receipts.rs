@@ -919,19 +919,23 @@ both_backends!(oversized_body_is_413);
 /// flag the worker again: the worker's standing is the newer notice's.
 async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
     use pedulicovid::domain::{Msisdn, Nik};
-    use pedulicovid::store::{Idempotent, Reregistration, WorkerKey};
+    use pedulicovid::store::{ChatbotReregistration, Idempotent, ReregistrationMode};
 
     let ctx = setup(backend, 1, Start::Sent).await;
     let old = ctx.ids[0];
     let nik = nik_of(0, "31");
+    // Proved by the chatbot (pending One Data validation), then approved by
+    // support staff: the notice moves to the new number.
     let done = ctx
         .app
         .store
-        .reregister(
-            &Reregistration {
-                who: WorkerKey::Nik(Nik::parse(&nik).unwrap()),
-                new_phone: Msisdn::parse("081399990000").unwrap(),
+        .chatbot_reregister(
+            &ChatbotReregistration {
+                nik: Nik::parse(&nik).unwrap(),
+                full_name: "Nakes Nomor 0".into(),
+                whatsapp_phone: Msisdn::parse("081399990000").unwrap(),
             },
+            ReregistrationMode::Validated,
             "chatbot:test",
             None,
             |_| String::new(),
@@ -941,6 +945,12 @@ async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
     let Idempotent::Done { outcome, .. } = done else {
         panic!("no idempotency key, nothing to replay")
     };
+    let outcome = ctx
+        .app
+        .store
+        .approve_reregistration(outcome.reregistration_id, "desk-1", "called the worker")
+        .await
+        .unwrap();
     assert!(outcome.notice.is_some(), "{outcome:?}");
     let newer = ctx
         .raw

@@ -350,7 +350,13 @@ impl Dispatcher {
                 .map(|p| p.name().to_string())
                 .unwrap_or_default(),
         };
-        let text = match self.renderer.render(&m.template, &ctx) {
+        // A number nobody has validated never sees NIK digits.
+        let template = if m.to_unvalidated {
+            crate::store::UNVALIDATED_TEMPLATE
+        } else {
+            m.template.as_str()
+        };
+        let text = match self.renderer.render(template, &ctx) {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "template failed for this message");
@@ -658,6 +664,11 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     if purged > 0 {
         info!(purged, "idempotency keys past their retention deleted");
     }
+    // Failed chatbot attempts older than their counting window count for
+    // nothing: forget them (locks stay, for the record).
+    store
+        .purge_reregistration_failures(now_ms() - crate::store::FAILURE_WINDOW_MS)
+        .await?;
     Ok(())
 }
 

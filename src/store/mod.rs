@@ -13,6 +13,7 @@ mod campaigns;
 mod queue;
 mod receipts;
 mod registry;
+mod reregistration;
 mod support;
 pub mod ui;
 
@@ -31,12 +32,16 @@ pub use campaigns::{
 pub use queue::{ClaimedMessage, RetryCause, SendOutcome};
 pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};
+pub use reregistration::{
+    normalize_name, ChatbotReregistration, ReregisterOutcome, ReregisterState,
+    ReregistrationExportRow, ReregistrationLock, ReregistrationMode, ReregistrationView,
+    FAILURE_WINDOW_MS, LOCK_MS, MAX_FAILURES, UNVALIDATED_CAMPAIGN, UNVALIDATED_TEMPLATE,
+};
 pub use support::{
     scrub, AttemptEntry, AuditEntry, Gauges, IdempotencyKey, Idempotent, Lookup, NoticeState,
-    PhoneChange, QueuedNotice, ReceiptEntry, ReregisterOutcome, Reregistration, ResendEntry,
-    SearchKind, SupportError, Timeline, TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus,
-    WorkerSummary, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
-    SEARCH_LIMIT, SEARCH_TIMEOUT,
+    PhoneChange, QueuedNotice, ReceiptEntry, ResendEntry, SearchKind, SupportError, Timeline,
+    TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus, WorkerSummary, REREGISTRATION_CAMPAIGN,
+    REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY, SEARCH_LIMIT, SEARCH_TIMEOUT,
 };
 
 use crate::secret::Secret;

@@ -91,6 +91,11 @@ pub struct ClaimedMessage {
     pub profession: String,
     pub facility_code: String,
     pub province_code: String,
+    /// The message goes to a number nobody has validated (a chatbot
+    /// re-registration in the `immediate` mode, not yet confirmed by One
+    /// Data): rendered without NIK digits, whatever the campaign's template
+    /// ([`crate::store::UNVALIDATED_TEMPLATE`]).
+    pub to_unvalidated: bool,
 }
 
 /// What happened to one claimed message; recorded in one transaction per batch.
@@ -173,7 +178,7 @@ const RECORD_CHUNK: usize = 200;
 const CLAIMED_COLUMNS: &str =
     "m.id, m.campaign_id, m.worker_id, m.attempts, m.phone, m.utc_offset, \
      m.created_at, c.template, c.window_start, c.window_end, c.deadline_at, w.full_name, w.nik, w.profession, \
-     w.facility_code, w.province_code";
+     w.facility_code, w.province_code, (w.phone_unvalidated AND w.phone = m.phone) AS to_unvalidated";
 
 impl Store {
     /// Leases up to `limit` due messages of running campaigns to `owner`

@@ -48,6 +48,9 @@ pub struct UpsertCounts {
     pub updated: u64,
     pub unchanged: u64,
     pub phone_changes: u64,
+    /// Pending chatbot re-registrations this import confirmed (it carries
+    /// the new number for the worker's NIK).
+    pub reregistrations_confirmed: u64,
 }
 
 impl UpsertCounts {
@@ -56,6 +59,7 @@ impl UpsertCounts {
         self.updated += o.updated;
         self.unchanged += o.unchanged;
         self.phone_changes += o.phone_changes;
+        self.reregistrations_confirmed += o.reregistrations_confirmed;
     }
 }
 
@@ -161,6 +165,27 @@ impl Store {
                     .execute(&mut *tx).await?;
                     counts.phone_changes += 1;
                 }
+            }
+            // One Data now carries these numbers: a pending chatbot
+            // re-registration to one of them is validated (same transaction).
+            let on_file: Vec<(i64, String)> = rows
+                .iter()
+                .filter_map(|r| existing.get(&r.nik).map(|old| (old.id, r.phone.clone())))
+                .collect();
+            counts.reregistrations_confirmed =
+                super::reregistration::confirm_pending(self, &mut tx, &on_file, now).await?;
+            // Every number this import carries is One Data's: validated
+            // (one chatbot could have set it unvalidated, immediate mode).
+            if !on_file.is_empty() {
+                let mut q = QueryBuilder::new("UPDATE health_workers SET phone_unvalidated = ");
+                q.push_bind(false);
+                q.push(" WHERE phone_unvalidated AND id IN (");
+                let mut sep = q.separated(", ");
+                for (id, _) in &on_file {
+                    sep.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

@@ -33,7 +33,7 @@ use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
 pub const RESENDS_PER_NUMBER_PER_DAY: i64 = 3;
 
 /// The limit's period.
-const DAY_MS: i64 = 24 * 3600 * 1000;
+pub(super) const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Most rows a search returns.
 pub const SEARCH_LIMIT: i64 = 50;
@@ -47,7 +47,7 @@ pub const SEARCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2
 /// are in no campaign.
 pub const REREGISTRATION_CAMPAIGN: &str = "Registrasi ulang (chatbot)";
 pub const REREGISTRATION_TEMPLATE: &str = "registrasi_ulang";
-const STANDING_REREGISTRATION: &str = "reregistration";
+pub(super) const STANDING_REREGISTRATION: &str = "reregistration";
 
 /// Why a support or chatbot operation was refused. The HTTP layer maps each
 /// to one status code.
@@ -285,30 +285,6 @@ pub struct AuditEntry {
     pub at: i64,
 }
 
-/// A re-registration request, parsed.
-#[derive(Debug, Clone)]
-pub struct Reregistration {
-    /// `Nik`, or `Last6AndPhone` with the *old* phone.
-    pub who: WorkerKey,
-    pub new_phone: Msisdn,
-}
-
-/// What a re-registration did: also the body of the chatbot's answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReregisterOutcome {
-    /// The number now on file, masked.
-    pub phone_masked: String,
-    /// False when the new number is the one already on file.
-    pub phone_changed: bool,
-    pub nik_last4: String,
-    /// Open flags resolved `reregistered`.
-    pub flags_resolved: u64,
-    /// Notices still queued for the old number, cancelled.
-    pub superseded: u64,
-    /// The new notice; none for a worker not validated or not eligible.
-    pub notice: Option<QueuedNotice>,
-}
-
 /// One request done at most once per (token, key).
 #[derive(Debug, Clone, Copy)]
 pub struct IdempotencyKey<'a> {
@@ -339,16 +315,17 @@ pub struct Gauges {
     pub receipts: Vec<(String, String, i64)>,
 }
 
-const WORKER_COLUMNS: &str = "id, nik, full_name, phone, operator, profession, facility_code, \
+pub(super) const WORKER_COLUMNS: &str =
+    "id, nik, full_name, phone, operator, profession, facility_code, \
      regency_code, province_code, validated, eligible, created_at, updated_at";
 
 /// Target of a new generation.
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct TargetCampaign {
-    id: i64,
-    name: String,
-    window_start: i32,
-    window_end: i32,
+pub(super) struct TargetCampaign {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) window_start: i32,
+    pub(super) window_end: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -390,7 +367,7 @@ const SUMMARY_SELECT: &str = "SELECT w.id, w.nik, w.full_name, w.phone, w.provin
 
 /// The recipient's UTC offset, as `create_campaign` computes it (WIB when
 /// the province is unknown).
-fn utc_offset(province_code: &str) -> i32 {
+pub(super) fn utc_offset(province_code: &str) -> i32 {
     ProvinceCode::parse(province_code)
         .map(|p| p.time_zone().utc_offset_hours())
         .unwrap_or(7)
@@ -454,48 +431,6 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
-/// Locks and reads the worker by key inside a write transaction. `None`
-/// when nothing or more than one worker matches.
-macro_rules! find_worker_tx {
-    ($tx:expr, $store:expr, $key:expr) => {{
-        let lock = $store.row_lock();
-        let rows: Vec<WorkerRow> = match $key {
-            WorkerKey::Nik(nik) => {
-                sqlx::query_as(&format!(
-                    "SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1{lock}"
-                ))
-                .bind(nik.as_str())
-                .fetch_all(&mut *$tx)
-                .await?
-            }
-            WorkerKey::Phone(phone) => {
-                sqlx::query_as(&format!(
-                    "SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id{lock}"
-                ))
-                .bind(phone.as_e164())
-                .fetch_all(&mut *$tx)
-                .await?
-            }
-            WorkerKey::Last6AndPhone { last6, phone } => {
-                let all: Vec<WorkerRow> = sqlx::query_as(&format!(
-                    "SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id{lock}"
-                ))
-                .bind(phone.as_e164())
-                .fetch_all(&mut *$tx)
-                .await?;
-                all.into_iter()
-                    .filter(|w| w.nik.ends_with(last6.as_str()))
-                    .collect()
-            }
-        };
-        if rows.len() == 1 {
-            rows.into_iter().next()
-        } else {
-            None
-        }
-    }};
-}
-
 /// Refuses when `$phone` had [`RESENDS_PER_NUMBER_PER_DAY`] extra notices
 /// in the last 24 hours.
 macro_rules! check_number_limit {
@@ -540,67 +475,6 @@ macro_rules! latest_campaign_tx {
         .fetch_optional(&mut *$tx)
         .await?;
         c
-    }};
-}
-
-/// The standing re-registration campaign, created (or re-created after a
-/// cancel) on demand. The `standing_campaigns` row serialises concurrent
-/// callers: the first inserts it, the others wait on it.
-macro_rules! standing_campaign_tx {
-    ($tx:expr, $store:expr, $now:expr) => {{
-        let lock = $store.row_lock();
-        sqlx::query(
-            "INSERT INTO standing_campaigns (purpose, campaign_id) VALUES ($1, NULL) \
-             ON CONFLICT (purpose) DO NOTHING",
-        )
-        .bind(STANDING_REREGISTRATION)
-        .execute(&mut *$tx)
-        .await?;
-        let current: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT campaign_id FROM standing_campaigns WHERE purpose = $1{lock}"
-        ))
-        .bind(STANDING_REREGISTRATION)
-        .fetch_one(&mut *$tx)
-        .await?;
-        let existing: Option<TargetCampaign> = match current {
-            Some(id) => sqlx::query_as(
-                "SELECT id, name, window_start, window_end FROM campaigns \
-                 WHERE id = $1 AND status <> 'cancelled'",
-            )
-            .bind(id)
-            .fetch_optional(&mut *$tx)
-            .await?,
-            None => None,
-        };
-        match existing {
-            Some(c) => c,
-            None => {
-                let w = Window::default();
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
-                     provinces, professions, created_by, created_at, updated_at) \
-                     VALUES ($1, $2, 'running', $3, $4, $5, '', '', 'chatbot', $3, $3) RETURNING id",
-                )
-                .bind(REREGISTRATION_CAMPAIGN)
-                .bind(REREGISTRATION_TEMPLATE)
-                .bind($now)
-                .bind(w.start_min)
-                .bind(w.end_min)
-                .fetch_one(&mut *$tx)
-                .await?;
-                sqlx::query("UPDATE standing_campaigns SET campaign_id = $1 WHERE purpose = $2")
-                    .bind(id)
-                    .bind(STANDING_REREGISTRATION)
-                    .execute(&mut *$tx)
-                    .await?;
-                TargetCampaign {
-                    id,
-                    name: REREGISTRATION_CAMPAIGN.to_string(),
-                    window_start: w.start_min,
-                    window_end: w.end_min,
-                }
-            }
-        }
     }};
 }
 
@@ -671,8 +545,11 @@ macro_rules! queue_generation_tx {
     }};
 }
 
+// The re-registration module queues notices the same way.
+pub(super) use {check_number_limit, latest_campaign_tx, queue_generation_tx};
+
 /// Checks a free-text field people type (reason, note, staff name).
-fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+pub(super) fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
     let v = value.trim();
     if v.is_empty() {
         return Err(SupportError::Invalid {
@@ -1144,122 +1021,6 @@ impl Store {
             note: Some(note),
             ..flag
         })
-    }
-
-    /// Re-registers a worker with a new phone number, all in one
-    /// transaction: phone history (source `chatbot`), the worker's phone and
-    /// operator, queued notices to the old number cancelled, open flags
-    /// resolved `reregistered`, and — for a validated, eligible worker — a
-    /// new notice (see the module docs), audited as `actor`.
-    ///
-    /// With an [`IdempotencyKey`], the (token, key) pair and `render`'s
-    /// response are stored with the work; a retry with the same request gets
-    /// that response back and nothing more happens, a retry with another
-    /// request is refused (409). A refused request stores nothing.
-    pub async fn reregister<F>(
-        &self,
-        req: &Reregistration,
-        actor: &str,
-        idem: Option<IdempotencyKey<'_>>,
-        render: F,
-    ) -> Result<Idempotent<ReregisterOutcome>>
-    where
-        F: FnOnce(&ReregisterOutcome) -> String,
-    {
-        if matches!(req.who, WorkerKey::Phone(_)) {
-            return Err(SupportError::Invalid {
-                field: "nik",
-                reason: "give the NIK, or its last 6 digits with the old phone".into(),
-            });
-        }
-        let now = now_ms();
-        let new_phone = req.new_phone.as_e164();
-        let outcome = with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            if let Some(k) = idem {
-                // Claim the key first: a concurrent request with the same key
-                // waits here until this transaction ends.
-                let claimed = sqlx::query(
-                    "INSERT INTO idempotency_keys (token_id, idem_key, request_hash, status, response, created_at) \
-                     VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (token_id, idem_key) DO NOTHING")
-                    .bind(k.token_id).bind(k.key).bind(k.request_hash).bind(now)
-                    .execute(&mut *tx).await?.rows_affected();
-                if claimed == 0 {
-                    let (hash, status, body): (String, i32, String) = sqlx::query_as(
-                        "SELECT request_hash, status, response FROM idempotency_keys \
-                         WHERE token_id = $1 AND idem_key = $2")
-                        .bind(k.token_id).bind(k.key)
-                        .fetch_one(&mut *tx).await?;
-                    tx.commit().await?;
-                    if hash != k.request_hash {
-                        return Err(SupportError::Conflict(
-                            "this Idempotency-Key was used with a different request".into()));
-                    }
-                    return Ok(Idempotent::Replayed { status: status as u16, body });
-                }
-            }
-            let Some(w) = find_worker_tx!(tx, self, &req.who) else {
-                return Err(SupportError::NotFound("worker".into()));
-            };
-            check_number_limit!(tx, new_phone, now);
-            // The campaign row is locked before any message row, the order
-            // `control_campaign` uses, so the two cannot deadlock.
-            let target = if w.validated && w.eligible {
-                Some(match latest_campaign_tx!(tx, self, w.id, now) {
-                    Some(c) => c,
-                    None => standing_campaign_tx!(tx, self, now),
-                })
-            } else {
-                None
-            };
-            let phone_changed = w.phone != new_phone;
-            if phone_changed {
-                sqlx::query(
-                    "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
-                     VALUES ($1, $2, $3, 'chatbot', $4)")
-                    .bind(w.id).bind(&w.phone).bind(new_phone).bind(now)
-                    .execute(&mut *tx).await?;
-                sqlx::query("UPDATE health_workers SET phone = $1, operator = $2, updated_at = $3 WHERE id = $4")
-                    .bind(new_phone).bind(req.new_phone.operator().as_str()).bind(now).bind(w.id)
-                    .execute(&mut *tx).await?;
-            }
-            let superseded = sqlx::query(
-                "UPDATE messages SET status = 'cancelled', last_error = 'superseded by re-registration', \
-                 final_at = $1, updated_at = $1 WHERE worker_id = $2 AND status = 'queued'")
-                .bind(now).bind(w.id)
-                .execute(&mut *tx).await?.rows_affected();
-            let flags_resolved = sqlx::query(
-                "UPDATE non_recipients SET resolved_at = $1, resolution = 'reregistered', resolved_by = $2 \
-                 WHERE worker_id = $3 AND resolved_at IS NULL")
-                .bind(now).bind(actor).bind(w.id)
-                .execute(&mut *tx).await?.rows_affected();
-            let notice = match target {
-                Some(c) => Some(queue_generation_tx!(tx, &c, &w, new_phone, "reregister", actor, "chatbot re-registration", now)),
-                None => None,
-            };
-            audit_tx!(tx, actor, "worker.reregister", format!("worker:{}", w.id),
-                format!("phone {} -> {}; {superseded} queued notice(s) superseded; {flags_resolved} flag(s) resolved; {}",
-                    mask_phone(&w.phone), req.new_phone.masked(),
-                    notice.as_ref().map(|n| format!("message {} in campaign {}", n.message_id, n.campaign_id))
-                        .unwrap_or_else(|| "no notice (not validated or not eligible)".into())), now);
-            let outcome = ReregisterOutcome {
-                phone_masked: req.new_phone.masked(),
-                phone_changed,
-                nik_last4: w.nik.chars().skip(w.nik.chars().count().saturating_sub(4)).collect(),
-                flags_resolved,
-                superseded,
-                notice,
-            };
-            let body = render(&outcome);
-            if let Some(k) = idem {
-                sqlx::query("UPDATE idempotency_keys SET status = 200, response = $1 WHERE token_id = $2 AND idem_key = $3")
-                    .bind(&body).bind(k.token_id).bind(k.key)
-                    .execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Idempotent::Done { outcome, body }
-        });
-        Ok(outcome)
     }
 
     /// Forgets chatbot idempotency keys stored before `before` (Unix ms):

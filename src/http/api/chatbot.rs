@@ -4,15 +4,22 @@
 //! NIKs and phone numbers travel only in JSON bodies (POST), never in the
 //! URL, so they stay out of access logs.
 //!
-//! What an answer never holds: the full NIK (only its last 4 digits), the
-//! full phone number (masked), or any part of the name. A look-up by phone
-//! alone is answered to whoever holds that number, and numbers are recycled:
-//! even a first name would tell a stranger who had the number before. The
-//! bot greets people by what they told it themselves.
+//! What an answer never holds: any NIK digit, the full phone number
+//! (masked), or any part of the name. A look-up by phone alone is answered
+//! to whoever holds that number, and numbers are recycled: even a first
+//! name or the last NIK digits would tell a stranger who had the number
+//! before (and NIK digits are half of what re-registration asks). The bot
+//! greets people by what they told it themselves.
 //!
 //! "Not found" and "the last 6 digits do not match that phone" give the
 //! same answer (200, `found: false`, same advice), so the API cannot be used
 //! to learn whether a NIK exists or which number it has.
+//!
+//! Re-registration needs the full NIK and the full name as registered, and
+//! the new number is the WhatsApp number of the conversation; failures are
+//! counted and locked, and by default the new number waits for One Data
+//! validation: see [`crate::store::ChatbotReregistration`] and the store's
+//! `reregistration` module.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -26,8 +33,8 @@ use crate::campaign::fmt_wib;
 use crate::domain::{Msisdn, Nik};
 use crate::http::AppState;
 use crate::store::{
-    now_ms, sha256_hex, IdempotencyKey, Idempotent, Lookup, QueuedNotice, ReregisterOutcome,
-    Reregistration, WorkerKey, WorkerStatus,
+    normalize_name, now_ms, sha256_hex, ChatbotReregistration, IdempotencyKey, Idempotent, Lookup,
+    QueuedNotice, ReregisterOutcome, ReregisterState, SupportError, WorkerKey, WorkerStatus,
 };
 
 /// Shown when the worker did not get the notice (flagged).
@@ -91,8 +98,6 @@ pub struct LookupAnswer {
     pub last_notice: Option<NoticeView>,
     /// The number on file, masked (`+62812****890`).
     pub phone_masked: Option<String>,
-    /// The last 4 digits of the NIK, to confirm with the person.
-    pub nik_last4: Option<String>,
     /// A short Indonesian text the bot can show as is.
     pub advice: String,
 }
@@ -108,7 +113,6 @@ impl LookupAnswer {
             flag_reasons: vec![],
             last_notice: None,
             phone_masked: None,
-            nik_last4: None,
             advice: advice.to_string(),
         }
     }
@@ -128,7 +132,6 @@ impl LookupAnswer {
                 due: (n.status == "queued").then(|| fmt_wib(n.next_attempt_at)),
             }),
             phone_masked: Some(crate::domain::mask_phone(&w.phone)),
-            nik_last4: Some(w.nik[w.nik.len().saturating_sub(4)..].to_string()),
             advice: advice(s),
         }
     }
@@ -199,16 +202,25 @@ fn lookup_key(req: &LookupRequest) -> Result<WorkerKey, ApiError> {
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not a chatbot token", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate, or `nik_last6` look-ups for this phone locked after 5 mismatches in 24 hours; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = ["chatbot"]))
 )]
 pub async fn lookup(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<axum::Json<LookupAnswer>, ApiError> {
     let key = lookup_key(&req)?;
-    let answer = match state.store.lookup_worker(&key).await? {
+    let found = match &key {
+        // A guess at part of a NIK: failures counted and locked per phone.
+        WorkerKey::Last6AndPhone { last6, phone } => {
+            let actor = format!("{}:{}", caller.role, caller.name);
+            state.store.lookup_by_last6(last6, phone, &actor).await?
+        }
+        _ => state.store.lookup_worker(&key).await?,
+    };
+    let answer = match found {
         Lookup::Found(s) => LookupAnswer::found(&s),
         Lookup::Ambiguous if matches!(key, WorkerKey::Phone(_)) => {
             LookupAnswer::not_found(ADVICE_AMBIGUOUS)
@@ -218,47 +230,55 @@ pub async fn lookup(
     Ok(axum::Json(answer))
 }
 
-/// Re-registration: the worker (full NIK, or last 6 digits with the old
-/// phone) and the new phone number.
+/// Re-registration: the worker proves who they are with the full NIK and
+/// the full name as registered; the new number is the WhatsApp number the
+/// chatbot is talking to.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReregisterRequest {
-    /// The full 16-digit NIK.
-    pub nik: Option<String>,
-    /// The last 6 digits of the NIK, with `old_phone`.
-    pub nik_last6: Option<String>,
-    /// The number on file, with `nik_last6`.
-    pub old_phone: Option<String>,
-    /// The active number to use from now on.
-    #[schema(example = "081398765432")]
-    pub new_phone: String,
+    /// The full 16-digit NIK, as the person typed it.
+    #[schema(example = "3174051203870001")]
+    pub nik: String,
+    /// The full name as registered, as the person typed it; compared
+    /// without case, accents, punctuation or spaces.
+    #[schema(example = "Siti Nur'aini")]
+    pub full_name: String,
+    /// The WhatsApp number of this conversation, as WhatsApp gave it to the
+    /// chatbot (never a number the person typed): the new number.
+    #[schema(example = "+6281398765432")]
+    pub whatsapp_phone: String,
 }
 
 /// The request in canonical form (parsed values), hashed to tell a retry
 /// from a different request under the same Idempotency-Key.
 #[derive(Serialize)]
 struct Canonical<'a> {
-    nik: Option<&'a str>,
-    nik_last6: Option<&'a str>,
-    old_phone: Option<&'a str>,
-    new_phone: &'a str,
+    nik: &'a str,
+    full_name: &'a str,
+    whatsapp_phone: &'a str,
 }
+
+/// Shown when the re-registration waits for One Data validation.
+pub const ADVICE_PENDING: &str = "Permintaan registrasi ulang Anda sudah kami terima. Nomor ini akan divalidasi oleh dinas kesehatan terlebih dahulu; SMS undangan dikirim ke nomor ini setelah validasi.";
 
 /// What a re-registration did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReregisterAnswer {
-    /// Always true in a 200 answer.
+    /// `pending_validation` (default mode: nothing changed yet, waits for
+    /// One Data or support staff) or `reregistered` (the number is on file).
+    pub status: ReregisterState,
+    /// True when the number is now on file (`status` = `reregistered`).
     pub reregistered: bool,
-    /// The number now on file, masked.
+    /// The new number, masked.
     pub phone_masked: String,
-    /// False when the new number was already the one on file.
+    /// False when nothing changed on file (pending, or the same number).
     pub phone_changed: bool,
-    pub nik_last4: String,
     /// Open flags resolved `reregistered`.
     pub flags_resolved: u64,
     /// Notices still queued for the old number, cancelled.
     pub superseded: u64,
-    /// The new notice, or none for a worker not validated or not eligible.
+    /// The new notice; none while pending, or for a worker not validated or
+    /// not eligible.
     pub notice: Option<QueuedNotice>,
     /// A short Indonesian text the bot can show as is.
     pub advice: String,
@@ -266,22 +286,23 @@ pub struct ReregisterAnswer {
 
 impl ReregisterAnswer {
     fn new(o: &ReregisterOutcome, now: i64) -> ReregisterAnswer {
-        let advice = match &o.notice {
-            Some(n) if n.next_attempt_at <= now + 60_000 => format!(
+        let advice = match (&o.state, &o.notice) {
+            (ReregisterState::PendingValidation, _) => ADVICE_PENDING.to_string(),
+            (_, Some(n)) if n.next_attempt_at <= now + 60_000 => format!(
                 "Nomor HP Anda sudah diperbarui. SMS undangan akan segera dikirim ke {}.",
                 n.phone_masked
             ),
-            Some(n) => format!(
+            (_, Some(n)) => format!(
                 "Nomor HP Anda sudah diperbarui. SMS undangan akan dikirim ke {} pada {}.",
                 n.phone_masked, n.next_attempt_wib
             ),
-            None => format!("Nomor HP Anda sudah diperbarui. {ADVICE_NOT_ELIGIBLE}"),
+            (_, None) => format!("Nomor HP Anda sudah diperbarui. {ADVICE_NOT_ELIGIBLE}"),
         };
         ReregisterAnswer {
-            reregistered: true,
+            status: o.state,
+            reregistered: o.state == ReregisterState::Reregistered,
             phone_masked: o.phone_masked.clone(),
             phone_changed: o.phone_changed,
-            nik_last4: o.nik_last4.clone(),
             flags_resolved: o.flags_resolved,
             superseded: o.superseded,
             notice: o.notice.clone(),
@@ -309,13 +330,23 @@ fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(k)
 }
 
-/// Re-registers a worker with a new phone number: phone history kept,
-/// open flags resolved `reregistered`, notices still queued for the old
-/// number cancelled, and a new notice queued (in the worker's latest
-/// campaign, or the standing "Registrasi ulang (chatbot)" campaign), due
-/// when the worker's local send window opens. Requires `Idempotency-Key`:
-/// a retry with the same key and request returns the stored answer
-/// (`Idempotent-Replayed: true`) and does nothing more.
+/// Re-registers a worker with the WhatsApp number of the conversation,
+/// once the caller proved the worker (full NIK and full name as
+/// registered). An unknown NIK and a wrong name get the same 404. After
+/// 5 failures within 24 hours for one NIK, or from one number, that NIK's
+/// (that number's) re-registration is locked for 24 hours: 429 with
+/// `Retry-After`, even with correct data, until it expires or support staff
+/// lift it.
+///
+/// In the default `validated` mode a number not on file is stored pending
+/// (`status: pending_validation`): nothing changes and nothing is sent
+/// until a One Data import carries that number for the NIK or support
+/// staff approve it. In the `immediate` mode it is applied at once: phone
+/// history kept, open flags resolved `reregistered`, notices still queued
+/// for the old number cancelled, and a notice without NIK digits queued.
+/// Requires `Idempotency-Key`: a retry with the same key and request
+/// returns the stored answer (`Idempotent-Replayed: true`) and does
+/// nothing more.
 #[utoipa::path(
     post,
     path = "/api/v1/chatbot/reregister",
@@ -323,13 +354,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     request_body = ReregisterRequest,
     params(("Idempotency-Key" = String, Header, description = "Unique per re-registration (e.g. a UUID); retries reuse it")),
     responses(
-        (status = 200, description = "Re-registered (or the stored answer of an earlier identical request)", body = ReregisterAnswer),
+        (status = 200, description = "Pending validation, or re-registered (or the stored answer of an earlier identical request)", body = ReregisterAnswer),
         (status = 400, description = "Malformed request or missing Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not a chatbot token", body = ErrorBody),
-        (status = 404, description = "No such worker, or the digits do not match that phone (one answer for both)", body = ErrorBody),
+        (status = 404, description = "NIK and name do not match a registered worker (one answer for an unknown NIK and a wrong name); counted as a failed attempt", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate, or the new number's daily notice limit; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate, this NIK or number locked after repeated failures, or the new number's daily notice limit; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = ["chatbot"]))
 )]
@@ -339,55 +370,32 @@ pub async fn reregister(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ReregisterRequest>,
 ) -> Result<Response, ApiError> {
-    let new_phone = parse_phone("new_phone", &req.new_phone)?;
-    let (who, canonical_old) = match (&req.nik, &req.nik_last6, &req.old_phone) {
-        (Some(nik), None, None) => (WorkerKey::Nik(parse_nik(nik)?), None),
-        (None, Some(last6), Some(old)) => {
-            let old = parse_phone("old_phone", old)?;
-            let e164 = old.as_e164().to_string();
-            (WorkerKey::last6_and_phone(last6, old)?, Some(e164))
-        }
-        (None, Some(_), None) => {
-            return Err(ApiError::bad("old_phone", "is required with nik_last6"))
-        }
-        (None, None, _) => {
-            return Err(ApiError::bad(
-                "nik",
-                "give nik, or nik_last6 with old_phone",
-            ))
-        }
-        (Some(_), _, _) => {
-            return Err(ApiError::bad(
-                "nik",
-                "give nik alone, or nik_last6 with old_phone, not both",
-            ))
-        }
-    };
+    let nik = parse_nik(&req.nik)?;
+    let whatsapp_phone = parse_phone("whatsapp_phone", &req.whatsapp_phone)?;
+    let full_name = normalize_name(&req.full_name);
     let key = idempotency_key(&headers)?;
     let canonical = Canonical {
-        nik: match &who {
-            WorkerKey::Nik(n) => Some(n.as_str()),
-            _ => None,
-        },
-        nik_last6: match &who {
-            WorkerKey::Last6AndPhone { last6, .. } => Some(last6.as_str()),
-            _ => None,
-        },
-        old_phone: canonical_old.as_deref(),
-        new_phone: new_phone.as_e164(),
+        nik: nik.as_str(),
+        full_name: &full_name,
+        whatsapp_phone: whatsapp_phone.as_e164(),
     };
     let request_hash = sha256_hex(
         serde_json::to_string(&canonical)
             .map_err(|e| ApiError::Internal(e.into()))?
             .as_bytes(),
     );
-    let rereg = Reregistration { who, new_phone };
+    let rereg = ChatbotReregistration {
+        nik,
+        full_name: req.full_name,
+        whatsapp_phone,
+    };
     let actor = format!("{}:{}", caller.role, caller.name);
     let now = now_ms();
     let done = state
         .store
-        .reregister(
+        .chatbot_reregister(
             &rereg,
+            state.api.reregistration,
             &actor,
             Some(IdempotencyKey {
                 token_id: caller.token_id,
@@ -396,15 +404,27 @@ pub async fn reregister(
             }),
             |o| serde_json::to_string(&ReregisterAnswer::new(o, now)).unwrap_or_default(),
         )
-        .await?;
+        .await;
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            if matches!(e, SupportError::NotFound(_) | SupportError::Limit { .. }) {
+                tracing::warn!(token = %caller.name, phone = %rereg.whatsapp_phone.masked(), error = %e,
+                    "re-registration refused");
+            }
+            return Err(e.into());
+        }
+    };
     let json = HeaderValue::from_static("application/json");
     Ok(match done {
         Idempotent::Done { outcome, body } => {
             tracing::info!(
                 token = %caller.name,
                 phone = %outcome.phone_masked,
+                state = ?outcome.state,
+                reregistration.id = outcome.reregistration_id,
                 message.id = outcome.notice.as_ref().map(|n| n.message_id),
-                "worker re-registered"
+                "worker re-registration accepted"
             );
             (
                 StatusCode::OK,
@@ -483,7 +503,9 @@ mod tests {
         assert!(!json.contains("3174051203870001"));
         assert!(!json.contains("6281234567890"));
         assert!(!json.contains("Siti"));
-        assert!(json.contains("\"nik_last4\":\"0001\""));
+        // No NIK digits at all: not the last 4, not the last 6.
+        assert!(!json.contains("0001") && !json.contains("870001"), "{json}");
+        assert!(!json.contains("nik"), "{json}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`chatbot`]: look-up and re-registration (role `chatbot`).
 //! - [`support`]: search, timeline, resend, flag resolution (role `support`).
 //! - [`operator`]: campaigns (role `operator`).
+//! - [`reregistrations`]: chatbot re-registrations after the chatbot:
+//!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
 //! - [`metrics`]: `/metrics` (Prometheus).
 //!
@@ -21,6 +23,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod reregistrations;
 pub mod support;
 
 use std::sync::Arc;
@@ -47,6 +50,8 @@ pub struct ApiState {
     /// `sms.max_segments`: a campaign template must fit in this many.
     pub max_segments: u32,
     pub access: auth::Access,
+    /// `chatbot.reregistration`: validated before use (default) or at once.
+    pub reregistration: crate::store::ReregistrationMode,
     gauges: metrics::GaugeCache,
 }
 
@@ -56,8 +61,15 @@ impl ApiState {
             renderer,
             max_segments,
             access: auth::Access::new(CHATBOT_RATE_PER_SEC),
+            reregistration: crate::store::ReregistrationMode::default(),
             gauges: metrics::GaugeCache::default(),
         }
+    }
+
+    /// With the `chatbot.reregistration` mode.
+    pub fn with_reregistration(mut self, mode: crate::store::ReregistrationMode) -> ApiState {
+        self.reregistration = mode;
+        self
     }
 }
 
@@ -162,6 +174,42 @@ fn api_routes() -> Vec<Line> {
             "/api/v1/campaigns/{id}/nonrecipients.csv",
             OPERATOR,
             operator::nonrecipients_csv,
+        ),
+        route(
+            M::GET,
+            "/api/v1/reregistrations",
+            OPERATOR,
+            reregistrations::list,
+        ),
+        route(
+            M::GET,
+            "/api/v1/reregistrations/pending.csv",
+            OPERATOR,
+            reregistrations::pending_csv,
+        ),
+        route(
+            M::GET,
+            "/api/v1/support/workers/{id}/reregistrations",
+            SUPPORT,
+            reregistrations::worker,
+        ),
+        route(
+            M::GET,
+            "/api/v1/support/reregistration-locks",
+            SUPPORT,
+            reregistrations::locks,
+        ),
+        route(
+            M::POST,
+            "/api/v1/support/reregistration-locks/{id}/lift",
+            SUPPORT,
+            reregistrations::lift,
+        ),
+        route(
+            M::POST,
+            "/api/v1/support/reregistrations/{id}/approve",
+            SUPPORT,
+            reregistrations::approve,
         ),
     ]
 }

@@ -92,7 +92,7 @@ pub struct ResendRequest {
 
 /// The actor recorded for a support action: the staff member, and the token
 /// when it is not the staff member's own.
-fn actor(caller: &Caller, staff: Option<&str>) -> String {
+pub(super) fn actor(caller: &Caller, staff: Option<&str>) -> String {
     match staff.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) if s != caller.name => format!("{s} (via {})", caller.name),
         _ => caller.name.clone(),

@@ -97,6 +97,18 @@ fn ui_routes() -> Vec<Line> {
             Session,
             pages::resolve_flag,
         ),
+        line(
+            M::POST,
+            "/ui/nakes/{id}/kunci/{lock}/buka",
+            Session,
+            pages::lift_lock,
+        ),
+        line(
+            M::POST,
+            "/ui/nakes/{id}/registrasi-ulang/{rereg}/setujui",
+            Session,
+            pages::approve_reregistration,
+        ),
         line(M::GET, "/ui/kampanye", Session, pages::campaigns),
         line(M::GET, "/ui/kampanye/{id}", Session, pages::campaign),
         line(M::GET, "/ui/static/app.css", Public, pages::stylesheet),
@@ -136,6 +148,8 @@ pub async fn not_found() -> Response {
         pages::worker,
         pages::resend,
         pages::resolve_flag,
+        pages::lift_lock,
+        pages::approve_reregistration,
         pages::campaigns,
         pages::campaign,
         pages::stylesheet,
@@ -145,7 +159,9 @@ pub async fn not_found() -> Response {
         pages::CsrfForm,
         pages::ResendForm,
         pages::SearchForm,
-        pages::ResolveForm
+        pages::ResolveForm,
+        pages::LiftForm,
+        pages::ApproveForm
     ))
 )]
 pub struct UiDoc;

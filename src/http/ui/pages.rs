@@ -114,6 +114,26 @@ pub struct ResolveForm {
     note: String,
 }
 
+/// The lift-a-lock form (documentation).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct LiftForm {
+    /// The session's CSRF token, from the page's hidden field.
+    csrf: String,
+    /// Why the lock is lifted (audited), at most 500 characters.
+    reason: String,
+}
+
+/// The approve-a-re-registration form (documentation).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub struct ApproveForm {
+    /// The session's CSRF token, from the page's hidden field.
+    csrf: String,
+    /// How the new number was validated (audited), at most 1000 characters.
+    note: String,
+}
+
 /// Query parameters of a GET.
 fn query(raw: Option<String>) -> HashMap<String, String> {
     raw.map(|q| {
@@ -578,6 +598,20 @@ async fn worker_page(
     );
     ctx.insert("resends", &t.resends.iter().rev().collect::<Vec<_>>());
     ctx.insert("audit", &t.audit.iter().rev().collect::<Vec<_>>());
+    ctx.insert(
+        "rereg_locks",
+        &app.store
+            .reregistration_locks(Some(id), false)
+            .await
+            .map_err(read_error)?,
+    );
+    ctx.insert(
+        "reregistrations",
+        &app.store
+            .reregistrations(None, Some(id), 20)
+            .await
+            .map_err(read_error)?,
+    );
     ctx.insert("resend_limit", &RESENDS_PER_NUMBER_PER_DAY);
     ctx.insert("reason_max", &REASON_MAX);
     ctx.insert("note_max", &NOTE_MAX);
@@ -823,6 +857,193 @@ pub async fn resolve_flag(
         refused.0,
         Some(Notice::error(refused.1)),
         typed,
+    )
+    .await
+}
+
+/// `POST /ui/nakes/{id}/kunci/{lock}/buka`: lifts a failed-attempt lock
+/// on this worker's re-registration, audited with the reason.
+#[utoipa::path(
+    post,
+    path = "/ui/nakes/{id}/kunci/{lock}/buka",
+    tag = "ui",
+    operation_id = "ui_lift_lock",
+    params(
+        ("id" = i64, Path, description = "Health worker id"),
+        ("lock" = i64, Path, description = "One of the worker's re-registration locks"),
+    ),
+    request_body(content = LiftForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Lifted and audited: to the worker's page. Not signed in, or the session ended: to `/ui/login`"),
+        (status = 400, description = "Reason missing or too long", content_type = "text/html; charset=utf-8", body = String),
+        (status = 403, description = "CSRF or Origin check failed, or not a support session", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such worker, or not this worker's lock", content_type = "text/html; charset=utf-8", body = String),
+        (status = 409, description = "Already lifted or expired", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
+pub async fn lift_lock(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    Path((id, lock)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
+) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
+    staff.require_support()?;
+    let id = parse_id(&id)?;
+    let lock = parse_id(&lock)?;
+    // Only a lock shown on this worker's page: the form cannot reach
+    // another worker's (or a number's) lock.
+    let locks = app
+        .store
+        .reregistration_locks(Some(id), false)
+        .await
+        .map_err(read_error)?;
+    if !locks.iter().any(|l| l.id == lock) {
+        return Err(UiError::NotFound(
+            "Kunci ini tidak ada pada nakes tersebut.".into(),
+        ));
+    }
+    let reason = form.get("reason").unwrap_or("").trim();
+    let refused = if reason.is_empty() || reason.chars().count() > REASON_MAX {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("Alasan wajib diisi, paling banyak {REASON_MAX} karakter."),
+        )
+    } else {
+        match app
+            .store
+            .lift_reregistration_lock(lock, &staff.name, reason)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(token = %staff.name, worker.id = id, lock.id = lock,
+                    "support UI re-registration lock lifted");
+                ui.sessions.set_flash(
+                    &staff.sid,
+                    Notice::ok(format!(
+                        "Kunci #{lock} sudah dibuka: nakes ini bisa mencoba registrasi ulang lagi."
+                    )),
+                );
+                return Ok(see_other(&format!("/ui/nakes/{id}")));
+            }
+            Err(SupportError::Conflict(_)) => (
+                StatusCode::CONFLICT,
+                "Kunci ini sudah tidak berlaku; tidak ada yang diubah.".into(),
+            ),
+            Err(e) => refusal(&app, id, e).await?,
+        }
+    };
+    let ctx = context(&ui, &staff, "cari");
+    worker_page(
+        &app,
+        ctx,
+        id,
+        refused.0,
+        Some(Notice::error(refused.1)),
+        Typed::default(),
+    )
+    .await
+}
+
+/// `POST /ui/nakes/{id}/registrasi-ulang/{rereg}/setujui`: approves this
+/// worker's pending re-registration (the number goes on file and the notice
+/// is queued to it), audited with the note.
+#[utoipa::path(
+    post,
+    path = "/ui/nakes/{id}/registrasi-ulang/{rereg}/setujui",
+    tag = "ui",
+    operation_id = "ui_approve_reregistration",
+    params(
+        ("id" = i64, Path, description = "Health worker id"),
+        ("rereg" = i64, Path, description = "One of the worker's re-registrations"),
+    ),
+    request_body(content = ApproveForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Approved and audited: to the worker's page. Not signed in, or the session ended: to `/ui/login`"),
+        (status = 400, description = "Note missing or too long", content_type = "text/html; charset=utf-8", body = String),
+        (status = 403, description = "CSRF or Origin check failed, or not a support session", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such worker, or not this worker's re-registration", content_type = "text/html; charset=utf-8", body = String),
+        (status = 409, description = "No longer pending", content_type = "text/html; charset=utf-8", body = String),
+        (status = 429, description = "Per-number notice limit reached", content_type = "text/html; charset=utf-8", body = String),
+    ),
+    security(("session" = []))
+)]
+pub async fn approve_reregistration(
+    State(app): State<AppState>,
+    Extension(ui): Extension<Ui>,
+    staff: Staff,
+    Path((id, rereg)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    form: FormData,
+) -> Result<Response, UiError> {
+    check_form(&headers, &uri, &staff.csrf, form.get("csrf"))?;
+    staff.require_support()?;
+    let id = parse_id(&id)?;
+    let rereg = parse_id(&rereg)?;
+    let mine = app
+        .store
+        .reregistrations(None, Some(id), 1000)
+        .await
+        .map_err(read_error)?;
+    if !mine.iter().any(|r| r.id == rereg) {
+        return Err(UiError::NotFound(
+            "Permintaan registrasi ulang ini tidak ada pada nakes tersebut.".into(),
+        ));
+    }
+    let note = form.get("note").unwrap_or("").trim();
+    let refused = if note.is_empty() || note.chars().count() > NOTE_MAX {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("Catatan wajib diisi, paling banyak {NOTE_MAX} karakter."),
+        )
+    } else {
+        match app
+            .store
+            .approve_reregistration(rereg, &staff.name, note)
+            .await
+        {
+            Ok(o) => {
+                tracing::info!(token = %staff.name, worker.id = id, reregistration.id = rereg,
+                    "support UI re-registration approved");
+                let sent = o
+                    .notice
+                    .as_ref()
+                    .map(|n| {
+                        format!(
+                            " SMS dijadwalkan ke {}, mulai {}.",
+                            n.phone_masked, n.next_attempt_wib
+                        )
+                    })
+                    .unwrap_or_default();
+                ui.sessions.set_flash(
+                    &staff.sid,
+                    Notice::ok(format!(
+                        "Registrasi ulang #{rereg} disetujui: nomor {} sekarang tercatat.{sent}",
+                        o.phone_masked
+                    )),
+                );
+                return Ok(see_other(&format!("/ui/nakes/{id}")));
+            }
+            Err(SupportError::Conflict(_)) => (
+                StatusCode::CONFLICT,
+                "Permintaan ini sudah tidak menunggu validasi; tidak ada yang diubah.".into(),
+            ),
+            Err(e) => refusal(&app, id, e).await?,
+        }
+    };
+    let ctx = context(&ui, &staff, "cari");
+    worker_page(
+        &app,
+        ctx,
+        id,
+        refused.0,
+        Some(Notice::error(refused.1)),
+        Typed::default(),
     )
     .await
 }

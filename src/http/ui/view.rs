@@ -176,6 +176,12 @@ pub fn code_label(s: &str) -> &str {
         "worker.resend" => "kirim ulang",
         "worker.reregister" => "registrasi ulang",
         "flag.resolve" => "tanda diselesaikan",
+        "reregistration.request" => "registrasi ulang diminta (menunggu validasi)",
+        "reregistration.failed" => "registrasi ulang gagal (NIK dan nama tidak cocok)",
+        "reregistration.lock" => "registrasi ulang dikunci",
+        "reregistration.unlock" => "kunci registrasi ulang dibuka",
+        "reregistration.approve" => "registrasi ulang disetujui petugas",
+        "reregistration.confirm" => "registrasi ulang dikonfirmasi impor One Data",
         other => other,
     }
 }
