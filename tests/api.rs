@@ -681,7 +681,9 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     assert_ne!(done["notice"]["campaign_id"], campaign);
     assert!(!first.contains(&flagged_nik));
 
-    // The simulator delivers the new notice to the new number.
+    // The simulator delivers the new notice to the new number (the
+    // standing campaign's window opened, whatever the hour).
+    open_windows_now(&api._db.url).await;
     let statuses = settled_statuses(api.store(), flagged).await;
     assert_eq!(statuses, vec!["undelivered", "delivered"]);
     let sim = api.app.simulator.clone().unwrap();
@@ -1637,6 +1639,9 @@ async fn body_limit_and_json_errors_cover_the_api(backend: &str) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The unread body is still on the connection: it is closed, and the
+    // client told so, rather than reused for the next request.
+    assert_eq!(r.headers()["connection"], "close");
     let r = api
         .http
         .post(format!("{}/api/v1/chatbot/lookup", api.base))

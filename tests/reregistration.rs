@@ -170,22 +170,9 @@ impl Bot {
             .collect()
     }
 
-    /// Opens every campaign's window around the clock and makes queued
-    /// notices due: the standing campaigns send 08:00-20:00 local time, and
-    /// a test must not depend on the hour it runs.
+    /// [`open_windows_now`] on this test's database.
     async fn open_windows_now(&self) {
-        let _: Vec<(i64,)> = sql_rows(
-            &self.db.url,
-            "UPDATE campaigns SET window_start = 0, window_end = 1440 RETURNING id",
-            &[],
-        )
-        .await;
-        let _: Vec<(i64,)> = sql_rows(
-            &self.db.url,
-            "UPDATE messages SET next_attempt_at = 0 WHERE status = 'queued' RETURNING id",
-            &[],
-        )
-        .await;
+        open_windows_now(&self.db.url).await;
     }
 
     async fn stop(self) {

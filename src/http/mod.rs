@@ -99,11 +99,27 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(api::error::log_internal_errors))
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         .with_state(state)
+}
+
+/// A body refused for its size was not read: the rest of it is still on
+/// the connection, so the connection cannot carry another request. Say so
+/// (`Connection: close`): hyper closes it after the answer, and the client
+/// (a carrier's HTTP stack, a chatbot) opens a new one instead of writing
+/// its next request into a socket we are closing.
+async fn close_after_refused_body(mut r: Response) -> Response {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    r
 }
 
 /// A path no route serves: the UI's Indonesian page under `/ui`, JSON

@@ -258,6 +258,24 @@ where
     }
 }
 
+/// Opens every campaign's window around the clock and makes queued
+/// notices due: the standing campaigns (re-registration notices) send
+/// 08:00-20:00 local time, and a test must not depend on the hour it runs.
+pub async fn open_windows_now(url: &str) {
+    let _: Vec<(i64,)> = sql_rows(
+        url,
+        "UPDATE campaigns SET window_start = 0, window_end = 1440 RETURNING id",
+        &[],
+    )
+    .await;
+    let _: Vec<(i64,)> = sql_rows(
+        url,
+        "UPDATE messages SET next_attempt_at = 0 WHERE status = 'queued' RETURNING id",
+        &[],
+    )
+    .await;
+}
+
 /// Polls until the campaign has nothing in flight, or panics after `limit`.
 pub async fn wait_done(store: &Store, campaign: i64, limit: Duration) -> CampaignReport {
     let start = Instant::now();
