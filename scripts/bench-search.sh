@@ -67,12 +67,13 @@ run_query() { # bin url query -> "ms count-or-error"
     local bin=$1 url=$2 q=$3 t0 t1 out rc=0
     t0=$(ms_now)
     [ "$q" = NIK ] && q=$nik
-    out=$("$bin" --database-url "$url" support search "$q" --json 2>&1) || rc=$?
+    # Logs (stderr) kept apart: stdout is the JSON answer.
+    out=$("$bin" --database-url "$url" support search "$q" --json 2>"$WORKDIR/stderr") || rc=$?
     t1=$(ms_now)
     if [ $rc -eq 0 ]; then
         echo "$((t1 - t0)) $(printf '%s' "$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["results"]))')"
     else
-        echo "$((t1 - t0)) error:$(printf '%s' "$out" | tail -1 | tr ' ' '_' | cut -c1-60)"
+        echo "$((t1 - t0)) error:$(tail -1 "$WORKDIR/stderr" | tr ' ' '_' | cut -c1-60)"
     fi
 }
 

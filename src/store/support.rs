@@ -671,16 +671,17 @@ impl Store {
     /// at [`SEARCH_LIMIT`] of them; only those rows are read, summarised
     /// (open flags, last status) and sorted by name. So the work is bounded
     /// by the limit, not by how many names match: picking the
-    /// alphabetically first 50 of 125,000 matches instead read and sorted
-    /// all of them (0.5–1.8 s at 1.5 M workers, BENCHMARKS.md). Which 50
+    /// alphabetically first 50 of the matches read and sorted all of them
+    /// (0.5–1.8 s for `siti`, 38,000 matches among 1.5 M workers, on
+    /// PostgreSQL; BENCHMARKS.md, "Support search"). Which 50
     /// come back when more match is therefore unspecified; the caller is
     /// told the limit was reached and asked for more of the name.
     async fn search_names(&self, q: &str) -> Result<Vec<WorkerSummary>> {
         let too_broad = || SupportError::Invalid {
             field: "query",
             reason: format!(
-                "could not be answered within {} s (too many names match it): give more \
-                 of the name, or the NIK or phone number",
+                "could not be answered within {} s: give more of the name, or the NIK \
+                 or phone number",
                 self.search_timeout.as_secs_f64()
             ),
         };
