@@ -198,3 +198,29 @@ async fn a_refusal_about_the_message_is_still_permanent(backend: &str) {
     app.stop(Duration::from_secs(5)).await;
 }
 both_backends!(a_refusal_about_the_message_is_still_permanent);
+
+/// Without `http.public_url`, a listener on `0.0.0.0` would hand every
+/// gateway `http://0.0.0.0:…` callback URLs: the start is refused, naming
+/// the setting, before anything is opened or written.
+#[tokio::test]
+async fn an_unreachable_callback_address_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_file = dir.path().join("never.db");
+    let (port, seen) = carrier(202, "0: Accepted for delivery").await;
+    let mut s = Settings {
+        database_url: format!("sqlite://{}?mode=rwc", db_file.display()),
+        gateways: vec![kannel_at("tsel", port)],
+        ..Default::default()
+    };
+    s.http.listen = "0.0.0.0:0".into();
+    for parts in [Parts::ALL, Parts::WORKER, Parts::SERVE] {
+        let e = match pedulicovid::app::App::start(s.clone(), parts).await {
+            Ok(_) => panic!("started with callback URLs nobody can reach"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains("http.public_url is required"), "{e}");
+        assert!(e.contains("0.0.0.0:0"), "{e}");
+    }
+    assert!(!db_file.exists(), "nothing opened before the refusal");
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+}
