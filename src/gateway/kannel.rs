@@ -238,6 +238,7 @@ impl Gateway for KannelGateway {
 /// | 403   | `Authorization failed for sendsms`        | `GatewayFault` `Config`: our settings, not the message |
 /// | 400   | `… denied by white- and/or black-lists.`  | `Permanent`, `invalid_number`   |
 /// | 400   | `Missing receiver number, rejected`       | `Permanent`: our bug, not the number's |
+/// | 400   | `Sender missing and no global set, …`     | `GatewayFault` `Config`: no sender configured |
 /// | 429   |                                           | `Throttled`, `Retry-After`      |
 /// | other |                                           | [`classify_status`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
 ///
@@ -270,6 +271,14 @@ pub fn interpret_answer(
     if status == StatusCode::FORBIDDEN && text.contains("Authorization failed") {
         return Err(SendError::GatewayFault {
             reason: "kannel authorization failed (check the gateway username and password)"
+                .to_string(),
+            kind: Fault::Config,
+        });
+    }
+    if status == StatusCode::BAD_REQUEST && text.contains("Sender missing") {
+        // No `from` and no global sender: every message fails alike.
+        return Err(SendError::GatewayFault {
+            reason: "kannel wants a sender (set kannel.sender, or a global sender in Kannel)"
                 .to_string(),
             kind: Fault::Config,
         });
@@ -656,7 +665,11 @@ mod tests {
                 "Number(s) has/have been denied by white- and/or black-lists.",
                 "perm-invalid",
             ),
-            (400, "Sender missing and no global set, rejected", "perm"),
+            (
+                400,
+                "Sender missing and no global set, rejected",
+                "fault gateway_config",
+            ),
             (404, "Not found", "fault gateway_config"),
             (500, "Internal error", "retry"),
             (503, "Sending failed.", "retry"),
