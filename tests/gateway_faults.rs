@@ -224,3 +224,42 @@ async fn an_unreachable_callback_address_stops_the_start() {
     assert!(!db_file.exists(), "nothing opened before the refusal");
     assert_eq!(seen.load(Ordering::SeqCst), 0);
 }
+
+/// The real Kannel (shared/carrier harness) with a wrong password: its own
+/// `403 Authorization failed` answer is classified a configuration fault.
+#[tokio::test]
+async fn real_kannel_with_a_wrong_password_is_a_configuration_fault() {
+    use pedulicovid::domain::{Msisdn, SmsText};
+    use pedulicovid::gateway::http::{gateway_client, GatewayTls};
+    use pedulicovid::gateway::kannel::{KannelConfig, KannelGateway};
+    use pedulicovid::gateway::{Fault, Gateway, OutboundSms, SendError};
+
+    let carrier = common::carrier::carrier().await;
+    let client = gateway_client("kannel", &GatewayTls::default(), Duration::from_secs(10), 2)
+        .expect("client builds");
+    let gw = KannelGateway::new(
+        "kannel",
+        KannelConfig {
+            sendsms_url: carrier.sendsms_url.clone(),
+            username: carrier.username.clone(),
+            password: pedulicovid::secret::Secret::new(format!("{}-wrong", carrier.password)),
+            ..KannelConfig::default()
+        },
+        "http://127.0.0.1:1/callbacks/kannel/token".into(),
+        client,
+    );
+    let got = gw
+        .send(&OutboundSms {
+            message_id: 1,
+            to: Msisdn::parse("081234567891").unwrap(),
+            text: SmsText::new("Halo nakes"),
+        })
+        .await;
+    match got {
+        Err(SendError::GatewayFault {
+            kind: Fault::Config,
+            reason,
+        }) => assert!(reason.contains("authorization failed"), "{reason}"),
+        other => panic!("expected a configuration fault, got {other:?}"),
+    }
+}
