@@ -91,6 +91,11 @@ impl App {
     /// Connects, migrates, and starts the requested parts.
     pub async fn start(settings: Settings, parts: Parts) -> anyhow::Result<App> {
         settings.check()?;
+        // Callback URLs nobody can reach: refused or warned about before
+        // anything starts (see `Settings::check_callback_base`).
+        for w in settings.check_callback_base()? {
+            warn!("{w}");
+        }
         if parts.workers > 0 && settings.gateways.is_empty() {
             anyhow::bail!("{}", NO_GATEWAY);
         }

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, Parts};
 use crate::campaign::{self, fmt_wib, CampaignRequest, Pace, Window};
-use crate::config::Settings;
+use crate::config::{Dialect, Settings};
 use crate::demo;
 use crate::domain::{mask_name, mask_nik, mask_phone};
 use crate::registry;
@@ -557,6 +557,9 @@ struct GatewayStatus {
     /// No state recorded yet: the breaker never moved (or the gateway was
     /// never used).
     never_recorded: bool,
+    /// `dialect = "simulator"`: the built-in simulator, which delivers to
+    /// nobody.
+    simulator: bool,
 }
 
 async fn rotate_secret(s: &Settings, name: &str) -> anyhow::Result<ExitCode> {
@@ -626,6 +629,7 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             worker: row.as_ref().map(|r| r.2.clone()),
             probe_after,
             never_recorded: row.is_none(),
+            simulator: g.dialect == Dialect::Simulator,
         });
     }
     // States of gateways no longer in the settings, so nothing is hidden.
@@ -647,6 +651,7 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             worker: Some(worker),
             probe_after: None,
             never_recorded: false,
+            simulator: false,
         });
     }
     if json {
@@ -685,6 +690,9 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         let mut last = g.last_error.clone().unwrap_or_else(|| "-".into());
         if let Some(p) = &g.probe_after {
             last.push_str(&format!(" (probe after {p})"));
+        }
+        if g.simulator {
+            last.push_str(" (WARNING: the built-in simulator: messages sent here reach nobody)");
         }
         println!(
             "{:<3} {:<14} {:<9} {:<10} {:<24} {:<10} {:<10} {:<10} {:<26} {last}",
@@ -739,6 +747,21 @@ fn parse_mix(s: &str) -> anyhow::Result<OutcomeMix> {
 }
 
 async fn serve_until_signal(s: Settings, parts: Parts) -> anyhow::Result<ExitCode> {
+    // `run`, `serve`, `worker` are production commands (`demo` is not): a
+    // simulator gateway here is almost surely a settings mistake.
+    for g in s
+        .gateways
+        .iter()
+        .filter(|g| g.dialect == Dialect::Simulator)
+    {
+        let msg = format!(
+            "gateway {:?} is the built-in simulator: messages sent here reach nobody \
+             (set its dialect and URL to a real gateway; use `pedulicovid demo` for a trial)",
+            g.name
+        );
+        tracing::warn!(gateway = %g.name, "{msg}");
+        eprintln!("WARNING: {msg}");
+    }
     let app = App::start(s, parts).await?;
     if let Some(addr) = app.http_addr {
         eprintln!("pedulicovid listening on http://{addr}");

@@ -531,6 +531,20 @@ pub fn plain_http_to_public_host(url: &str) -> bool {
     }
 }
 
+/// Whether `url`'s host is this machine (a loopback address or
+/// `localhost`).
+fn url_is_loopback(url: &str) -> bool {
+    match url::Url::parse(url).ok().as_ref().and_then(|u| u.host()) {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
 impl Settings {
     /// Loads settings: defaults, then `path` (or `pedulicovid.toml` when it
     /// exists), then the environment.
@@ -660,6 +674,72 @@ impl Settings {
             bail!("worker.batch_size and worker.concurrency must be at least 1");
         }
         Ok(())
+    }
+
+    /// Start-up checks of the address carriers call back on, for a process
+    /// that hands messages to (or takes receipts from) a real gateway (one
+    /// whose dialect is not `simulator`). Returns the warnings to log.
+    ///
+    /// - `http.public_url` unset and `http.listen` an unspecified address
+    ///   (`0.0.0.0`, `[::]`): refused. Every dlr-url would read
+    ///   `http://0.0.0.0:…`, which no gateway can reach, and every worker
+    ///   would end `no_receipt`.
+    /// - `http.public_url` unset, `http.listen` loopback, and a gateway on
+    ///   another host: a warning (that gateway cannot reach us; a tunnel
+    ///   or a proxy on the same machine might, hence not refused).
+    /// - `http.public_url` plain `http` to a public host: a warning
+    ///   (receipts and their MACs cross networks in clear).
+    pub fn check_callback_base(&self) -> anyhow::Result<Vec<String>> {
+        let real: Vec<&GatewaySettings> = self
+            .gateways
+            .iter()
+            .filter(|g| g.dialect != Dialect::Simulator)
+            .collect();
+        let mut warnings = vec![];
+        if real.is_empty() {
+            return Ok(warnings);
+        }
+        let Some(public) = &self.http.public_url else {
+            let listen = self.http.listen.trim();
+            let ip = listen
+                .parse::<std::net::SocketAddr>()
+                .map(|a| a.ip())
+                .ok()
+                .or_else(|| listen.parse::<std::net::IpAddr>().ok());
+            let loopback_listen = match ip {
+                Some(ip) if ip.is_unspecified() => bail!(
+                    "http.public_url is required: http.listen {listen:?} is an unspecified \
+                     address, so the callback URLs handed to gateway {:?} would read \
+                     {}://{listen}/… and no receipt could ever arrive; set http.public_url \
+                     to the URL the gateways reach this service at (e.g. \
+                     https://sms.example.go.id), or PEDULICOVID__HTTP__PUBLIC_URL",
+                    real[0].name,
+                    self.http_scheme(),
+                ),
+                Some(ip) => ip.is_loopback(),
+                None => listen.to_ascii_lowercase().starts_with("localhost:"),
+            };
+            if loopback_listen {
+                for g in real.iter().filter(|g| !url_is_loopback(g.send_url())) {
+                    warnings.push(format!(
+                        "gateway {:?} is at {}, not on this machine, but http.public_url is \
+                         unset and http.listen {listen:?} is loopback: its callback URLs point \
+                         at loopback, so its receipts cannot arrive; set http.public_url",
+                        g.name,
+                        url_host(g.send_url()),
+                    ));
+                }
+            }
+            return Ok(warnings);
+        };
+        if plain_http_to_public_host(public) {
+            warnings.push(format!(
+                "http.public_url {:?} is plain http to a public host: receipts and their \
+                 per-message MACs cross the network in clear; use https",
+                url_host(public)
+            ));
+        }
+        Ok(warnings)
     }
 
     /// The base URL carriers call back on: `http.public_url`, else the
@@ -932,6 +1012,99 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    fn with_gateway(listen: &str, public_url: Option<&str>, gateway_url: &str) -> Settings {
+        let mut s = Settings::default();
+        s.http.listen = listen.into();
+        s.http.public_url = public_url.map(String::from);
+        let mut g = GatewaySettings {
+            name: "tsel".into(),
+            ..Default::default()
+        };
+        g.kannel.sendsms_url = gateway_url.into();
+        s.gateways = vec![g];
+        s
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_without_public_url_is_refused() {
+        for listen in ["0.0.0.0:8080", "[::]:8080"] {
+            let s = with_gateway(listen, None, "http://127.0.0.1:13013/cgi-bin/sendsms");
+            let e = s.check_callback_base().unwrap_err().to_string();
+            assert!(e.contains("http.public_url is required"), "{e}");
+            assert!(e.contains(listen) && e.contains("\"tsel\""), "{e}");
+            // With public_url: accepted, no warning.
+            let s = with_gateway(
+                listen,
+                Some("https://sms.example.go.id"),
+                "http://127.0.0.1:13013/cgi-bin/sendsms",
+            );
+            assert_eq!(s.check_callback_base().unwrap(), Vec::<String>::new());
+        }
+        // Only simulator gateways: nothing to refuse (the demo).
+        let mut s = with_gateway("0.0.0.0:8080", None, "http://127.0.0.1:1/x");
+        s.gateways = vec![GatewaySettings::simulator("sim")];
+        assert_eq!(s.check_callback_base().unwrap(), Vec::<String>::new());
+        // No gateway at all: nothing to refuse either.
+        s.gateways.clear();
+        assert_eq!(s.check_callback_base().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn callback_base_warnings() {
+        // Loopback listen, gateway elsewhere: warned, naming the gateway.
+        let s = with_gateway(
+            "127.0.0.1:8080",
+            None,
+            "http://10.1.2.3:13013/cgi-bin/sendsms",
+        );
+        let w = s.check_callback_base().unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("\"tsel\"")
+                && w[0].contains("10.1.2.3:13013")
+                && w[0].contains("http.public_url"),
+            "{w:?}"
+        );
+        let s = with_gateway(
+            "localhost:8080",
+            None,
+            "https://kannel.example.com/cgi-bin/sendsms",
+        );
+        assert_eq!(s.check_callback_base().unwrap().len(), 1);
+        // Loopback listen, gateway on this machine: fine.
+        for url in [
+            "http://127.0.0.1:13013/x",
+            "http://localhost:13013/x",
+            "http://[::1]:1/x",
+        ] {
+            let s = with_gateway("127.0.0.1:8080", None, url);
+            assert_eq!(
+                s.check_callback_base().unwrap(),
+                Vec::<String>::new(),
+                "{url}"
+            );
+        }
+        // A listen on a real interface: the bound address may be reachable.
+        let s = with_gateway("10.0.0.5:8080", None, "http://10.1.2.3:13013/x");
+        assert_eq!(s.check_callback_base().unwrap(), Vec::<String>::new());
+        // public_url plain http to a public host: warned; https or a private host: fine.
+        let s = with_gateway(
+            "0.0.0.0:8080",
+            Some("http://sms.example.go.id"),
+            "http://10.1.2.3/x",
+        );
+        let w = s.check_callback_base().unwrap();
+        assert!(w.len() == 1 && w[0].contains("plain http"), "{w:?}");
+        for ok in ["https://sms.example.go.id", "http://10.0.0.5:8080"] {
+            let s = with_gateway("0.0.0.0:8080", Some(ok), "http://10.1.2.3/x");
+            assert_eq!(
+                s.check_callback_base().unwrap(),
+                Vec::<String>::new(),
+                "{ok}"
+            );
+        }
     }
 
     /// The smallest real gateway, through the environment.

@@ -2563,13 +2563,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wrong_password_is_permanent() {
+    async fn wrong_password_is_a_gateway_fault() {
         let sim = start_sim(test_config()).await;
         let gw = gateway(&sim, "http://127.0.0.1:9/cb", "wrong", 19);
         let got = gw.send(&sms(1, "+6281234567001")).await;
         match got {
-            Err(SendError::Permanent { invalid_number, .. }) => assert!(!invalid_number),
-            other => panic!("expected permanent, got {other:?}"),
+            Err(SendError::GatewayFault {
+                kind: crate::gateway::Fault::Config,
+                ..
+            }) => {}
+            other => panic!("expected a configuration fault, got {other:?}"),
         }
         let stats = sim.stats();
         assert_eq!((stats.rejected_requests, stats.submits_total), (1, 0));

@@ -210,3 +210,89 @@ async fn rotate_secret_replaces_a_generated_secret_and_audits_it(backend: &str) 
 }
 
 both_backends!(rotate_secret_replaces_a_generated_secret_and_audits_it);
+
+/// A simulator gateway in the settings of a production command: a loud
+/// warning at `run`, and flagged in `gateways status`; a real gateway is
+/// not.
+async fn a_simulator_gateway_is_flagged_loudly(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{SETTINGS}\n[[gateways]]\nname = \"forgotten\"\ndialect = \"simulator\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[simulator]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+
+    let json: Value =
+        serde_json::from_str(&cli(&config, &db.url, &["gateways", "status", "--json"]).await)
+            .expect("one JSON object");
+    let flags: Vec<(&str, bool)> = json["gateways"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap(),
+                g["simulator"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [("primary", false), ("backup", false), ("forgotten", true)]
+    );
+    let text = cli(&config, &db.url, &["gateways", "status"]).await;
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("reach nobody"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("forgotten"), "{text}");
+
+    // `run` warns at start, naming the gateway.
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--database-url")
+        .arg(&db.url)
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary runs");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = vec![];
+    let found = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let hit = line.contains("WARN")
+                && line.contains("\"forgotten\" is the built-in simulator")
+                && line.contains("reach nobody");
+            seen.push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    child.kill().await.ok();
+    assert!(found, "{seen:#?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("\"primary\" is the built-in")),
+        "{seen:#?}"
+    );
+}
+
+both_backends!(a_simulator_gateway_is_flagged_loudly);

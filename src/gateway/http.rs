@@ -214,9 +214,16 @@ pub fn client_with_tls(
 /// | 2xx           | `Ok(())`: the dialect then reads its body            |
 /// | 429           | `Throttled`, with `Retry-After` (seconds or a date)  |
 /// | 408, 5xx      | `Retryable`: the carrier may succeed later           |
-/// | other 4xx     | `Permanent`: the same request will fail again        |
-/// | 3xx           | `Permanent`: a wrong URL (we never follow redirects) |
+/// | 401, 403, 407 | `GatewayFault` `Config`: our credentials are refused |
+/// | 404, 405      | `GatewayFault` `Config`: a wrong URL or method       |
+/// | 3xx           | `GatewayFault` `Config`: a wrong URL (e.g. http where the gateway wants https; we never follow redirects) |
+/// | other 4xx     | `Permanent`: the same message will fail again        |
 /// | 1xx, other    | `Retryable`: not an answer at all                    |
+///
+/// A refused login or a wrong URL fails every message the same way: it is
+/// the gateway settings' fault, not the message's, so it must open the
+/// breaker and flag no worker (see [`SendError::GatewayFault`]). Only the
+/// refusals left (400, 422, …) are about the message itself.
 ///
 /// `invalid_number` is always `false` here: only a dialect can tell that a
 /// refusal is about the number; it checks the body before calling this.
@@ -241,6 +248,24 @@ pub fn classify_status(
     if status.is_server_error() {
         return Err(SendError::retry(Transient::Http5xx, reason));
     }
+    if matches!(code, 401 | 403 | 407) {
+        return Err(SendError::GatewayFault {
+            reason: with_body(
+                format!("HTTP {code}: credentials refused (check the gateway username, password or token)"),
+                body,
+            ),
+            kind: Fault::Config,
+        });
+    }
+    if matches!(code, 404 | 405) {
+        return Err(SendError::GatewayFault {
+            reason: with_body(
+                format!("HTTP {code}: no such endpoint (check the gateway URL and method)"),
+                body,
+            ),
+            kind: Fault::Config,
+        });
+    }
     if status.is_client_error() {
         return Err(SendError::Permanent {
             reason,
@@ -248,9 +273,9 @@ pub fn classify_status(
         });
     }
     if status.is_redirection() {
-        return Err(SendError::Permanent {
+        return Err(SendError::GatewayFault {
             reason: format!("HTTP {code}: unexpected redirect (check the gateway URL)"),
-            invalid_number: false,
+            kind: Fault::Config,
         });
     }
     Err(SendError::retry(Transient::Other, reason))
@@ -426,12 +451,18 @@ mod tests {
             (502, "retry"),
             (503, "retry"),
             (400, "perm"),
-            (401, "perm"),
-            (403, "perm"),
-            (404, "perm"),
+            (409, "perm"),
+            (413, "perm"),
             (422, "perm"),
-            (301, "perm"),
-            (302, "perm"),
+            (401, "config"),
+            (403, "config"),
+            (407, "config"),
+            (404, "config"),
+            (405, "config"),
+            (301, "config"),
+            (302, "config"),
+            (307, "config"),
+            (308, "config"),
             (429, "throttle"),
         ];
         for &(code, want) in cases {
@@ -445,6 +476,10 @@ mod tests {
                     "perm"
                 }
                 Err(SendError::Throttled { .. }) => "throttle",
+                Err(SendError::GatewayFault {
+                    kind: Fault::Config,
+                    ..
+                }) => "config",
                 Err(SendError::GatewayFault { .. }) => "fault",
             };
             assert_eq!(kind, want, "status {code}: {got:?}");

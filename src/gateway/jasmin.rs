@@ -22,8 +22,8 @@ use reqwest::StatusCode;
 use super::callback::CallbackUrl;
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
-    Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError, Transient,
+    Accepted, Fault, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome,
+    ReceiptParser, SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -318,7 +318,7 @@ impl Gateway for JasminGateway {
 /// | 400  | other argument or credential validation errors   | `Permanent`: our request or the user's rights |
 /// | 403  | `Error "User throughput exceeded"`               | `Throttled` (no `Retry-After`)   |
 /// | 403  | `Error "Cannot charge submit_sm…"`               | `Retryable`: balance or quota    |
-/// | 403  | `Authentication failure…`, `Authorization failed…` | `Permanent`: configuration     |
+/// | 403  | `Authentication failure…`, `Authorization failed…` | `GatewayFault` `Config`: our settings |
 /// | 412  | `No route found`, `…no bound connectors`         | `Retryable`: routing / SMPP links |
 /// | 429  | (a proxy in front of Jasmin)                     | `Throttled`, `Retry-After`       |
 /// | 500, 503 | `Cannot send submit_sm…`, interceptor down   | `Retryable`                      |
@@ -361,11 +361,15 @@ pub fn interpret_answer(
             Transient::Other,
             "jasmin cannot charge the user (balance or submit_sm quota)",
         )),
-        403 if reason.contains("Authentication failure") => Err(SendError::Permanent {
-            reason: "jasmin authentication failed (check the gateway username and password)"
-                .to_string(),
-            invalid_number: false,
-        }),
+        403 if reason.contains("Authentication failure")
+            || reason.contains("Authorization failed") =>
+        {
+            Err(SendError::GatewayFault {
+                reason: "jasmin authentication failed (check the gateway username and password)"
+                    .to_string(),
+                kind: Fault::Config,
+            })
+        }
         412 => Err(SendError::retry(
             Transient::Other,
             format!("jasmin has no route: {}", snippet(reason)),
@@ -790,8 +794,16 @@ mod tests {
                 "Error \"Value filter failed for username [u] (destination_address filter mismatch).\"",
                 "perm",
             ),
-            (403, "Error \"Authentication failure for username:pedulicovid\"", "perm"),
-            (403, "Error \"Authorization failed for username:pedulicovid\"", "perm"),
+            (
+                403,
+                "Error \"Authentication failure for username:pedulicovid\"",
+                "fault gateway_config",
+            ),
+            (
+                403,
+                "Error \"Authorization failed for username:pedulicovid\"",
+                "fault gateway_config",
+            ),
             (
                 403,
                 "Error \"Cannot charge submit_sm, check RouterPB log file for details\"",
@@ -808,8 +820,8 @@ mod tests {
             (500, "Error \"Unknown error: boom\"", "retry"),
             (503, "Error \"InterceptorPB not connected !\"", "retry"),
             (429, "", "throttled None"),
-            (404, "Not Found", "perm"),
-            (302, "", "perm"),
+            (404, "Not Found", "fault gateway_config"),
+            (302, "", "fault gateway_config"),
         ];
         for &(code, body, want) in cases {
             let status = StatusCode::from_u16(code).expect("valid status");
@@ -1305,7 +1317,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wrong_password_is_permanent() {
+    async fn wrong_password_is_a_gateway_fault() {
         let sim = start_sim(sim_config()).await;
         let gw = gateway(
             &sim.send_url(),
@@ -1316,14 +1328,13 @@ mod tests {
             },
         );
         match gw.send(&sms(1, "+6281234567001", "hi")).await {
-            Err(SendError::Permanent {
-                invalid_number,
+            Err(SendError::GatewayFault {
+                kind: Fault::Config,
                 reason,
             }) => {
-                assert!(!invalid_number);
                 assert!(reason.contains("authentication"), "{reason}");
             }
-            other => panic!("expected permanent, got {other:?}"),
+            other => panic!("expected a configuration fault, got {other:?}"),
         }
         let stats = sim.stats();
         assert_eq!((stats.rejected_requests, stats.submits_total), (1, 0));

@@ -1316,7 +1316,11 @@ mod tests {
             (200, "OK", "retry unrecognised gateway answer: HTTP 200"),
             (200, "", "retry unrecognised gateway answer: HTTP 200"),
             (400, r#"{"error": "bad"}"#, "perm"),
-            (401, "", "perm"),
+            (401, "", "fault gateway_config"),
+            (403, "forbidden", "fault gateway_config"),
+            (404, "", "fault gateway_config"),
+            (405, "", "fault gateway_config"),
+            (308, "", "fault gateway_config"),
             (422, r#"{"error": "invalid number"}"#, "perm"),
             (429, "", "throttled None"),
             (503, "", "throttled None"),
@@ -1702,7 +1706,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failing_receiver_is_retried_and_wrong_token_is_permanent() {
+    async fn failing_receiver_is_retried_and_wrong_token_is_a_gateway_fault() {
         let sim = start_sim().await;
         let (callback, mut rx) = start_receiver(StatusCode::SERVICE_UNAVAILABLE).await;
         let gw = gateway(
@@ -1734,8 +1738,11 @@ mod tests {
             &callback,
         );
         match gw.send(&sms(10, "+6281234567001", "hi")).await {
-            Err(SendError::Permanent { reason, .. }) => assert!(reason.contains("401"), "{reason}"),
-            other => panic!("expected permanent, got {other:?}"),
+            Err(SendError::GatewayFault {
+                reason,
+                kind: crate::gateway::Fault::Config,
+            }) => assert!(reason.contains("401"), "{reason}"),
+            other => panic!("expected a configuration fault, got {other:?}"),
         }
         assert_eq!(sim.stats().rejected_requests, 1);
     }

@@ -15,8 +15,8 @@ use reqwest::StatusCode;
 use super::callback::CallbackUrl;
 use super::http::{classify_status, read_answer, snippet, transport_error};
 use super::{
-    Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError, Transient,
+    Accepted, Fault, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome,
+    ReceiptParser, SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -235,11 +235,12 @@ impl Gateway for KannelGateway {
 /// | 2xx   | `0: Accepted for delivery`                | `Accepted`, no gateway id       |
 /// | 2xx   | `3: Queued for later delivery`            | `Accepted` (see below)          |
 /// | 2xx   | anything else                             | `Retryable`, "unrecognised …"   |
-/// | 403   | `Authorization failed for sendsms`        | `Permanent`: configuration      |
+/// | 403   | `Authorization failed for sendsms`        | `GatewayFault` `Config`: our settings, not the message |
 /// | 400   | `… denied by white- and/or black-lists.`  | `Permanent`, `invalid_number`   |
 /// | 400   | `Missing receiver number, rejected`       | `Permanent`: our bug, not the number's |
+/// | 400   | `Sender missing and no global set, …`     | `GatewayFault` `Config`: no sender configured |
 /// | 429   |                                           | `Throttled`, `Retry-After`      |
-/// | other |                                           | [`classify_status`]: 5xx/408 retry, 4xx permanent |
+/// | other |                                           | [`classify_status`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
 ///
 /// `3:` means the SMSC link is down and Kannel queued the message: it holds
 /// it and sends it once the link is back (verified on the harness), and its
@@ -268,10 +269,18 @@ pub fn interpret_answer(
         ));
     }
     if status == StatusCode::FORBIDDEN && text.contains("Authorization failed") {
-        return Err(SendError::Permanent {
+        return Err(SendError::GatewayFault {
             reason: "kannel authorization failed (check the gateway username and password)"
                 .to_string(),
-            invalid_number: false,
+            kind: Fault::Config,
+        });
+    }
+    if status == StatusCode::BAD_REQUEST && text.contains("Sender missing") {
+        // No `from` and no global sender: every message fails alike.
+        return Err(SendError::GatewayFault {
+            reason: "kannel wants a sender (set kannel.sender, or a global sender in Kannel)"
+                .to_string(),
+            kind: Fault::Config,
         });
     }
     if status == StatusCode::BAD_REQUEST && text.contains("denied by white- and/or black-lists") {
@@ -643,15 +652,25 @@ mod tests {
             (202, "0: Accepted for delivery", "accepted"),
             (200, "0: Accepted for delivery", "accepted"),
             (202, "3: Queued for later delivery", "accepted"),
-            (403, "Authorization failed for sendsms", "perm"),
+            (
+                403,
+                "Authorization failed for sendsms",
+                "fault gateway_config",
+            ),
+            (401, "", "fault gateway_config"),
+            (301, "", "fault gateway_config"),
             (400, "Missing receiver number, rejected", "perm"),
             (
                 400,
                 "Number(s) has/have been denied by white- and/or black-lists.",
                 "perm-invalid",
             ),
-            (400, "Sender missing and no global set, rejected", "perm"),
-            (404, "Not found", "perm"),
+            (
+                400,
+                "Sender missing and no global set, rejected",
+                "fault gateway_config",
+            ),
+            (404, "Not found", "fault gateway_config"),
             (500, "Internal error", "retry"),
             (503, "Sending failed.", "retry"),
             (202, "<html>proxy says hi</html>", "retry"),
