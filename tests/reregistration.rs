@@ -753,6 +753,58 @@ async fn immediate_mode_notice_carries_no_nik_digits(backend: &str) {
 }
 both_backends!(immediate_mode_notice_carries_no_nik_digits);
 
+/// Audit F3.1: a second call with the number an immediate-mode call just
+/// put on file must not count as "the validated number on file".
+async fn a_repeated_immediate_reregistration_stays_unvalidated(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Immediate, Parts::ALL).await;
+    let nik1 = nik_of(1, "31");
+    for round in 0..2 {
+        let (s, _, text) = b.rereg(&nik1, "Nakes Nomor 1", "081300000141").await;
+        assert_eq!(s, StatusCode::OK, "round {round}: {text}");
+        let a: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(a["status"], "reregistered", "{a}");
+        assert_eq!(
+            a["notice"]["campaign_name"],
+            pedulicovid::store::UNVALIDATED_CAMPAIGN,
+            "round {round}: {a}"
+        );
+    }
+    let flag: Vec<(bool,)> = sql_rows(
+        &b.db.url,
+        "SELECT phone_unvalidated FROM health_workers WHERE nik = '{NIK}'"
+            .replace("{NIK}", &nik1)
+            .as_str(),
+        &[],
+    )
+    .await;
+    assert_eq!(flag, vec![(true,)], "the mark survives the repeat");
+    b.open_windows_now().await;
+    let sim = b.app.simulator.clone().unwrap();
+    wait_until("notice sent", Duration::from_secs(20), || async {
+        sim.submits_for("6281300000141") >= 1
+    })
+    .await;
+    wait_until("body recorded", Duration::from_secs(10), || async {
+        b.messages().await.iter().any(|m| m.3.is_some())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = b.messages().await;
+    assert_eq!(m.len(), 2, "first superseded by the second: {m:?}");
+    for (_, phone, _, body) in &m {
+        assert_eq!(phone, "+6281300000141");
+        let body = body.as_deref().unwrap_or("");
+        assert!(!body.contains("NIK"), "{body}");
+        for w in nik1.as_bytes().windows(4) {
+            let digits = std::str::from_utf8(w).unwrap();
+            assert!(!body.contains(digits), "{digits} in {body}");
+        }
+    }
+    assert_eq!(sim.submits_for("6281300000141"), 1);
+    b.stop().await;
+}
+both_backends!(a_repeated_immediate_reregistration_stays_unvalidated);
+
 // ---------------------------------------------------------------- CLI
 
 /// Runs the binary against `url`; returns (success, stdout, stderr).

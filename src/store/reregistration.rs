@@ -744,8 +744,11 @@ impl Store {
                 tx.commit().await?;
                 return Err(SupportError::NotFound("worker".into()));
             };
-            // The number on file was validated by One Data: nothing to wait for.
-            let validated_number = w.phone == new_phone;
+            // The number on file was validated (by One Data or support
+            // staff): nothing to wait for. A number on file only because an
+            // earlier immediate-mode call put it there is not: a repeat
+            // call must not clear that mark or bring back the NIK digits.
+            let validated_number = w.phone == new_phone && !w.phone_unvalidated;
             let outcome = if mode == ReregistrationMode::Validated && !validated_number {
                 sqlx::query(
                     "UPDATE reregistrations SET status = 'superseded', decided_by = $1, decided_at = $2 \

@@ -469,6 +469,7 @@ mod tests {
                 eligible: true,
                 created_at: 0,
                 updated_at: 0,
+                phone_unvalidated: false,
             },
             open_flags: flags.iter().map(|s| s.to_string()).collect(),
             last_notice: last.map(|s| NoticeState {
