@@ -665,6 +665,90 @@ async fn validated_mode_sends_nothing_until_an_import_confirms(backend: &str) {
 }
 both_backends!(validated_mode_sends_nothing_until_an_import_confirms);
 
+/// Audit F3.2: one WhatsApp number with a leaked list of NIKs and names
+/// can neither cancel a worker's own pending request nor file more than
+/// 3 requests a day; the import that carries a number confirms the
+/// request with that number, and the others are superseded.
+async fn a_leaked_list_cannot_displace_pending_requests(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::ALL).await;
+    import_text(b.store(), &format!("{HEADER}{}", row(4, "31", "00000041"))).await;
+    let nik1 = nik_of(1, "31");
+    let w1 = worker_id(b.store(), &nik1).await;
+    let (s, _, text) = b.rereg(&nik1, "Nakes Nomor 1", "081300000151").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let own: Value = serde_json::from_str(&text).unwrap();
+    // The same request again is the same stored request.
+    let (s, _, text) = b.rereg(&nik1, "Nakes Nomor 1", "081300000151").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let again: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(again["status"], "pending_validation");
+    assert_eq!(
+        again["reregistration_id"], own["reregistration_id"],
+        "{again}"
+    );
+
+    let attacker = "081300000999";
+    for (i, prov) in [(1, "31"), (2, "31"), (3, "73")] {
+        let (s, _, text) = b
+            .rereg(&nik_of(i, prov), &format!("Nakes Nomor {i}"), attacker)
+            .await;
+        assert_eq!(s, StatusCode::OK, "worker {i}: {text}");
+    }
+    // The worker's own request still waits, next to the attacker's.
+    let pending = b
+        .store()
+        .reregistrations(Some("pending"), Some(w1), 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert!(pending
+        .iter()
+        .any(|r| r.new_phone_masked == "+62813****151"));
+    // A 4th worker from the same number: refused, nothing stored.
+    let (s, retry, text) = b.rereg(&nik_of(4, "31"), "Nakes Nomor 4", attacker).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    let retry = retry.expect("Retry-After");
+    assert!(retry > 86_000 && retry <= 86_400, "{retry}");
+    let w4 = worker_id(b.store(), &nik_of(4, "31")).await;
+    assert!(b
+        .store()
+        .reregistrations(None, Some(w4), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.store()
+            .reregistrations(Some("pending"), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // One Data carries the worker's own number: that request is confirmed,
+    // the attacker's for the same worker superseded; nothing goes to the
+    // attacker.
+    let csv = format!(
+        "{HEADER}{}",
+        row(1, "31", "00000011").replace("081200000011", "081300000151")
+    );
+    let rep = import_text(b.store(), &csv).await;
+    assert_eq!(rep.counts.reregistrations_confirmed, 1, "{rep:?}");
+    let rr = b.store().reregistrations(None, Some(w1), 10).await.unwrap();
+    let status_of = |masked: &str| {
+        rr.iter()
+            .find(|r| r.new_phone_masked == masked)
+            .map(|r| r.status.clone())
+    };
+    assert_eq!(status_of("+62813****151").as_deref(), Some("confirmed"));
+    assert_eq!(status_of("+62813****999").as_deref(), Some("superseded"));
+    assert_eq!(b.phone_of_worker(1, "31").await, "+6281300000151");
+    let m = b.messages().await;
+    assert!(m.iter().all(|x| x.1 != "+6281300000999"), "{m:?}");
+    b.stop().await;
+}
+both_backends!(a_leaked_list_cannot_displace_pending_requests);
+
 async fn support_approval_sends_the_notice_once(backend: &str) {
     let b = Bot::start(backend, ReregistrationMode::Validated, Parts::ALL).await;
     let (s, _, text) = b

@@ -360,7 +360,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
         (status = 403, description = "Not a chatbot token", body = ErrorBody),
         (status = 404, description = "NIK and name do not match a registered worker (one answer for an unknown NIK and a wrong name); counted as a failed attempt", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate, this NIK or number locked after repeated failures, or the new number's daily notice limit; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate, this NIK or number locked after repeated failures, the number's 3 re-registration requests per 24 hours, or the new number's daily notice limit; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = ["chatbot"]))
 )]
