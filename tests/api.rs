@@ -583,7 +583,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
         .post(
             "/api/v1/chatbot/lookup",
             &bot,
-            json!({"nik": nik_of(2, "73")}),
+            json!({"nik": nik_of(2, "73"), "whatsapp_phone": "081300000073"}),
         )
         .await;
     assert_eq!(
@@ -681,6 +681,20 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     assert_ne!(done["notice"]["campaign_id"], campaign);
     assert!(!first.contains(&flagged_nik));
 
+    // The standing campaign sends 08:00-20:00 local time: open its window
+    // and make the notice due, so the test does not depend on the hour.
+    let _: Vec<(i64,)> = sql_rows(
+        &api._db.url,
+        "UPDATE campaigns SET window_start = 0, window_end = 1440 RETURNING id",
+        &[],
+    )
+    .await;
+    let _: Vec<(i64,)> = sql_rows(
+        &api._db.url,
+        "UPDATE messages SET next_attempt_at = 0 WHERE status = 'queued' RETURNING id",
+        &[],
+    )
+    .await;
     // The simulator delivers the new notice to the new number.
     let statuses = settled_statuses(api.store(), flagged).await;
     assert_eq!(statuses, vec!["undelivered", "delivered"]);

@@ -230,7 +230,8 @@ async fn phone_only_lookup_shows_no_nik_or_name(backend: &str) {
     for body in [
         json!({"phone": "081200000011"}),
         json!({"phone": "+62 812-0000-0011"}),
-        json!({"nik": &nik}),
+        json!({"nik": &nik, "whatsapp_phone": "081200000011"}),
+        json!({"nik": &nik, "whatsapp_phone": "081300000001"}),
         json!({"nik_last6": &nik[10..], "phone": "081200000011"}),
     ] {
         let (s, a) = b
@@ -1226,7 +1227,11 @@ async fn last6_lookups_are_locked_per_phone(backend: &str) {
     // The phone alone and the full NIK still answer; another phone too.
     let (s, _, a) = lookup(json!({"phone": "081200000011"})).await;
     assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
-    let (s, _, _) = lookup(json!({"nik": &nik1})).await;
+    // A NIK look-up from that number is locked too (one key per number);
+    // from another number it answers.
+    let (s, retry, _) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081200000011"})).await;
+    assert_eq!((s, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    let (s, _, _) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081300000077"})).await;
     assert_eq!(s, StatusCode::OK);
     let nik2 = nik_of(2, "31");
     let (s, _, a) = lookup(json!({"nik_last6": &nik2[10..], "phone": "081200000021"})).await;
@@ -1255,6 +1260,86 @@ async fn last6_lookups_are_locked_per_phone(backend: &str) {
     b.stop().await;
 }
 both_backends!(last6_lookups_are_locked_per_phone);
+
+/// Audit F3.3: full-NIK look-ups name the conversation's WhatsApp number;
+/// NIKs not on file count against it (5 in 24 hours lock its NIK
+/// look-ups), and the masked number on file is shown only to that number.
+async fn nik_lookups_are_counted_per_whatsapp_number(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik1 = nik_of(1, "31");
+    let lookup = |body: Value| {
+        let b = &b;
+        async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let r = b
+                .call(
+                    Method::POST,
+                    "/api/v1/chatbot/lookup",
+                    &b.bot,
+                    Some(&body),
+                    None,
+                )
+                .await;
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (r.status(), retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    // The number is required with a NIK, and only with a NIK.
+    let (s, _, e) = lookup(json!({"nik": &nik1})).await;
+    assert_eq!(
+        (s, e["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("whatsapp_phone"))
+    );
+    let (s, _, e) =
+        lookup(json!({"phone": "081200000011", "whatsapp_phone": "081200000011"})).await;
+    assert_eq!(
+        (s, e["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("whatsapp_phone"))
+    );
+    // From another number: found, but not which number is on file.
+    let stranger = "081300000444";
+    let (s, _, a) = lookup(json!({"nik": &nik1, "whatsapp_phone": stranger})).await;
+    assert_eq!(
+        (s, a["found"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{a}"
+    );
+    assert!(a["phone_masked"].is_null(), "{a}");
+    // From the number on file: shown, masked.
+    let (_, _, a) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081200000011"})).await;
+    assert_eq!(a["phone_masked"], "+62812****011", "{a}");
+    // Five NIKs not on file from the stranger's number lock it, even for a
+    // NIK on file.
+    for i in 5..10 {
+        let (s, _, a) = lookup(json!({"nik": nik_of(i, "31"), "whatsapp_phone": stranger})).await;
+        assert_eq!(
+            (s, a["found"].clone()),
+            (StatusCode::OK, json!(false)),
+            "{i}: {a}"
+        );
+    }
+    let (s, retry, _) = lookup(json!({"nik": &nik1, "whatsapp_phone": stranger})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    let retry = retry.expect("Retry-After");
+    assert!(retry > 86_000 && retry <= 86_400, "{retry}");
+    // Its `nik_last6` look-ups too; its phone-only look-up and other
+    // numbers are not affected.
+    let (s, _, _) = lookup(json!({"nik_last6": "999999", "phone": stranger})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    let (s, _, _) = lookup(json!({"phone": stranger})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, a) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081300000555"})).await;
+    assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
+    let locks = b.store().reregistration_locks(None, true).await.unwrap();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0].key_kind, "lookup");
+    assert_eq!(locks[0].number_masked.as_deref(), Some("+62813****444"));
+    b.stop().await;
+}
+both_backends!(nik_lookups_are_counted_per_whatsapp_number);
 
 /// Failures older than the 24-hour window count for nothing: four old
 /// ones and one fresh one do not lock, and housekeeping forgets the old.

@@ -40,7 +40,10 @@
 //!   rendered with that template too (the dispatcher checks at claim).
 //! - **Look-ups by the last 6 NIK digits with a phone** are a guess at part
 //!   of a NIK: their mismatches are counted and locked per phone (key
-//!   `lookup`) the same way ([`Store::lookup_by_last6`]).
+//!   `lookup`) the same way ([`Store::lookup_by_last6`]). **Look-ups by the
+//!   full NIK** name the conversation's WhatsApp number, and a NIK not on
+//!   file counts against that number under the same key
+//!   ([`Store::lookup_by_nik`]).
 //!
 //! Each attempt runs in one write transaction; on PostgreSQL a transaction
 //! advisory lock per key (NIK first, then number: one order, no deadlock)
@@ -944,6 +947,47 @@ impl Store {
                     .await?,
             )),
             _ => super::Lookup::Ambiguous,
+        })
+    }
+
+    /// A chatbot look-up by the full NIK, from the WhatsApp number of the
+    /// conversation. With an area code and a birth date known, about 10^4
+    /// guesses cover a NIK's sequence, so a NIK not on file counts as a
+    /// failure against that number, under the same key (`lookup`) as the
+    /// `nik_last6` mismatches: [`MAX_FAILURES`] within 24 hours lock the
+    /// number's NIK look-ups (full or last 6) for [`LOCK_MS`]
+    /// ([`SupportError::Limit`]). Look-ups by the phone alone are not
+    /// affected.
+    pub async fn lookup_by_nik(
+        &self,
+        nik: &Nik,
+        whatsapp_phone: &Msisdn,
+        actor: &str,
+    ) -> Result<super::Lookup, SupportError> {
+        let now = now_ms();
+        let e164 = whatsapp_phone.as_e164();
+        let keys = [("lookup", key_hash("lookup", e164))];
+        let pg = self.backend() == Backend::Postgres;
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1");
+        let found: Option<WorkerRow> = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if pg {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
+            }
+            check_locks_tx!(tx, &keys, now);
+            let found: Option<WorkerRow> =
+                sqlx::query_as(&sql).bind(nik.as_str()).fetch_optional(&mut *tx).await?;
+            if found.is_none() {
+                record_failure_tx!(tx, actor, "lookup", keys[0].1.as_str(), None, Some(mask_phone(e164)),
+                    format!("NIK look-ups from number {}", mask_phone(e164)), "reregistration", now);
+            }
+            tx.commit().await?;
+            found
+        });
+        Ok(match found {
+            None => super::Lookup::NotFound,
+            Some(w) => super::Lookup::Found(Box::new(self.worker_status(w).await?)),
         })
     }
 
