@@ -886,6 +886,28 @@ async fn a_repeated_immediate_reregistration_stays_unvalidated(backend: &str) {
         }
     }
     assert_eq!(sim.submits_for("6281300000141"), 1);
+    // A later ordinary campaign (its template shows `NIK ****dddd`) still
+    // sends the number nothing with NIK digits.
+    let (c, _) = create_campaign(&b.app, campaign_request("februari")).await;
+    b.open_windows_now().await;
+    wait_done(b.store(), c.id, Duration::from_secs(30)).await;
+    let later: Vec<(String, Option<String>)> = sql_rows(
+        &b.db.url,
+        "SELECT phone, body FROM messages WHERE campaign_id = $1 ORDER BY id",
+        &[c.id],
+    )
+    .await;
+    let to_new: Vec<&String> = later
+        .iter()
+        .filter(|(p, _)| p == "+6281300000141")
+        .filter_map(|(_, body)| body.as_ref())
+        .collect();
+    assert_eq!(to_new.len(), 1, "{later:?}");
+    assert!(
+        !to_new[0].contains(&nik1[12..]) && !to_new[0].contains("NIK"),
+        "{}",
+        to_new[0]
+    );
     b.stop().await;
 }
 both_backends!(a_repeated_immediate_reregistration_stays_unvalidated);
