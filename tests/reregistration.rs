@@ -750,6 +750,66 @@ async fn a_leaked_list_cannot_displace_pending_requests(backend: &str) {
 }
 both_backends!(a_leaked_list_cannot_displace_pending_requests);
 
+/// Audit F3.2, the other paths: a support approval supersedes the worker's
+/// other pending requests; in the `immediate` mode moves to a number not
+/// on file count toward the same daily cap.
+async fn approval_supersedes_and_immediate_moves_are_capped(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik2 = nik_of(2, "31");
+    let w2 = worker_id(b.store(), &nik2).await;
+    for phone in ["081300000261", "081300000262"] {
+        let (s, _, t) = b.rereg(&nik2, "Nakes Nomor 2", phone).await;
+        assert_eq!(s, StatusCode::OK, "{t}");
+    }
+    let pending = b
+        .store()
+        .reregistrations(Some("pending"), Some(w2), 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    let own = pending
+        .iter()
+        .find(|r| r.new_phone_masked == "+62813****261")
+        .unwrap()
+        .id;
+    b.store()
+        .approve_reregistration(own, "desk", "called the facility")
+        .await
+        .unwrap();
+    let rr = b.store().reregistrations(None, Some(w2), 10).await.unwrap();
+    let mut st: Vec<(String, String)> = rr
+        .iter()
+        .map(|r| (r.new_phone_masked.clone(), r.status.clone()))
+        .collect();
+    st.sort();
+    assert_eq!(
+        st,
+        vec![
+            ("+62813****261".to_string(), "approved".to_string()),
+            ("+62813****262".to_string(), "superseded".to_string())
+        ]
+    );
+    b.stop().await;
+
+    let b = Bot::start(backend, ReregistrationMode::Immediate, Parts::SERVE).await;
+    import_text(b.store(), &format!("{HEADER}{}", row(4, "31", "00000041"))).await;
+    let attacker = "081300000998";
+    for (i, prov) in [(1, "31"), (2, "31"), (3, "73")] {
+        let (s, _, t) = b
+            .rereg(&nik_of(i, prov), &format!("Nakes Nomor {i}"), attacker)
+            .await;
+        assert_eq!(s, StatusCode::OK, "worker {i}: {t}");
+    }
+    let (s, retry, t) = b.rereg(&nik_of(4, "31"), "Nakes Nomor 4", attacker).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{t}");
+    // The request cap, not (only) the number's notice limit.
+    assert!(t.contains("re-registration requests"), "{t}");
+    assert!(retry.is_some());
+    assert_eq!(b.phone_of_worker(4, "31").await, "+6281200000041");
+    b.stop().await;
+}
+both_backends!(approval_supersedes_and_immediate_moves_are_capped);
+
 async fn support_approval_sends_the_notice_once(backend: &str) {
     let b = Bot::start(backend, ReregistrationMode::Validated, Parts::ALL).await;
     let (s, _, text) = b
