@@ -583,7 +583,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
         .post(
             "/api/v1/chatbot/lookup",
             &bot,
-            json!({"nik": nik_of(2, "73")}),
+            json!({"nik": nik_of(2, "73"), "whatsapp_phone": "081300000073"}),
         )
         .await;
     assert_eq!(

@@ -217,7 +217,8 @@ async fn phone_only_lookup_shows_no_nik_or_name(backend: &str) {
     for body in [
         json!({"phone": "081200000011"}),
         json!({"phone": "+62 812-0000-0011"}),
-        json!({"nik": &nik}),
+        json!({"nik": &nik, "whatsapp_phone": "081200000011"}),
+        json!({"nik": &nik, "whatsapp_phone": "081300000001"}),
         json!({"nik_last6": &nik[10..], "phone": "081200000011"}),
     ] {
         let (s, a) = b
@@ -652,6 +653,150 @@ async fn validated_mode_sends_nothing_until_an_import_confirms(backend: &str) {
 }
 both_backends!(validated_mode_sends_nothing_until_an_import_confirms);
 
+/// Audit F3.2: one WhatsApp number with a leaked list of NIKs and names
+/// can neither cancel a worker's own pending request nor file more than
+/// 3 requests a day; the import that carries a number confirms the
+/// request with that number, and the others are superseded.
+async fn a_leaked_list_cannot_displace_pending_requests(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::ALL).await;
+    import_text(b.store(), &format!("{HEADER}{}", row(4, "31", "00000041"))).await;
+    let nik1 = nik_of(1, "31");
+    let w1 = worker_id(b.store(), &nik1).await;
+    let (s, _, text) = b.rereg(&nik1, "Nakes Nomor 1", "081300000151").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let own: Value = serde_json::from_str(&text).unwrap();
+    // The same request again is the same stored request.
+    let (s, _, text) = b.rereg(&nik1, "Nakes Nomor 1", "081300000151").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let again: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(again["status"], "pending_validation");
+    assert_eq!(
+        again["reregistration_id"], own["reregistration_id"],
+        "{again}"
+    );
+
+    let attacker = "081300000999";
+    for (i, prov) in [(1, "31"), (2, "31"), (3, "73")] {
+        let (s, _, text) = b
+            .rereg(&nik_of(i, prov), &format!("Nakes Nomor {i}"), attacker)
+            .await;
+        assert_eq!(s, StatusCode::OK, "worker {i}: {text}");
+    }
+    // The worker's own request still waits, next to the attacker's.
+    let pending = b
+        .store()
+        .reregistrations(Some("pending"), Some(w1), 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert!(pending
+        .iter()
+        .any(|r| r.new_phone_masked == "+62813****151"));
+    // A 4th worker from the same number: refused, nothing stored.
+    let (s, retry, text) = b.rereg(&nik_of(4, "31"), "Nakes Nomor 4", attacker).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    let retry = retry.expect("Retry-After");
+    assert!(retry > 86_000 && retry <= 86_400, "{retry}");
+    let w4 = worker_id(b.store(), &nik_of(4, "31")).await;
+    assert!(b
+        .store()
+        .reregistrations(None, Some(w4), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.store()
+            .reregistrations(Some("pending"), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // One Data carries the worker's own number: that request is confirmed,
+    // the attacker's for the same worker superseded; nothing goes to the
+    // attacker.
+    let csv = format!(
+        "{HEADER}{}",
+        row(1, "31", "00000011").replace("081200000011", "081300000151")
+    );
+    let rep = import_text(b.store(), &csv).await;
+    assert_eq!(rep.counts.reregistrations_confirmed, 1, "{rep:?}");
+    let rr = b.store().reregistrations(None, Some(w1), 10).await.unwrap();
+    let status_of = |masked: &str| {
+        rr.iter()
+            .find(|r| r.new_phone_masked == masked)
+            .map(|r| r.status.clone())
+    };
+    assert_eq!(status_of("+62813****151").as_deref(), Some("confirmed"));
+    assert_eq!(status_of("+62813****999").as_deref(), Some("superseded"));
+    assert_eq!(b.phone_of_worker(1, "31").await, "+6281300000151");
+    let m = b.messages().await;
+    assert!(m.iter().all(|x| x.1 != "+6281300000999"), "{m:?}");
+    b.stop().await;
+}
+both_backends!(a_leaked_list_cannot_displace_pending_requests);
+
+/// Audit F3.2, the other paths: a support approval supersedes the worker's
+/// other pending requests; in the `immediate` mode moves to a number not
+/// on file count toward the same daily cap.
+async fn approval_supersedes_and_immediate_moves_are_capped(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik2 = nik_of(2, "31");
+    let w2 = worker_id(b.store(), &nik2).await;
+    for phone in ["081300000261", "081300000262"] {
+        let (s, _, t) = b.rereg(&nik2, "Nakes Nomor 2", phone).await;
+        assert_eq!(s, StatusCode::OK, "{t}");
+    }
+    let pending = b
+        .store()
+        .reregistrations(Some("pending"), Some(w2), 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    let own = pending
+        .iter()
+        .find(|r| r.new_phone_masked == "+62813****261")
+        .unwrap()
+        .id;
+    b.store()
+        .approve_reregistration(own, "desk", "called the facility")
+        .await
+        .unwrap();
+    let rr = b.store().reregistrations(None, Some(w2), 10).await.unwrap();
+    let mut st: Vec<(String, String)> = rr
+        .iter()
+        .map(|r| (r.new_phone_masked.clone(), r.status.clone()))
+        .collect();
+    st.sort();
+    assert_eq!(
+        st,
+        vec![
+            ("+62813****261".to_string(), "approved".to_string()),
+            ("+62813****262".to_string(), "superseded".to_string())
+        ]
+    );
+    b.stop().await;
+
+    let b = Bot::start(backend, ReregistrationMode::Immediate, Parts::SERVE).await;
+    import_text(b.store(), &format!("{HEADER}{}", row(4, "31", "00000041"))).await;
+    let attacker = "081300000998";
+    for (i, prov) in [(1, "31"), (2, "31"), (3, "73")] {
+        let (s, _, t) = b
+            .rereg(&nik_of(i, prov), &format!("Nakes Nomor {i}"), attacker)
+            .await;
+        assert_eq!(s, StatusCode::OK, "worker {i}: {t}");
+    }
+    let (s, retry, t) = b.rereg(&nik_of(4, "31"), "Nakes Nomor 4", attacker).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{t}");
+    // The request cap, not (only) the number's notice limit.
+    assert!(t.contains("re-registration requests"), "{t}");
+    assert!(retry.is_some());
+    assert_eq!(b.phone_of_worker(4, "31").await, "+6281200000041");
+    b.stop().await;
+}
+both_backends!(approval_supersedes_and_immediate_moves_are_capped);
+
 async fn support_approval_sends_the_notice_once(backend: &str) {
     let b = Bot::start(backend, ReregistrationMode::Validated, Parts::ALL).await;
     let (s, _, text) = b
@@ -739,6 +884,80 @@ async fn immediate_mode_notice_carries_no_nik_digits(backend: &str) {
     b.stop().await;
 }
 both_backends!(immediate_mode_notice_carries_no_nik_digits);
+
+/// Audit F3.1: a second call with the number an immediate-mode call just
+/// put on file must not count as "the validated number on file".
+async fn a_repeated_immediate_reregistration_stays_unvalidated(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Immediate, Parts::ALL).await;
+    let nik1 = nik_of(1, "31");
+    for round in 0..2 {
+        let (s, _, text) = b.rereg(&nik1, "Nakes Nomor 1", "081300000141").await;
+        assert_eq!(s, StatusCode::OK, "round {round}: {text}");
+        let a: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(a["status"], "reregistered", "{a}");
+        assert_eq!(
+            a["notice"]["campaign_name"],
+            pedulicovid::store::UNVALIDATED_CAMPAIGN,
+            "round {round}: {a}"
+        );
+    }
+    let flag: Vec<(bool,)> = sql_rows(
+        &b.db.url,
+        "SELECT phone_unvalidated FROM health_workers WHERE nik = '{NIK}'"
+            .replace("{NIK}", &nik1)
+            .as_str(),
+        &[],
+    )
+    .await;
+    assert_eq!(flag, vec![(true,)], "the mark survives the repeat");
+    b.open_windows_now().await;
+    let sim = b.app.simulator.clone().unwrap();
+    wait_until("notice sent", Duration::from_secs(20), || async {
+        sim.submits_for("6281300000141") >= 1
+    })
+    .await;
+    wait_until("body recorded", Duration::from_secs(10), || async {
+        b.messages().await.iter().any(|m| m.3.is_some())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = b.messages().await;
+    assert_eq!(m.len(), 2, "first superseded by the second: {m:?}");
+    for (_, phone, _, body) in &m {
+        assert_eq!(phone, "+6281300000141");
+        let body = body.as_deref().unwrap_or("");
+        assert!(!body.contains("NIK"), "{body}");
+        for w in nik1.as_bytes().windows(4) {
+            let digits = std::str::from_utf8(w).unwrap();
+            assert!(!body.contains(digits), "{digits} in {body}");
+        }
+    }
+    assert_eq!(sim.submits_for("6281300000141"), 1);
+    // A later ordinary campaign (its template shows `NIK ****dddd`) still
+    // sends the number nothing with NIK digits.
+    let (c, _) = create_campaign(&b.app, campaign_request("februari")).await;
+    b.open_windows_now().await;
+    wait_done(b.store(), c.id, Duration::from_secs(30)).await;
+    let later: Vec<(String, Option<String>)> = sql_rows(
+        &b.db.url,
+        "SELECT phone, body FROM messages WHERE campaign_id = $1 ORDER BY id",
+        &[c.id],
+    )
+    .await;
+    let to_new: Vec<&String> = later
+        .iter()
+        .filter(|(p, _)| p == "+6281300000141")
+        .filter_map(|(_, body)| body.as_ref())
+        .collect();
+    assert_eq!(to_new.len(), 1, "{later:?}");
+    assert!(
+        !to_new[0].contains(&nik1[12..]) && !to_new[0].contains("NIK"),
+        "{}",
+        to_new[0]
+    );
+    b.stop().await;
+}
+both_backends!(a_repeated_immediate_reregistration_stays_unvalidated);
 
 // ---------------------------------------------------------------- CLI
 
@@ -1077,7 +1296,11 @@ async fn last6_lookups_are_locked_per_phone(backend: &str) {
     // The phone alone and the full NIK still answer; another phone too.
     let (s, _, a) = lookup(json!({"phone": "081200000011"})).await;
     assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
-    let (s, _, _) = lookup(json!({"nik": &nik1})).await;
+    // A NIK look-up from that number is locked too (one key per number);
+    // from another number it answers.
+    let (s, retry, _) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081200000011"})).await;
+    assert_eq!((s, retry), (StatusCode::TOO_MANY_REQUESTS, true));
+    let (s, _, _) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081300000077"})).await;
     assert_eq!(s, StatusCode::OK);
     let nik2 = nik_of(2, "31");
     let (s, _, a) = lookup(json!({"nik_last6": &nik2[10..], "phone": "081200000021"})).await;
@@ -1106,6 +1329,86 @@ async fn last6_lookups_are_locked_per_phone(backend: &str) {
     b.stop().await;
 }
 both_backends!(last6_lookups_are_locked_per_phone);
+
+/// Audit F3.3: full-NIK look-ups name the conversation's WhatsApp number;
+/// NIKs not on file count against it (5 in 24 hours lock its NIK
+/// look-ups), and the masked number on file is shown only to that number.
+async fn nik_lookups_are_counted_per_whatsapp_number(backend: &str) {
+    let b = Bot::start(backend, ReregistrationMode::Validated, Parts::SERVE).await;
+    let nik1 = nik_of(1, "31");
+    let lookup = |body: Value| {
+        let b = &b;
+        async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let r = b
+                .call(
+                    Method::POST,
+                    "/api/v1/chatbot/lookup",
+                    &b.bot,
+                    Some(&body),
+                    None,
+                )
+                .await;
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (r.status(), retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    // The number is required with a NIK, and only with a NIK.
+    let (s, _, e) = lookup(json!({"nik": &nik1})).await;
+    assert_eq!(
+        (s, e["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("whatsapp_phone"))
+    );
+    let (s, _, e) =
+        lookup(json!({"phone": "081200000011", "whatsapp_phone": "081200000011"})).await;
+    assert_eq!(
+        (s, e["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("whatsapp_phone"))
+    );
+    // From another number: found, but not which number is on file.
+    let stranger = "081300000444";
+    let (s, _, a) = lookup(json!({"nik": &nik1, "whatsapp_phone": stranger})).await;
+    assert_eq!(
+        (s, a["found"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{a}"
+    );
+    assert!(a["phone_masked"].is_null(), "{a}");
+    // From the number on file: shown, masked.
+    let (_, _, a) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081200000011"})).await;
+    assert_eq!(a["phone_masked"], "+62812****011", "{a}");
+    // Five NIKs not on file from the stranger's number lock it, even for a
+    // NIK on file.
+    for i in 5..10 {
+        let (s, _, a) = lookup(json!({"nik": nik_of(i, "31"), "whatsapp_phone": stranger})).await;
+        assert_eq!(
+            (s, a["found"].clone()),
+            (StatusCode::OK, json!(false)),
+            "{i}: {a}"
+        );
+    }
+    let (s, retry, _) = lookup(json!({"nik": &nik1, "whatsapp_phone": stranger})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    let retry = retry.expect("Retry-After");
+    assert!(retry > 86_000 && retry <= 86_400, "{retry}");
+    // Its `nik_last6` look-ups too; its phone-only look-up and other
+    // numbers are not affected.
+    let (s, _, _) = lookup(json!({"nik_last6": "999999", "phone": stranger})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    let (s, _, _) = lookup(json!({"phone": stranger})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, a) = lookup(json!({"nik": &nik1, "whatsapp_phone": "081300000555"})).await;
+    assert_eq!((s, a["found"].clone()), (StatusCode::OK, json!(true)));
+    let locks = b.store().reregistration_locks(None, true).await.unwrap();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0].key_kind, "lookup");
+    assert_eq!(locks[0].number_masked.as_deref(), Some("+62813****444"));
+    b.stop().await;
+}
+both_backends!(nik_lookups_are_counted_per_whatsapp_number);
 
 /// Failures older than the 24-hour window count for nothing: four old
 /// ones and one fresh one do not lock, and housekeeping forgets the old.

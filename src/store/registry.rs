@@ -39,6 +39,12 @@ pub struct WorkerRow {
     pub eligible: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The number on file came from an immediate-mode chatbot
+    /// re-registration nobody validated: notices to it carry no NIK digits.
+    /// Read where it matters (the support store's worker columns); false
+    /// where a query does not select it.
+    #[sqlx(default)]
+    pub phone_unvalidated: bool,
 }
 
 /// What an upsert did.

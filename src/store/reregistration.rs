@@ -20,7 +20,16 @@
 //!   `pending`; nothing changes and nothing is sent until a One Data import
 //!   carries the new number for that NIK (`confirmed`, see
 //!   [`confirm_pending`]) or support staff approve it (`approved`,
-//!   audited). Only then is the notice queued to the new number.
+//!   audited). Only then is the notice queued to the new number. A
+//!   request never cancels the worker's other pending ones (one of them
+//!   may be the worker's own): a worker may have one pending request per
+//!   number, the import (or approval) that settles one supersedes the
+//!   rest, and the same request again is the stored one.
+//! - **Requests per number are capped**: one WhatsApp number may create
+//!   [`REQUESTS_PER_NUMBER_PER_DAY`] requests (pending, or immediate moves
+//!   to a number not on file) within 24 hours; the next is refused
+//!   ([`SupportError::Limit`], 429 with `Retry-After`), so a leaked list of
+//!   NIKs and names cannot be worked through from one number.
 //! - **Immediate** ([`ReregistrationMode::Immediate`], for operators who
 //!   accept the risk): applied at once, and the notice to the number nobody
 //!   validated goes through the standing campaign [`UNVALIDATED_CAMPAIGN`]
@@ -31,7 +40,10 @@
 //!   rendered with that template too (the dispatcher checks at claim).
 //! - **Look-ups by the last 6 NIK digits with a phone** are a guess at part
 //!   of a NIK: their mismatches are counted and locked per phone (key
-//!   `lookup`) the same way ([`Store::lookup_by_last6`]).
+//!   `lookup`) the same way ([`Store::lookup_by_last6`]). **Look-ups by the
+//!   full NIK** name the conversation's WhatsApp number, and a NIK not on
+//!   file counts against that number under the same key
+//!   ([`Store::lookup_by_nik`]).
 //!
 //! Each attempt runs in one write transaction; on PostgreSQL a transaction
 //! advisory lock per key (NIK first, then number: one order, no deadlock)
@@ -60,6 +72,12 @@ pub const MAX_FAILURES: i64 = 5;
 pub const FAILURE_WINDOW_MS: i64 = DAY_MS;
 /// How long a lock lasts.
 pub const LOCK_MS: i64 = DAY_MS;
+
+/// Re-registration requests one WhatsApp number may create within 24
+/// hours (pending ones, and immediate-mode moves to a number not on file).
+/// A person re-registers themself, perhaps a relative or two; a number
+/// working through a leaked list of NIKs and names is stopped here.
+pub const REQUESTS_PER_NUMBER_PER_DAY: i64 = 3;
 
 /// The standing campaign for notices to numbers nobody has validated.
 pub const UNVALIDATED_CAMPAIGN: &str = "Registrasi ulang (nomor belum divalidasi)";
@@ -411,6 +429,56 @@ macro_rules! apply_tx {
     }};
 }
 
+/// Refuses when `$phone` already made [`REQUESTS_PER_NUMBER_PER_DAY`]
+/// re-registration requests within 24 hours: 429 with `Retry-After` at
+/// the moment the oldest of them leaves the window. Counted are the
+/// requests that would move a worker to the number: every row stored
+/// pending (whatever became of it) and every immediate move to it.
+macro_rules! check_request_limit {
+    ($tx:expr, $phone:expr, $now:expr) => {{
+        let phone: &str = $phone;
+        let recent: Vec<i64> = sqlx::query_scalar(
+            "SELECT requested_at FROM reregistrations WHERE new_phone = $1 AND requested_at > $2 \
+             AND (status <> 'applied' OR old_phone <> new_phone) ORDER BY requested_at",
+        )
+        .bind(phone)
+        .bind($now - DAY_MS)
+        .fetch_all(&mut *$tx)
+        .await?;
+        if recent.len() as i64 >= REQUESTS_PER_NUMBER_PER_DAY {
+            let retry_at = recent[recent.len() - REQUESTS_PER_NUMBER_PER_DAY as usize] + DAY_MS;
+            return Err(SupportError::Limit {
+                message: format!(
+                    "number {} already made {} re-registration requests in the last 24 hours \
+                     (at most {REQUESTS_PER_NUMBER_PER_DAY}); the next one is possible after {}",
+                    mask_phone(phone),
+                    recent.len(),
+                    fmt_wib(retry_at)
+                ),
+                retry_at,
+            });
+        }
+    }};
+}
+
+/// Once one request of a worker is applied (`$rid`), the worker's other
+/// pending requests (other numbers) are `superseded` by `$actor`.
+macro_rules! supersede_others_tx {
+    ($tx:expr, $worker_id:expr, $rid:expr, $actor:expr, $now:expr) => {{
+        sqlx::query(
+            "UPDATE reregistrations SET status = 'superseded', decided_by = $1, decided_at = $2 \
+             WHERE worker_id = $3 AND status = 'pending' AND id <> $4",
+        )
+        .bind($actor)
+        .bind($now)
+        .bind($worker_id)
+        .bind($rid)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+    }};
+}
+
 /// Audit detail of an applied re-registration.
 fn applied_detail(
     id: i64,
@@ -471,13 +539,16 @@ macro_rules! confirm_pending_body {
             let pending: Vec<(i64, i64, String, String)> =
                 q.build_query_as().fetch_all(&mut *$tx).await?;
             let lock = $store.row_lock();
+            let mut done: Vec<i64> = Vec::new();
             for (rid, worker_id, old_phone, new_phone) in pending {
-                if !rows
-                    .iter()
-                    .any(|(id, phone)| *id == worker_id && *phone == new_phone)
+                if done.contains(&worker_id)
+                    || !rows
+                        .iter()
+                        .any(|(id, phone)| *id == worker_id && *phone == new_phone)
                 {
                     continue;
                 }
+                done.push(worker_id);
                 let w: WorkerRow = sqlx::query_as(&format!(
                     "SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1{lock}"
                 ))
@@ -506,6 +577,7 @@ macro_rules! confirm_pending_body {
                 .bind(rid)
                 .execute(&mut *$tx)
                 .await?;
+                supersede_others_tx!($tx, worker_id, rid, actor, now);
                 audit_tx!(
                     $tx,
                     actor,
@@ -744,21 +816,35 @@ impl Store {
                 tx.commit().await?;
                 return Err(SupportError::NotFound("worker".into()));
             };
-            // The number on file was validated by One Data: nothing to wait for.
-            let validated_number = w.phone == new_phone;
+            // The number on file was validated (by One Data or support
+            // staff): nothing to wait for. A number on file only because an
+            // earlier immediate-mode call put it there is not: a repeat
+            // call must not clear that mark or bring back the NIK digits.
+            let validated_number = w.phone == new_phone && !w.phone_unvalidated;
             let outcome = if mode == ReregistrationMode::Validated && !validated_number {
-                sqlx::query(
-                    "UPDATE reregistrations SET status = 'superseded', decided_by = $1, decided_at = $2 \
-                     WHERE worker_id = $3 AND status = 'pending'")
-                    .bind(actor).bind(now).bind(w.id).execute(&mut *tx).await?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO reregistrations (worker_id, old_phone, new_phone, status, requested_by, requested_at) \
-                     VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING id")
-                    .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
-                    .fetch_one(&mut *tx).await?;
-                audit_tx!(tx, actor, "reregistration.request", format!("worker:{}", w.id),
-                    format!("re-registration {id}: phone {} -> {} pending One Data validation",
-                        mask_phone(&w.phone), mask_phone(new_phone)), now);
+                // Other pending requests of this worker stay: one of them
+                // may be the worker's own, and the import that carries a
+                // number confirms the request with that number. The same
+                // request again is the stored one, not a new row.
+                let existing: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM reregistrations WHERE worker_id = $1 AND new_phone = $2 \
+                     AND status = 'pending' ORDER BY id LIMIT 1")
+                    .bind(w.id).bind(new_phone).fetch_optional(&mut *tx).await?;
+                let id = match existing {
+                    Some(id) => id,
+                    None => {
+                        check_request_limit!(tx, new_phone, now);
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO reregistrations (worker_id, old_phone, new_phone, status, requested_by, \
+                             requested_at) VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING id")
+                            .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
+                            .fetch_one(&mut *tx).await?;
+                        audit_tx!(tx, actor, "reregistration.request", format!("worker:{}", w.id),
+                            format!("re-registration {id}: phone {} -> {} pending One Data validation",
+                                mask_phone(&w.phone), mask_phone(new_phone)), now);
+                        id
+                    }
+                };
                 ReregisterOutcome {
                     state: ReregisterState::PendingValidation,
                     reregistration_id: id,
@@ -769,6 +855,9 @@ impl Store {
                     notice: None,
                 }
             } else {
+                if w.phone != new_phone {
+                    check_request_limit!(tx, new_phone, now);
+                }
                 check_number_limit!(tx, new_phone, now);
                 let (phone_changed, superseded, flags_resolved, notice) = apply_tx!(
                     tx, self, &w, new_phone, req.whatsapp_phone.operator().as_str(), actor, "chatbot",
@@ -779,6 +868,7 @@ impl Store {
                     .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
                     .bind(notice.as_ref().map(|n| n.message_id))
                     .fetch_one(&mut *tx).await?;
+                supersede_others_tx!(tx, w.id, id, actor, now);
                 let how = if validated_number { "to the number on file" } else { "applied at once (immediate mode)" };
                 audit_tx!(tx, actor, "worker.reregister", format!("worker:{}", w.id),
                     applied_detail(id, how, &w.phone, new_phone, superseded, flags_resolved, &notice), now);
@@ -860,6 +950,47 @@ impl Store {
         })
     }
 
+    /// A chatbot look-up by the full NIK, from the WhatsApp number of the
+    /// conversation. With an area code and a birth date known, about 10^4
+    /// guesses cover a NIK's sequence, so a NIK not on file counts as a
+    /// failure against that number, under the same key (`lookup`) as the
+    /// `nik_last6` mismatches: [`MAX_FAILURES`] within 24 hours lock the
+    /// number's NIK look-ups (full or last 6) for [`LOCK_MS`]
+    /// ([`SupportError::Limit`]). Look-ups by the phone alone are not
+    /// affected.
+    pub async fn lookup_by_nik(
+        &self,
+        nik: &Nik,
+        whatsapp_phone: &Msisdn,
+        actor: &str,
+    ) -> Result<super::Lookup, SupportError> {
+        let now = now_ms();
+        let e164 = whatsapp_phone.as_e164();
+        let keys = [("lookup", key_hash("lookup", e164))];
+        let pg = self.backend() == Backend::Postgres;
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1");
+        let found: Option<WorkerRow> = with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if pg {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
+            }
+            check_locks_tx!(tx, &keys, now);
+            let found: Option<WorkerRow> =
+                sqlx::query_as(&sql).bind(nik.as_str()).fetch_optional(&mut *tx).await?;
+            if found.is_none() {
+                record_failure_tx!(tx, actor, "lookup", keys[0].1.as_str(), None, Some(mask_phone(e164)),
+                    format!("NIK look-ups from number {}", mask_phone(e164)), "reregistration", now);
+            }
+            tx.commit().await?;
+            found
+        });
+        Ok(match found {
+            None => super::Lookup::NotFound,
+            Some(w) => super::Lookup::Found(Box::new(self.worker_status(w).await?)),
+        })
+    }
+
     /// Support staff approve a pending re-registration (they validated the
     /// number another way): applied as an import confirmation would be,
     /// audited with `staff` and `note`. 404 for no such row, 409 when it is
@@ -900,6 +1031,7 @@ impl Store {
                  WHERE id = $4")
                 .bind(&staff).bind(now).bind(notice.as_ref().map(|n| n.message_id)).bind(id)
                 .execute(&mut *tx).await?;
+            supersede_others_tx!(tx, worker_id, id, staff.as_str(), now);
             audit_tx!(tx, staff.as_str(), "reregistration.approve", format!("worker:{worker_id}"),
                 format!("{}; note: {note}", applied_detail(id, "approved by support staff", &old_phone, &new_phone,
                     superseded, flags_resolved, &notice)), now);

@@ -317,7 +317,8 @@ pub struct Gauges {
 
 pub(super) const WORKER_COLUMNS: &str =
     "id, nik, full_name, phone, operator, profession, facility_code, \
-     regency_code, province_code, validated, eligible, created_at, updated_at";
+     regency_code, province_code, validated, eligible, created_at, updated_at, \
+     phone_unvalidated";
 
 /// Target of a new generation.
 #[derive(Debug, Clone, sqlx::FromRow)]

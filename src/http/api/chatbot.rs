@@ -51,16 +51,21 @@ const ADVICE_IN_PROGRESS: &str =
 const ADVICE_NOT_YET: &str =
     "Data Anda sudah terdaftar. SMS undangan belum dikirim; pantau informasi di pedulilindungi.id.";
 
-/// How to find the worker: exactly one of `phone`, `nik`, or `nik_last6`
-/// together with `phone`.
+/// How to find the worker: exactly one of `phone`, `nik` together with
+/// `whatsapp_phone`, or `nik_last6` together with `phone`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
     /// Phone number in any usual form: `0812-3456-7890`, `+62812…`, `62812…`.
     #[schema(example = "081234567890")]
     pub phone: Option<String>,
-    /// The full 16-digit NIK.
+    /// The full 16-digit NIK, with `whatsapp_phone`.
     pub nik: Option<String>,
+    /// With `nik` (and only then): the WhatsApp number of this conversation,
+    /// as WhatsApp gave it to the chatbot. NIKs not on file are counted
+    /// against it; 5 within 24 hours lock its NIK look-ups.
+    #[schema(example = "+6281398765432")]
+    pub whatsapp_phone: Option<String>,
     /// The last 6 digits of the NIK, with `phone`.
     #[schema(example = "870001")]
     pub nik_last6: Option<String>,
@@ -96,7 +101,9 @@ pub struct LookupAnswer {
     /// render_failed.
     pub flag_reasons: Vec<String>,
     pub last_notice: Option<NoticeView>,
-    /// The number on file, masked (`+62812****890`).
+    /// The number on file, masked (`+62812****890`). Only when the caller
+    /// gave that number (`phone`, or `whatsapp_phone` with `nik`): a
+    /// look-up by NIK from another number does not learn it.
     pub phone_masked: Option<String>,
     /// A short Indonesian text the bot can show as is.
     pub advice: String,
@@ -169,10 +176,29 @@ fn parse_nik(s: &str) -> Result<Nik, ApiError> {
     Nik::parse(s).map_err(|e| ApiError::bad("nik", format!("NIK {e}")))
 }
 
-/// Which worker a look-up asks about.
-fn lookup_key(req: &LookupRequest) -> Result<WorkerKey, ApiError> {
+/// Which worker a look-up asks about; for a NIK, with the conversation's
+/// WhatsApp number.
+fn lookup_key(req: &LookupRequest) -> Result<(WorkerKey, Option<Msisdn>), ApiError> {
+    if let (Some(nik), None, None) = (&req.nik, &req.nik_last6, &req.phone) {
+        let nik = parse_nik(nik)?;
+        let wa = req
+            .whatsapp_phone
+            .as_deref()
+            .ok_or_else(|| ApiError::bad("whatsapp_phone", "is required with nik"))?;
+        return Ok((
+            WorkerKey::Nik(nik),
+            Some(parse_phone("whatsapp_phone", wa)?),
+        ));
+    }
+    if req.nik.is_none() && req.whatsapp_phone.is_some() {
+        return Err(ApiError::bad("whatsapp_phone", "goes only with nik"));
+    }
+    Ok((lookup_key_without_nik(req)?, None))
+}
+
+/// The look-ups that do not name a full NIK.
+fn lookup_key_without_nik(req: &LookupRequest) -> Result<WorkerKey, ApiError> {
     match (&req.nik, &req.nik_last6, &req.phone) {
-        (Some(nik), None, None) => Ok(WorkerKey::Nik(parse_nik(nik)?)),
         (None, Some(last6), Some(phone)) => Ok(WorkerKey::last6_and_phone(
             last6,
             parse_phone("phone", phone)?,
@@ -190,8 +216,10 @@ fn lookup_key(req: &LookupRequest) -> Result<WorkerKey, ApiError> {
     }
 }
 
-/// Looks a health worker up by phone, by full NIK, or by the last 6 digits
-/// of the NIK with the phone.
+/// Looks a health worker up by phone, by full NIK (from the conversation's
+/// WhatsApp number), or by the last 6 digits of the NIK with the phone.
+/// Misses by NIK or last 6 digits are counted per number and locked after
+/// 5 within 24 hours.
 #[utoipa::path(
     post,
     path = "/api/v1/chatbot/lookup",
@@ -202,7 +230,7 @@ fn lookup_key(req: &LookupRequest) -> Result<WorkerKey, ApiError> {
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not a chatbot token", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate, or `nik_last6` look-ups for this phone locked after 5 mismatches in 24 hours; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate, or this number's NIK look-ups (`nik` from this `whatsapp_phone`, `nik_last6` with this `phone`) locked after 5 misses in 24 hours; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = ["chatbot"]))
 )]
@@ -211,17 +239,26 @@ pub async fn lookup(
     caller: Caller,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<axum::Json<LookupAnswer>, ApiError> {
-    let key = lookup_key(&req)?;
-    let found = match &key {
-        // A guess at part of a NIK: failures counted and locked per phone.
-        WorkerKey::Last6AndPhone { last6, phone } => {
-            let actor = format!("{}:{}", caller.role, caller.name);
+    let (key, whatsapp_phone) = lookup_key(&req)?;
+    let actor = format!("{}:{}", caller.role, caller.name);
+    let found = match (&key, &whatsapp_phone) {
+        // Guesses at a NIK, or part of one: failures counted and locked
+        // per number.
+        (WorkerKey::Last6AndPhone { last6, phone }, _) => {
             state.store.lookup_by_last6(last6, phone, &actor).await?
         }
+        (WorkerKey::Nik(nik), Some(wa)) => state.store.lookup_by_nik(nik, wa, &actor).await?,
         _ => state.store.lookup_worker(&key).await?,
     };
     let answer = match found {
-        Lookup::Found(s) => LookupAnswer::found(&s),
+        Lookup::Found(s) => {
+            let mut a = LookupAnswer::found(&s);
+            // By NIK, the number on file is shown only to that number.
+            if whatsapp_phone.is_some_and(|wa| wa.as_e164() != s.worker.phone) {
+                a.phone_masked = None;
+            }
+            a
+        }
         Lookup::Ambiguous if matches!(key, WorkerKey::Phone(_)) => {
             LookupAnswer::not_found(ADVICE_AMBIGUOUS)
         }
@@ -360,7 +397,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
         (status = 403, description = "Not a chatbot token", body = ErrorBody),
         (status = 404, description = "NIK and name do not match a registered worker (one answer for an unknown NIK and a wrong name); counted as a failed attempt", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key was used with a different request", body = ErrorBody),
-        (status = 429, description = "Over the per-token rate, this NIK or number locked after repeated failures, or the new number's daily notice limit; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Over the per-token rate, this NIK or number locked after repeated failures, the number's 3 re-registration requests per 24 hours, or the new number's daily notice limit; see Retry-After", body = ErrorBody),
     ),
     security(("bearer" = ["chatbot"]))
 )]
@@ -469,6 +506,7 @@ mod tests {
                 eligible: true,
                 created_at: 0,
                 updated_at: 0,
+                phone_unvalidated: false,
             },
             open_flags: flags.iter().map(|s| s.to_string()).collect(),
             last_notice: last.map(|s| NoticeState {
