@@ -1478,3 +1478,97 @@ async fn receipt_after_a_lease_expired_on_a_handed_over_message(backend: &str) {
     ctx.finish().await;
 }
 both_backends!(receipt_after_a_lease_expired_on_a_handed_over_message);
+
+/// Sends that never reached the carrier (a refused connection, a 429
+/// throttle, a TLS fault) go back to the queue with the gateway written
+/// down, but they are no hand-over: a receipt through the gateway-wide
+/// token for them is `not_sent` and changes nothing. A timeout may have
+/// reached the carrier: its receipt applies.
+async fn retries_that_never_left_us_are_not_hand_overs(backend: &str) {
+    use pedulicovid::gateway::{Fault, SendError, Transient};
+    use pedulicovid::store::RetryCause;
+    let ctx = setup(backend, 4, Start::Queued).await;
+    let store = &ctx.app.store;
+    let m = ctx.ids.clone();
+    let claimed = store
+        .claim("test-worker", 4, now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let retry = |id: i64, cause: RetryCause, e: SendError| SendOutcome::Retry {
+        id,
+        gateway: Some("sim".into()),
+        next_attempt_at: now_ms() + 600_000,
+        error: e.short(),
+        cause,
+    };
+    let outcomes = [
+        retry(
+            m[0],
+            RetryCause::Transient,
+            SendError::retry(
+                Transient::Connect,
+                "connect: Connection refused (os error 111)",
+            ),
+        ),
+        retry(
+            m[1],
+            RetryCause::Throttled,
+            SendError::Throttled { retry_after: None },
+        ),
+        retry(
+            m[2],
+            RetryCause::GatewayFault,
+            SendError::GatewayFault {
+                reason: "tls: certificate expired".into(),
+                kind: Fault::Tls,
+            },
+        ),
+        retry(
+            m[3],
+            RetryCause::Transient,
+            SendError::retry(Transient::Timeout, "timeout"),
+        ),
+    ];
+    assert_eq!(
+        store
+            .record_outcomes("test-worker", &outcomes)
+            .await
+            .unwrap(),
+        0
+    );
+    for id in &m {
+        assert_eq!(ctx.status(*id).await, "queued");
+    }
+    for id in &m[..3] {
+        assert_eq!(
+            ctx.dlr_at(&ctx.callback_url(), *id, 1, DELIVERED).await,
+            200
+        );
+        assert_eq!(ctx.status(*id).await, "queued", "message {id}");
+        assert_eq!(ctx.effects(*id).await, ["not_sent"], "message {id}");
+    }
+    // Pending receipts are not applied later either.
+    store.apply_pending_receipts(60_000).await.unwrap();
+    for id in &m[..3] {
+        assert_eq!(ctx.status(*id).await, "queued", "message {id}");
+    }
+    // The timeout may have reached the carrier: its report applies.
+    assert_eq!(
+        ctx.dlr_at(&ctx.callback_url(), m[3], 1, DELIVERED).await,
+        200
+    );
+    assert_eq!(ctx.status(m[3]).await, "delivered");
+    assert_eq!(ctx.effects(m[3]).await, ["applied"]);
+    assert_eq!(
+        ctx.raw
+            .count(
+                "SELECT COUNT(*) FROM attempts WHERE handed_over = TRUE",
+                None
+            )
+            .await,
+        1
+    );
+    ctx.finish().await;
+}
+both_backends!(retries_that_never_left_us_are_not_hand_overs);
