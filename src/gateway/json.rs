@@ -417,6 +417,15 @@ impl Default for JsonConfig {
 }
 
 impl JsonConfig {
+    /// Whether this aggregator can only call one fixed receipt URL: its
+    /// template has no `{{callback_url}}`, so it is never handed a
+    /// per-message URL and its callbacks carry the gateway-wide token.
+    pub fn uses_fixed_url(&self) -> bool {
+        Template::parse(&self.body_template)
+            .map(|t| !t.0.contains(&Piece::Field(Field::CallbackUrl)))
+            .unwrap_or(false)
+    }
+
     /// The request timeout as a `Duration`, for [`super::http::client`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)

@@ -345,7 +345,7 @@ impl Store {
             for round in &rounds {
                 let mut ids: Vec<i64> = round.iter().filter_map(|&i| resolved[i]).collect();
                 ids.sort_unstable();
-                // (status, recorded gateway, attempts) of each message named.
+                // (status, recorded gateway ref, attempts) of each message named.
                 type Known = (String, Option<String>, i64);
                 let existing: std::collections::HashMap<i64, Known> = if ids.is_empty() {
                     Default::default()
@@ -354,7 +354,7 @@ impl Store {
                     // writer of `messages` does the same, so concurrent
                     // batches queue behind each other instead of deadlocking.
                     let mut q = QueryBuilder::new(
-                        "SELECT id, status, gateway, CAST(attempts AS BIGINT) FROM messages WHERE id");
+                        "SELECT id, status, gateway_ref, CAST(attempts AS BIGINT) FROM messages WHERE id");
                     super::push_in_ids(&mut q, &ids);
                     q.push(" ORDER BY id");
                     q.push(lock);
@@ -386,7 +386,7 @@ impl Store {
                 for &i in round {
                     let r = &batch[i].parsed;
                     let gw = batch[i].gateway.as_str();
-                    let Some((id, (status, _recorded_gw, attempts))) =
+                    let Some((id, (status, recorded_ref, attempts))) =
                         resolved[i].and_then(|id| existing.get(&id).map(|k| (id, k)))
                     else {
                         effects[i] = Some(if r.message_id.is_none() && refs[i].is_some() {
@@ -399,6 +399,16 @@ impl Store {
                     let status: Status = status.parse().map_err(|e: String| {
                         sqlx::Error::Decode(e.into())
                     })?;
+                    // Without a per-message MAC, our id and the gateway's id
+                    // in one receipt must name the same message.
+                    if !batch[i].signed && r.message_id.is_some() {
+                        if let (Some(theirs), Some(recorded)) = (&refs[i], recorded_ref) {
+                            if theirs != recorded {
+                                effects[i] = Some(ReceiptEffect::NotOurs);
+                                continue;
+                            }
+                        }
+                    }
                     let evidence = if tried.contains(&(id, gw.to_string())) {
                         HandOver::Recorded
                     } else if batch[i].signed && *attempts > 0 {
