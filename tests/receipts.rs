@@ -1688,3 +1688,70 @@ async fn fixed_url_receipts_ignore_an_unsigned_pcid(backend: &str) {
     ctx.finish().await;
 }
 both_backends!(fixed_url_receipts_ignore_an_unsigned_pcid);
+
+/// The gateway-wide token (the secret itself) is refused wherever we hand
+/// per-message URLs: Jasmin, and JSON whose template has `{{callback_url}}`
+/// (Kannel: `wrong_token_and_unknown_gateway_store_nothing`); a fixed-URL
+/// JSON aggregator takes it. An empty header token is refused.
+async fn gateway_token_only_on_fixed_url_gateways(backend: &str) {
+    let jas = format!("jas_{backend}");
+    let per = format!("perjson_{backend}");
+    let fixed = format!("fixedok_{backend}");
+    let (j, p, f) = (
+        toml::from_str::<pedulicovid::config::GatewaySettings>(&format!(
+            "name = \"{jas}\"\ndialect = \"jasmin\"\n"
+        ))
+        .unwrap(),
+        toml::from_str::<pedulicovid::config::GatewaySettings>(&format!(
+            "name = \"{per}\"\ndialect = \"json\"\n"
+        ))
+        .unwrap(),
+        fixed_json(&fixed, false),
+    );
+    let ctx = setup_with(backend, 3, Start::Queued, move |s| {
+        s.gateways.extend([j, p, f]);
+    })
+    .await;
+    let m = ctx.ids.clone();
+    hand_over(&ctx, &[(m[0], &jas), (m[1], &per), (m[2], &fixed)]).await;
+    let jasmin_url = format!("{}?pcid={}", ctx.fixed_url_of(&jas).await, m[0]);
+    let st = ctx
+        .client
+        .post(&jasmin_url)
+        .form(&[
+            ("id", format!("G{}", m[0])),
+            ("message_status", "DELIVRD".to_string()),
+            ("level", "2".to_string()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(st, 401);
+    let body = |id: i64| format!(r#"{{"message_id":"G{id}","status":"DELIVERED"}}"#);
+    let per_url = ctx.fixed_url_of(&per).await;
+    assert_eq!(ctx.post_json(&per_url, body(m[1])).await, 401);
+    let header = format!("{}/callbacks/{fixed}", ctx.base());
+    let st = ctx
+        .client
+        .post(&header)
+        .header("X-Callback-Token", "")
+        .header("content-type", "application/json")
+        .body(body(m[2]))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(st, 401);
+    assert_eq!(ctx.receipt_count().await, 0);
+    for id in &m {
+        assert_eq!(ctx.status(*id).await, "sent");
+    }
+    let fixed_url = ctx.fixed_url_of(&fixed).await;
+    assert_eq!(ctx.post_json(&fixed_url, body(m[2])).await, 200);
+    assert_eq!(ctx.status(m[2]).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(gateway_token_only_on_fixed_url_gateways);
