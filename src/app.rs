@@ -284,6 +284,9 @@ impl App {
                     Duration::from_secs(g.breaker_cool_down_secs),
                 ),
             );
+            // The gateway-wide token only for an aggregator that is never
+            // handed a per-message URL (gateway::callback).
+            keys.accept_gateway_token(matches!(wire, SimDialect::Json) && g.json.uses_fixed_url());
             callbacks.insert(
                 g.name.clone(),
                 CallbackGateway {

@@ -158,8 +158,11 @@ pub enum HandOver {
     /// Nothing says so: never claimed, failed before sending, cancelled, or
     /// every recorded attempt went to another gateway.
     None,
-    /// The store recorded an attempt through this gateway (`messages.gateway`
-    /// or an `attempts` row, written with the send's outcome).
+    /// The store recorded an attempt through this gateway whose outcome may
+    /// have reached the carrier (`attempts.handed_over`: accepted, a
+    /// timeout, a 5xx, an unreadable answer, a permanent refusal). Never
+    /// `messages.gateway` alone, nor a throttle, a gateway fault (TLS,
+    /// configuration) or a refused connection: nothing left us then.
     Recorded,
     /// The callback's URL carries our MAC for (this gateway, this message)
     /// (see `gateway::callback`), which only a request we built to this

@@ -345,13 +345,31 @@ async fn wrong_token_and_unknown_gateway_store_nothing(backend: &str) {
     );
     assert_eq!(ctx.status(m).await, "queued");
 
-    // The right token in the X-Callback-Token header works like the path:
-    // taken (200, so the carrier stops), kept raw, but this message was
-    // never handed to any gateway, so nothing changes.
+    // The gateway-wide token itself, in the path or the header, on a
+    // gateway handed per-message URLs (Kannel): refused like a wrong one.
     let st = ctx
         .client
         .get(&header_url)
         .header("X-Callback-Token", &ctx.token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st.as_u16(), 401);
+    assert_eq!(
+        ctx.get_raw(&format!("{}{q}", ctx.callback_url())).await,
+        401
+    );
+    assert_eq!(ctx.receipt_count().await, 0);
+    // The message's own token in the header works like the path: taken
+    // (200, so the carrier stops), kept raw, but this message was never
+    // handed to any gateway, so nothing changes.
+    let own = ctx.message_url(m);
+    let own_token = own.rsplit('/').next().unwrap();
+    let st = ctx
+        .client
+        .get(&header_url)
+        .header("X-Callback-Token", own_token)
         .send()
         .await
         .unwrap()
@@ -375,11 +393,11 @@ async fn malformed_callbacks_are_400_and_kept_raw(backend: &str) {
         format!("id={m}&status="),
     ];
     for q in &queries {
-        let url = format!("{}?{q}", ctx.callback_url());
+        let url = format!("{}?{q}", ctx.message_url(m));
         assert_eq!(ctx.get_raw(&url).await, 400, "{q}");
     }
     // No query and no body at all.
-    assert_eq!(ctx.get_raw(&ctx.callback_url()).await, 400);
+    assert_eq!(ctx.get_raw(&ctx.message_url(m)).await, 400);
     let payloads = ctx
         .raw
         .texts(
@@ -819,7 +837,7 @@ async fn form_post_works_like_get(backend: &str) {
     // Token in the path.
     let st = ctx
         .client
-        .post(ctx.callback_url())
+        .post(ctx.message_url(ctx.ids[0]))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(ctx.ids[0], "1", DELIVERED))
         .send()
@@ -836,7 +854,10 @@ async fn form_post_works_like_get(backend: &str) {
     let st = ctx
         .client
         .post(format!("{}/callbacks/sim", ctx.base()))
-        .header("X-Callback-Token", &ctx.token)
+        .header(
+            "X-Callback-Token",
+            message_token(&Secret::new(ctx.token.as_str()), "sim", ctx.ids[1]),
+        )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(ctx.ids[1], "2", REJECTED))
         .send()
@@ -853,7 +874,7 @@ async fn form_post_works_like_get(backend: &str) {
     // A malformed POST body is 400 and kept, like a malformed GET.
     let st = ctx
         .client
-        .post(ctx.callback_url())
+        .post(ctx.message_url(ctx.ids[0]))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("id=abc&status=1")
         .send()
@@ -883,7 +904,7 @@ async fn oversized_body_is_413(backend: &str) {
     assert!(big.len() > limit);
     let st = ctx
         .client
-        .post(ctx.callback_url())
+        .post(ctx.message_url(ctx.ids[0]))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(big)
         .send()
@@ -900,7 +921,7 @@ async fn oversized_body_is_413(backend: &str) {
     assert_eq!(fits.len(), limit);
     let st = ctx
         .client
-        .post(ctx.callback_url())
+        .post(ctx.message_url(ctx.ids[1]))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(fits)
         .send()
@@ -1081,13 +1102,14 @@ async fn cross_gateway_receipts_change_nothing(backend: &str) {
     // (a) A valid per-message URL of gateway "sim" for a message sent
     // through the other gateway: kept, answered 200, nothing changes.
     assert_eq!(ctx.dlr(m[0], 1, DELIVERED).await, 200);
-    // (b) "sim"'s gateway-wide token naming it: the same.
+    // (b) "sim"'s gateway-wide token naming it: refused (a Kannel
+    // gateway is handed per-message URLs only).
     assert_eq!(
         ctx.dlr_at(&ctx.callback_url(), m[0], 2, UNDELIVERED).await,
-        200
+        401
     );
     assert_eq!(ctx.status(m[0]).await, "sent");
-    assert_eq!(ctx.effects(m[0]).await, ["not_ours", "not_ours"]);
+    assert_eq!(ctx.effects(m[0]).await, ["not_ours"]);
     // (c) "sim"'s MAC presented on the other gateway's path: 401, not kept.
     let forged = ctx.message_url_on(&other, &ctx.token, m[0]);
     assert_eq!(ctx.dlr_at(&forged, m[0], 1, DELIVERED).await, 401);
@@ -1102,7 +1124,7 @@ async fn cross_gateway_receipts_change_nothing(backend: &str) {
     let own = ctx.message_url_on(&other, &other_token, m[0]);
     assert_eq!(ctx.dlr_at(&own, m[0], 1, DELIVERED).await, 200);
     assert_eq!(ctx.status(m[0]).await, "delivered");
-    assert_eq!(ctx.effects(m[0]).await, ["not_ours", "not_ours", "applied"]);
+    assert_eq!(ctx.effects(m[0]).await, ["not_ours", "applied"]);
     assert_eq!(other_metrics.receipts(ReceiptLabel::Delivered), 1);
     assert!(ctx.open_flags().await.is_empty());
     // m[2] was never touched.
@@ -1133,14 +1155,14 @@ async fn never_sent_and_cancelled_messages_change_nothing(backend: &str) {
     let metrics = METRICS.gateways.get(&other);
 
     // Queued for a campaign not yet sent: a valid MAC (as from a leaked
-    // secret) and the gateway-wide token both change nothing.
+    // secret) changes nothing; the gateway-wide token is refused outright.
     let url = ctx.message_url_on(&other, &other_token, m[0]);
     assert_eq!(ctx.dlr_at(&url, m[0], 1, DELIVERED).await, 200);
     let fixed = format!("{}/callbacks/{other}/{other_token}", ctx.base());
-    assert_eq!(ctx.dlr_at(&fixed, m[0], 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.dlr_at(&fixed, m[0], 2, UNDELIVERED).await, 401);
     assert_eq!(ctx.status(m[0]).await, "queued");
-    assert_eq!(ctx.effects(m[0]).await, ["not_sent", "not_sent"]);
-    assert_eq!(metrics.receipts(ReceiptLabel::NotSent), 2);
+    assert_eq!(ctx.effects(m[0]).await, ["not_sent"]);
+    assert_eq!(metrics.receipts(ReceiptLabel::NotSent), 1);
 
     // Failed before any hand-over (it never rendered): claimed, but no
     // gateway was ever given it.
@@ -1188,7 +1210,7 @@ async fn never_sent_and_cancelled_messages_change_nothing(backend: &str) {
     assert_eq!(ctx.dlr_at(&url1, m[1], 1, DELIVERED).await, 200);
     assert_eq!(ctx.status(m[1]).await, "cancelled");
     assert_eq!(ctx.effects(m[1]).await, ["not_sent"]);
-    assert_eq!(metrics.receipts(ReceiptLabel::NotSent), 4);
+    assert_eq!(metrics.receipts(ReceiptLabel::NotSent), 3);
     assert_eq!(metrics.receipts(ReceiptLabel::Delivered), 0);
     ctx.finish().await;
 }
@@ -1261,13 +1283,56 @@ async fn replayed_valid_receipt_is_a_harmless_duplicate(backend: &str) {
 }
 both_backends!(replayed_valid_receipt_is_a_harmless_duplicate);
 
+/// `[json]` for an aggregator never handed a per-message URL: its
+/// template has no `{{callback_url}}`, so it calls one fixed URL with the
+/// gateway-wide token.
+const FIXED_URL_TEMPLATE: &str =
+    "[json]\nbody_template = '{\"to\": \"{{to}}\", \"text\": \"{{text}}\"}'\n";
+
+/// A JSON gateway on one fixed URL, its receipts naming the aggregator's id
+/// (`message_id`) and, with `our_id`, our id (`reference`).
+fn fixed_json(name: &str, our_id: bool) -> pedulicovid::config::GatewaySettings {
+    let pointer = if our_id {
+        "[json.receipt]\nour_id_pointer = \"/reference\"\n"
+    } else {
+        ""
+    };
+    toml::from_str(&format!(
+        "name = \"{name}\"\ndialect = \"json\"\n{FIXED_URL_TEMPLATE}{pointer}"
+    ))
+    .expect("gateway settings")
+}
+
+impl Ctx {
+    /// The gateway-wide URL of gateway `name`.
+    async fn fixed_url_of(&self, name: &str) -> String {
+        let token = self.app.store.gateway_secret(name).await.unwrap();
+        format!("{}/callbacks/{name}/{}", self.base(), token.expose())
+    }
+
+    /// POSTs a JSON receipt body to `url`; returns the HTTP status.
+    async fn post_json(&self, url: &str, body: String) -> u16 {
+        self.client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
 /// A receipt racing the send through a fixed URL (the gateway-wide token,
-/// no per-message MAC): nothing yet says which gateway has the message,
-/// so it waits (`pending`) and applies once the send through this gateway
-/// is recorded. (With a MAC it applies at once: see
+/// no per-message MAC) names the aggregator's id, which no send recorded
+/// yet: it waits (`pending`) and applies once the send through this
+/// gateway is recorded. (With a MAC it applies at once: see
 /// `receipt_before_the_send_is_recorded_applies`.)
 async fn racing_receipt_on_a_fixed_url_waits_for_the_send(backend: &str) {
-    let ctx = setup(backend, 1, Start::Queued).await;
+    let name = format!("fixed_{backend}");
+    let agg = fixed_json(&name, false);
+    let ctx = setup_with(backend, 1, Start::Queued, move |s| s.gateways.push(agg)).await;
     let store = &ctx.app.store;
     let id = ctx.ids[0];
     store
@@ -1275,17 +1340,24 @@ async fn racing_receipt_on_a_fixed_url_waits_for_the_send(backend: &str) {
         .await
         .unwrap();
     assert_eq!(ctx.status(id).await, "sending");
-    assert_eq!(ctx.dlr_at(&ctx.callback_url(), id, 1, DELIVERED).await, 200);
+    let url = ctx.fixed_url_of(&name).await;
+    let body = format!(r#"{{"message_id":"G{id}","status":"DELIVERED"}}"#);
+    assert_eq!(ctx.post_json(&url, body).await, 200);
     assert_eq!(ctx.status(id).await, "sending");
-    assert_eq!(ctx.effects(id).await, ["pending"]);
+    let r = store.receipts_for(id).await.unwrap();
+    assert!(r.is_empty(), "matched by the aggregator's id only: {r:?}");
+    assert_eq!(
+        ctx.raw.texts("SELECT effect FROM receipts", None).await,
+        ["pending"]
+    );
     assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 0);
     store
         .record_outcomes(
             "test-worker",
             &[SendOutcome::Sent {
                 id,
-                gateway: "sim".into(),
-                gateway_message_id: None,
+                gateway: name.clone(),
+                gateway_message_id: Some(format!("G{id}")),
                 body: "Yth. Nakes".into(),
                 encoding: "gsm7",
                 segments: 1,
@@ -1385,7 +1457,7 @@ both_backends!(configured_previous_secret_verifies_until_its_deadline);
 async fn json_aggregator_signature_is_checked(backend: &str) {
     let name = format!("agg_{backend}");
     let agg: pedulicovid::config::GatewaySettings = toml::from_str(&format!(
-        "name = \"{name}\"\ndialect = \"json\"\n\
+        "name = \"{name}\"\ndialect = \"json\"\n{FIXED_URL_TEMPLATE}\
          [json.receipt.signature]\nheader = \"X-Agg-Signature\"\n\
          secret = \"aggregator-webhook-secret\"\nencoding = \"base64\"\n\
          timestamp_header = \"X-Agg-Timestamp\"\ntolerance_secs = 60\n"
@@ -1462,19 +1534,224 @@ async fn receipt_after_a_lease_expired_on_a_handed_over_message(backend: &str) {
         1
     );
     assert_eq!(ctx.status(taken).await, "queued");
-    // Through a fixed URL (no MAC) nothing proves the hand-over.
+    // The gateway-wide token is refused on a Kannel gateway.
     assert_eq!(
         ctx.dlr_at(&ctx.callback_url(), taken, 1, DELIVERED).await,
-        200
+        401
     );
     assert_eq!(ctx.status(taken).await, "queued");
-    // Its own URL does.
+    // Its own URL proves the hand-over.
     assert_eq!(ctx.dlr(taken, 1, DELIVERED).await, 200);
     assert_eq!(ctx.status(taken).await, "delivered");
-    assert_eq!(ctx.effects(taken).await, ["not_sent", "applied"]);
+    assert_eq!(ctx.effects(taken).await, ["applied"]);
     assert_eq!(ctx.dlr(never, 1, DELIVERED).await, 200);
     assert_eq!(ctx.status(never).await, "queued");
     assert_eq!(ctx.effects(never).await, ["not_sent"]);
     ctx.finish().await;
 }
 both_backends!(receipt_after_a_lease_expired_on_a_handed_over_message);
+
+/// Sends that never reached the carrier (a refused connection, a 429
+/// throttle, a TLS fault) go back to the queue with the gateway written
+/// down, but they are no hand-over: a receipt through the gateway-wide
+/// token naming them (our id, from the body) is `not_sent` and changes
+/// nothing. A timeout may have reached the carrier: its receipt applies.
+async fn retries_that_never_left_us_are_not_hand_overs(backend: &str) {
+    use pedulicovid::gateway::{Fault, SendError, Transient};
+    use pedulicovid::store::RetryCause;
+    let name = format!("norefs_{backend}");
+    let agg = fixed_json(&name, true);
+    let ctx = setup_with(backend, 4, Start::Queued, move |s| s.gateways.push(agg)).await;
+    let store = &ctx.app.store;
+    let m = ctx.ids.clone();
+    let claimed = store
+        .claim("test-worker", 4, now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let retry = |id: i64, cause: RetryCause, e: SendError| SendOutcome::Retry {
+        id,
+        gateway: Some(name.clone()),
+        next_attempt_at: now_ms() + 600_000,
+        error: e.short(),
+        cause,
+    };
+    let outcomes = [
+        retry(
+            m[0],
+            RetryCause::Transient,
+            SendError::retry(
+                Transient::Connect,
+                "connect: Connection refused (os error 111)",
+            ),
+        ),
+        retry(
+            m[1],
+            RetryCause::Throttled,
+            SendError::Throttled { retry_after: None },
+        ),
+        retry(
+            m[2],
+            RetryCause::GatewayFault,
+            SendError::GatewayFault {
+                reason: "tls: certificate expired".into(),
+                kind: Fault::Tls,
+            },
+        ),
+        retry(
+            m[3],
+            RetryCause::Transient,
+            SendError::retry(Transient::Timeout, "timeout"),
+        ),
+    ];
+    assert_eq!(
+        store
+            .record_outcomes("test-worker", &outcomes)
+            .await
+            .unwrap(),
+        0
+    );
+    for id in &m {
+        assert_eq!(ctx.status(*id).await, "queued");
+    }
+    let url = ctx.fixed_url_of(&name).await;
+    let body =
+        |id: i64| format!(r#"{{"message_id":"X{id}","reference":"{id}","status":"DELIVERED"}}"#);
+    for id in &m[..3] {
+        assert_eq!(ctx.post_json(&url, body(*id)).await, 200);
+        assert_eq!(ctx.status(*id).await, "queued", "message {id}");
+        assert_eq!(ctx.effects(*id).await, ["not_sent"], "message {id}");
+    }
+    store.apply_pending_receipts(60_000).await.unwrap();
+    for id in &m[..3] {
+        assert_eq!(ctx.status(*id).await, "queued", "message {id}");
+    }
+    // The timeout may have reached the carrier: its report applies.
+    assert_eq!(ctx.post_json(&url, body(m[3])).await, 200);
+    assert_eq!(ctx.status(m[3]).await, "delivered");
+    assert_eq!(ctx.effects(m[3]).await, ["applied"]);
+    assert_eq!(
+        ctx.raw
+            .count(
+                "SELECT COUNT(*) FROM attempts WHERE handed_over = TRUE",
+                None
+            )
+            .await,
+        1
+    );
+    ctx.finish().await;
+}
+both_backends!(retries_that_never_left_us_are_not_hand_overs);
+
+/// On a fixed URL only the aggregator's signature (or our id inside its
+/// body) binds a receipt to a message: `pcid` in the query is nobody's
+/// word. A captured body for message X replayed with `?pcid=Y` changes
+/// nothing on Y; a body naming Y by our id but X by the aggregator's id
+/// is `not_ours`.
+async fn fixed_url_receipts_ignore_an_unsigned_pcid(backend: &str) {
+    let name = format!("pcid_{backend}");
+    let ours = format!("pcidref_{backend}");
+    let (a, b) = (fixed_json(&name, false), fixed_json(&ours, true));
+    let ctx = setup_with(backend, 4, Start::Queued, move |s| {
+        s.gateways.push(a);
+        s.gateways.push(b);
+    })
+    .await;
+    let m = ctx.ids.clone();
+    hand_over(
+        &ctx,
+        &[(m[0], &name), (m[1], &name), (m[2], &ours), (m[3], &ours)],
+    )
+    .await;
+    let url = ctx.fixed_url_of(&name).await;
+    let x = m[0];
+    let y = m[1];
+    let body = format!(r#"{{"message_id":"G{x}","status":"FAILED"}}"#);
+    assert_eq!(ctx.post_json(&format!("{url}?pcid={y}"), body).await, 200);
+    assert_eq!(ctx.status(y).await, "sent");
+    assert!(ctx.effects(y).await.is_empty());
+    // It is a report on X (its own id), as captured.
+    assert_eq!(ctx.status(x).await, "undelivered");
+
+    // Our id (m[3]) and the aggregator's id of another message (m[2]).
+    let url = ctx.fixed_url_of(&ours).await;
+    let (x, y) = (m[2], m[3]);
+    let body = format!(r#"{{"message_id":"G{x}","reference":"{y}","status":"DELIVERED"}}"#);
+    assert_eq!(ctx.post_json(&url, body).await, 200);
+    assert_eq!(ctx.status(y).await, "sent");
+    assert_eq!(ctx.status(x).await, "sent");
+    assert_eq!(ctx.effects(y).await, ["not_ours"]);
+    // Both agreeing: applies.
+    let body = format!(r#"{{"message_id":"G{y}","reference":"{y}","status":"DELIVERED"}}"#);
+    assert_eq!(ctx.post_json(&url, body).await, 200);
+    assert_eq!(ctx.status(y).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(fixed_url_receipts_ignore_an_unsigned_pcid);
+
+/// The gateway-wide token (the secret itself) is refused wherever we hand
+/// per-message URLs: Jasmin, and JSON whose template has `{{callback_url}}`
+/// (Kannel: `wrong_token_and_unknown_gateway_store_nothing`); a fixed-URL
+/// JSON aggregator takes it. An empty header token is refused.
+async fn gateway_token_only_on_fixed_url_gateways(backend: &str) {
+    let jas = format!("jas_{backend}");
+    let per = format!("perjson_{backend}");
+    let fixed = format!("fixedok_{backend}");
+    let (j, p, f) = (
+        toml::from_str::<pedulicovid::config::GatewaySettings>(&format!(
+            "name = \"{jas}\"\ndialect = \"jasmin\"\n"
+        ))
+        .unwrap(),
+        toml::from_str::<pedulicovid::config::GatewaySettings>(&format!(
+            "name = \"{per}\"\ndialect = \"json\"\n"
+        ))
+        .unwrap(),
+        fixed_json(&fixed, false),
+    );
+    let ctx = setup_with(backend, 3, Start::Queued, move |s| {
+        s.gateways.extend([j, p, f]);
+    })
+    .await;
+    let m = ctx.ids.clone();
+    hand_over(&ctx, &[(m[0], &jas), (m[1], &per), (m[2], &fixed)]).await;
+    let jasmin_url = format!("{}?pcid={}", ctx.fixed_url_of(&jas).await, m[0]);
+    let st = ctx
+        .client
+        .post(&jasmin_url)
+        .form(&[
+            ("id", format!("G{}", m[0])),
+            ("message_status", "DELIVRD".to_string()),
+            ("level", "2".to_string()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(st, 401);
+    let body = |id: i64| format!(r#"{{"message_id":"G{id}","status":"DELIVERED"}}"#);
+    let per_url = ctx.fixed_url_of(&per).await;
+    assert_eq!(ctx.post_json(&per_url, body(m[1])).await, 401);
+    let header = format!("{}/callbacks/{fixed}", ctx.base());
+    let st = ctx
+        .client
+        .post(&header)
+        .header("X-Callback-Token", "")
+        .header("content-type", "application/json")
+        .body(body(m[2]))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(st, 401);
+    assert_eq!(ctx.receipt_count().await, 0);
+    for id in &m {
+        assert_eq!(ctx.status(*id).await, "sent");
+    }
+    let fixed_url = ctx.fixed_url_of(&fixed).await;
+    assert_eq!(ctx.post_json(&fixed_url, body(m[2])).await, 200);
+    assert_eq!(ctx.status(m[2]).await, "delivered");
+    ctx.finish().await;
+}
+both_backends!(gateway_token_only_on_fixed_url_gateways);

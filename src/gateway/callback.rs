@@ -2,23 +2,26 @@
 //!
 //! Every callback URL we hand a carrier for one message ends in a
 //! per-message token, `{message id}.{mac}`, where `mac` is HMAC-SHA256 of
-//! (gateway, message id) keyed by the gateway's callback secret, truncated
-//! to 16 bytes (32 hex digits). The secret itself never leaves us in such a
+//! (gateway, message id) keyed by HMAC-SHA256(callback secret, "pedulicovid
+//! callback mac v1"), truncated to 16 bytes (32 hex digits). The secret itself never leaves us in such a
 //! URL: a carrier (or anyone who reads its logs) holds a capability for
 //! exactly the messages it was given, on exactly that gateway, and cannot
 //! make one for another message or another gateway. Message ids are
 //! sequential; the MAC is what makes them unguessable.
 //!
 //! The gateway-wide token (the secret itself, in the path or in
-//! `X-Callback-Token`) stays for aggregators that can only call one fixed
-//! URL: those receipts name the aggregator's id (or an echoed reference) and
-//! apply only to messages recorded as handed to that gateway (see
-//! [`crate::status::HandOver`]).
+//! `X-Callback-Token`) is accepted only from gateways that can only call one
+//! fixed URL (a JSON aggregator whose template has no `{{callback_url}}`);
+//! Kannel, Jasmin and JSON gateways handed per-message URLs accept
+//! per-message tokens alone. Fixed-URL receipts are matched by the
+//! aggregator's id and apply only to messages recorded as handed to that
+//! gateway (see [`crate::status::HandOver`]).
 //!
 //! Rotation: a [`KeySet`] holds the current secret and, for a grace period,
 //! the previous one; tokens and MACs made with either verify, so receipts
 //! for messages sent before a rotation still land.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -38,13 +41,27 @@ pub const MAC_BYTES: usize = 16;
 /// are 64 hex digits).
 pub const MIN_SECRET_CHARS: usize = 32;
 
+/// Label of the per-message MAC key, derived from the callback secret.
+const MAC_KEY_LABEL: &[u8] = b"pedulicovid callback mac v1";
+
+/// The per-message MAC key: HMAC-SHA256(secret, "pedulicovid callback mac
+/// v1"). Derived, never the secret itself: a fixed URL (or a log) that
+/// shows the gateway-wide token does not give away the key that makes
+/// per-message URLs.
+fn mac_key(secret: &Secret) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(MAC_KEY_LABEL);
+    mac.finalize().into_bytes().into()
+}
+
 /// The per-message MAC: hex of the first [`MAC_BYTES`] of
-/// HMAC-SHA256(secret, "pedulicovid-receipt-v1\n{gateway}\n{message_id}").
+/// HMAC-SHA256([`mac_key`], "pedulicovid-receipt-v1\n{gateway}\n{message_id}").
 /// The gateway's name is inside, so a MAC made for one gateway never
 /// verifies on another's callback path, even where two share a secret.
 pub fn message_mac(secret: &Secret, gateway: &str, message_id: i64) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes a key of any length");
+    let mut mac =
+        HmacSha256::new_from_slice(&mac_key(secret)).expect("HMAC takes a key of any length");
     mac.update(format!("pedulicovid-receipt-v1\n{gateway}\n{message_id}").as_bytes());
     let full = mac.finalize().into_bytes();
     full[..MAC_BYTES]
@@ -113,6 +130,10 @@ pub struct CallbackKeys {
     /// a rotation, in milliseconds.
     grace_ms: i64,
     last_reload: Mutex<Option<Instant>>,
+    /// Whether the gateway-wide token is accepted at all: only for a
+    /// gateway that cannot be handed a per-message URL (a JSON aggregator
+    /// whose template has no `{{callback_url}}`). Off by default.
+    gateway_token: AtomicBool,
 }
 
 impl CallbackKeys {
@@ -124,6 +145,7 @@ impl CallbackKeys {
             generated: false,
             grace_ms: 0,
             last_reload: Mutex::new(None),
+            gateway_token: AtomicBool::new(false),
         })
     }
 
@@ -140,6 +162,7 @@ impl CallbackKeys {
             generated: true,
             grace_ms,
             last_reload: Mutex::new(None),
+            gateway_token: AtomicBool::new(false),
         });
         keys.reload(store).await?;
         Ok(keys)
@@ -167,6 +190,17 @@ impl CallbackKeys {
     /// Whether the secrets live in the database (and may be reloaded).
     pub fn is_generated(&self) -> bool {
         self.generated
+    }
+
+    /// Accepts (or not) the gateway-wide token: for gateways that call one
+    /// fixed URL only (see [`CallbackKeys::check`]).
+    pub fn accept_gateway_token(&self, yes: bool) {
+        self.gateway_token.store(yes, Ordering::Relaxed);
+    }
+
+    /// Whether the gateway-wide token is accepted.
+    pub fn accepts_gateway_token(&self) -> bool {
+        self.gateway_token.load(Ordering::Relaxed)
     }
 
     /// Replaces the secrets (after a rotation).
@@ -201,12 +235,17 @@ impl CallbackKeys {
         }
     }
 
-    /// Checks a presented token at `now_ms`: the gateway-wide secret
-    /// (constant-time), or `{id}.{mac}` with a MAC that verifies
-    /// (constant-time) under a valid secret.
+    /// Checks a presented token at `now_ms`: `{id}.{mac}` with a MAC that
+    /// verifies (constant-time) under a valid secret, or, only where
+    /// [`CallbackKeys::accept_gateway_token`] allowed it, the gateway-wide
+    /// secret (constant-time). An empty token is refused before any
+    /// comparison.
     pub fn check(&self, token: &str, now_ms: i64) -> TokenCheck {
+        if token.is_empty() {
+            return TokenCheck::Refused;
+        }
         let set = self.read();
-        if set.valid(now_ms).any(|s| s.matches(token)) {
+        if self.accepts_gateway_token() && set.valid(now_ms).any(|s| s.matches(token)) {
             return TokenCheck::Gateway;
         }
         let Some((id, mac)) = token.split_once('.') else {
@@ -308,7 +347,29 @@ mod tests {
         assert_eq!(k.check(&t[..t.len() - 1], 1), TokenCheck::Refused);
         assert_eq!(k.check("41", 1), TokenCheck::Refused);
         assert_eq!(k.check("", 1), TokenCheck::Refused);
+        // The gateway-wide token only where a fixed URL was allowed.
+        assert_eq!(k.check(&"n".repeat(40), 1), TokenCheck::Refused);
+        k.accept_gateway_token(true);
         assert_eq!(k.check(&"n".repeat(40), 1), TokenCheck::Gateway);
+        assert_eq!(k.check("", 1), TokenCheck::Refused);
+        assert_eq!(k.check(&t, 1), TokenCheck::Message(41));
+    }
+
+    #[test]
+    fn the_mac_key_is_derived_not_the_secret() {
+        let secret = Secret::new("n".repeat(40));
+        // A MAC keyed by the raw secret (what a leaked fixed URL gives
+        // away) is not the one we make.
+        let mut raw = HmacSha256::new_from_slice(secret.expose().as_bytes()).unwrap();
+        raw.update(b"pedulicovid-receipt-v1\ntsel\n41");
+        let raw: String = raw.finalize().into_bytes()[..MAC_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(raw, message_mac(&secret, "tsel", 41));
+        let k = keys(0);
+        k.accept_gateway_token(true);
+        assert_eq!(k.check(&format!("41.{raw}"), 1), TokenCheck::Refused);
     }
 
     #[test]
@@ -316,6 +377,7 @@ mod tests {
         let old = Secret::new("o".repeat(40));
         let by_old = message_token(&old, "tsel", 7);
         let k = keys(1_000);
+        k.accept_gateway_token(true);
         assert_eq!(k.check(&by_old, 999), TokenCheck::Message(7));
         assert_eq!(k.check(&"o".repeat(40), 999), TokenCheck::Gateway);
         assert_eq!(k.check(&by_old, 1_000), TokenCheck::Refused);

@@ -119,8 +119,9 @@ pub struct JsonReceiptMapping {
     /// The aggregator's message id (the one its send answer gave us).
     pub id_pointer: String,
     /// Our `messages.id`, when the aggregator echoes a reference we sent
-    /// (a string or a number). Without it, `pcid` in the callback URL or the
-    /// aggregator's id match the receipt.
+    /// (a string or a number). Without it, `pcid` in a per-message callback
+    /// URL or the aggregator's id match the receipt (on a fixed URL, `pcid`
+    /// is ignored: nothing signs it).
     pub our_id_pointer: Option<String>,
     /// The aggregator's status (a string or a number).
     pub status_pointer: String,
@@ -417,6 +418,15 @@ impl Default for JsonConfig {
 }
 
 impl JsonConfig {
+    /// Whether this aggregator can only call one fixed receipt URL: its
+    /// template has no `{{callback_url}}`, so it is never handed a
+    /// per-message URL and its callbacks carry the gateway-wide token.
+    pub fn uses_fixed_url(&self) -> bool {
+        Template::parse(&self.body_template)
+            .map(|t| !t.0.contains(&Piece::Field(Field::CallbackUrl)))
+            .unwrap_or(false)
+    }
+
     /// The request timeout as a `Duration`, for [`super::http::client`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
@@ -880,7 +890,9 @@ impl ReceiptParser for JsonReceipts {
     /// | `outcome`            | `statuses[raw_status]`, ignoring case; else `Unknown` | — |
     ///
     /// Our id, when present, must be an integer: an aggregator echoes what
-    /// we sent, so anything else is not ours.
+    /// we sent, so anything else is not ours. Behind the gateway-wide token
+    /// (a fixed URL) the callback handler drops `pcid` before parsing:
+    /// nothing signs the query there.
     fn parse(
         &self,
         query: &[(String, String)],

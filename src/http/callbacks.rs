@@ -262,8 +262,12 @@ async fn handle(
     // POST form (our id in the query); JSON aggregators POST a JSON body.
     // The payload kept is the query, then the body.
     let query = query.unwrap_or_default();
+    // Behind the gateway-wide token (a fixed URL), `pcid` in the query is
+    // nobody's word: no MAC covers it, and an aggregator's signature covers
+    // the body only. The receipt is matched by what the body says.
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
+        .filter(|(k, _)| !(check == TokenCheck::Gateway && k == crate::gateway::json::OUR_ID_PARAM))
         .collect();
     let payload = match (query.is_empty(), body.is_empty()) {
         (false, true) => query.clone(),

@@ -161,7 +161,38 @@ impl RetryCause {
     }
 }
 
+/// The start of `last_error` for a send whose connection was refused or
+/// never made (`SendError::retry(Transient::Connect, "connect: …").short()`,
+/// pinned by a test): the request never left us.
+const NOT_CONNECTED: &str = "retryable: connect";
+
 impl SendOutcome {
+    /// Whether this outcome may have put the message in the carrier's hands,
+    /// the only evidence a receipt through the gateway-wide token moves a
+    /// message on (`attempts.handed_over`, read by the receipt code): taken
+    /// (`Sent`), a timeout, a 5xx, an unreadable answer or a permanent
+    /// refusal, yes; a throttle, a gateway fault (TLS, configuration), a
+    /// refused connection, a deferral or a failure before any gateway was
+    /// tried, no.
+    pub fn handed_over(&self) -> bool {
+        let reached = |error: &str| {
+            !error.starts_with(NOT_CONNECTED)
+                && !error.starts_with("throttled")
+                && !error.starts_with("gateway fault")
+        };
+        match self {
+            SendOutcome::Sent { .. } => true,
+            SendOutcome::Retry {
+                gateway,
+                error,
+                cause,
+                ..
+            } => gateway.is_some() && *cause == RetryCause::Transient && reached(error),
+            SendOutcome::Defer { .. } => false,
+            SendOutcome::Failed { gateway, error, .. } => gateway.is_some() && reached(error),
+        }
+    }
+
     pub fn id(&self) -> i64 {
         match self {
             SendOutcome::Sent { id, .. }
@@ -283,8 +314,9 @@ impl Store {
         let defer_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, attempts = attempts - 1, \
              lease_owner = NULL, lease_until = NULL, updated_at = $2 \
              WHERE id = $3 AND lease_owner = $4 AND status = 'sending'";
-        // (message id, gateway, kind, detail) of every attempt to record.
-        let mut attempts: Vec<(i64, Option<&str>, &str, String)> = Vec::with_capacity(sorted.len());
+        // (message id, gateway, kind, detail, handed over) of every attempt to record.
+        let mut attempts: Vec<(i64, Option<&str>, &str, String, bool)> =
+            Vec::with_capacity(sorted.len());
         let sent: Vec<&SendOutcome> = sorted
             .iter()
             .copied()
@@ -335,7 +367,7 @@ impl Store {
             for o in &sorted {
                 match o {
                     SendOutcome::Sent { id, gateway, gateway_message_id, .. } => {
-                        attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default()));
+                        attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default(), true));
                     }
                     SendOutcome::Retry { id, gateway, next_attempt_at, error, cause } => {
                         let n = sqlx::query(retry_sql)
@@ -345,7 +377,7 @@ impl Store {
                         if n == 0 {
                             missed.push(*id);
                         }
-                        attempts.push((*id, gateway.as_deref(), cause.as_str(), error.clone()));
+                        attempts.push((*id, gateway.as_deref(), cause.as_str(), error.clone(), o.handed_over()));
                     }
                     SendOutcome::Defer { id, until } => {
                         let n = sqlx::query(defer_sql)
@@ -364,7 +396,7 @@ impl Store {
                         } else {
                             missed.push(*id);
                         }
-                        attempts.push((*id, gateway.as_deref(), "failed", error.clone()));
+                        attempts.push((*id, gateway.as_deref(), "failed", error.clone(), o.handed_over()));
                     }
                 }
             }
@@ -388,12 +420,12 @@ impl Store {
             }
             for chunk in attempts.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new(
-                    "INSERT INTO attempts (message_id, campaign_id, attempt, gateway, outcome, detail, at) \
-                     SELECT m.id, m.campaign_id, m.attempts, v.column2, v.column3, v.column4, ");
+                    "INSERT INTO attempts (message_id, campaign_id, attempt, gateway, outcome, detail, handed_over, at) \
+                     SELECT m.id, m.campaign_id, m.attempts, v.column2, v.column3, v.column4, v.column5, ");
                 q.push_bind(now);
                 q.push(" FROM (");
-                q.push_values(chunk.iter(), |mut b, (id, gateway, kind, detail)| {
-                    b.push_bind(*id).push_bind(*gateway).push_bind(*kind).push_bind(detail.as_str());
+                q.push_values(chunk.iter(), |mut b, (id, gateway, kind, detail, handed_over)| {
+                    b.push_bind(*id).push_bind(*gateway).push_bind(*kind).push_bind(detail.as_str()).push_bind(*handed_over);
                 });
                 q.push(") AS v JOIN messages m ON m.id = v.column1");
                 q.build().execute(&mut *tx).await?;
@@ -522,5 +554,54 @@ impl Store {
             "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued' \
              AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running'))")
             .fetch_one(p).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::{SendError, Transient};
+
+    fn retry(cause: RetryCause, error: String) -> SendOutcome {
+        SendOutcome::Retry {
+            id: 1,
+            gateway: Some("g".into()),
+            next_attempt_at: 0,
+            error,
+            cause,
+        }
+    }
+
+    #[test]
+    fn only_outcomes_that_may_have_reached_the_carrier_are_hand_overs() {
+        let refused = SendError::retry(Transient::Connect, "connect: Connection refused").short();
+        assert!(!retry(RetryCause::Transient, refused.clone()).handed_over());
+        let throttled = SendError::Throttled { retry_after: None }.short();
+        assert!(!retry(RetryCause::Throttled, throttled.clone()).handed_over());
+        let fault = SendError::GatewayFault {
+            reason: "tls: expired".into(),
+            kind: crate::gateway::Fault::Tls,
+        }
+        .short();
+        assert!(!retry(RetryCause::GatewayFault, fault.clone()).handed_over());
+        for kind in [Transient::Timeout, Transient::Http5xx, Transient::BadAnswer] {
+            let e = SendError::retry(kind, "x").short();
+            assert!(retry(RetryCause::Transient, e).handed_over(), "{kind:?}");
+        }
+        let failed = |gateway: Option<&str>, error: String| SendOutcome::Failed {
+            id: 1,
+            gateway: gateway.map(str::to_string),
+            error,
+            reason: FlagReason::RetriesExhausted,
+        };
+        assert!(failed(Some("g"), "permanent: unknown subscriber".into()).handed_over());
+        assert!(!failed(Some("g"), format!("{refused} (after 5 attempts)")).handed_over());
+        assert!(!failed(
+            Some("g"),
+            format!("{throttled} (older than worker.max_age_secs)")
+        )
+        .handed_over());
+        assert!(!failed(None, "template: boom".into()).handed_over());
+        assert!(!SendOutcome::Defer { id: 1, until: 0 }.handed_over());
     }
 }

@@ -233,9 +233,10 @@ impl Store {
             "SELECT r.id, r.gateway, r.message_id, r.gateway_message_id, r.raw_status, r.outcome, r.error_code, r.payload \
              FROM receipts r WHERE r.effect = 'pending' AND (EXISTS (SELECT 1 FROM messages m \
              WHERE m.gateway = r.gateway AND m.gateway_ref = r.gateway_ref) \
-             OR EXISTS (SELECT 1 FROM messages m WHERE m.id = r.message_id AND m.gateway = r.gateway)) \
+             OR EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = r.message_id AND a.gateway = r.gateway \
+             AND a.handed_over = $1)) \
              ORDER BY r.id LIMIT 500")
-            .fetch_all(p).await?);
+            .bind(true).fetch_all(p).await?);
         let mut batch = Vec::with_capacity(rows.len());
         let mut ids = Vec::with_capacity(rows.len());
         for (id, gateway, message_id, gmid, raw, outcome, err, payload) in rows {
@@ -344,7 +345,7 @@ impl Store {
             for round in &rounds {
                 let mut ids: Vec<i64> = round.iter().filter_map(|&i| resolved[i]).collect();
                 ids.sort_unstable();
-                // (status, recorded gateway, attempts) of each message named.
+                // (status, recorded gateway ref, attempts) of each message named.
                 type Known = (String, Option<String>, i64);
                 let existing: std::collections::HashMap<i64, Known> = if ids.is_empty() {
                     Default::default()
@@ -353,7 +354,7 @@ impl Store {
                     // writer of `messages` does the same, so concurrent
                     // batches queue behind each other instead of deadlocking.
                     let mut q = QueryBuilder::new(
-                        "SELECT id, status, gateway, CAST(attempts AS BIGINT) FROM messages WHERE id");
+                        "SELECT id, status, gateway_ref, CAST(attempts AS BIGINT) FROM messages WHERE id");
                     super::push_in_ids(&mut q, &ids);
                     q.push(" ORDER BY id");
                     q.push(lock);
@@ -363,22 +364,18 @@ impl Store {
                         .map(|(id, st, gw, att)| (id, (st, gw, att)))
                         .collect()
                 };
-                // Gateways of earlier attempts, for messages whose recorded
-                // gateway is not the receipt's (rare: a retry elsewhere).
-                let elsewhere: Vec<i64> = round
-                    .iter()
-                    .filter_map(|&i| {
-                        let id = resolved[i]?;
-                        let (_, gw, _) = existing.get(&id)?;
-                        (gw.as_deref() != Some(batch[i].gateway.as_str())).then_some(id)
-                    })
-                    .collect();
-                let tried: std::collections::HashSet<(i64, String)> = if elsewhere.is_empty() {
+                // The gateways each message was handed to: attempts whose
+                // outcome may have reached the carrier (`handed_over`), never
+                // `messages.gateway` alone (a refused connection, a throttle
+                // or a gateway fault records it too, and nothing left us).
+                let tried: std::collections::HashSet<(i64, String)> = if ids.is_empty() {
                     Default::default()
                 } else {
                     let mut q = QueryBuilder::new(
-                        "SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND message_id");
-                    super::push_in_ids(&mut q, &elsewhere);
+                        "SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND handed_over = ");
+                    q.push_bind(true);
+                    q.push(" AND message_id");
+                    super::push_in_ids(&mut q, &ids);
                     q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?.into_iter().collect()
                 };
                 // Group the applicable receipts by the status they lead to,
@@ -389,7 +386,7 @@ impl Store {
                 for &i in round {
                     let r = &batch[i].parsed;
                     let gw = batch[i].gateway.as_str();
-                    let Some((id, (status, recorded_gw, attempts))) =
+                    let Some((id, (status, recorded_ref, attempts))) =
                         resolved[i].and_then(|id| existing.get(&id).map(|k| (id, k)))
                     else {
                         effects[i] = Some(if r.message_id.is_none() && refs[i].is_some() {
@@ -402,9 +399,17 @@ impl Store {
                     let status: Status = status.parse().map_err(|e: String| {
                         sqlx::Error::Decode(e.into())
                     })?;
-                    let evidence = if recorded_gw.as_deref() == Some(gw)
-                        || tried.contains(&(id, gw.to_string()))
-                    {
+                    // Without a per-message MAC, our id and the gateway's id
+                    // in one receipt must name the same message.
+                    if !batch[i].signed && r.message_id.is_some() {
+                        if let (Some(theirs), Some(recorded)) = (&refs[i], recorded_ref) {
+                            if theirs != recorded {
+                                effects[i] = Some(ReceiptEffect::NotOurs);
+                                continue;
+                            }
+                        }
+                    }
+                    let evidence = if tried.contains(&(id, gw.to_string())) {
                         HandOver::Recorded
                     } else if batch[i].signed && *attempts > 0 {
                         HandOver::Signed
@@ -412,8 +417,7 @@ impl Store {
                         HandOver::None
                     };
                     let not_handed = || {
-                        let other = recorded_gw.as_deref().is_some_and(|g| g != gw)
-                            || tried.iter().any(|(m, g)| *m == id && g != gw);
+                        let other = tried.iter().any(|(m, g)| *m == id && g != gw);
                         if other {
                             ReceiptEffect::NotOurs
                         } else if status == Status::Sending {
@@ -462,11 +466,11 @@ impl Store {
                     q.push(format!(" AND status IN ({from})"));
                     match evidence {
                         HandOver::Recorded => {
-                            q.push(" AND (gateway = ");
+                            q.push(" AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = messages.id AND a.gateway = ");
                             q.push_bind(*gw);
-                            q.push(" OR EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = messages.id AND a.gateway = ");
-                            q.push_bind(*gw);
-                            q.push("))");
+                            q.push(" AND a.handed_over = ");
+                            q.push_bind(true);
+                            q.push(")");
                         }
                         HandOver::Signed => {
                             q.push(" AND attempts > 0");
