@@ -622,6 +622,7 @@ async fn receipt_overtaking_a_retry_releases_the_lease(backend: &str) {
                 next_attempt_at: now_ms(),
                 error: "timed out".into(),
                 cause: pedulicovid::store::RetryCause::Transient,
+                handed_over: true,
             }],
         )
         .await
@@ -728,6 +729,7 @@ async fn late_delivered_overrides_failed_and_resolves_its_flag(backend: &str) {
                 gateway: Some("sim".into()),
                 error: "timeout (after 5 attempts)".into(),
                 reason: pedulicovid::status::FlagReason::RetriesExhausted,
+                handed_over: true,
             }],
         )
         .await
@@ -1182,6 +1184,7 @@ async fn never_sent_and_cancelled_messages_change_nothing(backend: &str) {
                 gateway: None,
                 error: "template: boom".into(),
                 reason: pedulicovid::status::FlagReason::RenderFailed,
+                handed_over: false,
             }],
         )
         .await
@@ -1575,6 +1578,7 @@ async fn retries_that_never_left_us_are_not_hand_overs(backend: &str) {
         next_attempt_at: now_ms() + 600_000,
         error: e.short(),
         cause,
+        handed_over: e.may_have_reached_carrier(),
     };
     let outcomes = [
         retry(

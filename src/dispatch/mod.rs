@@ -336,6 +336,7 @@ impl Dispatcher {
                 return SendOutcome::Failed {
                     id: m.id,
                     gateway: None,
+                    handed_over: false,
                     error: format!("phone: {e}"),
                     reason: FlagReason::InvalidNumber,
                 };
@@ -364,6 +365,7 @@ impl Dispatcher {
                 return SendOutcome::Failed {
                     id: m.id,
                     gateway: None,
+                    handed_over: false,
                     error: format!("template: {e}"),
                     reason: FlagReason::RenderFailed,
                 };
@@ -374,6 +376,7 @@ impl Dispatcher {
             return SendOutcome::Failed {
                 id: m.id,
                 gateway: None,
+                handed_over: false,
                 error: format!(
                     "rendered text needs {} segments, more than sms.hard_max_segments = {}",
                     text.segments(),
@@ -468,6 +471,7 @@ impl Dispatcher {
                     gateway: Some(gateway),
                     error: format!("permanent: {reason}"),
                     reason: flag,
+                    handed_over: true,
                 }
             }
             Err(e) => {
@@ -500,6 +504,7 @@ impl Dispatcher {
                             format!("{} (after {} attempts)", e.short(), m.attempts)
                         },
                         reason: FlagReason::RetriesExhausted,
+                        handed_over: e.may_have_reached_carrier(),
                     };
                 }
                 route.metrics.failure(FailureReason::of_send_error(&e));
@@ -516,6 +521,7 @@ impl Dispatcher {
                     next_attempt_at: now_ms() + delay.as_millis() as i64,
                     error: e.short(),
                     cause,
+                    handed_over: e.may_have_reached_carrier(),
                 }
             }
         }

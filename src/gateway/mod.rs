@@ -112,6 +112,19 @@ impl SendError {
         }
     }
 
+    /// Whether the request may have put the message in the carrier's hands,
+    /// so that a delivery receipt for it is believable
+    /// (`attempts.handed_over`). A refused connection, a throttle or a
+    /// gateway fault (TLS, configuration) never did; a timeout, a 5xx, an
+    /// unreadable answer or a refusal of the message itself may have.
+    pub fn may_have_reached_carrier(&self) -> bool {
+        match self {
+            SendError::Retryable { kind, .. } => *kind != Transient::Connect,
+            SendError::Permanent { .. } => true,
+            SendError::Throttled { .. } | SendError::GatewayFault { .. } => false,
+        }
+    }
+
     /// Short machine-readable reason kept in `messages.last_error`.
     pub fn short(&self) -> String {
         match self {
@@ -206,4 +219,42 @@ pub trait ReceiptParser: Send + Sync + 'static {
 pub struct ReceiptError {
     pub field: &'static str,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only what may have reached the carrier makes a receipt for the
+    /// message believable (`attempts.handed_over`).
+    #[test]
+    fn only_errors_that_may_have_reached_the_carrier_are_hand_overs() {
+        assert!(
+            !SendError::retry(Transient::Connect, "connect: refused").may_have_reached_carrier()
+        );
+        assert!(!SendError::Throttled { retry_after: None }.may_have_reached_carrier());
+        for kind in [Fault::Tls, Fault::Config] {
+            let e = SendError::GatewayFault {
+                reason: "x".into(),
+                kind,
+            };
+            assert!(!e.may_have_reached_carrier(), "{kind:?}");
+        }
+        for kind in [
+            Transient::Timeout,
+            Transient::Http5xx,
+            Transient::BadAnswer,
+            Transient::Other,
+        ] {
+            assert!(
+                SendError::retry(kind, "x").may_have_reached_carrier(),
+                "{kind:?}"
+            );
+        }
+        let refused = SendError::Permanent {
+            reason: "unknown subscriber".into(),
+            invalid_number: true,
+        };
+        assert!(refused.may_have_reached_carrier());
+    }
 }

@@ -118,6 +118,10 @@ pub enum SendOutcome {
         next_attempt_at: i64,
         error: String,
         cause: RetryCause,
+        /// The request may have reached the carrier (see
+        /// [`SendOutcome::handed_over`]); decided by the dispatcher from the
+        /// send error ([`crate::gateway::SendError::may_have_reached_carrier`]).
+        handed_over: bool,
     },
     /// Outside the recipient's send window: wait, without using an attempt.
     Defer { id: i64, until: i64 },
@@ -127,6 +131,10 @@ pub enum SendOutcome {
         gateway: Option<String>,
         error: String,
         reason: FlagReason,
+        /// The last try may have reached the carrier (a permanent refusal,
+        /// retries exhausted after a timeout); `false` for a failure before
+        /// any gateway was tried, or after a refused connection.
+        handed_over: bool,
     },
 }
 
@@ -161,11 +169,6 @@ impl RetryCause {
     }
 }
 
-/// The start of `last_error` for a send whose connection was refused or
-/// never made (`SendError::retry(Transient::Connect, "connect: …").short()`,
-/// pinned by a test): the request never left us.
-const NOT_CONNECTED: &str = "retryable: connect";
-
 impl SendOutcome {
     /// Whether this outcome may have put the message in the carrier's hands,
     /// the only evidence a receipt through the gateway-wide token moves a
@@ -175,21 +178,12 @@ impl SendOutcome {
     /// refused connection, a deferral or a failure before any gateway was
     /// tried, no.
     pub fn handed_over(&self) -> bool {
-        let reached = |error: &str| {
-            !error.starts_with(NOT_CONNECTED)
-                && !error.starts_with("throttled")
-                && !error.starts_with("gateway fault")
-        };
         match self {
             SendOutcome::Sent { .. } => true,
-            SendOutcome::Retry {
-                gateway,
-                error,
-                cause,
-                ..
-            } => gateway.is_some() && *cause == RetryCause::Transient && reached(error),
+            SendOutcome::Retry { handed_over, .. } | SendOutcome::Failed { handed_over, .. } => {
+                *handed_over
+            }
             SendOutcome::Defer { .. } => false,
-            SendOutcome::Failed { gateway, error, .. } => gateway.is_some() && reached(error),
         }
     }
 
@@ -369,7 +363,7 @@ impl Store {
                     SendOutcome::Sent { id, gateway, gateway_message_id, .. } => {
                         attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default(), true));
                     }
-                    SendOutcome::Retry { id, gateway, next_attempt_at, error, cause } => {
+                    SendOutcome::Retry { id, gateway, next_attempt_at, error, cause, .. } => {
                         let n = sqlx::query(retry_sql)
                             .bind(next_attempt_at).bind(error).bind(i32::from(!cause.uses_attempt())).bind(gateway)
                             .bind(now).bind(id).bind(owner)
@@ -387,7 +381,7 @@ impl Store {
                             missed.push(*id);
                         }
                     }
-                    SendOutcome::Failed { id, gateway, error, reason } => {
+                    SendOutcome::Failed { id, gateway, error, reason, .. } => {
                         let n = sqlx::query(&failed_sql)
                             .bind(error).bind(gateway).bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
@@ -554,54 +548,5 @@ impl Store {
             "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued' \
              AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running'))")
             .fetch_one(p).await?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gateway::{SendError, Transient};
-
-    fn retry(cause: RetryCause, error: String) -> SendOutcome {
-        SendOutcome::Retry {
-            id: 1,
-            gateway: Some("g".into()),
-            next_attempt_at: 0,
-            error,
-            cause,
-        }
-    }
-
-    #[test]
-    fn only_outcomes_that_may_have_reached_the_carrier_are_hand_overs() {
-        let refused = SendError::retry(Transient::Connect, "connect: Connection refused").short();
-        assert!(!retry(RetryCause::Transient, refused.clone()).handed_over());
-        let throttled = SendError::Throttled { retry_after: None }.short();
-        assert!(!retry(RetryCause::Throttled, throttled.clone()).handed_over());
-        let fault = SendError::GatewayFault {
-            reason: "tls: expired".into(),
-            kind: crate::gateway::Fault::Tls,
-        }
-        .short();
-        assert!(!retry(RetryCause::GatewayFault, fault.clone()).handed_over());
-        for kind in [Transient::Timeout, Transient::Http5xx, Transient::BadAnswer] {
-            let e = SendError::retry(kind, "x").short();
-            assert!(retry(RetryCause::Transient, e).handed_over(), "{kind:?}");
-        }
-        let failed = |gateway: Option<&str>, error: String| SendOutcome::Failed {
-            id: 1,
-            gateway: gateway.map(str::to_string),
-            error,
-            reason: FlagReason::RetriesExhausted,
-        };
-        assert!(failed(Some("g"), "permanent: unknown subscriber".into()).handed_over());
-        assert!(!failed(Some("g"), format!("{refused} (after 5 attempts)")).handed_over());
-        assert!(!failed(
-            Some("g"),
-            format!("{throttled} (older than worker.max_age_secs)")
-        )
-        .handed_over());
-        assert!(!failed(None, "template: boom".into()).handed_over());
-        assert!(!SendOutcome::Defer { id: 1, until: 0 }.handed_over());
     }
 }
