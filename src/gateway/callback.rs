@@ -60,14 +60,41 @@ fn mac_key(secret: &Secret) -> [u8; 32] {
 /// The gateway's name is inside, so a MAC made for one gateway never
 /// verifies on another's callback path, even where two share a secret.
 pub fn message_mac(secret: &Secret, gateway: &str, message_id: i64) -> String {
-    let mut mac =
-        HmacSha256::new_from_slice(&mac_key(secret)).expect("HMAC takes a key of any length");
-    mac.update(format!("pedulicovid-receipt-v1\n{gateway}\n{message_id}").as_bytes());
-    let full = mac.finalize().into_bytes();
-    full[..MAC_BYTES]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Keyed::new(secret.clone()).message_mac(gateway, message_id)
+}
+
+/// A secret with its MAC key derived once: the HMAC state keyed with
+/// [`mac_key`] is cloned per message, so signing a URL or checking a
+/// receipt (once per message each) computes one HMAC, not three.
+#[derive(Clone)]
+struct Keyed {
+    secret: Secret,
+    mac: HmacSha256,
+}
+
+impl Keyed {
+    fn new(secret: Secret) -> Keyed {
+        let mac =
+            HmacSha256::new_from_slice(&mac_key(&secret)).expect("HMAC takes a key of any length");
+        Keyed { secret, mac }
+    }
+
+    /// See [`message_mac`].
+    fn message_mac(&self, gateway: &str, message_id: i64) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"pedulicovid-receipt-v1\n");
+        mac.update(gateway.as_bytes());
+        mac.update(b"\n");
+        mac.update(message_id.to_string().as_bytes());
+        let full = mac.finalize().into_bytes();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(MAC_BYTES * 2);
+        for b in &full[..MAC_BYTES] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
+    }
 }
 
 /// The path token for one message: `{message_id}.{mac}`.
@@ -95,13 +122,30 @@ impl KeySet {
             previous_until_ms: 0,
         }
     }
+}
+
+/// A [`KeySet`] with each secret's MAC key derived (see [`Keyed`]).
+struct Active {
+    current: Keyed,
+    previous: Option<Keyed>,
+    previous_until_ms: i64,
+}
+
+impl Active {
+    fn of(set: KeySet) -> Active {
+        Active {
+            current: Keyed::new(set.current),
+            previous: set.previous.filter(|p| !p.is_empty()).map(Keyed::new),
+            previous_until_ms: set.previous_until_ms,
+        }
+    }
 
     /// The secrets valid at `now_ms`, current first.
-    fn valid(&self, now_ms: i64) -> impl Iterator<Item = &Secret> {
+    fn valid(&self, now_ms: i64) -> impl Iterator<Item = &Keyed> {
         let previous = self
             .previous
             .as_ref()
-            .filter(|p| !p.is_empty() && now_ms < self.previous_until_ms);
+            .filter(|_| now_ms < self.previous_until_ms);
         std::iter::once(&self.current).chain(previous)
     }
 }
@@ -121,7 +165,7 @@ pub enum TokenCheck {
 /// callback endpoint (verifies them). Replaced in place on rotation.
 pub struct CallbackKeys {
     gateway: String,
-    set: RwLock<KeySet>,
+    set: RwLock<Active>,
     /// Set for secrets generated and kept in the database: a refused token
     /// may be signed with a secret rotated by another process, so the
     /// endpoint reloads (at most once a second) before refusing.
@@ -141,7 +185,7 @@ impl CallbackKeys {
     pub fn configured(gateway: impl Into<String>, set: KeySet) -> Arc<CallbackKeys> {
         Arc::new(CallbackKeys {
             gateway: gateway.into(),
-            set: RwLock::new(set),
+            set: RwLock::new(Active::of(set)),
             generated: false,
             grace_ms: 0,
             last_reload: Mutex::new(None),
@@ -158,7 +202,7 @@ impl CallbackKeys {
     ) -> Result<Arc<CallbackKeys>, StoreError> {
         let keys = Arc::new(CallbackKeys {
             gateway: gateway.into(),
-            set: RwLock::new(KeySet::default()),
+            set: RwLock::new(Active::of(KeySet::default())),
             generated: true,
             grace_ms,
             last_reload: Mutex::new(None),
@@ -207,16 +251,18 @@ impl CallbackKeys {
     pub fn replace(&self, set: KeySet) {
         // A poisoned lock only means a panic elsewhere mid-replace; the
         // value is a plain struct, still whole.
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = set;
+        let active = Active::of(set);
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = active;
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Active> {
         self.set.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The per-message path token, made with the current secret.
     pub fn message_token(&self, message_id: i64) -> String {
-        message_token(&self.read().current, &self.gateway, message_id)
+        let mac = self.read().current.message_mac(&self.gateway, message_id);
+        format!("{message_id}.{mac}")
     }
 
     /// True when a reload from the database is due: a token was refused and
@@ -245,7 +291,7 @@ impl CallbackKeys {
             return TokenCheck::Refused;
         }
         let set = self.read();
-        if self.accepts_gateway_token() && set.valid(now_ms).any(|s| s.matches(token)) {
+        if self.accepts_gateway_token() && set.valid(now_ms).any(|k| k.secret.matches(token)) {
             return TokenCheck::Gateway;
         }
         let Some((id, mac)) = token.split_once('.') else {
@@ -258,8 +304,8 @@ impl CallbackKeys {
             return TokenCheck::Refused;
         }
         let presented = mac.to_ascii_lowercase();
-        let ok = set.valid(now_ms).any(|s| {
-            let expected = message_mac(s, &self.gateway, id);
+        let ok = set.valid(now_ms).any(|k| {
+            let expected = k.message_mac(&self.gateway, id);
             bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
         });
         if ok {
