@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -87,22 +87,8 @@ async fn refused_gateway_flags_no_worker(db: &TestDb, s: Settings, detail_has: &
         .get(&name)
         .failures(FailureReason::Rejected);
     let app = start(s, Parts::ALL).await;
-    let csv: String = std::iter::once(HEADER.to_string())
-        .chain((0..6).map(|i| row(i, "31", &format!("{i}"))))
-        .collect();
-    assert_eq!(import_text(&app.store, &csv).await.accepted, 6);
-    let (c, enqueued) = create_campaign(&app, campaign_request("refused")).await;
-    assert_eq!(enqueued, 6);
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = app.store.campaign(c.id).await.unwrap().status;
-        if status == "paused" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "campaign still {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let c = campaign_of(&app, 6, "refused").await;
+    wait_status(&app.store, c, "paused", Duration::from_secs(20)).await;
     let states = app.store.gateway_states().await.unwrap();
     assert!(
         states.iter().any(|(g, state, detail, ..)| g == &name
@@ -111,13 +97,13 @@ async fn refused_gateway_flags_no_worker(db: &TestDb, s: Settings, detail_has: &
             && detail.contains(detail_has)),
         "{states:?}"
     );
-    let r = app.store.campaign_report(c.id).await.unwrap();
+    let r = app.store.campaign_report(c).await.unwrap();
     assert!(r.flagged_by_reason.is_empty(), "{r:?}");
     let rows: Vec<(String, i64, String)> = sql_rows(
         &db.url,
         "SELECT status, CAST(attempts AS BIGINT), COALESCE(last_error, '') FROM messages \
          WHERE campaign_id = $1 ORDER BY id",
-        &[c.id],
+        &[c],
     )
     .await;
     assert_eq!(rows.len(), 6);

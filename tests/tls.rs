@@ -633,23 +633,9 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
         .get("tls-broken")
         .failures(FailureReason::Tls);
     let app = start(s, Parts::ALL).await;
-    let csv: String = std::iter::once(HEADER.to_string())
-        .chain((0..6).map(|i| row(i, "31", &format!("{i}"))))
-        .collect();
-    assert_eq!(import_text(&app.store, &csv).await.accepted, 6);
-    let (c, enqueued) = create_campaign(&app, campaign_request("bad certificate")).await;
-    assert_eq!(enqueued, 6);
-
+    let c = campaign_of(&app, 6, "bad certificate").await;
     // The campaign auto-pauses on the failed attempts…
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = app.store.campaign(c.id).await.unwrap().status;
-        if status == "paused" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "campaign still {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_status(&app.store, c, "paused", Duration::from_secs(20)).await;
     // …the breaker opened and says so for operators…
     let states = app.store.gateway_states().await.unwrap();
     assert!(
@@ -661,13 +647,13 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
     // …nothing reached the carrier, and no worker is flagged: every
     // message is still queued with no attempt used.
     assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
-    let r = app.store.campaign_report(c.id).await.unwrap();
+    let r = app.store.campaign_report(c).await.unwrap();
     assert!(r.flagged_by_reason.is_empty(), "{r:?}");
     let rows: Vec<(String, i64, String)> = sql_rows(
         &db.url,
         "SELECT status, CAST(attempts AS BIGINT), COALESCE(last_error, '') FROM messages \
          WHERE campaign_id = $1 ORDER BY id",
-        &[c.id],
+        &[c],
     )
     .await;
     assert_eq!(rows.len(), 6);

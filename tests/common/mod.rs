@@ -276,6 +276,34 @@ pub async fn open_windows_now(url: &str) {
     .await;
 }
 
+/// Imports `n` valid workers (province 31, phones ending 0, 1, …) into the
+/// running app and creates a campaign for all of them; returns its id.
+pub async fn campaign_of(app: &App, n: u32, name: &str) -> i64 {
+    let csv: String = std::iter::once(HEADER.to_string())
+        .chain((0..n).map(|i| row(i, "31", &format!("{i}"))))
+        .collect();
+    assert_eq!(import_text(&app.store, &csv).await.accepted, u64::from(n));
+    let (c, enqueued) = create_campaign(app, campaign_request(name)).await;
+    assert_eq!(enqueued, u64::from(n));
+    c.id
+}
+
+/// Polls until the campaign's status is `status`, or panics after `limit`.
+pub async fn wait_status(store: &Store, campaign: i64, status: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = store.campaign(campaign).await.expect("campaign").status;
+        if now == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "campaign {campaign} still {now}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls until the campaign has nothing in flight, or panics after `limit`.
 pub async fn wait_done(store: &Store, campaign: i64, limit: Duration) -> CampaignReport {
     let start = Instant::now();
