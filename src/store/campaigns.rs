@@ -509,26 +509,30 @@ impl Store {
 
     /// Per-status counts and open flags for one campaign.
     pub async fn campaign_report(&self, id: i64) -> Result<CampaignReport> {
-        type Counts = Vec<(String, i64)>;
-        let (by_status, sent, flags, unrecorded): (Counts, i64, Counts, i64) = with_pool!(self, p => {
-            let by_status = sqlx::query_as("SELECT status, COUNT(*) FROM messages WHERE campaign_id = $1 GROUP BY status")
-                .bind(id).fetch_all(p).await?;
-            let sent = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND sent_at IS NOT NULL")
-                .bind(id).fetch_one(p).await?;
-            let flags = sqlx::query_as("SELECT reason, COUNT(*) FROM non_recipients \
-                                        WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason ORDER BY reason")
-                .bind(id).fetch_all(p).await?;
-            let unrecorded = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
-                                                 AND lease_owner IS NOT NULL AND status <> 'sending'")
-                .bind(id).fetch_one(p).await?;
-            (by_status, sent, flags, unrecorded)
-        });
-        let mut report = CampaignReport {
-            sent,
-            flagged_by_reason: flags,
-            unrecorded,
-            ..Default::default()
-        };
+        // One statement, so one snapshot: counted separately, a message
+        // could be seen final-but-unrecorded by one count and recorded by
+        // none (its send landing between them), and the report would look
+        // finished with `sent` short.
+        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(self, p => sqlx::query_as(
+            "SELECT 'status', status, COUNT(*), COUNT(sent_at), \
+                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND status <> 'sending' THEN 1 ELSE 0 END), 0) \
+             FROM messages WHERE campaign_id = $1 GROUP BY status \
+             UNION ALL \
+             SELECT 'flag', reason, COUNT(*), 0, 0 FROM non_recipients \
+             WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason \
+             ORDER BY 1, 2")
+            .bind(id).fetch_all(p).await?);
+        let mut report = CampaignReport::default();
+        let mut by_status = Vec::new();
+        for (kind, key, n, sent, unrecorded) in rows {
+            if kind == "flag" {
+                report.flagged_by_reason.push((key, n));
+            } else {
+                report.sent += sent;
+                report.unrecorded += unrecorded;
+                by_status.push((key, n));
+            }
+        }
         for s in Status::ALL {
             let n = by_status
                 .iter()
