@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash chaos, the long manual version of tests/chaos.rs (RELIABILITY.md).
+# Crash chaos, the long manual version of tests/exclusive/chaos.rs (RELIABILITY.md).
 #
 # Several `pedulicovid worker` processes (release build) share one
 # PostgreSQL queue and send a large campaign to `pedulicovid carrier-sim`,

@@ -52,7 +52,7 @@ fi
 export PEDULICOVID_TEST_PG="$PG_URL"
 
 # ---------------------------------------------------------------- Chromium
-# tests/ui_browser.rs drives Debian's headless Chromium through chromedriver
+# tests/it/ui_browser.rs drives Debian's headless Chromium through chromedriver
 # (and fails, never skips, without them).
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     log "installing Chromium and chromedriver"

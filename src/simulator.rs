@@ -140,7 +140,7 @@ impl Default for SimulatorConfig {
 }
 
 /// Faults the simulator injects into send requests, for reliability tests
-/// (`tests/faults.rs`, `RELIABILITY.md`). Every share is a probability
+/// (`tests/it/faults.rs`, `RELIABILITY.md`). Every share is a probability
 /// (0..1) per request, drawn once per request in the order listed (their sum
 /// should stay at or below 1; what is above 1 never happens). All are off by
 /// default, and with all of them off the simulator draws nothing extra, so

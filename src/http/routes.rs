@@ -4,7 +4,7 @@
 //! ([`super::api`]), the support UI's ([`super::ui`]), and the service
 //! routes (health, readiness, metrics, carrier callbacks) in
 //! [`super::router`]. The router is built from those tables alone, and
-//! [`route_table`] lists the same lines, so `tests/api.rs` can check the
+//! [`route_table`] lists the same lines, so `tests/it/api.rs` can check the
 //! OpenAPI document against exactly what is served, both ways: a route
 //! added without documentation fails that test.
 

@@ -13,7 +13,7 @@
 //!
 //! Every route is one line of [`api_routes`]: method, path, the roles it
 //! accepts, and the handler. The router is built from that table alone,
-//! each route behind a guard for its roles, and `tests/api.rs` runs the
+//! each route behind a guard for its roles, and `tests/it/api.rs` runs the
 //! role matrix on it and checks it (with the other tables, see
 //! [`super::routes`]) against the OpenAPI document.
 

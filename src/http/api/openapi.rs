@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' `#[utoipa::path]`
 //! attributes and served at `/api/openapi.json`: the JSON API, health,
 //! readiness, metrics, the carrier callbacks and the support UI's pages
-//! ([`crate::http::ui::UiDoc`]). `tests/api.rs` checks it against the route
+//! ([`crate::http::ui::UiDoc`]). `tests/it/api.rs` checks it against the route
 //! tables the router is built from ([`crate::http::route_table`]), both
 //! ways, and that every route's accepted roles appear as its security
 //! scopes.

@@ -1,11 +1,9 @@
 //! Routing and failover across gateways; receipts matched by the gateway's
 //! own id, including before the send is recorded.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign;
 use pedulicovid::config::GatewaySettings;

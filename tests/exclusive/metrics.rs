@@ -3,21 +3,19 @@
 //! reason, receipts by outcome, latency histogram, rate-limit waits) count
 //! exactly what happened.
 //!
-//! The counters are process-wide, so this file is its own test binary and
-//! its two tests (one per backend) run one at a time, comparing the counts
-//! after the campaign with those before it.
-
-mod common;
+//! The counters are process-wide, so these tests live in the `exclusive`
+//! binary and hold its lock ([`crate::SERIAL`]): no other test counts
+//! anything while one compares the counts after its campaign with those
+//! before it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::status::Status;
 
-/// Serialises the tests of this binary: they share the process's counters.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::SERIAL;
 
 /// Every sample of the exposition, keyed by `name{labels}` as written.
 fn samples(text: &str) -> HashMap<String, f64> {
@@ -42,7 +40,7 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str)
 }
 
 async fn gateway_series_count_the_campaign(backend: &str) {
-    let _serial = ONE_AT_A_TIME.lock().await;
+    let _serial = SERIAL.lock().await;
     let db = TestDb::new(backend).await;
     // …10 undelivered, …55 answered 503 until its attempts run out, the
     // rest delivered.

@@ -5,16 +5,14 @@
 //!   send a rate-limited campaign; the server and the workers reconnect on
 //!   their own and finish it; nothing is lost, duplicates stay within what
 //!   was in flight. A guard starts PostgreSQL again whatever happens.
-//!   This binary holds the only PostgreSQL-restart test, and no other test
-//!   here uses PostgreSQL: cargo runs test binaries one after another, so
-//!   the restart disturbs no other test of the suite.
+//!   It lives in the `exclusive` binary and holds its lock ([`crate::SERIAL`]):
+//!   cargo runs test binaries one after another, so the restart disturbs no
+//!   other test of the suite.
 //! - **SQLite `database is locked`**: another connection holds an exclusive
 //!   write transaction for 2 s while the app imports and sends; everything
 //!   waits (busy timeout) and completes, and not one warning is logged.
 //!
 //! `RELIABILITY.md` has the figures.
-
-mod common;
 
 use std::fs::File;
 use std::io::Write;
@@ -24,7 +22,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign;
 use pedulicovid::render::Renderer;
@@ -34,7 +32,7 @@ use pedulicovid::store::{CampaignReport, Store};
 use sqlx::Connection;
 
 /// One test at a time (timings, and the captured log).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::SERIAL;
 
 fn workers_csv(first: u32, n: u32, tail_base: u32) -> String {
     let mut csv = String::from(HEADER);

@@ -14,13 +14,11 @@
 //! `chromium-driver`); `scripts/test.sh` installs them. Without them the
 //! browser test fails, on purpose: it never skips silently.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::store::{Role, Store};

@@ -15,11 +15,9 @@
 //!
 //! `RELIABILITY.md` lists the figures these tests print.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::config::Settings;
 use pedulicovid::simulator::{AttemptKind, AttemptReport, FaultConfig, SimHandle};

@@ -3,12 +3,10 @@
 //! their audit and limits, the operators' campaign API, `/metrics`, and the
 //! OpenAPI document checked against every route the router serves.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign;
 use pedulicovid::http::api::chatbot::{ADVICE_FLAGGED, ADVICE_NOT_FOUND};
@@ -505,7 +503,7 @@ both_backends!(tokens_are_stored_as_hashes_only);
 
 async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
     // Numbers ending in 0 are undelivered; everything else is delivered.
-    // The `immediate` mode: applied at once (tests/reregistration.rs has the
+    // The `immediate` mode: applied at once (tests/it/reregistration.rs has the
     // default, validated mode).
     let api = Api::start_mode(
         backend,

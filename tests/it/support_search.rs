@@ -6,11 +6,9 @@
 //! working. (The API and UI tests in `api.rs`, `ui_browser.rs` and
 //! `security.rs` search through the same function.)
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pedulicovid::store::{SearchKind, Store, SupportError, SEARCH_LIMIT};
 
 /// Imports workers `i` with the given names (province 31).

@@ -6,12 +6,10 @@
 //! `scheduled`, and `flags export` writes a formula-guarded CSV; every
 //! change audited by the CLI's user.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::store::{now_ms, Role, Store};

@@ -3,12 +3,10 @@
 //! of the HTTP server (the same `App::stop` SIGTERM calls): a request in
 //! flight is answered, new connections are not taken.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 async fn sigterm_finishes_the_batch_and_leaves_no_lease(backend: &str) {
     let db = TestDb::new(backend).await;

@@ -8,23 +8,21 @@
 //!   opens and every message goes out through the second route (the
 //!   in-process simulator, the gateway named "sim").
 //!
-//! The harness is shared with `tests/kannel_harness.rs` (one Kannel on fixed
-//! ports): the tests here run one at a time (a global lock), each makes sure
+//! The harness is shared with `tests/it/kannel_harness.rs` (one Kannel on fixed
+//! ports): the tests here run one at a time ([`crate::SERIAL`]), each makes sure
 //! the harness is up before it starts, and a guard starts it again when a
 //! test ends, failed or not, so later tests find it running. Stopping it
 //! while another test binary uses it would break that binary's test; cargo
 //! runs test binaries one after another, so only a concurrent `cargo test`
 //! elsewhere could.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::carrier::{start_harness, stop_harness, Carrier, CARRIER};
-use common::*;
+use crate::common::carrier::{start_harness, stop_harness, Carrier, CARRIER};
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::{Dialect, GatewaySettings};
 use pedulicovid::gateway::kannel::KannelConfig;
@@ -32,7 +30,7 @@ use pedulicovid::secret::Secret;
 use pedulicovid::status::Status;
 
 /// One test at a time: they stop and start the one harness.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::SERIAL;
 
 /// The running harness. The first call per binary starts it (or finds it
 /// running); every call checks it is up, since an earlier test stopped it.

@@ -8,12 +8,10 @@
 //! notice) or support staff approve; in the `immediate` mode the notice
 //! carries no NIK digits; a caller cannot move another worker.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::store::{ReregistrationMode, Role, Store};
 use reqwest::{Method, StatusCode};

@@ -15,15 +15,13 @@
 //!   host.
 //!
 //! The harness is started if it is not up and left running (see
-//! `tests/kannel_harness.rs`).
-
-mod common;
+//! `tests/it/kannel_harness.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::carrier::{carrier, Carrier};
-use common::*;
+use crate::common::carrier::{carrier, Carrier};
+use crate::common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::config::{Dialect, Settings};
 use pedulicovid::status::Status;

@@ -1,11 +1,9 @@
 //! A whole campaign through the real app on both databases: import →
 //! campaign → worker → simulator over HTTP → receipts → flags.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 
 async fn whole_campaign_flags_the_right_workers(backend: &str) {

@@ -8,13 +8,11 @@
 //! - the UI's cookies are `Secure` when the settings say so, and not over
 //!   plain HTTP on a loopback listener by default.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::store::{Role, Store};
 use reqwest::header::{HeaderMap, SET_COOKIE};

@@ -1,9 +1,7 @@
 //! `pedulicovid gateways status`: every configured gateway with its breaker
 //! state (closed when never recorded), rates and routes, on both backends.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SETTINGS: &str = r#"

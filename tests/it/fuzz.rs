@@ -8,7 +8,7 @@
 //! are minimised and kept by proptest under `proptest-regressions/`; add
 //! interesting ones to the corpus.
 //!
-//! Longer runs: `PEDULICOVID_FUZZ_CASES=200000 cargo test --release --test fuzz`.
+//! Longer runs: `PEDULICOVID_FUZZ_CASES=200000 cargo test --release --test it fuzz::`.
 
 use std::path::PathBuf;
 

@@ -27,7 +27,7 @@ fn readme_cli_reference_matches_the_program() {
     }
     panic!(
         "README.md's CLI reference differs from the program's --help; \
-         run `PEDULICOVID_BLESS=1 cargo test --test readme` and commit README.md"
+         run `PEDULICOVID_BLESS=1 cargo test --test it readme` and commit README.md"
     );
 }
 

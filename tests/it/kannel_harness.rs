@@ -13,14 +13,12 @@
 //! last digit: 0 UNDELIV, 9 EXPIRED (Kannel reports `%d` = 34), 8 REJECTD,
 //! 7 NACK invalid destination (`%d` = 16), 1-6 DELIVRD.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::carrier::carrier;
-use common::*;
+use crate::common::carrier::carrier;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::{Dialect, GatewaySettings};
 use pedulicovid::gateway::kannel::KannelConfig;

@@ -14,18 +14,16 @@
 //! measure time or start worker processes, and on a small machine they would
 //! otherwise disturb each other's timings and PostgreSQL's connection limit.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::workers::Workers;
+use crate::common::*;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use common::workers::Workers;
-use common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, parse_time, CampaignRequest};
 use pedulicovid::config::{DeliveryPolicy, Dialect, SmsSettings, WorkerSettings};

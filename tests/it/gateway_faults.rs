@@ -6,8 +6,6 @@
 //! with one fixed status and body; the client side is the product's own
 //! (`App`, the dialects, the engine).
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +13,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::{Dialect, GatewaySettings, Settings};
 use pedulicovid::metrics::{FailureReason, METRICS};
@@ -220,7 +218,7 @@ async fn real_kannel_with_a_wrong_password_is_a_configuration_fault() {
     use pedulicovid::gateway::kannel::{KannelConfig, KannelGateway};
     use pedulicovid::gateway::{Fault, Gateway, OutboundSms, SendError};
 
-    let carrier = common::carrier::carrier().await;
+    let carrier = crate::common::carrier::carrier().await;
     let client = gateway_client("kannel", &GatewayTls::default(), Duration::from_secs(10), 2)
         .expect("client builds");
     let gw = KannelGateway::new(

@@ -5,8 +5,6 @@
 //! Jasmin and a JSON aggregator. The client side is the product's own
 //! (`gateway_client`, the dialects, `App`); only the carrier is test code.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +19,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsage
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::domain::{Msisdn, SmsText};
 use pedulicovid::gateway::http::{gateway_client, GatewayTls};

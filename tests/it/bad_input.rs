@@ -3,16 +3,14 @@
 //! and whether logs leak personal data. Storage-backed tests run on both
 //! databases; the binary is exercised as a user would run it.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignError, CampaignRequest};
 use pedulicovid::config::Dialect;

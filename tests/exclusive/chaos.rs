@@ -14,12 +14,10 @@
 //! kills, the release binary, `pedulicovid carrier-sim` as its own process);
 //! `RELIABILITY.md` has the figures.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::workers::Workers;
-use common::*;
+use crate::common::workers::Workers;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::{DeliveryPolicy, Dialect};
 use pedulicovid::simulator::{Simulator, SimulatorConfig};
@@ -28,7 +26,7 @@ use pedulicovid::store::{CampaignReport, Store};
 
 /// One chaos run at a time: each starts three processes and would otherwise
 /// starve the other of CPU and PostgreSQL connections.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::SERIAL;
 
 const MESSAGES: u32 = 5_000;
 const PROCESSES: usize = 3;

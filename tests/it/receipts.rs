@@ -8,11 +8,9 @@
 //! `no_receipt` for every last digit, and the default DLR mask asks for no
 //! intermediate reports), so they stay `sent` until a test reports on them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::gateway::callback::message_token;
 use pedulicovid::secret::Secret;

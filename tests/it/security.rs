@@ -2,11 +2,9 @@
 //! HTML syntax in names, what a name with control characters becomes, and a
 //! client that sends half a request header and stops.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::store::Role;
 use reqwest::StatusCode;

@@ -10,12 +10,10 @@
 //! undelivered, 9 expired, 8 rejected, 7 invalid number, anything else
 //! delivered.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::config::{Dialect, Settings};
 use pedulicovid::secret::Secret;
