@@ -36,7 +36,6 @@ pub mod simulator;
 pub mod metrics;
 pub mod app;
 pub mod cli;
-pub mod cli_doc;
 pub mod demo;
 pub mod bench;
 pub mod bench_kannel;

@@ -1,8 +1,8 @@
 //! The README's command-line reference is the program's own `--help`
-//! ([`pedulicovid::cli_doc`]). Run with `PEDULICOVID_BLESS=1` to rewrite it
+//! ([`pedulicovid::cli::doc`]). Run with `PEDULICOVID_BLESS=1` to rewrite it
 //! after changing a command.
 
-use pedulicovid::cli_doc::{markdown, BEGIN, END};
+use pedulicovid::cli::doc::{markdown, BEGIN, END};
 
 #[test]
 fn readme_cli_reference_matches_the_program() {

@@ -1,0 +1,116 @@
+//! `pedulicovid flags …`: non-recipients, listed masked, exported in full
+//! (audited), resolved by hand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::{cli_actor, open_store};
+use crate::config::Settings;
+use crate::domain::{mask_name, mask_nik, mask_phone};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum FlagsCmd {
+    /// Open flags (names, NIKs and numbers masked).
+    List {
+        /// Only this campaign's flags.
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// Include resolved flags.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Export flags with full contact data, for re-registration outreach
+    /// (audited; names guarded against spreadsheet formulas).
+    Export {
+        /// Only this campaign's flags.
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// CSV (the only format for now).
+        #[arg(long, default_value_t = true)]
+        csv: bool,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Include resolved flags.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Mark a flag resolved by hand, with a note (audited).
+    Resolve {
+        /// The flag's id (from `flags list`).
+        flag_id: i64,
+        /// What was done (kept in the audit trail).
+        #[arg(long)]
+        note: String,
+        /// The staff member's name, for the audit trail.
+        #[arg(long)]
+        staff: String,
+    },
+}
+
+pub(super) async fn run(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
+    let store = open_store(s).await?;
+    match f {
+        FlagsCmd::List { campaign, all } => {
+            let rows = store.flags(*campaign, *all).await?;
+            println!(
+                "{:>6} {:>8} {:<18} {:<16} {:<14} {:<4} name",
+                "id", "campaign", "reason", "nik", "phone", "prov"
+            );
+            for r in &rows {
+                println!(
+                    "{:>6} {:>8} {:<18} {:<16} {:<14} {:<4} {}{}",
+                    r.id,
+                    r.campaign_id,
+                    r.reason,
+                    mask_nik(&r.nik),
+                    mask_phone(&r.phone),
+                    r.province_code,
+                    mask_name(&r.full_name),
+                    r.resolution
+                        .as_deref()
+                        .map(|x| format!(" (resolved: {x})"))
+                        .unwrap_or_default()
+                );
+            }
+            eprintln!("{} flag(s)", rows.len());
+        }
+        FlagsCmd::Export {
+            campaign,
+            output,
+            all,
+            ..
+        } => {
+            // The file first: an export that cannot be written is not
+            // recorded as made.
+            let out: Box<dyn std::io::Write> = match output {
+                Some(p) => Box::new(
+                    crate::export::create_private_file(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            // Read in the transaction that writes its audit entry.
+            let rows = store.export_flags(*campaign, *all, &cli_actor()).await?;
+            crate::export::write_nonrecipients(out, &rows)?.flush()?;
+            eprintln!("{} flag(s) exported", rows.len());
+        }
+        FlagsCmd::Resolve {
+            flag_id,
+            note,
+            staff,
+        } => {
+            let f = store.resolve_flag(*flag_id, staff, note).await?;
+            println!(
+                "flag {} ({}) resolved by {}",
+                f.id,
+                f.reason,
+                f.resolved_by.as_deref().unwrap_or(staff)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
