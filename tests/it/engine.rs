@@ -377,13 +377,17 @@ async fn sigkill_mid_batch(policy: DeliveryPolicy) {
         .sum();
     assert_eq!(finals, enqueued, "{r:?}");
     assert_eq!(r.enqueued, enqueued);
-    assert!(held <= KILL_BATCH, "{held} rows leased by one worker");
+    // The dispatcher is pipelined: a worker holds the batch it is sending
+    // and, while their outcomes are being recorded, the one before (as in
+    // tests/exclusive/chaos.rs). A loaded machine records slowly enough for
+    // the kill to find both.
+    assert!(held <= 2 * KILL_BATCH, "{held} rows leased by one worker");
     match policy {
         DeliveryPolicy::AtLeastOnce => {
-            // Whatever was in flight at the kill may go out twice, no more.
+            // Whatever the victim held at the kill may go out twice, no more.
             assert!(
-                stats.duplicates as i64 <= KILL_BATCH,
-                "{} duplicates after killing one worker with batches of {KILL_BATCH}",
+                stats.duplicates as i64 <= held,
+                "{} duplicates after killing one worker holding {held} rows",
                 stats.duplicates
             );
             assert_eq!(delivered, enqueued, "{r:?}");

@@ -1428,11 +1428,14 @@ both_backends!(rotated_secret_keeps_verifying_for_its_grace_period);
 async fn configured_previous_secret_verifies_until_its_deadline(backend: &str) {
     let current = "c".repeat(40);
     let previous = "p".repeat(40);
+    // Far enough ahead for the set-up below on a loaded machine; the test
+    // then waits for the deadline itself, not for a fixed time.
+    let until = now_ms() + 8_000;
     let ctx = setup_with(backend, 2, Start::Queued, |s| {
         s.gateways[0].callback_secret = Secret::new(current.clone());
         s.gateways[0].callback_secret_previous = Secret::new(previous.clone());
         s.gateways[0].callback_secret_previous_until = Some(
-            chrono::DateTime::from_timestamp_millis(now_ms() + 2_000)
+            chrono::DateTime::from_timestamp_millis(until)
                 .unwrap()
                 .to_rfc3339(),
         );
@@ -1443,7 +1446,8 @@ async fn configured_previous_secret_verifies_until_its_deadline(backend: &str) {
     let url = ctx.message_url_on("sim", &previous, m[0]);
     assert_eq!(ctx.dlr_at(&url, m[0], 1, DELIVERED).await, 200);
     assert_eq!(ctx.status(m[0]).await, "delivered");
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let past_deadline = u64::try_from(until + 200 - now_ms()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(past_deadline)).await;
     let url = ctx.message_url_on("sim", &previous, m[1]);
     assert_eq!(ctx.dlr_at(&url, m[1], 1, DELIVERED).await, 401);
     let url = ctx.message_url_on("sim", &current, m[1]);
