@@ -15,15 +15,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use reqwest::header::{HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 
 use super::callback::CallbackUrl;
-use super::http::{classify_status, read_answer, snippet, transport_error};
+use super::http::{refusal, snippet, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Fault, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome,
-    ReceiptParser, SendError, Transient,
+    Accepted, Fault, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
+    SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -187,35 +186,41 @@ impl JasminConfig {
     }
 }
 
-/// Sends through one Jasmin HTTP API.
-pub struct JasminGateway {
-    /// Configured gateway name (`messages.gateway`, callback path segment).
-    name: String,
-    config: JasminConfig,
-    /// Our receipt endpoint, signed per message (see [`super::callback`]);
-    /// the per-message `dlr-url` is built from it.
-    callback_url: CallbackUrl,
-    /// Shared keep-alive client (see [`super::http::client`]).
-    client: reqwest::Client,
-}
+/// Sends through one Jasmin HTTP API: the shared [`HttpGateway`] speaking
+/// [`JasminWire`].
+pub type JasminGateway = HttpGateway<JasminWire>;
 
 impl JasminGateway {
     /// `callback_url` is the full base of our receipt endpoint, e.g.
-    /// `http://127.0.0.1:8080/callbacks/jasmin/TOKEN`.
+    /// `http://127.0.0.1:8080/callbacks/jasmin/TOKEN`. `client` carries the
+    /// timeout ([`JasminConfig::timeout`]) and TLS settings.
     pub fn new(
         name: impl Into<String>,
         config: JasminConfig,
         callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
-        JasminGateway {
-            name: name.into(),
-            config,
-            callback_url,
+        HttpGateway::with_wire(
+            name,
             client,
-        }
+            JasminWire {
+                config,
+                callback_url,
+            },
+        )
     }
+}
 
+/// Jasmin's half of sending: one form `POST` of [`Self::form`] to
+/// `send_url`, its answer read by [`interpret_answer`].
+pub struct JasminWire {
+    config: JasminConfig,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]);
+    /// the per-message `dlr-url` is built from it.
+    callback_url: CallbackUrl,
+}
+
+impl JasminWire {
     /// The `dlr-url` for one message: `{base}/{id}.{mac}?pcid={id}` (see
     /// [`super::callback`]).
     /// Jasmin adds its report fields itself; no destination number is ever
@@ -274,36 +279,24 @@ impl JasminGateway {
     }
 }
 
-#[async_trait]
-impl Gateway for JasminGateway {
-    fn name(&self) -> &str {
-        &self.name
+impl Wire for JasminWire {
+    const DIALECT: &'static str = "jasmin";
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
+        Ok(client.post(&self.config.send_url).form(&self.form(sms)))
     }
 
-    #[tracing::instrument(
-        skip_all,
-        fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
-    )]
-    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError> {
-        let result = async {
-            let resp = self
-                .client
-                .post(&self.config.send_url)
-                .form(&self.form(sms))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = resp.headers().get(RETRY_AFTER).cloned();
-            let body = read_answer(resp).await.map_err(|e| transport_error(&e))?;
-            interpret_answer(status, retry_after.as_ref(), &body)
-        }
-        .await;
-        match &result {
-            Ok(_) => tracing::debug!("jasmin accepted the message"),
-            Err(e) => tracing::warn!(error = %e.short(), "jasmin did not take the message"),
-        }
-        result
+    fn read_answer(
+        &self,
+        status: StatusCode,
+        retry_after: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<Accepted, SendError> {
+        interpret_answer(status, retry_after, body)
     }
 }
 
@@ -322,7 +315,7 @@ impl Gateway for JasminGateway {
 /// | 412  | `No route found`, `…no bound connectors`         | `Retryable`: routing / SMPP links |
 /// | 429  | (a proxy in front of Jasmin)                     | `Throttled`, `Retry-After`       |
 /// | 500, 503 | `Cannot send submit_sm…`, interceptor down   | `Retryable`                      |
-/// | other |                                                 | [`classify_status`]              |
+/// | other |                                                 | [`refusal`]                      |
 ///
 /// Two deliberate departures from "4xx is permanent": a charging refusal and
 /// a missing route are fixed by an operator (topping up, `jcli` routes, a
@@ -341,10 +334,7 @@ pub fn interpret_answer(
             Some(id) if !id.trim().is_empty() => Ok(Accepted {
                 gateway_message_id: Some(id.trim().to_string()),
             }),
-            _ => Err(SendError::retry(
-                Transient::BadAnswer,
-                format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-            )),
+            _ => Err(unrecognised_answer(status)),
         };
     }
     let reason = quoted(text, "Error").unwrap_or(text);
@@ -374,14 +364,7 @@ pub fn interpret_answer(
             Transient::Other,
             format!("jasmin has no route: {}", snippet(reason)),
         )),
-        _ => {
-            classify_status(status, retry_after, &format!("jasmin: {reason}"))?;
-            // `classify_status` only says Ok for 2xx, handled above.
-            Err(SendError::retry(
-                Transient::BadAnswer,
-                format!("unrecognised gateway answer: {}", snippet(text)),
-            ))
-        }
+        _ => Err(refusal(status, retry_after, &format!("jasmin: {reason}"))),
     }
 }
 
@@ -542,6 +525,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Msisdn, SmsText};
+    use crate::gateway::Gateway;
     use crate::simulator::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/jasmin/TOKEN";

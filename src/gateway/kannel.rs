@@ -8,15 +8,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use reqwest::header::{HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 
 use super::callback::CallbackUrl;
-use super::http::{classify_status, read_answer, snippet, transport_error};
+use super::http::{refusal, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Fault, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome,
-    ReceiptParser, SendError, Transient,
+    Accepted, Fault, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
+    SendError,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -108,37 +107,43 @@ pub mod dlr {
     pub const EXPIRED: u8 = 32;
 }
 
-/// Sends through one Kannel `sendsms` endpoint.
-pub struct KannelGateway {
-    /// Configured gateway name (`messages.gateway`, callback path segment).
-    name: String,
-    config: KannelConfig,
-    /// Our receipt endpoint, signed per message (see [`super::callback`]);
-    /// the per-message `dlr-url` is built from it.
-    callback_url: CallbackUrl,
-    /// Shared keep-alive client (see [`super::http::client`]).
-    client: reqwest::Client,
-}
+/// Sends through one Kannel `sendsms` endpoint: the shared
+/// [`HttpGateway`] speaking [`KannelWire`].
+pub type KannelGateway = HttpGateway<KannelWire>;
 
 impl KannelGateway {
     /// `callback_url` makes our receipt endpoint for one message, e.g.
     /// `http://127.0.0.1:8080/callbacks/sim/42.{mac}`; Kannel calls it back
     /// with our message id and its placeholders appended (see
-    /// [`Self::dlr_url`]).
+    /// [`KannelWire::dlr_url`]). `client` carries the timeout
+    /// ([`KannelConfig::timeout`]) and TLS settings.
     pub fn new(
         name: impl Into<String>,
         config: KannelConfig,
         callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
-        KannelGateway {
-            name: name.into(),
-            config,
-            callback_url,
+        HttpGateway::with_wire(
+            name,
             client,
-        }
+            KannelWire {
+                config,
+                callback_url,
+            },
+        )
     }
+}
 
+/// Kannel's half of sending: one `GET` of [`Self::build_url`], its answer
+/// read by [`interpret_answer`].
+pub struct KannelWire {
+    config: KannelConfig,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]);
+    /// the per-message `dlr-url` is built from it.
+    callback_url: CallbackUrl,
+}
+
+impl KannelWire {
     /// The `dlr-url` for one message, before URL-encoding:
     /// `{base}/{id}.{mac}?id={id}&status=%d&fid=%F&answer=%A&ts=%T` (the
     /// per-message token of [`super::callback`]).
@@ -196,35 +201,24 @@ impl KannelGateway {
     }
 }
 
-#[async_trait]
-impl Gateway for KannelGateway {
-    fn name(&self) -> &str {
-        &self.name
+impl Wire for KannelWire {
+    const DIALECT: &'static str = "kannel";
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
+        Ok(client.get(self.build_url(sms)))
     }
 
-    #[tracing::instrument(
-        skip_all,
-        fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
-    )]
-    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError> {
-        let result = async {
-            let resp = self
-                .client
-                .get(self.build_url(sms))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = resp.headers().get(RETRY_AFTER).cloned();
-            let body = read_answer(resp).await.map_err(|e| transport_error(&e))?;
-            interpret_answer(status, retry_after.as_ref(), &body)
-        }
-        .await;
-        match &result {
-            Ok(_) => tracing::debug!("kannel accepted the message"),
-            Err(e) => tracing::warn!(error = %e.short(), "kannel did not take the message"),
-        }
-        result
+    fn read_answer(
+        &self,
+        status: StatusCode,
+        retry_after: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<Accepted, SendError> {
+        interpret_answer(status, retry_after, body)
     }
 }
 
@@ -240,7 +234,7 @@ impl Gateway for KannelGateway {
 /// | 400   | `Missing receiver number, rejected`       | `Permanent`: our bug, not the number's |
 /// | 400   | `Sender missing and no global set, …`     | `GatewayFault` `Config`: no sender configured |
 /// | 429   |                                           | `Throttled`, `Retry-After`      |
-/// | other |                                           | [`classify_status`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
+/// | other |                                           | [`refusal`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
 ///
 /// `3:` means the SMSC link is down and Kannel queued the message: it holds
 /// it and sends it once the link is back (verified on the harness), and its
@@ -263,10 +257,7 @@ pub fn interpret_answer(
                 gateway_message_id: None,
             });
         }
-        return Err(SendError::retry(
-            Transient::BadAnswer,
-            format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-        ));
+        return Err(unrecognised_answer(status));
     }
     if status == StatusCode::FORBIDDEN && text.contains("Authorization failed") {
         return Err(SendError::GatewayFault {
@@ -289,12 +280,7 @@ pub fn interpret_answer(
             invalid_number: true,
         });
     }
-    classify_status(status, retry_after, text)?;
-    // `classify_status` only says Ok for 2xx, handled above.
-    Err(SendError::retry(
-        Transient::BadAnswer,
-        format!("unrecognised gateway answer: {}", snippet(text)),
-    ))
+    Err(refusal(status, retry_after, text))
 }
 
 /// Reads one Kannel DLR callback (the query pairs of our `dlr-url`).
@@ -503,10 +489,15 @@ mod tests {
 
     use super::*;
     use crate::domain::{Msisdn, SmsText};
+    use crate::gateway::{Gateway, Transient};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/sim/TOKEN";
 
     fn gateway(sendsms_url: &str) -> KannelGateway {
+        gateway_calling_back(sendsms_url, CALLBACK.into())
+    }
+
+    fn gateway_calling_back(sendsms_url: &str, callback_url: CallbackUrl) -> KannelGateway {
         let config = KannelConfig {
             sendsms_url: sendsms_url.to_string(),
             password: Secret::new("p&ss w?rd%"),
@@ -515,7 +506,7 @@ mod tests {
         KannelGateway::new(
             "kannel",
             config,
-            CALLBACK.into(),
+            callback_url,
             super::super::http::client(Duration::from_secs(2), 4),
         )
     }
@@ -539,7 +530,7 @@ mod tests {
         let text = "Jadwal vaksinasi dosis 2: 12/03 09.00 WIB & *119# 100%";
         let m = sms(42, "+6281234567001", text);
         assert_eq!(m.text.encoding(), Encoding::Gsm7, "test text must be GSM-7");
-        let url = gw.build_url(&m);
+        let url = gw.wire().build_url(&m);
         assert!(url.starts_with("http://127.0.0.1:13913/cgi-bin/sendsms?username="));
         assert!(!url.contains(' ') && !url.contains('+'), "{url}");
         let q = query_of(&url);
@@ -570,7 +561,7 @@ mod tests {
         let text = "Vaksinasi 疫苗 untuk Anda";
         let m = sms(7, "081234567002", text);
         assert_eq!(m.text.encoding(), Encoding::Ucs2, "test text must be UCS-2");
-        let url = gw.build_url(&m);
+        let url = gw.wire().build_url(&m);
         let q = query_of(&url);
         assert_eq!(q["text"], text, "UTF-8 round trip");
         assert!(url.contains("text=Vaksinasi%20%E7%96%AB%E8%8B%97%20untuk%20Anda"));
@@ -585,17 +576,17 @@ mod tests {
 
     #[test]
     fn dlr_url_carries_the_message_mac_not_the_secret() {
-        use crate::gateway::callback::{
-            message_token, CallbackKeys, CallbackUrl, KeySet, TokenCheck,
-        };
+        use crate::gateway::callback::{message_token, CallbackKeys, KeySet, TokenCheck};
         let secret = Secret::new("s".repeat(40));
         let keys = CallbackKeys::configured("sim", KeySet::single(secret.clone()));
-        let mut gw = gateway("http://127.0.0.1:13013/cgi-bin/sendsms");
-        gw.callback_url = CallbackUrl::Signed {
-            base: "http://us:8080/callbacks/sim".into(),
-            keys: keys.clone(),
-        };
-        let url = gw.dlr_url(42);
+        let gw = gateway_calling_back(
+            "http://127.0.0.1:13013/cgi-bin/sendsms",
+            CallbackUrl::Signed {
+                base: "http://us:8080/callbacks/sim".into(),
+                keys: keys.clone(),
+            },
+        );
+        let url = gw.wire().dlr_url(42);
         let token = message_token(&secret, "sim", 42);
         assert_eq!(
             url,
@@ -603,14 +594,16 @@ mod tests {
         );
         assert!(!url.contains(secret.expose()));
         assert_eq!(keys.check(&token, 0), TokenCheck::Message(42));
-        assert_ne!(gw.dlr_url(43), url.replace("id=42", "id=43"));
+        assert_ne!(gw.wire().dlr_url(43), url.replace("id=42", "id=43"));
     }
 
     #[test]
     fn existing_query_strings_are_extended() {
-        let mut gw = gateway("http://k/cgi-bin/sendsms?smsc=sim");
-        gw.callback_url = "http://us/cb?token=T".into();
-        let url = gw.build_url(&sms(1, "081234567003", "hi"));
+        let gw = gateway_calling_back(
+            "http://k/cgi-bin/sendsms?smsc=sim",
+            "http://us/cb?token=T".into(),
+        );
+        let url = gw.wire().build_url(&sms(1, "081234567003", "hi"));
         let q = query_of(&url);
         assert_eq!(q["smsc"], "sim");
         assert_eq!(
@@ -622,7 +615,7 @@ mod tests {
     #[test]
     fn debug_of_the_config_hides_the_password() {
         let gw = gateway("http://k/cgi-bin/sendsms");
-        assert!(!format!("{:?}", gw.config).contains("p&ss"));
+        assert!(!format!("{:?}", gw.wire().config).contains("p&ss"));
     }
 
     fn perm(invalid_number: bool) -> &'static str {
