@@ -285,7 +285,7 @@ pub fn interpret_answer(
 
 /// Reads one Kannel DLR callback (the query pairs of our `dlr-url`).
 ///
-/// Parameters (see [`KannelGateway::dlr_url`]): `id` our message id (required,
+/// Parameters (see [`KannelWire::dlr_url`]): `id` our message id (required,
 /// an integer), `status` Kannel's `%d` (required, an integer), `fid` the SMSC's
 /// id (`%F`, empty for type 16), `answer` the SMSC's text (`%A`). Unknown
 /// parameters are ignored; for a repeated one the first value counts.
