@@ -29,7 +29,7 @@ use crate::secret::Secret;
 
 /// Query parameter carrying our `messages.id` in the `dlr-url`. Jasmin's own
 /// report fields include `id` (its uuid), so ours needs a name of its own.
-pub const OUR_ID_PARAM: &str = "pcid";
+pub use super::callback::OUR_ID_PARAM;
 
 /// The body Jasmin requires, exactly, before it stops re-sending a report.
 pub const ACK_BODY: &str = "ACK/Jasmin";
@@ -226,7 +226,7 @@ impl JasminWire {
     /// Jasmin adds its report fields itself; no destination number is ever
     /// part of a report.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        with_our_id(&self.callback_url.for_message(message_id), message_id)
+        self.callback_url.for_message_with_our_id(message_id)
     }
 
     /// The form fields of one send, in order. Public so tests can check the
@@ -440,9 +440,11 @@ pub fn parse_receipt(params: &[(String, String)]) -> Result<ParsedReceipt, Recei
             reason: "not an integer message id".to_string(),
         })?),
     };
-    let jasmin_id = get("id").ok_or_else(|| missing("id"))?.to_string();
+    let jasmin_id = get("id")
+        .ok_or_else(|| ReceiptError::missing("id"))?
+        .to_string();
     let raw_status = get("message_status")
-        .ok_or_else(|| missing("message_status"))?
+        .ok_or_else(|| ReceiptError::missing("message_status"))?
         .to_string();
     let status = raw_status.to_ascii_uppercase();
     let outcome = match status.as_str() {
@@ -487,19 +489,6 @@ impl ReceiptParser for JasminReceipts {
     fn ack_body(&self) -> &'static str {
         ACK_BODY
     }
-}
-
-fn missing(field: &'static str) -> ReceiptError {
-    ReceiptError {
-        field,
-        reason: "missing".to_string(),
-    }
-}
-
-/// `{base}?pcid={id}`, or `&pcid=` when the base already has a query.
-fn with_our_id(base: &str, message_id: i64) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}{OUR_ID_PARAM}={message_id}")
 }
 
 /// The text as UTF-16 big-endian bytes, in upper-case hex.

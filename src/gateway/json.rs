@@ -57,7 +57,7 @@ use crate::secret::Secret;
 
 /// Query parameter carrying our `messages.id` in `{{callback_url}}`, so a
 /// receipt can be matched even from an aggregator that echoes no reference.
-pub const OUR_ID_PARAM: &str = "pcid";
+pub use super::callback::OUR_ID_PARAM;
 
 /// HTTP method of the send request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -627,7 +627,7 @@ impl JsonWire {
             text: "a \"quoted\" \\ text\nwith é 疫 💉",
             sender: &config.sender,
             message_id: 1,
-            callback_url: with_our_id(&callback_url.for_message(1), 1),
+            callback_url: callback_url.for_message_with_our_id(1),
             coding: "ucs2",
         };
         let rendered = template.render(&sample);
@@ -672,7 +672,7 @@ impl JsonWire {
 
     /// `{{callback_url}}` for one message.
     pub fn callback_url_for(&self, message_id: i64) -> String {
-        with_our_id(&self.callback_url.for_message(message_id), message_id)
+        self.callback_url.for_message_with_our_id(message_id)
     }
 
     /// The rendered request for one message (the body for POST). Public so
@@ -951,12 +951,6 @@ impl ReceiptParser for JsonReceipts {
             outcome,
         })
     }
-}
-
-/// `{base}?pcid={id}`, or `&pcid=` when the base already has a query.
-fn with_our_id(base: &str, message_id: i64) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}{OUR_ID_PARAM}={message_id}")
 }
 
 #[cfg(test)]

@@ -152,9 +152,10 @@ impl KannelWire {
     /// means our id already identifies the recipient, and phone numbers would
     /// otherwise land in every access log between Kannel and us.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        let base = self.callback_url.for_message(message_id);
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}id={message_id}&status=%d&fid=%F&answer=%A&ts=%T")
+        self.callback_url.for_message_with_query(
+            message_id,
+            &format!("id={message_id}&status=%d&fid=%F&answer=%A&ts=%T"),
+        )
     }
 
     /// The complete sendsms URL for one message. Public so tests can check the
@@ -319,12 +320,12 @@ pub fn parse_receipt(params: &[(String, String)]) -> Result<ParsedReceipt, Recei
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let id_raw = get("id").ok_or_else(|| missing("id"))?;
+    let id_raw = get("id").ok_or_else(|| ReceiptError::missing("id"))?;
     let message_id: i64 = id_raw.trim().parse().map_err(|_| ReceiptError {
         field: "id",
         reason: "not an integer message id".to_string(),
     })?;
-    let status_raw = get("status").ok_or_else(|| missing("status"))?;
+    let status_raw = get("status").ok_or_else(|| ReceiptError::missing("status"))?;
     let bits: u32 = status_raw.trim().parse().map_err(|_| ReceiptError {
         field: "status",
         reason: "not a Kannel DLR type (%d)".to_string(),
@@ -393,13 +394,6 @@ impl ReceiptParser for KannelReceipts {
 
 /// SMPP `command_status` for "invalid destination address".
 const ESME_RINVDSTADR: u32 = 0x0000_000b;
-
-fn missing(field: &'static str) -> ReceiptError {
-    ReceiptError {
-        field,
-        reason: "missing".to_string(),
-    }
-}
 
 /// What we read out of Kannel's `%A`.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -233,6 +233,16 @@ pub struct ReceiptError {
     pub reason: String,
 }
 
+impl ReceiptError {
+    /// A required field that is not there.
+    pub fn missing(field: &'static str) -> ReceiptError {
+        ReceiptError {
+            field,
+            reason: "missing".to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
