@@ -15,14 +15,10 @@ use crate::config::{Dialect, Settings};
 use crate::dispatch::{housekeeping, Dispatcher, Route, Router};
 use crate::domain::Operator;
 use crate::gateway::callback::{CallbackKeys, CallbackUrl, KeySet};
-use crate::gateway::jasmin::{JasminGateway, JasminReceipts};
-use crate::gateway::json::{JsonGateway, JsonReceipts};
-use crate::gateway::kannel::{KannelGateway, KannelReceipts};
-use crate::gateway::ReceiptParser;
-use crate::gateway::{http as gwhttp, Gateway};
+use crate::gateway::{DialectSettings, GatewayDialect};
 use crate::http::{self, AppState, CallbackGateway};
 use crate::render::Renderer;
-use crate::simulator::{SimDialect, SimHandle, Simulator};
+use crate::simulator::{SimDialect, SimHandle, Simulator, SimulatorConfig};
 use crate::store::{redact_url, Store};
 
 /// Which parts to run in this process.
@@ -73,6 +69,62 @@ username = \"…\"\n  password = \"…\"\nor through the environment: PEDULICOVI
 PEDULICOVID__GATEWAYS__0__DIALECT, PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL, \
 PEDULICOVID__GATEWAYS__0__KANNEL__USERNAME, PEDULICOVID__GATEWAYS__0__KANNEL__PASSWORD. \
 To try pedulicovid against the built-in carrier simulator instead, run `pedulicovid demo`";
+
+/// SIMULATOR HOOK (`dialect = "simulator"`; the simulator's only wiring
+/// into gateway building): what the gateway `name` that asked for the
+/// built-in simulator puts on the wire. The dialect the simulator speaks
+/// (`simulator.dialect`), with the gateway's table of that dialect when it
+/// has one (a timeout, a JSON template) or that dialect's defaults, pointed
+/// at the running simulator (`handle`) with the simulator's credentials.
+/// No other gateway's address or credentials are ever set from elsewhere.
+/// Without a running simulator (a process that may not start one) the
+/// settings stay as they are. The result goes through the one
+/// [`crate::gateway::build`] like every other gateway's.
+fn simulator_wire(
+    name: &str,
+    tuning: Option<&DialectSettings>,
+    sim: &SimulatorConfig,
+    handle: Option<&SimHandle>,
+) -> anyhow::Result<DialectSettings> {
+    let speaks = match sim.dialect {
+        SimDialect::Kannel => Dialect::Kannel,
+        SimDialect::Jasmin => Dialect::Jasmin,
+        SimDialect::Json => Dialect::Json,
+    };
+    let mut wire = match tuning {
+        Some(t) if t.dialect() != speaks => anyhow::bail!(
+            "gateway {name:?} (dialect simulator) has a [gateways.{}] table, but the \
+             simulator speaks {speaks} (simulator.dialect): give it the [gateways.{speaks}] \
+             table, or none",
+            t.dialect()
+        ),
+        Some(t) => t.clone(),
+        None => DialectSettings::default_for(speaks)
+            .context("the simulator speaks a carrier dialect")?,
+    };
+    let Some(h) = handle else {
+        return Ok(wire);
+    };
+    match &mut wire {
+        DialectSettings::Kannel(c) => {
+            c.sendsms_url = h.sendsms_url();
+            c.username = sim.username.clone();
+            c.password = sim.password.clone();
+        }
+        DialectSettings::Jasmin(c) => {
+            c.send_url = h.send_url();
+            c.username = sim.username.clone();
+            c.password = sim.password.clone();
+        }
+        DialectSettings::Json(c) => {
+            c.url = h.send_url();
+            c.auth = crate::gateway::json::JsonAuth::Bearer {
+                token: sim.password.clone(),
+            };
+        }
+    }
+    Ok(wire)
+}
 
 /// A running pedulicovid.
 pub struct App {
@@ -197,79 +249,34 @@ impl App {
                 keys: keys.clone(),
             };
             let idle = settings.worker.concurrency.max(8);
-            // What goes on the wire, and where: the gateway's own settings,
-            // or, for the one that asked for the simulator by name, the
-            // simulator's address and credentials.
-            let mut g = g.clone();
-            if let (Dialect::Simulator, Some(h)) = (g.dialect, &simulator) {
-                let sim = &settings.simulator;
-                g.kannel.sendsms_url = h.sendsms_url();
-                g.kannel.username = sim.username.clone();
-                g.kannel.password = sim.password.clone();
-                g.jasmin.send_url = h.send_url();
-                g.jasmin.username = sim.username.clone();
-                g.jasmin.password = sim.password.clone();
-                g.json.url = h.send_url();
-                g.json.auth = crate::gateway::json::JsonAuth::Bearer {
-                    token: sim.password.clone(),
-                };
-            }
-            let wire = g.dialect.wire_or(settings.simulator.dialect);
-            let wire_url = match wire {
-                SimDialect::Kannel => &g.kannel.sendsms_url,
-                SimDialect::Jasmin => &g.jasmin.send_url,
-                SimDialect::Json => &g.json.url,
+            // What goes on the wire, and where: the gateway's own dialect
+            // settings, or, for the one that asked for the simulator by
+            // name, the simulator's dialect, address and credentials.
+            let wire = match &g.dialect {
+                GatewayDialect::Carrier(own) => own.clone(),
+                GatewayDialect::Simulator(tuning) => simulator_wire(
+                    &g.name,
+                    tuning.as_ref(),
+                    &settings.simulator,
+                    simulator.as_ref(),
+                )?,
             };
             info!(
                 gateway = %g.name,
                 dialect = %g.dialect,
-                wire = %wire,
-                host = %crate::config::url_host(wire_url),
+                wire = %wire.dialect(),
+                host = %crate::config::url_host(wire.send_url()),
                 "gateway configured"
             );
-            if crate::config::plain_http_to_public_host(wire_url) {
+            if crate::config::plain_http_to_public_host(wire.send_url()) {
                 warn!(
                     gateway = %g.name,
-                    host = %crate::config::url_host(wire_url),
+                    host = %crate::config::url_host(wire.send_url()),
                     "plain http to a host that is neither loopback nor private: credentials \
                      and message text cross the network in clear; use https"
                 );
             }
-            let (gateway, parser): (Arc<dyn Gateway>, Arc<dyn ReceiptParser>) = match wire {
-                SimDialect::Jasmin => (
-                    Arc::new(JasminGateway::new(
-                        g.name.clone(),
-                        g.jasmin.clone(),
-                        callback_url,
-                        gwhttp::gateway_client(&g.name, &g.tls, g.jasmin.timeout(), idle)?,
-                    )),
-                    Arc::new(JasminReceipts),
-                ),
-                SimDialect::Json => (
-                    Arc::new(
-                        JsonGateway::new(
-                            g.name.clone(),
-                            g.json.clone(),
-                            callback_url,
-                            gwhttp::gateway_client(&g.name, &g.tls, g.json.timeout(), idle)?,
-                        )
-                        .with_context(|| format!("gateway {}: json settings", g.name))?,
-                    ),
-                    Arc::new(
-                        JsonReceipts::new(g.json.receipt.clone())
-                            .with_context(|| format!("gateway {}: json receipt mapping", g.name))?,
-                    ),
-                ),
-                SimDialect::Kannel => (
-                    Arc::new(KannelGateway::new(
-                        g.name.clone(),
-                        g.kannel.clone(),
-                        callback_url,
-                        gwhttp::gateway_client(&g.name, &g.tls, g.kannel.timeout(), idle)?,
-                    )),
-                    Arc::new(KannelReceipts),
-                ),
-            };
+            let built = crate::gateway::build(&g.name, &wire, callback_url, &g.tls, idle)?;
             let operators = g
                 .operators
                 .iter()
@@ -279,19 +286,20 @@ impl App {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             routes.push(
-                Route::new(gateway, g.rate_per_sec, g.segments_per_sec, operators).with_breaker(
-                    g.breaker_threshold,
-                    Duration::from_secs(g.breaker_cool_down_secs),
-                ),
+                Route::new(built.gateway, g.rate_per_sec, g.segments_per_sec, operators)
+                    .with_breaker(
+                        g.breaker_threshold,
+                        Duration::from_secs(g.breaker_cool_down_secs),
+                    ),
             );
             // The gateway-wide token only for an aggregator that is never
             // handed a per-message URL (gateway::callback).
-            keys.accept_gateway_token(matches!(wire, SimDialect::Json) && g.json.uses_fixed_url());
+            keys.accept_gateway_token(built.fixed_callback_url);
             callbacks.insert(
                 g.name.clone(),
                 CallbackGateway {
                     keys,
-                    parser,
+                    parser: built.receipts,
                     metrics: crate::metrics::METRICS.gateways.get(&g.name),
                 },
             );
@@ -428,5 +436,40 @@ impl App {
             );
         }
         self.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::json::JsonConfig;
+    use crate::gateway::kannel::KannelConfig;
+
+    /// A simulator gateway speaks what the simulator speaks: its own table
+    /// tunes that dialect, and a table of another dialect is refused at
+    /// start, naming the gateway.
+    #[test]
+    fn a_simulator_gateway_speaks_the_simulator_dialect() {
+        let sim = SimulatorConfig {
+            dialect: SimDialect::Json,
+            ..SimulatorConfig::default()
+        };
+        let wire = simulator_wire("sim", None, &sim, None).unwrap();
+        assert_eq!(wire.dialect(), Dialect::Json);
+        let tuned: DialectSettings = JsonConfig {
+            timeout_ms: 300,
+            ..JsonConfig::default()
+        }
+        .into();
+        let wire = simulator_wire("sim", Some(&tuned), &sim, None).unwrap();
+        assert!(matches!(wire, DialectSettings::Json(c) if c.timeout_ms == 300));
+        let other: DialectSettings = KannelConfig::default().into();
+        let e = simulator_wire("sim", Some(&other), &sim, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"sim\"") && e.contains("[gateways.kannel]") && e.contains("json"),
+            "{e}"
+        );
     }
 }

@@ -34,7 +34,7 @@ use crate::bench::{
     round3, wait_campaign, BenchArgs, RunFigures, UnlimitedReport, Wait, TICKS_PER_S,
 };
 use crate::campaign;
-use crate::config::{Dialect, GatewaySettings, Settings};
+use crate::config::{GatewaySettings, Settings};
 use crate::gateway::kannel::KannelConfig;
 use crate::metrics::METRICS;
 use crate::secret::Secret;
@@ -129,15 +129,15 @@ pub(crate) fn settings(mut s: Settings, args: &BenchArgs) -> anyhow::Result<Sett
     s.http.public_url = None;
     s.gateways = vec![GatewaySettings {
         name: GATEWAY.into(),
-        dialect: Dialect::Kannel,
-        rate_per_sec: 0,
-        segments_per_sec: 0,
-        kannel: KannelConfig {
+        dialect: KannelConfig {
             sendsms_url: c.sendsms_url,
             username: c.username,
             password: Secret::new(c.password),
             ..KannelConfig::default()
-        },
+        }
+        .into(),
+        rate_per_sec: 0,
+        segments_per_sec: 0,
         ..GatewaySettings::default()
     }];
     s.worker.global_rate_per_sec = 0;

@@ -40,7 +40,8 @@ use crate::bench::{
     process_cpu_s, round1, round2, round3, BenchDatabase,
 };
 use crate::campaign;
-use crate::config::{Dialect, GatewaySettings, Settings};
+use crate::config::{GatewaySettings, Settings};
+use crate::gateway::kannel::KannelConfig;
 use crate::http::ReceiptBatcher;
 use crate::metrics::{self, Histogram, METRICS};
 use crate::render::Renderer;
@@ -206,7 +207,7 @@ fn receipt_settings(mut s: Settings, args: &ReceiptBenchArgs) -> Settings {
     // gateway whose send URL is never used.
     s.gateways = vec![GatewaySettings {
         name: GATEWAY.into(),
-        dialect: Dialect::Kannel,
+        dialect: KannelConfig::default().into(),
         ..GatewaySettings::default()
     }];
     if let Some(b) = args.batchers {

@@ -25,7 +25,11 @@ use crate::gateway::jasmin::JasminConfig;
 use crate::gateway::json::JsonConfig;
 use crate::gateway::kannel::KannelConfig;
 use crate::secret::Secret;
-use crate::simulator::{SimDialect, SimulatorConfig};
+use crate::simulator::SimulatorConfig;
+
+/// The dialects and a gateway's settings for one of them live with the
+/// gateways (`gateway::dialect`); named here too, where settings are read.
+pub use crate::gateway::{Dialect, DialectSettings, GatewayDialect};
 
 /// Environment variables starting with this prefix override settings;
 /// `__` separates the path: `PEDULICOVID__WORKER__MAX_ATTEMPTS=3`,
@@ -257,81 +261,20 @@ impl Default for SmsSettings {
     }
 }
 
-/// The API a gateway speaks. One file per dialect under `src/gateway/`;
-/// `simulator` asks for the built-in simulator by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// Kannel `sendsms` (`kannel.*` settings).
-    #[default]
-    Kannel,
-    /// Jasmin's HTTP API (`jasmin.*` settings).
-    Jasmin,
-    /// A JSON aggregator described by settings (`json.*`).
-    Json,
-    /// The built-in carrier simulator, started in-process; it speaks
-    /// `simulator.dialect` and this gateway is wired to its address and
-    /// credentials. Never chosen unless written here.
-    Simulator,
-}
-
-impl Dialect {
-    /// Every dialect, as listed in errors.
-    pub const ALL: [Dialect; 4] = [
-        Dialect::Kannel,
-        Dialect::Jasmin,
-        Dialect::Json,
-        Dialect::Simulator,
-    ];
-
-    /// The name used in settings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Kannel => "kannel",
-            Dialect::Jasmin => "jasmin",
-            Dialect::Json => "json",
-            Dialect::Simulator => "simulator",
-        }
-    }
-
-    /// The carrier API on the wire: the dialect itself, or for
-    /// `simulator` the one the simulator speaks (`simulator.dialect`).
-    pub fn wire_or(self, simulator: SimDialect) -> SimDialect {
-        match self {
-            Dialect::Kannel => SimDialect::Kannel,
-            Dialect::Jasmin => SimDialect::Jasmin,
-            Dialect::Json => SimDialect::Json,
-            Dialect::Simulator => simulator,
-        }
-    }
-
-    /// The setting holding the send URL of a real gateway of this dialect.
-    pub fn url_field(self) -> Option<&'static str> {
-        match self {
-            Dialect::Kannel => Some("kannel.sendsms_url"),
-            Dialect::Jasmin => Some("jasmin.send_url"),
-            Dialect::Json => Some("json.url"),
-            Dialect::Simulator => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Dialect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One carrier gateway.
+/// One carrier gateway. Read from the documented shape
+/// (`RawGatewaySettings`: `dialect = "…"` and that dialect's table
+/// beside it), then held as one [`GatewayDialect`] variant.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "RawGatewaySettings")]
 pub struct GatewaySettings {
     /// Name used in routing, `messages.gateway` and the callback path.
     /// Required (letters, digits, `-`, `_`).
     pub name: String,
-    /// `kannel` (the default), `jasmin`, `json`, or `simulator` for the
-    /// built-in simulator.
-    pub dialect: Dialect,
+    /// What the gateway speaks and its settings for that: `kannel` (the
+    /// default) with `[gateways.kannel]`, `jasmin`, `json`, or `simulator`
+    /// for the built-in simulator. Compares with a [`Dialect`]
+    /// (`g.dialect == Dialect::Simulator`).
+    pub dialect: GatewayDialect,
     /// Messages per second sent to this gateway, all workers together
     /// (0 = unlimited).
     pub rate_per_sec: u32,
@@ -360,12 +303,6 @@ pub struct GatewaySettings {
     /// sent before the rotation still land). Seven days by default: longer
     /// than any SMSC validity period.
     pub callback_secret_grace_secs: u64,
-    /// Settings of the `kannel` dialect.
-    pub kannel: KannelConfig,
-    /// Settings of the `jasmin` dialect.
-    pub jasmin: JasminConfig,
-    /// Settings of the `json` dialect (a new aggregator is configuration).
-    pub json: JsonConfig,
     /// `[gateways.tls]`: a private CA and a client certificate, for any
     /// dialect (see [`GatewayTls`]). Verification is always on.
     pub tls: GatewayTls,
@@ -375,7 +312,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             name: String::new(),
-            dialect: Dialect::Kannel,
+            dialect: GatewayDialect::default(),
             rate_per_sec: 0,
             segments_per_sec: 0,
             operators: vec![],
@@ -385,11 +322,117 @@ impl Default for GatewaySettings {
             callback_secret_previous: Secret::default(),
             callback_secret_previous_until: None,
             callback_secret_grace_secs: 7 * 24 * 3600,
-            kannel: KannelConfig::default(),
-            jasmin: JasminConfig::default(),
-            json: JsonConfig::default(),
             tls: GatewayTls::default(),
         }
+    }
+}
+
+/// [`GatewaySettings`] as written in the settings file and the environment
+/// (README "Settings"): `dialect` plus a table per dialect beside it
+/// (`[gateways.kannel]`, `PEDULICOVID__GATEWAYS__0__KANNEL__…`). Read as it
+/// is, field by field (so environment strings become numbers only where the
+/// field is one, and `serde_path_to_error` names a bad field), then made one
+/// [`GatewayDialect`] by [`GatewayDialect::from_tables`], which refuses
+/// another dialect's table. The fields mirror [`GatewaySettings`], whose
+/// comments describe them.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawGatewaySettings {
+    name: String,
+    dialect: Dialect,
+    rate_per_sec: u32,
+    segments_per_sec: u32,
+    operators: Vec<String>,
+    breaker_threshold: u32,
+    breaker_cool_down_secs: u64,
+    callback_secret: Secret,
+    callback_secret_previous: Secret,
+    callback_secret_previous_until: Option<String>,
+    callback_secret_grace_secs: u64,
+    /// One field per dialect table: the documented file format.
+    kannel: Option<KannelConfig>,
+    jasmin: Option<JasminConfig>,
+    json: Option<JsonConfig>,
+    tls: GatewayTls,
+}
+
+impl Default for RawGatewaySettings {
+    /// What [`GatewaySettings::default`] has, with no dialect table given.
+    fn default() -> Self {
+        let GatewaySettings {
+            name,
+            dialect,
+            rate_per_sec,
+            segments_per_sec,
+            operators,
+            breaker_threshold,
+            breaker_cool_down_secs,
+            callback_secret,
+            callback_secret_previous,
+            callback_secret_previous_until,
+            callback_secret_grace_secs,
+            tls,
+        } = GatewaySettings::default();
+        RawGatewaySettings {
+            name,
+            dialect: dialect.dialect(),
+            rate_per_sec,
+            segments_per_sec,
+            operators,
+            breaker_threshold,
+            breaker_cool_down_secs,
+            callback_secret,
+            callback_secret_previous,
+            callback_secret_previous_until,
+            callback_secret_grace_secs,
+            kannel: None,
+            jasmin: None,
+            json: None,
+            tls,
+        }
+    }
+}
+
+impl TryFrom<RawGatewaySettings> for GatewaySettings {
+    type Error = String;
+
+    fn try_from(raw: RawGatewaySettings) -> Result<Self, String> {
+        let RawGatewaySettings {
+            name,
+            dialect,
+            rate_per_sec,
+            segments_per_sec,
+            operators,
+            breaker_threshold,
+            breaker_cool_down_secs,
+            callback_secret,
+            callback_secret_previous,
+            callback_secret_previous_until,
+            callback_secret_grace_secs,
+            kannel,
+            jasmin,
+            json,
+            tls,
+        } = raw;
+        let tables = [
+            kannel.map(DialectSettings::from),
+            jasmin.map(DialectSettings::from),
+            json.map(DialectSettings::from),
+        ];
+        Ok(GatewaySettings {
+            dialect: GatewayDialect::from_tables(&name, dialect, tables.into_iter().flatten())?,
+            name,
+            rate_per_sec,
+            segments_per_sec,
+            operators,
+            breaker_threshold,
+            breaker_cool_down_secs,
+            callback_secret,
+            callback_secret_previous,
+            callback_secret_previous_until,
+            callback_secret_grace_secs,
+            tls,
+        })
     }
 }
 
@@ -399,20 +442,15 @@ impl GatewaySettings {
     pub fn simulator(name: &str) -> GatewaySettings {
         GatewaySettings {
             name: name.into(),
-            dialect: Dialect::Simulator,
+            dialect: GatewayDialect::Simulator(None),
             ..GatewaySettings::default()
         }
     }
 
-    /// The send URL of a real gateway, from its dialect's section (empty
-    /// for `simulator`, whose address is known only once it runs).
+    /// The send URL of a real gateway, from its dialect's table (empty for
+    /// `simulator`, whose address is known only once it runs).
     pub fn send_url(&self) -> &str {
-        match self.dialect {
-            Dialect::Kannel => &self.kannel.sendsms_url,
-            Dialect::Jasmin => &self.jasmin.send_url,
-            Dialect::Json => &self.json.url,
-            Dialect::Simulator => "",
-        }
+        self.dialect.send_url()
     }
 
     /// Refuses a configured callback secret too short to key a MAC, and a
@@ -1007,6 +1045,28 @@ impl<'de> IntoDeserializer<'de, SettingsError> for EnvDeserializer {
 mod tests {
     use super::*;
 
+    /// A gateway's settings of one dialect; panics on another.
+    fn kannel(g: &GatewaySettings) -> &KannelConfig {
+        match &g.dialect {
+            GatewayDialect::Carrier(DialectSettings::Kannel(c)) => c,
+            other => panic!("{:?} is not a kannel gateway: {other:?}", g.name),
+        }
+    }
+
+    fn jasmin(g: &GatewaySettings) -> &JasminConfig {
+        match &g.dialect {
+            GatewayDialect::Carrier(DialectSettings::Jasmin(c)) => c,
+            other => panic!("{:?} is not a jasmin gateway: {other:?}", g.name),
+        }
+    }
+
+    fn json(g: &GatewaySettings) -> &JsonConfig {
+        match &g.dialect {
+            GatewayDialect::Carrier(DialectSettings::Json(c)) => c,
+            other => panic!("{:?} is not a json gateway: {other:?}", g.name),
+        }
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -1018,12 +1078,15 @@ mod tests {
         let mut s = Settings::default();
         s.http.listen = listen.into();
         s.http.public_url = public_url.map(String::from);
-        let mut g = GatewaySettings {
+        s.gateways = vec![GatewaySettings {
             name: "tsel".into(),
+            dialect: KannelConfig {
+                sendsms_url: gateway_url.into(),
+                ..Default::default()
+            }
+            .into(),
             ..Default::default()
-        };
-        g.kannel.sendsms_url = gateway_url.into();
-        s.gateways = vec![g];
+        }];
         s
     }
 
@@ -1158,7 +1221,7 @@ mod tests {
         assert_eq!(g.name, "tsel");
         assert_eq!(g.dialect, Dialect::Kannel);
         assert_eq!(
-            g.kannel.sendsms_url,
+            kannel(g).sendsms_url,
             "http://127.0.0.1:13013/cgi-bin/sendsms"
         );
         // Named "sim" changes nothing either: the name never picks a dialect.
@@ -1223,6 +1286,70 @@ mod tests {
             format!("{e:#}").contains("PEDULICOVID__GATEWAYS__0__NAME"),
             "{e:#}"
         );
+    }
+
+    /// A gateway reads only its own dialect's table: another dialect's, in
+    /// the file or the environment, is refused with the gateway's name
+    /// rather than silently ignored.
+    #[test]
+    fn another_dialects_table_is_refused_naming_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "[[gateways]]\nname = \"tsel\"\ndialect = \"kannel\"\n\
+             [gateways.kannel]\nsendsms_url = \"http://10.0.0.2:13013/cgi-bin/sendsms\"\n\
+             [gateways.jasmin]\nsend_url = \"http://10.0.0.3:1401/send\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Settings::load_from(Some(&f), vec![]).unwrap_err());
+        assert!(
+            e.contains("gateways[0]") && e.contains("\"tsel\"") && e.contains("[gateways.jasmin]"),
+            "{e}"
+        );
+        // Through the environment, and with kannel as the default dialect.
+        let e = Settings::load_from(
+            None,
+            with_kannel(&[(
+                "PEDULICOVID__GATEWAYS__0__JSON__URL",
+                "http://127.0.0.1:1/v1",
+            )]),
+        )
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("\"tsel\"") && e.contains("[gateways.json]") && e.contains("kannel"),
+            "{e}"
+        );
+        // Its own table alone loads.
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__NAME", "jas"),
+                ("PEDULICOVID__GATEWAYS__0__DIALECT", "jasmin"),
+                (
+                    "PEDULICOVID__GATEWAYS__0__JASMIN__SEND_URL",
+                    "http://127.0.0.1:1/send",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(jasmin(&s.gateways[0]).send_url, "http://127.0.0.1:1/send");
+        // A simulator gateway may tune the dialect the simulator speaks,
+        // with one table.
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("PEDULICOVID__GATEWAYS__0__NAME", "sim"),
+                ("PEDULICOVID__GATEWAYS__0__DIALECT", "simulator"),
+                ("PEDULICOVID__GATEWAYS__0__KANNEL__TIMEOUT_MS", "300"),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(
+            &s.gateways[0].dialect,
+            GatewayDialect::Simulator(Some(DialectSettings::Kannel(k))) if k.timeout_ms == 300
+        ));
     }
 
     #[test]
@@ -1345,27 +1472,27 @@ mod tests {
                 panic!("four gateways: {:?}", s.gateways);
             };
             assert_eq!(k.callback_secret.expose(), long);
-            assert_eq!(k.kannel.username, v);
-            assert_eq!(k.kannel.password.expose(), v);
-            assert_eq!(k.kannel.sender, v);
-            assert_eq!(j.jasmin.username, v);
-            assert_eq!(j.jasmin.password.expose(), v);
-            assert_eq!(j.jasmin.sender, v);
-            assert_eq!(b.json.sender, v);
+            assert_eq!(kannel(k).username, v);
+            assert_eq!(kannel(k).password.expose(), v);
+            assert_eq!(kannel(k).sender, v);
+            assert_eq!(jasmin(j).username, v);
+            assert_eq!(jasmin(j).password.expose(), v);
+            assert_eq!(jasmin(j).sender, v);
+            assert_eq!(json(b).sender, v);
             assert_eq!(
-                b.json.auth,
+                json(b).auth,
                 crate::gateway::json::JsonAuth::Bearer {
                     token: Secret::new(v)
                 }
             );
             assert_eq!(
-                b.json.headers.get("x_api_key").map(Secret::expose),
+                json(b).headers.get("x_api_key").map(Secret::expose),
                 Some(v),
                 "{:?}",
-                b.json.headers.keys().collect::<Vec<_>>()
+                json(b).headers.keys().collect::<Vec<_>>()
             );
             assert_eq!(
-                basic.json.auth,
+                json(basic).auth,
                 crate::gateway::json::JsonAuth::Basic {
                     username: v.to_string(),
                     password: Secret::new(v)
@@ -1419,12 +1546,12 @@ mod tests {
         assert_eq!(s.http.body_limit_bytes, 4096);
         assert_eq!(s.gateways[0].rate_per_sec, 50);
         assert_eq!(s.gateways[0].operators, ["telkomsel", "indosat"]);
-        assert_eq!(s.gateways[0].kannel.dlr_mask, 31);
+        assert_eq!(kannel(&s.gateways[0]).dlr_mask, 31);
         assert_eq!(
-            s.gateways[1].jasmin.dlr_level,
+            jasmin(&s.gateways[1]).dlr_level,
             crate::gateway::jasmin::DlrLevel::Terminal
         );
-        assert_eq!(s.gateways[2].json.throttle_status, [429, 503]);
+        assert_eq!(json(&s.gateways[2]).throttle_status, [429, 503]);
         assert!(!s.simulator.record_attempts);
         assert_eq!(s.simulator.seed, Some(42));
     }
@@ -1498,7 +1625,7 @@ mod tests {
             s.http.public_url.as_deref(),
             Some("https://dispatch.example")
         );
-        assert_eq!(s.gateways[0].kannel.password.expose(), "hunter2");
+        assert_eq!(kannel(&s.gateways[0]).password.expose(), "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"), "secrets never print");
         assert!(
             !format!("{s:?}").contains("dbpass"),

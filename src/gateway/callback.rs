@@ -316,6 +316,12 @@ impl CallbackKeys {
     }
 }
 
+/// Query parameter carrying our `messages.id` in a callback URL (Jasmin's
+/// `dlr-url`, a JSON aggregator's `{{callback_url}}`), so that a receipt can
+/// be matched even from a carrier that echoes no reference. Named apart from
+/// the carriers' own `id` fields.
+pub const OUR_ID_PARAM: &str = "pcid";
+
 /// The callback URL a dialect hands its gateway for one message.
 #[derive(Clone)]
 pub enum CallbackUrl {
@@ -337,6 +343,20 @@ impl CallbackUrl {
                 format!("{base}/{}", keys.message_token(message_id))
             }
         }
+    }
+
+    /// [`Self::for_message`] followed by the dialect's `query`: `?query`,
+    /// or `&query` when the URL already has one.
+    pub fn for_message_with_query(&self, message_id: i64, query: &str) -> String {
+        let url = self.for_message(message_id);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{query}")
+    }
+
+    /// [`Self::for_message`] with our id as [`OUR_ID_PARAM`]:
+    /// `{base}/{id}.{mac}?pcid={id}`.
+    pub fn for_message_with_our_id(&self, message_id: i64) -> String {
+        self.for_message_with_query(message_id, &format!("{OUR_ID_PARAM}={message_id}"))
     }
 }
 

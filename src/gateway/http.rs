@@ -1,28 +1,33 @@
-//! HTTP plumbing shared by every carrier dialect.
+//! HTTP plumbing shared by every carrier dialect: sending is written once.
 //!
-//! Each dialect builds its own request and reads its own answer, but they all
-//! need the same things underneath: one pooled keep-alive client speaking
-//! HTTP and HTTPS ([`gateway_client`], with the gateway's [`GatewayTls`]), one
-//! mapping from HTTP outcomes to a retry decision ([`classify_status`]), and
-//! one way to classify and describe a transport failure without leaking the
-//! request URL ([`transport_error`]: a TLS or URL failure is the gateway's
-//! fault, anything else on the wire a transient one). Kannel-style gateways put the password and the
-//! recipient's number in the query string, so nothing in this module ever
-//! prints a URL.
+//! A dialect supplies two things, as a [`Wire`]: the request for one message
+//! and how to read its answer. Everything else is here, the same for every
+//! dialect: [`HttpGateway`] (the one [`Gateway`] over HTTP) sends the request,
+//! reads the answer within [`MAX_ANSWER_BYTES`] and hands status, body and
+//! `Retry-After` to the dialect; one pooled keep-alive client speaking HTTP
+//! and HTTPS with the gateway's timeout ([`gateway_client`], with the
+//! gateway's [`GatewayTls`]); one mapping from HTTP outcomes to a retry
+//! decision ([`refusal`], [`classify_status`]); and one way to classify and
+//! describe a transport failure without leaking the request URL
+//! ([`transport_error`]: a TLS or URL failure is the gateway's fault,
+//! anything else on the wire a transient one). Kannel-style gateways put the
+//! password and the recipient's number in the query string, so nothing in
+//! this module ever prints a URL.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use reqwest::header::HeaderValue;
+use async_trait::async_trait;
+use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
 
-use super::{Fault, SendError, Transient};
+use super::{Accepted, Fault, Gateway, OutboundSms, SendError, Transient};
 use crate::domain::mask_phone;
 
 /// `User-Agent` sent to carriers, so their access logs can tell our traffic
@@ -185,7 +190,7 @@ pub fn client(timeout: Duration, max_idle_per_host: usize) -> reqwest::Client {
 ///   directly or through a VPN, and an extra hop would see every credential;
 /// * **no redirects**: a sendsms endpoint never redirects, so a redirect means
 ///   a wrong URL, and following it could hand the query to another host.
-///   [`classify_status`] reports a 3xx as a permanent (configuration) error.
+///   [`refusal`] reports a 3xx as a gateway (configuration) fault.
 pub fn client_with_tls(
     timeout: Duration,
     max_idle_per_host: usize,
@@ -206,12 +211,127 @@ pub fn client_with_tls(
         .build()
 }
 
+/// What one carrier dialect puts on the wire: its request for one message
+/// and how it reads the answer. [`HttpGateway`] does the rest, the same for
+/// every dialect (see the module documentation).
+///
+/// Implemented once per dialect file (`kannel.rs`, `jasmin.rs`, `json.rs`),
+/// by a value holding that dialect's settings and our callback URL.
+pub trait Wire: Send + Sync + 'static {
+    /// The dialect's name, for logs (`kannel`).
+    const DIALECT: &'static str;
+
+    /// The request for one message, made on `client` (which carries the
+    /// timeout, TLS, no proxy and no redirects). It holds credentials and
+    /// the phone number, so it is never logged. `Err` when no request can
+    /// be made for this message; nothing is sent then.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError>;
+
+    /// The engine's decision for one answer: the dialect's own table, ending
+    /// in [`refusal`] for the statuses it has no word of its own for. `body`
+    /// is at most [`MAX_ANSWER_BYTES`], lossily decoded.
+    fn read_answer(
+        &self,
+        status: StatusCode,
+        retry_after: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<Accepted, SendError>;
+}
+
+/// A gateway reached over HTTP, speaking the dialect `W`: the one
+/// [`Gateway::send`] of every carrier dialect.
+pub struct HttpGateway<W> {
+    /// Configured gateway name (`messages.gateway`, callback path segment).
+    name: String,
+    /// Shared keep-alive client, built once per gateway with its timeout and
+    /// TLS settings ([`gateway_client`]).
+    client: reqwest::Client,
+    /// The dialect: its settings and our callback URL.
+    wire: W,
+}
+
+impl<W: Wire> HttpGateway<W> {
+    /// A gateway named `name` speaking `wire` through `client`. Each dialect
+    /// also has a `new` taking its settings (`KannelGateway::new`, …).
+    pub fn with_wire(name: impl Into<String>, client: reqwest::Client, wire: W) -> Self {
+        HttpGateway {
+            name: name.into(),
+            client,
+            wire,
+        }
+    }
+
+    /// The dialect's half (its request builder, for tests and tools).
+    pub fn wire(&self) -> &W {
+        &self.wire
+    }
+}
+
+#[async_trait]
+impl<W: Wire> Gateway for HttpGateway<W> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
+    )]
+    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError> {
+        let result = send(&self.client, &self.wire, sms).await;
+        match &result {
+            Ok(_) => tracing::debug!("{} accepted the message", W::DIALECT),
+            Err(e) => {
+                tracing::warn!(error = %e.short(), "{} did not take the message", W::DIALECT)
+            }
+        }
+        result
+    }
+}
+
+/// Sends one message: the dialect's request, the answer read within
+/// [`MAX_ANSWER_BYTES`], a transport failure classified by
+/// [`transport_error`], and the answer read by the dialect.
+async fn send<W: Wire>(
+    client: &reqwest::Client,
+    wire: &W,
+    sms: &OutboundSms,
+) -> Result<Accepted, SendError> {
+    let resp = wire
+        .request(client, sms)?
+        .send()
+        .await
+        .map_err(|e| transport_error(&e))?;
+    let status = resp.status();
+    let retry_after = resp.headers().get(RETRY_AFTER).cloned();
+    let body = read_limited(resp).await.map_err(|e| transport_error(&e))?;
+    wire.read_answer(status, retry_after.as_ref(), &body)
+}
+
 /// Maps an HTTP status to the engine's retry decision: the one place where
 /// every dialect's "what does this status mean" lives (STYLE.md, practice 6).
+/// `Ok(())` for a 2xx (the dialect then reads its body), else [`refusal`].
+pub fn classify_status(
+    status: StatusCode,
+    retry_after: Option<&HeaderValue>,
+    body: &str,
+) -> Result<(), SendError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(refusal(status, retry_after, body))
+    }
+}
+
+/// What an answer that is not a 2xx means, when the dialect has no word of
+/// its own for it; `body` is quoted (a [`snippet`]) in the reason.
 ///
 /// | status        | decision                                             |
 /// |---------------|------------------------------------------------------|
-/// | 2xx           | `Ok(())`: the dialect then reads its body            |
 /// | 429           | `Throttled`, with `Retry-After` (seconds or a date)  |
 /// | 408, 5xx      | `Retryable`: the carrier may succeed later           |
 /// | 401, 403, 407 | `GatewayFault` `Config`: our credentials are refused |
@@ -227,58 +347,61 @@ pub fn client_with_tls(
 ///
 /// `invalid_number` is always `false` here: only a dialect can tell that a
 /// refusal is about the number; it checks the body before calling this.
-pub fn classify_status(
-    status: StatusCode,
-    retry_after: Option<&HeaderValue>,
-    body: &str,
-) -> Result<(), SendError> {
+pub fn refusal(status: StatusCode, retry_after: Option<&HeaderValue>, body: &str) -> SendError {
     let code = status.as_u16();
-    if status.is_success() {
-        return Ok(());
-    }
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(SendError::Throttled {
+        return SendError::Throttled {
             retry_after: retry_after.and_then(parse_retry_after),
-        });
+        };
     }
     let reason = with_body(format!("HTTP {code}"), body);
     if status == StatusCode::REQUEST_TIMEOUT {
-        return Err(SendError::retry(Transient::Timeout, reason));
+        return SendError::retry(Transient::Timeout, reason);
     }
     if status.is_server_error() {
-        return Err(SendError::retry(Transient::Http5xx, reason));
+        return SendError::retry(Transient::Http5xx, reason);
     }
     if matches!(code, 401 | 403 | 407) {
-        return Err(SendError::GatewayFault {
+        return SendError::GatewayFault {
             reason: with_body(
                 format!("HTTP {code}: credentials refused (check the gateway username, password or token)"),
                 body,
             ),
             kind: Fault::Config,
-        });
+        };
     }
     if matches!(code, 404 | 405) {
-        return Err(SendError::GatewayFault {
+        return SendError::GatewayFault {
             reason: with_body(
                 format!("HTTP {code}: no such endpoint (check the gateway URL and method)"),
                 body,
             ),
             kind: Fault::Config,
-        });
+        };
     }
     if status.is_client_error() {
-        return Err(SendError::Permanent {
+        return SendError::Permanent {
             reason,
             invalid_number: false,
-        });
+        };
     }
     if status.is_redirection() {
-        return Err(SendError::GatewayFault {
+        return SendError::GatewayFault {
             reason: format!("HTTP {code}: unexpected redirect (check the gateway URL)"),
             kind: Fault::Config,
-        });
+        };
     }
-    Err(SendError::retry(Transient::Other, reason))
+    SendError::retry(Transient::Other, reason)
+}
+
+/// A 2xx whose body is not the dialect's answer (a proxy page, a wrong URL
+/// served by some web server): retried rather than trusted, since nothing
+/// says the carrier has the message.
+pub fn unrecognised_answer(status: StatusCode) -> SendError {
+    SendError::retry(
+        Transient::BadAnswer,
+        format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
+    )
 }
 
 /// Turns a failed request into a [`SendError`] with a short reason: the one
@@ -364,7 +487,7 @@ fn tls_cause<'a>(c: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
 ///
 /// Reading stops at the limit (the rest is dropped with the connection), so a
 /// wrong URL that serves a large page costs nothing.
-pub async fn read_answer(mut resp: reqwest::Response) -> Result<String, reqwest::Error> {
+async fn read_limited(mut resp: reqwest::Response) -> Result<String, reqwest::Error> {
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         let room = MAX_ANSWER_BYTES - buf.len();

@@ -15,22 +15,21 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use reqwest::header::{HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 
 use super::callback::CallbackUrl;
-use super::http::{classify_status, read_answer, snippet, transport_error};
+use super::http::{refusal, snippet, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Fault, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome,
-    ReceiptParser, SendError, Transient,
+    Accepted, Fault, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
+    SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
 
 /// Query parameter carrying our `messages.id` in the `dlr-url`. Jasmin's own
 /// report fields include `id` (its uuid), so ours needs a name of its own.
-pub const OUR_ID_PARAM: &str = "pcid";
+pub use super::callback::OUR_ID_PARAM;
 
 /// The body Jasmin requires, exactly, before it stops re-sending a report.
 pub const ACK_BODY: &str = "ACK/Jasmin";
@@ -187,41 +186,47 @@ impl JasminConfig {
     }
 }
 
-/// Sends through one Jasmin HTTP API.
-pub struct JasminGateway {
-    /// Configured gateway name (`messages.gateway`, callback path segment).
-    name: String,
-    config: JasminConfig,
-    /// Our receipt endpoint, signed per message (see [`super::callback`]);
-    /// the per-message `dlr-url` is built from it.
-    callback_url: CallbackUrl,
-    /// Shared keep-alive client (see [`super::http::client`]).
-    client: reqwest::Client,
-}
+/// Sends through one Jasmin HTTP API: the shared [`HttpGateway`] speaking
+/// [`JasminWire`].
+pub type JasminGateway = HttpGateway<JasminWire>;
 
 impl JasminGateway {
     /// `callback_url` is the full base of our receipt endpoint, e.g.
-    /// `http://127.0.0.1:8080/callbacks/jasmin/TOKEN`.
+    /// `http://127.0.0.1:8080/callbacks/jasmin/TOKEN`. `client` carries the
+    /// timeout ([`JasminConfig::timeout`]) and TLS settings.
     pub fn new(
         name: impl Into<String>,
         config: JasminConfig,
         callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
-        JasminGateway {
-            name: name.into(),
-            config,
-            callback_url,
+        HttpGateway::with_wire(
+            name,
             client,
-        }
+            JasminWire {
+                config,
+                callback_url,
+            },
+        )
     }
+}
 
+/// Jasmin's half of sending: one form `POST` of [`Self::form`] to
+/// `send_url`, its answer read by [`interpret_answer`].
+pub struct JasminWire {
+    config: JasminConfig,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]);
+    /// the per-message `dlr-url` is built from it.
+    callback_url: CallbackUrl,
+}
+
+impl JasminWire {
     /// The `dlr-url` for one message: `{base}/{id}.{mac}?pcid={id}` (see
     /// [`super::callback`]).
     /// Jasmin adds its report fields itself; no destination number is ever
     /// part of a report.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        with_our_id(&self.callback_url.for_message(message_id), message_id)
+        self.callback_url.for_message_with_our_id(message_id)
     }
 
     /// The form fields of one send, in order. Public so tests can check the
@@ -274,36 +279,24 @@ impl JasminGateway {
     }
 }
 
-#[async_trait]
-impl Gateway for JasminGateway {
-    fn name(&self) -> &str {
-        &self.name
+impl Wire for JasminWire {
+    const DIALECT: &'static str = "jasmin";
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
+        Ok(client.post(&self.config.send_url).form(&self.form(sms)))
     }
 
-    #[tracing::instrument(
-        skip_all,
-        fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
-    )]
-    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError> {
-        let result = async {
-            let resp = self
-                .client
-                .post(&self.config.send_url)
-                .form(&self.form(sms))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = resp.headers().get(RETRY_AFTER).cloned();
-            let body = read_answer(resp).await.map_err(|e| transport_error(&e))?;
-            interpret_answer(status, retry_after.as_ref(), &body)
-        }
-        .await;
-        match &result {
-            Ok(_) => tracing::debug!("jasmin accepted the message"),
-            Err(e) => tracing::warn!(error = %e.short(), "jasmin did not take the message"),
-        }
-        result
+    fn read_answer(
+        &self,
+        status: StatusCode,
+        retry_after: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<Accepted, SendError> {
+        interpret_answer(status, retry_after, body)
     }
 }
 
@@ -322,7 +315,7 @@ impl Gateway for JasminGateway {
 /// | 412  | `No route found`, `…no bound connectors`         | `Retryable`: routing / SMPP links |
 /// | 429  | (a proxy in front of Jasmin)                     | `Throttled`, `Retry-After`       |
 /// | 500, 503 | `Cannot send submit_sm…`, interceptor down   | `Retryable`                      |
-/// | other |                                                 | [`classify_status`]              |
+/// | other |                                                 | [`refusal`]                      |
 ///
 /// Two deliberate departures from "4xx is permanent": a charging refusal and
 /// a missing route are fixed by an operator (topping up, `jcli` routes, a
@@ -341,10 +334,7 @@ pub fn interpret_answer(
             Some(id) if !id.trim().is_empty() => Ok(Accepted {
                 gateway_message_id: Some(id.trim().to_string()),
             }),
-            _ => Err(SendError::retry(
-                Transient::BadAnswer,
-                format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-            )),
+            _ => Err(unrecognised_answer(status)),
         };
     }
     let reason = quoted(text, "Error").unwrap_or(text);
@@ -374,14 +364,7 @@ pub fn interpret_answer(
             Transient::Other,
             format!("jasmin has no route: {}", snippet(reason)),
         )),
-        _ => {
-            classify_status(status, retry_after, &format!("jasmin: {reason}"))?;
-            // `classify_status` only says Ok for 2xx, handled above.
-            Err(SendError::retry(
-                Transient::BadAnswer,
-                format!("unrecognised gateway answer: {}", snippet(text)),
-            ))
-        }
+        _ => Err(refusal(status, retry_after, &format!("jasmin: {reason}"))),
     }
 }
 
@@ -457,9 +440,11 @@ pub fn parse_receipt(params: &[(String, String)]) -> Result<ParsedReceipt, Recei
             reason: "not an integer message id".to_string(),
         })?),
     };
-    let jasmin_id = get("id").ok_or_else(|| missing("id"))?.to_string();
+    let jasmin_id = get("id")
+        .ok_or_else(|| ReceiptError::missing("id"))?
+        .to_string();
     let raw_status = get("message_status")
-        .ok_or_else(|| missing("message_status"))?
+        .ok_or_else(|| ReceiptError::missing("message_status"))?
         .to_string();
     let status = raw_status.to_ascii_uppercase();
     let outcome = match status.as_str() {
@@ -506,19 +491,6 @@ impl ReceiptParser for JasminReceipts {
     }
 }
 
-fn missing(field: &'static str) -> ReceiptError {
-    ReceiptError {
-        field,
-        reason: "missing".to_string(),
-    }
-}
-
-/// `{base}?pcid={id}`, or `&pcid=` when the base already has a query.
-fn with_our_id(base: &str, message_id: i64) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}{OUR_ID_PARAM}={message_id}")
-}
-
 /// The text as UTF-16 big-endian bytes, in upper-case hex.
 fn utf16be_hex(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 4);
@@ -542,6 +514,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Msisdn, SmsText};
+    use crate::gateway::Gateway;
     use crate::simulator::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/jasmin/TOKEN";

@@ -43,22 +43,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::callback::CallbackUrl;
-use super::http::{classify_status, read_answer, transport_error};
+use super::http::{parse_retry_after, refusal, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError, Transient,
+    Accepted, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser, SendError,
+    Transient,
 };
 use crate::secret::Secret;
 
 /// Query parameter carrying our `messages.id` in `{{callback_url}}`, so a
 /// receipt can be matched even from an aggregator that echoes no reference.
-pub const OUR_ID_PARAM: &str = "pcid";
+pub use super::callback::OUR_ID_PARAM;
 
 /// HTTP method of the send request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -582,30 +581,43 @@ fn check_pointer(field: &'static str, p: &str) -> Result<(), JsonConfigError> {
     }
 }
 
-/// Sends through one JSON aggregator.
-pub struct JsonGateway {
-    /// Configured gateway name (`messages.gateway`, callback path segment).
-    name: String,
-    config: JsonConfig,
-    /// Our receipt endpoint, signed per message (see [`super::callback`]).
-    callback_url: CallbackUrl,
-    /// Shared keep-alive client (see [`super::http::client`]).
-    client: reqwest::Client,
-    template: Template,
-    /// `config.headers` and `config.auth`, checked and built once.
-    headers: HeaderMap,
-}
+/// Sends through one JSON aggregator: the shared [`HttpGateway`] speaking
+/// [`JsonWire`].
+pub type JsonGateway = HttpGateway<JsonWire>;
 
 impl JsonGateway {
-    /// Checks the configuration (template, pointers, headers, throttle
-    /// statuses, receipt statuses) and builds the gateway. `callback_url` is
-    /// the full base of our receipt endpoint.
+    /// Checks the configuration ([`JsonWire::new`]) and builds the gateway.
+    /// `callback_url` is the full base of our receipt endpoint; `client`
+    /// carries the timeout ([`JsonConfig::timeout`]) and TLS settings.
     pub fn new(
         name: impl Into<String>,
         config: JsonConfig,
         callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Result<Self, JsonConfigError> {
+        Ok(HttpGateway::with_wire(
+            name,
+            client,
+            JsonWire::new(config, callback_url)?,
+        ))
+    }
+}
+
+/// One aggregator's half of sending: its rendered template (a JSON `POST`,
+/// or query parameters for `GET`), its answer read by [`interpret_answer`].
+pub struct JsonWire {
+    config: JsonConfig,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]).
+    callback_url: CallbackUrl,
+    template: Template,
+    /// `config.headers`, checked and built once.
+    headers: HeaderMap,
+}
+
+impl JsonWire {
+    /// Checks the configuration (template, pointers, headers, throttle
+    /// statuses, receipt statuses), so one bad setting fails at start-up.
+    pub fn new(config: JsonConfig, callback_url: CallbackUrl) -> Result<Self, JsonConfigError> {
         let template = Template::parse(&config.body_template)?;
         // Render with awkward sample values: the result must be JSON (and a
         // flat object for GET), whatever the text holds.
@@ -615,7 +627,7 @@ impl JsonGateway {
             text: "a \"quoted\" \\ text\nwith é 疫 💉",
             sender: &config.sender,
             message_id: 1,
-            callback_url: with_our_id(&callback_url.for_message(1), 1),
+            callback_url: callback_url.for_message_with_our_id(1),
             coding: "ucs2",
         };
         let rendered = template.render(&sample);
@@ -650,11 +662,9 @@ impl JsonGateway {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        Ok(JsonGateway {
-            name: name.into(),
+        Ok(JsonWire {
             config,
             callback_url,
-            client,
             template,
             headers,
         })
@@ -662,7 +672,7 @@ impl JsonGateway {
 
     /// `{{callback_url}}` for one message.
     pub fn callback_url_for(&self, message_id: i64) -> String {
-        with_our_id(&self.callback_url.for_message(message_id), message_id)
+        self.callback_url.for_message_with_our_id(message_id)
     }
 
     /// The rendered request for one message (the body for POST). Public so
@@ -677,40 +687,6 @@ impl JsonGateway {
             message_id: sms.message_id,
             callback_url: self.callback_url_for(sms.message_id),
             coding: sms.text.encoding().as_str(),
-        })
-    }
-
-    fn request(&self, sms: &OutboundSms) -> Result<reqwest::RequestBuilder, SendError> {
-        let body = self.render(sms);
-        let builder = match self.config.method {
-            JsonMethod::Post => self
-                .client
-                .post(&self.config.url)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body),
-            JsonMethod::Get => {
-                // Checked in `new` with sample values; real values are
-                // escaped the same way, so this only fails on a bug.
-                let pairs = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .as_ref()
-                    .and_then(query_pairs)
-                    .ok_or_else(|| SendError::Permanent {
-                        reason: "body_template did not render to a flat JSON object".to_string(),
-                        invalid_number: false,
-                    })?;
-                self.client.get(&self.config.url).query(&pairs)
-            }
-        };
-        let builder = builder
-            .header(ACCEPT, "application/json")
-            .headers(self.headers.clone());
-        Ok(match &self.config.auth {
-            JsonAuth::None => builder,
-            JsonAuth::Bearer { token } => builder.bearer_auth(token.expose()),
-            JsonAuth::Basic { username, password } => {
-                builder.basic_auth(username, Some(password.expose()))
-            }
         })
     }
 }
@@ -731,40 +707,61 @@ fn query_pairs(v: &Value) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
-#[async_trait]
-impl Gateway for JsonGateway {
-    fn name(&self) -> &str {
-        &self.name
+impl Wire for JsonWire {
+    const DIALECT: &'static str = "json";
+
+    /// The rendered template as a JSON body (or as query parameters), our
+    /// headers and the `Authorization` scheme.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
+        let body = self.render(sms);
+        let builder = match self.config.method {
+            JsonMethod::Post => client
+                .post(&self.config.url)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body),
+            JsonMethod::Get => {
+                // Checked in `new` with sample values; real values are
+                // escaped the same way, so this only fails on a bug.
+                let pairs = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .as_ref()
+                    .and_then(query_pairs)
+                    .ok_or_else(|| SendError::Permanent {
+                        reason: "body_template did not render to a flat JSON object".to_string(),
+                        invalid_number: false,
+                    })?;
+                client.get(&self.config.url).query(&pairs)
+            }
+        };
+        let builder = builder
+            .header(ACCEPT, "application/json")
+            .headers(self.headers.clone());
+        Ok(match &self.config.auth {
+            JsonAuth::None => builder,
+            JsonAuth::Bearer { token } => builder.bearer_auth(token.expose()),
+            JsonAuth::Basic { username, password } => {
+                builder.basic_auth(username, Some(password.expose()))
+            }
+        })
     }
 
-    #[tracing::instrument(
-        skip_all,
-        fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
-    )]
-    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError> {
-        let result = async {
-            let resp = self
-                .request(sms)?
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = resp.headers().get(RETRY_AFTER).cloned();
-            let body = read_answer(resp).await.map_err(|e| transport_error(&e))?;
-            interpret_answer(
-                status,
-                retry_after.as_ref(),
-                &body,
-                &self.config.id_pointer,
-                &self.config.throttle_status,
-            )
-        }
-        .await;
-        match &result {
-            Ok(_) => tracing::debug!("aggregator accepted the message"),
-            Err(e) => tracing::warn!(error = %e.short(), "aggregator did not take the message"),
-        }
-        result
+    fn read_answer(
+        &self,
+        status: StatusCode,
+        retry_after: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<Accepted, SendError> {
+        interpret_answer(
+            status,
+            retry_after,
+            body,
+            &self.config.id_pointer,
+            &self.config.throttle_status,
+        )
     }
 }
 
@@ -776,7 +773,7 @@ impl Gateway for JsonGateway {
 /// | 2xx                      | JSON without it                       | `Retryable`, "no message id in answer" |
 /// | 2xx                      | not JSON                              | `Retryable`, "unrecognised …"    |
 /// | listed in `throttle_status` |                                    | `Throttled`, `Retry-After`       |
-/// | other                    |                                       | [`classify_status`]: 429 throttle, 5xx/408 retry, 4xx permanent |
+/// | other                    |                                       | [`refusal`]: 429 throttle, 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
 ///
 /// A 2xx without an id is retried, not trusted: without the id its receipts
 /// may never match, and at-least-once is the engine's promise. A generic
@@ -792,10 +789,7 @@ pub fn interpret_answer(
 ) -> Result<Accepted, SendError> {
     if status.is_success() {
         let Ok(value) = serde_json::from_str::<Value>(body.trim()) else {
-            return Err(SendError::retry(
-                Transient::BadAnswer,
-                format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-            ));
+            return Err(unrecognised_answer(status));
         };
         return match value.pointer(id_pointer).and_then(scalar) {
             Some(id) => Ok(Accepted {
@@ -809,15 +803,10 @@ pub fn interpret_answer(
     }
     if throttle_status.contains(&status.as_u16()) {
         return Err(SendError::Throttled {
-            retry_after: retry_after.and_then(super::http::parse_retry_after),
+            retry_after: retry_after.and_then(parse_retry_after),
         });
     }
-    classify_status(status, retry_after, body)?;
-    // `classify_status` only says Ok for 2xx, handled above.
-    Err(SendError::retry(
-        Transient::BadAnswer,
-        format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-    ))
+    Err(refusal(status, retry_after, body))
 }
 
 /// A string, or a number/boolean as its JSON text; trimmed, never empty.
@@ -964,12 +953,6 @@ impl ReceiptParser for JsonReceipts {
     }
 }
 
-/// `{base}?pcid={id}`, or `&pcid=` when the base already has a query.
-fn with_our_id(base: &str, message_id: i64) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}{OUR_ID_PARAM}={message_id}")
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -983,6 +966,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Encoding, Msisdn, SmsText};
+    use crate::gateway::Gateway;
     use crate::simulator::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/agg/TOKEN";

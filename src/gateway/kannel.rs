@@ -8,15 +8,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use reqwest::header::{HeaderValue, RETRY_AFTER};
+use reqwest::header::HeaderValue;
 use reqwest::StatusCode;
 
 use super::callback::CallbackUrl;
-use super::http::{classify_status, read_answer, snippet, transport_error};
+use super::http::{refusal, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Fault, Gateway, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome,
-    ReceiptParser, SendError, Transient,
+    Accepted, Fault, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
+    SendError,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -108,37 +107,43 @@ pub mod dlr {
     pub const EXPIRED: u8 = 32;
 }
 
-/// Sends through one Kannel `sendsms` endpoint.
-pub struct KannelGateway {
-    /// Configured gateway name (`messages.gateway`, callback path segment).
-    name: String,
-    config: KannelConfig,
-    /// Our receipt endpoint, signed per message (see [`super::callback`]);
-    /// the per-message `dlr-url` is built from it.
-    callback_url: CallbackUrl,
-    /// Shared keep-alive client (see [`super::http::client`]).
-    client: reqwest::Client,
-}
+/// Sends through one Kannel `sendsms` endpoint: the shared
+/// [`HttpGateway`] speaking [`KannelWire`].
+pub type KannelGateway = HttpGateway<KannelWire>;
 
 impl KannelGateway {
     /// `callback_url` makes our receipt endpoint for one message, e.g.
     /// `http://127.0.0.1:8080/callbacks/sim/42.{mac}`; Kannel calls it back
     /// with our message id and its placeholders appended (see
-    /// [`Self::dlr_url`]).
+    /// [`KannelWire::dlr_url`]). `client` carries the timeout
+    /// ([`KannelConfig::timeout`]) and TLS settings.
     pub fn new(
         name: impl Into<String>,
         config: KannelConfig,
         callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
-        KannelGateway {
-            name: name.into(),
-            config,
-            callback_url,
+        HttpGateway::with_wire(
+            name,
             client,
-        }
+            KannelWire {
+                config,
+                callback_url,
+            },
+        )
     }
+}
 
+/// Kannel's half of sending: one `GET` of [`Self::build_url`], its answer
+/// read by [`interpret_answer`].
+pub struct KannelWire {
+    config: KannelConfig,
+    /// Our receipt endpoint, signed per message (see [`super::callback`]);
+    /// the per-message `dlr-url` is built from it.
+    callback_url: CallbackUrl,
+}
+
+impl KannelWire {
     /// The `dlr-url` for one message, before URL-encoding:
     /// `{base}/{id}.{mac}?id={id}&status=%d&fid=%F&answer=%A&ts=%T` (the
     /// per-message token of [`super::callback`]).
@@ -147,9 +152,10 @@ impl KannelGateway {
     /// means our id already identifies the recipient, and phone numbers would
     /// otherwise land in every access log between Kannel and us.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        let base = self.callback_url.for_message(message_id);
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}id={message_id}&status=%d&fid=%F&answer=%A&ts=%T")
+        self.callback_url.for_message_with_query(
+            message_id,
+            &format!("id={message_id}&status=%d&fid=%F&answer=%A&ts=%T"),
+        )
     }
 
     /// The complete sendsms URL for one message. Public so tests can check the
@@ -196,35 +202,24 @@ impl KannelGateway {
     }
 }
 
-#[async_trait]
-impl Gateway for KannelGateway {
-    fn name(&self) -> &str {
-        &self.name
+impl Wire for KannelWire {
+    const DIALECT: &'static str = "kannel";
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
+        Ok(client.get(self.build_url(sms)))
     }
 
-    #[tracing::instrument(
-        skip_all,
-        fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
-    )]
-    async fn send(&self, sms: &OutboundSms) -> Result<Accepted, SendError> {
-        let result = async {
-            let resp = self
-                .client
-                .get(self.build_url(sms))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = resp.status();
-            let retry_after = resp.headers().get(RETRY_AFTER).cloned();
-            let body = read_answer(resp).await.map_err(|e| transport_error(&e))?;
-            interpret_answer(status, retry_after.as_ref(), &body)
-        }
-        .await;
-        match &result {
-            Ok(_) => tracing::debug!("kannel accepted the message"),
-            Err(e) => tracing::warn!(error = %e.short(), "kannel did not take the message"),
-        }
-        result
+    fn read_answer(
+        &self,
+        status: StatusCode,
+        retry_after: Option<&HeaderValue>,
+        body: &str,
+    ) -> Result<Accepted, SendError> {
+        interpret_answer(status, retry_after, body)
     }
 }
 
@@ -240,7 +235,7 @@ impl Gateway for KannelGateway {
 /// | 400   | `Missing receiver number, rejected`       | `Permanent`: our bug, not the number's |
 /// | 400   | `Sender missing and no global set, …`     | `GatewayFault` `Config`: no sender configured |
 /// | 429   |                                           | `Throttled`, `Retry-After`      |
-/// | other |                                           | [`classify_status`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
+/// | other |                                           | [`refusal`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
 ///
 /// `3:` means the SMSC link is down and Kannel queued the message: it holds
 /// it and sends it once the link is back (verified on the harness), and its
@@ -263,10 +258,7 @@ pub fn interpret_answer(
                 gateway_message_id: None,
             });
         }
-        return Err(SendError::retry(
-            Transient::BadAnswer,
-            format!("unrecognised gateway answer: HTTP {}", status.as_u16()),
-        ));
+        return Err(unrecognised_answer(status));
     }
     if status == StatusCode::FORBIDDEN && text.contains("Authorization failed") {
         return Err(SendError::GatewayFault {
@@ -289,17 +281,12 @@ pub fn interpret_answer(
             invalid_number: true,
         });
     }
-    classify_status(status, retry_after, text)?;
-    // `classify_status` only says Ok for 2xx, handled above.
-    Err(SendError::retry(
-        Transient::BadAnswer,
-        format!("unrecognised gateway answer: {}", snippet(text)),
-    ))
+    Err(refusal(status, retry_after, text))
 }
 
 /// Reads one Kannel DLR callback (the query pairs of our `dlr-url`).
 ///
-/// Parameters (see [`KannelGateway::dlr_url`]): `id` our message id (required,
+/// Parameters (see [`KannelWire::dlr_url`]): `id` our message id (required,
 /// an integer), `status` Kannel's `%d` (required, an integer), `fid` the SMSC's
 /// id (`%F`, empty for type 16), `answer` the SMSC's text (`%A`). Unknown
 /// parameters are ignored; for a repeated one the first value counts.
@@ -333,12 +320,12 @@ pub fn parse_receipt(params: &[(String, String)]) -> Result<ParsedReceipt, Recei
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    let id_raw = get("id").ok_or_else(|| missing("id"))?;
+    let id_raw = get("id").ok_or_else(|| ReceiptError::missing("id"))?;
     let message_id: i64 = id_raw.trim().parse().map_err(|_| ReceiptError {
         field: "id",
         reason: "not an integer message id".to_string(),
     })?;
-    let status_raw = get("status").ok_or_else(|| missing("status"))?;
+    let status_raw = get("status").ok_or_else(|| ReceiptError::missing("status"))?;
     let bits: u32 = status_raw.trim().parse().map_err(|_| ReceiptError {
         field: "status",
         reason: "not a Kannel DLR type (%d)".to_string(),
@@ -407,13 +394,6 @@ impl ReceiptParser for KannelReceipts {
 
 /// SMPP `command_status` for "invalid destination address".
 const ESME_RINVDSTADR: u32 = 0x0000_000b;
-
-fn missing(field: &'static str) -> ReceiptError {
-    ReceiptError {
-        field,
-        reason: "missing".to_string(),
-    }
-}
 
 /// What we read out of Kannel's `%A`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -503,10 +483,15 @@ mod tests {
 
     use super::*;
     use crate::domain::{Msisdn, SmsText};
+    use crate::gateway::{Gateway, Transient};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/sim/TOKEN";
 
     fn gateway(sendsms_url: &str) -> KannelGateway {
+        gateway_calling_back(sendsms_url, CALLBACK.into())
+    }
+
+    fn gateway_calling_back(sendsms_url: &str, callback_url: CallbackUrl) -> KannelGateway {
         let config = KannelConfig {
             sendsms_url: sendsms_url.to_string(),
             password: Secret::new("p&ss w?rd%"),
@@ -515,7 +500,7 @@ mod tests {
         KannelGateway::new(
             "kannel",
             config,
-            CALLBACK.into(),
+            callback_url,
             super::super::http::client(Duration::from_secs(2), 4),
         )
     }
@@ -539,7 +524,7 @@ mod tests {
         let text = "Jadwal vaksinasi dosis 2: 12/03 09.00 WIB & *119# 100%";
         let m = sms(42, "+6281234567001", text);
         assert_eq!(m.text.encoding(), Encoding::Gsm7, "test text must be GSM-7");
-        let url = gw.build_url(&m);
+        let url = gw.wire().build_url(&m);
         assert!(url.starts_with("http://127.0.0.1:13913/cgi-bin/sendsms?username="));
         assert!(!url.contains(' ') && !url.contains('+'), "{url}");
         let q = query_of(&url);
@@ -570,7 +555,7 @@ mod tests {
         let text = "Vaksinasi 疫苗 untuk Anda";
         let m = sms(7, "081234567002", text);
         assert_eq!(m.text.encoding(), Encoding::Ucs2, "test text must be UCS-2");
-        let url = gw.build_url(&m);
+        let url = gw.wire().build_url(&m);
         let q = query_of(&url);
         assert_eq!(q["text"], text, "UTF-8 round trip");
         assert!(url.contains("text=Vaksinasi%20%E7%96%AB%E8%8B%97%20untuk%20Anda"));
@@ -585,17 +570,17 @@ mod tests {
 
     #[test]
     fn dlr_url_carries_the_message_mac_not_the_secret() {
-        use crate::gateway::callback::{
-            message_token, CallbackKeys, CallbackUrl, KeySet, TokenCheck,
-        };
+        use crate::gateway::callback::{message_token, CallbackKeys, KeySet, TokenCheck};
         let secret = Secret::new("s".repeat(40));
         let keys = CallbackKeys::configured("sim", KeySet::single(secret.clone()));
-        let mut gw = gateway("http://127.0.0.1:13013/cgi-bin/sendsms");
-        gw.callback_url = CallbackUrl::Signed {
-            base: "http://us:8080/callbacks/sim".into(),
-            keys: keys.clone(),
-        };
-        let url = gw.dlr_url(42);
+        let gw = gateway_calling_back(
+            "http://127.0.0.1:13013/cgi-bin/sendsms",
+            CallbackUrl::Signed {
+                base: "http://us:8080/callbacks/sim".into(),
+                keys: keys.clone(),
+            },
+        );
+        let url = gw.wire().dlr_url(42);
         let token = message_token(&secret, "sim", 42);
         assert_eq!(
             url,
@@ -603,14 +588,16 @@ mod tests {
         );
         assert!(!url.contains(secret.expose()));
         assert_eq!(keys.check(&token, 0), TokenCheck::Message(42));
-        assert_ne!(gw.dlr_url(43), url.replace("id=42", "id=43"));
+        assert_ne!(gw.wire().dlr_url(43), url.replace("id=42", "id=43"));
     }
 
     #[test]
     fn existing_query_strings_are_extended() {
-        let mut gw = gateway("http://k/cgi-bin/sendsms?smsc=sim");
-        gw.callback_url = "http://us/cb?token=T".into();
-        let url = gw.build_url(&sms(1, "081234567003", "hi"));
+        let gw = gateway_calling_back(
+            "http://k/cgi-bin/sendsms?smsc=sim",
+            "http://us/cb?token=T".into(),
+        );
+        let url = gw.wire().build_url(&sms(1, "081234567003", "hi"));
         let q = query_of(&url);
         assert_eq!(q["smsc"], "sim");
         assert_eq!(
@@ -622,7 +609,7 @@ mod tests {
     #[test]
     fn debug_of_the_config_hides_the_password() {
         let gw = gateway("http://k/cgi-bin/sendsms");
-        assert!(!format!("{:?}", gw.config).contains("p&ss"));
+        assert!(!format!("{:?}", gw.wire().config).contains("p&ss"));
     }
 
     fn perm(invalid_number: bool) -> &'static str {

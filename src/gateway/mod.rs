@@ -4,12 +4,24 @@
 //! back either [`Accepted`] or a [`SendError`] that already carries the retry
 //! decision. Receipt parsing for each dialect lives next to its sender so that
 //! the request we build and the callback we expect are read together.
+//!
+//! - [`dialect`]: the dialects, a gateway's settings for exactly one of them,
+//!   and [`build`], the one function that makes a gateway from its settings.
+//! - [`http`]: sending over HTTP, written once ([`http::HttpGateway`]); a
+//!   dialect supplies only its request and how to read its answer
+//!   ([`http::Wire`]).
+//! - [`kannel`], [`jasmin`], [`json`]: one file per dialect (its settings,
+//!   its `Wire`, its status tables, its receipt parser).
+//! - [`callback`]: what binds a receipt callback to one gateway and message.
 
 pub mod callback;
+pub mod dialect;
 pub mod http;
 pub mod jasmin;
 pub mod json;
 pub mod kannel;
+
+pub use dialect::{build, Built, Dialect, DialectSettings, GatewayDialect};
 
 use std::time::Duration;
 
@@ -219,6 +231,16 @@ pub trait ReceiptParser: Send + Sync + 'static {
 pub struct ReceiptError {
     pub field: &'static str,
     pub reason: String,
+}
+
+impl ReceiptError {
+    /// A required field that is not there.
+    pub fn missing(field: &'static str) -> ReceiptError {
+        ReceiptError {
+            field,
+            reason: "missing".to_string(),
+        }
+    }
 }
 
 #[cfg(test)]

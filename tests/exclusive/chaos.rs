@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::common::workers::Workers;
 use crate::common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::{DeliveryPolicy, Dialect};
+use pedulicovid::config::DeliveryPolicy;
+use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::simulator::{Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
@@ -97,8 +98,11 @@ async fn chaos(policy: DeliveryPolicy) {
     // This process: receipts (HTTP) and housekeeping, with the workers'
     // policy and lease, so it expires the dead workers' leases as they would.
     let mut s = test_settings(&db);
-    s.gateways[0].dialect = Dialect::Kannel;
-    s.gateways[0].kannel.sendsms_url = sim.sendsms_url();
+    s.gateways[0].dialect = KannelConfig {
+        sendsms_url: sim.sendsms_url(),
+        ..Default::default()
+    }
+    .into();
     s.worker.lease_secs = 2;
     s.worker.policy = policy;
     let app = start(

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::common::carrier::{start_harness, stop_harness, Carrier, CARRIER};
 use crate::common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::{Dialect, GatewaySettings};
+use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
 use pedulicovid::status::Status;
@@ -98,13 +98,13 @@ impl Drop for Restarter {
 fn kannel_gateway(name: &str, carrier: &Carrier) -> GatewaySettings {
     GatewaySettings {
         name: name.into(),
-        dialect: Dialect::Kannel,
-        kannel: KannelConfig {
+        dialect: KannelConfig {
             sendsms_url: carrier.sendsms_url.clone(),
             username: carrier.username.clone(),
             password: Secret::new(carrier.password.clone()),
             ..KannelConfig::default()
-        },
+        }
+        .into(),
         ..GatewaySettings::default()
     }
 }

@@ -13,7 +13,7 @@ use crate::common::*;
 use axum::http::StatusCode;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignError, CampaignRequest};
-use pedulicovid::config::Dialect;
+use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::registry::{import_csv, ImportError, ImportReport};
 use pedulicovid::render::TemplateError;
 use pedulicovid::status::Status;
@@ -455,8 +455,11 @@ async fn one_message_through(
     let db = TestDb::new(backend).await;
     let (url, hits) = tiny_gateway(status, body).await;
     let mut s = test_settings(&db);
-    s.gateways[0].dialect = Dialect::Kannel;
-    s.gateways[0].kannel.sendsms_url = url;
+    s.gateways[0].dialect = KannelConfig {
+        sendsms_url: url,
+        ..Default::default()
+    }
+    .into();
     s.worker.max_attempts = 2;
     let app = start(s, Parts::ALL).await;
     assert!(app.simulator.is_none());

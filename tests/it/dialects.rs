@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::{Dialect, Settings};
+use pedulicovid::config::{Dialect, GatewayDialect, Settings};
+use pedulicovid::gateway::json::JsonConfig;
 use pedulicovid::secret::Secret;
 use pedulicovid::simulator::SimDialect;
 use pedulicovid::status::Status;
@@ -336,8 +337,14 @@ async fn json_receipt_matched_by_aggregator_id_alone(backend: &str) {
     // No `{{callback_url}}` in the template: an aggregator on one fixed
     // URL, the only kind the gateway-wide token is accepted from.
     let mut settings = dialect_settings(&db, SimDialect::Json, "5=no_receipt");
-    settings.gateways[0].json.body_template =
-        r#"{"to": "{{to}}", "text": "{{text}}", "sender": "{{sender}}"}"#.to_string();
+    settings.gateways[0].dialect = GatewayDialect::Simulator(Some(
+        JsonConfig {
+            body_template: r#"{"to": "{{to}}", "text": "{{text}}", "sender": "{{sender}}"}"#
+                .to_string(),
+            ..Default::default()
+        }
+        .into(),
+    ));
     let app = start(settings, Parts::ALL).await;
     let n = 4u32;
     let mut csv = String::from(HEADER);

@@ -26,7 +26,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, parse_time, CampaignRequest};
-use pedulicovid::config::{DeliveryPolicy, Dialect, SmsSettings, WorkerSettings};
+use pedulicovid::config::{DeliveryPolicy, SmsSettings, WorkerSettings};
 use pedulicovid::dispatch::{housekeeping_once, Dispatcher, Route, Router, StepSummary};
 use pedulicovid::gateway::kannel::{parse_receipt, KannelConfig, KannelGateway};
 use pedulicovid::render::Renderer;
@@ -189,8 +189,11 @@ fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
 /// gateway "sim" points at `sim`.
 async fn serve_only(db: &TestDb, sim: &SimHandle, tune: impl FnOnce(&mut WorkerSettings)) -> App {
     let mut s = test_settings(db);
-    s.gateways[0].dialect = Dialect::Kannel;
-    s.gateways[0].kannel.sendsms_url = sim.sendsms_url();
+    s.gateways[0].dialect = KannelConfig {
+        sendsms_url: sim.sendsms_url(),
+        ..Default::default()
+    }
+    .into();
     tune(&mut s.worker);
     start(
         s,
@@ -883,8 +886,11 @@ async fn throttles(backend: &str, sender: Sender) {
     let db = TestDb::new(backend).await;
     let (url, hits) = throttling_gateway(30).await;
     let mut s = test_settings(&db);
-    s.gateways[0].dialect = Dialect::Kannel;
-    s.gateways[0].kannel.sendsms_url = url.clone();
+    s.gateways[0].dialect = KannelConfig {
+        sendsms_url: url.clone(),
+        ..Default::default()
+    }
+    .into();
     if sender == Sender::AppBreakerOff {
         s.gateways[0].breaker_threshold = 0;
     }

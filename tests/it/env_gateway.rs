@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::common::carrier::{carrier, Carrier};
 use crate::common::*;
 use pedulicovid::app::{App, Parts};
-use pedulicovid::config::{Dialect, Settings};
+use pedulicovid::config::{Dialect, DialectSettings, GatewayDialect, Settings};
 use pedulicovid::status::Status;
 
 /// A numeric sender id, with the look of a short code: it must reach the
@@ -154,7 +154,10 @@ async fn env_only_gateway_sends_through_the_real_kannel(backend: &str) {
     let s = from_env(&vars).expect("settings load");
     assert_eq!(s.gateways.len(), 1);
     assert_eq!(s.gateways[0].dialect, Dialect::Kannel);
-    assert_eq!(s.gateways[0].kannel.sender, SENDER);
+    let GatewayDialect::Carrier(DialectSettings::Kannel(kannel)) = &s.gateways[0].dialect else {
+        panic!("a kannel gateway: {:?}", s.gateways[0].dialect);
+    };
+    assert_eq!(kannel.sender, SENDER);
     let app = start(s, Parts::ALL).await;
     assert!(app.simulator.is_none(), "no simulator unless asked for");
     campaign_reaches_the_smsc(&app, &carrier, backend, "sim").await;
@@ -219,22 +222,24 @@ sendsms_url = "http://10.9.8.7:13013/cgi-bin/sendsms"
     let s = Settings::load_from(Some(&file), vec![]).unwrap();
     assert_eq!(s.gateways[0].dialect, Dialect::Kannel);
     assert_eq!(
-        s.gateways[0].kannel.sendsms_url,
+        s.gateways[0].dialect.send_url(),
         "http://10.9.8.7:13013/cgi-bin/sendsms"
     );
     assert!(from_env(&[]).unwrap().gateways.is_empty());
-    for (name, dialect) in [("sim", "kannel"), ("simulator", "json")] {
+    // Each with its own dialect's URL only: another dialect's table is
+    // refused (config: `GatewayDialect::from_tables`).
+    for (name, dialect, url) in [
+        (
+            "sim",
+            "kannel",
+            "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+        ),
+        ("simulator", "json", "PEDULICOVID__GATEWAYS__0__JSON__URL"),
+    ] {
         let s = from_env(&[
             ("PEDULICOVID__GATEWAYS__0__NAME", name),
             ("PEDULICOVID__GATEWAYS__0__DIALECT", dialect),
-            (
-                "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
-                "http://127.0.0.1:1/x",
-            ),
-            (
-                "PEDULICOVID__GATEWAYS__0__JSON__URL",
-                "http://127.0.0.1:1/x",
-            ),
+            (url, "http://127.0.0.1:1/x"),
         ])
         .unwrap();
         assert_ne!(s.gateways[0].dialect, Dialect::Simulator, "{name}");

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use pedulicovid::app::{App, Parts};
-use pedulicovid::config::Settings;
+use pedulicovid::config::{GatewayDialect, Settings};
+use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::simulator::{AttemptKind, AttemptReport, FaultConfig, SimHandle};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
@@ -120,13 +121,25 @@ fn open_flags(r: &CampaignReport, reason: &str) -> i64 {
         .map_or(0, |(_, v)| *v)
 }
 
+/// The "sim" gateway (the simulator, speaking Kannel) with a client
+/// timeout of `ms`.
+fn simulator_with_timeout_ms(ms: u64) -> GatewayDialect {
+    GatewayDialect::Simulator(Some(
+        KannelConfig {
+            timeout_ms: ms,
+            ..Default::default()
+        }
+        .into(),
+    ))
+}
+
 /// Settings shared by the fault tests: in-process simulator delivering
 /// everything, fast backoff, a short client timeout.
 fn fault_settings(db: &TestDb, faults: FaultConfig) -> Settings {
     let mut s = test_settings(db);
     s.simulator.mix = all_delivered();
     s.simulator.faults = faults;
-    s.gateways[0].kannel.timeout_ms = 300;
+    s.gateways[0].dialect = simulator_with_timeout_ms(300);
     s.worker.max_attempts = 6;
     s.worker.backoff_initial_ms = BACKOFF_INITIAL_MS;
     s.worker.backoff_max_ms = 400;
@@ -205,7 +218,7 @@ async fn fault_mix(backend: &str) {
     // 429 answered after 300 ms is a timeout to us (retried after the
     // backoff) but a throttle to the simulator's record, which would then
     // show a retry "before Retry-After" that never saw the Retry-After.
-    s.gateways[0].kannel.timeout_ms = 750;
+    s.gateways[0].dialect = simulator_with_timeout_ms(750);
     let max_attempts = u64::from(s.worker.max_attempts);
     let max_age_secs = s.worker.max_age_secs;
     let backoff_max_ms = s.worker.backoff_max_ms;

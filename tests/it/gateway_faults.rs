@@ -15,7 +15,9 @@ use axum::response::IntoResponse;
 
 use crate::common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::{Dialect, GatewaySettings, Settings};
+use pedulicovid::config::{GatewaySettings, Settings};
+use pedulicovid::gateway::json::JsonConfig;
+use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::metrics::{FailureReason, METRICS};
 
 /// Starts a carrier answering every request with `status` and `body`;
@@ -51,23 +53,27 @@ fn settings(db: &TestDb, g: GatewaySettings) -> Settings {
 }
 
 fn kannel_at(name: &str, port: u16) -> GatewaySettings {
-    let mut g = GatewaySettings {
+    GatewaySettings {
         name: name.into(),
-        dialect: Dialect::Kannel,
+        dialect: KannelConfig {
+            sendsms_url: format!("http://127.0.0.1:{port}/cgi-bin/sendsms"),
+            ..Default::default()
+        }
+        .into(),
         ..Default::default()
-    };
-    g.kannel.sendsms_url = format!("http://127.0.0.1:{port}/cgi-bin/sendsms");
-    g
+    }
 }
 
 fn json_at(name: &str, port: u16) -> GatewaySettings {
-    let mut g = GatewaySettings {
+    GatewaySettings {
         name: name.into(),
-        dialect: Dialect::Json,
+        dialect: JsonConfig {
+            url: format!("http://127.0.0.1:{port}/v1/sms"),
+            ..Default::default()
+        }
+        .into(),
         ..Default::default()
-    };
-    g.json.url = format!("http://127.0.0.1:{port}/v1/sms");
-    g
+    }
 }
 
 /// Sends a six-worker campaign through the only gateway, `name`, which
@@ -215,7 +221,7 @@ async fn an_unreachable_callback_address_stops_the_start() {
 async fn real_kannel_with_a_wrong_password_is_a_configuration_fault() {
     use pedulicovid::domain::{Msisdn, SmsText};
     use pedulicovid::gateway::http::{gateway_client, GatewayTls};
-    use pedulicovid::gateway::kannel::{KannelConfig, KannelGateway};
+    use pedulicovid::gateway::kannel::KannelGateway;
     use pedulicovid::gateway::{Fault, Gateway, OutboundSms, SendError};
 
     let carrier = crate::common::carrier::carrier().await;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::common::carrier::carrier;
 use crate::common::*;
 use pedulicovid::app::Parts;
-use pedulicovid::config::{Dialect, GatewaySettings};
+use pedulicovid::config::GatewaySettings;
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
 use pedulicovid::status::Status;
@@ -88,13 +88,13 @@ async fn campaign_through_real_kannel(backend: &str) {
     let mut s = test_settings(&db);
     s.gateways = vec![GatewaySettings {
         name: "kannel".into(),
-        dialect: Dialect::Kannel,
-        kannel: KannelConfig {
+        dialect: KannelConfig {
             sendsms_url: carrier.sendsms_url.clone(),
             username: carrier.username.clone(),
             password: Secret::new(carrier.password.clone()),
             ..KannelConfig::default()
-        },
+        }
+        .into(),
         ..GatewaySettings::default()
     }];
     let app = start(s, Parts::ALL).await;

@@ -1468,7 +1468,13 @@ async fn json_aggregator_signature_is_checked(backend: &str) {
          timestamp_header = \"X-Agg-Timestamp\"\ntolerance_secs = 60\n"
     ))
     .expect("gateway settings");
-    let sig = agg.json.receipt.signature.clone().unwrap();
+    let pedulicovid::config::GatewayDialect::Carrier(pedulicovid::config::DialectSettings::Json(
+        json,
+    )) = &agg.dialect
+    else {
+        panic!("a json gateway: {:?}", agg.dialect);
+    };
+    let sig = json.receipt.signature.clone().unwrap();
     let ctx = setup_with(backend, 1, Start::Queued, move |s| s.gateways.push(agg)).await;
     let id = ctx.ids[0];
     hand_over(&ctx, &[(id, name.as_str())]).await;

@@ -7,6 +7,7 @@ use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign;
 use pedulicovid::config::GatewaySettings;
+use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
 use pedulicovid::store::{ReceiptEffect, SendOutcome};
 
@@ -23,14 +24,18 @@ async fn a_dead_gateway_fails_over_to_the_next_route(backend: &str) {
     let mut s = test_settings(&db);
     // Telkomsel numbers (0812…) prefer "primary", which is down; "sim" is
     // the default route and takes over once the breaker opens.
-    let mut primary = GatewaySettings {
+    let primary = GatewaySettings {
         name: "primary".into(),
+        dialect: KannelConfig {
+            sendsms_url: dead_url().await,
+            ..Default::default()
+        }
+        .into(),
         operators: vec!["telkomsel".into()],
         breaker_threshold: 3,
         breaker_cool_down_secs: 60,
         ..Default::default()
     };
-    primary.kannel.sendsms_url = dead_url().await;
     s.gateways = vec![primary, GatewaySettings::simulator("sim")];
     s.worker.batch_size = 5;
     s.worker.concurrency = 1;

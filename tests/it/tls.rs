@@ -214,12 +214,20 @@ fn one_gateway(db: &TestDb, name: &str) -> pedulicovid::config::Settings {
 /// A Kannel gateway (not the simulator) at a port nothing listens on;
 /// tests point it where they need.
 fn named_gateway(name: &str) -> pedulicovid::config::GatewaySettings {
-    let mut g = pedulicovid::config::GatewaySettings {
+    pedulicovid::config::GatewaySettings {
         name: name.into(),
+        dialect: kannel_at("https://127.0.0.1:9/cgi-bin/sendsms".into()),
         ..Default::default()
-    };
-    g.kannel.sendsms_url = "https://127.0.0.1:9/cgi-bin/sendsms".into();
-    g
+    }
+}
+
+/// A Kannel gateway's settings sending to `sendsms_url`.
+fn kannel_at(sendsms_url: String) -> pedulicovid::config::GatewayDialect {
+    KannelConfig {
+        sendsms_url,
+        ..Default::default()
+    }
+    .into()
 }
 
 fn sms(id: i64) -> OutboundSms {
@@ -617,7 +625,7 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
     let db = TestDb::new(backend).await;
     let mut s = one_gateway(&db, "tls-broken");
     let g = &mut s.gateways[0];
-    g.kannel.sendsms_url = format!("https://127.0.0.1:{port}/cgi-bin/sendsms");
+    g.dialect = kannel_at(format!("https://127.0.0.1:{port}/cgi-bin/sendsms"));
     g.tls.ca_file = Some(write(dir.path(), "ca.pem", &ca.pem));
     g.breaker_threshold = 20;
     g.breaker_cool_down_secs = 1;
@@ -708,7 +716,7 @@ async fn listener_serves_https_and_receipts_come_back_over_it(backend: &str) {
     s.http.tls_cert_file = Some(cert.clone());
     s.http.tls_key_file = Some(key.clone());
     let g = &mut s.gateways[0];
-    g.kannel.sendsms_url = format!("https://127.0.0.1:{port}/cgi-bin/sendsms");
+    g.dialect = kannel_at(format!("https://127.0.0.1:{port}/cgi-bin/sendsms"));
     g.tls.ca_file = Some(write(dir.path(), "carrier-ca.pem", &carrier_ca.pem));
     let app = start(s, Parts::ALL).await;
     let base = format!("https://127.0.0.1:{}", app.port().unwrap());
