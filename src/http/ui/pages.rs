@@ -698,6 +698,47 @@ async fn refusal(
     })
 }
 
+/// A refused form: the status and the message shown above the form.
+type Refused = (StatusCode, String);
+
+/// A form's free-text field (a reason, a note): required, at most `max`
+/// characters. The refusal names the field (`label`) and says what to
+/// write (`hint`), in the staff's language.
+fn required_text<'a>(
+    text: &'a str,
+    label: &str,
+    hint: &str,
+    max: usize,
+) -> Result<&'a str, Refused> {
+    if text.is_empty() {
+        Err((
+            StatusCode::BAD_REQUEST,
+            format!("{label} wajib diisi: {hint}."),
+        ))
+    } else if text.chars().count() > max {
+        Err((
+            StatusCode::BAD_REQUEST,
+            format!("{label} terlalu panjang: paling banyak {max} karakter."),
+        ))
+    } else {
+        Ok(text)
+    }
+}
+
+/// The worker's page again, with the refusal above the form and what the
+/// staff member typed still in it.
+async fn refused_page(
+    app: &AppState,
+    ui: &Ui,
+    staff: &Staff,
+    id: i64,
+    (status, message): Refused,
+    typed: Typed<'_>,
+) -> Result<Response, UiError> {
+    let ctx = context(ui, staff, "cari");
+    worker_page(app, ctx, id, status, Some(Notice::error(message)), typed).await
+}
+
 /// `POST /ui/nakes/{id}/kirim-ulang`: a new message generation, audited
 /// with the token's name and the reason.
 #[utoipa::path(
@@ -731,18 +772,14 @@ pub async fn resend(
     staff.require_support()?;
     let id = parse_id(&id)?;
     let reason = form.get("reason").unwrap_or("").trim();
-    let refused = if reason.is_empty() {
-        (
-            StatusCode::BAD_REQUEST,
-            "Alasan wajib diisi: tulis mengapa pesan perlu dikirim ulang.".to_string(),
-        )
-    } else if reason.chars().count() > REASON_MAX {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("Alasan terlalu panjang: paling banyak {REASON_MAX} karakter."),
-        )
-    } else {
-        match app.store.resend(id, &staff.name, reason).await {
+    let refused = match required_text(
+        reason,
+        "Alasan",
+        "tulis mengapa pesan perlu dikirim ulang",
+        REASON_MAX,
+    ) {
+        Err(refused) => refused,
+        Ok(reason) => match app.store.resend(id, &staff.name, reason).await {
             Ok(n) => {
                 tracing::info!(token = %staff.name, worker.id = id, message.id = n.message_id,
                     "support UI resend");
@@ -761,19 +798,9 @@ pub async fn resend(
                 return Ok(see_other(&format!("/ui/nakes/{id}")));
             }
             Err(e) => refusal(&app, id, e).await?,
-        }
+        },
     };
-    let ctx = context(&ui, &staff, "cari");
-    let typed = Typed { reason, note: None };
-    worker_page(
-        &app,
-        ctx,
-        id,
-        refused.0,
-        Some(Notice::error(refused.1)),
-        typed,
-    )
-    .await
+    refused_page(&app, &ui, &staff, id, refused, Typed { reason, note: None }).await
 }
 
 /// `POST /ui/nakes/{id}/tanda/{flag}/selesai`: resolves one of the
@@ -817,18 +844,9 @@ pub async fn resolve_flag(
         ));
     }
     let note = form.get("note").unwrap_or("").trim();
-    let refused = if note.is_empty() {
-        (
-            StatusCode::BAD_REQUEST,
-            "Catatan wajib diisi: tulis apa yang sudah dilakukan.".to_string(),
-        )
-    } else if note.chars().count() > NOTE_MAX {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("Catatan terlalu panjang: paling banyak {NOTE_MAX} karakter."),
-        )
-    } else {
-        match app.store.resolve_flag(flag, &staff.name, note).await {
+    let refused = match required_text(note, "Catatan", "tulis apa yang sudah dilakukan", NOTE_MAX) {
+        Err(refused) => refused,
+        Ok(note) => match app.store.resolve_flag(flag, &staff.name, note).await {
             Ok(f) => {
                 tracing::info!(token = %staff.name, worker.id = id, flag.id = flag,
                     "support UI flag resolved");
@@ -843,22 +861,13 @@ pub async fn resolve_flag(
                 return Ok(see_other(&format!("/ui/nakes/{id}")));
             }
             Err(e) => refusal(&app, id, e).await?,
-        }
+        },
     };
-    let ctx = context(&ui, &staff, "cari");
     let typed = Typed {
         reason: "",
         note: Some((flag, note)),
     };
-    worker_page(
-        &app,
-        ctx,
-        id,
-        refused.0,
-        Some(Notice::error(refused.1)),
-        typed,
-    )
-    .await
+    refused_page(&app, &ui, &staff, id, refused, typed).await
 }
 
 /// `POST /ui/nakes/{id}/kunci/{lock}/buka`: lifts a failed-attempt lock
@@ -908,13 +917,14 @@ pub async fn lift_lock(
         ));
     }
     let reason = form.get("reason").unwrap_or("").trim();
-    let refused = if reason.is_empty() || reason.chars().count() > REASON_MAX {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("Alasan wajib diisi, paling banyak {REASON_MAX} karakter."),
-        )
-    } else {
-        match app
+    let refused = match required_text(
+        reason,
+        "Alasan",
+        "tulis mengapa kunci ini dibuka",
+        REASON_MAX,
+    ) {
+        Err(refused) => refused,
+        Ok(reason) => match app
             .store
             .lift_reregistration_lock(lock, &staff.name, reason)
             .await
@@ -935,18 +945,9 @@ pub async fn lift_lock(
                 "Kunci ini sudah tidak berlaku; tidak ada yang diubah.".into(),
             ),
             Err(e) => refusal(&app, id, e).await?,
-        }
+        },
     };
-    let ctx = context(&ui, &staff, "cari");
-    worker_page(
-        &app,
-        ctx,
-        id,
-        refused.0,
-        Some(Notice::error(refused.1)),
-        Typed::default(),
-    )
-    .await
+    refused_page(&app, &ui, &staff, id, refused, Typed::default()).await
 }
 
 /// `POST /ui/nakes/{id}/registrasi-ulang/{rereg}/setujui`: approves this
@@ -996,13 +997,14 @@ pub async fn approve_reregistration(
         ));
     }
     let note = form.get("note").unwrap_or("").trim();
-    let refused = if note.is_empty() || note.chars().count() > NOTE_MAX {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("Catatan wajib diisi, paling banyak {NOTE_MAX} karakter."),
-        )
-    } else {
-        match app
+    let refused = match required_text(
+        note,
+        "Catatan",
+        "tulis bagaimana nomor baru ini divalidasi",
+        NOTE_MAX,
+    ) {
+        Err(refused) => refused,
+        Ok(note) => match app
             .store
             .approve_reregistration(rereg, &staff.name, note)
             .await
@@ -1034,18 +1036,9 @@ pub async fn approve_reregistration(
                 "Permintaan ini sudah tidak menunggu validasi; tidak ada yang diubah.".into(),
             ),
             Err(e) => refusal(&app, id, e).await?,
-        }
+        },
     };
-    let ctx = context(&ui, &staff, "cari");
-    worker_page(
-        &app,
-        ctx,
-        id,
-        refused.0,
-        Some(Notice::error(refused.1)),
-        Typed::default(),
-    )
-    .await
+    refused_page(&app, &ui, &staff, id, refused, Typed::default()).await
 }
 
 // ------------------------------------------------------------ campaigns
