@@ -18,8 +18,9 @@ use crate::gateway::callback::{CallbackKeys, CallbackUrl, KeySet};
 use crate::gateway::{DialectSettings, GatewayDialect};
 use crate::http::{self, AppState, CallbackGateway};
 use crate::render::Renderer;
-use crate::simulator::{SimDialect, SimHandle, Simulator, SimulatorConfig};
+use crate::secret::Secret;
 use crate::store::{redact_url, Store};
+use carrier_sim::{SimDialect, SimHandle, Simulator, SimulatorConfig};
 
 /// Which parts to run in this process.
 #[derive(Debug, Clone, Copy)]
@@ -105,22 +106,23 @@ fn simulator_wire(
     let Some(h) = handle else {
         return Ok(wire);
     };
+    // The simulator's password is its own type (it does not depend on
+    // this crate); the gateway holds it as a `Secret` like any other.
+    let password = Secret::new(sim.password.expose());
     match &mut wire {
         DialectSettings::Kannel(c) => {
             c.sendsms_url = h.sendsms_url();
             c.username = sim.username.clone();
-            c.password = sim.password.clone();
+            c.password = password;
         }
         DialectSettings::Jasmin(c) => {
             c.send_url = h.send_url();
             c.username = sim.username.clone();
-            c.password = sim.password.clone();
+            c.password = password;
         }
         DialectSettings::Json(c) => {
             c.url = h.send_url();
-            c.auth = crate::gateway::json::JsonAuth::Bearer {
-                token: sim.password.clone(),
-            };
+            c.auth = crate::gateway::json::JsonAuth::Bearer { token: password };
         }
     }
     Ok(wire)

@@ -25,7 +25,7 @@ use crate::gateway::jasmin::JasminConfig;
 use crate::gateway::json::JsonConfig;
 use crate::gateway::kannel::KannelConfig;
 use crate::secret::Secret;
-use crate::simulator::SimulatorConfig;
+use carrier_sim::SimulatorConfig;
 
 /// The dialects and a gateway's settings for one of them live with the
 /// gateways (`gateway::dialect`); named here too, where settings are read.

@@ -4,7 +4,7 @@
 //! in-process, and one whole campaign to completion with a report.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -14,12 +14,11 @@ use serde::Serialize;
 
 use crate::app::{App, Parts};
 use crate::campaign::{self, CampaignRequest, Window};
-use crate::cli::progress_bar;
 use crate::config::{GatewaySettings, Settings};
 use crate::domain::ProvinceCode;
 use crate::registry::{self, COLUMNS};
-use crate::simulator::SimStats;
 use crate::status::Status;
+use carrier_sim::SimStats;
 
 /// The 13 health-workforce groups of the 2014 law (UU 36/2014).
 pub const PROFESSIONS: [&str; 13] = [
@@ -77,6 +76,22 @@ const FAMILY: [&str; 16] = [
 const PREFIXES: [&str; 12] = [
     "811", "812", "813", "821", "852", "814", "856", "817", "859", "838", "896", "881",
 ];
+
+/// A progress bar on a terminal, nothing otherwise (the demo's, and the
+/// `import` command's through `cli`).
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
 
 /// Writes a synthetic One Data export of `n` workers (plus bad rows) and
 /// returns how many bad rows it holds.

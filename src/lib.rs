@@ -11,13 +11,21 @@
 //! - [`campaign`]: create a campaign and enqueue its audience.
 //! - [`render`]: Indonesian SMS templates (tera).
 //! - [`dispatch`]: the worker: claim → render → window → rate limit → send → record.
-//! - [`gateway`]: carrier dialects behind one trait (Kannel; the simulator speaks it).
+//! - [`gateway`]: carrier dialects behind one trait (Kannel, Jasmin, JSON).
 //! - [`status`]: the one-way message status machine and flag reasons.
 //! - [`export`]: the non-recipient CSV (outreach list), formula-guarded.
 //! - [`http`]: receipt callbacks and the HTTP surface.
-//! - [`simulator`]: the built-in carrier simulator.
 //! - [`metrics`]: counters and the send-latency histogram.
-//! - [`app`]: wiring: `run`, `serve`, `worker`; [`cli`] and [`demo`] on top.
+//! - [`app`]: wiring: `run`, `serve`, `worker`; [`demo`] and [`cli`] on top.
+//!
+//! # Beside it
+//! The tools are crates of their own in this workspace, so the product
+//! library holds none of their code:
+//! - `crates/carrier-sim` ([`carrier_sim`]): the carrier simulator, which
+//!   this crate depends on for `demo`, `carrier-sim`, a gateway with
+//!   `dialect = "simulator"`, and the tests; it never depends on this crate.
+//! - `crates/bench` (`pedulicovid-bench`): the benchmarks, written against
+//!   this crate's public API only.
 
 // Settings and parsed domain types first, then the flow of a notice.
 pub mod config;
@@ -32,11 +40,7 @@ pub mod gateway;
 pub mod status;
 pub mod export;
 pub mod http;
-pub mod simulator;
 pub mod metrics;
 pub mod app;
-pub mod cli;
 pub mod demo;
-pub mod bench;
-pub mod bench_kannel;
-pub mod bench_receipts;
+pub mod cli;

@@ -30,6 +30,9 @@ mod support;
 mod token;
 mod tools;
 
+/// The import's and the demo's progress bar (the demo, below the CLI,
+/// owns it).
+pub use crate::demo::progress_bar;
 pub use serve::shutdown_signal;
 
 /// SMS PEDULICOVID notification dispatcher.
@@ -85,16 +88,7 @@ enum Command {
         name: Option<String>,
     },
     /// The built-in carrier simulator (speaks Kannel's sendsms dialect).
-    CarrierSim(tools::SimArgs),
-    /// Measure a campaign against the in-process simulator (`bench
-    /// receipts`: receipt-callback ingest over HTTP).
-    #[command(args_conflicts_with_subcommands = true)]
-    Bench {
-        #[command(subcommand)]
-        what: Option<tools::BenchCmd>,
-        #[command(flatten)]
-        args: crate::bench::BenchArgs,
-    },
+    CarrierSim(carrier_sim::SimArgs),
     /// Carrier gateways as configured and as the workers last saw them.
     #[command(subcommand)]
     Gateways(gateways::GatewaysCmd),
@@ -112,10 +106,7 @@ enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(
-        cli.command,
-        Command::Demo(_) | Command::Bench { .. } | Command::Gateways(_)
-    );
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Gateways(_));
     init_tracing(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -166,7 +157,6 @@ async fn open_store(s: &Settings) -> anyhow::Result<Store> {
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo(a) => tools::demo(&cli, a).await,
-        Command::Bench { what, args } => tools::bench(&cli, what.as_ref(), args).await,
         Command::CarrierSim(a) => tools::carrier_sim(&settings(&cli)?, a).await,
         Command::Run => serve::until_signal(settings(&cli)?, Parts::ALL).await,
         Command::Serve => serve::until_signal(settings(&cli)?, Parts::SERVE).await,
@@ -222,21 +212,6 @@ fn template(s: &Settings, name: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A progress bar on a terminal, nothing otherwise.
-pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
 /// Who runs a CLI command, for the audit trail.
 fn cli_actor() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
@@ -264,47 +239,4 @@ pub fn arg_or_stdin(arg: &str, what: &str) -> anyhow::Result<String> {
         anyhow::bail!("{what}: `-` was given but standard input was empty");
     }
     Ok(value.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bench_keeps_its_flags_and_gains_receipts() {
-        let cli = Cli::try_parse_from(["pedulicovid", "bench", "--messages", "10", "--rate", "0"])
-            .expect("the old usage parses");
-        match cli.command {
-            Command::Bench { what: None, args } => {
-                assert_eq!(args.messages, 10);
-                assert_eq!(args.rate, 0);
-            }
-            other => panic!("{other:?}"),
-        }
-        let cli = Cli::try_parse_from([
-            "pedulicovid",
-            "bench",
-            "receipts",
-            "--callbacks",
-            "5",
-            "--connections",
-            "2",
-            "--json",
-        ])
-        .expect("bench receipts parses");
-        match cli.command {
-            Command::Bench {
-                what: Some(tools::BenchCmd::Receipts(a)),
-                ..
-            } => {
-                assert_eq!((a.callbacks, a.connections, a.json), (5, 2, true));
-                assert!(!a.external);
-            }
-            other => panic!("{other:?}"),
-        }
-        // Campaign flags do not mix with the receipts subcommand.
-        assert!(
-            Cli::try_parse_from(["pedulicovid", "bench", "--messages", "10", "receipts"]).is_err()
-        );
-    }
 }

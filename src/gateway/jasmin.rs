@@ -11,7 +11,7 @@
 //! docs.jasminsms.com) and, where the documentation is silent, Jasmin's own
 //! source (`jasmin/protocols/http/endpoints/send.py`, `errors.py`,
 //! `jasmin/routing/throwers.py`). The built-in simulator
-//! ([`crate::simulator`], `dialect = "jasmin"`) speaks the same dialect.
+//! ([`carrier_sim`], `dialect = "jasmin"`) speaks the same dialect.
 
 use std::time::Duration;
 
@@ -515,7 +515,7 @@ mod tests {
     use super::*;
     use crate::domain::{Msisdn, SmsText};
     use crate::gateway::Gateway;
-    use crate::simulator::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
+    use carrier_sim::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/jasmin/TOKEN";
 

@@ -967,7 +967,7 @@ mod tests {
     use super::*;
     use crate::domain::{Encoding, Msisdn, SmsText};
     use crate::gateway::Gateway;
-    use crate::simulator::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
+    use carrier_sim::{parse_rules, SimDialect, SimHandle, Simulator, SimulatorConfig};
 
     const CALLBACK: &str = "http://127.0.0.1:8080/callbacks/agg/TOKEN";
 

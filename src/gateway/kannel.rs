@@ -4,7 +4,7 @@
 //! no message id, so our own `messages.id` travels inside the `dlr-url` and
 //! comes back in every callback. The behaviour coded here was observed on the
 //! real Kannel harness (`shared/carrier/README.md`); the built-in simulator
-//! (`crate::simulator`) speaks the same dialect.
+//! (`carrier_sim`) speaks the same dialect.
 
 use std::time::Duration;
 

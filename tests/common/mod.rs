@@ -7,10 +7,10 @@ pub mod workers;
 
 use std::time::{Duration, Instant};
 
+use carrier_sim::{parse_rules, OutcomeMix};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest};
 use pedulicovid::config::{GatewaySettings, Settings};
-use pedulicovid::simulator::{parse_rules, OutcomeMix};
 use pedulicovid::store::{Campaign, CampaignReport, Store};
 
 /// Where PostgreSQL test databases are created. CI and the README's test

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use carrier_sim::SimHandle;
 use pedulicovid::app::App;
-use pedulicovid::simulator::SimHandle;
 use rand::Rng;
 
 pub struct Workers {

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::workers::Workers;
 use crate::common::*;
+use carrier_sim::{Simulator, SimulatorConfig};
 use pedulicovid::app::Parts;
 use pedulicovid::config::DeliveryPolicy;
 use pedulicovid::gateway::kannel::KannelConfig;
-use pedulicovid::simulator::{Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
 

@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use carrier_sim::{Simulator, SimulatorConfig};
 use pedulicovid::app::Parts;
 use pedulicovid::campaign;
 use pedulicovid::render::Renderer;
-use pedulicovid::simulator::{Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
 use sqlx::Connection;

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use carrier_sim::SimDialect;
 use pedulicovid::app::Parts;
 use pedulicovid::config::{Dialect, GatewayDialect, Settings};
 use pedulicovid::gateway::json::JsonConfig;
 use pedulicovid::secret::Secret;
-use pedulicovid::simulator::SimDialect;
 use pedulicovid::status::Status;
 
 /// Callback token of the "sim" gateway in these tests, so a test can post
@@ -432,7 +432,7 @@ both_backends!(json_receipt_matched_by_aggregator_id_alone);
 async fn json_sim_gateway_uses_the_simulator_password(backend: &str) {
     let db = TestDb::new(backend).await;
     let mut s = dialect_settings(&db, SimDialect::Json, "");
-    s.simulator.password = Secret::new("not-the-default-token");
+    s.simulator.password = carrier_sim::Password::new("not-the-default-token");
     let app = start(s, Parts::ALL).await;
     let mut csv = String::from(HEADER);
     for i in 0..3u32 {

@@ -24,13 +24,13 @@ use crate::common::workers::Workers;
 use crate::common::*;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
+use carrier_sim::{SimHandle, Simulator, SimulatorConfig};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, parse_time, CampaignRequest};
 use pedulicovid::config::{DeliveryPolicy, SmsSettings, WorkerSettings};
 use pedulicovid::dispatch::{housekeeping_once, Dispatcher, Route, Router, StepSummary};
 use pedulicovid::gateway::kannel::{parse_receipt, KannelConfig, KannelGateway};
 use pedulicovid::render::Renderer;
-use pedulicovid::simulator::{SimHandle, Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
 use pedulicovid::store::{now_ms, CampaignAction, CampaignReport, Store, StoreError};
 

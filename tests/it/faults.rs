@@ -18,10 +18,10 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use carrier_sim::{AttemptKind, AttemptReport, FaultConfig, SimHandle};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::config::{GatewayDialect, Settings};
 use pedulicovid::gateway::kannel::KannelConfig;
-use pedulicovid::simulator::{AttemptKind, AttemptReport, FaultConfig, SimHandle};
 use pedulicovid::status::Status;
 use pedulicovid::store::{CampaignReport, Store};
 

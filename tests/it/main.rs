@@ -34,6 +34,7 @@ mod reregistration;
 mod routing;
 mod security;
 mod shutdown;
+mod sim_dialects;
 mod support_search;
 mod tls;
 mod ui_browser;

@@ -11,10 +11,10 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use carrier_sim::parse_rules;
 use pedulicovid::app::{App, Parts};
 use pedulicovid::gateway::callback::message_token;
 use pedulicovid::secret::Secret;
-use pedulicovid::simulator::parse_rules;
 use pedulicovid::status::Status;
 use pedulicovid::store::{now_ms, SendOutcome, StoredReceipt};
 

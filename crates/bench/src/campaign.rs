@@ -50,7 +50,7 @@ use crate::domain::{Msisdn, ProvinceCode};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
 use crate::metrics::{self, METRICS};
 use crate::render::Renderer;
-use crate::simulator::{OutcomeMix, SimHandle};
+use carrier_sim::{OutcomeMix, SimHandle};
 use crate::store::{
     now_ms, redact_url, with_pool, Backend, CampaignAction, IncomingReceipt, NewWorker,
     SendOutcome, Store,

@@ -1,4 +1,18 @@
-//! The built-in carrier simulator (`pedulicovid carrier-sim`).
+//! carrier-sim: a carrier for pedulicovid to talk to when no real one
+//! should be (`pedulicovid demo`, `pedulicovid carrier-sim`, the
+//! `carrier-sim` binary, a gateway with `dialect = "simulator"`, the tests
+//! and the benchmarks).
+//!
+//! **What it owns and what it may not touch.** This crate owns the carrier's
+//! side of three HTTP dialects (sendsms answers, delivery-report callbacks,
+//! faults, counters) and nothing of the product: it does not depend on the
+//! `pedulicovid` crate (the product depends on it), so it cannot share the
+//! gateways' code or reach the database. Where it needs a protocol detail
+//! (Kannel's DLR bits, Jasmin's acknowledgement, the aggregator's callback
+//! signature) it has its own reading in [`wire`], which is the point of a
+//! test double: it agrees with the product only where both follow the
+//! carrier. The product maps its `[simulator]` settings onto
+//! [`SimulatorConfig`] and wires a gateway to [`SimHandle::send_url`].
 //!
 //! It speaks one of three dialects ([`SimDialect`]), so every gateway the
 //! engine knows can be driven against it with its ordinary code: the
@@ -7,17 +21,15 @@
 //! * **Kannel** (default): answers `GET /cgi-bin/sendsms` exactly like Kannel
 //!   1.4.5 and calls the request's `dlr-url` back the way Kannel's smsbox does
 //!   (placeholders, the `%d` bitmask, retries of any answer but 200/202,
-//!   callbacks in no particular order), for
-//!   [`KannelGateway`](crate::gateway::kannel::KannelGateway).
+//!   callbacks in no particular order), for pedulicovid's `KannelGateway`.
 //! * **Jasmin**: answers `GET`/`POST /send` like Jasmin's HTTP API
 //!   (`Success "<uuid>"`, `Error "…"` with Jasmin's status codes) and throws
 //!   delivery reports at `dlr-url` with `dlr-method`, level 1 (`ESME_ROK`,
 //!   `ESME_RINVDSTADR`) and/or level 2 (`DELIVRD`, …) as `dlr-level` asks,
 //!   re-sending each until it is answered 2xx with exactly `ACK/Jasmin`, for
-//!   [`JasminGateway`](crate::gateway::jasmin::JasminGateway).
+//!   pedulicovid's `JasminGateway`.
 //! * **JSON**: the reference JSON aggregator (`POST /v1/messages`, described
-//!   in [`crate::gateway::json`]) for
-//!   [`JsonGateway`](crate::gateway::json::JsonGateway) with its default
+//!   in pedulicovid's `gateway::json`) for its `JsonGateway` with default
 //!   settings.
 //!
 //! The outcome of each message comes from a suffix rule on the destination
@@ -33,10 +45,12 @@
 //! slow and garbage answers, answers lost after accepting, an outage), and it
 //! times every send request per destination ([`SimHandle::attempt_report`],
 //! `GET /sim/attempts`) so tests can check that attempts are bounded and
-//! backoff is honoured. `RELIABILITY.md` describes the tests that use them.
+//! backoff is honoured. pedulicovid's `RELIABILITY.md` describes the tests
+//! that use them; its `tests/it/sim_dialects.rs` drives the product's
+//! gateways against this crate end to end.
 //!
 //! Logs carry masked numbers only and never the text or a URL (callback URLs
-//! hold our callback token).
+//! hold the receiver's callback token).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -61,10 +75,11 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::domain::mask_phone;
-use crate::gateway::http;
-use crate::gateway::kannel::dlr;
-use crate::secret::Secret;
+mod cli;
+pub mod wire;
+pub use cli::{parse_mix, serve_until, SimArgs};
+use wire::JASMIN_ACK_BODY;
+pub use wire::{callback_client, dlr, mask_number, JsonSignature, Password, SignatureEncoding};
 
 /// Settings of `pedulicovid carrier-sim` (and of the simulator the demo and
 /// the tests start in-process). Every field has a default that works.
@@ -80,7 +95,7 @@ pub struct SimulatorConfig {
     pub username: String,
     /// Password, compared in constant time (the Bearer token of the JSON
     /// API).
-    pub password: Secret,
+    pub password: Password,
     /// Delay before answering sendsms, to model a slow gateway.
     pub answer_latency_ms: u64,
     /// Base delay between the answer and the final receipt callback.
@@ -113,7 +128,7 @@ pub struct SimulatorConfig {
     /// JSON dialect: sign every receipt callback as an aggregator would
     /// (`[simulator.json_signature]`, the same table as a gateway's
     /// `[gateways.json.receipt.signature]`). Off by default.
-    pub json_signature: Option<crate::gateway::json::ReceiptSignature>,
+    pub json_signature: Option<JsonSignature>,
 }
 
 impl Default for SimulatorConfig {
@@ -122,7 +137,7 @@ impl Default for SimulatorConfig {
             listen: "127.0.0.1:13013".to_string(),
             dialect: SimDialect::Kannel,
             username: "pedulicovid".to_string(),
-            password: Secret::new("secret"),
+            password: Password::new("secret"),
             answer_latency_ms: 0,
             receipt_delay_ms: 50,
             receipt_jitter_ms: 50,
@@ -947,7 +962,7 @@ impl SimHandle {
         let masked = || {
             destinations
                 .first()
-                .map(|d| mask_phone(d))
+                .map(|d| mask_number(d))
                 .unwrap_or_default()
         };
         if self.is_down() {
@@ -1126,7 +1141,7 @@ impl SimHandle {
         let outcome = rule_for(&i.config.rules, digits)
             .unwrap_or_else(|| i.config.mix.pick(&mut *lock(&i.rng)));
         i.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(to = %mask_phone(digits), %outcome, "carrier-sim: submit accepted");
+        tracing::debug!(to = %mask_number(digits), %outcome, "carrier-sim: submit accepted");
         // The SMSC message id, shared by every report of the message.
         let smsc_id = format!("{:010X}", i.next_fid.fetch_add(1, Ordering::Relaxed));
         (outcome, smsc_id)
@@ -1446,7 +1461,7 @@ impl SimHandle {
                 // fresh timestamp.
                 if let Some(sig) = &self.inner.config.json_signature {
                     let now = chrono::Utc::now().timestamp();
-                    req = req.header(sig.header.as_str(), sig.sign(body, Some(now)));
+                    req = req.header(sig.header.as_str(), sig.sign(body, now));
                     if let Some(t) = &sig.timestamp_header {
                         req = req.header(t.as_str(), now.to_string());
                     }
@@ -1467,8 +1482,7 @@ impl SimHandle {
                     return Verdict::Drop;
                 }
                 let acked = status.is_success()
-                    && std::str::from_utf8(&body).map(str::trim)
-                        == Ok(crate::gateway::jasmin::ACK_BODY);
+                    && std::str::from_utf8(&body).map(str::trim) == Ok(JASMIN_ACK_BODY);
                 if status.is_success() && !acked {
                     self.inner
                         .callbacks_unacknowledged
@@ -1756,7 +1770,7 @@ impl Simulator {
             callback_slots: Arc::new(Semaphore::new(permits)),
             queue: Mutex::new(CallbackQueue::default()),
             wake: tokio::sync::Notify::new(),
-            client: http::client(Duration::from_secs(10), permits),
+            client: callback_client(Duration::from_secs(10), permits),
             config,
         };
         tracing::info!(%local_addr, "carrier-sim listening");
@@ -2101,7 +2115,7 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 }
 
 /// The reference JSON aggregator's `POST /v1/messages` (see
-/// [`crate::gateway::json`]):
+/// pedulicovid's `gateway::json`):
 ///
 /// | case                                   | answer                                  |
 /// |----------------------------------------|-----------------------------------------|
@@ -2334,19 +2348,9 @@ impl tokio::io::AsyncWrite for FaultIo {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use axum::routing::get;
-    use tokio::sync::mpsc;
-
     use super::*;
-    use crate::domain::{Msisdn, SmsText};
-    use crate::gateway::kannel::{interpret_answer, parse_receipt, KannelConfig, KannelGateway};
-    use crate::gateway::{Gateway, OutboundSms, ParsedReceipt, ReceiptOutcome, SendError};
 
-    type Pairs = Vec<(String, String)>;
-
-    /// Rules used by the end-to-end tests: the last digit picks the outcome.
+    /// Rules used by the tests: the last digit picks the outcome.
     const RULES: &str = "1=delivered,2=undelivered,3=rejected,4=expired,5=invalid,6=no_receipt";
 
     #[test]
@@ -2383,321 +2387,10 @@ mod tests {
         handle
     }
 
-    /// A receipt endpoint on port 0 answering `status`; every callback's
-    /// query pairs arrive on the channel.
-    async fn start_receiver(status: StatusCode) -> (String, mpsc::UnboundedReceiver<Pairs>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let app = Router::new().route(
-            "/callbacks/sim/TOKEN",
-            get(move |RawQuery(q): RawQuery| {
-                let tx = tx.clone();
-                async move {
-                    let pairs: Pairs =
-                        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-                            .into_owned()
-                            .collect();
-                    // The test may have stopped listening; that is fine.
-                    let _ = tx.send(pairs);
-                    status
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (format!("http://{addr}/callbacks/sim/TOKEN"), rx)
-    }
-
-    fn gateway(sim: &SimHandle, callback_url: &str, password: &str, dlr_mask: u8) -> KannelGateway {
-        let config = KannelConfig {
-            sendsms_url: sim.sendsms_url(),
-            password: Secret::new(password),
-            dlr_mask,
-            ..KannelConfig::default()
-        };
-        KannelGateway::new(
-            "sim",
-            config,
-            callback_url.into(),
-            http::client(Duration::from_secs(5), 8),
-        )
-    }
-
-    fn sms(id: i64, number: &str) -> OutboundSms {
-        OutboundSms {
-            message_id: id,
-            to: Msisdn::parse(number).expect("valid test number"),
-            text: SmsText::new("PEDULICOVID: jadwal vaksinasi Anda sudah tersedia"),
-        }
-    }
-
-    async fn next(rx: &mut mpsc::UnboundedReceiver<Pairs>) -> Pairs {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("a callback within 5 s")
-            .expect("receiver alive")
-    }
-
-    async fn nothing_more(rx: &mut mpsc::UnboundedReceiver<Pairs>) {
-        let extra = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
-        assert!(extra.is_err(), "unexpected callback: {extra:?}");
-    }
-
-    /// Sends one message through `KannelGateway` to a number whose last
-    /// digit selects the outcome, and returns the receipts it produced.
-    async fn send_and_collect(
-        last_digit: char,
-        mask: u8,
-        expected: usize,
-    ) -> (SimHandle, Vec<ParsedReceipt>, Vec<Pairs>) {
-        let sim = start_sim(test_config()).await;
-        let (callback, mut rx) = start_receiver(StatusCode::OK).await;
-        let gw = gateway(&sim, &callback, "secret", mask);
-        let number = format!("+628123456700{last_digit}");
-        let got = gw.send(&sms(41, &number)).await;
-        assert_eq!(
-            got,
-            Ok(crate::gateway::Accepted {
-                gateway_message_id: None
-            })
-        );
-        let mut raw = Vec::new();
-        for _ in 0..expected {
-            raw.push(next(&mut rx).await);
-        }
-        nothing_more(&mut rx).await;
-        let parsed = raw
-            .iter()
-            .map(|p| parse_receipt(p).expect("simulator callbacks parse"))
-            .collect();
-        (sim, parsed, raw)
-    }
-
-    async fn check_final(last_digit: char, outcome: ReceiptOutcome, raw: &str, err: &str) {
-        let (sim, receipts, pairs) = send_and_collect(last_digit, 19, 1).await;
-        let r = &receipts[0];
-        assert_eq!(r.message_id, Some(41));
-        assert_eq!(r.outcome, outcome);
-        assert_eq!(r.raw_status, raw);
-        assert_eq!(r.error_code.as_deref(), Some(err));
-        if outcome == ReceiptOutcome::InvalidNumber {
-            assert_eq!(r.gateway_message_id, None, "no SMSC id for a NACK");
-        } else {
-            let fid = r.gateway_message_id.as_deref().expect("an SMSC id");
-            assert!(
-                fid.len() >= 10 && fid.bytes().all(|b| b.is_ascii_hexdigit()),
-                "{fid}"
-            );
-        }
-        // No phone number in the callback: our dlr-url has no %p.
-        assert!(
-            pairs[0].iter().all(|(_, v)| !v.contains("81234567")),
-            "{pairs:?}"
-        );
-        let stats = sim.stats();
-        assert_eq!(stats.submits_total, 1);
-        assert_eq!(stats.duplicates, 0);
-        assert_eq!(stats.callbacks_sent, 1);
-        assert_eq!(sim.submits_for(&format!("628123456700{last_digit}")), 1);
-    }
-
-    #[tokio::test]
-    async fn delivered_end_to_end() {
-        check_final('1', ReceiptOutcome::Delivered, "1", "000").await;
-    }
-
-    #[tokio::test]
-    async fn undelivered_end_to_end() {
-        check_final('2', ReceiptOutcome::Undelivered, "2", "001").await;
-    }
-
-    #[tokio::test]
-    async fn rejected_end_to_end() {
-        check_final('3', ReceiptOutcome::Rejected, "2", "011").await;
-    }
-
-    #[tokio::test]
-    async fn expired_end_to_end() {
-        check_final('4', ReceiptOutcome::Expired, "34", "027").await;
-    }
-
-    #[tokio::test]
-    async fn invalid_end_to_end() {
-        check_final('5', ReceiptOutcome::InvalidNumber, "16", "0x0000000b").await;
-    }
-
-    #[tokio::test]
-    async fn no_receipt_end_to_end() {
-        let (sim, receipts, _) = send_and_collect('6', 19, 0).await;
-        assert!(receipts.is_empty());
-        assert_eq!(sim.stats().no_receipt, 1);
-    }
-
-    #[tokio::test]
-    async fn mask_31_adds_ack_and_enroute() {
-        let (_sim, receipts, _) = send_and_collect('1', 31, 3).await;
-        let kinds: BTreeSet<&str> = receipts.iter().map(|r| r.raw_status.as_str()).collect();
-        assert_eq!(kinds, BTreeSet::from(["1", "4", "8"]));
-        let fids: BTreeSet<_> = receipts
-            .iter()
-            .map(|r| r.gateway_message_id.clone())
-            .collect();
-        assert_eq!(fids.len(), 1, "one SMSC id for all three: {fids:?}");
-        for r in &receipts {
-            let want = if r.raw_status == "1" {
-                ReceiptOutcome::Delivered
-            } else {
-                ReceiptOutcome::Accepted
-            };
-            assert_eq!(r.outcome, want);
-        }
-        // NODLR still ACKs; NACK gets only its 16.
-        let (_sim, receipts, _) = send_and_collect('6', 31, 1).await;
-        assert_eq!(receipts[0].raw_status, "8");
-        let (_sim, receipts, _) = send_and_collect('5', 31, 1).await;
-        assert_eq!(receipts[0].raw_status, "16");
-    }
-
-    #[tokio::test]
-    async fn wrong_password_is_a_gateway_fault() {
-        let sim = start_sim(test_config()).await;
-        let gw = gateway(&sim, "http://127.0.0.1:9/cb", "wrong", 19);
-        let got = gw.send(&sms(1, "+6281234567001")).await;
-        match got {
-            Err(SendError::GatewayFault {
-                kind: crate::gateway::Fault::Config,
-                ..
-            }) => {}
-            other => panic!("expected a configuration fault, got {other:?}"),
-        }
-        let stats = sim.stats();
-        assert_eq!((stats.rejected_requests, stats.submits_total), (1, 0));
-    }
-
     async fn raw_get(url: &str) -> (StatusCode, String) {
         let resp = reqwest::get(url).await.expect("simulator answers");
         let status = resp.status();
         (status, resp.text().await.expect("body"))
-    }
-
-    #[tokio::test]
-    async fn kannel_answers_for_bad_requests() {
-        let sim = start_sim(test_config()).await;
-        let base = format!("{}?username=pedulicovid&password=secret", sim.sendsms_url());
-
-        let (status, body) = raw_get(&format!("{base}&to=abc&text=hi")).await;
-        assert_eq!(
-            (status.as_u16(), body.as_str()),
-            (
-                400,
-                "Number(s) has/have been denied by white- and/or black-lists."
-            )
-        );
-        match interpret_answer(status, None, &body) {
-            Err(SendError::Permanent { invalid_number, .. }) => assert!(invalid_number),
-            other => panic!("expected permanent invalid number, got {other:?}"),
-        }
-
-        let (status, body) = raw_get(&format!("{base}&text=hi")).await;
-        assert_eq!(
-            (status.as_u16(), body.as_str()),
-            (400, "Missing receiver number, rejected")
-        );
-
-        let (status, body) = raw_get(&format!(
-            "{}?username=x&password=secret&to=1",
-            sim.sendsms_url()
-        ))
-        .await;
-        assert_eq!(
-            (status.as_u16(), body.as_str()),
-            (403, "Authorization failed for sendsms")
-        );
-
-        let resp = reqwest::Client::new()
-            .post(format!("{base}&to=6281234567001"))
-            .send()
-            .await
-            .expect("simulator answers");
-        assert_eq!(resp.status().as_u16(), 403);
-        assert_eq!(
-            resp.text().await.expect("body"),
-            "Authorization failed for sendsms"
-        );
-
-        let (status, body) =
-            raw_get(&format!("{base}&to=%2B6281234567001+6281234567002&text=hi")).await;
-        assert_eq!(
-            (status.as_u16(), body.as_str()),
-            (202, "0: Accepted for delivery")
-        );
-        let stats = sim.stats();
-        assert_eq!((stats.rejected_requests, stats.submits_total), (4, 2));
-    }
-
-    #[tokio::test]
-    async fn failing_receiver_gets_one_plus_retries_identical_callbacks() {
-        let sim = start_sim(test_config()).await;
-        let (callback, mut rx) = start_receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
-        let gw = gateway(&sim, &callback, "secret", 19);
-        gw.send(&sms(9, "+6281234567001")).await.expect("accepted");
-        let first = next(&mut rx).await;
-        for _ in 0..3 {
-            assert_eq!(next(&mut rx).await, first, "retries are identical");
-        }
-        nothing_more(&mut rx).await;
-        let stats = sim.stats();
-        assert_eq!(
-            (
-                stats.callbacks_failed,
-                stats.callbacks_sent,
-                stats.callback_attempts
-            ),
-            (1, 0, 4)
-        );
-    }
-
-    #[tokio::test]
-    async fn receiver_answering_204_is_retried_like_kannel() {
-        let mut config = test_config();
-        config.callback_retries = 1;
-        let sim = start_sim(config).await;
-        let (callback, mut rx) = start_receiver(StatusCode::NO_CONTENT).await;
-        let gw = gateway(&sim, &callback, "secret", 19);
-        gw.send(&sms(9, "+6281234567001")).await.expect("accepted");
-        next(&mut rx).await;
-        next(&mut rx).await;
-        nothing_more(&mut rx).await;
-        assert_eq!(sim.stats().callbacks_failed, 1);
-    }
-
-    #[tokio::test]
-    async fn duplicates_are_counted_and_stats_served() {
-        let sim = start_sim(test_config()).await;
-        let gw = gateway(&sim, "http://127.0.0.1:9/cb", "secret", 0);
-        gw.send(&sms(1, "+6281234567001")).await.expect("accepted");
-        gw.send(&sms(2, "+6281234567001")).await.expect("accepted");
-        gw.send(&sms(3, "+6281234567011")).await.expect("accepted");
-        assert_eq!(sim.submits_for("6281234567001"), 2);
-        assert_eq!(sim.submits_for("6281234567011"), 1);
-        assert_eq!(sim.submits_for("6281234567099"), 0);
-        let url = sim.sendsms_url().replace("/cgi-bin/sendsms", "/sim/stats");
-        let served: SimStats = reqwest::get(url)
-            .await
-            .expect("stats answer")
-            .json()
-            .await
-            .expect("stats JSON");
-        assert_eq!(served, sim.stats());
-        assert_eq!(
-            (served.submits_total, served.duplicates, served.delivered),
-            (3, 1, 3)
-        );
-        assert_eq!(served.callback_attempts, 0, "mask 0 asks for no reports");
     }
 
     #[tokio::test]
@@ -2893,65 +2586,6 @@ mod tests {
         assert_eq!(stats.callback_attempts, 0, "no callback_url, no receipt");
     }
 
-    #[tokio::test]
-    async fn json_callbacks_are_signed_when_configured() {
-        use crate::gateway::json::{JsonReceiptMapping, JsonReceipts, ReceiptSignature};
-        use crate::gateway::ReceiptParser;
-        let sig: ReceiptSignature = toml::from_str(
-            "header = \"X-Sig\"\nsecret = \"webhook-secret\"\ntimestamp_header = \"X-Ts\"\n",
-        )
-        .expect("signature settings");
-        let sim = start_sim(SimulatorConfig {
-            dialect: SimDialect::Json,
-            json_signature: Some(sig.clone()),
-            ..test_config()
-        })
-        .await;
-        // A receiver that checks each callback as the JSON dialect would.
-        let checker = JsonReceipts::new(JsonReceiptMapping {
-            signature: Some(sig),
-            ..Default::default()
-        })
-        .expect("mapping");
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let app = Router::new().route(
-            "/cb",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let tx = tx.clone();
-                let verdict = checker.authenticate(&headers, &body, chrono::Utc::now().timestamp());
-                async move {
-                    let _ = tx.send(verdict.clone());
-                    if verdict.is_ok() {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::UNAUTHORIZED
-                    }
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        let resp = reqwest::Client::new()
-            .post(sim.send_url())
-            .bearer_auth("secret")
-            .json(&serde_json::json!({
-                "to": "+6281234567001", "text": "hi", "reference": "7",
-                "callback_url": format!("http://{addr}/cb"),
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
-        let verdict = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("a callback came")
-            .unwrap();
-        assert_eq!(verdict, Ok(()));
-    }
-
     #[test]
     fn settings_deserialise_with_defaults() {
         let c: SimulatorConfig = serde_json::from_str(
@@ -3029,325 +2663,8 @@ mod tests {
         );
     }
 
-    // -----------------------------------------------------------------
-    // Fault modes
-    // -----------------------------------------------------------------
-
-    /// A simulator with only `faults` changed, every number delivered.
-    async fn faulty(faults: FaultConfig) -> SimHandle {
-        start_sim(SimulatorConfig {
-            rules: Vec::new(),
-            mix: OutcomeMix {
-                delivered: 1.0,
-                undelivered: 0.0,
-                rejected: 0.0,
-                expired: 0.0,
-                invalid: 0.0,
-            },
-            faults,
-            ..test_config()
-        })
-        .await
-    }
-
-    /// A Kannel gateway with a 300 ms timeout, no receipts asked for.
-    fn impatient(sim: &SimHandle) -> KannelGateway {
-        let config = KannelConfig {
-            sendsms_url: sim.sendsms_url(),
-            dlr_mask: 0,
-            ..KannelConfig::default()
-        };
-        KannelGateway::new(
-            "sim",
-            config,
-            "http://127.0.0.1:9/cb".into(),
-            http::client(Duration::from_millis(300), 8),
-        )
-    }
-
-    fn retryable_reason(got: Result<crate::gateway::Accepted, SendError>) -> String {
-        match got {
-            Err(SendError::Retryable { reason, .. }) => reason,
-            other => panic!("expected a retryable error, got {other:?}"),
-        }
-    }
-
-    const NUMBER: &str = "+6281234567001";
-    const DIGITS: &str = "6281234567001";
-
-    #[tokio::test]
-    async fn server_errors_are_retryable_and_submit_nothing() {
-        let sim = faulty(FaultConfig {
-            server_error: 1.0,
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        for _ in 0..6 {
-            let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
-            assert!(
-                reason.starts_with("HTTP 500") || reason.starts_with("HTTP 503"),
-                "{reason}"
-            );
-        }
-        let stats = sim.stats();
-        assert_eq!(
-            (
-                stats.server_errors,
-                stats.submits_total,
-                stats.attempts_total
-            ),
-            (6, 0, 6)
-        );
-        let kinds: Vec<AttemptKind> = sim.attempts_for(DIGITS).iter().map(|a| a.kind).collect();
-        assert_eq!(kinds, vec![AttemptKind::ServerError; 6]);
-    }
-
-    #[tokio::test]
-    async fn throttles_carry_retry_after() {
-        let sim = faulty(FaultConfig {
-            throttle: 1.0,
-            retry_after_secs: 3,
-            ..FaultConfig::default()
-        })
-        .await;
-        let got = impatient(&sim).send(&sms(1, NUMBER)).await;
-        assert_eq!(
-            got,
-            Err(SendError::Throttled {
-                retry_after: Some(Duration::from_secs(3))
-            })
-        );
-        let stats = sim.stats();
-        assert_eq!((stats.throttled, stats.submits_total), (1, 0));
-    }
-
-    #[tokio::test]
-    async fn timeouts_hold_past_the_client_and_submit_nothing() {
-        let sim = faulty(FaultConfig {
-            timeout: 1.0,
-            timeout_hold_ms: 2_000,
-            ..FaultConfig::default()
-        })
-        .await;
-        let started = Instant::now();
-        let reason = retryable_reason(impatient(&sim).send(&sms(1, NUMBER)).await);
-        assert!(reason.starts_with("timeout"), "{reason}");
-        assert!(started.elapsed() < Duration::from_millis(1_500));
-        let stats = sim.stats();
-        assert_eq!((stats.timeouts, stats.submits_total), (1, 0));
-    }
-
-    #[tokio::test]
-    async fn accepted_then_timeout_counts_as_a_submit() {
-        let sim = faulty(FaultConfig {
-            accept_then_timeout: 1.0,
-            timeout_hold_ms: 2_000,
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
-        assert!(reason.starts_with("timeout"), "{reason}");
-        // The client's retry is a real duplicate.
-        let _ = gw.send(&sms(1, NUMBER)).await;
-        let stats = sim.stats();
-        assert_eq!(
-            (
-                stats.accepted_then_timeouts,
-                stats.submits_total,
-                stats.duplicates
-            ),
-            (2, 2, 1)
-        );
-        assert_eq!(sim.attempt_report().max_submits, 2);
-    }
-
-    #[tokio::test]
-    async fn resets_close_the_connection_without_an_answer() {
-        let sim = faulty(FaultConfig {
-            reset: 1.0,
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        for _ in 0..3 {
-            let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
-            assert!(!reason.starts_with("HTTP"), "an answer came: {reason}");
-            assert!(!reason.starts_with("timeout"), "{reason}");
-        }
-        let stats = sim.stats();
-        assert_eq!((stats.resets, stats.submits_total), (3, 0));
-        // Every dialect's endpoint resets alike (raw requests here).
-        for dialect in [SimDialect::Jasmin, SimDialect::Json] {
-            let sim = start_sim(SimulatorConfig {
-                dialect,
-                faults: FaultConfig {
-                    reset: 1.0,
-                    ..FaultConfig::default()
-                },
-                ..test_config()
-            })
-            .await;
-            let client = reqwest::Client::new();
-            let sent = match dialect {
-                SimDialect::Json => {
-                    client
-                        .post(sim.send_url())
-                        .bearer_auth("secret")
-                        .body(r#"{"to":"6281234567001","text":"hi"}"#)
-                        .send()
-                        .await
-                }
-                _ => {
-                    client
-                        .get(format!(
-                            "{}?username=pedulicovid&password=secret&to=6281234567001&content=hi",
-                            sim.send_url()
-                        ))
-                        .send()
-                        .await
-                }
-            };
-            assert!(sent.is_err(), "{dialect}: {sent:?}");
-            assert_eq!(sim.stats().resets, 1);
-            assert_eq!(sim.attempts_for(DIGITS)[0].kind, AttemptKind::Reset);
-        }
-    }
-
-    #[tokio::test]
-    async fn garbage_and_slow_answers() {
-        let sim = faulty(FaultConfig {
-            garbage: 1.0,
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        for _ in 0..8 {
-            let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
-            assert!(
-                reason.starts_with("unrecognised gateway answer"),
-                "{reason}"
-            );
-        }
-        assert_eq!(sim.stats().garbage_answers, 8);
-        assert_eq!(sim.stats().submits_total, 0);
-
-        let sim = faulty(FaultConfig {
-            slow: 1.0,
-            slow_ms: 150,
-            ..FaultConfig::default()
-        })
-        .await;
-        let started = Instant::now();
-        impatient(&sim)
-            .send(&sms(1, NUMBER))
-            .await
-            .expect("a slow answer is an answer");
-        assert!(started.elapsed() >= Duration::from_millis(150));
-        let stats = sim.stats();
-        assert_eq!((stats.slow_answers, stats.submits_total), (1, 1));
-        assert_eq!(sim.attempts_for(DIGITS)[0].kind, AttemptKind::Accepted);
-    }
-
-    #[tokio::test]
-    async fn always_fail_suffixes_get_503() {
-        let sim = faulty(FaultConfig {
-            always_fail: vec!["99".into()],
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        let reason = retryable_reason(gw.send(&sms(1, "+6281234567099")).await);
-        assert!(reason.starts_with("HTTP 503"), "{reason}");
-        gw.send(&sms(2, NUMBER)).await.expect("others go through");
-        let stats = sim.stats();
-        assert_eq!((stats.server_errors, stats.submits_total), (1, 1));
-    }
-
-    #[tokio::test]
-    async fn outages_by_switch_and_by_schedule() {
-        // By switch, resetting.
-        let sim = faulty(FaultConfig::default()).await;
-        let gw = impatient(&sim);
-        sim.set_down(true);
-        assert!(sim.is_down());
-        retryable_reason(gw.send(&sms(1, NUMBER)).await);
-        sim.set_down(false);
-        gw.send(&sms(1, NUMBER)).await.expect("back up");
-        let stats = sim.stats();
-        assert_eq!(
-            (stats.outage_refusals, stats.resets, stats.submits_total),
-            (1, 1, 1)
-        );
-
-        // By schedule, answering 503: down from the start for 400 ms.
-        let sim = faulty(FaultConfig {
-            down_after_ms: Some(0),
-            down_for_ms: 400,
-            down_answer: DownAnswer::Unavailable,
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        let reason = retryable_reason(gw.send(&sms(1, NUMBER)).await);
-        assert!(reason.starts_with("HTTP 503"), "{reason}");
-        tokio::time::sleep(Duration::from_millis(450)).await;
-        assert!(!sim.is_down());
-        gw.send(&sms(1, NUMBER)).await.expect("the outage is over");
-        let kinds: Vec<AttemptKind> = sim.attempts_for(DIGITS).iter().map(|a| a.kind).collect();
-        assert_eq!(kinds, vec![AttemptKind::Down, AttemptKind::Accepted]);
-    }
-
-    #[tokio::test]
-    async fn attempt_report_measures_counts_and_gaps() {
-        let sim = faulty(FaultConfig {
-            throttle: 1.0,
-            ..FaultConfig::default()
-        })
-        .await;
-        let gw = impatient(&sim);
-        for _ in 0..3 {
-            let _ = gw.send(&sms(1, NUMBER)).await;
-            tokio::time::sleep(Duration::from_millis(60)).await;
-        }
-        let _ = gw.send(&sms(2, "+6281234567002")).await;
-        let r = sim.attempt_report();
-        assert_eq!((r.destinations, r.attempts_total), (2, 4));
-        assert_eq!(r.distribution, [(1, 1), (3, 1)].into_iter().collect());
-        assert_eq!(
-            (
-                r.max_attempts,
-                r.max_throttled,
-                r.max_attempts_not_throttled,
-                r.max_submits
-            ),
-            (3, 3, 0, 0)
-        );
-        let gap = r.min_gap_ms.expect("a destination tried twice");
-        assert!((60.0..1_000.0).contains(&gap), "{gap}");
-        assert_eq!(r.min_gap_after_ms.get(&AttemptKind::Throttled), Some(&gap));
-        // Served as JSON, and read back.
-        let url = sim
-            .sendsms_url()
-            .replace("/cgi-bin/sendsms", "/sim/attempts");
-        let served: AttemptReport = reqwest::get(url)
-            .await
-            .expect("attempts answer")
-            .json()
-            .await
-            .expect("attempts JSON");
-        // Compare through the same round trip as text: serde_json's parser
-        // (without `float_roundtrip`) may read a printed float one ulp off,
-        // and a `Value` round trip never prints it.
-        let expected: AttemptReport =
-            serde_json::from_str(&serde_json::to_string(&r).expect("report serialises"))
-                .expect("report reads back");
-        assert_eq!(served, expected);
-    }
-
     #[test]
-    fn fault_shares_pick_in_order_and_settings_read_them() {
+    fn fault_shares_pick_in_order_and_settings_parse() {
         let f = FaultConfig {
             server_error: 0.1,
             throttle: 0.05,
@@ -3369,18 +2686,5 @@ mod tests {
             serde_json::from_str(r#"{"faults":{"server_error":0.1}}"#).expect("parses");
         assert_eq!(c.faults.server_error, 0.1);
         assert_eq!(c.faults.retry_after_secs, 1);
-        let env = [
-            ("PEDULICOVID__SIMULATOR__FAULTS__THROTTLE", "0.05"),
-            ("PEDULICOVID__SIMULATOR__FAULTS__DOWN_AFTER_MS", "5000"),
-            ("PEDULICOVID__SIMULATOR__FAULTS__DOWN_ANSWER", "unavailable"),
-            ("PEDULICOVID__SIMULATOR__FAULTS__ALWAYS_FAIL", "[\"99\"]"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        let s = crate::config::Settings::load_from(None, env).expect("settings");
-        let f = &s.simulator.faults;
-        assert_eq!(f.throttle, 0.05);
-        assert_eq!(f.down_after_ms, Some(5000));
-        assert_eq!(f.down_answer, DownAnswer::Unavailable);
-        assert_eq!(f.always_fail, vec!["99".to_string()]);
     }
 }
