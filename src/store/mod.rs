@@ -10,6 +10,7 @@
 
 mod access;
 mod campaigns;
+mod measure;
 mod queue;
 mod receipts;
 mod registry;
@@ -29,6 +30,7 @@ pub use access::{sha256_hex, ApiToken, Role, TokenCheck};
 pub use campaigns::{
     Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
 };
+pub use measure::{CampaignTimes, PerSecond, ScratchDatabase};
 pub use queue::{ClaimedMessage, RetryCause, SendOutcome};
 pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};

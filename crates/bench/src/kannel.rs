@@ -1,4 +1,4 @@
-//! `pedulicovid bench --gateway kannel`: the unlimited run through a REAL
+//! `pedulicovid-bench --gateway kannel`: the unlimited run through a REAL
 //! Kannel (the carrier harness in `shared/carrier`: bearerbox + smsbox on
 //! loopback and an SMPP SMSC simulator sending real receipts) instead of the
 //! in-process simulator.
@@ -28,23 +28,23 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::app::{App, Parts};
-use crate::bench::{
-    campaign_request, load_avg, message_times, postgres_cpu_s, proc_cpu_s, process_cpu_s, round2,
-    round3, wait_campaign, BenchArgs, RunFigures, UnlimitedReport, Wait, TICKS_PER_S,
+use crate::engine::{
+    campaign_request, load_avg, postgres_cpu_s, proc_cpu_s, process_cpu_s, round2, round3,
+    wait_campaign, BenchArgs, RunFigures, UnlimitedReport, Wait, TICKS_PER_S,
 };
-use crate::campaign;
-use crate::config::{GatewaySettings, Settings};
-use crate::gateway::kannel::KannelConfig;
-use crate::metrics::METRICS;
-use crate::secret::Secret;
-use crate::store::{now_ms, with_pool, Store};
+use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign;
+use pedulicovid::config::{GatewaySettings, Settings};
+use pedulicovid::gateway::kannel::KannelConfig;
+use pedulicovid::metrics::METRICS;
+use pedulicovid::secret::Secret;
+use pedulicovid::store::now_ms;
 
 /// Name of the one gateway in the Kannel run (`messages.gateway`, callback
 /// path).
 const GATEWAY: &str = "kannel";
 
-/// `--kannel-*` options of `pedulicovid bench`.
+/// `--kannel-*` options of `pedulicovid-bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KannelArgs {
     /// Kannel's sendsms URL (default: `KANNEL_SENDSMS_URL` in carrier.env).
@@ -208,27 +208,6 @@ fn smsc_counts(run_dir: &Path) -> Option<(u64, u64)> {
     Some((v.get("submit_sm")?.as_u64()?, v.get("dlr_sent")?.as_u64()?))
 }
 
-/// Messages per whole second since `t0_ms` of `column` (`sent_at` or
-/// `final_at`).
-async fn per_second(store: &Store, id: i64, column: &str, t0_ms: i64) -> anyhow::Result<Vec<u64>> {
-    let sql = format!(
-        "SELECT ({column} - $2) / 1000 AS s, COUNT(*) FROM messages \
-         WHERE campaign_id = $1 AND {column} IS NOT NULL GROUP BY 1 ORDER BY 1"
-    );
-    let rows: Vec<(i64, i64)> = with_pool!(store, p => sqlx::query_as(&sql)
-        .bind(id).bind(t0_ms).fetch_all(p).await?);
-    let len = rows
-        .iter()
-        .map(|r| r.0.max(0) as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut out = vec![0u64; len];
-    for (s, c) in rows {
-        out[s.max(0) as usize] += c as u64;
-    }
-    Ok(out)
-}
-
 /// The unlimited run through Kannel. Returns the report, the Kannel side,
 /// the enqueue time and the messages enqueued.
 pub(crate) async fn unlimited_run(
@@ -330,10 +309,10 @@ pub(crate) async fn unlimited_run(
         .map(|(a, b)| round2((a.0 - b.0) / wall));
     let smsc = smsc_counts(&run_dir).zip(smsc0);
     let snap = METRICS.snapshot();
-    let times = message_times(&app.store, c.id).await?;
+    let times = app.store.campaign_times(c.id).await?;
     let cr = app.store.campaign_report(c.id).await?;
-    let sends_by_second = per_second(&app.store, c.id, "sent_at", t0_ms).await?;
-    let receipts_by_second = per_second(&app.store, c.id, "final_at", t0_ms).await?;
+    let per_second = app.store.campaign_per_second(c.id, t0_ms).await?;
+    let (sends_by_second, receipts_by_second) = (per_second.sent, per_second.finals);
     app.stop(Duration::from_secs(10)).await;
 
     let u = UnlimitedReport::from_run(RunFigures {

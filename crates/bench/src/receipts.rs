@@ -1,11 +1,12 @@
-//! `pedulicovid bench receipts`: receipt-callback ingest, measured.
+//! `pedulicovid-bench receipts`: receipt-callback ingest, measured.
 //!
 //! 1. **prepare** (not timed as ingest): `--callbacks` synthetic health
 //!    workers through the bench's registry insert, one campaign enqueued
-//!    with [`campaign::create`], then one set-based `UPDATE` that marks every
-//!    message `sent` through gateway `sim` with a gateway message id
-//!    (`F<id>`), as the dispatcher would have; PostgreSQL then gets
-//!    `VACUUM ANALYZE messages` (this server runs without autovacuum);
+//!    with [`campaign::create`], then every message claimed and recorded
+//!    `sent` through gateway `sim` with a gateway message id (`F<id>`), as
+//!    a worker does (`Store::claim`, `Store::record_outcomes`); PostgreSQL
+//!    then gets `VACUUM ANALYZE messages` (this server runs without
+//!    autovacuum);
 //! 2. **ingest**: only the HTTP part of [`App`] (no dispatch loops, no
 //!    housekeeping, no simulator) on 127.0.0.1 with an ephemeral port, and
 //!    `--callbacks` distinct Kannel DLR callbacks (`status=1`, final
@@ -18,7 +19,7 @@
 //!    (both must equal `--callbacks`), the receipt queue's deepest point
 //!    against its bound.
 //!
-//! Databases as in `pedulicovid bench`: a temporary SQLite file by default,
+//! Databases as in `pedulicovid-bench`: a temporary SQLite file by default,
 //! a throw-away `pedulicovid_bench_<hex>` on a PostgreSQL server given by an
 //! admin URL.
 
@@ -34,25 +35,27 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::app::{App, Parts};
-use crate::bench::{
+use crate::engine::{
     campaign_request, current_rss_mb, insert_registry, load_avg, postgres_cpu_s, proc_cpu_s,
     process_cpu_s, round1, round2, round3, BenchDatabase,
 };
-use crate::campaign;
-use crate::config::{GatewaySettings, Settings};
-use crate::gateway::kannel::KannelConfig;
-use crate::http::ReceiptBatcher;
-use crate::metrics::{self, Histogram, METRICS};
-use crate::render::Renderer;
-use crate::store::{now_ms, redact_url, with_pool, Backend, Db, Store};
+use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign;
+use pedulicovid::config::{GatewaySettings, Settings};
+use pedulicovid::gateway::callback::message_token;
+use pedulicovid::gateway::kannel::KannelConfig;
+use pedulicovid::http::ReceiptBatcher;
+use pedulicovid::metrics::{self, Histogram, METRICS};
+use pedulicovid::render::Renderer;
+use pedulicovid::status::Status;
+use pedulicovid::store::{now_ms, redact_url, SendOutcome, Store};
 
 /// The gateway the receipts come from.
 const GATEWAY: &str = "sim";
 /// Name of the load generator's thread (its CPU is counted apart).
 const LOADGEN_THREAD: &str = "loadgen";
 
-/// Options of `pedulicovid bench receipts`.
+/// Options of `pedulicovid-bench receipts`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReceiptBenchArgs {
     /// Distinct receipt callbacks (= messages prepared as `sent`).
@@ -98,7 +101,7 @@ pub struct ReceiptBenchArgs {
     pub seed: u64,
 }
 
-/// Everything `pedulicovid bench receipts` measured.
+/// Everything `pedulicovid-bench receipts` measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReceiptBenchReport {
     pub backend: &'static str,
@@ -111,7 +114,8 @@ pub struct ReceiptBenchReport {
     pub registry_s: f64,
     /// Campaign enqueue, seconds.
     pub enqueue_s: f64,
-    /// The `UPDATE` to `sent` (plus `VACUUM ANALYZE` on PostgreSQL), seconds.
+    /// Claiming and recording every message as sent (plus `VACUUM ANALYZE`
+    /// on PostgreSQL), seconds.
     pub mark_sent_s: f64,
     /// First request sent → last answer received (builtin); first → last
     /// receipt taken by the server (external), seconds.
@@ -270,11 +274,8 @@ async fn run_in(
         bail!("{enqueued} messages enqueued, expected {n}");
     }
     let t = Instant::now();
-    mark_sent(&store, c.id).await?;
+    let ids = mark_sent(&store).await?;
     report.mark_sent_s = round3(t.elapsed().as_secs_f64());
-    let ids: Vec<i64> = with_pool!(store, p => sqlx::query_scalar(
-        "SELECT id FROM messages WHERE campaign_id = $1 AND status = 'sent' ORDER BY id")
-        .bind(c.id).fetch_all(p).await?);
     if ids.len() != n {
         bail!("{} messages marked sent, expected {n}", ids.len());
     }
@@ -295,6 +296,15 @@ async fn run_in(
     let addr = app.http_addr.context("the HTTP server did not start")?;
     let token = app.store.gateway_secret(GATEWAY).await?;
     let path = format!("/callbacks/{GATEWAY}/{}", token.expose());
+    // Each message's own callback path, as its gateway would have been
+    // handed it (`{id}.{mac}`), made before anything is timed.
+    let targets: Vec<(i64, String)> = ids
+        .iter()
+        .map(|&id| {
+            let t = message_token(&token, GATEWAY, id);
+            (id, format!("/callbacks/{GATEWAY}/{t}"))
+        })
+        .collect();
     report.batcher_tasks = match s.http.receipt_batchers {
         0 => ReceiptBatcher::default_tasks(app.store.backend()),
         b => b,
@@ -322,7 +332,7 @@ async fn run_in(
             addr.port(),
             args.connections
         ));
-        let load = builtin(addr, path, ids.clone(), args).await?;
+        let load = builtin(addr, targets, args).await?;
         report.p50_ms = Some(load.latency.quantile_ms(0.50));
         report.p99_ms = Some(load.latency.quantile_ms(0.99));
         report.max_ms = Some(round3(load.max_us as f64 / 1000.0));
@@ -368,54 +378,62 @@ async fn run_in(
     report.server_cpu_s = round2(report.process_cpu_s - report.client_cpu_s);
     report.db_cpu_s = db_cpu;
 
-    report.receipts_stored = with_pool!(app.store, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM receipts").fetch_one(p).await?);
-    report.receipts_by_effect = app
-        .store
-        .receipt_effects()
-        .await?
+    let effects = app.store.receipt_effects().await?;
+    // Every receipt has one effect (or none): the counts add up to all.
+    report.receipts_stored = effects.iter().map(|(_, n)| n).sum();
+    report.receipts_by_effect = effects
         .into_iter()
         .map(|(e, n)| (e.unwrap_or_else(|| "none".into()), n))
         .collect();
-    report.delivered = with_pool!(app.store, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND status = 'delivered'")
-        .bind(c.id).fetch_one(p).await?);
+    report.delivered = app
+        .store
+        .campaign_report(c.id)
+        .await?
+        .status(Status::Delivered);
     report.all_stored = report.receipts_stored == n as i64 && report.delivered == n as i64;
     app.stop(Duration::from_secs(10)).await;
     Ok(report)
 }
 
-/// Every message of campaign `id` → `sent` through [`GATEWAY`], gateway id
-/// `F<id>` (normalised `f<id>`), in one statement.
-async fn mark_sent(store: &Store, campaign_id: i64) -> anyhow::Result<()> {
-    let now = now_ms();
-    with_pool!(store, p => sqlx::query(
-        "UPDATE messages SET status = 'sent', attempts = 1, gateway = $2, \
-         gateway_message_id = 'F' || CAST(id AS TEXT), gateway_ref = 'f' || CAST(id AS TEXT), \
-         body = 'PEDULICOVID: bench', encoding = 'gsm7', segments = 1, \
-         sent_at = $3, updated_at = $3 WHERE campaign_id = $1")
-        .bind(campaign_id).bind(GATEWAY).bind(now).execute(p).await.map(|_| ())?);
-    if store.backend() == Backend::Postgres {
-        // The update left a dead version of every row; autovacuum is off on
-        // the benchmark server.
-        with_pool!(store, p => sqlx::query("VACUUM ANALYZE messages").execute(p).await.map(|_| ())?);
+/// Every queued message → `sent` through [`GATEWAY`] with gateway id
+/// `F<id>` (normalised `f<id>`), the way a worker does it: claimed in
+/// batches and recorded as accepted ([`Store::claim`],
+/// [`Store::record_outcomes`]), so each status change goes through the
+/// status machine as in production. PostgreSQL then gets `VACUUM ANALYZE
+/// messages` ([`Store::vacuum_messages`]: the two updates per row left dead
+/// versions, and this server runs without autovacuum). Returns the ids, in
+/// order.
+async fn mark_sent(store: &Store) -> anyhow::Result<Vec<i64>> {
+    const OWNER: &str = "bench-receipts";
+    let mut ids = Vec::new();
+    loop {
+        let batch = store.claim(OWNER, 1_000, now_ms() + 600_000).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let outcomes: Vec<SendOutcome> = batch
+            .iter()
+            .map(|m| SendOutcome::Sent {
+                id: m.id,
+                gateway: GATEWAY.into(),
+                gateway_message_id: Some(format!("F{}", m.id)),
+                body: "PEDULICOVID: bench".into(),
+                encoding: "gsm7",
+                segments: 1,
+            })
+            .collect();
+        store.record_outcomes(OWNER, &outcomes).await?;
+        ids.extend(batch.iter().map(|m| m.id));
     }
-    Ok(())
+    store.vacuum_messages().await?;
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// CPU seconds by pid of the PostgreSQL processes serving this database and
 /// of the server's background processes (`None` on SQLite).
 async fn own_postgres_cpu(store: &Store) -> Option<std::collections::HashMap<i32, f64>> {
-    let Db::Postgres(p) = &store.db else {
-        return None;
-    };
-    let pids: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-         OR backend_type <> 'client backend'",
-    )
-    .fetch_all(p)
-    .await
-    .ok()?;
+    let pids = store.server_pids().await.ok()??;
     Some(
         pids.into_iter()
             .filter_map(|pid| {
@@ -495,17 +513,15 @@ struct Load {
     cpu_s: f64,
 }
 
-/// Sends one callback per id over `connections` keep-alive connections,
+/// Sends one callback per (id, path) over `connections` keep-alive connections,
 /// from `client_threads` threads named [`LOADGEN_THREAD`], each running a
 /// single-threaded runtime.
 async fn builtin(
     addr: SocketAddr,
-    path: String,
-    ids: Vec<i64>,
+    targets: Vec<(i64, String)>,
     args: &ReceiptBenchArgs,
 ) -> anyhow::Result<Load> {
-    let ids = Arc::new(ids);
-    let path: Arc<str> = path.into();
+    let targets = Arc::new(targets);
     let next = Arc::new(AtomicUsize::new(0));
     let latency = Arc::new(Histogram::default());
     let threads = args.client_threads.min(args.connections);
@@ -514,7 +530,7 @@ async fn builtin(
     for t in 0..threads {
         // Connections spread over the threads.
         let conns = args.connections / threads + usize::from(t < args.connections % threads);
-        let (ids, path, next, latency) = (ids.clone(), path.clone(), next.clone(), latency.clone());
+        let (targets, next, latency) = (targets.clone(), next.clone(), latency.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(LOADGEN_THREAD.into())
@@ -529,8 +545,7 @@ async fn builtin(
                                 .map(|_| {
                                     tokio::spawn(connection(
                                         addr,
-                                        path.clone(),
-                                        ids.clone(),
+                                        targets.clone(),
                                         next.clone(),
                                         latency.clone(),
                                     ))
@@ -588,8 +603,7 @@ struct ConnStats {
 /// request in flight, reconnecting after an error or a `Connection: close`.
 async fn connection(
     addr: SocketAddr,
-    path: Arc<str>,
-    ids: Arc<Vec<i64>>,
+    targets: Arc<Vec<(i64, String)>>,
     next: Arc<AtomicUsize>,
     latency: Arc<Histogram>,
 ) -> ConnStats {
@@ -600,12 +614,14 @@ async fn connection(
     let mut buf = vec![0u8; 4096];
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&id) = ids.get(i) else { break };
+        let Some((id, path)) = targets.get(i) else {
+            break;
+        };
         req.clear();
         let _ = write!(
             req,
             "GET {path}?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: pedulicovid-bench\r\n\r\n",
-            dlr_query(id)
+            dlr_query(*id)
         );
         let t = Instant::now();
         let result = async {
@@ -771,9 +787,9 @@ mod tests {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
             .into_owned()
             .collect();
-        let r = crate::gateway::kannel::parse_receipt(&pairs).expect("parses");
+        let r = pedulicovid::gateway::kannel::parse_receipt(&pairs).expect("parses");
         assert_eq!(r.message_id, Some(42));
         assert_eq!(r.gateway_message_id.as_deref(), Some("F42"));
-        assert_eq!(r.outcome, crate::gateway::ReceiptOutcome::Delivered);
+        assert_eq!(r.outcome, pedulicovid::gateway::ReceiptOutcome::Delivered);
     }
 }

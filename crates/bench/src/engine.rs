@@ -1,4 +1,4 @@
-//! `pedulicovid bench`: a whole campaign against the in-process simulator,
+//! `pedulicovid-bench`: a whole campaign against the in-process simulator,
 //! measured, on a fresh database.
 //!
 //! Phases (each timed on its own):
@@ -27,7 +27,7 @@
 //!
 //! `--gateway kannel` sends the unlimited run's campaign through a running
 //! Kannel (the carrier harness) instead of the simulator: see
-//! [`crate::bench_kannel`].
+//! [`crate::kannel`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,18 +42,19 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::app::{App, Parts};
-use crate::campaign::{self, CampaignRequest, Window};
-use crate::config::{GatewaySettings, Settings};
-use crate::demo::PROFESSIONS;
-use crate::domain::{Msisdn, ProvinceCode};
-use crate::gateway::{ParsedReceipt, ReceiptOutcome};
-use crate::metrics::{self, METRICS};
-use crate::render::Renderer;
 use carrier_sim::{OutcomeMix, SimHandle};
-use crate::store::{
-    now_ms, redact_url, with_pool, Backend, CampaignAction, IncomingReceipt, NewWorker,
-    SendOutcome, Store,
+use pedulicovid::app::{App, Parts};
+use pedulicovid::campaign::{self, CampaignRequest, Window};
+use pedulicovid::config::{GatewaySettings, Settings};
+use pedulicovid::demo::PROFESSIONS;
+use pedulicovid::domain::{Msisdn, ProvinceCode};
+use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
+use pedulicovid::metrics::{self, METRICS};
+use pedulicovid::render::Renderer;
+use pedulicovid::status::Status;
+use pedulicovid::store::{
+    now_ms, redact_url, Backend, CampaignAction, CampaignTimes, IncomingReceipt, NewWorker,
+    ScratchDatabase, SendOutcome, Store,
 };
 
 /// Rows per `upsert_workers` call.
@@ -80,7 +81,7 @@ pub enum BenchGateway {
     Kannel,
 }
 
-/// Options of `pedulicovid bench`.
+/// Options of `pedulicovid-bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// The carrier: `sim` (in-process simulator) or `kannel` (a running
@@ -88,7 +89,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = BenchGateway::Sim)]
     pub gateway: BenchGateway,
     #[command(flatten)]
-    pub kannel: crate::bench_kannel::KannelArgs,
+    pub kannel: crate::kannel::KannelArgs,
     /// Messages in the campaign (= synthetic health workers); 30,000 with
     /// `--gateway kannel`.
     #[arg(
@@ -140,10 +141,11 @@ pub struct BenchArgs {
     /// PostgreSQL: keep the benchmark database instead of dropping it.
     #[arg(long)]
     pub keep_database: bool,
-    /// Run `ANALYZE` on `health_workers`, `messages` and `campaigns` right
-    /// after each enqueue, as autovacuum would (or as the engine could):
-    /// without statistics PostgreSQL's claim sorts the whole queue and scans
-    /// the whole registry on every claim. The clock is not stopped for it.
+    /// PostgreSQL: run `ANALYZE` on `health_workers`, `messages` and
+    /// `campaigns` right after each enqueue, as autovacuum would (or as the
+    /// engine could): without statistics PostgreSQL's claim sorts the whole
+    /// queue and scans the whole registry on every claim. The clock is not
+    /// stopped for it. Nothing on SQLite.
     #[arg(long)]
     pub analyze: bool,
     /// Seed of the synthetic registry and the simulator.
@@ -200,7 +202,7 @@ pub struct UnlimitedReport {
 pub(crate) struct RunFigures {
     /// When the clock started (campaign created), Unix ms.
     pub t0_ms: i64,
-    pub times: MessageTimes,
+    pub times: CampaignTimes,
     pub completed: bool,
     pub by_status: Vec<(String, i64)>,
     pub p50_send_ms: f64,
@@ -323,7 +325,7 @@ pub struct CeilingReport {
     pub receipts_batched_tasks: usize,
 }
 
-/// Everything `pedulicovid bench` measured.
+/// Everything `pedulicovid-bench` measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
     pub backend: &'static str,
@@ -346,7 +348,7 @@ pub struct BenchReport {
     pub p99_send_ms: Option<f64>,
     /// `--gateway kannel`: the Kannel side of the run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kannel: Option<crate::bench_kannel::KannelReport>,
+    pub kannel: Option<crate::kannel::KannelReport>,
     /// Highest resident set of this process so far (VmHWM), MiB, read after
     /// the unlimited run: the in-process simulator and HTTP server included.
     pub peak_rss_mb: Option<f64>,
@@ -402,7 +404,7 @@ pub async fn run(
 pub(crate) struct BenchDatabase {
     /// Holds the temporary SQLite file until the run is over.
     _dir: tempfile::TempDir,
-    pg: Option<PgBenchDb>,
+    pg: Option<ScratchDatabase>,
     /// What the report says the database was (credentials redacted).
     pub description: String,
 }
@@ -420,7 +422,11 @@ impl BenchDatabase {
         } else if s.database_url.starts_with("postgres:")
             || s.database_url.starts_with("postgresql:")
         {
-            let db = PgBenchDb::create(&s.database_url).await?;
+            let db = ScratchDatabase::create(&s.database_url, "pedulicovid_bench")
+                .await
+                .with_context(|| {
+                    format!("creating a database on {}", redact_url(&s.database_url))
+                })?;
             s.database_url = db.url.clone();
             let d = format!(
                 "{} (fresh database on the given server)",
@@ -455,54 +461,13 @@ impl BenchDatabase {
         if let Some(db) = self.pg {
             if keep {
                 eprintln!("kept database {}", db.name);
-            } else if let Err(e) = db.drop_db().await {
-                eprintln!("warning: could not drop database {}: {e:#}", db.name);
+            } else {
+                let name = db.name.clone();
+                if let Err(e) = db.drop_database().await {
+                    eprintln!("warning: could not drop database {name}: {e:#}");
+                }
             }
         }
-    }
-}
-
-/// A throw-away PostgreSQL database on the server of the given URL.
-pub(crate) struct PgBenchDb {
-    admin_url: String,
-    pub(crate) name: String,
-    pub(crate) url: String,
-}
-
-impl PgBenchDb {
-    pub(crate) async fn create(admin_url: &str) -> anyhow::Result<PgBenchDb> {
-        let name = format!(
-            "pedulicovid_bench_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        let admin = sqlx::PgPool::connect(admin_url)
-            .await
-            .with_context(|| format!("connecting to {}", redact_url(admin_url)))?;
-        // The name is ours: lowercase hex and underscores, no quoting needed.
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-        admin.close().await;
-        let mut url = url::Url::parse(admin_url).context("parsing the database URL")?;
-        url.set_path(&format!("/{name}"));
-        Ok(PgBenchDb {
-            admin_url: admin_url.to_string(),
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    pub(crate) async fn drop_db(&self) -> anyhow::Result<()> {
-        let admin = sqlx::PgPool::connect(&self.admin_url).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&admin)
-        .await?;
-        admin.close().await;
-        Ok(())
     }
 }
 
@@ -548,7 +513,7 @@ fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
 async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Result<BenchReport> {
     let kannel = args.gateway == BenchGateway::Kannel;
     let s = if kannel {
-        crate::bench_kannel::settings(s, args)?
+        crate::kannel::settings(s, args)?
     } else {
         bench_settings(s, args)
     };
@@ -591,7 +556,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
 
     if !args.no_unlimited {
         let (u, enqueue_s, enqueued) = if kannel {
-            let (u, k, enqueue_s, enqueued) = crate::bench_kannel::unlimited_run(&s, args).await?;
+            let (u, k, enqueue_s, enqueued) = crate::kannel::unlimited_run(&s, args).await?;
             report.kannel = Some(k);
             (u, enqueue_s, enqueued)
         } else {
@@ -815,7 +780,7 @@ async fn unlimited_run(
     let t0 = Instant::now();
     let t0_ms = now_ms();
     if args.analyze {
-        let a = analyze(&app.store).await?;
+        let a = analyze(&app.store).await;
         say(&format!(
             "ANALYZE health_workers, messages, campaigns: {a:.2} s (the clock runs)"
         ));
@@ -877,7 +842,7 @@ async fn unlimited_run(
         .zip(db_cpu0)
         .map(|(a, b)| round2(a - b));
     let snap = METRICS.snapshot();
-    let times = message_times(&app.store, c.id).await?;
+    let times = app.store.campaign_times(c.id).await?;
     let cr = app.store.campaign_report(c.id).await?;
     let duplicates = sim.stats().duplicates;
     app.stop(Duration::from_secs(10)).await;
@@ -903,14 +868,15 @@ async fn unlimited_run(
     Ok((u, enqueue_s, enqueued))
 }
 
-/// `ANALYZE` of `health_workers`, `messages` and `campaigns`; returns the
-/// seconds it took.
-pub(crate) async fn analyze(store: &Store) -> anyhow::Result<f64> {
+/// Fresh planner statistics of `health_workers`, `messages` and `campaigns`
+/// (PostgreSQL; SQLite's planner does not use them), as the engine refreshes
+/// them after an import or an enqueue; returns the seconds it took.
+pub(crate) async fn analyze(store: &Store) -> f64 {
     let t = Instant::now();
-    for table in ["health_workers", "messages", "campaigns"] {
-        with_pool!(store, p => sqlx::query(&format!("ANALYZE {table}")).execute(p).await.map(|_| ())?);
-    }
-    Ok(t.elapsed().as_secs_f64())
+    store
+        .refresh_statistics(&["health_workers", "messages", "campaigns"])
+        .await;
+    t.elapsed().as_secs_f64()
 }
 
 /// How [`wait_campaign`] ended (a stall is an error).
@@ -974,36 +940,7 @@ pub(crate) async fn wait_campaign(
 /// Messages of campaign `id` not final yet, or final but whose send is not
 /// recorded yet.
 pub(crate) async fn in_flight(store: &Store, id: i64) -> anyhow::Result<i64> {
-    Ok(with_pool!(store, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
-         AND (status IN ('queued', 'sending', 'sent') OR lease_owner IS NOT NULL)")
-        .bind(id).fetch_one(p).await?))
-}
-
-/// When the messages of one campaign were sent and became final.
-pub(crate) struct MessageTimes {
-    pub sent: i64,
-    pub finals: i64,
-    pub first_sent: Option<i64>,
-    pub last_sent: Option<i64>,
-    pub first_final: Option<i64>,
-    pub last_final: Option<i64>,
-}
-
-pub(crate) async fn message_times(store: &Store, id: i64) -> anyhow::Result<MessageTimes> {
-    type Row = (i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-    let r: Row = with_pool!(store, p => sqlx::query_as(
-        "SELECT COUNT(sent_at), COUNT(final_at), MIN(sent_at), MAX(sent_at), \
-         MIN(final_at), MAX(final_at) FROM messages WHERE campaign_id = $1")
-        .bind(id).fetch_one(p).await?);
-    Ok(MessageTimes {
-        sent: r.0,
-        finals: r.1,
-        first_sent: r.2,
-        last_sent: r.3,
-        first_final: r.4,
-        last_final: r.5,
-    })
+    Ok(store.campaign_report(id).await?.in_flight())
 }
 
 /// Phase 4: a fresh App whose gateway is limited to `--rate`.
@@ -1046,7 +983,7 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
     )
     .await?;
     if args.analyze {
-        analyze(&app.store).await?;
+        analyze(&app.store).await;
     }
     if enqueued < need {
         say(&format!(
@@ -1094,10 +1031,10 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
     // finish before the simulator stops with the app.
     let drain = Instant::now();
     while cancel.is_ok() && drain.elapsed() < Duration::from_secs(30) {
-        let sending: i64 = with_pool!(app.store, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 \
-             AND (status = 'sending' OR lease_owner IS NOT NULL)")
-            .bind(c.id).fetch_one(p).await?);
+        // Sending, or leased under any other status (final before its
+        // send was recorded).
+        let r = app.store.campaign_report(c.id).await?;
+        let sending = r.status(Status::Sending) + r.unrecorded;
         if sending == 0 {
             break;
         }
@@ -1270,7 +1207,7 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let store = Store::connect(&s.database_url).await?;
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let (_, enqueued) = campaign::create(
         &store,
         &renderer,
         s.sms.max_segments,
@@ -1279,7 +1216,7 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     .await?;
     let enqueue_s = round3(t.elapsed().as_secs_f64());
     if args.analyze {
-        analyze(&store).await?;
+        analyze(&store).await;
     }
     say(&format!(
         "claim ceiling: {enqueued} messages enqueued in {enqueue_s:.2} s; {} loops claiming {} and recording…",
@@ -1292,11 +1229,14 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let record_us = AtomicU64::new(0);
     let batches = AtomicU64::new(0);
     let rows = AtomicU64::new(0);
+    // Every id recorded, for the receipts below (the store's own order is
+    // not kept: they are sorted after the loops).
+    let recorded = std::sync::Mutex::new(Vec::<i64>::new());
     let t = Instant::now();
     let loops = (0..args.workers).map(|i| {
         let (store, claim_us, record_us, batches, rows) =
             (&store, &claim_us, &record_us, &batches, &rows);
-        let claim_times = &claim_times;
+        let (claim_times, recorded) = (&claim_times, &recorded);
         async move {
             let owner = format!("bench-ceiling-{i}");
             loop {
@@ -1329,6 +1269,10 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
                 let tr = Instant::now();
                 store.record_outcomes(&owner, &outcomes).await?;
                 record_us.fetch_add(tr.elapsed().as_micros() as u64, Ordering::Relaxed);
+                recorded
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(batch.iter().map(|m| m.id));
                 batches.fetch_add(1, Ordering::Relaxed);
                 rows.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
             }
@@ -1371,9 +1315,10 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     // Receipts: the first ids one per transaction, the next ones batched.
     let single = CEILING_SINGLE_RECEIPTS.min(rows as usize / 2);
     let batched = CEILING_BATCHED_RECEIPTS.min(rows as usize - single);
-    let ids: Vec<i64> = with_pool!(store, p => sqlx::query_scalar(
-        "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id LIMIT $2")
-        .bind(c.id).bind((single + batched) as i64).fetch_all(p).await?);
+    // The campaign's first ids, as recorded by the loops above.
+    let mut ids = recorded.into_inner().unwrap_or_else(|p| p.into_inner());
+    ids.sort_unstable();
+    ids.truncate(single + batched);
     let receipt = |id: i64| {
         IncomingReceipt {
         gateway: "sim".into(),
@@ -1563,7 +1508,7 @@ fn print_report(r: &BenchReport) {
         println!("    peak RSS          {:>10} MB", opt(&r.peak_rss_mb));
     }
     if let Some(k) = &r.kannel {
-        crate::bench_kannel::print_report(k);
+        crate::kannel::print_report(k);
     }
     if let Some(q) = &r.rate {
         println!("  rate run ({} s)", q.rate_secs);
@@ -1633,7 +1578,8 @@ mod tests {
             for i in (0..2_000_000).step_by(997).chain(0..5_000) {
                 seen.insert(i);
                 let w = synthetic_worker(i, &ops, &mut rng, deliverable);
-                crate::domain::Nik::parse(&w.nik).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
+                pedulicovid::domain::Nik::parse(&w.nik)
+                    .unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
                 Msisdn::parse(&w.phone).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.phone));
                 ProvinceCode::parse(&w.province_code).unwrap();
                 if deliverable {

@@ -1,0 +1,204 @@
+//! `pedulicovid-bench`: pedulicovid's benchmarks, a binary beside the
+//! product (BENCHMARKS.md has the method and the figures).
+//!
+//! **What it owns and what it may not touch.** This crate owns the
+//! measuring: synthetic registries, timed phases, load generators, the
+//! reports. It uses the product only through the `pedulicovid` library's
+//! public API (`App`, `campaign`, `Store`, `metrics`, settings), the way any
+//! user of the library could, and runs no SQL of its own: what it reads
+//! from or prepares in the database goes through `Store`'s public methods
+//! (so a message is made `sent` by claiming and recording it, as a worker
+//! does, never by writing its status). It never depends on the product's
+//! private items, and nothing in the product depends on it.
+//!
+//! - [`engine`]: `pedulicovid-bench [OPTIONS]`, a whole campaign against
+//!   the in-process simulator (or, `--gateway kannel`, the real Kannel
+//!   harness: [`kannel`]);
+//! - [`receipts`]: `pedulicovid-bench receipts`, receipt-callback ingest
+//!   over HTTP.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use pedulicovid::config::Settings;
+
+mod engine;
+mod kannel;
+mod receipts;
+
+/// Measure pedulicovid: a whole campaign against the in-process simulator
+/// (`receipts`: receipt-callback ingest over HTTP).
+#[derive(Debug, Parser)]
+#[command(name = "pedulicovid-bench", version, about)]
+struct Cli {
+    /// Settings file (default: ./pedulicovid.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://FILE or postgres://… (a server the benchmark
+    /// creates a throw-away database on). Default: a temporary SQLite file.
+    #[arg(long, global = true, value_name = "URL", env = "DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    what: Option<BenchCmd>,
+    #[command(flatten)]
+    args: engine::BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Receipt-callback ingest: N distinct Kannel DLR callbacks over C
+    /// keep-alive connections to the HTTP server alone, every one checked in
+    /// the database.
+    Receipts(receipts::ReceiptBenchArgs),
+}
+
+impl Cli {
+    /// Parses, and refuses the campaign benchmark's options with
+    /// `receipts` (clap's `args_conflicts_with_subcommands` would refuse
+    /// `--database-url` and `--config` before the subcommand too, though
+    /// both are for either benchmark).
+    fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        if cli.what.is_some() {
+            let given = matches.ids().find(|id| {
+                !["config", "database_url"].contains(&id.as_str())
+                    && matches.value_source(id.as_str()) == Some(ValueSource::CommandLine)
+            });
+            if let Some(id) = given {
+                return Err(Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("`{id}` belongs to the campaign benchmark, not to `receipts`"),
+                ));
+            }
+        }
+        Ok(cli)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    // Progress goes to stderr by hand; the engine's own logs only from warn.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut s = Settings::load(cli.config.as_deref())?;
+    let given = cli.database_url.is_some();
+    if let Some(url) = cli.database_url {
+        s.database_url = url;
+    }
+    match cli.what {
+        None => engine::run(s, cli.args, given).await,
+        Some(BenchCmd::Receipts(a)) => receipts::run(s, a, given).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_keeps_its_flags_and_gains_receipts() {
+        let cli = Cli::try_parse_args(["pedulicovid-bench", "--messages", "10", "--rate", "0"])
+            .expect("the old usage parses");
+        match cli.what {
+            None => {
+                assert_eq!(cli.args.messages, 10);
+                assert_eq!(cli.args.rate, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_args([
+            "pedulicovid-bench",
+            "receipts",
+            "--callbacks",
+            "5",
+            "--connections",
+            "2",
+            "--json",
+        ])
+        .expect("bench receipts parses");
+        match cli.what {
+            Some(BenchCmd::Receipts(a)) => {
+                assert_eq!((a.callbacks, a.connections, a.json), (5, 2, true));
+                assert!(!a.external);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Campaign flags do not mix with the receipts subcommand.
+        assert!(
+            Cli::try_parse_args(["pedulicovid-bench", "--messages", "10", "receipts"]).is_err()
+        );
+        // The database and settings are for either, before or after it.
+        for args in [
+            &[
+                "pedulicovid-bench",
+                "--database-url",
+                "sqlite://x.db",
+                "receipts",
+            ][..],
+            &[
+                "pedulicovid-bench",
+                "receipts",
+                "--database-url",
+                "sqlite://x.db",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_args(args).expect("the database URL parses");
+            assert!(matches!(cli.what, Some(BenchCmd::Receipts(_))), "{args:?}");
+            assert_eq!(cli.database_url.as_deref(), Some("sqlite://x.db"));
+        }
+    }
+
+    #[test]
+    fn every_argument_says_what_it_is() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&Cli::command(), "pedulicovid-bench", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+}
