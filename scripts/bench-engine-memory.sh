@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The dispatcher's own memory during a campaign, with the carrier simulator in
-# a process of its own (in `pedulicovid bench` it shares the process, and its
+# a process of its own (in `pedulicovid-bench` it shares the process, and its
 # backlog of undelivered receipts would be counted as ours).
 #
 #   bash scripts/bench-engine-memory.sh [MESSAGES] [SECONDS]
@@ -16,8 +16,9 @@ messages="${1:-1500000}"
 secs="${2:-90}"
 pg="${PEDULICOVID_BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 port=13099
-cargo build --release --quiet
+cargo build --release --quiet -p pedulicovid -p pedulicovid-bench
 bin=target/release/pedulicovid
+bench=target/release/pedulicovid-bench
 out="$(mktemp -d)"
 
 "$bin" carrier-sim --listen "127.0.0.1:$port" --mix delivered=1.0 --receipt-delay-ms 0 \
@@ -29,7 +30,7 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
-"$bin" bench --gateway kannel --kannel-url "http://127.0.0.1:$port/cgi-bin/sendsms" \
+"$bench" --gateway kannel --kannel-url "http://127.0.0.1:$port/cgi-bin/sendsms" \
     --kannel-user pedulicovid --kannel-password secret \
     --database-url "$pg" --messages "$messages" --timeout-secs "$secs" --json >"$out/bench.json"
 

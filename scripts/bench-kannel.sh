@@ -9,7 +9,7 @@
 #      bench.sh phase A: unique number and dlr id per request, dlr-mask 19,
 #      callbacks to the listener; numbers end in 1-6 like ours, so every
 #      message is delivered and called back);
-#   3. pedulicovid bench --gateway kannel on SQLite, then on PostgreSQL
+#   3. pedulicovid-bench --gateway kannel on SQLite, then on PostgreSQL
 #      (a throw-away database on $PG_ADMIN_URL);
 #   4. Kannel's intake again (the machine is shared: two bracketing
 #      measurements show the drift);
@@ -19,11 +19,11 @@
 # Loopback only. Environment (all optional):
 #   PEDULICOVID_CARRIER_DIR  harness folder          (/work/shared/carrier, else ../shared/carrier)
 #   CARRIER_RUN_DIR          harness run directory   (/tmp/pedulicovid-carrier-kbench)
-#   PEDULICOVID_BIN          release binary          ($CARGO_TARGET_DIR or ./target)/release/pedulicovid
+#   PEDULICOVID_BENCH_BIN    release benchmark binary ($CARGO_TARGET_DIR or ./target)/release/pedulicovid-bench
 #   PG_ADMIN_URL             postgres://postgres@127.0.0.1:5432/postgres ("" skips PostgreSQL)
 #   BENCH_MESSAGES (30000)  BENCH_WORKERS (2)  BENCH_CONCURRENCY (64)  BENCH_BATCH (500)
 #   WRK_DURATION (10)  WRK_CONNECTIONS (16)  DLR_LISTENER_PORT (13980)
-#   BENCH_EXTRA              extra flags for pedulicovid bench
+#   BENCH_EXTRA              extra flags for pedulicovid-bench
 # Output: $CARRIER_RUN_DIR/kannel-bench/{wrk-*.txt,sqlite.json,postgres.json,summary.txt}
 set -euo pipefail
 
@@ -37,7 +37,7 @@ export CARRIER_RUN_DIR="${CARRIER_RUN_DIR:-/tmp/pedulicovid-carrier-kbench}"
 export DLR_LISTENER_PORT="${DLR_LISTENER_PORT:-13980}"
 export SMSC_SIM_EVENTS=0
 export SMSC_SIM_ARGS="${SMSC_SIM_ARGS:---delay 0.1}"
-BIN="${PEDULICOVID_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pedulicovid}"
+BIN="${PEDULICOVID_BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pedulicovid-bench}"
 PG_ADMIN_URL="${PG_ADMIN_URL-postgres://postgres@127.0.0.1:5432/postgres}"
 MESSAGES="${BENCH_MESSAGES:-30000}"
 WORKERS="${BENCH_WORKERS:-2}"
@@ -50,8 +50,8 @@ OUT="$CARRIER_RUN_DIR/kannel-bench"
 log() { echo "[bench-kannel] $*" >&2; }
 
 if [ ! -x "$BIN" ]; then
-    log "building the release binary ($BIN missing)"
-    (cd "$ROOT" && cargo build --release)
+    log "building the release benchmark binary ($BIN missing)"
+    (cd "$ROOT" && cargo build --release -p pedulicovid-bench)
 fi
 if ! command -v wrk >/dev/null 2>&1; then
     log "installing wrk"
@@ -133,9 +133,9 @@ bench() {       # $1 = sqlite|postgres
     local db=() json="$OUT/$1.json"
     [ "$1" = postgres ] && db=(--database-url "$PG_ADMIN_URL")
     wait_quiet
-    log "pedulicovid bench --gateway kannel ($1, $MESSAGES messages)"
+    log "pedulicovid-bench --gateway kannel ($1, $MESSAGES messages)"
     # shellcheck disable=SC2086
-    "$BIN" "${db[@]}" bench --gateway kannel --carrier-run-dir "$CARRIER_RUN_DIR" \
+    "$BIN" "${db[@]}" --gateway kannel --carrier-run-dir "$CARRIER_RUN_DIR" \
         --messages "$MESSAGES" --workers "$WORKERS" --concurrency "$CONC" --batch-size "$BATCH" \
         --json ${BENCH_EXTRA:-} >"$json"
     python3 - "$json" <<'PY' | tee -a "$SUMMARY"

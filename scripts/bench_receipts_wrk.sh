@@ -1,22 +1,23 @@
 #!/bin/sh
 # Receipt ingest driven by wrk instead of the built-in load generator:
-# starts `pedulicovid bench receipts --external`, waits until it listens,
+# starts `pedulicovid-bench receipts --external`, waits until it listens,
 # runs wrk with scripts/receipts_wrk.lua (distinct ids per thread), then
 # prints wrk's summary and the bench's JSON report (stored counts, CPU, RSS).
 #
-#   scripts/bench_receipts_wrk.sh [pedulicovid options, e.g. --database-url URL]
+#   scripts/bench_receipts_wrk.sh [pedulicovid-bench options, e.g. --database-url URL]
 #
-# Environment: BIN (default target/release/pedulicovid), N callbacks
+# Environment: BIN (default target/release/pedulicovid-bench; build it with
+# `cargo build --release -p pedulicovid-bench`), N callbacks
 # (100000), C connections (64), T wrk threads (1).
 set -eu
-BIN=${BIN:-target/release/pedulicovid}
+BIN=${BIN:-target/release/pedulicovid-bench}
 N=${N:-100000}
 C=${C:-64}
 T=${T:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-"$BIN" "$@" bench receipts --external --callbacks "$N" --connections "$C" \
+"$BIN" "$@" receipts --external --callbacks "$N" --connections "$C" \
   --ready-file "$dir/ready" --json >"$dir/report.json" &
 pid=$!
 while [ ! -s "$dir/ready" ]; do

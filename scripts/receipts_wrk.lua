@@ -1,4 +1,4 @@
--- wrk script for `pedulicovid bench receipts --external`: distinct Kannel
+-- wrk script for `pedulicovid-bench receipts --external`: distinct Kannel
 -- DLR callbacks (status=1, final delivered), one per message id.
 --
 --   wrk -t T -c C -d 300s --latency -s scripts/receipts_wrk.lua URL -- CALLBACK_PATH FIRST_ID COUNT T

@@ -72,4 +72,5 @@ trap 'bash "$PEDULICOVID_CARRIER_DIR/stop.sh" >/dev/null 2>&1 || true' EXIT
 # ---------------------------------------------------------------- tests
 [ "${1:-}" = "--" ] && shift
 log "cargo test (PostgreSQL at ${PG_URL%%@*}@…, Kannel at 127.0.0.1:13913)"
-cargo test --locked --all-targets -- "$@"
+# --workspace: the simulator's and the benchmarks' own tests too (crates/).
+cargo test --locked --workspace --all-targets -- "$@"
