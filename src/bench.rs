@@ -803,7 +803,10 @@ async fn unlimited_run(
         .clone()
         .context("the in-process simulator did not start")?;
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,
@@ -1038,7 +1041,10 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
         .simulator
         .clone()
         .context("the in-process simulator did not start")?;
-    let (c, enqueued) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,
@@ -1270,7 +1276,10 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let store = Store::connect(&s.database_url).await?;
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &store,
         &renderer,
         s.sms.max_segments,

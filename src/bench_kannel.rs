@@ -256,7 +256,10 @@ pub(crate) async fn unlimited_run(
             .unwrap_or_default()
     ));
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,

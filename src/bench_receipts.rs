@@ -257,7 +257,10 @@ async fn run_in(
     report.registry_s = round3(t.elapsed().as_secs_f64());
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &store,
         &renderer,
         s.sms.max_segments,
@@ -374,7 +377,7 @@ async fn run_in(
         .receipt_effects()
         .await?
         .into_iter()
-        .map(|(e, n)| (e.unwrap_or_else(|| "none".into()), n))
+        .map(|e| (e.effect.unwrap_or_else(|| "none".into()), e.count))
         .collect();
     report.delivered = with_pool!(app.store, p => sqlx::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE campaign_id = $1 AND status = 'delivered'")

@@ -8,7 +8,10 @@ use serde::Serialize;
 use crate::domain::{ProvinceCode, TimeZone};
 use crate::render::{Renderer, TemplateError};
 use crate::status::Status;
-use crate::store::{Campaign, CampaignFilter, CampaignReport, NewCampaign, Store, StoreError};
+use crate::store::{
+    Campaign, CampaignFilter, CampaignReport, CreatedCampaign, NewCampaign, RescheduledCampaign,
+    Store, StoreError,
+};
 
 const DAY_MIN: i64 = 24 * 60;
 const MIN_MS: i64 = 60_000;
@@ -171,14 +174,13 @@ pub enum CampaignError {
 }
 
 /// Validates the request and template, then creates the campaign and
-/// enqueues its audience in one transaction. Returns the campaign and the
-/// number of messages enqueued.
+/// enqueues its audience in one transaction.
 pub async fn create(
     store: &Store,
     renderer: &Renderer,
     max_segments: u32,
     req: CampaignRequest,
-) -> Result<(Campaign, u64), CampaignError> {
+) -> Result<CreatedCampaign, CampaignError> {
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(CampaignError::Invalid {
@@ -240,13 +242,12 @@ pub const RESCHEDULE_PAST_TOLERANCE_MS: i64 = 5 * 60_000;
 /// [`RESCHEDULE_PAST_TOLERANCE_MS`] ago (to send now, resume or give the
 /// current time), a time not before the campaign's deadline (field `at`),
 /// and a completed or cancelled campaign ([`StoreError::Conflict`]).
-/// Returns the campaign and how many queued messages were re-timed.
 pub async fn reschedule(
     store: &Store,
     id: i64,
     at: i64,
     actor: &str,
-) -> Result<(Campaign, u64), CampaignError> {
+) -> Result<RescheduledCampaign, CampaignError> {
     let c = store.campaign(id).await?;
     if at < crate::store::now_ms() - RESCHEDULE_PAST_TOLERANCE_MS {
         return Err(CampaignError::Invalid {

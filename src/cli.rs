@@ -598,7 +598,7 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         .gateway_states()
         .await?
         .into_iter()
-        .map(|(g, state, detail, worker, at)| (g, (state, detail, worker, at)))
+        .map(|g| (g.gateway, (g.state, g.detail, g.worker, g.changed_at)))
         .collect();
     store.close().await;
     let mut out = vec![];
@@ -934,7 +934,10 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
                     .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?,
             };
             // Audited (`campaign.create`) in the creating transaction.
-            let (c, n) = campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
+            let crate::store::CreatedCampaign {
+                campaign: c,
+                enqueued: n,
+            } = campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
             if *json {
                 println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
             } else {
@@ -949,7 +952,10 @@ async fn campaign_cmd(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode>
         }
         CampaignCmd::Schedule { id, at } => {
             let at = campaign::parse_time(at.trim()).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
-            let (c, n) = campaign::reschedule(&store, *id, at, &cli_actor()).await?;
+            let crate::store::RescheduledCampaign {
+                campaign: c,
+                retimed: n,
+            } = campaign::reschedule(&store, *id, at, &cli_actor()).await?;
             println!(
                 "campaign {} is {}, starts {}; {n} queued message(s) re-timed",
                 c.id,
@@ -1210,7 +1216,8 @@ async fn token_cmd(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> {
     match t {
         TokenCmd::Create { name, role } => {
             let role: crate::store::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let (tok, secret) = store.create_token(name, role).await?;
+            let crate::store::NewToken { token: tok, secret } =
+                store.create_token(name, role).await?;
             store
                 .audit(
                     &cli_actor(),
@@ -1302,7 +1309,10 @@ async fn support_cmd(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode> {
     match c {
         SupportCmd::Search { query, json } => {
             let query = arg_or_stdin(query, "query")?;
-            let (kind, rows) = store.search_workers(&query).await?;
+            let crate::store::SearchResults {
+                kind,
+                workers: rows,
+            } = store.search_workers(&query).await?;
             if *json {
                 println!("{}", serde_json::json!({"kind": kind, "results": rows}));
             } else {

@@ -655,11 +655,11 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
             "campaign deadline passed: unsent messages expired and flagged"
         );
     }
-    for (id, reason) in store
+    for paused in store
         .auto_pause(worker.auto_pause_window, worker.auto_pause_threshold)
         .await?
     {
-        warn!(campaign = id, %reason, "campaign auto-paused");
+        warn!(campaign = paused.campaign_id, reason = %paused.reason, "campaign auto-paused");
     }
     store.advance_campaigns().await?;
     let retention_ms =

@@ -76,6 +76,31 @@ pub struct Campaign {
     pub pause_reason: Option<String>,
 }
 
+/// A campaign just created, with its audience ([`Store::create_campaign`]).
+#[derive(Debug, Clone)]
+pub struct CreatedCampaign {
+    pub campaign: Campaign,
+    /// Messages enqueued: one per eligible, validated worker the filter
+    /// matched.
+    pub enqueued: u64,
+}
+
+/// A campaign just rescheduled ([`Store::reschedule_campaign`]).
+#[derive(Debug, Clone)]
+pub struct RescheduledCampaign {
+    pub campaign: Campaign,
+    /// Queued messages whose due time was moved.
+    pub retimed: u64,
+}
+
+/// A campaign [`Store::auto_pause`] paused, and why (the audit entry's
+/// detail).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoPaused {
+    pub campaign_id: i64,
+    pub reason: String,
+}
+
 /// Counts for one campaign.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CampaignReport {
@@ -186,7 +211,7 @@ impl Store {
     /// Creates the campaign and enqueues every eligible and validated worker
     /// matching the filter, once each, in one transaction, with its
     /// `campaign.create` audit entry (actor `created_by`).
-    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<(Campaign, u64)> {
+    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<CreatedCampaign> {
         let now = now_ms();
         let provinces = c
             .filter
@@ -262,7 +287,7 @@ impl Store {
         // planner fresh statistics before the first claim (autovacuum may be
         // off or late; BENCHMARKS.md measured claims sorting the whole queue).
         self.refresh_statistics(&["messages", "campaigns"]).await;
-        Ok((campaign, enqueued))
+        Ok(CreatedCampaign { campaign, enqueued })
     }
 
     pub async fn campaign(&self, id: i64) -> Result<Campaign> {
@@ -406,7 +431,7 @@ impl Store {
         at: i64,
         first_send: &[(TimeZone, i64); 3],
         actor: &str,
-    ) -> Result<(Campaign, u64)> {
+    ) -> Result<RescheduledCampaign> {
         let now = now_ms();
         let first = first_send_case("utc_offset", first_send, at);
         let lock = self.row_lock();
@@ -445,14 +470,14 @@ impl Store {
             let campaign = sqlx::query_as::<_, Campaign>(&sql)
                 .bind(id).fetch_one(&mut *tx).await?;
             tx.commit().await?;
-            Ok((campaign, moved))
+            Ok(RescheduledCampaign { campaign, retimed: moved })
         })
     }
 
     /// Pauses running campaigns whose last `window` send attempts failed in
     /// a share above `threshold` (a broken gateway or template must not burn
     /// through the whole audience). Returns the campaigns paused.
-    pub async fn auto_pause(&self, window: u32, threshold: f64) -> Result<Vec<(i64, String)>> {
+    pub async fn auto_pause(&self, window: u32, threshold: f64) -> Result<Vec<AutoPaused>> {
         let running: Vec<i64> = with_pool!(self, p => sqlx::query_scalar(
             "SELECT id FROM campaigns WHERE status = 'running'").fetch_all(p).await?);
         let mut paused = vec![];
@@ -477,7 +502,10 @@ impl Store {
                     .await
                     .is_ok()
                 {
-                    paused.push((id, reason));
+                    paused.push(AutoPaused {
+                        campaign_id: id,
+                        reason,
+                    });
                 }
             }
         }

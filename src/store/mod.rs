@@ -25,12 +25,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use access::{sha256_hex, ApiToken, Role, TokenCheck};
+pub use access::{sha256_hex, ApiToken, NewToken, Role, TokenCheck, TokenVerdict};
 pub use campaigns::{
-    Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
+    AutoPaused, Campaign, CampaignAction, CampaignFilter, CampaignReport, CreatedCampaign, FlagRow,
+    NewCampaign, RescheduledCampaign,
 };
-pub use queue::{ClaimedMessage, RetryCause, SendOutcome};
-pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
+pub use queue::{ClaimedMessage, GatewayState, RetryCause, SendOutcome, StatusCount};
+pub use receipts::{EffectCount, IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use registry::{NewWorker, UpsertCounts, WorkerRow};
 pub use reregistration::{
     normalize_name, ChatbotReregistration, ReregisterOutcome, ReregisterState,
@@ -38,10 +39,11 @@ pub use reregistration::{
     FAILURE_WINDOW_MS, LOCK_MS, MAX_FAILURES, UNVALIDATED_CAMPAIGN, UNVALIDATED_TEMPLATE,
 };
 pub use support::{
-    scrub, AttemptEntry, AuditEntry, Gauges, IdempotencyKey, Idempotent, Lookup, NoticeState,
-    PhoneChange, QueuedNotice, ReceiptEntry, ResendEntry, SearchKind, SupportError, Timeline,
-    TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus, WorkerSummary, REREGISTRATION_CAMPAIGN,
-    REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY, SEARCH_LIMIT, SEARCH_TIMEOUT,
+    scrub, AttemptEntry, AuditEntry, GatewayCount, Gauges, IdempotencyKey, Idempotent, Lookup,
+    NoticeState, PhoneChange, QueuedNotice, ReceiptEntry, ResendEntry, SearchKind, SearchResults,
+    SupportError, Timeline, TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus, WorkerSummary,
+    REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY, SEARCH_LIMIT,
+    SEARCH_TIMEOUT,
 };
 
 use crate::secret::Secret;
@@ -210,6 +212,18 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A gateway's generated callback secrets ([`Store::gateway_secret_set`]).
+#[derive(Debug, Clone)]
+pub struct GatewaySecrets {
+    /// The secret new callback URLs are signed with.
+    pub current: Secret,
+    /// The one before the last rotation, still accepted for the grace
+    /// period the caller's settings give; none before the first rotation.
+    pub previous: Option<Secret>,
+    /// When the last rotation happened (Unix ms).
+    pub rotated_at: Option<i64>,
+}
 
 /// Storage for everything pedulicovid knows. Cheap to clone (pools inside).
 #[derive(Clone)]
@@ -382,18 +396,18 @@ impl Store {
         })
     }
 
-    /// A generated callback secret with the one before its last rotation:
-    /// `(current, previous, rotated_at)`; creates the secret when missing,
-    /// as [`Store::gateway_secret`] does.
-    pub async fn gateway_secret_set(
-        &self,
-        gateway: &str,
-    ) -> Result<(Secret, Option<Secret>, Option<i64>)> {
+    /// A generated callback secret with the one before its last rotation;
+    /// creates the secret when missing, as [`Store::gateway_secret`] does.
+    pub async fn gateway_secret_set(&self, gateway: &str) -> Result<GatewaySecrets> {
         self.gateway_secret(gateway).await?;
         let (current, previous, rotated_at): (String, Option<String>, Option<i64>) = with_pool!(self, p => sqlx::query_as(
                 "SELECT secret, previous_secret, rotated_at FROM gateway_secrets WHERE gateway = $1")
                 .bind(gateway).fetch_one(p).await?);
-        Ok((Secret::new(current), previous.map(Secret::new), rotated_at))
+        Ok(GatewaySecrets {
+            current: Secret::new(current),
+            previous: previous.map(Secret::new),
+            rotated_at,
+        })
     }
 
     /// Replaces `gateway`'s generated callback secret with a fresh one; the

@@ -197,6 +197,29 @@ impl SendOutcome {
     }
 }
 
+/// A gateway's last recorded circuit-breaker state (`gateway_health`),
+/// written by whichever worker saw the change last; for operators.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GatewayState {
+    /// The gateway's configured name.
+    pub gateway: String,
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Why it changed (the error that opened it), secrets redacted.
+    pub detail: String,
+    /// The worker that recorded it.
+    pub worker: String,
+    /// When (Unix ms).
+    pub changed_at: i64,
+}
+
+/// How many messages are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
 /// Rows per set-based statement when recording a batch.
 const RECORD_CHUNK: usize = 200;
 
@@ -509,10 +532,10 @@ impl Store {
         Ok(n)
     }
 
-    /// Status counts over the whole queue (metrics, progress).
-    pub async fn queue_depth(&self) -> Result<Vec<(String, i64)>> {
+    /// Status counts over the whole queue (metrics, progress), by status.
+    pub async fn queue_depth(&self) -> Result<Vec<StatusCount>> {
         Ok(
-            with_pool!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status ORDER BY status")
+            with_pool!(self, p => sqlx::query_as("SELECT status, COUNT(*) AS count FROM messages GROUP BY status ORDER BY status")
             .fetch_all(p).await?),
         )
     }
@@ -534,8 +557,8 @@ impl Store {
         Ok(())
     }
 
-    /// Every gateway's last recorded circuit state: (gateway, state, detail, worker, changed_at).
-    pub async fn gateway_states(&self) -> Result<Vec<(String, String, String, String, i64)>> {
+    /// Every gateway's last recorded circuit state, by gateway name.
+    pub async fn gateway_states(&self) -> Result<Vec<GatewayState>> {
         Ok(with_pool!(self, p => sqlx::query_as(
             "SELECT gateway, state, detail, worker, changed_at FROM gateway_health ORDER BY gateway")
             .fetch_all(p).await?))

@@ -67,6 +67,15 @@ pub struct StoredReceipt {
     pub effect: Option<String>,
 }
 
+/// How many receipts had one effect.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EffectCount {
+    /// [`ReceiptEffect::as_str`]; none for a receipt stored before its
+    /// effect was decided.
+    pub effect: Option<String>,
+    pub count: i64,
+}
+
 /// The message status and flag a final outcome leads to.
 fn target(outcome: ReceiptOutcome) -> Option<(Status, Option<FlagReason>)> {
     match outcome {
@@ -175,9 +184,9 @@ impl Store {
     }
 
     /// Receipt counts by effect (metrics, reports).
-    pub async fn receipt_effects(&self) -> Result<Vec<(Option<String>, i64)>> {
+    pub async fn receipt_effects(&self) -> Result<Vec<EffectCount>> {
         Ok(with_pool!(self, p => sqlx::query_as(
-            "SELECT effect, COUNT(*) FROM receipts GROUP BY effect ORDER BY effect")
+            "SELECT effect, COUNT(*) AS count FROM receipts GROUP BY effect ORDER BY effect")
             .fetch_all(p).await?))
     }
 }

@@ -307,12 +307,31 @@ pub enum Idempotent<T> {
 /// Gauges for `/metrics`, read from the database.
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
-    /// (gateway or "", status, messages).
-    pub messages: Vec<(String, String, i64)>,
-    /// (gateway or "", reason, open flags).
-    pub open_flags: Vec<(String, String, i64)>,
-    /// (gateway, outcome or "malformed", receipts).
-    pub receipts: Vec<(String, String, i64)>,
+    /// Messages by gateway (`""` before the first send) and status.
+    pub messages: Vec<GatewayCount>,
+    /// Open flags by the gateway of the flagged message (or `""`) and
+    /// reason.
+    pub open_flags: Vec<GatewayCount>,
+    /// Receipts by gateway and outcome (`malformed` when unreadable).
+    pub receipts: Vec<GatewayCount>,
+}
+
+/// One gauge value: a count per gateway and one more label (a status, a
+/// flag reason or a receipt outcome, as the [`Gauges`] field says).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GatewayCount {
+    pub gateway: String,
+    pub label: String,
+    pub count: i64,
+}
+
+/// What a support search found ([`Store::search_workers`]).
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    /// What the query was read as.
+    pub kind: SearchKind,
+    /// At most [`SEARCH_LIMIT`] masked summaries.
+    pub workers: Vec<WorkerSummary>,
 }
 
 pub(super) const WORKER_COLUMNS: &str =
@@ -635,7 +654,7 @@ impl Store {
     /// very large registry) is refused as too broad, naming the field.
     /// Fewer than 3 characters are refused: no trigram index can serve them,
     /// and two letters match a large share of any registry.
-    pub async fn search_workers(&self, query: &str) -> Result<(SearchKind, Vec<WorkerSummary>)> {
+    pub async fn search_workers(&self, query: &str) -> Result<SearchResults> {
         let q = query.trim();
         let (kind, cond, value) = if let Ok(nik) = Nik::parse(q) {
             (SearchKind::Nik, "w.nik = $1", nik.as_str().to_string())
@@ -659,12 +678,18 @@ impl Store {
                     reason: "must be at most 100 characters".into(),
                 });
             }
-            return self.search_names(q).await.map(|r| (SearchKind::Name, r));
+            return self.search_names(q).await.map(|workers| SearchResults {
+                kind: SearchKind::Name,
+                workers,
+            });
         };
         let sql = format!("{SUMMARY_SELECT} WHERE {cond} ORDER BY w.full_name, w.id LIMIT $2");
         let rows: Vec<SummaryRow> = with_pool!(self, p => sqlx::query_as(&sql)
             .bind(&value).bind(SEARCH_LIMIT).fetch_all(p).await?);
-        Ok((kind, rows.into_iter().map(WorkerSummary::from).collect()))
+        Ok(SearchResults {
+            kind,
+            workers: rows.into_iter().map(WorkerSummary::from).collect(),
+        })
     }
 
     /// The name search of [`Store::search_workers`]: `q` is trimmed, 3 to
@@ -1039,14 +1064,16 @@ impl Store {
     pub async fn gauges(&self) -> Result<Gauges> {
         Ok(with_pool!(self, p => {
             let messages = sqlx::query_as(
-                "SELECT COALESCE(gateway, ''), status, COUNT(*) FROM messages GROUP BY 1, 2 ORDER BY 1, 2")
+                "SELECT COALESCE(gateway, '') AS gateway, status AS label, COUNT(*) AS count \
+                 FROM messages GROUP BY 1, 2 ORDER BY 1, 2")
                 .fetch_all(p).await?;
             let open_flags = sqlx::query_as(
-                "SELECT COALESCE(m.gateway, ''), f.reason, COUNT(*) FROM non_recipients f \
+                "SELECT COALESCE(m.gateway, '') AS gateway, f.reason AS label, COUNT(*) AS count FROM non_recipients f \
                  JOIN messages m ON m.id = f.message_id WHERE f.resolved_at IS NULL GROUP BY 1, 2 ORDER BY 1, 2")
                 .fetch_all(p).await?;
             let receipts = sqlx::query_as(
-                "SELECT gateway, COALESCE(outcome, 'malformed'), COUNT(*) FROM receipts GROUP BY 1, 2 ORDER BY 1, 2")
+                "SELECT gateway, COALESCE(outcome, 'malformed') AS label, COUNT(*) AS count \
+                 FROM receipts GROUP BY 1, 2 ORDER BY 1, 2")
                 .fetch_all(p).await?;
             Gauges { messages, open_flags, receipts }
         }))

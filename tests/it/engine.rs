@@ -32,7 +32,9 @@ use pedulicovid::gateway::kannel::{parse_receipt, KannelConfig, KannelGateway};
 use pedulicovid::render::Renderer;
 use pedulicovid::simulator::{SimHandle, Simulator, SimulatorConfig};
 use pedulicovid::status::Status;
-use pedulicovid::store::{now_ms, CampaignAction, CampaignReport, Store, StoreError};
+use pedulicovid::store::{
+    now_ms, CampaignAction, CampaignReport, CreatedCampaign, Store, StoreError,
+};
 
 /// One test at a time (see the module docs). A tokio mutex: it is held
 /// across awaits, and a failed test does not poison it for the others.
@@ -533,7 +535,10 @@ async fn send_windows_follow_each_recipients_zone(backend: &str) {
     let imported = import_text(&store, &csv).await;
     assert_eq!(imported.accepted, 2, "{:?}", imported.rejections);
     let renderer = Arc::new(Renderer::load(Some(Path::new("templates"))).unwrap());
-    let (c, n) = campaign::create(
+    let CreatedCampaign {
+        campaign: c,
+        enqueued: n,
+    } = campaign::create(
         &store,
         &renderer,
         1,

@@ -53,19 +53,19 @@ impl Bot {
             .create_token("bot", Role::Chatbot)
             .await
             .unwrap()
-            .1;
+            .secret;
         let support = app
             .store
             .create_token("desk", Role::Support)
             .await
             .unwrap()
-            .1;
+            .secret;
         let operator = app
             .store
             .create_token("ops", Role::Operator)
             .await
             .unwrap()
-            .1;
+            .secret;
         Bot {
             app,
             base,

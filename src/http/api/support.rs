@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::http::AppState;
-use crate::store::{QueuedNotice, SearchKind, Timeline, TimelineFlag, WorkerSummary, SEARCH_LIMIT};
+use crate::store::{
+    QueuedNotice, SearchKind, SearchResults, Timeline, TimelineFlag, WorkerSummary, SEARCH_LIMIT,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +51,10 @@ pub async fn search(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<axum::Json<SearchAnswer>, ApiError> {
-    let (kind, results) = state.store.search_workers(&req.query).await?;
+    let SearchResults {
+        kind,
+        workers: results,
+    } = state.store.search_workers(&req.query).await?;
     Ok(axum::Json(SearchAnswer {
         kind,
         results,

@@ -333,8 +333,8 @@ pub async fn login(
         ));
     }
     // A string not shaped like a token is refused without a look-up.
-    let (verdict, token) = app.store.check_token(presented).await?;
-    let token = match (verdict, token) {
+    let verdict = app.store.check_token(presented).await?;
+    let token = match (verdict.check, verdict.token) {
         (TokenCheck::Valid, Some(t)) => t,
         (TokenCheck::Revoked, _) => {
             tracing::info!("support UI sign-in refused: revoked token");
@@ -500,7 +500,7 @@ pub async fn search(
         return Ok(page(StatusCode::OK, "search.html", &ctx));
     }
     let (kind, results) = match app.store.search_workers(q).await {
-        Ok(found) => found,
+        Ok(found) => (found.kind, found.workers),
         Err(SupportError::Invalid { .. }) => {
             ctx.insert(
                 "error",
