@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::domain::{ProvinceCode, TimeZone};
 use crate::render::{Renderer, TemplateError};
-use crate::status::Status;
+use crate::status::{CampaignStatus, Status};
 use crate::store::{
     Campaign, CampaignFilter, CampaignReport, CreatedCampaign, NewCampaign, RescheduledCampaign,
     Store, StoreError,
@@ -295,10 +295,15 @@ pub struct Pace {
 impl Pace {
     /// The pace from the sends in the last window, the campaign's status
     /// and its report, at `now` (Unix ms).
-    pub fn compute(recent_sends: i64, status: &str, report: &CampaignReport, now: i64) -> Pace {
+    pub fn compute(
+        recent_sends: i64,
+        status: CampaignStatus,
+        report: &CampaignReport,
+        now: i64,
+    ) -> Pace {
         let throughput = recent_sends as f64 / THROUGHPUT_WINDOW_SECS as f64;
         let queued = report.status(Status::Queued);
-        let moving = matches!(status, "scheduled" | "running");
+        let moving = status.may_send();
         let eta = (moving && queued > 0 && throughput > 0.0).then(|| queued as f64 / throughput);
         let eta_at = eta.map(|s| now + (s * 1000.0) as i64);
         Pace {
@@ -319,7 +324,7 @@ impl Pace {
         let recent = store
             .sends_since(campaign.id, now - THROUGHPUT_WINDOW_SECS * 1000)
             .await?;
-        Ok(Pace::compute(recent, &campaign.status, report, now))
+        Ok(Pace::compute(recent, campaign.status, report, now))
     }
 }
 
@@ -372,17 +377,17 @@ mod tests {
     fn pace_gives_an_eta_only_while_something_is_left_and_moving() {
         let now = parse_time("2021-01-13 08:00").unwrap();
         // 120 sends in 60 s = 2/s; 600 queued = 300 s.
-        let p = Pace::compute(120, "running", &report(600, 10), now);
+        let p = Pace::compute(120, CampaignStatus::Running, &report(600, 10), now);
         assert_eq!(p.throughput_per_sec, 2.0);
         assert_eq!(p.eta_seconds, Some(300.0));
         assert_eq!(p.eta_at, Some(now + 300_000));
         assert_eq!(p.eta_wib.as_deref(), Some("2021-01-13 08:05:00 WIB"));
         // Finished, or nothing left: throughput still shows, no ETA.
         for (status, r) in [
-            ("completed", report(0, 610)),
-            ("cancelled", report(5, 10)),
-            ("running", report(0, 610)),
-            ("paused", report(600, 10)),
+            (CampaignStatus::Completed, report(0, 610)),
+            (CampaignStatus::Cancelled, report(5, 10)),
+            (CampaignStatus::Running, report(0, 610)),
+            (CampaignStatus::Paused, report(600, 10)),
         ] {
             let p = Pace::compute(120, status, &r, now);
             assert_eq!(p.throughput_per_sec, 2.0);
@@ -394,7 +399,7 @@ mod tests {
         }
         // Nothing moving: no ETA either.
         assert_eq!(
-            Pace::compute(0, "running", &report(5, 0), now).eta_seconds,
+            Pace::compute(0, CampaignStatus::Running, &report(5, 0), now).eta_seconds,
             None
         );
     }

@@ -6,7 +6,7 @@ use sqlx::QueryBuilder;
 use super::queue::flag;
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Result, Store, StoreError};
 use crate::domain::{ProvinceCode, TimeZone};
-use crate::status::{FlagReason, Status};
+use crate::status::{CampaignStatus, FlagReason, Status};
 
 /// What an operator can do to a running campaign (rescheduling, which
 /// takes a time, is [`Store::reschedule_campaign`]).
@@ -62,7 +62,8 @@ pub struct Campaign {
     pub id: i64,
     pub name: String,
     pub template: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: CampaignStatus,
     pub scheduled_at: i64,
     pub window_start: i32,
     pub window_end: i32,
@@ -233,12 +234,13 @@ impl Store {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
                  provinces, professions, created_by, created_at, updated_at, deadline_at) \
-                 VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
+                 VALUES ($1, $2, $11, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
             )
             .bind(&c.name).bind(&c.template).bind(c.scheduled_at)
             .bind(c.window_start).bind(c.window_end)
             .bind(provinces.join(",")).bind(professions.join(","))
             .bind(&c.created_by).bind(now).bind(c.deadline_at)
+            .bind(CampaignStatus::Scheduled.as_str())
             .fetch_one(&mut *tx).await?;
 
             let mut q = QueryBuilder::new(
@@ -305,30 +307,40 @@ impl Store {
     /// → `completed` once nothing is queued or being sent, and back to
     /// `running` when something was queued into a completed one.
     pub async fn advance_campaigns(&self) -> Result<()> {
+        use CampaignStatus::{Cancelled, Completed, Running, Scheduled};
         let now = now_ms();
+        let start = format!(
+            "UPDATE campaigns SET status = '{Running}', updated_at = $1 \
+             WHERE status IN ({}) AND scheduled_at <= $1",
+            CampaignStatus::sql_moves(&[Scheduled], Running)
+        );
+        let cancelled = format!("SELECT id FROM campaigns WHERE status = '{Cancelled}'");
+        let reopen = format!(
+            "UPDATE campaigns SET status = '{Running}', updated_at = $1 \
+             WHERE status IN ({}) AND EXISTS (SELECT 1 FROM messages m \
+             WHERE m.campaign_id = campaigns.id AND m.status IN ('queued', 'sending'))",
+            CampaignStatus::sql_moves(&[Completed], Running)
+        );
+        let complete = format!(
+            "UPDATE campaigns SET status = '{Completed}', updated_at = $1 \
+             WHERE status IN ({}) AND NOT EXISTS (SELECT 1 FROM messages m \
+             WHERE m.campaign_id = campaigns.id AND (m.status IN ('queued', 'sending') OR m.lease_owner IS NOT NULL))",
+            CampaignStatus::sql_moves(&[Running], Completed)
+        );
         with_pool!(self, p => {
-            sqlx::query("UPDATE campaigns SET status = 'running', updated_at = $1 \
-                         WHERE status = 'scheduled' AND scheduled_at <= $1")
-                .bind(now).execute(p).await?;
+            sqlx::query(&start).bind(now).execute(p).await?;
             // A retry recorded after a cancel put the row back in the queue:
             // finish the cancel.
-            sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
-                         WHERE status = 'queued' AND campaign_id IN \
-                         (SELECT id FROM campaigns WHERE status = 'cancelled')")
+            sqlx::query(&format!("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
+                         WHERE status = 'queued' AND campaign_id IN ({cancelled})"))
                 .bind(now).execute(p).await?;
             // A notice queued into a finished campaign (a resend, a
             // re-registration) reopens it. That transaction sets `running`
             // itself, but on PostgreSQL the completion below can race it:
             // its NOT EXISTS reads a snapshot from before the insert
             // committed, and a campaign marked `completed` is never claimed.
-            sqlx::query("UPDATE campaigns SET status = 'running', updated_at = $1 \
-                         WHERE status = 'completed' AND EXISTS (SELECT 1 FROM messages m \
-                         WHERE m.campaign_id = campaigns.id AND m.status IN ('queued', 'sending'))")
-                .bind(now).execute(p).await?;
-            sqlx::query("UPDATE campaigns SET status = 'completed', updated_at = $1 \
-                         WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM messages m \
-                         WHERE m.campaign_id = campaigns.id AND (m.status IN ('queued', 'sending') OR m.lease_owner IS NOT NULL))")
-                .bind(now).execute(p).await?;
+            sqlx::query(&reopen).bind(now).execute(p).await?;
+            sqlx::query(&complete).bind(now).execute(p).await?;
         });
         Ok(())
     }
@@ -368,20 +380,27 @@ impl Store {
         actor: &str,
     ) -> Result<Campaign> {
         let now = now_ms();
+        use CampaignStatus::{Cancelled, Paused, Running, Scheduled};
         // `$2` binds now in the statement below.
-        let (from, to): (&[&str], &str) = match action {
-            CampaignAction::Pause => (&["scheduled", "running"], "'paused'"),
-            CampaignAction::Resume => (
-                &["paused"],
-                "CASE WHEN scheduled_at > $2 THEN 'scheduled' ELSE 'running' END",
+        let (from_sql, to) = match action {
+            CampaignAction::Pause => (
+                CampaignStatus::sql_moves(&CampaignStatus::sources_of(Paused), Paused),
+                format!("'{Paused}'"),
             ),
-            CampaignAction::Cancel => (&["scheduled", "running", "paused"], "'cancelled'"),
+            CampaignAction::Resume => {
+                // Resume leads to either; the guard allows both.
+                let from = CampaignStatus::sql_moves(&[Paused], Scheduled);
+                debug_assert_eq!(from, CampaignStatus::sql_moves(&[Paused], Running));
+                (
+                    from,
+                    format!("CASE WHEN scheduled_at > $2 THEN '{Scheduled}' ELSE '{Running}' END"),
+                )
+            }
+            CampaignAction::Cancel => (
+                CampaignStatus::sql_moves(&CampaignStatus::sources_of(Cancelled), Cancelled),
+                format!("'{Cancelled}'"),
+            ),
         };
-        let from_sql = from
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
         let pause_reason = match action {
             CampaignAction::Pause => Some(reason.to_string()),
             _ => None,
@@ -446,17 +465,20 @@ impl Store {
             let Some((status, old_at)) = old else {
                 return Err(StoreError::NotFound(format!("campaign {id}")));
             };
-            if matches!(status.as_str(), "completed" | "cancelled") {
+            let status = CampaignStatus::try_from(status)
+                .map_err(|e| StoreError::Conflict(format!("campaign {id}: {e}")))?;
+            if status.is_finished() {
                 return Err(StoreError::Conflict(format!(
                     "campaign {id} is {status}; only a campaign that has not finished can be rescheduled")));
             }
-            let new_status = match status.as_str() {
-                "paused" => "paused",
-                _ if at > now => "scheduled",
-                _ => "running",
+            let new_status = match status {
+                CampaignStatus::Paused => CampaignStatus::Paused,
+                _ if at > now => CampaignStatus::Scheduled,
+                _ => CampaignStatus::Running,
             };
+            debug_assert!(new_status == status || status.can_become(new_status));
             sqlx::query("UPDATE campaigns SET scheduled_at = $1, status = $2, updated_at = $3 WHERE id = $4")
-                .bind(at).bind(new_status).bind(now).bind(id)
+                .bind(at).bind(new_status.as_str()).bind(now).bind(id)
                 .execute(&mut *tx).await?;
             let moved = sqlx::query(&format!(
                 "UPDATE messages SET next_attempt_at = CASE WHEN attempts = 0 THEN {first} \
@@ -478,8 +500,11 @@ impl Store {
     /// a share above `threshold` (a broken gateway or template must not burn
     /// through the whole audience). Returns the campaigns paused.
     pub async fn auto_pause(&self, window: u32, threshold: f64) -> Result<Vec<AutoPaused>> {
-        let running: Vec<i64> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT id FROM campaigns WHERE status = 'running'").fetch_all(p).await?);
+        let sql = format!(
+            "SELECT id FROM campaigns WHERE status = '{}'",
+            CampaignStatus::Running
+        );
+        let running: Vec<i64> = with_pool!(self, p => sqlx::query_scalar(&sql).fetch_all(p).await?);
         let mut paused = vec![];
         for id in running {
             let outcomes: Vec<String> = with_pool!(self, p => sqlx::query_scalar(

@@ -4,7 +4,7 @@ use sqlx::QueryBuilder;
 
 use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
 use crate::config::DeliveryPolicy;
-use crate::status::{FlagReason, Status};
+use crate::status::{CampaignStatus, FlagReason, Status};
 
 /// True (in SQL, for the message aliased `m`) when a newer notice to the
 /// same worker in the same campaign exists: a resend or a re-registration
@@ -242,10 +242,13 @@ impl Store {
     ) -> Result<Vec<ClaimedMessage>> {
         let now = now_ms();
         // The due rows of campaigns that may send, oldest first.
-        const DUE: &str = "SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
-               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running') \
+        let due = format!(
+            "SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
+               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ({}) \
                  AND (deadline_at IS NULL OR deadline_at > $3)) \
-               ORDER BY next_attempt_at, id LIMIT $4";
+               ORDER BY next_attempt_at, id LIMIT $4",
+            CampaignStatus::sql_sending()
+        );
         const LEASE: &str =
             "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1, updated_at = $3";
@@ -260,7 +263,7 @@ impl Store {
                 // where `IN (SELECT id FROM due)` could become a semi-join
                 // of the whole queue with the batch.
                 let sql = format!(
-                    "WITH due AS MATERIALIZED ({DUE} FOR UPDATE SKIP LOCKED), \
+                    "WITH due AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED), \
                      leased AS ({LEASE} WHERE id = ANY(ARRAY(SELECT id FROM due)) AND status = 'queued' \
                        RETURNING id, campaign_id, worker_id, attempts, phone, utc_offset, created_at) \
                      SELECT {CLAIMED_COLUMNS} FROM leased m JOIN campaigns c ON c.id = m.campaign_id \
@@ -275,7 +278,7 @@ impl Store {
                     .await?)
             }
             Db::Sqlite(pool) => {
-                let sql = format!("{LEASE} WHERE id IN ({DUE}) AND status = 'queued' RETURNING id");
+                let sql = format!("{LEASE} WHERE id IN ({due}) AND status = 'queued' RETURNING id");
                 let mut tx = pool.begin_write().await?;
                 let ids: Vec<i64> = sqlx::query_scalar(&sql)
                     .bind(owner)
@@ -567,9 +570,11 @@ impl Store {
     /// Earliest `next_attempt_at` among queued messages of live campaigns,
     /// so an idle worker can sleep until then instead of polling.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(with_pool!(self, p => sqlx::query_scalar(
+        let sql = format!(
             "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued' \
-             AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running'))")
-            .fetch_one(p).await?))
+             AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ({}))",
+            CampaignStatus::sql_sending()
+        );
+        Ok(with_pool!(self, p => sqlx::query_scalar(&sql).fetch_one(p).await?))
     }
 }

@@ -63,6 +63,7 @@ use super::{
 };
 use crate::campaign::{fmt_wib, Window};
 use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik};
+use crate::status::CampaignStatus;
 
 /// Failed attempts on one key (NIK or number) within
 /// [`FAILURE_WINDOW_MS`] that lock it. Five lets a person mistype twice
@@ -278,10 +279,11 @@ macro_rules! standing_campaign_tx {
         .await?;
         let existing: Option<TargetCampaign> = match current {
             Some(id) => {
-                sqlx::query_as(
+                sqlx::query_as(&format!(
                     "SELECT id, name, window_start, window_end FROM campaigns \
-                 WHERE id = $1 AND status <> 'cancelled'",
-                )
+                     WHERE id = $1 AND status <> '{}'",
+                    CampaignStatus::Cancelled
+                ))
                 .bind(id)
                 .fetch_optional(&mut *$tx)
                 .await?
@@ -295,13 +297,14 @@ macro_rules! standing_campaign_tx {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
                      provinces, professions, created_by, created_at, updated_at) \
-                     VALUES ($1, $2, 'running', $3, $4, $5, '', '', 'chatbot', $3, $3) RETURNING id",
+                     VALUES ($1, $2, $6, $3, $4, $5, '', '', 'chatbot', $3, $3) RETURNING id",
                 )
                 .bind($name)
                 .bind($template)
                 .bind($now)
                 .bind(w.start_min)
                 .bind(w.end_min)
+                .bind(CampaignStatus::Running.as_str())
                 .fetch_one(&mut *$tx)
                 .await?;
                 sqlx::query("UPDATE standing_campaigns SET campaign_id = $1 WHERE purpose = $2")

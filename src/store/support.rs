@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
 use crate::campaign::{fmt_wib, Window};
 use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
+use crate::status::CampaignStatus;
 
 /// Extra notices (support resends and chatbot re-registrations) one phone
 /// number may get in any 24 hours. Three covers "the phone was off", "it was
@@ -486,9 +487,10 @@ macro_rules! latest_campaign_tx {
         let lock = $store.row_lock();
         let c: Option<TargetCampaign> = sqlx::query_as(&format!(
             "SELECT c.id, c.name, c.window_start, c.window_end FROM campaigns c \
-             WHERE c.status <> 'cancelled' AND (c.deadline_at IS NULL OR c.deadline_at > $2) \
+             WHERE c.status <> '{}' AND (c.deadline_at IS NULL OR c.deadline_at > $2) \
              AND EXISTS (SELECT 1 FROM messages m WHERE m.campaign_id = c.id AND m.worker_id = $1) \
-             ORDER BY c.id DESC LIMIT 1{lock}"
+             ORDER BY c.id DESC LIMIT 1{lock}",
+            CampaignStatus::Cancelled
         ))
         .bind($worker_id)
         .bind($now)
@@ -532,10 +534,12 @@ macro_rules! queue_generation_tx {
         .bind($now)
         .fetch_one(&mut *$tx)
         .await?;
-        sqlx::query(
+        sqlx::query(&format!(
             "UPDATE campaigns SET enqueued = enqueued + 1, updated_at = $1, \
-             status = CASE WHEN status = 'completed' THEN 'running' ELSE status END WHERE id = $2",
-        )
+             status = CASE WHEN status IN ({}) THEN '{}' ELSE status END WHERE id = $2",
+            CampaignStatus::sql_moves(&[CampaignStatus::Completed], CampaignStatus::Running),
+            CampaignStatus::Running
+        ))
         .bind($now)
         .bind(c.id)
         .execute(&mut *$tx)

@@ -294,7 +294,7 @@ pub async fn wait_status(store: &Store, campaign: i64, status: &str, limit: Dura
     let deadline = Instant::now() + limit;
     loop {
         let now = store.campaign(campaign).await.expect("campaign").status;
-        if now == status {
+        if now.as_str() == status {
             return;
         }
         assert!(

@@ -1509,7 +1509,7 @@ async fn operators_reschedule_campaigns(backend: &str) {
         Duration::from_secs(10),
         || async {
             let c = api.store().campaign(empty).await.unwrap();
-            (c.status == "completed").then_some(())
+            (c.status.as_str() == "completed").then_some(())
         },
     )
     .await;

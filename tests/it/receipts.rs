@@ -669,7 +669,7 @@ async fn queued_notice_reopens_a_completed_campaign(backend: &str) {
         .is_empty());
     store.advance_campaigns().await.unwrap();
     assert_eq!(
-        store.campaign(ctx.campaign).await.unwrap().status,
+        store.campaign(ctx.campaign).await.unwrap().status.as_str(),
         "running"
     );
     assert_eq!(

@@ -66,7 +66,7 @@ impl From<Campaign> for CampaignView {
             id: c.id,
             name: c.name,
             template: c.template,
-            status: c.status,
+            status: c.status.to_string(),
             scheduled_at: c.scheduled_at,
             created_by: c.created_by,
             enqueued: c.enqueued,

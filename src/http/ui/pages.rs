@@ -1086,7 +1086,7 @@ pub async fn campaigns(
             id: c.id,
             name: c.name,
             template: c.template,
-            status: c.status,
+            status: c.status.to_string(),
             enqueued: c.enqueued,
             scheduled_at: c.scheduled_at,
         })
