@@ -1,6 +1,8 @@
 //! The message status machine. Status only moves one way; [`Status::can_become`]
 //! is the one place that says which moves exist, and every SQL update that
-//! changes a status is guarded by the list it derives ([`Status::sources_of`]).
+//! changes a status is guarded by the list it derives ([`Status::sources_of`],
+//! [`Status::guard`], which refuses a list the machine does not allow).
+//! Campaigns have their own, smaller machine ([`CampaignStatus`]).
 //!
 //! ```text
 //! queued ─claim─▶ sending ─accepted─▶ sent ─receipt─▶ delivered
@@ -126,6 +128,42 @@ impl Status {
     pub fn sql_list(states: &[Status]) -> String {
         sql_list(states.iter().map(|s| s.as_str()))
     }
+
+    /// The condition on a status column, after the column's name, that
+    /// guards moving a message from one of `from` to `next`: ` = 'a'` for
+    /// one state (the form the partial indexes `messages_due`,
+    /// `messages_leased` and `messages_awaiting` are written in, so the
+    /// planner uses them), ` IN ('a','b')` for more. Every state in `from`
+    /// must be allowed to become `next`: a guard the machine does not allow
+    /// is a bug in the statement, not a state of the data, so it panics
+    /// (every statement building one runs in the integration tests, on
+    /// both databases). `from` may be narrower
+    /// than [`Status::sources_of`] where the statement itself says more
+    /// (a lease that ran out is held by a `sending` row only).
+    pub fn guard(from: &[Status], next: Status) -> String {
+        for s in from {
+            assert!(s.can_become(next), "{s} cannot become {next}");
+        }
+        Status::sql_is(from)
+    }
+
+    /// The condition on a status column, after the column's name, for a
+    /// filter (no move): ` = 'a'` or ` IN ('a','b')`.
+    pub fn sql_is(states: &[Status]) -> String {
+        match states {
+            [one] => format!(" = '{one}'"),
+            _ => format!(" IN ({})", Status::sql_list(states)),
+        }
+    }
+
+    /// Queued, being sent, or sent and awaiting its receipt: a message that
+    /// still needs something from a worker or a carrier. (`unknown` waits
+    /// for nothing: only a late receipt may still move it.)
+    pub const IN_FLIGHT: [Status; 3] = [Status::Queued, Status::Sending, Status::Sent];
+
+    /// Queued or being sent: in a worker's hands, so its campaign is not
+    /// complete.
+    pub const UNSENT: [Status; 2] = [Status::Queued, Status::Sending];
 }
 
 impl fmt::Display for Status {
@@ -321,8 +359,8 @@ impl CampaignStatus {
     /// `'a','b'` for an SQL `IN` list of the states in `from`, each of
     /// which must be allowed to become `next`: the guard of one move the
     /// store makes. A move the machine does not allow is a bug here, not a
-    /// state of the data, so it panics (every guard is built by a unit
-    /// test, see the store's tests).
+    /// state of the data, so it panics (every statement building one runs
+    /// in the integration tests).
     pub fn sql_moves(from: &[CampaignStatus], next: CampaignStatus) -> String {
         for s in from {
             assert!(s.can_become(next), "campaign {s} cannot become {next}");
@@ -567,6 +605,28 @@ mod tests {
     #[should_panic(expected = "campaign completed cannot become paused")]
     fn a_guard_for_a_forbidden_campaign_move_is_a_bug() {
         CampaignStatus::sql_moves(&[CampaignStatus::Completed], CampaignStatus::Paused);
+    }
+
+    #[test]
+    fn guards_render_for_the_partial_indexes() {
+        assert_eq!(
+            Status::guard(&[Status::Queued], Status::Sending),
+            " = 'queued'"
+        );
+        assert_eq!(
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled),
+            " = 'queued'"
+        );
+        assert_eq!(Status::sql_is(&Status::UNSENT), " IN ('queued','sending')");
+        for s in Status::IN_FLIGHT {
+            assert!(!s.is_final() && s != Status::Unknown);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sent cannot become queued")]
+    fn a_guard_for_a_forbidden_move_is_a_bug() {
+        Status::guard(&[Status::Sent], Status::Queued);
     }
 
     #[test]

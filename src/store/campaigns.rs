@@ -248,7 +248,7 @@ impl Store {
                  attempts, next_attempt_at, created_at, updated_at) SELECT ",
             );
             q.push_bind(id);
-            q.push(format!(", w.id, 1, w.phone, {offsets}, 'queued', 0, {first}, "));
+            q.push(format!(", w.id, 1, w.phone, {offsets}, '{}', 0, {first}, ", Status::Queued));
             q.push_bind(now);
             q.push(", ");
             q.push_bind(now);
@@ -315,25 +315,30 @@ impl Store {
             CampaignStatus::sql_moves(&[Scheduled], Running)
         );
         let cancelled = format!("SELECT id FROM campaigns WHERE status = '{Cancelled}'");
+        let unsent = Status::sql_is(&Status::UNSENT);
         let reopen = format!(
             "UPDATE campaigns SET status = '{Running}', updated_at = $1 \
              WHERE status IN ({}) AND EXISTS (SELECT 1 FROM messages m \
-             WHERE m.campaign_id = campaigns.id AND m.status IN ('queued', 'sending'))",
+             WHERE m.campaign_id = campaigns.id AND m.status{unsent})",
             CampaignStatus::sql_moves(&[Completed], Running)
         );
         let complete = format!(
             "UPDATE campaigns SET status = '{Completed}', updated_at = $1 \
              WHERE status IN ({}) AND NOT EXISTS (SELECT 1 FROM messages m \
-             WHERE m.campaign_id = campaigns.id AND (m.status IN ('queued', 'sending') OR m.lease_owner IS NOT NULL))",
+             WHERE m.campaign_id = campaigns.id AND (m.status{unsent} OR m.lease_owner IS NOT NULL))",
             CampaignStatus::sql_moves(&[Running], Completed)
+        );
+        let cancel = format!(
+            "UPDATE messages SET status = '{}', final_at = $1, updated_at = $1 \
+             WHERE status{} AND campaign_id IN ({cancelled})",
+            Status::Cancelled,
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
         );
         with_pool!(self, p => {
             sqlx::query(&start).bind(now).execute(p).await?;
             // A retry recorded after a cancel put the row back in the queue:
             // finish the cancel.
-            sqlx::query(&format!("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
-                         WHERE status = 'queued' AND campaign_id IN ({cancelled})"))
-                .bind(now).execute(p).await?;
+            sqlx::query(&cancel).bind(now).execute(p).await?;
             // A notice queued into a finished campaign (a resend, a
             // re-registration) reopens it. That transaction sets `running`
             // itself, but on PostgreSQL the completion below can race it:
@@ -349,13 +354,14 @@ impl Store {
     /// `expired` and are flagged `deadline`. Returns how many.
     pub async fn expire_past_deadline(&self) -> Result<u64> {
         let now = now_ms();
-        let from = Status::sql_list(&[Status::Queued]);
+        let from = Status::guard(&[Status::Queued], Status::Expired);
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let ids: Vec<i64> = sqlx::query_scalar(&format!(
-                "UPDATE messages SET status = 'expired', last_error = 'campaign deadline passed', \
-                 final_at = $1, updated_at = $1 WHERE status IN ({from}) AND campaign_id IN \
-                 (SELECT id FROM campaigns WHERE deadline_at IS NOT NULL AND deadline_at <= $1) RETURNING id"))
+                "UPDATE messages SET status = '{}', last_error = 'campaign deadline passed', \
+                 final_at = $1, updated_at = $1 WHERE status{from} AND campaign_id IN \
+                 (SELECT id FROM campaigns WHERE deadline_at IS NOT NULL AND deadline_at <= $1) RETURNING id",
+                Status::Expired))
                 .bind(now).fetch_all(&mut *tx).await?;
             for id in &ids {
                 flag!(tx, *id, FlagReason::Deadline, now);
@@ -401,6 +407,11 @@ impl Store {
                 format!("'{Cancelled}'"),
             ),
         };
+        let cancel_messages = format!(
+            "UPDATE messages SET status = '{Cancelled}', final_at = $1, updated_at = $1 \
+             WHERE campaign_id = $2 AND status{}",
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
+        );
         let pause_reason = match action {
             CampaignAction::Pause => Some(reason.to_string()),
             _ => None,
@@ -414,8 +425,7 @@ impl Store {
                 .execute(&mut *tx).await?.rows_affected();
             if n == 1 {
                 if action == CampaignAction::Cancel {
-                    sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
-                                 WHERE campaign_id = $2 AND status = 'queued'")
+                    sqlx::query(&cancel_messages)
                         .bind(now).bind(id).execute(&mut *tx).await?;
                 }
                 audit_tx!(tx, actor, format!("campaign.{}", action.as_str()),
@@ -483,7 +493,7 @@ impl Store {
             let moved = sqlx::query(&format!(
                 "UPDATE messages SET next_attempt_at = CASE WHEN attempts = 0 THEN {first} \
                  WHEN next_attempt_at > {first} THEN next_attempt_at ELSE {first} END, updated_at = $1 \
-                 WHERE campaign_id = $2 AND status = 'queued'"))
+                 WHERE campaign_id = $2 AND status{}", Status::sql_is(&[Status::Queued])))
                 .bind(now).bind(id)
                 .execute(&mut *tx).await?.rows_affected();
             audit_tx!(tx, actor, "campaign.schedule", format!("campaign:{id}"),
@@ -566,14 +576,17 @@ impl Store {
         // could be seen final-but-unrecorded by one count and recorded by
         // none (its send landing between them), and the report would look
         // finished with `sent` short.
-        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(self, p => sqlx::query_as(
+        let sql = format!(
             "SELECT 'status', status, COUNT(*), COUNT(sent_at), \
-                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND status <> 'sending' THEN 1 ELSE 0 END), 0) \
+                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND NOT status{} THEN 1 ELSE 0 END), 0) \
              FROM messages WHERE campaign_id = $1 GROUP BY status \
              UNION ALL \
              SELECT 'flag', reason, COUNT(*), 0, 0 FROM non_recipients \
              WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason \
-             ORDER BY 1, 2")
+             ORDER BY 1, 2",
+            Status::sql_is(&[Status::Sending])
+        );
+        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(self, p => sqlx::query_as(&sql)
             .bind(id).fetch_all(p).await?);
         let mut report = CampaignReport::default();
         let mut by_status = Vec::new();

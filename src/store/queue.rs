@@ -241,17 +241,20 @@ impl Store {
         lease_until: i64,
     ) -> Result<Vec<ClaimedMessage>> {
         let now = now_ms();
+        let queued = Status::guard(&Status::sources_of(Status::Sending), Status::Sending);
         // The due rows of campaigns that may send, oldest first.
         let due = format!(
-            "SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
+            "SELECT id FROM messages WHERE status{queued} AND next_attempt_at <= $3 \
                AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ({}) \
                  AND (deadline_at IS NULL OR deadline_at > $3)) \
                ORDER BY next_attempt_at, id LIMIT $4",
             CampaignStatus::sql_sending()
         );
-        const LEASE: &str =
-            "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1, updated_at = $3";
+        let lease = format!(
+            "UPDATE messages SET status = '{}', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3",
+            Status::Sending
+        );
         match &self.db {
             Db::Postgres(pool) => {
                 // One statement, so one round trip and no transaction to
@@ -264,7 +267,7 @@ impl Store {
                 // of the whole queue with the batch.
                 let sql = format!(
                     "WITH due AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED), \
-                     leased AS ({LEASE} WHERE id = ANY(ARRAY(SELECT id FROM due)) AND status = 'queued' \
+                     leased AS ({lease} WHERE id = ANY(ARRAY(SELECT id FROM due)) AND status{queued} \
                        RETURNING id, campaign_id, worker_id, attempts, phone, utc_offset, created_at) \
                      SELECT {CLAIMED_COLUMNS} FROM leased m JOIN campaigns c ON c.id = m.campaign_id \
                      JOIN health_workers w ON w.id = m.worker_id ORDER BY m.id"
@@ -278,7 +281,7 @@ impl Store {
                     .await?)
             }
             Db::Sqlite(pool) => {
-                let sql = format!("{LEASE} WHERE id IN ({due}) AND status = 'queued' RETURNING id");
+                let sql = format!("{lease} WHERE id IN ({due}) AND status{queued} RETURNING id");
                 let mut tx = pool.begin_write().await?;
                 let ids: Vec<i64> = sqlx::query_scalar(&sql)
                     .bind(owner)
@@ -323,17 +326,22 @@ impl Store {
         // and cannot deadlock.
         sorted.sort_by_key(|o| o.id());
         let ids: Vec<i64> = sorted.iter().map(|o| o.id()).collect();
-        let failed_from = Status::sql_list(&Status::sources_of(Status::Failed));
-        let retry_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = $2, \
+        use Status::{Failed, Queued, Sending, Sent};
+        let failed_from = Status::guard(&Status::sources_of(Failed), Failed);
+        // Back to the queue: only from our own lease, so `sending`.
+        let requeue_from = Status::guard(&[Sending], Queued);
+        let sent_from = Status::guard(&[Sending], Sent);
+        let retry_sql = format!("UPDATE messages SET status = '{Queued}', next_attempt_at = $1, last_error = $2, \
              attempts = attempts - $3, gateway = COALESCE($4, gateway), lease_owner = NULL, lease_until = NULL, updated_at = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND status = 'sending'";
+             WHERE id = $6 AND lease_owner = $7 AND status{requeue_from}");
         let failed_sql = format!(
-            "UPDATE messages SET status = 'failed', last_error = $1, gateway = COALESCE($2, gateway), \
+            "UPDATE messages SET status = '{Failed}', last_error = $1, gateway = COALESCE($2, gateway), \
              final_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND status IN ({failed_from})");
-        let defer_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, attempts = attempts - 1, \
+             WHERE id = $4 AND lease_owner = $5 AND status{failed_from}");
+        let defer_sql = format!("UPDATE messages SET status = '{Queued}', next_attempt_at = $1, attempts = attempts - 1, \
              lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-             WHERE id = $3 AND lease_owner = $4 AND status = 'sending'";
+             WHERE id = $3 AND lease_owner = $4 AND status{requeue_from}");
+        let unleased = Status::sql_is(&[Sending, Queued]);
         // (message id, gateway, kind, detail, handed over) of every attempt to record.
         let mut attempts: Vec<(i64, Option<&str>, &str, String, bool)> =
             Vec::with_capacity(sorted.len());
@@ -359,9 +367,9 @@ impl Store {
             // chunk. A final receipt that overtook us keeps its status.
             for chunk in sent.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new(
-                    "UPDATE messages SET status = CASE WHEN messages.status = 'sending' THEN 'sent' ELSE messages.status END, \
+                    &format!("UPDATE messages SET status = CASE WHEN messages.status{sent_from} THEN '{Sent}' ELSE messages.status END, \
                      gateway = v.column2, gateway_message_id = v.column3, body = v.column4, encoding = v.column5, \
-                     segments = v.column6, gateway_ref = v.column7, sent_at = COALESCE(messages.sent_at, ");
+                     segments = v.column6, gateway_ref = v.column7, sent_at = COALESCE(messages.sent_at, "));
                 q.push_bind(now);
                 q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");
                 q.push_bind(now);
@@ -390,7 +398,7 @@ impl Store {
                         attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default(), true));
                     }
                     SendOutcome::Retry { id, gateway, next_attempt_at, error, cause, .. } => {
-                        let n = sqlx::query(retry_sql)
+                        let n = sqlx::query(&retry_sql)
                             .bind(next_attempt_at).bind(error).bind(i32::from(!cause.uses_attempt())).bind(gateway)
                             .bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
@@ -400,7 +408,7 @@ impl Store {
                         attempts.push((*id, gateway.as_deref(), cause.as_str(), error.clone(), o.handed_over()));
                     }
                     SendOutcome::Defer { id, until } => {
-                        let n = sqlx::query(defer_sql)
+                        let n = sqlx::query(&defer_sql)
                             .bind(until).bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
                         if n == 0 {
@@ -433,7 +441,7 @@ impl Store {
                 q.push_bind(now);
                 q.push(") WHERE lease_owner = ");
                 q.push_bind(owner);
-                q.push(" AND status NOT IN ('sending', 'queued') AND id");
+                q.push(format!(" AND NOT status{unleased} AND id"));
                 super::push_in_ids(&mut q, chunk);
                 let released = q.build().execute(&mut *tx).await?.rows_affected();
                 lost = lost.saturating_sub(released);
@@ -463,8 +471,11 @@ impl Store {
 
     /// Extends every lease `owner` holds (a long batch on a slow gateway).
     pub async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64> {
-        Ok(with_pool!(self, p => sqlx::query(
-            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2 AND status = 'sending'")
+        let sql = format!(
+            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2 AND status{}",
+            Status::sql_is(&[Status::Sending])
+        );
+        Ok(with_pool!(self, p => sqlx::query(&sql)
             .bind(lease_until).bind(owner).execute(p).await?.rows_affected()))
     }
 
@@ -473,39 +484,53 @@ impl Store {
     /// attempts are used up); under at-most-once it becomes `unknown` and is
     /// flagged, because it may already have reached the carrier.
     pub async fn expire_leases(&self, policy: DeliveryPolicy, max_attempts: u32) -> Result<u64> {
+        use Status::{Failed, Queued, Sending, Unknown};
         let now = now_ms();
         let mut touched = 0;
+        // A lease that ran out is held by a `sending` row.
+        let exhaust = format!(
+            "UPDATE messages SET status = '{Failed}', last_error = 'lease expired; attempts used up', \
+             final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE status{} AND lease_until < $1 AND attempts >= $2 RETURNING id",
+            Status::guard(&[Sending], Failed)
+        );
+        let requeue = format!(
+            "UPDATE messages SET status = '{Queued}', next_attempt_at = $1, last_error = 'lease expired', \
+             lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE status{} AND lease_until < $1",
+            Status::guard(&[Sending], Queued)
+        );
+        let lose = format!(
+            "UPDATE messages SET status = '{Unknown}', last_error = 'lease expired (at most once)', \
+             final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE status{} AND lease_until < $1 RETURNING id",
+            Status::guard(&[Sending], Unknown)
+        );
+        let settled = format!(
+            "UPDATE messages SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner IS NOT NULL AND NOT status{} AND lease_until < $1",
+            Status::sql_is(&[Sending])
+        );
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let (exhausted, reason): (Vec<i64>, FlagReason) = match policy {
                 DeliveryPolicy::AtLeastOnce => {
-                    let ids = sqlx::query_scalar(
-                        "UPDATE messages SET status = 'failed', last_error = 'lease expired; attempts used up', \
-                         final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-                         WHERE status = 'sending' AND lease_until < $1 AND attempts >= $2 RETURNING id")
+                    let ids = sqlx::query_scalar(&exhaust)
                         .bind(now).bind(max_attempts as i32)
                         .fetch_all(&mut *tx).await?;
-                    touched += sqlx::query(
-                        "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = 'lease expired', \
-                         lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-                         WHERE status = 'sending' AND lease_until < $1")
+                    touched += sqlx::query(&requeue)
                         .bind(now).execute(&mut *tx).await?.rows_affected();
                     (ids, FlagReason::RetriesExhausted)
                 }
                 DeliveryPolicy::AtMostOnce => {
-                    let ids = sqlx::query_scalar(
-                        "UPDATE messages SET status = 'unknown', last_error = 'lease expired (at most once)', \
-                         final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-                         WHERE status = 'sending' AND lease_until < $1 RETURNING id")
+                    let ids = sqlx::query_scalar(&lose)
                         .bind(now).fetch_all(&mut *tx).await?;
                     (ids, FlagReason::LeaseLost)
                 }
             };
             // A final receipt overtook the dead worker's record of the send:
             // the message is settled, only the stale lease is left to clear.
-            sqlx::query(
-                "UPDATE messages SET lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner IS NOT NULL AND status <> 'sending' AND lease_until < $1")
+            sqlx::query(&settled)
                 .bind(now).execute(&mut *tx).await?;
             for id in &exhausted {
                 flag!(tx, *id, reason, now);
@@ -520,11 +545,15 @@ impl Store {
     /// `unknown`, flagged `no_receipt`. A late receipt still applies.
     pub async fn sweep_no_receipt(&self, cutoff: i64) -> Result<u64> {
         let now = now_ms();
+        let sql = format!(
+            "UPDATE messages SET status = '{}', last_error = 'no receipt', updated_at = $1 \
+             WHERE status{} AND sent_at < $2 RETURNING id",
+            Status::Unknown,
+            Status::guard(&[Status::Sent], Status::Unknown)
+        );
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "UPDATE messages SET status = 'unknown', last_error = 'no receipt', updated_at = $1 \
-                 WHERE status = 'sent' AND sent_at < $2 RETURNING id")
+            let ids: Vec<i64> = sqlx::query_scalar(&sql)
                 .bind(now).bind(cutoff).fetch_all(&mut *tx).await?;
             for id in &ids {
                 flag!(tx, *id, FlagReason::NoReceipt, now);
@@ -571,8 +600,9 @@ impl Store {
     /// so an idle worker can sleep until then instead of polling.
     pub async fn next_due(&self) -> Result<Option<i64>> {
         let sql = format!(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued' \
+            "SELECT MIN(next_attempt_at) FROM messages WHERE status{} \
              AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ({}))",
+            Status::sql_is(&[Status::Queued]),
             CampaignStatus::sql_sending()
         );
         Ok(with_pool!(self, p => sqlx::query_scalar(&sql).fetch_one(p).await?))

@@ -63,7 +63,7 @@ use super::{
 };
 use crate::campaign::{fmt_wib, Window};
 use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik};
-use crate::status::CampaignStatus;
+use crate::status::{CampaignStatus, Status};
 
 /// Failed attempts on one key (NIK or number) within
 /// [`FAILURE_WINDOW_MS`] that lock it. Five lets a person mistype twice
@@ -396,10 +396,12 @@ macro_rules! apply_tx {
                 .execute(&mut *$tx)
                 .await?;
         }
-        let superseded = sqlx::query(
-            "UPDATE messages SET status = 'cancelled', last_error = 'superseded by re-registration', \
-             final_at = $1, updated_at = $1 WHERE worker_id = $2 AND status = 'queued'",
-        )
+        let superseded = sqlx::query(&format!(
+            "UPDATE messages SET status = '{}', last_error = 'superseded by re-registration', \
+             final_at = $1, updated_at = $1 WHERE worker_id = $2 AND status{}",
+            Status::Cancelled,
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
+        ))
         .bind(now)
         .bind(w.id)
         .execute(&mut *$tx)

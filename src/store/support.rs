@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
 use crate::campaign::{fmt_wib, Window};
 use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
-use crate::status::CampaignStatus;
+use crate::status::{CampaignStatus, Status};
 
 /// Extra notices (support resends and chatbot re-registrations) one phone
 /// number may get in any 24 hours. Three covers "the phone was off", "it was
@@ -522,7 +522,7 @@ macro_rules! queue_generation_tx {
         let generation = max.unwrap_or(0) + 1;
         let message_id: i64 = sqlx::query_scalar(
             "INSERT INTO messages (campaign_id, worker_id, generation, phone, utc_offset, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7) \
+             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $8, 0, $6, $7, $7) \
              RETURNING id",
         )
         .bind(c.id)
@@ -532,6 +532,7 @@ macro_rules! queue_generation_tx {
         .bind(offset)
         .bind(due)
         .bind($now)
+        .bind(Status::Queued.as_str())
         .fetch_one(&mut *$tx)
         .await?;
         sqlx::query(&format!(
@@ -964,6 +965,11 @@ impl Store {
         let now = now_ms();
         let lock = self.row_lock();
         let worker_sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1{lock}");
+        let busy_sql = format!(
+            "SELECT id, status FROM messages WHERE worker_id = $1 AND status{} \
+             ORDER BY id DESC LIMIT 1",
+            Status::sql_is(&Status::IN_FLIGHT)
+        );
         let notice = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let w: Option<WorkerRow> = sqlx::query_as(&worker_sql)
@@ -976,9 +982,7 @@ impl Store {
                     "worker {worker_id} is not {} and gets no notice",
                     if w.validated { "eligible" } else { "validated" })));
             }
-            let busy: Option<(i64, String)> = sqlx::query_as(
-                "SELECT id, status FROM messages WHERE worker_id = $1 AND status IN ('queued', 'sending', 'sent') \
-                 ORDER BY id DESC LIMIT 1")
+            let busy: Option<(i64, String)> = sqlx::query_as(&busy_sql)
                 .bind(worker_id).fetch_optional(&mut *tx).await?;
             if let Some((id, status)) = busy {
                 let what = match status.as_str() {

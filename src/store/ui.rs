@@ -98,10 +98,11 @@ impl Store {
     /// recipient, by province code.
     pub async fn province_delivery(&self, campaign_id: i64) -> Result<Vec<ProvinceDelivery>> {
         let finished = Status::sql_list(&outcome_statuses());
+        let delivered = Status::sql_is(&[Status::Delivered]);
         let sql = format!(
             "SELECT w.province_code, COUNT(*), \
              COALESCE(SUM(CASE WHEN m.status IN ({finished}) THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN m.status = 'delivered' THEN 1 ELSE 0 END), 0) \
+             COALESCE(SUM(CASE WHEN m.status{delivered} THEN 1 ELSE 0 END), 0) \
              FROM messages m JOIN health_workers w ON w.id = m.worker_id \
              WHERE m.campaign_id = $1 GROUP BY w.province_code ORDER BY w.province_code"
         );
