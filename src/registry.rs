@@ -263,7 +263,7 @@ fn parse_row(
             profession: prof,
             facility_code: fac,
             regency_code: reg,
-            province_code: prov.to_string(),
+            province_code: prov,
             validated: v,
             eligible: e,
         }),

@@ -5,7 +5,7 @@ use sqlx::QueryBuilder;
 
 use super::queue::flag;
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Result, Store, StoreError};
-use crate::domain::{ProvinceCode, TimeZone};
+use crate::domain::{fmt_wib, ProvinceCode, TimeZone};
 use crate::status::{CampaignStatus, FlagReason, Status};
 
 /// What an operator can do to a running campaign (rescheduling, which
@@ -163,8 +163,11 @@ const CAMPAIGN_COLUMNS: &str =
     "id, name, template, status, scheduled_at, window_start, window_end, \
      provinces, professions, created_by, enqueued, created_at, updated_at, deadline_at, pause_reason";
 
-/// `CASE province_code WHEN … THEN 8 … ELSE 7 END`, built from the domain
-/// table so SQL and Rust agree on every province's zone.
+/// `CASE province_code WHEN … THEN 8 … ELSE NULL END`, built from the
+/// domain table so SQL and Rust agree on every province's zone. The
+/// registry stores parsed codes only; a code outside the table is a damaged
+/// row, and its NULL offset fails the enqueue (`utc_offset` is NOT NULL)
+/// instead of sending on a guessed zone's clock.
 fn utc_offset_case() -> String {
     let mut s = String::from("CASE w.province_code");
     for p in ProvinceCode::all() {
@@ -174,7 +177,7 @@ fn utc_offset_case() -> String {
             p.time_zone().utc_offset_hours()
         ));
     }
-    s.push_str(" ELSE 7 END");
+    s.push_str(" ELSE NULL END");
     s
 }
 
@@ -498,7 +501,7 @@ impl Store {
                 .execute(&mut *tx).await?.rows_affected();
             audit_tx!(tx, actor, "campaign.schedule", format!("campaign:{id}"),
                 format!("start {} -> {}; {moved} queued message(s) re-timed",
-                    crate::campaign::fmt_wib(old_at), crate::campaign::fmt_wib(at)), now);
+                    fmt_wib(old_at), fmt_wib(at)), now);
             let campaign = sqlx::query_as::<_, Campaign>(&sql)
                 .bind(id).fetch_one(&mut *tx).await?;
             tx.commit().await?;

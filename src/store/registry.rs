@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::QueryBuilder;
 
 use super::{now_ms, with_pool, BeginWrite, Result, Store};
+use crate::domain::ProvinceCode;
 
 /// One validated row of the One Data export, already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct NewWorker {
     pub profession: String,
     pub facility_code: String,
     pub regency_code: String,
-    pub province_code: String,
+    pub province_code: ProvinceCode,
     pub validated: bool,
     pub eligible: bool,
 }
@@ -34,7 +35,10 @@ pub struct WorkerRow {
     pub profession: String,
     pub facility_code: String,
     pub regency_code: String,
-    pub province_code: String,
+    /// Known to the domain table: the registry stores parsed codes only,
+    /// and a row with another is refused when read.
+    #[sqlx(try_from = "String")]
+    pub province_code: ProvinceCode,
     pub validated: bool,
     pub eligible: bool,
     pub created_at: i64,
@@ -127,7 +131,7 @@ impl Store {
                         .push_bind(&r.profession)
                         .push_bind(&r.facility_code)
                         .push_bind(&r.regency_code)
-                        .push_bind(&r.province_code)
+                        .push_bind(r.province_code.code_str())
                         .push_bind(r.validated)
                         .push_bind(r.eligible)
                         .push_bind(now)
@@ -158,7 +162,7 @@ impl Store {
                      updated_at = $10 WHERE id = $11",
                 )
                 .bind(&r.full_name).bind(&r.phone).bind(&r.operator).bind(&r.profession)
-                .bind(&r.facility_code).bind(&r.regency_code).bind(&r.province_code)
+                .bind(&r.facility_code).bind(&r.regency_code).bind(r.province_code.code_str())
                 .bind(r.validated).bind(r.eligible).bind(now).bind(old.id)
                 .execute(&mut *tx).await?;
                 counts.updated += 1;

@@ -53,16 +53,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::support::{
-    check_number_limit, latest_campaign_tx, queue_generation_tx, required_text, utc_offset,
-    IdempotencyKey, Idempotent, QueuedNotice, SupportError, TargetCampaign, DAY_MS,
-    REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
-    STANDING_REREGISTRATION, WORKER_COLUMNS,
+    check_number_limit, latest_campaign_tx, queue_generation_tx, required_text, IdempotencyKey,
+    Idempotent, NewNotice, QueuedNotice, SupportError, TargetCampaign, REREGISTRATION_CAMPAIGN,
+    REREGISTRATION_TEMPLATE, STANDING_REREGISTRATION, WORKER_COLUMNS,
 };
 use super::{
     audit_tx, now_ms, sha256_hex, with_pool, Backend, BeginWrite, Store, StoreError, WorkerRow,
 };
-use crate::campaign::{fmt_wib, Window};
-use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik};
+use crate::domain::notice::{self, DAY_MS};
+use crate::domain::{fmt_wib, mask_name, mask_nik, mask_phone, Msisdn, Nik, Window};
 use crate::status::{CampaignStatus, Status};
 
 /// Failed attempts on one key (NIK or number) within
@@ -338,7 +337,7 @@ macro_rules! apply_tx {
         let now: i64 = $now;
         // The campaign row is locked before any message row, the order
         // `control_campaign` uses, so the two cannot deadlock.
-        let target = if !(w.validated && w.eligible) {
+        let target = if notice::may_get_notice(w.validated, w.eligible).is_err() {
             None
         } else if $unvalidated {
             Some(standing_campaign_tx!(
@@ -418,16 +417,17 @@ macro_rules! apply_tx {
         .await?
         .rows_affected();
         let notice = match target {
-            Some(c) => Some(queue_generation_tx!(
-                $tx,
-                &c,
-                w,
-                new_phone,
-                "reregister",
-                actor,
-                "chatbot re-registration",
-                now
-            )),
+            Some(c) => {
+                let new = NewNotice {
+                    worker_id: w.id,
+                    phone: new_phone,
+                    due: notice::Due::in_window(c.window(), w.province_code, now),
+                    kind: "reregister",
+                    actor,
+                    reason: "chatbot re-registration",
+                };
+                Some(queue_generation_tx!($tx, &c, &new, now))
+            }
             None => None,
         };
         (phone_changed, superseded, flags_resolved, notice)
@@ -450,17 +450,16 @@ macro_rules! check_request_limit {
         .bind($now - DAY_MS)
         .fetch_all(&mut *$tx)
         .await?;
-        if recent.len() as i64 >= REQUESTS_PER_NUMBER_PER_DAY {
-            let retry_at = recent[recent.len() - REQUESTS_PER_NUMBER_PER_DAY as usize] + DAY_MS;
+        if let Err(l) = notice::within_daily_limit(&recent, REQUESTS_PER_NUMBER_PER_DAY) {
             return Err(SupportError::Limit {
                 message: format!(
                     "number {} already made {} re-registration requests in the last 24 hours \
                      (at most {REQUESTS_PER_NUMBER_PER_DAY}); the next one is possible after {}",
                     mask_phone(phone),
-                    recent.len(),
-                    fmt_wib(retry_at)
+                    l.count,
+                    fmt_wib(l.retry_at)
                 ),
-                retry_at,
+                retry_at: l.retry_at,
             });
         }
     }};

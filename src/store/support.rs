@@ -24,17 +24,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Store, StoreError, WorkerRow};
-use crate::campaign::{fmt_wib, Window};
-use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik, ProvinceCode};
+use crate::domain::notice::{self, FreeText, InvalidText};
+use crate::domain::search::SearchQuery;
+use crate::domain::{fmt_wib, mask_name, mask_nik, mask_phone, Msisdn, Nik, Window};
 use crate::status::{CampaignStatus, Status};
 
-/// Extra notices (support resends and chatbot re-registrations) one phone
-/// number may get in any 24 hours. Three covers "the phone was off", "it was
-/// full" and one mistake; more looks like spam to a carrier.
-pub const RESENDS_PER_NUMBER_PER_DAY: i64 = 3;
-
-/// The limit's period.
-pub(super) const DAY_MS: i64 = 24 * 3600 * 1000;
+pub use crate::domain::notice::RESENDS_PER_NUMBER_PER_DAY;
 
 /// Most rows a search returns.
 pub const SEARCH_LIMIT: i64 = 50;
@@ -76,6 +71,15 @@ pub enum SupportError {
     Limit { message: String, retry_at: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<InvalidText> for SupportError {
+    fn from(e: InvalidText) -> Self {
+        SupportError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
 }
 
 impl From<sqlx::Error> for SupportError {
@@ -349,6 +353,15 @@ pub(super) struct TargetCampaign {
     pub(super) window_end: i32,
 }
 
+impl TargetCampaign {
+    pub(super) fn window(&self) -> Window {
+        Window {
+            start_min: self.window_start,
+            end_min: self.window_end,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct SummaryRow {
     id: i64,
@@ -385,14 +398,6 @@ const SUMMARY_SELECT: &str = "SELECT w.id, w.nik, w.full_name, w.phone, w.provin
      (SELECT COUNT(*) FROM non_recipients f WHERE f.worker_id = w.id AND f.resolved_at IS NULL) AS open_flags, \
      (SELECT m.status FROM messages m WHERE m.worker_id = w.id ORDER BY m.id DESC LIMIT 1) AS last_status \
      FROM health_workers w";
-
-/// The recipient's UTC offset, as `create_campaign` computes it (WIB when
-/// the province is unknown).
-pub(super) fn utc_offset(province_code: &str) -> i32 {
-    ProvinceCode::parse(province_code)
-        .map(|p| p.time_zone().utc_offset_hours())
-        .unwrap_or(7)
-}
 
 /// Masks every run of 7 or more digits (with an optional leading `+`) in
 /// free text from gateways, which may quote the number it refused.
@@ -452,30 +457,22 @@ fn like_pattern(q: &str) -> String {
     p
 }
 
-/// Refuses when `$phone` had [`RESENDS_PER_NUMBER_PER_DAY`] extra notices
-/// in the last 24 hours.
+/// Refuses when `$phone` had its extra notices for the last 24 hours
+/// ([`notice::extra_notice_allowed`] decides; this reads the times). A
+/// macro, as the other statements run inside a caller's transaction on
+/// either database (`$tx` is a SQLite or a PostgreSQL transaction).
 macro_rules! check_number_limit {
     ($tx:expr, $phone:expr, $now:expr) => {{
+        let phone: &str = $phone;
         let recent: Vec<i64> = sqlx::query_scalar(
             "SELECT created_at FROM resends WHERE phone = $1 AND created_at > $2 ORDER BY created_at",
         )
-        .bind($phone)
-        .bind($now - DAY_MS)
+        .bind(phone)
+        .bind($now - notice::DAY_MS)
         .fetch_all(&mut *$tx)
         .await?;
-        if recent.len() as i64 >= RESENDS_PER_NUMBER_PER_DAY {
-            let retry_at = recent[recent.len() - RESENDS_PER_NUMBER_PER_DAY as usize] + DAY_MS;
-            return Err(SupportError::Limit {
-                message: format!(
-                    "phone {} already got {} extra notices in the last 24 hours (at most {} per number, \
-                     or carriers block the sender); the next one is possible after {}",
-                    mask_phone($phone),
-                    recent.len(),
-                    RESENDS_PER_NUMBER_PER_DAY,
-                    fmt_wib(retry_at)
-                ),
-                retry_at,
-            });
+        if let Err((message, retry_at)) = notice::extra_notice_allowed(phone, &recent) {
+            return Err(SupportError::Limit { message, retry_at });
         }
     }};
 }
@@ -500,23 +497,31 @@ macro_rules! latest_campaign_tx {
     }};
 }
 
-/// Queues generation `max + 1` for the worker in the campaign, wakes a
-/// completed campaign, and records the extra notice in `resends`.
+/// What [`queue_generation_tx!`] queues: everything already decided.
+pub(super) struct NewNotice<'a> {
+    pub(super) worker_id: i64,
+    /// E.164, the number the notice goes to.
+    pub(super) phone: &'a str,
+    /// When it is due, in the recipient's zone ([`notice::Due`]).
+    pub(super) due: notice::Due,
+    /// `resend` (support staff) or `reregister` (chatbot).
+    pub(super) kind: &'static str,
+    pub(super) actor: &'a str,
+    pub(super) reason: &'a str,
+}
+
+/// Queues generation `max + 1` of `$notice` ([`NewNotice`]) in campaign
+/// `$campaign`, wakes a completed campaign, and records the extra notice in
+/// `resends`. A macro for the reason [`check_number_limit`] is.
 macro_rules! queue_generation_tx {
-    ($tx:expr, $campaign:expr, $worker:expr, $phone:expr, $kind:expr, $actor:expr, $reason:expr, $now:expr) => {{
+    ($tx:expr, $campaign:expr, $notice:expr, $now:expr) => {{
         let c: &TargetCampaign = $campaign;
-        let w: &WorkerRow = $worker;
-        let offset = utc_offset(&w.province_code);
-        let window = Window {
-            start_min: c.window_start,
-            end_min: c.window_end,
-        };
-        let due = window.next_open($now, offset);
+        let n: &NewNotice = $notice;
         let max: Option<i32> = sqlx::query_scalar(
             "SELECT MAX(generation) FROM messages WHERE campaign_id = $1 AND worker_id = $2",
         )
         .bind(c.id)
-        .bind(w.id)
+        .bind(n.worker_id)
         .fetch_one(&mut *$tx)
         .await?;
         let generation = max.unwrap_or(0) + 1;
@@ -526,11 +531,11 @@ macro_rules! queue_generation_tx {
              RETURNING id",
         )
         .bind(c.id)
-        .bind(w.id)
+        .bind(n.worker_id)
         .bind(generation)
-        .bind($phone)
-        .bind(offset)
-        .bind(due)
+        .bind(n.phone)
+        .bind(n.due.utc_offset)
+        .bind(n.due.at)
         .bind($now)
         .bind(Status::Queued.as_str())
         .fetch_one(&mut *$tx)
@@ -549,12 +554,12 @@ macro_rules! queue_generation_tx {
             "INSERT INTO resends (worker_id, message_id, phone, kind, actor, reason, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(w.id)
+        .bind(n.worker_id)
         .bind(message_id)
-        .bind($phone)
-        .bind($kind)
-        .bind($actor)
-        .bind($reason)
+        .bind(n.phone)
+        .bind(n.kind)
+        .bind(n.actor)
+        .bind(n.reason)
         .bind($now)
         .execute(&mut *$tx)
         .await?;
@@ -563,9 +568,9 @@ macro_rules! queue_generation_tx {
             campaign_id: c.id,
             campaign_name: c.name.clone(),
             generation,
-            next_attempt_at: due,
-            next_attempt_wib: fmt_wib(due),
-            phone_masked: mask_phone($phone),
+            next_attempt_at: n.due.at,
+            next_attempt_wib: fmt_wib(n.due.at),
+            phone_masked: mask_phone(n.phone),
         }
     }};
 }
@@ -573,22 +578,10 @@ macro_rules! queue_generation_tx {
 // The re-registration module queues notices the same way.
 pub(super) use {check_number_limit, latest_campaign_tx, queue_generation_tx};
 
-/// Checks a free-text field people type (reason, note, staff name).
+/// Checks a free-text field people type (reason, note, staff name)
+/// ([`FreeText`]).
 pub(super) fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(SupportError::Invalid {
-            field,
-            reason: "is required".into(),
-        });
-    }
-    if v.chars().count() > max {
-        return Err(SupportError::Invalid {
-            field,
-            reason: format!("must be at most {max} characters"),
-        });
-    }
-    Ok(v.to_string())
+    Ok(FreeText::parse(field, value, max)?.into_string())
 }
 
 impl Store {
@@ -660,37 +653,28 @@ impl Store {
     /// Fewer than 3 characters are refused: no trigram index can serve them,
     /// and two letters match a large share of any registry.
     pub async fn search_workers(&self, query: &str) -> Result<SearchResults> {
-        let q = query.trim();
-        let (kind, cond, value) = if let Ok(nik) = Nik::parse(q) {
-            (SearchKind::Nik, "w.nik = $1", nik.as_str().to_string())
-        } else if let Ok(phone) = Msisdn::parse(q) {
-            (
-                SearchKind::Phone,
-                "w.phone = $1",
-                phone.as_e164().to_string(),
-            )
-        } else {
-            if q.chars().count() < 3 {
-                return Err(SupportError::Invalid {
-                    field: "query",
-                    reason: "give a full NIK, a phone number, or at least 3 letters of a name"
-                        .into(),
+        let query = SearchQuery::parse(query).map_err(|e| SupportError::Invalid {
+            field: "query",
+            reason: e.0,
+        })?;
+        self.search(&query).await
+    }
+
+    /// Runs an already-read search ([`Store::search_workers`]).
+    pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
+        let (kind, cond, value) = match query {
+            SearchQuery::Nik(nik) => (SearchKind::Nik, "w.nik = $1", nik.as_str()),
+            SearchQuery::Phone(phone) => (SearchKind::Phone, "w.phone = $1", phone.as_e164()),
+            SearchQuery::Name(q) => {
+                return self.search_names(q).await.map(|workers| SearchResults {
+                    kind: SearchKind::Name,
+                    workers,
                 });
             }
-            if q.chars().count() > 100 {
-                return Err(SupportError::Invalid {
-                    field: "query",
-                    reason: "must be at most 100 characters".into(),
-                });
-            }
-            return self.search_names(q).await.map(|workers| SearchResults {
-                kind: SearchKind::Name,
-                workers,
-            });
         };
         let sql = format!("{SUMMARY_SELECT} WHERE {cond} ORDER BY w.full_name, w.id LIMIT $2");
         let rows: Vec<SummaryRow> = with_pool!(self, p => sqlx::query_as(&sql)
-            .bind(&value).bind(SEARCH_LIMIT).fetch_all(p).await?);
+            .bind(value).bind(SEARCH_LIMIT).fetch_all(p).await?);
         Ok(SearchResults {
             kind,
             workers: rows.into_iter().map(WorkerSummary::from).collect(),
@@ -977,19 +961,15 @@ impl Store {
             let Some(w) = w else {
                 return Err(SupportError::NotFound(format!("worker {worker_id}")));
             };
-            if !(w.validated && w.eligible) {
+            if let Err(why) = notice::may_get_notice(w.validated, w.eligible) {
                 return Err(SupportError::NotEligible(format!(
-                    "worker {worker_id} is not {} and gets no notice",
-                    if w.validated { "eligible" } else { "validated" })));
+                    "worker {worker_id} is not {why} and gets no notice")));
             }
             let busy: Option<(i64, String)> = sqlx::query_as(&busy_sql)
                 .bind(worker_id).fetch_optional(&mut *tx).await?;
             if let Some((id, status)) = busy {
-                let what = match status.as_str() {
-                    "queued" => "is queued",
-                    "sending" => "is being sent",
-                    _ => "was sent and awaits its delivery receipt",
-                };
+                let status: Status = status.parse().map_err(|e: String| StoreError::Conflict(e))?;
+                let what = notice::blocks_resend(status).unwrap_or("is in flight");
                 return Err(SupportError::InFlight(format!(
                     "message {id} for worker {worker_id} {what}; resend once it has an outcome")));
             }
@@ -998,7 +978,15 @@ impl Store {
                 return Err(SupportError::NotEligible(format!(
                     "worker {worker_id} is in no open campaign: there is no notice to resend")));
             };
-            let notice = queue_generation_tx!(tx, &c, &w, w.phone.as_str(), "resend", staff.as_str(), reason.as_str(), now);
+            let new = NewNotice {
+                worker_id,
+                phone: w.phone.as_str(),
+                due: notice::Due::in_window(c.window(), w.province_code, now),
+                kind: "resend",
+                actor: staff.as_str(),
+                reason: reason.as_str(),
+            };
+            let notice = queue_generation_tx!(tx, &c, &new, now);
             let resolved = sqlx::query(
                 "UPDATE non_recipients SET resolved_at = $1, resolution = 'resent', resolved_by = $2 \
                  WHERE worker_id = $3 AND resolved_at IS NULL")

@@ -501,7 +501,7 @@ mod tests {
                 profession: "perawat".into(),
                 facility_code: "F1".into(),
                 regency_code: "3174".into(),
-                province_code: "31".into(),
+                province_code: crate::domain::ProvinceCode::parse("31").unwrap(),
                 validated,
                 eligible: true,
                 created_at: 0,
