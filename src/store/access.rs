@@ -258,6 +258,44 @@ impl Store {
     }
 }
 
+/// One request done at most once per (token, key).
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyKey<'a> {
+    pub token_id: i64,
+    pub key: &'a str,
+    /// Hex SHA-256 of the canonical request: the same key with another
+    /// request is refused.
+    pub request_hash: &'a str,
+}
+
+/// The outcome of an idempotent operation.
+#[derive(Debug, Clone)]
+pub enum Idempotent<T> {
+    /// Done now; `body` is the response stored for retries.
+    Done { outcome: T, body: String },
+    /// Done before: the stored status and response, nothing more was done.
+    Replayed { status: u16, body: String },
+}
+
+impl Store {
+    /// Forgets chatbot idempotency keys stored before `before` (Unix ms):
+    /// a retry that late is a new request. Returns how many were deleted.
+    pub async fn purge_idempotency_keys(&self, before: i64) -> Result<u64> {
+        let deleted = with_pool!(self, p => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before).execute(p).await?.rows_affected());
+        Ok(deleted)
+    }
+
+    /// The token with this id, revoked or not; `None` when there is none.
+    pub async fn token_by_id(&self, id: i64) -> Result<Option<ApiToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+        let row: Option<TokenRow> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        row.map(TokenRow::into_token).transpose()
+    }
+}
+
 /// Whether `t` looks like a token `token create` issues: `pcv_`, a role, `_`,
 /// 64 lowercase hex digits (see the module documentation).
 fn has_token_shape(t: &str) -> bool {

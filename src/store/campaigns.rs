@@ -1,9 +1,11 @@
-//! Campaigns, enqueueing, progress and non-recipient flags.
+//! Campaigns (`campaigns`): create and enqueue, move along their status
+//! machine, control, reschedule, auto-pause; reports and delivery rates
+//! per province.
 
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::queue::flag;
+use super::flags::flag;
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Result, Store, StoreError};
 use crate::domain::{fmt_wib, ProvinceCode, TimeZone};
 use crate::status::{CampaignStatus, FlagReason, Status};
@@ -139,23 +141,6 @@ impl CampaignReport {
     }
 }
 
-/// A non-recipient flag, joined with its worker.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
-pub struct FlagRow {
-    pub id: i64,
-    pub campaign_id: i64,
-    pub message_id: i64,
-    pub worker_id: i64,
-    pub nik: String,
-    pub full_name: String,
-    pub phone: String,
-    pub province_code: String,
-    pub reason: String,
-    pub flagged_at: i64,
-    pub resolved_at: Option<i64>,
-    pub resolution: Option<String>,
-}
-
 /// The actor of the audit entry an automatic pause writes.
 pub const AUTO_PAUSE_ACTOR: &str = "auto-pause";
 
@@ -194,21 +179,35 @@ fn first_send_case(offset: &str, first_send: &[(TimeZone, i64); 3], fallback: i6
     s
 }
 
-/// The non-recipient flags query, joined with the worker.
-fn flags_sql(by_campaign: bool, include_resolved: bool) -> String {
-    let mut sql = String::from(
-        "SELECT f.id, f.campaign_id, f.message_id, f.worker_id, w.nik, w.full_name, w.phone, \
-         w.province_code, f.reason, f.flagged_at, f.resolved_at, f.resolution \
-         FROM non_recipients f JOIN health_workers w ON w.id = f.worker_id WHERE 1 = 1",
-    );
-    if by_campaign {
-        sql.push_str(" AND f.campaign_id = $1");
+/// One province's share of a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProvinceDelivery {
+    /// Two-digit code as stored on the worker (`31`).
+    pub province_code: String,
+    /// Indonesian name, or the code itself for a code the table lacks.
+    pub province_name: String,
+    /// Messages of the campaign to workers of the province, all generations.
+    pub messages: i64,
+    /// Messages with a delivery outcome: delivered, undelivered, expired,
+    /// rejected or failed. `cancelled` messages were never sent and
+    /// `unknown` ones have no answer yet, so neither counts.
+    pub finished: i64,
+    pub delivered: i64,
+}
+
+impl ProvinceDelivery {
+    /// `delivered / finished`, none before anything finished.
+    pub fn rate(&self) -> Option<f64> {
+        (self.finished > 0).then(|| self.delivered as f64 / self.finished as f64)
     }
-    if !include_resolved {
-        sql.push_str(" AND f.resolved_at IS NULL");
-    }
-    sql.push_str(" ORDER BY f.id");
-    sql
+}
+
+/// The statuses counted in [`ProvinceDelivery::finished`].
+fn outcome_statuses() -> Vec<Status> {
+    Status::ALL
+        .into_iter()
+        .filter(|s| s.is_final() && *s != Status::Cancelled)
+        .collect()
 }
 
 impl Store {
@@ -550,29 +549,6 @@ impl Store {
         Ok(paused)
     }
 
-    /// Records this worker as alive and returns how many workers are alive
-    /// (heartbeat within `live_ms`), itself included; forgets dead ones.
-    pub async fn heartbeat(&self, worker: &str, live_ms: i64) -> Result<i64> {
-        let now = now_ms();
-        Ok(with_pool!(self, p => {
-            sqlx::query("INSERT INTO workers (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
-                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
-                .bind(worker).bind(now).execute(p).await?;
-            sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
-                .bind(now - 10 * live_ms).execute(p).await?;
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1")
-                .bind(now - live_ms).fetch_one(p).await?;
-            n.max(1)
-        }))
-    }
-
-    /// A worker that stops says so, so the others take its share at once.
-    pub async fn deregister(&self, worker: &str) -> Result<()> {
-        with_pool!(self, p => sqlx::query("DELETE FROM workers WHERE id = $1")
-            .bind(worker).execute(p).await.map(|_| ())?);
-        Ok(())
-    }
-
     /// Per-status counts and open flags for one campaign.
     pub async fn campaign_report(&self, id: i64) -> Result<CampaignReport> {
         // One statement, so one snapshot: counted separately, a message
@@ -622,55 +598,67 @@ impl Store {
             .bind(campaign_id).bind(since).fetch_one(p).await?))
     }
 
-    /// The full-contact export of non-recipient flags (a campaign's, or all
-    /// when `campaign` is `None`; open ones only unless `include_resolved`),
-    /// read in the transaction that writes its `campaign.export_nonrecipients`
-    /// audit entry: no export leaves without its entry. An unknown campaign
-    /// is [`StoreError::NotFound`].
-    pub async fn export_flags(
-        &self,
-        campaign: Option<i64>,
-        include_resolved: bool,
-        actor: &str,
-    ) -> Result<Vec<FlagRow>> {
-        let now = now_ms();
-        let sql = flags_sql(campaign.is_some(), include_resolved);
-        let subject = campaign
-            .map(|c| format!("campaign:{c}"))
-            .unwrap_or_else(|| "campaign:*".into());
-        with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let mut q = sqlx::query_as::<_, FlagRow>(&sql);
-            if let Some(c) = campaign {
-                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM campaigns WHERE id = $1")
-                    .bind(c).fetch_optional(&mut *tx).await?;
-                if found.is_none() {
-                    return Err(StoreError::NotFound(format!("campaign {c}")));
-                }
-                q = q.bind(c);
-            }
-            let rows = q.fetch_all(&mut *tx).await?;
-            audit_tx!(tx, actor, "campaign.export_nonrecipients", &subject,
-                format!("{} row(s){}", rows.len(), if include_resolved { ", resolved included" } else { "" }),
-                now);
-            tx.commit().await?;
-            Ok(rows)
-        })
+    /// Delivered and finished messages of a campaign per province of the
+    /// recipient, by province code.
+    pub async fn province_delivery(&self, campaign_id: i64) -> Result<Vec<ProvinceDelivery>> {
+        let finished = Status::sql_list(&outcome_statuses());
+        let delivered = Status::sql_is(&[Status::Delivered]);
+        let sql = format!(
+            "SELECT w.province_code, COUNT(*), \
+             COALESCE(SUM(CASE WHEN m.status IN ({finished}) THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN m.status{delivered} THEN 1 ELSE 0 END), 0) \
+             FROM messages m JOIN health_workers w ON w.id = m.worker_id \
+             WHERE m.campaign_id = $1 GROUP BY w.province_code ORDER BY w.province_code"
+        );
+        let rows: Vec<(String, i64, i64, i64)> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(campaign_id).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(code, messages, finished, delivered)| ProvinceDelivery {
+                province_name: ProvinceCode::parse(&code)
+                    .map(|p| p.name().to_string())
+                    .unwrap_or_else(|_| code.clone()),
+                province_code: code,
+                messages,
+                finished,
+                delivered,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_exclude_cancelled_and_open_states() {
+        let s = outcome_statuses();
+        assert!(s.contains(&Status::Delivered));
+        assert!(s.contains(&Status::Failed));
+        for open in [
+            Status::Queued,
+            Status::Sending,
+            Status::Sent,
+            Status::Unknown,
+            Status::Cancelled,
+        ] {
+            assert!(!s.contains(&open), "{open:?}");
+        }
     }
 
-    /// Non-recipient flags, open ones only unless `include_resolved`.
-    pub async fn flags(
-        &self,
-        campaign: Option<i64>,
-        include_resolved: bool,
-    ) -> Result<Vec<FlagRow>> {
-        let sql = flags_sql(campaign.is_some(), include_resolved);
-        Ok(with_pool!(self, p => {
-            let mut q = sqlx::query_as::<_, FlagRow>(&sql);
-            if let Some(c) = campaign {
-                q = q.bind(c);
-            }
-            q.fetch_all(p).await?
-        }))
+    #[test]
+    fn rate_is_none_before_anything_finished() {
+        let mut p = ProvinceDelivery {
+            province_code: "31".into(),
+            province_name: "DKI Jakarta".into(),
+            messages: 4,
+            finished: 0,
+            delivered: 0,
+        };
+        assert_eq!(p.rate(), None);
+        p.finished = 4;
+        p.delivered = 3;
+        assert_eq!(p.rate(), Some(0.75));
     }
 }

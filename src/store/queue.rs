@@ -1,74 +1,13 @@
-//! The queue table: claiming with leases, recording outcomes, lease expiry.
+//! The queue (`messages`, `attempts`, and `workers`, the dispatcher
+//! processes that claim from it): claiming with leases, recording outcomes,
+//! lease expiry, the sweep for missing receipts.
 
 use sqlx::QueryBuilder;
 
+use super::flags::flag;
 use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
 use crate::config::DeliveryPolicy;
 use crate::status::{CampaignStatus, FlagReason, Status};
-
-/// True (in SQL, for the message aliased `m`) when a newer notice to the
-/// same worker in the same campaign exists: a resend or a re-registration
-/// has replaced `m`, so a failure of `m` no longer says anything about the
-/// worker's standing.
-macro_rules! superseded_sql {
-    () => {
-        "EXISTS (SELECT 1 FROM messages n WHERE n.campaign_id = m.campaign_id \
-         AND n.worker_id = m.worker_id AND n.id > m.id)"
-    };
-}
-pub(crate) use superseded_sql;
-
-/// The flag statement up to the flag's reason and time, which follow as
-/// `<reason> AS reason, <time> AS at FROM messages m WHERE m.id <ids>`, then
-/// [`flag_tail_sql`]. A message a newer notice has replaced (see
-/// [`superseded_sql`]; a re-registration while it was still in flight) is
-/// flagged already resolved `superseded`.
-macro_rules! flag_head_sql {
-    () => {
-        concat!(
-            "INSERT INTO non_recipients \
-             (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
-             SELECT worker_id, campaign_id, id, reason, at, \
-             CASE WHEN superseded THEN at END, CASE WHEN superseded THEN 'superseded' END \
-             FROM (SELECT m.worker_id, m.campaign_id, m.id, ",
-            $crate::store::queue::superseded_sql!(),
-            " AS superseded, "
-        )
-    };
-}
-pub(crate) use flag_head_sql;
-
-/// The end of the flag statement: a message flagged before (a retry that
-/// failed again, a receipt after our own failure) gets the newer reason.
-macro_rules! flag_tail_sql {
-    () => {
-        ") f WHERE true \
-         ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
-         resolved_at = excluded.resolved_at, resolution = excluded.resolution, resolved_by = NULL"
-    };
-}
-pub(crate) use flag_tail_sql;
-
-/// Flags the worker of message `$3` as a non-recipient for reason `$1` at
-/// `$2`, or moves the flag of the same message to the newer reason.
-pub(crate) const FLAG_SQL: &str = concat!(
-    flag_head_sql!(),
-    "$1 AS reason, $2 AS at FROM messages m WHERE m.id = $3",
-    flag_tail_sql!()
-);
-
-/// Runs [`FLAG_SQL`] inside the transaction `$tx`.
-macro_rules! flag {
-    ($tx:expr, $id:expr, $reason:expr, $now:expr) => {
-        sqlx::query($crate::store::queue::FLAG_SQL)
-            .bind($reason.as_str())
-            .bind($now)
-            .bind($id)
-            .execute(&mut *$tx)
-            .await?
-    };
-}
-pub(crate) use flag;
 
 /// A claimed message with what rendering and sending need.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -195,22 +134,6 @@ impl SendOutcome {
             | SendOutcome::Failed { id, .. } => *id,
         }
     }
-}
-
-/// A gateway's last recorded circuit-breaker state (`gateway_health`),
-/// written by whichever worker saw the change last; for operators.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct GatewayState {
-    /// The gateway's configured name.
-    pub gateway: String,
-    /// `closed`, `open` or `half_open`.
-    pub state: String,
-    /// Why it changed (the error that opened it), secrets redacted.
-    pub detail: String,
-    /// The worker that recorded it.
-    pub worker: String,
-    /// When (Unix ms).
-    pub changed_at: i64,
 }
 
 /// How many messages are in one status.
@@ -572,30 +495,6 @@ impl Store {
         )
     }
 
-    /// Records a gateway's circuit state (last writer wins; for operators).
-    pub async fn set_gateway_state(
-        &self,
-        gateway: &str,
-        state: &str,
-        detail: &str,
-        worker: &str,
-    ) -> Result<()> {
-        with_pool!(self, p => sqlx::query(
-            "INSERT INTO gateway_health (gateway, state, detail, worker, changed_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, detail = excluded.detail, \
-             worker = excluded.worker, changed_at = excluded.changed_at")
-            .bind(gateway).bind(state).bind(detail).bind(worker).bind(now_ms())
-            .execute(p).await.map(|_| ())?);
-        Ok(())
-    }
-
-    /// Every gateway's last recorded circuit state, by gateway name.
-    pub async fn gateway_states(&self) -> Result<Vec<GatewayState>> {
-        Ok(with_pool!(self, p => sqlx::query_as(
-            "SELECT gateway, state, detail, worker, changed_at FROM gateway_health ORDER BY gateway")
-            .fetch_all(p).await?))
-    }
-
     /// Earliest `next_attempt_at` among queued messages of live campaigns,
     /// so an idle worker can sleep until then instead of polling.
     pub async fn next_due(&self) -> Result<Option<i64>> {
@@ -606,5 +505,28 @@ impl Store {
             CampaignStatus::sql_sending()
         );
         Ok(with_pool!(self, p => sqlx::query_scalar(&sql).fetch_one(p).await?))
+    }
+
+    /// Records this worker as alive and returns how many workers are alive
+    /// (heartbeat within `live_ms`), itself included; forgets dead ones.
+    pub async fn heartbeat(&self, worker: &str, live_ms: i64) -> Result<i64> {
+        let now = now_ms();
+        Ok(with_pool!(self, p => {
+            sqlx::query("INSERT INTO workers (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
+                .bind(worker).bind(now).execute(p).await?;
+            sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
+                .bind(now - 10 * live_ms).execute(p).await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1")
+                .bind(now - live_ms).fetch_one(p).await?;
+            n.max(1)
+        }))
+    }
+
+    /// A worker that stops says so, so the others take its share at once.
+    pub async fn deregister(&self, worker: &str) -> Result<()> {
+        with_pool!(self, p => sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(worker).execute(p).await.map(|_| ())?);
+        Ok(())
     }
 }

@@ -501,14 +501,14 @@ impl Store {
                     applied.sort_unstable();
                     match reason {
                         Some(reason) => {
-                            // queue::FLAG_SQL, for a batch.
-                            let mut q = QueryBuilder::new(super::queue::flag_head_sql!());
+                            // flags::FLAG_SQL, for a batch.
+                            let mut q = QueryBuilder::new(super::flags::FLAG_HEAD_SQL);
                             q.push_bind(reason.as_str());
                             q.push(" AS reason, ");
                             q.push_bind(now);
                             q.push(" AS at FROM messages m WHERE m.id");
                             super::push_in_ids(&mut q, &applied);
-                            q.push(super::queue::flag_tail_sql!());
+                            q.push(super::flags::FLAG_TAIL_SQL);
                             q.build().execute(&mut *tx).await?;
                         }
                         None => {

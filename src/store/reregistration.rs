@@ -52,13 +52,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::support::{
-    check_number_limit, latest_campaign_tx, queue_generation_tx, required_text, IdempotencyKey,
-    Idempotent, NewNotice, QueuedNotice, SupportError, TargetCampaign, REREGISTRATION_CAMPAIGN,
-    REREGISTRATION_TEMPLATE, STANDING_REREGISTRATION, WORKER_COLUMNS,
+use super::notices::{
+    check_number_limit, latest_campaign_tx, queue_generation_tx, NewNotice, TargetCampaign,
+    STANDING_REREGISTRATION,
 };
 use super::{
-    audit_tx, now_ms, sha256_hex, with_pool, Backend, BeginWrite, Store, StoreError, WorkerRow,
+    audit_tx, now_ms, required_text, sha256_hex, with_pool, Backend, BeginWrite, IdempotencyKey,
+    Idempotent, QueuedNotice, Store, StoreError, SupportError, WorkerRow, REREGISTRATION_CAMPAIGN,
+    REREGISTRATION_TEMPLATE, WORKER_COLUMNS,
 };
 use crate::domain::notice::{self, DAY_MS};
 use crate::domain::{fmt_wib, mask_name, mask_nik, mask_phone, Msisdn, Nik, Window};
@@ -260,6 +261,9 @@ fn key_hash(kind: &str, value: &str) -> String {
 /// The standing campaign for `purpose`, created (or re-created after a
 /// cancel) on demand. The `standing_campaigns` row serialises concurrent
 /// callers: the first inserts it, the others wait on it.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! standing_campaign_tx {
     ($tx:expr, $store:expr, $now:expr, $purpose:expr, $name:expr, $template:expr) => {{
         let lock = $store.row_lock();
@@ -329,6 +333,9 @@ macro_rules! standing_campaign_tx {
 /// campaign when `$unvalidated`, else in the worker's latest campaign (or
 /// the standing re-registration one). Evaluates to
 /// `(phone_changed, superseded, flags_resolved, notice)`.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! apply_tx {
     ($tx:expr, $store:expr, $w:expr, $new_phone:expr, $operator:expr, $actor:expr, $source:expr, $unvalidated:expr, $now:expr) => {{
         let w: &WorkerRow = $w;
@@ -439,6 +446,9 @@ macro_rules! apply_tx {
 /// the moment the oldest of them leaves the window. Counted are the
 /// requests that would move a worker to the number: every row stored
 /// pending (whatever became of it) and every immediate move to it.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! check_request_limit {
     ($tx:expr, $phone:expr, $now:expr) => {{
         let phone: &str = $phone;
@@ -467,6 +477,9 @@ macro_rules! check_request_limit {
 
 /// Once one request of a worker is applied (`$rid`), the worker's other
 /// pending requests (other numbers) are `superseded` by `$actor`.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! supersede_others_tx {
     ($tx:expr, $worker_id:expr, $rid:expr, $actor:expr, $now:expr) => {{
         sqlx::query(
@@ -525,6 +538,9 @@ pub(crate) trait ConfirmPending: sqlx::Database {
     ) -> impl std::future::Future<Output = Result<u64, StoreError>> + Send + 'a;
 }
 
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! confirm_pending_body {
     ($store:expr, $tx:expr, $rows:expr, $now:expr) => {{
         let rows: &[(i64, String)] = $rows;
@@ -641,6 +657,9 @@ pub(crate) async fn confirm_pending<DB: ConfirmPending>(
 /// Records one failed attempt against (`$kind`, `$hash`) and, at the
 /// [`MAX_FAILURES`]th within [`FAILURE_WINDOW_MS`], locks that key for
 /// [`LOCK_MS`], audited (`$what` says what is locked, masked).
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! record_failure_tx {
     ($tx:expr, $actor:expr, $kind:expr, $hash:expr, $worker_id:expr, $number_masked:expr, $what:expr, $subject:expr, $now:expr) => {{
         let kind: &str = $kind;
@@ -694,6 +713,9 @@ macro_rules! record_failure_tx {
 }
 
 /// Refuses when either key is locked now.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! check_locks_tx {
     ($tx:expr, $keys:expr, $now:expr) => {{
         let mut until: Option<i64> = None;
