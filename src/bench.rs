@@ -46,7 +46,7 @@ use crate::app::{App, Parts};
 use crate::campaign::{self, CampaignRequest, Window};
 use crate::config::{GatewaySettings, Settings};
 use crate::demo::PROFESSIONS;
-use crate::domain::{Msisdn, ProvinceCode};
+use crate::domain::{Msisdn, Nik, ProvinceCode};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
 use crate::metrics::{self, METRICS};
 use crate::render::Renderer;
@@ -660,17 +660,21 @@ fn synthetic_worker(
     let code = p.code_str();
     let k = i % PREFIXES.len();
     NewWorker {
-        nik: format!("{code}{regency:02}{district:02}{day:02}{month:02}{year:02}{serial:04}"),
+        nik: Nik::parse(&format!(
+            "{code}{regency:02}{district:02}{day:02}{month:02}{year:02}{serial:04}"
+        ))
+        .expect("synthetic NIKs are valid (checked by the test below)"),
         full_name: format!(
             "{} {}",
             GIVEN[rng.gen_range(0..GIVEN.len())],
             FAMILY[rng.gen_range(0..FAMILY.len())]
         ),
-        phone: if deliverable {
+        phone: Msisdn::parse(&if deliverable {
             format!("+62{}{:07}{}", PREFIXES[k], i / 6, i % 6 + 1)
         } else {
             format!("+62{}{:08}", PREFIXES[k], i)
-        },
+        })
+        .expect("synthetic numbers are valid (checked by the test below)"),
         operator: operators[k].clone(),
         profession: PROFESSIONS[(i / 3) % PROFESSIONS.len()].to_string(),
         facility_code: format!("FKS{code}{:05}", rng.gen_range(1..99999)),
@@ -1641,16 +1645,19 @@ mod tests {
             let mut seen = std::collections::HashSet::new();
             for i in (0..2_000_000).step_by(997).chain(0..5_000) {
                 seen.insert(i);
+                // Parses its NIK and number, and panics on an invalid one.
                 let w = synthetic_worker(i, &ops, &mut rng, deliverable);
-                crate::domain::Nik::parse(&w.nik).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
-                Msisdn::parse(&w.phone).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.phone));
                 assert!(ProvinceCode::all().contains(&w.province_code), "{i}");
                 if deliverable {
                     // The harness's SMSC simulator delivers numbers ending in 1-6.
-                    assert!(w.phone.ends_with(['1', '2', '3', '4', '5', '6']), "{i}");
+                    assert!(
+                        w.phone.as_e164().ends_with(['1', '2', '3', '4', '5', '6']),
+                        "{i}"
+                    );
                 }
-                niks.insert(w.nik[..6].to_string() + &w.nik[12..]);
-                phones.insert(w.phone);
+                let nik = w.nik.as_str();
+                niks.insert(nik[..6].to_string() + &nik[12..]);
+                phones.insert(w.phone.as_e164().to_string());
             }
             assert_eq!(niks.len(), seen.len());
             assert_eq!(phones.len(), seen.len(), "deliverable {deliverable}");

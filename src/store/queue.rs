@@ -7,17 +7,23 @@ use sqlx::QueryBuilder;
 use super::flags::flag;
 use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
 use crate::config::DeliveryPolicy;
+use crate::domain::{Msisdn, MsisdnError, ProvinceCode};
 use crate::status::{CampaignStatus, FlagReason, Status};
 
-/// A claimed message with what rendering and sending need.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A claimed message with what rendering and sending need, parsed where
+/// the store reads it: the dispatcher never parses a stored value again.
+#[derive(Debug, Clone)]
 pub struct ClaimedMessage {
     pub id: i64,
     pub campaign_id: i64,
     pub worker_id: i64,
     /// Attempt number of this claim (1 for the first send).
     pub attempts: i32,
-    pub phone: String,
+    /// The number the message goes to. The import stores parsed numbers
+    /// only; one that no longer parses (a damaged row, a numbering plan
+    /// that changed) is kept as the error, which the dispatcher records as
+    /// a permanent `invalid_number` failure instead of refusing the claim.
+    pub phone: Result<Msisdn, MsisdnError>,
     pub utc_offset: i32,
     pub created_at: i64,
     pub template: String,
@@ -29,12 +35,60 @@ pub struct ClaimedMessage {
     pub nik: String,
     pub profession: String,
     pub facility_code: String,
-    pub province_code: String,
+    /// The worker's province; `None` for a code the domain table lacks
+    /// (rendered without a province name).
+    pub province: Option<ProvinceCode>,
     /// The message goes to a number nobody has validated (a chatbot
     /// re-registration in the `immediate` mode, not yet confirmed by One
     /// Data): rendered without NIK digits, whatever the campaign's template
     /// ([`crate::store::UNVALIDATED_TEMPLATE`]).
     pub to_unvalidated: bool,
+}
+
+/// [`ClaimedMessage`] as the claim statement returns it.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    campaign_id: i64,
+    worker_id: i64,
+    attempts: i32,
+    phone: String,
+    utc_offset: i32,
+    created_at: i64,
+    template: String,
+    window_start: i32,
+    window_end: i32,
+    deadline_at: Option<i64>,
+    full_name: String,
+    nik: String,
+    profession: String,
+    facility_code: String,
+    province_code: String,
+    to_unvalidated: bool,
+}
+
+impl From<ClaimedRow> for ClaimedMessage {
+    fn from(r: ClaimedRow) -> Self {
+        ClaimedMessage {
+            id: r.id,
+            campaign_id: r.campaign_id,
+            worker_id: r.worker_id,
+            attempts: r.attempts,
+            phone: Msisdn::parse(&r.phone),
+            utc_offset: r.utc_offset,
+            created_at: r.created_at,
+            template: r.template,
+            window_start: r.window_start,
+            window_end: r.window_end,
+            deadline_at: r.deadline_at,
+            full_name: r.full_name,
+            nik: r.nik,
+            profession: r.profession,
+            facility_code: r.facility_code,
+            province: ProvinceCode::parse(&r.province_code).ok(),
+            to_unvalidated: r.to_unvalidated,
+        }
+    }
 }
 
 /// What happened to one claimed message; recorded in one transaction per batch.
@@ -195,13 +249,14 @@ impl Store {
                      SELECT {CLAIMED_COLUMNS} FROM leased m JOIN campaigns c ON c.id = m.campaign_id \
                      JOIN health_workers w ON w.id = m.worker_id ORDER BY m.id"
                 );
-                Ok(sqlx::query_as::<_, ClaimedMessage>(&sql)
+                let rows = sqlx::query_as::<_, ClaimedRow>(&sql)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
                     .bind(limit as i64)
                     .fetch_all(pool)
-                    .await?)
+                    .await?;
+                Ok(rows.into_iter().map(ClaimedMessage::from).collect())
             }
             Db::Sqlite(pool) => {
                 let sql = format!("{lease} WHERE id IN ({due}) AND status{queued} RETURNING id");
@@ -223,12 +278,9 @@ impl Store {
                 ));
                 super::push_in_ids(&mut q, &ids);
                 q.push(" ORDER BY m.id");
-                let rows = q
-                    .build_query_as::<ClaimedMessage>()
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let rows = q.build_query_as::<ClaimedRow>().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(rows)
+                Ok(rows.into_iter().map(ClaimedMessage::from).collect())
             }
         }
     }

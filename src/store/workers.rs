@@ -15,10 +15,9 @@ use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik};
 /// One validated row of the One Data export, already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWorker {
-    pub nik: String,
+    pub nik: Nik,
     pub full_name: String,
-    /// E.164.
-    pub phone: String,
+    pub phone: Msisdn,
     pub operator: String,
     pub profession: String,
     pub facility_code: String,
@@ -80,7 +79,7 @@ impl UpsertCounts {
 impl WorkerRow {
     fn same_as(&self, w: &NewWorker) -> bool {
         self.full_name == w.full_name
-            && self.phone == w.phone
+            && self.phone == w.phone.as_e164()
             && self.operator == w.operator
             && self.profession == w.profession
             && self.facility_code == w.facility_code
@@ -107,7 +106,7 @@ impl Store {
             let mut q = QueryBuilder::new(format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik IN ("));
             let mut sep = q.separated(", ");
             for r in rows {
-                sep.push_bind(&r.nik);
+                sep.push_bind(r.nik.as_str());
             }
             q.push(")");
             let existing: HashMap<String, WorkerRow> = q
@@ -118,16 +117,16 @@ impl Store {
                 .map(|w| (w.nik.clone(), w))
                 .collect();
 
-            let fresh: Vec<&NewWorker> = rows.iter().filter(|r| !existing.contains_key(&r.nik)).collect();
+            let fresh: Vec<&NewWorker> = rows.iter().filter(|r| !existing.contains_key(r.nik.as_str())).collect();
             if !fresh.is_empty() {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO health_workers (nik, full_name, phone, operator, profession, facility_code, \
                      regency_code, province_code, validated, eligible, created_at, updated_at) ",
                 );
                 q.push_values(&fresh, |mut b, r| {
-                    b.push_bind(&r.nik)
+                    b.push_bind(r.nik.as_str())
                         .push_bind(&r.full_name)
-                        .push_bind(&r.phone)
+                        .push_bind(r.phone.as_e164())
                         .push_bind(&r.operator)
                         .push_bind(&r.profession)
                         .push_bind(&r.facility_code)
@@ -152,7 +151,7 @@ impl Store {
             }
 
             for r in rows {
-                let Some(old) = existing.get(&r.nik) else { continue };
+                let Some(old) = existing.get(r.nik.as_str()) else { continue };
                 if old.same_as(r) {
                     counts.unchanged += 1;
                     continue;
@@ -162,17 +161,17 @@ impl Store {
                      facility_code = $5, regency_code = $6, province_code = $7, validated = $8, eligible = $9, \
                      updated_at = $10 WHERE id = $11",
                 )
-                .bind(&r.full_name).bind(&r.phone).bind(&r.operator).bind(&r.profession)
+                .bind(&r.full_name).bind(r.phone.as_e164()).bind(&r.operator).bind(&r.profession)
                 .bind(&r.facility_code).bind(&r.regency_code).bind(r.province_code.code_str())
                 .bind(r.validated).bind(r.eligible).bind(now).bind(old.id)
                 .execute(&mut *tx).await?;
                 counts.updated += 1;
-                if old.phone != r.phone {
+                if old.phone != r.phone.as_e164() {
                     sqlx::query(
                         "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
                          VALUES ($1, $2, $3, $4, $5)",
                     )
-                    .bind(old.id).bind(&old.phone).bind(&r.phone).bind(source).bind(now)
+                    .bind(old.id).bind(&old.phone).bind(r.phone.as_e164()).bind(source).bind(now)
                     .execute(&mut *tx).await?;
                     counts.phone_changes += 1;
                 }
@@ -181,7 +180,7 @@ impl Store {
             // re-registration to one of them is validated (same transaction).
             let on_file: Vec<(i64, String)> = rows
                 .iter()
-                .filter_map(|r| existing.get(&r.nik).map(|old| (old.id, r.phone.clone())))
+                .filter_map(|r| existing.get(r.nik.as_str()).map(|old| (old.id, r.phone.as_e164().to_string())))
                 .collect();
             counts.reregistrations_confirmed =
                 super::reregistration::confirm_pending(self, &mut tx, &on_file, now).await?;
