@@ -25,7 +25,8 @@
 //! `macro_rules!` whose body is compiled once per database (`$tx` is
 //! either), and [`with_pool!`] does the same for a pool. Each macro says
 //! what it runs; where one body must be a function (a trait method), the
-//! trait picks the database (`ConfirmPending`, [`BeginWrite`], [`ListParam`]).
+//! trait picks the database (`ConfirmPending`, [`BeginWrite`], [`ListParam`],
+//! [`KeyLock`], which also shows where the two differ).
 
 // By what each stores, in the order a notice meets them.
 mod access;
@@ -207,6 +208,48 @@ impl BeginWrite for PgPool {
     > + Send {
         self.begin()
     }
+}
+
+/// Makes concurrent transactions working on one key (a NIK's or a number's
+/// hash) run one after the other until they end. PostgreSQL: a transaction
+/// advisory lock on the key. SQLite: nothing to do, its single writer
+/// (`BEGIN IMMEDIATE`, [`BeginWrite`]) already serialises them.
+pub(crate) trait KeyLock: sqlx::Database {
+    fn lock_key<'c>(
+        tx: &'c mut sqlx::Transaction<'static, Self>,
+        key: &'c str,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+}
+
+impl KeyLock for sqlx::Postgres {
+    async fn lock_key<'c>(
+        tx: &'c mut sqlx::Transaction<'static, Self>,
+        key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+    }
+}
+
+impl KeyLock for sqlx::Sqlite {
+    async fn lock_key<'c>(
+        _tx: &'c mut sqlx::Transaction<'static, Self>,
+        _key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+/// [`KeyLock::lock_key`] as a free function, so the database type is
+/// inferred from the transaction.
+pub(crate) async fn lock_key<DB: KeyLock>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    key: &str,
+) -> Result<(), sqlx::Error> {
+    DB::lock_key(tx, key).await
 }
 
 /// Storage for everything pedulicovid knows. Cheap to clone (pools inside).

@@ -147,13 +147,7 @@ impl Store {
         payload: &str,
         r: &ParsedReceipt,
     ) -> Result<ReceiptEffect> {
-        let one = IncomingReceipt {
-            gateway: gateway.to_string(),
-            payload: payload.to_string(),
-            parsed: r.clone(),
-            signed: false,
-        };
-        Ok(self.apply_receipts(&[one]).await?[0])
+        self.apply_one(gateway, payload, r, false).await
     }
 
     /// [`Store::apply_receipt`] for a receipt whose callback URL carried a
@@ -166,11 +160,23 @@ impl Store {
         payload: &str,
         r: &ParsedReceipt,
     ) -> Result<ReceiptEffect> {
+        self.apply_one(gateway, payload, r, r.message_id.is_some())
+            .await
+    }
+
+    /// One receipt through [`Store::apply_receipts`].
+    async fn apply_one(
+        &self,
+        gateway: &str,
+        payload: &str,
+        r: &ParsedReceipt,
+        signed: bool,
+    ) -> Result<ReceiptEffect> {
         let one = IncomingReceipt {
             gateway: gateway.to_string(),
             payload: payload.to_string(),
             parsed: r.clone(),
-            signed: r.message_id.is_some(),
+            signed,
         };
         Ok(self.apply_receipts(&[one]).await?[0])
     }

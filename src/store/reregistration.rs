@@ -57,7 +57,7 @@ use super::notices::{
     STANDING_REREGISTRATION,
 };
 use super::{
-    audit_tx, now_ms, required_text, sha256_hex, with_pool, Backend, BeginWrite, IdempotencyKey,
+    audit_tx, lock_key, now_ms, required_text, sha256_hex, with_pool, BeginWrite, IdempotencyKey,
     Idempotent, QueuedNotice, Store, StoreError, SupportError, WorkerRow, REREGISTRATION_CAMPAIGN,
     REREGISTRATION_TEMPLATE, WORKER_COLUMNS,
 };
@@ -785,7 +785,6 @@ impl Store {
             ("nik", key_hash("nik", req.nik.as_str())),
             ("number", key_hash("number", new_phone)),
         ];
-        let pg = self.backend() == Backend::Postgres;
         let lock = self.row_lock();
         let worker_sql =
             format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1{lock}");
@@ -813,11 +812,8 @@ impl Store {
                     return Ok(Idempotent::Replayed { status: status as u16, body });
                 }
             }
-            if pg {
-                for (_, hash) in &keys {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                        .bind(hash.as_str()).execute(&mut *tx).await?;
-                }
+            for (_, hash) in &keys {
+                lock_key(&mut tx, hash).await?;
             }
             check_locks_tx!(tx, &keys, now);
             let found: Option<WorkerRow> = sqlx::query_as(&worker_sql)
@@ -945,15 +941,11 @@ impl Store {
         let now = now_ms();
         let e164 = phone.as_e164();
         let keys = [("lookup", key_hash("lookup", e164))];
-        let pg = self.backend() == Backend::Postgres;
         let sql =
             format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id");
         let matching: Vec<WorkerRow> = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if pg {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
-            }
+            lock_key(&mut tx, &keys[0].1).await?;
             check_locks_tx!(tx, &keys, now);
             let on_phone: Vec<WorkerRow> = sqlx::query_as(&sql).bind(e164).fetch_all(&mut *tx).await?;
             let worker_id = (on_phone.len() == 1).then(|| on_phone[0].id);
@@ -966,14 +958,7 @@ impl Store {
             tx.commit().await?;
             matching
         });
-        Ok(match matching.len() {
-            0 => super::Lookup::NotFound,
-            1 => super::Lookup::Found(Box::new(
-                self.worker_status(matching.into_iter().next().expect("one row"))
-                    .await?,
-            )),
-            _ => super::Lookup::Ambiguous,
-        })
+        self.lookup_of(matching).await
     }
 
     /// A chatbot look-up by the full NIK, from the WhatsApp number of the
@@ -993,14 +978,10 @@ impl Store {
         let now = now_ms();
         let e164 = whatsapp_phone.as_e164();
         let keys = [("lookup", key_hash("lookup", e164))];
-        let pg = self.backend() == Backend::Postgres;
         let sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1");
         let found: Option<WorkerRow> = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if pg {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
-            }
+            lock_key(&mut tx, &keys[0].1).await?;
             check_locks_tx!(tx, &keys, now);
             let found: Option<WorkerRow> =
                 sqlx::query_as(&sql).bind(nik.as_str()).fetch_optional(&mut *tx).await?;
@@ -1011,10 +992,7 @@ impl Store {
             tx.commit().await?;
             found
         });
-        Ok(match found {
-            None => super::Lookup::NotFound,
-            Some(w) => super::Lookup::Found(Box::new(self.worker_status(w).await?)),
-        })
+        self.lookup_of(found.into_iter().collect()).await
     }
 
     /// Support staff approve a pending re-registration (they validated the
@@ -1159,7 +1137,6 @@ impl Store {
         let now = now_ms();
         let lock = self.row_lock();
         let select = format!("SELECT {LOCK_COLUMNS} FROM reregistration_locks WHERE id = $1{lock}");
-        let pg = self.backend() == Backend::Postgres;
         let lifted = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let row: Option<(i64, String, String)> = sqlx::query_as(
@@ -1168,11 +1145,8 @@ impl Store {
             let Some((_, kind, hash)) = row else {
                 return Err(SupportError::NotFound(format!("lock {lock_id}")));
             };
-            if pg {
-                // The same serialisation as the attempts on this key.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(&hash).execute(&mut *tx).await?;
-            }
+            // The same serialisation as the attempts on this key.
+            lock_key(&mut tx, &hash).await?;
             let mut l: ReregistrationLock = sqlx::query_as(&select)
                 .bind(lock_id).fetch_one(&mut *tx).await?;
             if l.lifted_at.is_some() || l.locked_until <= now {

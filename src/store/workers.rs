@@ -426,12 +426,18 @@ impl Store {
                 .filter(|w| w.nik.ends_with(last6.as_str()))
                 .collect(),
         };
-        let worker = match rows.len() {
-            0 => return Ok(Lookup::NotFound),
-            1 => rows.into_iter().next().expect("one row"),
-            _ => return Ok(Lookup::Ambiguous),
-        };
-        Ok(Lookup::Found(Box::new(self.worker_status(worker).await?)))
+        self.lookup_of(rows).await
+    }
+
+    /// What a look-up that matched `rows` found: nothing, one worker (with
+    /// open flags and the newest notice), or more than one.
+    pub(crate) async fn lookup_of(&self, rows: Vec<WorkerRow>) -> Result<Lookup, SupportError> {
+        let mut rows = rows.into_iter();
+        match (rows.next(), rows.next()) {
+            (None, _) => Ok(Lookup::NotFound),
+            (Some(w), None) => Ok(Lookup::Found(Box::new(self.worker_status(w).await?))),
+            (Some(_), Some(_)) => Ok(Lookup::Ambiguous),
+        }
     }
 
     /// Open flags and the newest notice of `worker`.
