@@ -1,5 +1,6 @@
 //! The command line: `pedulicovid <command>`.
 
+use crate::domain::notice::FreeText;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -1115,7 +1116,9 @@ async fn flags_cmd(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
             note,
             staff,
         } => {
-            let f = store.resolve_flag(*flag_id, staff, note).await?;
+            let f = store
+                .resolve_flag(*flag_id, &FreeText::staff(staff)?, &FreeText::note(note)?)
+                .await?;
             println!(
                 "flag {} ({}) resolved by {}",
                 f.id,
@@ -1188,7 +1191,9 @@ async fn reregistrations_cmd(s: &Settings, c: &ReregistrationsCmd) -> anyhow::Re
             eprintln!("{} pending re-registration(s) exported", rows.len());
         }
         ReregistrationsCmd::Approve { id, note, staff } => {
-            let o = store.approve_reregistration(*id, staff, note).await?;
+            let o = store
+                .approve_reregistration(*id, &FreeText::staff(staff)?, &FreeText::note(note)?)
+                .await?;
             println!(
                 "re-registration {} approved: {} on file{}",
                 o.reregistration_id,
@@ -1356,7 +1361,9 @@ async fn support_cmd(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode> {
         }
         SupportCmd::Resend { nik, reason, staff } => {
             let id = worker_id_by_nik(&store, nik).await?;
-            let n = store.resend(id, staff, reason).await?;
+            let n = store
+                .resend(id, &FreeText::staff(staff)?, &FreeText::reason(reason)?)
+                .await?;
             println!(
                 "message {} (generation {}) queued in campaign {} {:?} to {}, due {}",
                 n.message_id,

@@ -147,6 +147,24 @@ impl FreeText {
         Ok(FreeText(v.to_string()))
     }
 
+    /// Who acted (support staff, as their token or the CLI names them):
+    /// field `staff`, at most 100 characters.
+    pub fn staff(value: &str) -> Result<FreeText, InvalidText> {
+        FreeText::parse("staff", value, 100)
+    }
+
+    /// Why (a resend, lifting a lock): field `reason`, at most 500
+    /// characters.
+    pub fn reason(value: &str) -> Result<FreeText, InvalidText> {
+        FreeText::parse("reason", value, 500)
+    }
+
+    /// What support staff found (resolving a flag, approving a
+    /// re-registration): field `note`, at most 1000 characters.
+    pub fn note(value: &str) -> Result<FreeText, InvalidText> {
+        FreeText::parse("note", value, 1000)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use super::{
-    audit_tx, now_ms, required_text, with_pool, BeginWrite, Result, Store, StoreError, SupportError,
-};
+use crate::domain::notice::FreeText;
+
+use super::{audit_tx, now_ms, with_pool, BeginWrite, Result, Store, StoreError, SupportError};
 
 /// The flag statement up to the flag's reason and time, which follow as
 /// `<reason> AS reason, <time> AS at FROM messages m WHERE m.id <ids>`, then
@@ -155,11 +155,9 @@ impl Store {
     pub async fn resolve_flag(
         &self,
         flag_id: i64,
-        staff: &str,
-        note: &str,
+        staff: &FreeText,
+        note: &FreeText,
     ) -> Result<TimelineFlag, SupportError> {
-        let staff = required_text("staff", staff, 100)?;
-        let note = required_text("note", note, 1000)?;
         let now = now_ms();
         let lock = self.row_lock();
         let select = format!(
@@ -180,7 +178,7 @@ impl Store {
             let worker_id: i64 = sqlx::query_scalar(
                 "UPDATE non_recipients SET resolved_at = $1, resolution = 'support', resolved_by = $2, note = $3 \
                  WHERE id = $4 RETURNING worker_id")
-                .bind(now).bind(&staff).bind(&note).bind(flag_id)
+                .bind(now).bind(staff.as_str()).bind(note.as_str()).bind(flag_id)
                 .fetch_one(&mut *tx).await?;
             audit_tx!(tx, staff.as_str(), "flag.resolve", format!("worker:{worker_id}"),
                 format!("flag {flag_id} ({}) resolved: {note}", f.reason), now);
@@ -190,8 +188,8 @@ impl Store {
         Ok(TimelineFlag {
             resolved_at: Some(now),
             resolution: Some("support".into()),
-            resolved_by: Some(staff),
-            note: Some(note),
+            resolved_by: Some(staff.to_string()),
+            note: Some(note.to_string()),
             ..flag
         })
     }

@@ -63,7 +63,6 @@ pub use error::{Result, StoreError, SupportError};
 pub use flags::{FlagRow, TimelineFlag};
 pub use gateways::{GatewaySecrets, GatewayState};
 pub use gauges::{GatewayCount, Gauges};
-pub(crate) use notices::required_text;
 pub use notices::{
     QueuedNotice, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
 };

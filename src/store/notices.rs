@@ -195,12 +195,6 @@ macro_rules! queue_generation_tx {
 // The re-registration module queues notices the same way.
 pub(super) use {check_number_limit, latest_campaign_tx, queue_generation_tx};
 
-/// Checks a free-text field people type (reason, note, staff name)
-/// ([`FreeText`]).
-pub(crate) fn required_text(field: &'static str, value: &str, max: usize) -> Result<String> {
-    Ok(FreeText::parse(field, value, max)?.into_string())
-}
-
 impl Store {
     /// Queues the worker's notice again, as a new generation in the
     /// worker's latest campaign, audited with `staff` and `reason`.
@@ -210,9 +204,12 @@ impl Store {
     /// not eligible, or in no campaign (422); and past
     /// [`RESENDS_PER_NUMBER_PER_DAY`] for the number (429). Open flags are
     /// resolved `resent`: a new flag follows if this one fails too.
-    pub async fn resend(&self, worker_id: i64, staff: &str, reason: &str) -> Result<QueuedNotice> {
-        let staff = required_text("staff", staff, 100)?;
-        let reason = required_text("reason", reason, 500)?;
+    pub async fn resend(
+        &self,
+        worker_id: i64,
+        staff: &FreeText,
+        reason: &FreeText,
+    ) -> Result<QueuedNotice> {
         let now = now_ms();
         let lock = self.row_lock();
         let worker_sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1{lock}");
@@ -257,7 +254,7 @@ impl Store {
             let resolved = sqlx::query(
                 "UPDATE non_recipients SET resolved_at = $1, resolution = 'resent', resolved_by = $2 \
                  WHERE worker_id = $3 AND resolved_at IS NULL")
-                .bind(now).bind(&staff).bind(worker_id)
+                .bind(now).bind(staff.as_str()).bind(worker_id)
                 .execute(&mut *tx).await?.rows_affected();
             audit_tx!(tx, staff.as_str(), "worker.resend", format!("worker:{worker_id}"),
                 format!("reason: {reason}; message {} (generation {}) in campaign {} to {}; {resolved} flag(s) resolved",

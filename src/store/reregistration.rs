@@ -57,11 +57,11 @@ use super::notices::{
     STANDING_REREGISTRATION,
 };
 use super::{
-    audit_tx, lock_key, now_ms, required_text, sha256_hex, with_pool, BeginWrite, IdempotencyKey,
-    Idempotent, QueuedNotice, Store, StoreError, SupportError, WorkerRow, REREGISTRATION_CAMPAIGN,
+    audit_tx, lock_key, now_ms, sha256_hex, with_pool, BeginWrite, IdempotencyKey, Idempotent,
+    QueuedNotice, Store, StoreError, SupportError, WorkerRow, REREGISTRATION_CAMPAIGN,
     REREGISTRATION_TEMPLATE, WORKER_COLUMNS,
 };
-use crate::domain::notice::{self, DAY_MS};
+use crate::domain::notice::{self, FreeText, DAY_MS};
 use crate::domain::{fmt_wib, mask_name, mask_nik, mask_phone, Msisdn, Nik, Window};
 use crate::status::{CampaignStatus, Status};
 
@@ -1002,11 +1002,9 @@ impl Store {
     pub async fn approve_reregistration(
         &self,
         id: i64,
-        staff: &str,
-        note: &str,
+        staff: &FreeText,
+        note: &FreeText,
     ) -> Result<ReregisterOutcome, SupportError> {
-        let staff = required_text("staff", staff, 100)?;
-        let note = required_text("note", note, 1000)?;
         let now = now_ms();
         let lock = self.row_lock();
         let rr_sql = format!(
@@ -1033,7 +1031,7 @@ impl Store {
             sqlx::query(
                 "UPDATE reregistrations SET status = 'approved', decided_by = $1, decided_at = $2, message_id = $3 \
                  WHERE id = $4")
-                .bind(&staff).bind(now).bind(notice.as_ref().map(|n| n.message_id)).bind(id)
+                .bind(staff.as_str()).bind(now).bind(notice.as_ref().map(|n| n.message_id)).bind(id)
                 .execute(&mut *tx).await?;
             supersede_others_tx!(tx, worker_id, id, staff.as_str(), now);
             audit_tx!(tx, staff.as_str(), "reregistration.approve", format!("worker:{worker_id}"),
@@ -1129,11 +1127,9 @@ impl Store {
     pub async fn lift_reregistration_lock(
         &self,
         lock_id: i64,
-        staff: &str,
-        reason: &str,
+        staff: &FreeText,
+        reason: &FreeText,
     ) -> Result<ReregistrationLock, SupportError> {
-        let staff = required_text("staff", staff, 100)?;
-        let reason = required_text("reason", reason, 500)?;
         let now = now_ms();
         let lock = self.row_lock();
         let select = format!("SELECT {LOCK_COLUMNS} FROM reregistration_locks WHERE id = $1{lock}");
@@ -1153,7 +1149,7 @@ impl Store {
                 return Err(SupportError::Conflict(format!("lock {lock_id} is no longer active")));
             }
             sqlx::query("UPDATE reregistration_locks SET lifted_at = $1, lifted_by = $2 WHERE id = $3")
-                .bind(now).bind(&staff).bind(lock_id).execute(&mut *tx).await?;
+                .bind(now).bind(staff.as_str()).bind(lock_id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM reregistration_failures WHERE key_kind = $1 AND key_hash = $2")
                 .bind(&kind).bind(&hash).execute(&mut *tx).await?;
             let subject = l.worker_id.map_or_else(|| "reregistration".to_string(), |id| format!("worker:{id}"));
@@ -1162,7 +1158,7 @@ impl Store {
                     l.number_masked.as_deref().map(|n| format!(" {n}")).unwrap_or_default()), now);
             tx.commit().await?;
             l.lifted_at = Some(now);
-            l.lifted_by = Some(staff.clone());
+            l.lifted_by = Some(staff.to_string());
             l.active = false;
             l
         });

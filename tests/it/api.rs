@@ -808,7 +808,11 @@ impl Api {
             .id;
         let o = self
             .store()
-            .approve_reregistration(id, "desk-1", "checked by phone")
+            .approve_reregistration(
+                id,
+                &pedulicovid::domain::notice::FreeText::staff("desk-1").unwrap(),
+                &pedulicovid::domain::notice::FreeText::note("checked by phone").unwrap(),
+            )
             .await
             .unwrap();
         serde_json::to_value(o).unwrap()

@@ -3,6 +3,7 @@
 //! (`Store::search_workers`, `timeline`, `resend`, `resolve_flag`), which the
 //! support web UI calls too. Search terms travel in the body, never the URL.
 
+use crate::domain::notice::FreeText;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -133,7 +134,14 @@ pub async fn resend(
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> Result<(StatusCode, axum::Json<QueuedNotice>), ApiError> {
     let staff = actor(&caller, req.staff.as_deref());
-    let notice = state.store.resend(id, &staff, &req.reason).await?;
+    let notice = state
+        .store
+        .resend(
+            id,
+            &FreeText::staff(&staff)?,
+            &FreeText::reason(&req.reason)?,
+        )
+        .await?;
     tracing::info!(token = %caller.name, worker.id = id, message.id = notice.message_id, "support resend");
     Ok((StatusCode::CREATED, axum::Json(notice)))
 }
@@ -173,6 +181,9 @@ pub async fn resolve_flag(
 ) -> Result<axum::Json<TimelineFlag>, ApiError> {
     let staff = actor(&caller, req.staff.as_deref());
     Ok(axum::Json(
-        state.store.resolve_flag(id, &staff, &req.note).await?,
+        state
+            .store
+            .resolve_flag(id, &FreeText::staff(&staff)?, &FreeText::note(&req.note)?)
+            .await?,
     ))
 }

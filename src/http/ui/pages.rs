@@ -8,6 +8,7 @@
 //! redirects; a refusal renders the page again with the refusal in
 //! Indonesian, the typed text kept, and a fitting status code.
 
+use crate::domain::notice::FreeText;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -742,7 +743,11 @@ pub async fn resend(
             format!("Alasan terlalu panjang: paling banyak {REASON_MAX} karakter."),
         )
     } else {
-        match app.store.resend(id, &staff.name, reason).await {
+        let resent = async {
+            let (who, why) = (FreeText::staff(&staff.name)?, FreeText::reason(reason)?);
+            app.store.resend(id, &who, &why).await
+        };
+        match resent.await {
             Ok(n) => {
                 tracing::info!(token = %staff.name, worker.id = id, message.id = n.message_id,
                     "support UI resend");
@@ -828,7 +833,11 @@ pub async fn resolve_flag(
             format!("Catatan terlalu panjang: paling banyak {NOTE_MAX} karakter."),
         )
     } else {
-        match app.store.resolve_flag(flag, &staff.name, note).await {
+        let resolved = async {
+            let (who, what) = (FreeText::staff(&staff.name)?, FreeText::note(note)?);
+            app.store.resolve_flag(flag, &who, &what).await
+        };
+        match resolved.await {
             Ok(f) => {
                 tracing::info!(token = %staff.name, worker.id = id, flag.id = flag,
                     "support UI flag resolved");
@@ -914,11 +923,11 @@ pub async fn lift_lock(
             format!("Alasan wajib diisi, paling banyak {REASON_MAX} karakter."),
         )
     } else {
-        match app
-            .store
-            .lift_reregistration_lock(lock, &staff.name, reason)
-            .await
-        {
+        let lifted = async {
+            let (who, why) = (FreeText::staff(&staff.name)?, FreeText::reason(reason)?);
+            app.store.lift_reregistration_lock(lock, &who, &why).await
+        };
+        match lifted.await {
             Ok(_) => {
                 tracing::info!(token = %staff.name, worker.id = id, lock.id = lock,
                     "support UI re-registration lock lifted");
@@ -1002,11 +1011,11 @@ pub async fn approve_reregistration(
             format!("Catatan wajib diisi, paling banyak {NOTE_MAX} karakter."),
         )
     } else {
-        match app
-            .store
-            .approve_reregistration(rereg, &staff.name, note)
-            .await
-        {
+        let approved = async {
+            let (who, what) = (FreeText::staff(&staff.name)?, FreeText::note(note)?);
+            app.store.approve_reregistration(rereg, &who, &what).await
+        };
+        match approved.await {
             Ok(o) => {
                 tracing::info!(token = %staff.name, worker.id = id, reregistration.id = rereg,
                     "support UI re-registration approved");
