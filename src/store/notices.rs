@@ -237,14 +237,14 @@ impl Store {
                 return Err(SupportError::InFlight(format!(
                     "message {id} for worker {worker_id} {what}; resend once it has an outcome")));
             }
-            check_number_limit!(tx, w.phone.as_str(), now);
+            check_number_limit!(tx, w.phone.as_e164(), now);
             let Some(c) = latest_campaign_tx!(tx, self, worker_id, now) else {
                 return Err(SupportError::NotEligible(format!(
                     "worker {worker_id} is in no open campaign: there is no notice to resend")));
             };
             let new = NewNotice {
                 worker_id,
-                phone: w.phone.as_str(),
+                phone: w.phone.as_e164(),
                 due: notice::Due::in_window(c.window(), w.province_code, now),
                 kind: "resend",
                 actor: staff.as_str(),

@@ -368,14 +368,14 @@ macro_rules! apply_tx {
                 ),
             })
         };
-        let phone_changed = w.phone != new_phone;
+        let phone_changed = w.phone.as_e164() != new_phone;
         if phone_changed {
             sqlx::query(
                 "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
                  VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(w.id)
-            .bind(&w.phone)
+            .bind(w.phone.as_e164())
             .bind(new_phone)
             .bind($source)
             .bind(now)
@@ -842,7 +842,7 @@ impl Store {
             // staff): nothing to wait for. A number on file only because an
             // earlier immediate-mode call put it there is not: a repeat
             // call must not clear that mark or bring back the NIK digits.
-            let validated_number = w.phone == new_phone && !w.phone_unvalidated;
+            let validated_number = w.phone.as_e164() == new_phone && !w.phone_unvalidated;
             let outcome = if mode == ReregistrationMode::Validated && !validated_number {
                 // Other pending requests of this worker stay: one of them
                 // may be the worker's own, and the import that carries a
@@ -859,11 +859,11 @@ impl Store {
                         let id: i64 = sqlx::query_scalar(
                             "INSERT INTO reregistrations (worker_id, old_phone, new_phone, status, requested_by, \
                              requested_at) VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING id")
-                            .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
+                            .bind(w.id).bind(w.phone.as_e164()).bind(new_phone).bind(actor).bind(now)
                             .fetch_one(&mut *tx).await?;
                         audit_tx!(tx, actor, "reregistration.request", format!("worker:{}", w.id),
                             format!("re-registration {id}: phone {} -> {} pending One Data validation",
-                                mask_phone(&w.phone), mask_phone(new_phone)), now);
+                                mask_phone(w.phone.as_e164()), mask_phone(new_phone)), now);
                         id
                     }
                 };
@@ -877,7 +877,7 @@ impl Store {
                     notice: None,
                 }
             } else {
-                if w.phone != new_phone {
+                if w.phone.as_e164() != new_phone {
                     check_request_limit!(tx, new_phone, now);
                 }
                 check_number_limit!(tx, new_phone, now);
@@ -887,13 +887,13 @@ impl Store {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO reregistrations (worker_id, old_phone, new_phone, status, requested_by, requested_at, \
                      decided_by, decided_at, message_id) VALUES ($1, $2, $3, 'applied', $4, $5, $4, $5, $6) RETURNING id")
-                    .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
+                    .bind(w.id).bind(w.phone.as_e164()).bind(new_phone).bind(actor).bind(now)
                     .bind(notice.as_ref().map(|n| n.message_id))
                     .fetch_one(&mut *tx).await?;
                 supersede_others_tx!(tx, w.id, id, actor, now);
                 let how = if validated_number { "to the number on file" } else { "applied at once (immediate mode)" };
                 audit_tx!(tx, actor, "worker.reregister", format!("worker:{}", w.id),
-                    applied_detail(id, how, &w.phone, new_phone, superseded, flags_resolved, &notice), now);
+                    applied_detail(id, how, w.phone.as_e164(), new_phone, superseded, flags_resolved, &notice), now);
                 ReregisterOutcome {
                     state: ReregisterState::Reregistered,
                     reregistration_id: id,
@@ -949,7 +949,7 @@ impl Store {
             check_locks_tx!(tx, &keys, now);
             let on_phone: Vec<WorkerRow> = sqlx::query_as(&sql).bind(e164).fetch_all(&mut *tx).await?;
             let worker_id = (on_phone.len() == 1).then(|| on_phone[0].id);
-            let matching: Vec<WorkerRow> = on_phone.into_iter().filter(|w| w.nik.ends_with(last6)).collect();
+            let matching: Vec<WorkerRow> = on_phone.into_iter().filter(|w| w.nik.as_str().ends_with(last6)).collect();
             if matching.is_empty() {
                 let subject = worker_id.map_or_else(|| "reregistration".to_string(), |id| format!("worker:{id}"));
                 record_failure_tx!(tx, actor, "lookup", keys[0].1.as_str(), worker_id, Some(mask_phone(e164)),

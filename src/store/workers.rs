@@ -31,9 +31,13 @@ pub struct NewWorker {
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct WorkerRow {
     pub id: i64,
-    pub nik: String,
+    /// Parsed where the row is read (the registry stores parsed NIKs and
+    /// numbers only; a row with another is refused when read).
+    #[sqlx(try_from = "String")]
+    pub nik: Nik,
     pub full_name: String,
-    pub phone: String,
+    #[sqlx(try_from = "String")]
+    pub phone: Msisdn,
     pub operator: String,
     pub profession: String,
     pub facility_code: String,
@@ -79,7 +83,7 @@ impl UpsertCounts {
 impl WorkerRow {
     fn same_as(&self, w: &NewWorker) -> bool {
         self.full_name == w.full_name
-            && self.phone == w.phone.as_e164()
+            && self.phone == w.phone
             && self.operator == w.operator
             && self.profession == w.profession
             && self.facility_code == w.facility_code
@@ -114,7 +118,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
-                .map(|w| (w.nik.clone(), w))
+                .map(|w| (w.nik.as_str().to_string(), w))
                 .collect();
 
             let fresh: Vec<&NewWorker> = rows.iter().filter(|r| !existing.contains_key(r.nik.as_str())).collect();
@@ -166,12 +170,12 @@ impl Store {
                 .bind(r.validated).bind(r.eligible).bind(now).bind(old.id)
                 .execute(&mut *tx).await?;
                 counts.updated += 1;
-                if old.phone != r.phone.as_e164() {
+                if old.phone != r.phone {
                     sqlx::query(
                         "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
                          VALUES ($1, $2, $3, $4, $5)",
                     )
-                    .bind(old.id).bind(&old.phone).bind(r.phone.as_e164()).bind(source).bind(now)
+                    .bind(old.id).bind(old.phone.as_e164()).bind(r.phone.as_e164()).bind(source).bind(now)
                     .execute(&mut *tx).await?;
                     counts.phone_changes += 1;
                 }
@@ -423,7 +427,7 @@ impl Store {
                 .workers_by_phone(phone.as_e164())
                 .await?
                 .into_iter()
-                .filter(|w| w.nik.ends_with(last6.as_str()))
+                .filter(|w| w.nik.as_str().ends_with(last6.as_str()))
                 .collect(),
         };
         self.lookup_of(rows).await

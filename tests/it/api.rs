@@ -709,7 +709,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(w.phone, "+6281300000011");
+    assert_eq!(w.phone.as_e164(), "+6281300000011");
 
     // The same request again with the same key: the stored answer, nothing more.
     let r = api

@@ -143,6 +143,8 @@ impl Bot {
             .unwrap()
             .unwrap()
             .phone
+            .as_e164()
+            .to_string()
     }
 
     /// (id, phone, status, body) of every message, oldest first.
