@@ -2,104 +2,17 @@
 //! windows; progress pace (throughput and ETA) shared by the API, the CLI
 //! and the web UI.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone as _};
 use serde::Serialize;
 
+pub use crate::domain::{fmt_wib, Window};
 use crate::domain::{ProvinceCode, TimeZone};
 use crate::render::{Renderer, TemplateError};
-use crate::status::Status;
-use crate::store::{Campaign, CampaignFilter, CampaignReport, NewCampaign, Store, StoreError};
-
-const DAY_MIN: i64 = 24 * 60;
-const MIN_MS: i64 = 60_000;
-
-/// The local time of day during which a recipient may be sent to, applied in
-/// the recipient's own zone. `end` is exclusive; `00:00-24:00` is always open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start_min: i32,
-    pub end_min: i32,
-}
-
-impl Default for Window {
-    /// 08:00–20:00: the financial regulator's rule for SMS offers, the
-    /// sensible model DOMAIN.md suggests.
-    fn default() -> Self {
-        Window {
-            start_min: 8 * 60,
-            end_min: 20 * 60,
-        }
-    }
-}
-
-impl std::str::FromStr for Window {
-    type Err = String;
-    /// `HH:MM-HH:MM`, start before end, `24:00` allowed as the end.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| format!("window {s:?}: expected HH:MM-HH:MM, e.g. 08:00-20:00"))?;
-        let start = minutes(a.trim()).map_err(|e| format!("window start: {e}"))?;
-        let end = minutes(b.trim()).map_err(|e| format!("window end: {e}"))?;
-        if start >= end {
-            return Err(format!(
-                "window {s:?}: start must be before end (windows across midnight are not supported)"
-            ));
-        }
-        Ok(Window {
-            start_min: start,
-            end_min: end,
-        })
-    }
-}
-
-fn minutes(s: &str) -> Result<i32, String> {
-    let (h, m) = s
-        .split_once([':', '.'])
-        .ok_or_else(|| format!("{s:?} is not HH:MM"))?;
-    let h: i32 = h.parse().map_err(|_| format!("{s:?} is not HH:MM"))?;
-    let m: i32 = m.parse().map_err(|_| format!("{s:?} is not HH:MM"))?;
-    if !(0..=24).contains(&h) || !(0..60).contains(&m) || (h == 24 && m != 0) {
-        return Err(format!("{s:?} is not a time of day"));
-    }
-    Ok(h * 60 + m)
-}
-
-impl std::fmt::Display for Window {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:02}:{:02}-{:02}:{:02}",
-            self.start_min / 60,
-            self.start_min % 60,
-            self.end_min / 60,
-            self.end_min % 60
-        )
-    }
-}
-
-impl Window {
-    /// Minute of the local day at `at_ms` in a zone `offset_hours` east of UTC.
-    fn local_minute(at_ms: i64, offset_hours: i32) -> i64 {
-        (at_ms.div_euclid(MIN_MS) + offset_hours as i64 * 60).rem_euclid(DAY_MIN)
-    }
-
-    pub fn is_open(&self, at_ms: i64, offset_hours: i32) -> bool {
-        let m = Self::local_minute(at_ms, offset_hours);
-        m >= self.start_min as i64 && m < self.end_min as i64
-    }
-
-    /// `at_ms` if the window is open then, else the next moment it opens.
-    pub fn next_open(&self, at_ms: i64, offset_hours: i32) -> i64 {
-        if self.is_open(at_ms, offset_hours) {
-            return at_ms;
-        }
-        let m = Self::local_minute(at_ms, offset_hours);
-        let start_of_minute = at_ms - at_ms.rem_euclid(MIN_MS);
-        let wait = (self.start_min as i64 - m).rem_euclid(DAY_MIN);
-        start_of_minute + wait * MIN_MS
-    }
-}
+use crate::status::{CampaignStatus, Status};
+use crate::store::{
+    Campaign, CampaignFilter, CampaignReport, CreatedCampaign, NewCampaign, RescheduledCampaign,
+    Store, StoreError,
+};
 
 /// Parses `--at`: RFC 3339 with an offset, or `YYYY-MM-DD HH:MM` read as WIB
 /// (Jakarta), where campaign operators work.
@@ -123,18 +36,6 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     Err(format!(
         "{s:?} is not a time: use 2021-01-13T00:00:00+07:00 or \"2021-01-13 00:00\" (WIB)"
     ))
-}
-
-/// Formats Unix milliseconds as WIB local time for people.
-pub fn fmt_wib(ms: i64) -> String {
-    let wib = FixedOffset::east_opt(7 * 3600).expect("UTC+7 is a valid offset");
-    match Utc.timestamp_millis_opt(ms).single() {
-        Some(t) => t
-            .with_timezone(&wib)
-            .format("%Y-%m-%d %H:%M:%S WIB")
-            .to_string(),
-        None => ms.to_string(),
-    }
 }
 
 /// First moment each zone may be sent to when a campaign with `window`
@@ -171,14 +72,13 @@ pub enum CampaignError {
 }
 
 /// Validates the request and template, then creates the campaign and
-/// enqueues its audience in one transaction. Returns the campaign and the
-/// number of messages enqueued.
+/// enqueues its audience in one transaction.
 pub async fn create(
     store: &Store,
     renderer: &Renderer,
     max_segments: u32,
     req: CampaignRequest,
-) -> Result<(Campaign, u64), CampaignError> {
+) -> Result<CreatedCampaign, CampaignError> {
     let name = req.name.trim().to_string();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(CampaignError::Invalid {
@@ -240,13 +140,12 @@ pub const RESCHEDULE_PAST_TOLERANCE_MS: i64 = 5 * 60_000;
 /// [`RESCHEDULE_PAST_TOLERANCE_MS`] ago (to send now, resume or give the
 /// current time), a time not before the campaign's deadline (field `at`),
 /// and a completed or cancelled campaign ([`StoreError::Conflict`]).
-/// Returns the campaign and how many queued messages were re-timed.
 pub async fn reschedule(
     store: &Store,
     id: i64,
     at: i64,
     actor: &str,
-) -> Result<(Campaign, u64), CampaignError> {
+) -> Result<RescheduledCampaign, CampaignError> {
     let c = store.campaign(id).await?;
     if at < crate::store::now_ms() - RESCHEDULE_PAST_TOLERANCE_MS {
         return Err(CampaignError::Invalid {
@@ -294,10 +193,15 @@ pub struct Pace {
 impl Pace {
     /// The pace from the sends in the last window, the campaign's status
     /// and its report, at `now` (Unix ms).
-    pub fn compute(recent_sends: i64, status: &str, report: &CampaignReport, now: i64) -> Pace {
+    pub fn compute(
+        recent_sends: i64,
+        status: CampaignStatus,
+        report: &CampaignReport,
+        now: i64,
+    ) -> Pace {
         let throughput = recent_sends as f64 / THROUGHPUT_WINDOW_SECS as f64;
         let queued = report.status(Status::Queued);
-        let moving = matches!(status, "scheduled" | "running");
+        let moving = status.may_send();
         let eta = (moving && queued > 0 && throughput > 0.0).then(|| queued as f64 / throughput);
         let eta_at = eta.map(|s| now + (s * 1000.0) as i64);
         Pace {
@@ -318,24 +222,13 @@ impl Pace {
         let recent = store
             .sends_since(campaign.id, now - THROUGHPUT_WINDOW_SECS * 1000)
             .await?;
-        Ok(Pace::compute(recent, &campaign.status, report, now))
+        Ok(Pace::compute(recent, campaign.status, report, now))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn windows_parse_and_refuse() {
-        let w: Window = "08:00-20:00".parse().unwrap();
-        assert_eq!((w.start_min, w.end_min), (480, 1200));
-        assert_eq!("00:00-24:00".parse::<Window>().unwrap().end_min, 1440);
-        assert!("20:00-08:00".parse::<Window>().is_err());
-        assert!("8-20".parse::<Window>().is_err());
-        assert!("08:00-25:00".parse::<Window>().is_err());
-        assert_eq!(w.to_string(), "08:00-20:00");
-    }
 
     #[test]
     fn window_in_each_zone() {
@@ -371,17 +264,17 @@ mod tests {
     fn pace_gives_an_eta_only_while_something_is_left_and_moving() {
         let now = parse_time("2021-01-13 08:00").unwrap();
         // 120 sends in 60 s = 2/s; 600 queued = 300 s.
-        let p = Pace::compute(120, "running", &report(600, 10), now);
+        let p = Pace::compute(120, CampaignStatus::Running, &report(600, 10), now);
         assert_eq!(p.throughput_per_sec, 2.0);
         assert_eq!(p.eta_seconds, Some(300.0));
         assert_eq!(p.eta_at, Some(now + 300_000));
         assert_eq!(p.eta_wib.as_deref(), Some("2021-01-13 08:05:00 WIB"));
         // Finished, or nothing left: throughput still shows, no ETA.
         for (status, r) in [
-            ("completed", report(0, 610)),
-            ("cancelled", report(5, 10)),
-            ("running", report(0, 610)),
-            ("paused", report(600, 10)),
+            (CampaignStatus::Completed, report(0, 610)),
+            (CampaignStatus::Cancelled, report(5, 10)),
+            (CampaignStatus::Running, report(0, 610)),
+            (CampaignStatus::Paused, report(600, 10)),
         ] {
             let p = Pace::compute(120, status, &r, now);
             assert_eq!(p.throughput_per_sec, 2.0);
@@ -393,7 +286,7 @@ mod tests {
         }
         // Nothing moving: no ETA either.
         assert_eq!(
-            Pace::compute(0, "running", &report(5, 0), now).eta_seconds,
+            Pace::compute(0, CampaignStatus::Running, &report(5, 0), now).eta_seconds,
             None
         );
     }

@@ -294,7 +294,10 @@ pub async fn run(
     }
 
     let t0 = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,

@@ -5,7 +5,8 @@
 //! In data-flow order:
 //! - [`config`]: typed settings (defaults, TOML file, `PEDULICOVID__*` env).
 //! - [`domain`]: parsed types: `Nik`, `Msisdn` (+ operator), `ProvinceCode`
-//!   (+ time zone), `SmsText` (GSM-7/UCS-2, segments).
+//!   (+ time zone), `SmsText` (GSM-7/UCS-2, segments); send windows; the
+//!   rules for extra notices (limits, eligibility) and search queries.
 //! - [`store`]: the one place SQL lives; SQLite and PostgreSQL.
 //! - [`registry`]: import of the One Data CSV export, row-level rejections.
 //! - [`campaign`]: create a campaign and enqueue its audience.

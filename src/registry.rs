@@ -256,14 +256,14 @@ fn parse_row(
             Some(v),
             Some(e),
         ) if errors.is_empty() => Ok(NewWorker {
-            nik: nik.as_str().to_string(),
-            full_name: name,
             operator: phone.operator().as_str().to_string(),
-            phone: phone.as_e164().to_string(),
+            nik,
+            full_name: name,
+            phone,
             profession: prof,
             facility_code: fac,
             regency_code: reg,
-            province_code: prov.to_string(),
+            province_code: prov,
             validated: v,
             eligible: e,
         }),
@@ -672,7 +672,7 @@ pub async fn import_csv_streaming<R: Read>(
         match parse_row(&rec, &layout, width) {
             Ok(w) => {
                 // A parsed NIK is exactly 16 ASCII digits.
-                let key: u64 = w.nik.parse().expect("a parsed NIK is 16 digits");
+                let key: u64 = w.nik.as_str().parse().expect("a parsed NIK is 16 digits");
                 if let Some(first) = seen.get(key) {
                     report.rejected_rows += 1;
                     let reason = format!("duplicate NIK: line {first} has the same NIK");

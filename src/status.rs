@@ -1,6 +1,8 @@
 //! The message status machine. Status only moves one way; [`Status::can_become`]
 //! is the one place that says which moves exist, and every SQL update that
-//! changes a status is guarded by the list it derives ([`Status::sources_of`]).
+//! changes a status is guarded by the list it derives ([`Status::sources_of`],
+//! [`Status::guard`], which refuses a list the machine does not allow).
+//! Campaigns have their own, smaller machine ([`CampaignStatus`]).
 //!
 //! ```text
 //! queued ─claim─▶ sending ─accepted─▶ sent ─receipt─▶ delivered
@@ -25,7 +27,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where one message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -124,12 +126,44 @@ impl Status {
 
     /// `'a','b'` for an SQL `IN` list. The values are our own constants.
     pub fn sql_list(states: &[Status]) -> String {
-        states
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(",")
+        sql_list(states.iter().map(|s| s.as_str()))
     }
+
+    /// The condition on a status column, after the column's name, that
+    /// guards moving a message from one of `from` to `next`: ` = 'a'` for
+    /// one state (the form the partial indexes `messages_due`,
+    /// `messages_leased` and `messages_awaiting` are written in, so the
+    /// planner uses them), ` IN ('a','b')` for more. Every state in `from`
+    /// must be allowed to become `next`: a guard the machine does not allow
+    /// is a bug in the statement, not a state of the data, so it panics
+    /// (every statement building one runs in the integration tests, on
+    /// both databases). `from` may be narrower
+    /// than [`Status::sources_of`] where the statement itself says more
+    /// (a lease that ran out is held by a `sending` row only).
+    pub fn guard(from: &[Status], next: Status) -> String {
+        for s in from {
+            assert!(s.can_become(next), "{s} cannot become {next}");
+        }
+        Status::sql_is(from)
+    }
+
+    /// The condition on a status column, after the column's name, for a
+    /// filter (no move): ` = 'a'` or ` IN ('a','b')`.
+    pub fn sql_is(states: &[Status]) -> String {
+        match states {
+            [one] => format!(" = '{one}'"),
+            _ => format!(" IN ({})", Status::sql_list(states)),
+        }
+    }
+
+    /// Queued, being sent, or sent and awaiting its receipt: a message that
+    /// still needs something from a worker or a carrier. (`unknown` waits
+    /// for nothing: only a late receipt may still move it.)
+    pub const IN_FLIGHT: [Status; 3] = [Status::Queued, Status::Sending, Status::Sent];
+
+    /// Queued or being sent: in a worker's hands, so its campaign is not
+    /// complete.
+    pub const UNSENT: [Status; 2] = [Status::Queued, Status::Sending];
 }
 
 impl fmt::Display for Status {
@@ -236,6 +270,165 @@ impl Status {
             .filter(|s| s.receipt_move(next, evidence) == ReceiptMove::Apply)
             .collect()
     }
+}
+
+/// Where a campaign is in its life. Like [`Status`], it moves only as
+/// [`CampaignStatus::can_become`] says, and the store's `WHERE status …`
+/// guards are built from it ([`CampaignStatus::sql_moves`]).
+///
+/// ```text
+/// scheduled ─start time─▶ running ─nothing left─▶ completed
+///     ▲ │ ◀──reschedule──── │ ▲ ◀─a new notice queued─┘
+///     │ └──────┬─pause─────┘ │
+///     │        ▼             │
+///     └─resume─ paused ─resume┘
+/// scheduled, running, paused ─cancel─▶ cancelled
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Created; its start time has not come.
+    Scheduled,
+    /// Sending: its queued messages are claimed as they fall due.
+    Running,
+    /// Stopped by an operator or the auto-pause; nothing is claimed until
+    /// it is resumed.
+    Paused,
+    /// Nothing queued or being sent. A notice queued into it later (a
+    /// resend, a re-registration) makes it `running` again.
+    Completed,
+    /// Final: stopped for good, its unsent messages `cancelled`.
+    Cancelled,
+}
+
+impl CampaignStatus {
+    pub const ALL: [CampaignStatus; 5] = [
+        CampaignStatus::Scheduled,
+        CampaignStatus::Running,
+        CampaignStatus::Paused,
+        CampaignStatus::Completed,
+        CampaignStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Scheduled => "scheduled",
+            CampaignStatus::Running => "running",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Completed => "completed",
+            CampaignStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Every allowed transition, and nothing else.
+    pub fn can_become(self, next: CampaignStatus) -> bool {
+        use CampaignStatus::*;
+        match (self, next) {
+            // Its start time came, or an operator rescheduled it.
+            (Scheduled, Running) | (Running, Scheduled) => true,
+            // Operators (and the auto-pause) stop and resume.
+            (Scheduled | Running, Paused) => true,
+            (Paused, Scheduled | Running) => true,
+            // Nothing left to send; a new notice reopens it.
+            (Running, Completed) | (Completed, Running) => true,
+            // Cancel stops anything not finished.
+            (Scheduled | Running | Paused, Cancelled) => true,
+            _ => false,
+        }
+    }
+
+    /// Finished: completed or cancelled. Not rescheduled.
+    pub fn is_finished(self) -> bool {
+        matches!(self, CampaignStatus::Completed | CampaignStatus::Cancelled)
+    }
+
+    /// Its messages may be claimed (the time may still have to come: a
+    /// message is due by its own `next_attempt_at`).
+    pub fn may_send(self) -> bool {
+        matches!(self, CampaignStatus::Scheduled | CampaignStatus::Running)
+    }
+
+    /// The states from which `next` may be reached.
+    pub fn sources_of(next: CampaignStatus) -> Vec<CampaignStatus> {
+        CampaignStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_become(next))
+            .collect()
+    }
+
+    /// `'a','b'` for an SQL `IN` list of the states in `from`, each of
+    /// which must be allowed to become `next`: the guard of one move the
+    /// store makes. A move the machine does not allow is a bug here, not a
+    /// state of the data, so it panics (every statement building one runs
+    /// in the integration tests).
+    pub fn sql_moves(from: &[CampaignStatus], next: CampaignStatus) -> String {
+        for s in from {
+            assert!(s.can_become(next), "campaign {s} cannot become {next}");
+        }
+        sql_list(from.iter().map(|s| s.as_str()))
+    }
+
+    /// `'a','b'` for an SQL `IN` list of states, not a move (a filter).
+    pub fn sql_list(states: &[CampaignStatus]) -> String {
+        sql_list(states.iter().map(|s| s.as_str()))
+    }
+
+    /// `'scheduled','running'`: the campaigns whose messages may be claimed.
+    pub fn sql_sending() -> String {
+        CampaignStatus::sql_list(
+            &CampaignStatus::ALL
+                .into_iter()
+                .filter(|s| s.may_send())
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+impl fmt::Display for CampaignStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so the CLI's column widths apply.
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for CampaignStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CampaignStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown campaign status {s:?}"))
+    }
+}
+
+/// Reads `campaigns.status` (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for CampaignStatus {
+    type Error = UnknownStatus;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse().map_err(UnknownStatus)
+    }
+}
+
+/// Reads `messages.status`.
+impl TryFrom<String> for Status {
+    type Error = UnknownStatus;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse().map_err(UnknownStatus)
+    }
+}
+
+/// A status column held a value the machine does not know (a database
+/// written by a newer version, or by hand).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownStatus(String);
+
+/// `'a','b'`: our own constants, never input.
+fn sql_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Why a worker is flagged as a non-recipient.
@@ -382,6 +575,58 @@ mod tests {
         let d = Status::receipt_sources(Status::Delivered, Recorded);
         assert!(d.contains(&Status::Sent) && d.contains(&Status::Failed));
         assert!(!d.contains(&Status::Cancelled));
+    }
+
+    #[test]
+    fn campaigns_move_as_the_diagram_says() {
+        use CampaignStatus::*;
+        for s in CampaignStatus::ALL {
+            assert_eq!(s.as_str().parse::<CampaignStatus>().unwrap(), s);
+            assert_eq!(format!("{s:<10}|").len(), 11, "{s} pads");
+            // Nothing leaves cancelled; nothing stays put by a "move".
+            assert!(!Cancelled.can_become(s));
+            assert!(!s.can_become(s));
+        }
+        assert_eq!(CampaignStatus::sources_of(Paused), vec![Scheduled, Running]);
+        assert_eq!(
+            CampaignStatus::sources_of(Cancelled),
+            vec![Scheduled, Running, Paused]
+        );
+        assert!(!Completed.can_become(Paused) && !Completed.can_become(Cancelled));
+        assert_eq!(CampaignStatus::sql_sending(), "'scheduled','running'");
+        assert_eq!(
+            CampaignStatus::sql_moves(&[Scheduled, Running], Paused),
+            "'scheduled','running'"
+        );
+        assert!("bogus".parse::<CampaignStatus>().is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "campaign completed cannot become paused")]
+    fn a_guard_for_a_forbidden_campaign_move_is_a_bug() {
+        CampaignStatus::sql_moves(&[CampaignStatus::Completed], CampaignStatus::Paused);
+    }
+
+    #[test]
+    fn guards_render_for_the_partial_indexes() {
+        assert_eq!(
+            Status::guard(&[Status::Queued], Status::Sending),
+            " = 'queued'"
+        );
+        assert_eq!(
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled),
+            " = 'queued'"
+        );
+        assert_eq!(Status::sql_is(&Status::UNSENT), " IN ('queued','sending')");
+        for s in Status::IN_FLIGHT {
+            assert!(!s.is_final() && s != Status::Unknown);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sent cannot become queued")]
+    fn a_guard_for_a_forbidden_move_is_a_bug() {
+        Status::guard(&[Status::Sent], Status::Queued);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{cli_actor, open_store};
 use crate::campaign::{fmt_wib, CampaignRequest, Pace, Window};
 use crate::config::Settings;
 use crate::render::Renderer;
-use crate::store::{CampaignAction, Store};
+use crate::store::{CampaignAction, CreatedCampaign, RescheduledCampaign, Store};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum CampaignCmd {
@@ -121,8 +121,10 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
                     .map_err(|e| anyhow::anyhow!("--deadline: {e}"))?,
             };
             // Audited (`campaign.create`) in the creating transaction.
-            let (c, n) =
-                crate::campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
+            let CreatedCampaign {
+                campaign: c,
+                enqueued: n,
+            } = crate::campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
             if *json {
                 println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
             } else {
@@ -138,7 +140,10 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
         CampaignCmd::Schedule { id, at } => {
             let at =
                 crate::campaign::parse_time(at.trim()).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
-            let (c, n) = crate::campaign::reschedule(&store, *id, at, &cli_actor()).await?;
+            let RescheduledCampaign {
+                campaign: c,
+                retimed: n,
+            } = crate::campaign::reschedule(&store, *id, at, &cli_actor()).await?;
             println!(
                 "campaign {} is {}, starts {}; {n} queued message(s) re-timed",
                 c.id,

@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use super::{cli_actor, open_store};
 use crate::config::Settings;
+use crate::domain::notice::FreeText;
 use crate::domain::{mask_name, mask_nik, mask_phone};
 
 #[derive(Debug, Subcommand)]
@@ -103,7 +104,9 @@ pub(super) async fn run(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> 
             note,
             staff,
         } => {
-            let f = store.resolve_flag(*flag_id, staff, note).await?;
+            let f = store
+                .resolve_flag(*flag_id, &FreeText::staff(staff)?, &FreeText::note(note)?)
+                .await?;
             println!(
                 "flag {} ({}) resolved by {}",
                 f.id,

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use super::{cli_actor, open_store};
 use crate::campaign::fmt_wib;
 use crate::config::{Dialect, Settings};
+use crate::store::GatewayState;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum GatewaysCmd {
@@ -95,20 +96,20 @@ async fn rotate_secret(s: &Settings, name: &str) -> anyhow::Result<ExitCode> {
 
 async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(s).await?;
-    let mut rows: std::collections::BTreeMap<String, (String, String, String, i64)> = store
+    let mut rows: std::collections::BTreeMap<String, GatewayState> = store
         .gateway_states()
         .await?
         .into_iter()
-        .map(|(g, state, detail, worker, at)| (g, (state, detail, worker, at)))
+        .map(|g| (g.gateway.clone(), g))
         .collect();
     store.close().await;
     let mut out = vec![];
     for (i, g) in s.gateways.iter().enumerate() {
         let row = rows.remove(&g.name);
-        let probe_after = row.as_ref().and_then(|(state, _, _, at)| {
-            (state == "open").then(|| {
+        let probe_after = row.as_ref().and_then(|r| {
+            (r.state == "open").then(|| {
                 let cool_down = i64::try_from(g.breaker_cool_down_secs).unwrap_or(i64::MAX);
-                fmt_wib(at.saturating_add(cool_down.saturating_mul(1000)))
+                fmt_wib(r.changed_at.saturating_add(cool_down.saturating_mul(1000)))
             })
         });
         out.push(GatewayStatus {
@@ -123,18 +124,21 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             breaker_cool_down_secs: Some(g.breaker_cool_down_secs),
             state: row
                 .as_ref()
-                .map_or_else(|| "closed".to_string(), |r| r.0.clone()),
-            since_ms: row.as_ref().map(|r| r.3),
-            since: row.as_ref().map(|r| fmt_wib(r.3)),
-            last_error: row.as_ref().map(|r| r.1.clone()).filter(|d| !d.is_empty()),
-            worker: row.as_ref().map(|r| r.2.clone()),
+                .map_or_else(|| "closed".to_string(), |r| r.state.clone()),
+            since_ms: row.as_ref().map(|r| r.changed_at),
+            since: row.as_ref().map(|r| fmt_wib(r.changed_at)),
+            last_error: row
+                .as_ref()
+                .map(|r| r.detail.clone())
+                .filter(|d| !d.is_empty()),
+            worker: row.as_ref().map(|r| r.worker.clone()),
             probe_after,
             never_recorded: row.is_none(),
             simulator: g.dialect == Dialect::Simulator,
         });
     }
     // States of gateways no longer in the settings, so nothing is hidden.
-    for (name, (state, detail, worker, at)) in rows {
+    for (name, r) in rows {
         out.push(GatewayStatus {
             name,
             configured: false,
@@ -145,11 +149,11 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             segments_per_sec: None,
             breaker_threshold: None,
             breaker_cool_down_secs: None,
-            state,
-            since_ms: Some(at),
-            since: Some(fmt_wib(at)),
-            last_error: Some(detail).filter(|d| !d.is_empty()),
-            worker: Some(worker),
+            state: r.state,
+            since_ms: Some(r.changed_at),
+            since: Some(fmt_wib(r.changed_at)),
+            last_error: Some(r.detail).filter(|d| !d.is_empty()),
+            worker: Some(r.worker),
             probe_after: None,
             never_recorded: false,
             simulator: false,

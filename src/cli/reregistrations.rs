@@ -10,6 +10,7 @@ use clap::Subcommand;
 use super::{cli_actor, open_store};
 use crate::campaign::fmt_wib;
 use crate::config::Settings;
+use crate::domain::notice::FreeText;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ReregistrationsCmd {
@@ -83,7 +84,9 @@ pub(super) async fn run(s: &Settings, c: &ReregistrationsCmd) -> anyhow::Result<
             eprintln!("{} pending re-registration(s) exported", rows.len());
         }
         ReregistrationsCmd::Approve { id, note, staff } => {
-            let o = store.approve_reregistration(*id, staff, note).await?;
+            let o = store
+                .approve_reregistration(*id, &FreeText::staff(staff)?, &FreeText::note(note)?)
+                .await?;
             println!(
                 "re-registration {} approved: {} on file{}",
                 o.reregistration_id,

@@ -8,7 +8,8 @@ use clap::Subcommand;
 use super::{arg_or_stdin, open_store};
 use crate::campaign::fmt_wib;
 use crate::config::Settings;
-use crate::store::Store;
+use crate::domain::notice::FreeText;
+use crate::store::{SearchResults, Store};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SupportCmd {
@@ -60,7 +61,10 @@ pub(super) async fn run(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode
     match c {
         SupportCmd::Search { query, json } => {
             let query = arg_or_stdin(query, "query")?;
-            let (kind, rows) = store.search_workers(&query).await?;
+            let SearchResults {
+                kind,
+                workers: rows,
+            } = store.search_workers(&query).await?;
             if *json {
                 println!("{}", serde_json::json!({"kind": kind, "results": rows}));
             } else {
@@ -104,7 +108,9 @@ pub(super) async fn run(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode
         }
         SupportCmd::Resend { nik, reason, staff } => {
             let id = worker_id_by_nik(&store, nik).await?;
-            let n = store.resend(id, staff, reason).await?;
+            let n = store
+                .resend(id, &FreeText::staff(staff)?, &FreeText::reason(reason)?)
+                .await?;
             println!(
                 "message {} (generation {}) queued in campaign {} {:?} to {}, due {}",
                 n.message_id,

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use super::{cli_actor, open_store};
 use crate::campaign::fmt_wib;
 use crate::config::Settings;
+use crate::store::NewToken;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TokenCmd {
@@ -37,7 +38,7 @@ pub(super) async fn run(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> 
     match t {
         TokenCmd::Create { name, role } => {
             let role: crate::store::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let (tok, secret) = store.create_token(name, role).await?;
+            let NewToken { token: tok, secret } = store.create_token(name, role).await?;
             store
                 .audit(
                     &cli_actor(),

@@ -24,7 +24,7 @@ use self::breaker::{Breaker, BreakerState};
 use self::limits::{GatewayLimits, Limit};
 use crate::campaign::Window;
 use crate::config::{SmsSettings, WorkerSettings};
-use crate::domain::{Msisdn, Operator, ProvinceCode};
+use crate::domain::Operator;
 use crate::gateway::{Gateway, OutboundSms, SendError};
 use crate::metrics::{FailureReason, GatewayMetrics, METRICS, NO_GATEWAY};
 use crate::render::{RenderContext, Renderer};
@@ -329,8 +329,8 @@ impl Dispatcher {
                 until: window.next_open(now, m.utc_offset),
             };
         }
-        let to = match Msisdn::parse(&m.phone) {
-            Ok(to) => to,
+        let to = match &m.phone {
+            Ok(to) => to.clone(),
             Err(e) => {
                 self.unrouted.failure(FailureReason::InvalidNumber);
                 return SendOutcome::Failed {
@@ -347,9 +347,7 @@ impl Dispatcher {
             nik_last4: m.nik[m.nik.len().saturating_sub(4)..].to_string(),
             profession: m.profession.clone(),
             facility_code: m.facility_code.clone(),
-            province_name: ProvinceCode::parse(&m.province_code)
-                .map(|p| p.name().to_string())
-                .unwrap_or_default(),
+            province_name: m.province.map(|p| p.name().to_string()).unwrap_or_default(),
         };
         // A number nobody has validated never sees NIK digits.
         let template = if m.to_unvalidated {
@@ -655,11 +653,11 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
             "campaign deadline passed: unsent messages expired and flagged"
         );
     }
-    for (id, reason) in store
+    for paused in store
         .auto_pause(worker.auto_pause_window, worker.auto_pause_threshold)
         .await?
     {
-        warn!(campaign = id, %reason, "campaign auto-paused");
+        warn!(campaign = paused.campaign_id, reason = %paused.reason, "campaign auto-paused");
     }
     store.advance_campaigns().await?;
     let retention_ms =

@@ -321,6 +321,15 @@ impl FromStr for Msisdn {
 
 /// Prints the masked form, so a number interpolated into a log line by
 /// accident does not leak.
+/// Reads a stored number (`#[sqlx(try_from = "String")]`, E.164): the
+/// registry stores parsed numbers only.
+impl TryFrom<String> for Msisdn {
+    type Error = MsisdnError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Msisdn::parse(&s)
+    }
+}
+
 impl fmt::Display for Msisdn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())

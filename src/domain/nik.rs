@@ -162,6 +162,15 @@ impl FromStr for Nik {
 
 /// Prints the masked form, so a NIK interpolated into a log line or message
 /// by accident still reveals only its last 4 digits.
+/// Reads a stored NIK (`#[sqlx(try_from = "String")]`): the registry
+/// stores parsed NIKs only, so one that does not parse is a damaged row.
+impl TryFrom<String> for Nik {
+    type Error = NikError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Nik::parse(&s)
+    }
+}
+
 impl fmt::Display for Nik {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())

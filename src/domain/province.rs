@@ -249,6 +249,15 @@ impl TryFrom<u8> for ProvinceCode {
     }
 }
 
+/// Reads a stored code (`#[sqlx(try_from = "String")]`): the registry
+/// stores parsed codes only, so an unknown one is a damaged row, refused.
+impl TryFrom<String> for ProvinceCode {
+    type Error = ProvinceError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        ProvinceCode::parse(&s)
+    }
+}
+
 impl fmt::Display for ProvinceCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02}", self.0)

@@ -218,11 +218,13 @@ impl CallbackKeys {
         if !self.generated {
             return Ok(());
         }
-        let (current, previous, rotated_at) = store.gateway_secret_set(&self.gateway).await?;
+        let set = store.gateway_secret_set(&self.gateway).await?;
         self.replace(KeySet {
-            current,
-            previous,
-            previous_until_ms: rotated_at.map_or(0, |r| r.saturating_add(self.grace_ms)),
+            current: set.current,
+            previous: set.previous,
+            previous_until_ms: set
+                .rotated_at
+                .map_or(0, |r| r.saturating_add(self.grace_ms)),
         });
         Ok(())
     }

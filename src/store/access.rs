@@ -104,6 +104,30 @@ impl TokenRow {
     }
 }
 
+/// A token just created ([`Store::create_token`]).
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub token: ApiToken,
+    /// The token text to hand to its user: never stored (only its hash),
+    /// so it cannot be shown again.
+    pub secret: String,
+}
+
+/// What a presented token is ([`Store::check_token`]).
+#[derive(Debug, Clone)]
+pub struct TokenVerdict {
+    pub check: TokenCheck,
+    /// The stored token, when one matched (valid or revoked).
+    pub token: Option<ApiToken>,
+}
+
+impl TokenVerdict {
+    const UNKNOWN: TokenVerdict = TokenVerdict {
+        check: TokenCheck::Unknown,
+        token: None,
+    };
+}
+
 const TOKEN_COLUMNS: &str = "id, name, role, token_hash, created_at, revoked_at, last_used_at";
 
 /// Hex SHA-256 of `s`.
@@ -134,7 +158,7 @@ fn check_name(name: &str) -> Result<()> {
 impl Store {
     /// Creates a token and returns it with the secret token text, which is
     /// never stored and cannot be shown again.
-    pub async fn create_token(&self, name: &str, role: Role) -> Result<(ApiToken, String)> {
+    pub async fn create_token(&self, name: &str, role: Role) -> Result<NewToken> {
         check_name(name)?;
         let token = format!("pcv_{}_{}", role.as_str(), random_token());
         let hash = sha256_hex(token.as_bytes());
@@ -152,8 +176,8 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok((
-            ApiToken {
+        Ok(NewToken {
+            token: ApiToken {
                 id,
                 name: name.to_string(),
                 role,
@@ -161,8 +185,8 @@ impl Store {
                 revoked_at: None,
                 last_used_at: None,
             },
-            token,
-        ))
+            secret: token,
+        })
     }
 
     /// Every token, revoked ones included, oldest first.
@@ -173,32 +197,32 @@ impl Store {
     }
 
     /// The token a caller presented, and whether it may be used.
-    pub async fn check_token(&self, presented: &str) -> Result<(TokenCheck, Option<ApiToken>)> {
+    pub async fn check_token(&self, presented: &str) -> Result<TokenVerdict> {
         if !has_token_shape(presented) {
             // Not one we could have issued: answered without a database
             // look-up, so a flood of garbage costs no more than parsing it.
-            return Ok((TokenCheck::Unknown, None));
+            return Ok(TokenVerdict::UNKNOWN);
         }
         let hash = sha256_hex(presented.as_bytes());
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
         let row: Option<TokenRow> =
             with_pool!(self, p => sqlx::query_as(&sql).bind(&hash).fetch_optional(p).await?);
         let Some(row) = row else {
-            return Ok((TokenCheck::Unknown, None));
+            return Ok(TokenVerdict::UNKNOWN);
         };
         if !bool::from(row.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
-            return Ok((TokenCheck::Unknown, None));
+            return Ok(TokenVerdict::UNKNOWN);
         }
         let revoked = row.revoked_at.is_some();
         let token = row.into_token()?;
-        Ok((
-            if revoked {
+        Ok(TokenVerdict {
+            check: if revoked {
                 TokenCheck::Revoked
             } else {
                 TokenCheck::Valid
             },
-            Some(token),
-        ))
+            token: Some(token),
+        })
     }
 
     /// Revokes the token with this name, or else with this id. Revoking
@@ -231,6 +255,44 @@ impl Store {
             "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(at).bind(id).execute(p).await.map(|_| ())?);
         Ok(())
+    }
+}
+
+/// One request done at most once per (token, key).
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyKey<'a> {
+    pub token_id: i64,
+    pub key: &'a str,
+    /// Hex SHA-256 of the canonical request: the same key with another
+    /// request is refused.
+    pub request_hash: &'a str,
+}
+
+/// The outcome of an idempotent operation.
+#[derive(Debug, Clone)]
+pub enum Idempotent<T> {
+    /// Done now; `body` is the response stored for retries.
+    Done { outcome: T, body: String },
+    /// Done before: the stored status and response, nothing more was done.
+    Replayed { status: u16, body: String },
+}
+
+impl Store {
+    /// Forgets chatbot idempotency keys stored before `before` (Unix ms):
+    /// a retry that late is a new request. Returns how many were deleted.
+    pub async fn purge_idempotency_keys(&self, before: i64) -> Result<u64> {
+        let deleted = with_pool!(self, p => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before).execute(p).await?.rows_affected());
+        Ok(deleted)
+    }
+
+    /// The token with this id, revoked or not; `None` when there is none.
+    pub async fn token_by_id(&self, id: i64) -> Result<Option<ApiToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+        let row: Option<TokenRow> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        row.map(TokenRow::into_token).transpose()
     }
 }
 

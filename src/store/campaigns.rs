@@ -1,12 +1,14 @@
-//! Campaigns, enqueueing, progress and non-recipient flags.
+//! Campaigns (`campaigns`): create and enqueue, move along their status
+//! machine, control, reschedule, auto-pause; reports and delivery rates
+//! per province.
 
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::queue::flag;
+use super::flags::flag;
 use super::{audit_tx, now_ms, with_pool, BeginWrite, Result, Store, StoreError};
-use crate::domain::{ProvinceCode, TimeZone};
-use crate::status::{FlagReason, Status};
+use crate::domain::{fmt_wib, ProvinceCode, TimeZone};
+use crate::status::{CampaignStatus, FlagReason, Status};
 
 /// What an operator can do to a running campaign (rescheduling, which
 /// takes a time, is [`Store::reschedule_campaign`]).
@@ -62,7 +64,8 @@ pub struct Campaign {
     pub id: i64,
     pub name: String,
     pub template: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: CampaignStatus,
     pub scheduled_at: i64,
     pub window_start: i32,
     pub window_end: i32,
@@ -74,6 +77,31 @@ pub struct Campaign {
     pub updated_at: i64,
     pub deadline_at: Option<i64>,
     pub pause_reason: Option<String>,
+}
+
+/// A campaign just created, with its audience ([`Store::create_campaign`]).
+#[derive(Debug, Clone)]
+pub struct CreatedCampaign {
+    pub campaign: Campaign,
+    /// Messages enqueued: one per eligible, validated worker the filter
+    /// matched.
+    pub enqueued: u64,
+}
+
+/// A campaign just rescheduled ([`Store::reschedule_campaign`]).
+#[derive(Debug, Clone)]
+pub struct RescheduledCampaign {
+    pub campaign: Campaign,
+    /// Queued messages whose due time was moved.
+    pub retimed: u64,
+}
+
+/// A campaign [`Store::auto_pause`] paused, and why (the audit entry's
+/// detail).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoPaused {
+    pub campaign_id: i64,
+    pub reason: String,
 }
 
 /// Counts for one campaign.
@@ -113,23 +141,6 @@ impl CampaignReport {
     }
 }
 
-/// A non-recipient flag, joined with its worker.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
-pub struct FlagRow {
-    pub id: i64,
-    pub campaign_id: i64,
-    pub message_id: i64,
-    pub worker_id: i64,
-    pub nik: String,
-    pub full_name: String,
-    pub phone: String,
-    pub province_code: String,
-    pub reason: String,
-    pub flagged_at: i64,
-    pub resolved_at: Option<i64>,
-    pub resolution: Option<String>,
-}
-
 /// The actor of the audit entry an automatic pause writes.
 pub const AUTO_PAUSE_ACTOR: &str = "auto-pause";
 
@@ -137,8 +148,11 @@ const CAMPAIGN_COLUMNS: &str =
     "id, name, template, status, scheduled_at, window_start, window_end, \
      provinces, professions, created_by, enqueued, created_at, updated_at, deadline_at, pause_reason";
 
-/// `CASE province_code WHEN … THEN 8 … ELSE 7 END`, built from the domain
-/// table so SQL and Rust agree on every province's zone.
+/// `CASE province_code WHEN … THEN 8 … ELSE NULL END`, built from the
+/// domain table so SQL and Rust agree on every province's zone. The
+/// registry stores parsed codes only; a code outside the table is a damaged
+/// row, and its NULL offset fails the enqueue (`utc_offset` is NOT NULL)
+/// instead of sending on a guessed zone's clock.
 fn utc_offset_case() -> String {
     let mut s = String::from("CASE w.province_code");
     for p in ProvinceCode::all() {
@@ -148,7 +162,7 @@ fn utc_offset_case() -> String {
             p.time_zone().utc_offset_hours()
         ));
     }
-    s.push_str(" ELSE 7 END");
+    s.push_str(" ELSE NULL END");
     s
 }
 
@@ -165,28 +179,42 @@ fn first_send_case(offset: &str, first_send: &[(TimeZone, i64); 3], fallback: i6
     s
 }
 
-/// The non-recipient flags query, joined with the worker.
-fn flags_sql(by_campaign: bool, include_resolved: bool) -> String {
-    let mut sql = String::from(
-        "SELECT f.id, f.campaign_id, f.message_id, f.worker_id, w.nik, w.full_name, w.phone, \
-         w.province_code, f.reason, f.flagged_at, f.resolved_at, f.resolution \
-         FROM non_recipients f JOIN health_workers w ON w.id = f.worker_id WHERE 1 = 1",
-    );
-    if by_campaign {
-        sql.push_str(" AND f.campaign_id = $1");
+/// One province's share of a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProvinceDelivery {
+    /// Two-digit code as stored on the worker (`31`).
+    pub province_code: String,
+    /// Indonesian name, or the code itself for a code the table lacks.
+    pub province_name: String,
+    /// Messages of the campaign to workers of the province, all generations.
+    pub messages: i64,
+    /// Messages with a delivery outcome: delivered, undelivered, expired,
+    /// rejected or failed. `cancelled` messages were never sent and
+    /// `unknown` ones have no answer yet, so neither counts.
+    pub finished: i64,
+    pub delivered: i64,
+}
+
+impl ProvinceDelivery {
+    /// `delivered / finished`, none before anything finished.
+    pub fn rate(&self) -> Option<f64> {
+        (self.finished > 0).then(|| self.delivered as f64 / self.finished as f64)
     }
-    if !include_resolved {
-        sql.push_str(" AND f.resolved_at IS NULL");
-    }
-    sql.push_str(" ORDER BY f.id");
-    sql
+}
+
+/// The statuses counted in [`ProvinceDelivery::finished`].
+fn outcome_statuses() -> Vec<Status> {
+    Status::ALL
+        .into_iter()
+        .filter(|s| s.is_final() && *s != Status::Cancelled)
+        .collect()
 }
 
 impl Store {
     /// Creates the campaign and enqueues every eligible and validated worker
     /// matching the filter, once each, in one transaction, with its
     /// `campaign.create` audit entry (actor `created_by`).
-    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<(Campaign, u64)> {
+    pub async fn create_campaign(&self, c: &NewCampaign) -> Result<CreatedCampaign> {
         let now = now_ms();
         let provinces = c
             .filter
@@ -208,12 +236,13 @@ impl Store {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
                  provinces, professions, created_by, created_at, updated_at, deadline_at) \
-                 VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
+                 VALUES ($1, $2, $11, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
             )
             .bind(&c.name).bind(&c.template).bind(c.scheduled_at)
             .bind(c.window_start).bind(c.window_end)
             .bind(provinces.join(",")).bind(professions.join(","))
             .bind(&c.created_by).bind(now).bind(c.deadline_at)
+            .bind(CampaignStatus::Scheduled.as_str())
             .fetch_one(&mut *tx).await?;
 
             let mut q = QueryBuilder::new(
@@ -221,7 +250,7 @@ impl Store {
                  attempts, next_attempt_at, created_at, updated_at) SELECT ",
             );
             q.push_bind(id);
-            q.push(format!(", w.id, 1, w.phone, {offsets}, 'queued', 0, {first}, "));
+            q.push(format!(", w.id, 1, w.phone, {offsets}, '{}', 0, {first}, ", Status::Queued));
             q.push_bind(now);
             q.push(", ");
             q.push_bind(now);
@@ -262,7 +291,7 @@ impl Store {
         // planner fresh statistics before the first claim (autovacuum may be
         // off or late; BENCHMARKS.md measured claims sorting the whole queue).
         self.refresh_statistics(&["messages", "campaigns"]).await;
-        Ok((campaign, enqueued))
+        Ok(CreatedCampaign { campaign, enqueued })
     }
 
     pub async fn campaign(&self, id: i64) -> Result<Campaign> {
@@ -280,30 +309,45 @@ impl Store {
     /// → `completed` once nothing is queued or being sent, and back to
     /// `running` when something was queued into a completed one.
     pub async fn advance_campaigns(&self) -> Result<()> {
+        use CampaignStatus::{Cancelled, Completed, Running, Scheduled};
         let now = now_ms();
+        let start = format!(
+            "UPDATE campaigns SET status = '{Running}', updated_at = $1 \
+             WHERE status IN ({}) AND scheduled_at <= $1",
+            CampaignStatus::sql_moves(&[Scheduled], Running)
+        );
+        let cancelled = format!("SELECT id FROM campaigns WHERE status = '{Cancelled}'");
+        let unsent = Status::sql_is(&Status::UNSENT);
+        let reopen = format!(
+            "UPDATE campaigns SET status = '{Running}', updated_at = $1 \
+             WHERE status IN ({}) AND EXISTS (SELECT 1 FROM messages m \
+             WHERE m.campaign_id = campaigns.id AND m.status{unsent})",
+            CampaignStatus::sql_moves(&[Completed], Running)
+        );
+        let complete = format!(
+            "UPDATE campaigns SET status = '{Completed}', updated_at = $1 \
+             WHERE status IN ({}) AND NOT EXISTS (SELECT 1 FROM messages m \
+             WHERE m.campaign_id = campaigns.id AND (m.status{unsent} OR m.lease_owner IS NOT NULL))",
+            CampaignStatus::sql_moves(&[Running], Completed)
+        );
+        let cancel = format!(
+            "UPDATE messages SET status = '{}', final_at = $1, updated_at = $1 \
+             WHERE status{} AND campaign_id IN ({cancelled})",
+            Status::Cancelled,
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
+        );
         with_pool!(self, p => {
-            sqlx::query("UPDATE campaigns SET status = 'running', updated_at = $1 \
-                         WHERE status = 'scheduled' AND scheduled_at <= $1")
-                .bind(now).execute(p).await?;
+            sqlx::query(&start).bind(now).execute(p).await?;
             // A retry recorded after a cancel put the row back in the queue:
             // finish the cancel.
-            sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
-                         WHERE status = 'queued' AND campaign_id IN \
-                         (SELECT id FROM campaigns WHERE status = 'cancelled')")
-                .bind(now).execute(p).await?;
+            sqlx::query(&cancel).bind(now).execute(p).await?;
             // A notice queued into a finished campaign (a resend, a
             // re-registration) reopens it. That transaction sets `running`
             // itself, but on PostgreSQL the completion below can race it:
             // its NOT EXISTS reads a snapshot from before the insert
             // committed, and a campaign marked `completed` is never claimed.
-            sqlx::query("UPDATE campaigns SET status = 'running', updated_at = $1 \
-                         WHERE status = 'completed' AND EXISTS (SELECT 1 FROM messages m \
-                         WHERE m.campaign_id = campaigns.id AND m.status IN ('queued', 'sending'))")
-                .bind(now).execute(p).await?;
-            sqlx::query("UPDATE campaigns SET status = 'completed', updated_at = $1 \
-                         WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM messages m \
-                         WHERE m.campaign_id = campaigns.id AND (m.status IN ('queued', 'sending') OR m.lease_owner IS NOT NULL))")
-                .bind(now).execute(p).await?;
+            sqlx::query(&reopen).bind(now).execute(p).await?;
+            sqlx::query(&complete).bind(now).execute(p).await?;
         });
         Ok(())
     }
@@ -312,13 +356,14 @@ impl Store {
     /// `expired` and are flagged `deadline`. Returns how many.
     pub async fn expire_past_deadline(&self) -> Result<u64> {
         let now = now_ms();
-        let from = Status::sql_list(&[Status::Queued]);
+        let from = Status::guard(&[Status::Queued], Status::Expired);
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let ids: Vec<i64> = sqlx::query_scalar(&format!(
-                "UPDATE messages SET status = 'expired', last_error = 'campaign deadline passed', \
-                 final_at = $1, updated_at = $1 WHERE status IN ({from}) AND campaign_id IN \
-                 (SELECT id FROM campaigns WHERE deadline_at IS NOT NULL AND deadline_at <= $1) RETURNING id"))
+                "UPDATE messages SET status = '{}', last_error = 'campaign deadline passed', \
+                 final_at = $1, updated_at = $1 WHERE status{from} AND campaign_id IN \
+                 (SELECT id FROM campaigns WHERE deadline_at IS NOT NULL AND deadline_at <= $1) RETURNING id",
+                Status::Expired))
                 .bind(now).fetch_all(&mut *tx).await?;
             for id in &ids {
                 flag!(tx, *id, FlagReason::Deadline, now);
@@ -343,20 +388,32 @@ impl Store {
         actor: &str,
     ) -> Result<Campaign> {
         let now = now_ms();
+        use CampaignStatus::{Cancelled, Paused, Running, Scheduled};
         // `$2` binds now in the statement below.
-        let (from, to): (&[&str], &str) = match action {
-            CampaignAction::Pause => (&["scheduled", "running"], "'paused'"),
-            CampaignAction::Resume => (
-                &["paused"],
-                "CASE WHEN scheduled_at > $2 THEN 'scheduled' ELSE 'running' END",
+        let (from_sql, to) = match action {
+            CampaignAction::Pause => (
+                CampaignStatus::sql_moves(&CampaignStatus::sources_of(Paused), Paused),
+                format!("'{Paused}'"),
             ),
-            CampaignAction::Cancel => (&["scheduled", "running", "paused"], "'cancelled'"),
+            CampaignAction::Resume => {
+                // Resume leads to either; the guard allows both.
+                let from = CampaignStatus::sql_moves(&[Paused], Scheduled);
+                debug_assert_eq!(from, CampaignStatus::sql_moves(&[Paused], Running));
+                (
+                    from,
+                    format!("CASE WHEN scheduled_at > $2 THEN '{Scheduled}' ELSE '{Running}' END"),
+                )
+            }
+            CampaignAction::Cancel => (
+                CampaignStatus::sql_moves(&CampaignStatus::sources_of(Cancelled), Cancelled),
+                format!("'{Cancelled}'"),
+            ),
         };
-        let from_sql = from
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let cancel_messages = format!(
+            "UPDATE messages SET status = '{Cancelled}', final_at = $1, updated_at = $1 \
+             WHERE campaign_id = $2 AND status{}",
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
+        );
         let pause_reason = match action {
             CampaignAction::Pause => Some(reason.to_string()),
             _ => None,
@@ -370,8 +427,7 @@ impl Store {
                 .execute(&mut *tx).await?.rows_affected();
             if n == 1 {
                 if action == CampaignAction::Cancel {
-                    sqlx::query("UPDATE messages SET status = 'cancelled', final_at = $1, updated_at = $1 \
-                                 WHERE campaign_id = $2 AND status = 'queued'")
+                    sqlx::query(&cancel_messages)
                         .bind(now).bind(id).execute(&mut *tx).await?;
                 }
                 audit_tx!(tx, actor, format!("campaign.{}", action.as_str()),
@@ -406,7 +462,7 @@ impl Store {
         at: i64,
         first_send: &[(TimeZone, i64); 3],
         actor: &str,
-    ) -> Result<(Campaign, u64)> {
+    ) -> Result<RescheduledCampaign> {
         let now = now_ms();
         let first = first_send_case("utc_offset", first_send, at);
         let lock = self.row_lock();
@@ -421,40 +477,46 @@ impl Store {
             let Some((status, old_at)) = old else {
                 return Err(StoreError::NotFound(format!("campaign {id}")));
             };
-            if matches!(status.as_str(), "completed" | "cancelled") {
+            let status = CampaignStatus::try_from(status)
+                .map_err(|e| StoreError::Conflict(format!("campaign {id}: {e}")))?;
+            if status.is_finished() {
                 return Err(StoreError::Conflict(format!(
                     "campaign {id} is {status}; only a campaign that has not finished can be rescheduled")));
             }
-            let new_status = match status.as_str() {
-                "paused" => "paused",
-                _ if at > now => "scheduled",
-                _ => "running",
+            let new_status = match status {
+                CampaignStatus::Paused => CampaignStatus::Paused,
+                _ if at > now => CampaignStatus::Scheduled,
+                _ => CampaignStatus::Running,
             };
+            debug_assert!(new_status == status || status.can_become(new_status));
             sqlx::query("UPDATE campaigns SET scheduled_at = $1, status = $2, updated_at = $3 WHERE id = $4")
-                .bind(at).bind(new_status).bind(now).bind(id)
+                .bind(at).bind(new_status.as_str()).bind(now).bind(id)
                 .execute(&mut *tx).await?;
             let moved = sqlx::query(&format!(
                 "UPDATE messages SET next_attempt_at = CASE WHEN attempts = 0 THEN {first} \
                  WHEN next_attempt_at > {first} THEN next_attempt_at ELSE {first} END, updated_at = $1 \
-                 WHERE campaign_id = $2 AND status = 'queued'"))
+                 WHERE campaign_id = $2 AND status{}", Status::sql_is(&[Status::Queued])))
                 .bind(now).bind(id)
                 .execute(&mut *tx).await?.rows_affected();
             audit_tx!(tx, actor, "campaign.schedule", format!("campaign:{id}"),
                 format!("start {} -> {}; {moved} queued message(s) re-timed",
-                    crate::campaign::fmt_wib(old_at), crate::campaign::fmt_wib(at)), now);
+                    fmt_wib(old_at), fmt_wib(at)), now);
             let campaign = sqlx::query_as::<_, Campaign>(&sql)
                 .bind(id).fetch_one(&mut *tx).await?;
             tx.commit().await?;
-            Ok((campaign, moved))
+            Ok(RescheduledCampaign { campaign, retimed: moved })
         })
     }
 
     /// Pauses running campaigns whose last `window` send attempts failed in
     /// a share above `threshold` (a broken gateway or template must not burn
     /// through the whole audience). Returns the campaigns paused.
-    pub async fn auto_pause(&self, window: u32, threshold: f64) -> Result<Vec<(i64, String)>> {
-        let running: Vec<i64> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT id FROM campaigns WHERE status = 'running'").fetch_all(p).await?);
+    pub async fn auto_pause(&self, window: u32, threshold: f64) -> Result<Vec<AutoPaused>> {
+        let sql = format!(
+            "SELECT id FROM campaigns WHERE status = '{}'",
+            CampaignStatus::Running
+        );
+        let running: Vec<i64> = with_pool!(self, p => sqlx::query_scalar(&sql).fetch_all(p).await?);
         let mut paused = vec![];
         for id in running {
             let outcomes: Vec<String> = with_pool!(self, p => sqlx::query_scalar(
@@ -477,34 +539,14 @@ impl Store {
                     .await
                     .is_ok()
                 {
-                    paused.push((id, reason));
+                    paused.push(AutoPaused {
+                        campaign_id: id,
+                        reason,
+                    });
                 }
             }
         }
         Ok(paused)
-    }
-
-    /// Records this worker as alive and returns how many workers are alive
-    /// (heartbeat within `live_ms`), itself included; forgets dead ones.
-    pub async fn heartbeat(&self, worker: &str, live_ms: i64) -> Result<i64> {
-        let now = now_ms();
-        Ok(with_pool!(self, p => {
-            sqlx::query("INSERT INTO workers (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
-                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
-                .bind(worker).bind(now).execute(p).await?;
-            sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
-                .bind(now - 10 * live_ms).execute(p).await?;
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1")
-                .bind(now - live_ms).fetch_one(p).await?;
-            n.max(1)
-        }))
-    }
-
-    /// A worker that stops says so, so the others take its share at once.
-    pub async fn deregister(&self, worker: &str) -> Result<()> {
-        with_pool!(self, p => sqlx::query("DELETE FROM workers WHERE id = $1")
-            .bind(worker).execute(p).await.map(|_| ())?);
-        Ok(())
     }
 
     /// Per-status counts and open flags for one campaign.
@@ -513,14 +555,17 @@ impl Store {
         // could be seen final-but-unrecorded by one count and recorded by
         // none (its send landing between them), and the report would look
         // finished with `sent` short.
-        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(self, p => sqlx::query_as(
+        let sql = format!(
             "SELECT 'status', status, COUNT(*), COUNT(sent_at), \
-                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND status <> 'sending' THEN 1 ELSE 0 END), 0) \
+                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND NOT status{} THEN 1 ELSE 0 END), 0) \
              FROM messages WHERE campaign_id = $1 GROUP BY status \
              UNION ALL \
              SELECT 'flag', reason, COUNT(*), 0, 0 FROM non_recipients \
              WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason \
-             ORDER BY 1, 2")
+             ORDER BY 1, 2",
+            Status::sql_is(&[Status::Sending])
+        );
+        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(self, p => sqlx::query_as(&sql)
             .bind(id).fetch_all(p).await?);
         let mut report = CampaignReport::default();
         let mut by_status = Vec::new();
@@ -553,55 +598,67 @@ impl Store {
             .bind(campaign_id).bind(since).fetch_one(p).await?))
     }
 
-    /// The full-contact export of non-recipient flags (a campaign's, or all
-    /// when `campaign` is `None`; open ones only unless `include_resolved`),
-    /// read in the transaction that writes its `campaign.export_nonrecipients`
-    /// audit entry: no export leaves without its entry. An unknown campaign
-    /// is [`StoreError::NotFound`].
-    pub async fn export_flags(
-        &self,
-        campaign: Option<i64>,
-        include_resolved: bool,
-        actor: &str,
-    ) -> Result<Vec<FlagRow>> {
-        let now = now_ms();
-        let sql = flags_sql(campaign.is_some(), include_resolved);
-        let subject = campaign
-            .map(|c| format!("campaign:{c}"))
-            .unwrap_or_else(|| "campaign:*".into());
-        with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let mut q = sqlx::query_as::<_, FlagRow>(&sql);
-            if let Some(c) = campaign {
-                let found: Option<i64> = sqlx::query_scalar("SELECT id FROM campaigns WHERE id = $1")
-                    .bind(c).fetch_optional(&mut *tx).await?;
-                if found.is_none() {
-                    return Err(StoreError::NotFound(format!("campaign {c}")));
-                }
-                q = q.bind(c);
-            }
-            let rows = q.fetch_all(&mut *tx).await?;
-            audit_tx!(tx, actor, "campaign.export_nonrecipients", &subject,
-                format!("{} row(s){}", rows.len(), if include_resolved { ", resolved included" } else { "" }),
-                now);
-            tx.commit().await?;
-            Ok(rows)
-        })
+    /// Delivered and finished messages of a campaign per province of the
+    /// recipient, by province code.
+    pub async fn province_delivery(&self, campaign_id: i64) -> Result<Vec<ProvinceDelivery>> {
+        let finished = Status::sql_list(&outcome_statuses());
+        let delivered = Status::sql_is(&[Status::Delivered]);
+        let sql = format!(
+            "SELECT w.province_code, COUNT(*), \
+             COALESCE(SUM(CASE WHEN m.status IN ({finished}) THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN m.status{delivered} THEN 1 ELSE 0 END), 0) \
+             FROM messages m JOIN health_workers w ON w.id = m.worker_id \
+             WHERE m.campaign_id = $1 GROUP BY w.province_code ORDER BY w.province_code"
+        );
+        let rows: Vec<(String, i64, i64, i64)> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(campaign_id).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(code, messages, finished, delivered)| ProvinceDelivery {
+                province_name: ProvinceCode::parse(&code)
+                    .map(|p| p.name().to_string())
+                    .unwrap_or_else(|_| code.clone()),
+                province_code: code,
+                messages,
+                finished,
+                delivered,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_exclude_cancelled_and_open_states() {
+        let s = outcome_statuses();
+        assert!(s.contains(&Status::Delivered));
+        assert!(s.contains(&Status::Failed));
+        for open in [
+            Status::Queued,
+            Status::Sending,
+            Status::Sent,
+            Status::Unknown,
+            Status::Cancelled,
+        ] {
+            assert!(!s.contains(&open), "{open:?}");
+        }
     }
 
-    /// Non-recipient flags, open ones only unless `include_resolved`.
-    pub async fn flags(
-        &self,
-        campaign: Option<i64>,
-        include_resolved: bool,
-    ) -> Result<Vec<FlagRow>> {
-        let sql = flags_sql(campaign.is_some(), include_resolved);
-        Ok(with_pool!(self, p => {
-            let mut q = sqlx::query_as::<_, FlagRow>(&sql);
-            if let Some(c) = campaign {
-                q = q.bind(c);
-            }
-            q.fetch_all(p).await?
-        }))
+    #[test]
+    fn rate_is_none_before_anything_finished() {
+        let mut p = ProvinceDelivery {
+            province_code: "31".into(),
+            province_name: "DKI Jakarta".into(),
+            messages: 4,
+            finished: 0,
+            delivered: 0,
+        };
+        assert_eq!(p.rate(), None);
+        p.finished = 4;
+        p.delivered = 3;
+        assert_eq!(p.rate(), Some(0.75));
     }
 }

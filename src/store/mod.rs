@@ -7,16 +7,42 @@
 //! the engines differ (claiming: `FOR UPDATE SKIP LOCKED` exists only in
 //! PostgreSQL) the statement is chosen per backend, side by side, so the two
 //! never drift apart unnoticed. Times are Unix milliseconds, UTC.
+//!
+//! # Layout
+//! One module per thing stored: `workers` (the registry,
+//! look-ups, search), `campaigns`, `queue` (messages, attempts, the
+//! dispatcher processes), `notices` (extra notices, `resends`), `receipts`,
+//! `flags` (non-recipients), `reregistration`, `access` (tokens,
+//! idempotency keys), `audit`, `gateways` (callback secrets, circuit
+//! state), `timeline` and `gauges` (read-only views across tables). Rules
+//! (limits, eligibility, windows, status moves) are not decided here but in
+//! [`crate::domain`] and [`crate::status`].
+//!
+//! # Why macros
+//! sqlx's SQLite and PostgreSQL pools and transactions are different types,
+//! and a function generic over both needs a wall of executor bounds. So a
+//! statement sequence that runs inside a caller's transaction is a
+//! `macro_rules!` whose body is compiled once per database (`$tx` is
+//! either), and [`with_pool!`] does the same for a pool. Each macro says
+//! what it runs; where one body must be a function (a trait method), the
+//! trait picks the database (`ConfirmPending`, [`BeginWrite`], [`ListParam`],
+//! [`KeyLock`], which also shows where the two differ).
 
+// By what each stores, in the order a notice meets them.
 mod access;
+mod audit;
 mod campaigns;
+mod error;
+mod flags;
+mod gateways;
+mod gauges;
 mod measure;
+mod notices;
 mod queue;
 mod receipts;
-mod registry;
 mod reregistration;
-mod support;
-pub mod ui;
+mod timeline;
+mod workers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,27 +52,38 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use access::{sha256_hex, ApiToken, Role, TokenCheck};
-pub use campaigns::{
-    Campaign, CampaignAction, CampaignFilter, CampaignReport, FlagRow, NewCampaign,
+pub use access::{
+    sha256_hex, ApiToken, IdempotencyKey, Idempotent, NewToken, Role, TokenCheck, TokenVerdict,
 };
+pub(crate) use audit::audit_tx;
+pub use campaigns::{
+    AutoPaused, Campaign, CampaignAction, CampaignFilter, CampaignReport, CreatedCampaign,
+    NewCampaign, ProvinceDelivery, RescheduledCampaign,
+};
+pub use error::{Result, StoreError, SupportError};
+pub use flags::{FlagRow, TimelineFlag};
+pub use gateways::{GatewaySecrets, GatewayState};
+pub use gauges::{GatewayCount, Gauges};
 pub use measure::{CampaignTimes, PerSecond, ScratchDatabase};
-pub use queue::{ClaimedMessage, RetryCause, SendOutcome};
-pub use receipts::{IncomingReceipt, ReceiptEffect, StoredReceipt};
-pub use registry::{NewWorker, UpsertCounts, WorkerRow};
+pub use notices::{
+    QueuedNotice, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
+};
+pub use queue::{ClaimedMessage, RetryCause, SendOutcome, StatusCount};
+pub use receipts::{EffectCount, IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use reregistration::{
     normalize_name, ChatbotReregistration, ReregisterOutcome, ReregisterState,
     ReregistrationExportRow, ReregistrationLock, ReregistrationMode, ReregistrationView,
     FAILURE_WINDOW_MS, LOCK_MS, MAX_FAILURES, UNVALIDATED_CAMPAIGN, UNVALIDATED_TEMPLATE,
 };
-pub use support::{
-    scrub, AttemptEntry, AuditEntry, Gauges, IdempotencyKey, Idempotent, Lookup, NoticeState,
-    PhoneChange, QueuedNotice, ReceiptEntry, ResendEntry, SearchKind, SupportError, Timeline,
-    TimelineFlag, TimelineMessage, WorkerKey, WorkerStatus, WorkerSummary, REREGISTRATION_CAMPAIGN,
-    REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY, SEARCH_LIMIT, SEARCH_TIMEOUT,
+pub use timeline::{
+    scrub, AttemptEntry, AuditEntry, PhoneChange, ReceiptEntry, ResendEntry, Timeline,
+    TimelineMessage,
 };
-
-use crate::secret::Secret;
+pub(crate) use workers::WORKER_COLUMNS;
+pub use workers::{
+    Lookup, NewWorker, NoticeState, SearchKind, SearchResults, UpsertCounts, WorkerKey, WorkerRow,
+    WorkerStatus, WorkerSummary, SEARCH_LIMIT, SEARCH_TIMEOUT,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -75,6 +112,8 @@ pub(crate) enum Db {
 }
 
 /// Runs the same statement text on whichever pool the store holds.
+/// A macro because the two pools are different types: the body is
+/// compiled once per pool, so one text serves both (module docs).
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.db {
@@ -84,24 +123,6 @@ macro_rules! with_pool {
     };
 }
 pub(crate) use with_pool;
-
-/// Appends to the audit trail inside the transaction `$tx`, so the entry
-/// and the change it records commit or roll back together.
-macro_rules! audit_tx {
-    ($tx:expr, $actor:expr, $action:expr, $subject:expr, $detail:expr, $now:expr) => {
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind($actor)
-        .bind($action)
-        .bind($subject)
-        .bind($detail)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?
-    };
-}
-pub(crate) use audit_tx;
 
 /// A list condition with a statement text that does not depend on the
 /// list's length: `= ANY($n)` with one array parameter on PostgreSQL, so a
@@ -190,28 +211,47 @@ impl BeginWrite for PgPool {
     }
 }
 
-/// A failure talking to the database.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database URL {0:?} must start with sqlite:// or postgres://")]
-    UnsupportedUrl(String),
-    #[error(transparent)]
-    Sqlx(#[from] sqlx::Error),
-    #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The SQLite database file could not be created owner-only.
-    #[error("database file {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+/// Makes concurrent transactions working on one key (a NIK's or a number's
+/// hash) run one after the other until they end. PostgreSQL: a transaction
+/// advisory lock on the key. SQLite: nothing to do, its single writer
+/// (`BEGIN IMMEDIATE`, [`BeginWrite`]) already serialises them.
+pub(crate) trait KeyLock: sqlx::Database {
+    fn lock_key<'c>(
+        tx: &'c mut sqlx::Transaction<'static, Self>,
+        key: &'c str,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c;
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+impl KeyLock for sqlx::Postgres {
+    async fn lock_key<'c>(
+        tx: &'c mut sqlx::Transaction<'static, Self>,
+        key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+    }
+}
+
+impl KeyLock for sqlx::Sqlite {
+    async fn lock_key<'c>(
+        _tx: &'c mut sqlx::Transaction<'static, Self>,
+        _key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+/// [`KeyLock::lock_key`] as a free function, so the database type is
+/// inferred from the transaction.
+pub(crate) async fn lock_key<DB: KeyLock>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    key: &str,
+) -> Result<(), sqlx::Error> {
+    DB::lock_key(tx, key).await
+}
 
 /// Storage for everything pedulicovid knows. Cheap to clone (pools inside).
 #[derive(Clone)]
@@ -360,82 +400,6 @@ impl Store {
 
     pub async fn close(&self) {
         with_pool!(self, p => p.close().await)
-    }
-
-    /// The callback token for `gateway`: generated once and kept in the
-    /// database, so `serve` and every `worker` process agree on it.
-    pub async fn gateway_secret(&self, gateway: &str) -> Result<Secret> {
-        let fresh = random_token();
-        with_pool!(self, p => {
-            sqlx::query(
-                "INSERT INTO gateway_secrets (gateway, secret, created_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (gateway) DO NOTHING",
-            )
-            .bind(gateway)
-            .bind(&fresh)
-            .bind(now_ms())
-            .execute(p)
-            .await?;
-            let s: String = sqlx::query_scalar("SELECT secret FROM gateway_secrets WHERE gateway = $1")
-                .bind(gateway)
-                .fetch_one(p)
-                .await?;
-            Ok(Secret::new(s))
-        })
-    }
-
-    /// A generated callback secret with the one before its last rotation:
-    /// `(current, previous, rotated_at)`; creates the secret when missing,
-    /// as [`Store::gateway_secret`] does.
-    pub async fn gateway_secret_set(
-        &self,
-        gateway: &str,
-    ) -> Result<(Secret, Option<Secret>, Option<i64>)> {
-        self.gateway_secret(gateway).await?;
-        let (current, previous, rotated_at): (String, Option<String>, Option<i64>) = with_pool!(self, p => sqlx::query_as(
-                "SELECT secret, previous_secret, rotated_at FROM gateway_secrets WHERE gateway = $1")
-                .bind(gateway).fetch_one(p).await?);
-        Ok((Secret::new(current), previous.map(Secret::new), rotated_at))
-    }
-
-    /// Replaces `gateway`'s generated callback secret with a fresh one; the
-    /// old one becomes `previous_secret` (valid for the grace period the
-    /// caller's settings give), and the rotation is audited in the same
-    /// transaction. A secret rotated before and still in its grace period
-    /// is dropped: rotate at most once per grace period.
-    pub async fn rotate_gateway_secret(&self, gateway: &str, actor: &str) -> Result<i64> {
-        self.gateway_secret(gateway).await?;
-        let now = now_ms();
-        let fresh = random_token();
-        with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let n = sqlx::query(
-                "UPDATE gateway_secrets SET previous_secret = secret, secret = $1, rotated_at = $2 WHERE gateway = $3")
-                .bind(&fresh).bind(now).bind(gateway)
-                .execute(&mut *tx).await?.rows_affected();
-            if n != 1 {
-                return Err(StoreError::NotFound(format!("gateway secret {gateway:?}")));
-            }
-            audit_tx!(tx, actor, "gateway.rotate_secret", format!("gateway:{gateway}"),
-                "callback secret rotated; the previous one stays valid for the grace period", now);
-            tx.commit().await?;
-        });
-        Ok(now)
-    }
-
-    /// Appends to the audit trail.
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        subject: &str,
-        detail: &str,
-    ) -> Result<()> {
-        with_pool!(self, p => sqlx::query(
-            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(actor).bind(action).bind(subject).bind(detail).bind(now_ms())
-            .execute(p).await.map(|_| ())?);
-        Ok(())
     }
 }
 

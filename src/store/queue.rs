@@ -1,84 +1,29 @@
-//! The queue table: claiming with leases, recording outcomes, lease expiry.
+//! The queue (`messages`, `attempts`, and `workers`, the dispatcher
+//! processes that claim from it): claiming with leases, recording outcomes,
+//! lease expiry, the sweep for missing receipts.
 
 use sqlx::QueryBuilder;
 
+use super::flags::flag;
 use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
 use crate::config::DeliveryPolicy;
-use crate::status::{FlagReason, Status};
+use crate::domain::{Msisdn, MsisdnError, ProvinceCode};
+use crate::status::{CampaignStatus, FlagReason, Status};
 
-/// True (in SQL, for the message aliased `m`) when a newer notice to the
-/// same worker in the same campaign exists: a resend or a re-registration
-/// has replaced `m`, so a failure of `m` no longer says anything about the
-/// worker's standing.
-macro_rules! superseded_sql {
-    () => {
-        "EXISTS (SELECT 1 FROM messages n WHERE n.campaign_id = m.campaign_id \
-         AND n.worker_id = m.worker_id AND n.id > m.id)"
-    };
-}
-pub(crate) use superseded_sql;
-
-/// The flag statement up to the flag's reason and time, which follow as
-/// `<reason> AS reason, <time> AS at FROM messages m WHERE m.id <ids>`, then
-/// [`flag_tail_sql`]. A message a newer notice has replaced (see
-/// [`superseded_sql`]; a re-registration while it was still in flight) is
-/// flagged already resolved `superseded`.
-macro_rules! flag_head_sql {
-    () => {
-        concat!(
-            "INSERT INTO non_recipients \
-             (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
-             SELECT worker_id, campaign_id, id, reason, at, \
-             CASE WHEN superseded THEN at END, CASE WHEN superseded THEN 'superseded' END \
-             FROM (SELECT m.worker_id, m.campaign_id, m.id, ",
-            $crate::store::queue::superseded_sql!(),
-            " AS superseded, "
-        )
-    };
-}
-pub(crate) use flag_head_sql;
-
-/// The end of the flag statement: a message flagged before (a retry that
-/// failed again, a receipt after our own failure) gets the newer reason.
-macro_rules! flag_tail_sql {
-    () => {
-        ") f WHERE true \
-         ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
-         resolved_at = excluded.resolved_at, resolution = excluded.resolution, resolved_by = NULL"
-    };
-}
-pub(crate) use flag_tail_sql;
-
-/// Flags the worker of message `$3` as a non-recipient for reason `$1` at
-/// `$2`, or moves the flag of the same message to the newer reason.
-pub(crate) const FLAG_SQL: &str = concat!(
-    flag_head_sql!(),
-    "$1 AS reason, $2 AS at FROM messages m WHERE m.id = $3",
-    flag_tail_sql!()
-);
-
-/// Runs [`FLAG_SQL`] inside the transaction `$tx`.
-macro_rules! flag {
-    ($tx:expr, $id:expr, $reason:expr, $now:expr) => {
-        sqlx::query($crate::store::queue::FLAG_SQL)
-            .bind($reason.as_str())
-            .bind($now)
-            .bind($id)
-            .execute(&mut *$tx)
-            .await?
-    };
-}
-pub(crate) use flag;
-
-/// A claimed message with what rendering and sending need.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A claimed message with what rendering and sending need, parsed where
+/// the store reads it: the dispatcher never parses a stored value again.
+#[derive(Debug, Clone)]
 pub struct ClaimedMessage {
     pub id: i64,
     pub campaign_id: i64,
     pub worker_id: i64,
     /// Attempt number of this claim (1 for the first send).
     pub attempts: i32,
-    pub phone: String,
+    /// The number the message goes to. The import stores parsed numbers
+    /// only; one that no longer parses (a damaged row, a numbering plan
+    /// that changed) is kept as the error, which the dispatcher records as
+    /// a permanent `invalid_number` failure instead of refusing the claim.
+    pub phone: Result<Msisdn, MsisdnError>,
     pub utc_offset: i32,
     pub created_at: i64,
     pub template: String,
@@ -90,12 +35,60 @@ pub struct ClaimedMessage {
     pub nik: String,
     pub profession: String,
     pub facility_code: String,
-    pub province_code: String,
+    /// The worker's province; `None` for a code the domain table lacks
+    /// (rendered without a province name).
+    pub province: Option<ProvinceCode>,
     /// The message goes to a number nobody has validated (a chatbot
     /// re-registration in the `immediate` mode, not yet confirmed by One
     /// Data): rendered without NIK digits, whatever the campaign's template
     /// ([`crate::store::UNVALIDATED_TEMPLATE`]).
     pub to_unvalidated: bool,
+}
+
+/// [`ClaimedMessage`] as the claim statement returns it.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    campaign_id: i64,
+    worker_id: i64,
+    attempts: i32,
+    phone: String,
+    utc_offset: i32,
+    created_at: i64,
+    template: String,
+    window_start: i32,
+    window_end: i32,
+    deadline_at: Option<i64>,
+    full_name: String,
+    nik: String,
+    profession: String,
+    facility_code: String,
+    province_code: String,
+    to_unvalidated: bool,
+}
+
+impl From<ClaimedRow> for ClaimedMessage {
+    fn from(r: ClaimedRow) -> Self {
+        ClaimedMessage {
+            id: r.id,
+            campaign_id: r.campaign_id,
+            worker_id: r.worker_id,
+            attempts: r.attempts,
+            phone: Msisdn::parse(&r.phone),
+            utc_offset: r.utc_offset,
+            created_at: r.created_at,
+            template: r.template,
+            window_start: r.window_start,
+            window_end: r.window_end,
+            deadline_at: r.deadline_at,
+            full_name: r.full_name,
+            nik: r.nik,
+            profession: r.profession,
+            facility_code: r.facility_code,
+            province: ProvinceCode::parse(&r.province_code).ok(),
+            to_unvalidated: r.to_unvalidated,
+        }
+    }
 }
 
 /// What happened to one claimed message; recorded in one transaction per batch.
@@ -197,6 +190,13 @@ impl SendOutcome {
     }
 }
 
+/// How many messages are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
 /// Rows per set-based statement when recording a batch.
 const RECORD_CHUNK: usize = 200;
 
@@ -218,14 +218,20 @@ impl Store {
         lease_until: i64,
     ) -> Result<Vec<ClaimedMessage>> {
         let now = now_ms();
+        let queued = Status::guard(&Status::sources_of(Status::Sending), Status::Sending);
         // The due rows of campaigns that may send, oldest first.
-        const DUE: &str = "SELECT id FROM messages WHERE status = 'queued' AND next_attempt_at <= $3 \
-               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running') \
+        let due = format!(
+            "SELECT id FROM messages WHERE status{queued} AND next_attempt_at <= $3 \
+               AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ({}) \
                  AND (deadline_at IS NULL OR deadline_at > $3)) \
-               ORDER BY next_attempt_at, id LIMIT $4";
-        const LEASE: &str =
-            "UPDATE messages SET status = 'sending', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1, updated_at = $3";
+               ORDER BY next_attempt_at, id LIMIT $4",
+            CampaignStatus::sql_sending()
+        );
+        let lease = format!(
+            "UPDATE messages SET status = '{}', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3",
+            Status::Sending
+        );
         match &self.db {
             Db::Postgres(pool) => {
                 // One statement, so one round trip and no transaction to
@@ -237,22 +243,23 @@ impl Store {
                 // where `IN (SELECT id FROM due)` could become a semi-join
                 // of the whole queue with the batch.
                 let sql = format!(
-                    "WITH due AS MATERIALIZED ({DUE} FOR UPDATE SKIP LOCKED), \
-                     leased AS ({LEASE} WHERE id = ANY(ARRAY(SELECT id FROM due)) AND status = 'queued' \
+                    "WITH due AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED), \
+                     leased AS ({lease} WHERE id = ANY(ARRAY(SELECT id FROM due)) AND status{queued} \
                        RETURNING id, campaign_id, worker_id, attempts, phone, utc_offset, created_at) \
                      SELECT {CLAIMED_COLUMNS} FROM leased m JOIN campaigns c ON c.id = m.campaign_id \
                      JOIN health_workers w ON w.id = m.worker_id ORDER BY m.id"
                 );
-                Ok(sqlx::query_as::<_, ClaimedMessage>(&sql)
+                let rows = sqlx::query_as::<_, ClaimedRow>(&sql)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
                     .bind(limit as i64)
                     .fetch_all(pool)
-                    .await?)
+                    .await?;
+                Ok(rows.into_iter().map(ClaimedMessage::from).collect())
             }
             Db::Sqlite(pool) => {
-                let sql = format!("{LEASE} WHERE id IN ({DUE}) AND status = 'queued' RETURNING id");
+                let sql = format!("{lease} WHERE id IN ({due}) AND status{queued} RETURNING id");
                 let mut tx = pool.begin_write().await?;
                 let ids: Vec<i64> = sqlx::query_scalar(&sql)
                     .bind(owner)
@@ -271,12 +278,9 @@ impl Store {
                 ));
                 super::push_in_ids(&mut q, &ids);
                 q.push(" ORDER BY m.id");
-                let rows = q
-                    .build_query_as::<ClaimedMessage>()
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let rows = q.build_query_as::<ClaimedRow>().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(rows)
+                Ok(rows.into_iter().map(ClaimedMessage::from).collect())
             }
         }
     }
@@ -297,17 +301,22 @@ impl Store {
         // and cannot deadlock.
         sorted.sort_by_key(|o| o.id());
         let ids: Vec<i64> = sorted.iter().map(|o| o.id()).collect();
-        let failed_from = Status::sql_list(&Status::sources_of(Status::Failed));
-        let retry_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = $2, \
+        use Status::{Failed, Queued, Sending, Sent};
+        let failed_from = Status::guard(&Status::sources_of(Failed), Failed);
+        // Back to the queue: only from our own lease, so `sending`.
+        let requeue_from = Status::guard(&[Sending], Queued);
+        let sent_from = Status::guard(&[Sending], Sent);
+        let retry_sql = format!("UPDATE messages SET status = '{Queued}', next_attempt_at = $1, last_error = $2, \
              attempts = attempts - $3, gateway = COALESCE($4, gateway), lease_owner = NULL, lease_until = NULL, updated_at = $5 \
-             WHERE id = $6 AND lease_owner = $7 AND status = 'sending'";
+             WHERE id = $6 AND lease_owner = $7 AND status{requeue_from}");
         let failed_sql = format!(
-            "UPDATE messages SET status = 'failed', last_error = $1, gateway = COALESCE($2, gateway), \
+            "UPDATE messages SET status = '{Failed}', last_error = $1, gateway = COALESCE($2, gateway), \
              final_at = $3, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND status IN ({failed_from})");
-        let defer_sql = "UPDATE messages SET status = 'queued', next_attempt_at = $1, attempts = attempts - 1, \
+             WHERE id = $4 AND lease_owner = $5 AND status{failed_from}");
+        let defer_sql = format!("UPDATE messages SET status = '{Queued}', next_attempt_at = $1, attempts = attempts - 1, \
              lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-             WHERE id = $3 AND lease_owner = $4 AND status = 'sending'";
+             WHERE id = $3 AND lease_owner = $4 AND status{requeue_from}");
+        let unleased = Status::sql_is(&[Sending, Queued]);
         // (message id, gateway, kind, detail, handed over) of every attempt to record.
         let mut attempts: Vec<(i64, Option<&str>, &str, String, bool)> =
             Vec::with_capacity(sorted.len());
@@ -333,9 +342,9 @@ impl Store {
             // chunk. A final receipt that overtook us keeps its status.
             for chunk in sent.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new(
-                    "UPDATE messages SET status = CASE WHEN messages.status = 'sending' THEN 'sent' ELSE messages.status END, \
+                    &format!("UPDATE messages SET status = CASE WHEN messages.status{sent_from} THEN '{Sent}' ELSE messages.status END, \
                      gateway = v.column2, gateway_message_id = v.column3, body = v.column4, encoding = v.column5, \
-                     segments = v.column6, gateway_ref = v.column7, sent_at = COALESCE(messages.sent_at, ");
+                     segments = v.column6, gateway_ref = v.column7, sent_at = COALESCE(messages.sent_at, "));
                 q.push_bind(now);
                 q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");
                 q.push_bind(now);
@@ -364,7 +373,7 @@ impl Store {
                         attempts.push((*id, Some(gateway.as_str()), "sent", gateway_message_id.clone().unwrap_or_default(), true));
                     }
                     SendOutcome::Retry { id, gateway, next_attempt_at, error, cause, .. } => {
-                        let n = sqlx::query(retry_sql)
+                        let n = sqlx::query(&retry_sql)
                             .bind(next_attempt_at).bind(error).bind(i32::from(!cause.uses_attempt())).bind(gateway)
                             .bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
@@ -374,7 +383,7 @@ impl Store {
                         attempts.push((*id, gateway.as_deref(), cause.as_str(), error.clone(), o.handed_over()));
                     }
                     SendOutcome::Defer { id, until } => {
-                        let n = sqlx::query(defer_sql)
+                        let n = sqlx::query(&defer_sql)
                             .bind(until).bind(now).bind(id).bind(owner)
                             .execute(&mut *tx).await?.rows_affected();
                         if n == 0 {
@@ -407,7 +416,7 @@ impl Store {
                 q.push_bind(now);
                 q.push(") WHERE lease_owner = ");
                 q.push_bind(owner);
-                q.push(" AND status NOT IN ('sending', 'queued') AND id");
+                q.push(format!(" AND NOT status{unleased} AND id"));
                 super::push_in_ids(&mut q, chunk);
                 let released = q.build().execute(&mut *tx).await?.rows_affected();
                 lost = lost.saturating_sub(released);
@@ -437,8 +446,11 @@ impl Store {
 
     /// Extends every lease `owner` holds (a long batch on a slow gateway).
     pub async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64> {
-        Ok(with_pool!(self, p => sqlx::query(
-            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2 AND status = 'sending'")
+        let sql = format!(
+            "UPDATE messages SET lease_until = $1 WHERE lease_owner = $2 AND status{}",
+            Status::sql_is(&[Status::Sending])
+        );
+        Ok(with_pool!(self, p => sqlx::query(&sql)
             .bind(lease_until).bind(owner).execute(p).await?.rows_affected()))
     }
 
@@ -447,39 +459,53 @@ impl Store {
     /// attempts are used up); under at-most-once it becomes `unknown` and is
     /// flagged, because it may already have reached the carrier.
     pub async fn expire_leases(&self, policy: DeliveryPolicy, max_attempts: u32) -> Result<u64> {
+        use Status::{Failed, Queued, Sending, Unknown};
         let now = now_ms();
         let mut touched = 0;
+        // A lease that ran out is held by a `sending` row.
+        let exhaust = format!(
+            "UPDATE messages SET status = '{Failed}', last_error = 'lease expired; attempts used up', \
+             final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE status{} AND lease_until < $1 AND attempts >= $2 RETURNING id",
+            Status::guard(&[Sending], Failed)
+        );
+        let requeue = format!(
+            "UPDATE messages SET status = '{Queued}', next_attempt_at = $1, last_error = 'lease expired', \
+             lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE status{} AND lease_until < $1",
+            Status::guard(&[Sending], Queued)
+        );
+        let lose = format!(
+            "UPDATE messages SET status = '{Unknown}', last_error = 'lease expired (at most once)', \
+             final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+             WHERE status{} AND lease_until < $1 RETURNING id",
+            Status::guard(&[Sending], Unknown)
+        );
+        let settled = format!(
+            "UPDATE messages SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner IS NOT NULL AND NOT status{} AND lease_until < $1",
+            Status::sql_is(&[Sending])
+        );
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let (exhausted, reason): (Vec<i64>, FlagReason) = match policy {
                 DeliveryPolicy::AtLeastOnce => {
-                    let ids = sqlx::query_scalar(
-                        "UPDATE messages SET status = 'failed', last_error = 'lease expired; attempts used up', \
-                         final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-                         WHERE status = 'sending' AND lease_until < $1 AND attempts >= $2 RETURNING id")
+                    let ids = sqlx::query_scalar(&exhaust)
                         .bind(now).bind(max_attempts as i32)
                         .fetch_all(&mut *tx).await?;
-                    touched += sqlx::query(
-                        "UPDATE messages SET status = 'queued', next_attempt_at = $1, last_error = 'lease expired', \
-                         lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-                         WHERE status = 'sending' AND lease_until < $1")
+                    touched += sqlx::query(&requeue)
                         .bind(now).execute(&mut *tx).await?.rows_affected();
                     (ids, FlagReason::RetriesExhausted)
                 }
                 DeliveryPolicy::AtMostOnce => {
-                    let ids = sqlx::query_scalar(
-                        "UPDATE messages SET status = 'unknown', last_error = 'lease expired (at most once)', \
-                         final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-                         WHERE status = 'sending' AND lease_until < $1 RETURNING id")
+                    let ids = sqlx::query_scalar(&lose)
                         .bind(now).fetch_all(&mut *tx).await?;
                     (ids, FlagReason::LeaseLost)
                 }
             };
             // A final receipt overtook the dead worker's record of the send:
             // the message is settled, only the stale lease is left to clear.
-            sqlx::query(
-                "UPDATE messages SET lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner IS NOT NULL AND status <> 'sending' AND lease_until < $1")
+            sqlx::query(&settled)
                 .bind(now).execute(&mut *tx).await?;
             for id in &exhausted {
                 flag!(tx, *id, reason, now);
@@ -494,11 +520,15 @@ impl Store {
     /// `unknown`, flagged `no_receipt`. A late receipt still applies.
     pub async fn sweep_no_receipt(&self, cutoff: i64) -> Result<u64> {
         let now = now_ms();
+        let sql = format!(
+            "UPDATE messages SET status = '{}', last_error = 'no receipt', updated_at = $1 \
+             WHERE status{} AND sent_at < $2 RETURNING id",
+            Status::Unknown,
+            Status::guard(&[Status::Sent], Status::Unknown)
+        );
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "UPDATE messages SET status = 'unknown', last_error = 'no receipt', updated_at = $1 \
-                 WHERE status = 'sent' AND sent_at < $2 RETURNING id")
+            let ids: Vec<i64> = sqlx::query_scalar(&sql)
                 .bind(now).bind(cutoff).fetch_all(&mut *tx).await?;
             for id in &ids {
                 flag!(tx, *id, FlagReason::NoReceipt, now);
@@ -509,44 +539,46 @@ impl Store {
         Ok(n)
     }
 
-    /// Status counts over the whole queue (metrics, progress).
-    pub async fn queue_depth(&self) -> Result<Vec<(String, i64)>> {
+    /// Status counts over the whole queue (metrics, progress), by status.
+    pub async fn queue_depth(&self) -> Result<Vec<StatusCount>> {
         Ok(
-            with_pool!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status ORDER BY status")
+            with_pool!(self, p => sqlx::query_as("SELECT status, COUNT(*) AS count FROM messages GROUP BY status ORDER BY status")
             .fetch_all(p).await?),
         )
-    }
-
-    /// Records a gateway's circuit state (last writer wins; for operators).
-    pub async fn set_gateway_state(
-        &self,
-        gateway: &str,
-        state: &str,
-        detail: &str,
-        worker: &str,
-    ) -> Result<()> {
-        with_pool!(self, p => sqlx::query(
-            "INSERT INTO gateway_health (gateway, state, detail, worker, changed_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (gateway) DO UPDATE SET state = excluded.state, detail = excluded.detail, \
-             worker = excluded.worker, changed_at = excluded.changed_at")
-            .bind(gateway).bind(state).bind(detail).bind(worker).bind(now_ms())
-            .execute(p).await.map(|_| ())?);
-        Ok(())
-    }
-
-    /// Every gateway's last recorded circuit state: (gateway, state, detail, worker, changed_at).
-    pub async fn gateway_states(&self) -> Result<Vec<(String, String, String, String, i64)>> {
-        Ok(with_pool!(self, p => sqlx::query_as(
-            "SELECT gateway, state, detail, worker, changed_at FROM gateway_health ORDER BY gateway")
-            .fetch_all(p).await?))
     }
 
     /// Earliest `next_attempt_at` among queued messages of live campaigns,
     /// so an idle worker can sleep until then instead of polling.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(with_pool!(self, p => sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE status = 'queued' \
-             AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('scheduled', 'running'))")
-            .fetch_one(p).await?))
+        let sql = format!(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE status{} \
+             AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ({}))",
+            Status::sql_is(&[Status::Queued]),
+            CampaignStatus::sql_sending()
+        );
+        Ok(with_pool!(self, p => sqlx::query_scalar(&sql).fetch_one(p).await?))
+    }
+
+    /// Records this worker as alive and returns how many workers are alive
+    /// (heartbeat within `live_ms`), itself included; forgets dead ones.
+    pub async fn heartbeat(&self, worker: &str, live_ms: i64) -> Result<i64> {
+        let now = now_ms();
+        Ok(with_pool!(self, p => {
+            sqlx::query("INSERT INTO workers (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+                         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
+                .bind(worker).bind(now).execute(p).await?;
+            sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
+                .bind(now - 10 * live_ms).execute(p).await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1")
+                .bind(now - live_ms).fetch_one(p).await?;
+            n.max(1)
+        }))
+    }
+
+    /// A worker that stops says so, so the others take its share at once.
+    pub async fn deregister(&self, worker: &str) -> Result<()> {
+        with_pool!(self, p => sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(worker).execute(p).await.map(|_| ())?);
+        Ok(())
     }
 }

@@ -67,6 +67,15 @@ pub struct StoredReceipt {
     pub effect: Option<String>,
 }
 
+/// How many receipts had one effect.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EffectCount {
+    /// [`ReceiptEffect::as_str`]; none for a receipt stored before its
+    /// effect was decided.
+    pub effect: Option<String>,
+    pub count: i64,
+}
+
 /// The message status and flag a final outcome leads to.
 fn target(outcome: ReceiptOutcome) -> Option<(Status, Option<FlagReason>)> {
     match outcome {
@@ -138,13 +147,7 @@ impl Store {
         payload: &str,
         r: &ParsedReceipt,
     ) -> Result<ReceiptEffect> {
-        let one = IncomingReceipt {
-            gateway: gateway.to_string(),
-            payload: payload.to_string(),
-            parsed: r.clone(),
-            signed: false,
-        };
-        Ok(self.apply_receipts(&[one]).await?[0])
+        self.apply_one(gateway, payload, r, false).await
     }
 
     /// [`Store::apply_receipt`] for a receipt whose callback URL carried a
@@ -157,11 +160,23 @@ impl Store {
         payload: &str,
         r: &ParsedReceipt,
     ) -> Result<ReceiptEffect> {
+        self.apply_one(gateway, payload, r, r.message_id.is_some())
+            .await
+    }
+
+    /// One receipt through [`Store::apply_receipts`].
+    async fn apply_one(
+        &self,
+        gateway: &str,
+        payload: &str,
+        r: &ParsedReceipt,
+        signed: bool,
+    ) -> Result<ReceiptEffect> {
         let one = IncomingReceipt {
             gateway: gateway.to_string(),
             payload: payload.to_string(),
             parsed: r.clone(),
-            signed: r.message_id.is_some(),
+            signed,
         };
         Ok(self.apply_receipts(&[one]).await?[0])
     }
@@ -175,9 +190,9 @@ impl Store {
     }
 
     /// Receipt counts by effect (metrics, reports).
-    pub async fn receipt_effects(&self) -> Result<Vec<(Option<String>, i64)>> {
+    pub async fn receipt_effects(&self) -> Result<Vec<EffectCount>> {
         Ok(with_pool!(self, p => sqlx::query_as(
-            "SELECT effect, COUNT(*) FROM receipts GROUP BY effect ORDER BY effect")
+            "SELECT effect, COUNT(*) AS count FROM receipts GROUP BY effect ORDER BY effect")
             .fetch_all(p).await?))
     }
 }
@@ -492,14 +507,14 @@ impl Store {
                     applied.sort_unstable();
                     match reason {
                         Some(reason) => {
-                            // queue::FLAG_SQL, for a batch.
-                            let mut q = QueryBuilder::new(super::queue::flag_head_sql!());
+                            // flags::FLAG_SQL, for a batch.
+                            let mut q = QueryBuilder::new(super::flags::FLAG_HEAD_SQL);
                             q.push_bind(reason.as_str());
                             q.push(" AS reason, ");
                             q.push_bind(now);
                             q.push(" AS at FROM messages m WHERE m.id");
                             super::push_in_ids(&mut q, &applied);
-                            q.push(super::queue::flag_tail_sql!());
+                            q.push(super::flags::FLAG_TAIL_SQL);
                             q.build().execute(&mut *tx).await?;
                         }
                         None => {

@@ -52,17 +52,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::support::{
-    check_number_limit, latest_campaign_tx, queue_generation_tx, required_text, utc_offset,
-    IdempotencyKey, Idempotent, QueuedNotice, SupportError, TargetCampaign, DAY_MS,
-    REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
-    STANDING_REREGISTRATION, WORKER_COLUMNS,
+use super::notices::{
+    check_number_limit, latest_campaign_tx, queue_generation_tx, NewNotice, TargetCampaign,
+    STANDING_REREGISTRATION,
 };
 use super::{
-    audit_tx, now_ms, sha256_hex, with_pool, Backend, BeginWrite, Store, StoreError, WorkerRow,
+    audit_tx, lock_key, now_ms, sha256_hex, with_pool, BeginWrite, IdempotencyKey, Idempotent,
+    QueuedNotice, Store, StoreError, SupportError, WorkerRow, REREGISTRATION_CAMPAIGN,
+    REREGISTRATION_TEMPLATE, WORKER_COLUMNS,
 };
-use crate::campaign::{fmt_wib, Window};
-use crate::domain::{mask_name, mask_nik, mask_phone, Msisdn, Nik};
+use crate::domain::notice::{self, FreeText, DAY_MS};
+use crate::domain::{fmt_wib, mask_name, mask_nik, mask_phone, Msisdn, Nik, Window};
+use crate::status::{CampaignStatus, Status};
 
 /// Failed attempts on one key (NIK or number) within
 /// [`FAILURE_WINDOW_MS`] that lock it. Five lets a person mistype twice
@@ -260,6 +261,9 @@ fn key_hash(kind: &str, value: &str) -> String {
 /// The standing campaign for `purpose`, created (or re-created after a
 /// cancel) on demand. The `standing_campaigns` row serialises concurrent
 /// callers: the first inserts it, the others wait on it.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! standing_campaign_tx {
     ($tx:expr, $store:expr, $now:expr, $purpose:expr, $name:expr, $template:expr) => {{
         let lock = $store.row_lock();
@@ -278,10 +282,11 @@ macro_rules! standing_campaign_tx {
         .await?;
         let existing: Option<TargetCampaign> = match current {
             Some(id) => {
-                sqlx::query_as(
+                sqlx::query_as(&format!(
                     "SELECT id, name, window_start, window_end FROM campaigns \
-                 WHERE id = $1 AND status <> 'cancelled'",
-                )
+                     WHERE id = $1 AND status <> '{}'",
+                    CampaignStatus::Cancelled
+                ))
                 .bind(id)
                 .fetch_optional(&mut *$tx)
                 .await?
@@ -295,13 +300,14 @@ macro_rules! standing_campaign_tx {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
                      provinces, professions, created_by, created_at, updated_at) \
-                     VALUES ($1, $2, 'running', $3, $4, $5, '', '', 'chatbot', $3, $3) RETURNING id",
+                     VALUES ($1, $2, $6, $3, $4, $5, '', '', 'chatbot', $3, $3) RETURNING id",
                 )
                 .bind($name)
                 .bind($template)
                 .bind($now)
                 .bind(w.start_min)
                 .bind(w.end_min)
+                .bind(CampaignStatus::Running.as_str())
                 .fetch_one(&mut *$tx)
                 .await?;
                 sqlx::query("UPDATE standing_campaigns SET campaign_id = $1 WHERE purpose = $2")
@@ -327,6 +333,9 @@ macro_rules! standing_campaign_tx {
 /// campaign when `$unvalidated`, else in the worker's latest campaign (or
 /// the standing re-registration one). Evaluates to
 /// `(phone_changed, superseded, flags_resolved, notice)`.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! apply_tx {
     ($tx:expr, $store:expr, $w:expr, $new_phone:expr, $operator:expr, $actor:expr, $source:expr, $unvalidated:expr, $now:expr) => {{
         let w: &WorkerRow = $w;
@@ -335,7 +344,7 @@ macro_rules! apply_tx {
         let now: i64 = $now;
         // The campaign row is locked before any message row, the order
         // `control_campaign` uses, so the two cannot deadlock.
-        let target = if !(w.validated && w.eligible) {
+        let target = if notice::may_get_notice(w.validated, w.eligible).is_err() {
             None
         } else if $unvalidated {
             Some(standing_campaign_tx!(
@@ -359,14 +368,14 @@ macro_rules! apply_tx {
                 ),
             })
         };
-        let phone_changed = w.phone != new_phone;
+        let phone_changed = w.phone.as_e164() != new_phone;
         if phone_changed {
             sqlx::query(
                 "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
                  VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(w.id)
-            .bind(&w.phone)
+            .bind(w.phone.as_e164())
             .bind(new_phone)
             .bind($source)
             .bind(now)
@@ -393,10 +402,12 @@ macro_rules! apply_tx {
                 .execute(&mut *$tx)
                 .await?;
         }
-        let superseded = sqlx::query(
-            "UPDATE messages SET status = 'cancelled', last_error = 'superseded by re-registration', \
-             final_at = $1, updated_at = $1 WHERE worker_id = $2 AND status = 'queued'",
-        )
+        let superseded = sqlx::query(&format!(
+            "UPDATE messages SET status = '{}', last_error = 'superseded by re-registration', \
+             final_at = $1, updated_at = $1 WHERE worker_id = $2 AND status{}",
+            Status::Cancelled,
+            Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
+        ))
         .bind(now)
         .bind(w.id)
         .execute(&mut *$tx)
@@ -413,16 +424,17 @@ macro_rules! apply_tx {
         .await?
         .rows_affected();
         let notice = match target {
-            Some(c) => Some(queue_generation_tx!(
-                $tx,
-                &c,
-                w,
-                new_phone,
-                "reregister",
-                actor,
-                "chatbot re-registration",
-                now
-            )),
+            Some(c) => {
+                let new = NewNotice {
+                    worker_id: w.id,
+                    phone: new_phone,
+                    due: notice::Due::in_window(c.window(), w.province_code, now),
+                    kind: "reregister",
+                    actor,
+                    reason: "chatbot re-registration",
+                };
+                Some(queue_generation_tx!($tx, &c, &new, now))
+            }
             None => None,
         };
         (phone_changed, superseded, flags_resolved, notice)
@@ -434,6 +446,9 @@ macro_rules! apply_tx {
 /// the moment the oldest of them leaves the window. Counted are the
 /// requests that would move a worker to the number: every row stored
 /// pending (whatever became of it) and every immediate move to it.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! check_request_limit {
     ($tx:expr, $phone:expr, $now:expr) => {{
         let phone: &str = $phone;
@@ -445,17 +460,16 @@ macro_rules! check_request_limit {
         .bind($now - DAY_MS)
         .fetch_all(&mut *$tx)
         .await?;
-        if recent.len() as i64 >= REQUESTS_PER_NUMBER_PER_DAY {
-            let retry_at = recent[recent.len() - REQUESTS_PER_NUMBER_PER_DAY as usize] + DAY_MS;
+        if let Err(l) = notice::within_daily_limit(&recent, REQUESTS_PER_NUMBER_PER_DAY) {
             return Err(SupportError::Limit {
                 message: format!(
                     "number {} already made {} re-registration requests in the last 24 hours \
                      (at most {REQUESTS_PER_NUMBER_PER_DAY}); the next one is possible after {}",
                     mask_phone(phone),
-                    recent.len(),
-                    fmt_wib(retry_at)
+                    l.count,
+                    fmt_wib(l.retry_at)
                 ),
-                retry_at,
+                retry_at: l.retry_at,
             });
         }
     }};
@@ -463,6 +477,9 @@ macro_rules! check_request_limit {
 
 /// Once one request of a worker is applied (`$rid`), the worker's other
 /// pending requests (other numbers) are `superseded` by `$actor`.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! supersede_others_tx {
     ($tx:expr, $worker_id:expr, $rid:expr, $actor:expr, $now:expr) => {{
         sqlx::query(
@@ -521,6 +538,9 @@ pub(crate) trait ConfirmPending: sqlx::Database {
     ) -> impl std::future::Future<Output = Result<u64, StoreError>> + Send + 'a;
 }
 
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! confirm_pending_body {
     ($store:expr, $tx:expr, $rows:expr, $now:expr) => {{
         let rows: &[(i64, String)] = $rows;
@@ -637,6 +657,9 @@ pub(crate) async fn confirm_pending<DB: ConfirmPending>(
 /// Records one failed attempt against (`$kind`, `$hash`) and, at the
 /// [`MAX_FAILURES`]th within [`FAILURE_WINDOW_MS`], locks that key for
 /// [`LOCK_MS`], audited (`$what` says what is locked, masked).
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! record_failure_tx {
     ($tx:expr, $actor:expr, $kind:expr, $hash:expr, $worker_id:expr, $number_masked:expr, $what:expr, $subject:expr, $now:expr) => {{
         let kind: &str = $kind;
@@ -690,6 +713,9 @@ macro_rules! record_failure_tx {
 }
 
 /// Refuses when either key is locked now.
+/// A macro, not a function: `$tx` is a SQLite or a PostgreSQL
+/// transaction, and the body is compiled once for each (module docs,
+/// "Why macros").
 macro_rules! check_locks_tx {
     ($tx:expr, $keys:expr, $now:expr) => {{
         let mut until: Option<i64> = None;
@@ -759,7 +785,6 @@ impl Store {
             ("nik", key_hash("nik", req.nik.as_str())),
             ("number", key_hash("number", new_phone)),
         ];
-        let pg = self.backend() == Backend::Postgres;
         let lock = self.row_lock();
         let worker_sql =
             format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1{lock}");
@@ -787,11 +812,8 @@ impl Store {
                     return Ok(Idempotent::Replayed { status: status as u16, body });
                 }
             }
-            if pg {
-                for (_, hash) in &keys {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                        .bind(hash.as_str()).execute(&mut *tx).await?;
-                }
+            for (_, hash) in &keys {
+                lock_key(&mut tx, hash).await?;
             }
             check_locks_tx!(tx, &keys, now);
             let found: Option<WorkerRow> = sqlx::query_as(&worker_sql)
@@ -820,7 +842,7 @@ impl Store {
             // staff): nothing to wait for. A number on file only because an
             // earlier immediate-mode call put it there is not: a repeat
             // call must not clear that mark or bring back the NIK digits.
-            let validated_number = w.phone == new_phone && !w.phone_unvalidated;
+            let validated_number = w.phone.as_e164() == new_phone && !w.phone_unvalidated;
             let outcome = if mode == ReregistrationMode::Validated && !validated_number {
                 // Other pending requests of this worker stay: one of them
                 // may be the worker's own, and the import that carries a
@@ -837,11 +859,11 @@ impl Store {
                         let id: i64 = sqlx::query_scalar(
                             "INSERT INTO reregistrations (worker_id, old_phone, new_phone, status, requested_by, \
                              requested_at) VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING id")
-                            .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
+                            .bind(w.id).bind(w.phone.as_e164()).bind(new_phone).bind(actor).bind(now)
                             .fetch_one(&mut *tx).await?;
                         audit_tx!(tx, actor, "reregistration.request", format!("worker:{}", w.id),
                             format!("re-registration {id}: phone {} -> {} pending One Data validation",
-                                mask_phone(&w.phone), mask_phone(new_phone)), now);
+                                mask_phone(w.phone.as_e164()), mask_phone(new_phone)), now);
                         id
                     }
                 };
@@ -855,7 +877,7 @@ impl Store {
                     notice: None,
                 }
             } else {
-                if w.phone != new_phone {
+                if w.phone.as_e164() != new_phone {
                     check_request_limit!(tx, new_phone, now);
                 }
                 check_number_limit!(tx, new_phone, now);
@@ -865,13 +887,13 @@ impl Store {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO reregistrations (worker_id, old_phone, new_phone, status, requested_by, requested_at, \
                      decided_by, decided_at, message_id) VALUES ($1, $2, $3, 'applied', $4, $5, $4, $5, $6) RETURNING id")
-                    .bind(w.id).bind(&w.phone).bind(new_phone).bind(actor).bind(now)
+                    .bind(w.id).bind(w.phone.as_e164()).bind(new_phone).bind(actor).bind(now)
                     .bind(notice.as_ref().map(|n| n.message_id))
                     .fetch_one(&mut *tx).await?;
                 supersede_others_tx!(tx, w.id, id, actor, now);
                 let how = if validated_number { "to the number on file" } else { "applied at once (immediate mode)" };
                 audit_tx!(tx, actor, "worker.reregister", format!("worker:{}", w.id),
-                    applied_detail(id, how, &w.phone, new_phone, superseded, flags_resolved, &notice), now);
+                    applied_detail(id, how, w.phone.as_e164(), new_phone, superseded, flags_resolved, &notice), now);
                 ReregisterOutcome {
                     state: ReregisterState::Reregistered,
                     reregistration_id: id,
@@ -919,19 +941,15 @@ impl Store {
         let now = now_ms();
         let e164 = phone.as_e164();
         let keys = [("lookup", key_hash("lookup", e164))];
-        let pg = self.backend() == Backend::Postgres;
         let sql =
             format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE phone = $1 ORDER BY id");
         let matching: Vec<WorkerRow> = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if pg {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
-            }
+            lock_key(&mut tx, &keys[0].1).await?;
             check_locks_tx!(tx, &keys, now);
             let on_phone: Vec<WorkerRow> = sqlx::query_as(&sql).bind(e164).fetch_all(&mut *tx).await?;
             let worker_id = (on_phone.len() == 1).then(|| on_phone[0].id);
-            let matching: Vec<WorkerRow> = on_phone.into_iter().filter(|w| w.nik.ends_with(last6)).collect();
+            let matching: Vec<WorkerRow> = on_phone.into_iter().filter(|w| w.nik.as_str().ends_with(last6)).collect();
             if matching.is_empty() {
                 let subject = worker_id.map_or_else(|| "reregistration".to_string(), |id| format!("worker:{id}"));
                 record_failure_tx!(tx, actor, "lookup", keys[0].1.as_str(), worker_id, Some(mask_phone(e164)),
@@ -940,14 +958,7 @@ impl Store {
             tx.commit().await?;
             matching
         });
-        Ok(match matching.len() {
-            0 => super::Lookup::NotFound,
-            1 => super::Lookup::Found(Box::new(
-                self.worker_status(matching.into_iter().next().expect("one row"))
-                    .await?,
-            )),
-            _ => super::Lookup::Ambiguous,
-        })
+        self.lookup_of(matching).await
     }
 
     /// A chatbot look-up by the full NIK, from the WhatsApp number of the
@@ -967,14 +978,10 @@ impl Store {
         let now = now_ms();
         let e164 = whatsapp_phone.as_e164();
         let keys = [("lookup", key_hash("lookup", e164))];
-        let pg = self.backend() == Backend::Postgres;
         let sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE nik = $1");
         let found: Option<WorkerRow> = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if pg {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(keys[0].1.as_str()).execute(&mut *tx).await?;
-            }
+            lock_key(&mut tx, &keys[0].1).await?;
             check_locks_tx!(tx, &keys, now);
             let found: Option<WorkerRow> =
                 sqlx::query_as(&sql).bind(nik.as_str()).fetch_optional(&mut *tx).await?;
@@ -985,10 +992,7 @@ impl Store {
             tx.commit().await?;
             found
         });
-        Ok(match found {
-            None => super::Lookup::NotFound,
-            Some(w) => super::Lookup::Found(Box::new(self.worker_status(w).await?)),
-        })
+        self.lookup_of(found.into_iter().collect()).await
     }
 
     /// Support staff approve a pending re-registration (they validated the
@@ -998,11 +1002,9 @@ impl Store {
     pub async fn approve_reregistration(
         &self,
         id: i64,
-        staff: &str,
-        note: &str,
+        staff: &FreeText,
+        note: &FreeText,
     ) -> Result<ReregisterOutcome, SupportError> {
-        let staff = required_text("staff", staff, 100)?;
-        let note = required_text("note", note, 1000)?;
         let now = now_ms();
         let lock = self.row_lock();
         let rr_sql = format!(
@@ -1029,7 +1031,7 @@ impl Store {
             sqlx::query(
                 "UPDATE reregistrations SET status = 'approved', decided_by = $1, decided_at = $2, message_id = $3 \
                  WHERE id = $4")
-                .bind(&staff).bind(now).bind(notice.as_ref().map(|n| n.message_id)).bind(id)
+                .bind(staff.as_str()).bind(now).bind(notice.as_ref().map(|n| n.message_id)).bind(id)
                 .execute(&mut *tx).await?;
             supersede_others_tx!(tx, worker_id, id, staff.as_str(), now);
             audit_tx!(tx, staff.as_str(), "reregistration.approve", format!("worker:{worker_id}"),
@@ -1125,15 +1127,12 @@ impl Store {
     pub async fn lift_reregistration_lock(
         &self,
         lock_id: i64,
-        staff: &str,
-        reason: &str,
+        staff: &FreeText,
+        reason: &FreeText,
     ) -> Result<ReregistrationLock, SupportError> {
-        let staff = required_text("staff", staff, 100)?;
-        let reason = required_text("reason", reason, 500)?;
         let now = now_ms();
         let lock = self.row_lock();
         let select = format!("SELECT {LOCK_COLUMNS} FROM reregistration_locks WHERE id = $1{lock}");
-        let pg = self.backend() == Backend::Postgres;
         let lifted = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let row: Option<(i64, String, String)> = sqlx::query_as(
@@ -1142,18 +1141,15 @@ impl Store {
             let Some((_, kind, hash)) = row else {
                 return Err(SupportError::NotFound(format!("lock {lock_id}")));
             };
-            if pg {
-                // The same serialisation as the attempts on this key.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(&hash).execute(&mut *tx).await?;
-            }
+            // The same serialisation as the attempts on this key.
+            lock_key(&mut tx, &hash).await?;
             let mut l: ReregistrationLock = sqlx::query_as(&select)
                 .bind(lock_id).fetch_one(&mut *tx).await?;
             if l.lifted_at.is_some() || l.locked_until <= now {
                 return Err(SupportError::Conflict(format!("lock {lock_id} is no longer active")));
             }
             sqlx::query("UPDATE reregistration_locks SET lifted_at = $1, lifted_by = $2 WHERE id = $3")
-                .bind(now).bind(&staff).bind(lock_id).execute(&mut *tx).await?;
+                .bind(now).bind(staff.as_str()).bind(lock_id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM reregistration_failures WHERE key_kind = $1 AND key_hash = $2")
                 .bind(&kind).bind(&hash).execute(&mut *tx).await?;
             let subject = l.worker_id.map_or_else(|| "reregistration".to_string(), |id| format!("worker:{id}"));
@@ -1162,7 +1158,7 @@ impl Store {
                     l.number_masked.as_deref().map(|n| format!(" {n}")).unwrap_or_default()), now);
             tx.commit().await?;
             l.lifted_at = Some(now);
-            l.lifted_by = Some(staff.clone());
+            l.lifted_by = Some(staff.to_string());
             l.active = false;
             l
         });

@@ -189,9 +189,10 @@ pub fn campaign_request(name: &str) -> CampaignRequest {
 /// Creates the campaign in the running app (one SMS segment at most);
 /// returns it and the number of messages enqueued.
 pub async fn create_campaign(app: &App, req: CampaignRequest) -> (Campaign, u64) {
-    campaign::create(&app.store, &app.renderer, 1, req)
+    let created = campaign::create(&app.store, &app.renderer, 1, req)
         .await
-        .expect("campaign created")
+        .expect("campaign created");
+    (created.campaign, created.enqueued)
 }
 
 /// Creates a campaign open only in `window` (WIB); returns its id.
@@ -293,7 +294,7 @@ pub async fn wait_status(store: &Store, campaign: i64, status: &str, limit: Dura
     let deadline = Instant::now() + limit;
     loop {
         let now = store.campaign(campaign).await.expect("campaign").status;
-        if now == status {
+        if now.as_str() == status {
             return;
         }
         assert!(

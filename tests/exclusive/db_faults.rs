@@ -279,10 +279,10 @@ async fn postgres_restart_mid_campaign_loses_nothing() {
 
     let imported = import_text(&store, &workers_csv(0, PG_RESTART_MESSAGES, 90_000_000)).await;
     assert_eq!(imported.accepted, u64::from(PG_RESTART_MESSAGES));
-    let (c, n) = campaign::create(&store, &renderer, 1, campaign_request("pg restart"))
+    let created = campaign::create(&store, &renderer, 1, campaign_request("pg restart"))
         .await
         .expect("campaign");
-    let (id, enqueued) = (c.id, n as i64);
+    let (id, enqueued) = (created.campaign.id, created.enqueued as i64);
 
     let mut children = Children {
         dir: tempfile::tempdir().expect("temp dir"),

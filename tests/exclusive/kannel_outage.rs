@@ -375,7 +375,9 @@ async fn kannel_down_fails_over_to_the_second_route(backend: &str) {
     let limit = Instant::now() + Duration::from_secs(5);
     let states = loop {
         let states = app.store.gateway_states().await.unwrap();
-        let open = states.iter().any(|s| s.0 == "primary" && s.1 == "open");
+        let open = states
+            .iter()
+            .any(|s| s.gateway == "primary" && s.state == "open");
         if open || Instant::now() > limit {
             break states;
         }
@@ -383,9 +385,9 @@ async fn kannel_down_fails_over_to_the_second_route(backend: &str) {
     };
     let primary = states
         .iter()
-        .find(|s| s.0 == "primary")
+        .find(|s| s.gateway == "primary")
         .unwrap_or_else(|| panic!("primary state recorded: {states:?}"));
-    assert_eq!(primary.1, "open", "{states:?}");
+    assert_eq!(primary.state, "open", "{states:?}");
 
     app.stop(Duration::from_secs(5)).await;
     restarter.start().await;

@@ -12,7 +12,7 @@ use pedulicovid::campaign;
 use pedulicovid::http::api::chatbot::{ADVICE_FLAGGED, ADVICE_NOT_FOUND};
 use pedulicovid::http::api::{route_table, RouteSpec};
 use pedulicovid::http::{route_table as all_routes, Auth};
-use pedulicovid::store::{ReregistrationMode, Role, Store};
+use pedulicovid::store::{NewToken, ReregistrationMode, Role, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -50,7 +50,7 @@ impl Api {
     }
 
     async fn token(&self, name: &str, role: Role) -> String {
-        self.store().create_token(name, role).await.unwrap().1
+        self.store().create_token(name, role).await.unwrap().secret
     }
 
     async fn call(
@@ -454,7 +454,7 @@ both_backends!(every_route_checks_its_roles);
 async fn tokens_are_stored_as_hashes_only(backend: &str) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let (t, secret) = store
+    let NewToken { token: t, secret } = store
         .create_token("chatbot-kominfo", Role::Chatbot)
         .await
         .unwrap();
@@ -468,11 +468,11 @@ async fn tokens_are_stored_as_hashes_only(backend: &str) {
         .create_token("bad name!", Role::Support)
         .await
         .is_err());
-    let (ok, found) = store.check_token(&secret).await.unwrap();
-    assert_eq!(ok, pedulicovid::store::TokenCheck::Valid);
-    assert_eq!(found.unwrap().id, t.id);
-    let (unknown, _) = store.check_token("pcv_chatbot_nope").await.unwrap();
-    assert_eq!(unknown, pedulicovid::store::TokenCheck::Unknown);
+    let found = store.check_token(&secret).await.unwrap();
+    assert_eq!(found.check, pedulicovid::store::TokenCheck::Valid);
+    assert_eq!(found.token.unwrap().id, t.id);
+    let unknown = store.check_token("pcv_chatbot_nope").await.unwrap();
+    assert_eq!(unknown.check, pedulicovid::store::TokenCheck::Unknown);
     // Nothing stored holds the token itself.
     let sql = "SELECT name || role || token_hash FROM api_tokens";
     let stored: Vec<String> = if backend == "sqlite" {
@@ -484,10 +484,13 @@ async fn tokens_are_stored_as_hashes_only(backend: &str) {
     };
     assert!(stored.iter().all(|s| !s.contains(&secret[12..])));
     // Revoke by id, then by name: both work, twice is harmless.
-    let (t2, s2) = store.create_token("desk-1", Role::Support).await.unwrap();
+    let NewToken {
+        token: t2,
+        secret: s2,
+    } = store.create_token("desk-1", Role::Support).await.unwrap();
     store.revoke_token(&t2.id.to_string()).await.unwrap();
     assert_eq!(
-        store.check_token(&s2).await.unwrap().0,
+        store.check_token(&s2).await.unwrap().check,
         pedulicovid::store::TokenCheck::Revoked
     );
     store.revoke_token("chatbot-kominfo").await.unwrap();
@@ -706,7 +709,7 @@ async fn chatbot_reregisters_a_flagged_worker(backend: &str) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(w.phone, "+6281300000011");
+    assert_eq!(w.phone.as_e164(), "+6281300000011");
 
     // The same request again with the same key: the stored answer, nothing more.
     let r = api
@@ -805,7 +808,11 @@ impl Api {
             .id;
         let o = self
             .store()
-            .approve_reregistration(id, "desk-1", "checked by phone")
+            .approve_reregistration(
+                id,
+                &pedulicovid::domain::notice::FreeText::staff("desk-1").unwrap(),
+                &pedulicovid::domain::notice::FreeText::note("checked by phone").unwrap(),
+            )
             .await
             .unwrap();
         serde_json::to_value(o).unwrap()
@@ -1506,7 +1513,7 @@ async fn operators_reschedule_campaigns(backend: &str) {
         Duration::from_secs(10),
         || async {
             let c = api.store().campaign(empty).await.unwrap();
-            (c.status == "completed").then_some(())
+            (c.status.as_str() == "completed").then_some(())
         },
     )
     .await;

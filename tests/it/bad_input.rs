@@ -189,7 +189,7 @@ async fn csv_bad_rows_are_rejected_the_rest_imported(backend: &str) {
     }
     // The first of the duplicates is the one kept.
     let kept = store.worker_by_nik(nik_in(&first)).await.unwrap().unwrap();
-    assert_eq!(kept.phone, "+6281255555555");
+    assert_eq!(kept.phone.as_e164(), "+6281255555555");
     assert!(store
         .worker_by_nik(&nik_of(2, "31"))
         .await
@@ -218,7 +218,7 @@ async fn csv_bom_is_accepted(backend: &str) {
         .unwrap();
     assert_eq!(r.accepted, 1, "{:?}", r.rejections);
     let w = store.worker_by_nik(f[0]).await.unwrap().expect("imported");
-    assert_eq!(w.phone, "+6281222222222");
+    assert_eq!(w.phone.as_e164(), "+6281222222222");
     assert_eq!(store.count_workers().await.unwrap(), 2);
 }
 both_backends!(csv_bom_is_accepted);

@@ -109,7 +109,7 @@ async fn campaign_cli_matches_the_api(backend: &str) {
         .create_token("ops", Role::Operator)
         .await
         .unwrap()
-        .1;
+        .secret;
     let api: Value = reqwest::Client::new()
         .get(format!("{base}/api/v1/campaigns/{id}"))
         .bearer_auth(&op)

@@ -82,7 +82,7 @@ async fn reimport_changes_nothing_and_keeps_phone_history(backend: &str) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(w.phone, "+6281299999999");
+    assert_eq!(w.phone.as_e164(), "+6281299999999");
 }
 both_backends!(reimport_changes_nothing_and_keeps_phone_history);
 

@@ -95,10 +95,10 @@ async fn refused_gateway_flags_no_worker(db: &TestDb, s: Settings, detail_has: &
     wait_status(&app.store, c, "paused", Duration::from_secs(20)).await;
     let states = app.store.gateway_states().await.unwrap();
     assert!(
-        states.iter().any(|(g, state, detail, ..)| g == &name
-            && state == "open"
-            && detail.contains("gateway fault (gateway_config)")
-            && detail.contains(detail_has)),
+        states.iter().any(|s| s.gateway == name
+            && s.state == "open"
+            && s.detail.contains("gateway fault (gateway_config)")
+            && s.detail.contains(detail_has)),
         "{states:?}"
     );
     let r = app.store.campaign_report(c).await.unwrap();
@@ -182,7 +182,7 @@ async fn a_refusal_about_the_message_is_still_permanent(backend: &str) {
     assert!(
         !states
             .iter()
-            .any(|(g, state, ..)| g == "agg-422" && state == "open"),
+            .any(|s| s.gateway == "agg-422" && s.state == "open"),
         "{states:?}"
     );
     app.stop(Duration::from_secs(5)).await;

@@ -54,7 +54,7 @@ async fn gateways_status_lists_every_gateway_with_its_breaker(backend: &str) {
         .set_gateway_state("retired", "half_open", "7 consecutive failures", "worker-b")
         .await
         .unwrap();
-    let recorded_at = store.gateway_states().await.unwrap()[0].4;
+    let recorded_at = store.gateway_states().await.unwrap()[0].changed_at;
     store.close().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");
@@ -158,7 +158,8 @@ async fn rotate_secret_replaces_a_generated_secret_and_audits_it(backend: &str) 
         out.contains("gateway primary: callback secret rotated") && out.contains("WIB"),
         "{out}"
     );
-    let (current, previous, rotated_at) = store.gateway_secret_set("primary").await.unwrap();
+    let set = store.gateway_secret_set("primary").await.unwrap();
+    let (current, previous, rotated_at) = (set.current, set.previous, set.rotated_at);
     assert_ne!(current, before);
     assert_eq!(current.expose().len(), 64);
     assert_eq!(previous.as_ref(), Some(&before));
@@ -200,7 +201,7 @@ async fn rotate_secret_replaces_a_generated_secret_and_audits_it(backend: &str) 
         assert!(err.contains(says), "{name}: {err}");
     }
     assert_eq!(
-        store.gateway_secret_set("primary").await.unwrap().0,
+        store.gateway_secret_set("primary").await.unwrap().current,
         current,
         "a refused rotation changes nothing"
     );

@@ -327,7 +327,7 @@ async fn ui_cookie_secure_by_setting_and_listener(backend: &str) {
             .create_token("desk-1", Role::Support)
             .await
             .unwrap()
-            .1;
+            .secret;
         let base = base_url(&app);
         let (session, nonce) = sign_in(&base, &token, forwarded).await;
         assert_eq!(

@@ -669,7 +669,7 @@ async fn queued_notice_reopens_a_completed_campaign(backend: &str) {
         .is_empty());
     store.advance_campaigns().await.unwrap();
     assert_eq!(
-        store.campaign(ctx.campaign).await.unwrap().status,
+        store.campaign(ctx.campaign).await.unwrap().status.as_str(),
         "running"
     );
     assert_eq!(
@@ -969,7 +969,11 @@ async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
     let outcome = ctx
         .app
         .store
-        .approve_reregistration(outcome.reregistration_id, "desk-1", "called the worker")
+        .approve_reregistration(
+            outcome.reregistration_id,
+            &pedulicovid::domain::notice::FreeText::staff("desk-1").unwrap(),
+            &pedulicovid::domain::notice::FreeText::note("called the worker").unwrap(),
+        )
         .await
         .unwrap();
     assert!(outcome.notice.is_some(), "{outcome:?}");

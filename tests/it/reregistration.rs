@@ -53,19 +53,19 @@ impl Bot {
             .create_token("bot", Role::Chatbot)
             .await
             .unwrap()
-            .1;
+            .secret;
         let support = app
             .store
             .create_token("desk", Role::Support)
             .await
             .unwrap()
-            .1;
+            .secret;
         let operator = app
             .store
             .create_token("ops", Role::Operator)
             .await
             .unwrap()
-            .1;
+            .secret;
         Bot {
             app,
             base,
@@ -143,6 +143,8 @@ impl Bot {
             .unwrap()
             .unwrap()
             .phone
+            .as_e164()
+            .to_string()
     }
 
     /// (id, phone, status, body) of every message, oldest first.
@@ -758,7 +760,11 @@ async fn approval_supersedes_and_immediate_moves_are_capped(backend: &str) {
         .unwrap()
         .id;
     b.store()
-        .approve_reregistration(own, "desk", "called the facility")
+        .approve_reregistration(
+            own,
+            &pedulicovid::domain::notice::FreeText::staff("desk").unwrap(),
+            &pedulicovid::domain::notice::FreeText::note("called the facility").unwrap(),
+        )
         .await
         .unwrap();
     let rr = b.store().reregistrations(None, Some(w2), 10).await.unwrap();
@@ -1313,7 +1319,11 @@ async fn last6_lookups_are_locked_per_phone(backend: &str) {
     assert_eq!(locks[0].key_kind, "lookup");
     assert_eq!(locks[0].number_masked.as_deref(), Some("+62812****011"));
     b.store()
-        .lift_reregistration_lock(locks[0].id, "desk", "her own number")
+        .lift_reregistration_lock(
+            locks[0].id,
+            &pedulicovid::domain::notice::FreeText::staff("desk").unwrap(),
+            &pedulicovid::domain::notice::FreeText::reason("her own number").unwrap(),
+        )
         .await
         .unwrap();
     let (s, _, a) = lookup(json!({"nik_last6": &nik1[10..], "phone": "081200000011"})).await;

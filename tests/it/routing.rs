@@ -57,9 +57,9 @@ async fn a_dead_gateway_fails_over_to_the_next_route(backend: &str) {
     let states = app.store.gateway_states().await.unwrap();
     let primary = states
         .iter()
-        .find(|s| s.0 == "primary")
+        .find(|s| s.gateway == "primary")
         .expect("primary state recorded");
-    assert_eq!(primary.1, "open", "{states:?}");
+    assert_eq!(primary.state, "open", "{states:?}");
     app.stop(Duration::from_secs(5)).await;
 }
 both_backends!(a_dead_gateway_fails_over_to_the_next_route);
@@ -84,9 +84,10 @@ async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: 
     );
     import_text(&store, &csv).await;
     let renderer = pedulicovid::render::Renderer::builtin();
-    let (c, _) = campaign::create(&store, &renderer, 1, campaign_request("refs"))
+    let c = campaign::create(&store, &renderer, 1, campaign_request("refs"))
         .await
-        .unwrap();
+        .unwrap()
+        .campaign;
     let claimed = store
         .claim("w", 10, pedulicovid::store::now_ms() + 60_000)
         .await
@@ -163,7 +164,7 @@ async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: 
     assert!(
         effects
             .iter()
-            .any(|(e, n)| e.as_deref() == Some("unknown_message") && *n == 1),
+            .any(|e| e.effect.as_deref() == Some("unknown_message") && e.count == 1),
         "{effects:?}"
     );
 }

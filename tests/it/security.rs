@@ -44,13 +44,13 @@ async fn injection_strings_are_harmless_in_every_search_field(backend: &str) {
         .create_token("desk", Role::Support)
         .await
         .unwrap()
-        .1;
+        .secret;
     let chatbot = app
         .store
         .create_token("bot", Role::Chatbot)
         .await
         .unwrap()
-        .1;
+        .secret;
     let http = reqwest::Client::new();
     for bad in INJECTIONS {
         // Support search by NIK, phone or name: no match, no error, no dump.
@@ -80,7 +80,7 @@ async fn injection_strings_are_harmless_in_every_search_field(backend: &str) {
             .store
             .search_workers(bad)
             .await
-            .map(|r| r.1.len())
+            .map(|r| r.workers.len())
             .unwrap_or(0);
         assert_eq!(found, 0, "{bad:?}");
         // Chatbot look-ups by every key.

@@ -55,8 +55,8 @@ async fn sigterm_finishes_the_batch_and_leaves_no_lease(backend: &str) {
         let sent = store.queue_depth().await.unwrap();
         let n: i64 = sent
             .iter()
-            .filter(|(s, _)| s != "queued")
-            .map(|(_, n)| n)
+            .filter(|c| c.status != "queued")
+            .map(|c| c.count)
             .sum();
         if n >= 60 {
             break;
@@ -94,8 +94,8 @@ async fn sigterm_finishes_the_batch_and_leaves_no_lease(backend: &str) {
     let count = |s: &str| {
         depth
             .iter()
-            .find(|(k, _)| k == s)
-            .map(|(_, n)| *n)
+            .find(|c| c.status == s)
+            .map(|c| c.count)
             .unwrap_or(0)
     };
     assert_eq!(count("sending"), 0, "nothing left mid-send: {depth:?}");

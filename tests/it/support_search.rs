@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use pedulicovid::store::{SearchKind, Store, SupportError, SEARCH_LIMIT};
+use pedulicovid::store::{SearchKind, SearchResults, Store, SupportError, SEARCH_LIMIT};
 
 /// Imports workers `i` with the given names (province 31).
 async fn import_named(store: &Store, named: &[(u32, &str)]) {
@@ -27,7 +27,10 @@ async fn import_named(store: &Store, named: &[(u32, &str)]) {
 
 /// Ids found by a name search for `q`, in the order returned.
 async fn names(store: &Store, q: &str) -> Vec<i64> {
-    let (kind, rows) = store
+    let SearchResults {
+        kind,
+        workers: rows,
+    } = store
         .search_workers(q)
         .await
         .unwrap_or_else(|e| panic!("{q:?}: {e}"));
@@ -117,7 +120,7 @@ async fn name_search_is_bounded(backend: &str) {
 
     // Rows: SEARCH_LIMIT of the 3,000 matches (which ones is unspecified),
     // distinct, each a match, in name order.
-    let (_, rows) = store.search_workers("nakes").await.unwrap();
+    let rows = store.search_workers("nakes").await.unwrap().workers;
     assert_eq!(rows.len() as i64, SEARCH_LIMIT);
     let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut in_order: Vec<(String, i64)> = Vec::new();

@@ -645,9 +645,9 @@ async fn bad_certificate_opens_the_breaker_and_flags_no_worker(backend: &str) {
     // …the breaker opened and says so for operators…
     let states = app.store.gateway_states().await.unwrap();
     assert!(
-        states.iter().any(|(g, state, detail, ..)| g == "tls-broken"
-            && state == "open"
-            && detail.contains("gateway fault (tls)")),
+        states.iter().any(|s| s.gateway == "tls-broken"
+            && s.state == "open"
+            && s.detail.contains("gateway fault (tls)")),
         "{states:?}"
     );
     // …nothing reached the carrier, and no worker is flagged: every

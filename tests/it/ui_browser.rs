@@ -76,7 +76,7 @@ impl UiApp {
     }
 
     async fn token(&self, name: &str, role: Role) -> String {
-        self.store().create_token(name, role).await.unwrap().1
+        self.store().create_token(name, role).await.unwrap().secret
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {

@@ -47,14 +47,14 @@ use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest, Window};
 use pedulicovid::config::{GatewaySettings, Settings};
 use pedulicovid::demo::PROFESSIONS;
-use pedulicovid::domain::{Msisdn, ProvinceCode};
+use pedulicovid::domain::{Msisdn, Nik, ProvinceCode};
 use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
 use pedulicovid::metrics::{self, METRICS};
 use pedulicovid::render::Renderer;
 use pedulicovid::status::Status;
 use pedulicovid::store::{
-    now_ms, redact_url, Backend, CampaignAction, CampaignTimes, IncomingReceipt, NewWorker,
-    ScratchDatabase, SendOutcome, Store,
+    now_ms, redact_url, Backend, CampaignAction, CampaignTimes, CreatedCampaign, IncomingReceipt,
+    NewWorker, ScratchDatabase, SendOutcome, Store,
 };
 
 /// Rows per `upsert_workers` call.
@@ -625,22 +625,26 @@ fn synthetic_worker(
     let code = p.code_str();
     let k = i % PREFIXES.len();
     NewWorker {
-        nik: format!("{code}{regency:02}{district:02}{day:02}{month:02}{year:02}{serial:04}"),
+        nik: Nik::parse(&format!(
+            "{code}{regency:02}{district:02}{day:02}{month:02}{year:02}{serial:04}"
+        ))
+        .expect("synthetic NIKs are valid (checked by the test below)"),
         full_name: format!(
             "{} {}",
             GIVEN[rng.gen_range(0..GIVEN.len())],
             FAMILY[rng.gen_range(0..FAMILY.len())]
         ),
-        phone: if deliverable {
+        phone: Msisdn::parse(&if deliverable {
             format!("+62{}{:07}{}", PREFIXES[k], i / 6, i % 6 + 1)
         } else {
             format!("+62{}{:08}", PREFIXES[k], i)
-        },
+        })
+        .expect("synthetic numbers are valid (checked by the test below)"),
         operator: operators[k].clone(),
         profession: PROFESSIONS[(i / 3) % PROFESSIONS.len()].to_string(),
         facility_code: format!("FKS{code}{:05}", rng.gen_range(1..99999)),
         regency_code: format!("{code}{regency:02}"),
-        province_code: code,
+        province_code: p,
         validated: true,
         eligible: true,
     }
@@ -768,7 +772,10 @@ async fn unlimited_run(
         .clone()
         .context("the in-process simulator did not start")?;
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,
@@ -975,7 +982,10 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
         .simulator
         .clone()
         .context("the in-process simulator did not start")?;
-    let (c, enqueued) = campaign::create(
+    let CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,
@@ -1207,7 +1217,7 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     let store = Store::connect(&s.database_url).await?;
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
     let t = Instant::now();
-    let (_, enqueued) = campaign::create(
+    let CreatedCampaign { enqueued, .. } = campaign::create(
         &store,
         &renderer,
         s.sms.max_segments,
@@ -1577,17 +1587,19 @@ mod tests {
             let mut seen = std::collections::HashSet::new();
             for i in (0..2_000_000).step_by(997).chain(0..5_000) {
                 seen.insert(i);
+                // Parses its NIK and number, and panics on an invalid one.
                 let w = synthetic_worker(i, &ops, &mut rng, deliverable);
-                pedulicovid::domain::Nik::parse(&w.nik)
-                    .unwrap_or_else(|e| panic!("{i}: {}: {e}", w.nik));
-                Msisdn::parse(&w.phone).unwrap_or_else(|e| panic!("{i}: {}: {e}", w.phone));
-                ProvinceCode::parse(&w.province_code).unwrap();
+                assert!(ProvinceCode::all().contains(&w.province_code), "{i}");
                 if deliverable {
                     // The harness's SMSC simulator delivers numbers ending in 1-6.
-                    assert!(w.phone.ends_with(['1', '2', '3', '4', '5', '6']), "{i}");
+                    assert!(
+                        w.phone.as_e164().ends_with(['1', '2', '3', '4', '5', '6']),
+                        "{i}"
+                    );
                 }
-                niks.insert(w.nik[..6].to_string() + &w.nik[12..]);
-                phones.insert(w.phone);
+                let nik = w.nik.as_str();
+                niks.insert(nik[..6].to_string() + &nik[12..]);
+                phones.insert(w.phone.as_e164().to_string());
             }
             assert_eq!(niks.len(), seen.len());
             assert_eq!(phones.len(), seen.len(), "deliverable {deliverable}");

@@ -38,7 +38,7 @@ use pedulicovid::config::{GatewaySettings, Settings};
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::metrics::METRICS;
 use pedulicovid::secret::Secret;
-use pedulicovid::store::now_ms;
+use pedulicovid::store::{now_ms, CreatedCampaign};
 
 /// Name of the one gateway in the Kannel run (`messages.gateway`, callback
 /// path).
@@ -235,7 +235,10 @@ pub(crate) async fn unlimited_run(
             .unwrap_or_default()
     ));
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &app.store,
         &app.renderer,
         s.sms.max_segments,

@@ -48,7 +48,7 @@ use pedulicovid::http::ReceiptBatcher;
 use pedulicovid::metrics::{self, Histogram, METRICS};
 use pedulicovid::render::Renderer;
 use pedulicovid::status::Status;
-use pedulicovid::store::{now_ms, redact_url, SendOutcome, Store};
+use pedulicovid::store::{now_ms, redact_url, CreatedCampaign, SendOutcome, Store};
 
 /// The gateway the receipts come from.
 const GATEWAY: &str = "sim";
@@ -262,7 +262,10 @@ async fn run_in(
     report.registry_s = round3(t.elapsed().as_secs_f64());
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
     let t = Instant::now();
-    let (c, enqueued) = campaign::create(
+    let CreatedCampaign {
+        campaign: c,
+        enqueued,
+    } = campaign::create(
         &store,
         &renderer,
         s.sms.max_segments,
@@ -380,10 +383,10 @@ async fn run_in(
 
     let effects = app.store.receipt_effects().await?;
     // Every receipt has one effect (or none): the counts add up to all.
-    report.receipts_stored = effects.iter().map(|(_, n)| n).sum();
+    report.receipts_stored = effects.iter().map(|e| e.count).sum();
     report.receipts_by_effect = effects
         .into_iter()
-        .map(|(e, n)| (e.unwrap_or_else(|| "none".into()), n))
+        .map(|e| (e.effect.unwrap_or_else(|| "none".into()), e.count))
         .collect();
     report.delivered = app
         .store

@@ -115,8 +115,8 @@ async fn check(g: &Guard, headers: &axum::http::HeaderMap) -> Result<Caller, Api
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-    let (verdict, token) = g.state.store.check_token(presented).await?;
-    let token = match (verdict, token) {
+    let verdict = g.state.store.check_token(presented).await?;
+    let token = match (verdict.check, verdict.token) {
         (TokenCheck::Valid, Some(t)) => t,
         (TokenCheck::Revoked, _) => return Err(ApiError::Unauthorized("token revoked".into())),
         _ => return Err(ApiError::Unauthorized("invalid token".into())),

@@ -138,7 +138,7 @@ impl LookupAnswer {
                 at: fmt_wib(n.at),
                 due: (n.status == "queued").then(|| fmt_wib(n.next_attempt_at)),
             }),
-            phone_masked: Some(crate::domain::mask_phone(&w.phone)),
+            phone_masked: Some(crate::domain::mask_phone(w.phone.as_e164())),
             advice: advice(s),
         }
     }
@@ -254,7 +254,7 @@ pub async fn lookup(
         Lookup::Found(s) => {
             let mut a = LookupAnswer::found(&s);
             // By NIK, the number on file is shown only to that number.
-            if whatsapp_phone.is_some_and(|wa| wa.as_e164() != s.worker.phone) {
+            if whatsapp_phone.is_some_and(|wa| wa != s.worker.phone) {
                 a.phone_masked = None;
             }
             a
@@ -494,14 +494,14 @@ mod tests {
         WorkerStatus {
             worker: WorkerRow {
                 id: 1,
-                nik: "3174051203870001".into(),
+                nik: crate::domain::Nik::parse("3174051203870001").unwrap(),
                 full_name: "Siti Rahayu".into(),
-                phone: "+6281234567890".into(),
+                phone: crate::domain::Msisdn::parse("+6281234567890").unwrap(),
                 operator: "telkomsel".into(),
                 profession: "perawat".into(),
                 facility_code: "F1".into(),
                 regency_code: "3174".into(),
-                province_code: "31".into(),
+                province_code: crate::domain::ProvinceCode::parse("31").unwrap(),
                 validated,
                 eligible: true,
                 created_at: 0,

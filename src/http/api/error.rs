@@ -151,6 +151,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A free-text field refused before the store was asked: the same 400,
+/// naming the field, as [`SupportError::Invalid`].
+impl From<crate::domain::notice::InvalidText> for ApiError {
+    fn from(e: crate::domain::notice::InvalidText) -> Self {
+        SupportError::from(e).into()
+    }
+}
+
 impl From<SupportError> for ApiError {
     fn from(e: SupportError) -> Self {
         match e {

@@ -97,8 +97,8 @@ pub fn render(g: Option<&Gauges>) -> String {
             let n: i64 = g
                 .messages
                 .iter()
-                .filter(|(_, st, _)| st == s.as_str())
-                .map(|(_, _, n)| n)
+                .filter(|c| c.label == s.as_str())
+                .map(|c| c.count)
                 .sum();
             let _ = writeln!(out, "pedulicovid_queue_depth{{status=\"{s}\"}} {n}");
         }
@@ -108,12 +108,13 @@ pub fn render(g: Option<&Gauges>) -> String {
             "gauge",
             "Messages by gateway (empty before the first send) and status.",
         );
-        for (gw, st, n) in &g.messages {
+        for c in &g.messages {
             let _ = writeln!(
                 out,
-                "pedulicovid_messages{{gateway=\"{}\",status=\"{}\"}} {n}",
-                esc(gw),
-                esc(st)
+                "pedulicovid_messages{{gateway=\"{}\",status=\"{}\"}} {}",
+                esc(&c.gateway),
+                esc(&c.label),
+                c.count
             );
         }
         family(
@@ -126,8 +127,8 @@ pub fn render(g: Option<&Gauges>) -> String {
             let n: i64 = g
                 .open_flags
                 .iter()
-                .filter(|(_, reason, _)| reason == r.as_str())
-                .map(|(_, _, n)| n)
+                .filter(|c| c.label == r.as_str())
+                .map(|c| c.count)
                 .sum();
             let _ = writeln!(out, "pedulicovid_open_flags{{reason=\"{r}\"}} {n}");
         }
@@ -137,12 +138,13 @@ pub fn render(g: Option<&Gauges>) -> String {
             "gauge",
             "Open non-recipient flags by gateway and reason.",
         );
-        for (gw, reason, n) in &g.open_flags {
+        for c in &g.open_flags {
             let _ = writeln!(
                 out,
-                "pedulicovid_open_flags_by_gateway{{gateway=\"{}\",reason=\"{}\"}} {n}",
-                esc(gw),
-                esc(reason)
+                "pedulicovid_open_flags_by_gateway{{gateway=\"{}\",reason=\"{}\"}} {}",
+                esc(&c.gateway),
+                esc(&c.label),
+                c.count
             );
         }
         family(
@@ -151,12 +153,13 @@ pub fn render(g: Option<&Gauges>) -> String {
             "gauge",
             "Receipts kept in the database by gateway and outcome.",
         );
-        for (gw, outcome, n) in &g.receipts {
+        for c in &g.receipts {
             let _ = writeln!(
                 out,
-                "pedulicovid_receipts_stored{{gateway=\"{}\",outcome=\"{}\"}} {n}",
-                esc(gw),
-                esc(outcome)
+                "pedulicovid_receipts_stored{{gateway=\"{}\",outcome=\"{}\"}} {}",
+                esc(&c.gateway),
+                esc(&c.label),
+                c.count
             );
         }
     }
@@ -316,16 +319,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::GatewayCount;
 
     #[test]
     fn exposition_is_well_formed() {
+        let count = |gateway: &str, label: &str, count| GatewayCount {
+            gateway: gateway.into(),
+            label: label.into(),
+            count,
+        };
         let g = Gauges {
-            messages: vec![
-                ("sim".into(), "delivered".into(), 5),
-                ("".into(), "queued".into(), 2),
-            ],
-            open_flags: vec![("sim".into(), "undelivered".into(), 1)],
-            receipts: vec![("sim".into(), "delivered".into(), 5)],
+            messages: vec![count("sim", "delivered", 5), count("", "queued", 2)],
+            open_flags: vec![count("sim", "undelivered", 1)],
+            receipts: vec![count("sim", "delivered", 5)],
         };
         let gw = METRICS.gateways.get("unit-test");
         gw.sends.fetch_add(1, Ordering::Relaxed);

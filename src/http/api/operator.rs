@@ -66,7 +66,7 @@ impl From<Campaign> for CampaignView {
             id: c.id,
             name: c.name,
             template: c.template,
-            status: c.status,
+            status: c.status.to_string(),
             scheduled_at: c.scheduled_at,
             created_by: c.created_by,
             enqueued: c.enqueued,
@@ -178,7 +178,10 @@ pub async fn create_campaign(
         deadline: time("deadline", &req.deadline)?,
     };
     // Audited (`campaign.create`, the caller) in the creating transaction.
-    let (c, n) = campaign::create(
+    let crate::store::CreatedCampaign {
+        campaign: c,
+        enqueued: n,
+    } = campaign::create(
         &state.store,
         &state.api.renderer,
         state.api.max_segments,
@@ -299,7 +302,10 @@ pub async fn schedule_campaign(
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> Result<axum::Json<ScheduledCampaign>, ApiError> {
     let at = campaign::parse_time(req.at.trim()).map_err(|e| ApiError::bad("at", e))?;
-    let (c, n) = campaign::reschedule(&state.store, id, at, &caller.name).await?;
+    let crate::store::RescheduledCampaign {
+        campaign: c,
+        retimed: n,
+    } = campaign::reschedule(&state.store, id, at, &caller.name).await?;
     Ok(axum::Json(ScheduledCampaign {
         campaign: c.into(),
         rescheduled: n,

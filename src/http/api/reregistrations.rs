@@ -7,6 +7,7 @@
 //! `lift_reregistration_lock`, `approve_reregistration`), which the CLI and
 //! the support web UI call too; every change is audited there.
 
+use crate::domain::notice::FreeText;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -205,7 +206,11 @@ pub async fn lift(
     let staff = super::support::actor(&caller, req.staff.as_deref());
     let l = state
         .store
-        .lift_reregistration_lock(id, &staff, &req.reason)
+        .lift_reregistration_lock(
+            id,
+            &FreeText::staff(&staff)?,
+            &FreeText::reason(&req.reason)?,
+        )
         .await?;
     tracing::info!(token = %caller.name, lock.id = id, "re-registration lock lifted");
     Ok(axum::Json(l))
@@ -276,7 +281,7 @@ pub async fn approve(
     let staff = super::support::actor(&caller, req.staff.as_deref());
     let o = state
         .store
-        .approve_reregistration(id, &staff, &req.note)
+        .approve_reregistration(id, &FreeText::staff(&staff)?, &FreeText::note(&req.note)?)
         .await?;
     tracing::info!(token = %caller.name, reregistration.id = id, "re-registration approved");
     Ok(axum::Json(o.into()))

@@ -3,6 +3,7 @@
 //! (`Store::search_workers`, `timeline`, `resend`, `resolve_flag`), which the
 //! support web UI calls too. Search terms travel in the body, never the URL.
 
+use crate::domain::notice::FreeText;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,9 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::http::AppState;
-use crate::store::{QueuedNotice, SearchKind, Timeline, TimelineFlag, WorkerSummary, SEARCH_LIMIT};
+use crate::store::{
+    QueuedNotice, SearchKind, SearchResults, Timeline, TimelineFlag, WorkerSummary, SEARCH_LIMIT,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +52,10 @@ pub async fn search(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<axum::Json<SearchAnswer>, ApiError> {
-    let (kind, results) = state.store.search_workers(&req.query).await?;
+    let SearchResults {
+        kind,
+        workers: results,
+    } = state.store.search_workers(&req.query).await?;
     Ok(axum::Json(SearchAnswer {
         kind,
         results,
@@ -128,7 +134,14 @@ pub async fn resend(
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> Result<(StatusCode, axum::Json<QueuedNotice>), ApiError> {
     let staff = actor(&caller, req.staff.as_deref());
-    let notice = state.store.resend(id, &staff, &req.reason).await?;
+    let notice = state
+        .store
+        .resend(
+            id,
+            &FreeText::staff(&staff)?,
+            &FreeText::reason(&req.reason)?,
+        )
+        .await?;
     tracing::info!(token = %caller.name, worker.id = id, message.id = notice.message_id, "support resend");
     Ok((StatusCode::CREATED, axum::Json(notice)))
 }
@@ -168,6 +181,9 @@ pub async fn resolve_flag(
 ) -> Result<axum::Json<TimelineFlag>, ApiError> {
     let staff = actor(&caller, req.staff.as_deref());
     Ok(axum::Json(
-        state.store.resolve_flag(id, &staff, &req.note).await?,
+        state
+            .store
+            .resolve_flag(id, &FreeText::staff(&staff)?, &FreeText::note(&req.note)?)
+            .await?,
     ))
 }

@@ -27,6 +27,7 @@ use super::session::{
 use super::view::{page, percent, Notice, UiError, STYLESHEET};
 use super::Ui;
 use crate::campaign::{fmt_wib, Pace, THROUGHPUT_WINDOW_SECS};
+use crate::domain::notice::FreeText;
 use crate::domain::ProvinceCode;
 use crate::http::AppState;
 use crate::store::{
@@ -34,9 +35,9 @@ use crate::store::{
     RESENDS_PER_NUMBER_PER_DAY,
 };
 
-/// Longest resend reason and flag note accepted (the store's limits).
-const REASON_MAX: usize = 500;
-const NOTE_MAX: usize = 1000;
+/// Longest reason and note accepted (checked here to keep what was typed).
+const REASON_MAX: usize = FreeText::REASON_MAX;
+const NOTE_MAX: usize = FreeText::NOTE_MAX;
 
 /// A posted form, read leniently: any body parses, and a missing field is
 /// just absent, so a form without its CSRF token is refused by the CSRF
@@ -333,8 +334,8 @@ pub async fn login(
         ));
     }
     // A string not shaped like a token is refused without a look-up.
-    let (verdict, token) = app.store.check_token(presented).await?;
-    let token = match (verdict, token) {
+    let verdict = app.store.check_token(presented).await?;
+    let token = match (verdict.check, verdict.token) {
         (TokenCheck::Valid, Some(t)) => t,
         (TokenCheck::Revoked, _) => {
             tracing::info!("support UI sign-in refused: revoked token");
@@ -500,7 +501,7 @@ pub async fn search(
         return Ok(page(StatusCode::OK, "search.html", &ctx));
     }
     let (kind, results) = match app.store.search_workers(q).await {
-        Ok(found) => found,
+        Ok(found) => (found.kind, found.workers),
         Err(SupportError::Invalid { .. }) => {
             ctx.insert(
                 "error",
@@ -779,7 +780,12 @@ pub async fn resend(
         REASON_MAX,
     ) {
         Err(refused) => refused,
-        Ok(reason) => match app.store.resend(id, &staff.name, reason).await {
+        Ok(reason) => match async {
+            let (who, why) = (FreeText::staff(&staff.name)?, FreeText::reason(reason)?);
+            app.store.resend(id, &who, &why).await
+        }
+        .await
+        {
             Ok(n) => {
                 tracing::info!(token = %staff.name, worker.id = id, message.id = n.message_id,
                     "support UI resend");
@@ -846,7 +852,12 @@ pub async fn resolve_flag(
     let note = form.get("note").unwrap_or("").trim();
     let refused = match required_text(note, "Catatan", "tulis apa yang sudah dilakukan", NOTE_MAX) {
         Err(refused) => refused,
-        Ok(note) => match app.store.resolve_flag(flag, &staff.name, note).await {
+        Ok(note) => match async {
+            let (who, what) = (FreeText::staff(&staff.name)?, FreeText::note(note)?);
+            app.store.resolve_flag(flag, &who, &what).await
+        }
+        .await
+        {
             Ok(f) => {
                 tracing::info!(token = %staff.name, worker.id = id, flag.id = flag,
                     "support UI flag resolved");
@@ -924,10 +935,11 @@ pub async fn lift_lock(
         REASON_MAX,
     ) {
         Err(refused) => refused,
-        Ok(reason) => match app
-            .store
-            .lift_reregistration_lock(lock, &staff.name, reason)
-            .await
+        Ok(reason) => match async {
+            let (who, why) = (FreeText::staff(&staff.name)?, FreeText::reason(reason)?);
+            app.store.lift_reregistration_lock(lock, &who, &why).await
+        }
+        .await
         {
             Ok(_) => {
                 tracing::info!(token = %staff.name, worker.id = id, lock.id = lock,
@@ -1004,10 +1016,11 @@ pub async fn approve_reregistration(
         NOTE_MAX,
     ) {
         Err(refused) => refused,
-        Ok(note) => match app
-            .store
-            .approve_reregistration(rereg, &staff.name, note)
-            .await
+        Ok(note) => match async {
+            let (who, what) = (FreeText::staff(&staff.name)?, FreeText::note(note)?);
+            app.store.approve_reregistration(rereg, &who, &what).await
+        }
+        .await
         {
             Ok(o) => {
                 tracing::info!(token = %staff.name, worker.id = id, reregistration.id = rereg,
@@ -1079,7 +1092,7 @@ pub async fn campaigns(
             id: c.id,
             name: c.name,
             template: c.template,
-            status: c.status,
+            status: c.status.to_string(),
             enqueued: c.enqueued,
             scheduled_at: c.scheduled_at,
         })
