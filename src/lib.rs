@@ -3,21 +3,32 @@
 //!
 //! # Layout
 //! In data-flow order:
-//! - [`config`]: typed settings (defaults, TOML file, `PEDULICOVID__*` env).
+//! - [`config`]: typed settings (defaults, TOML file, `PEDULICOVID__*` env);
+//!   [`secret`] keeps passwords and keys out of `Debug` and logs.
 //! - [`domain`]: parsed types: `Nik`, `Msisdn` (+ operator), `ProvinceCode`
-//!   (+ time zone), `SmsText` (GSM-7/UCS-2, segments); send windows; the
-//!   rules for extra notices (limits, eligibility) and search queries.
-//! - [`store`]: the one place SQL lives; SQLite and PostgreSQL.
+//!   (+ time zone), `SmsText` (GSM-7/UCS-2, segments), `FreeText`; send
+//!   windows; the rules for extra notices (limits, eligibility) and search
+//!   queries. No I/O.
+//! - [`store`]: the one place SQL lives, SQLite and PostgreSQL side by side,
+//!   one module per thing stored (workers, campaigns, queue, notices,
+//!   receipts, flags, re-registration, access, audit, gateways). It runs
+//!   queries; it decides nothing the domain or [`status`] decides.
 //! - [`registry`]: import of the One Data CSV export, row-level rejections.
 //! - [`campaign`]: create a campaign and enqueue its audience.
 //! - [`render`]: Indonesian SMS templates (tera).
 //! - [`dispatch`]: the worker: claim → render → window → rate limit → send → record.
-//! - [`gateway`]: carrier dialects behind one trait (Kannel, Jasmin, JSON).
+//! - [`gateway`]: carrier dialects behind one trait: `dialect` builds a
+//!   gateway from its settings, `http` sends once for all, and each of
+//!   `kannel`, `jasmin`, `json` supplies only its request and answer.
 //! - [`status`]: the one-way message status machine and flag reasons.
 //! - [`export`]: the non-recipient CSV (outreach list), formula-guarded.
-//! - [`http`]: receipt callbacks and the HTTP surface.
+//! - [`http`]: receipt callbacks, the APIs and the support UI.
 //! - [`metrics`]: counters and the send-latency histogram.
-//! - [`app`]: wiring: `run`, `serve`, `worker`; [`demo`] and [`cli`] on top.
+//! - [`app`]: wiring: `run`, `serve`, `worker`; [`demo`] and [`cli`] (one
+//!   file per command group) on top.
+//!
+//! No module but [`store`] names a table, and [`store`] calls none of the
+//! modules after it (it shares their types: a parsed receipt, a status).
 //!
 //! # Beside it
 //! The tools are crates of their own in this workspace, so the product

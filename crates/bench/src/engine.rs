@@ -53,8 +53,8 @@ use pedulicovid::metrics::{self, METRICS};
 use pedulicovid::render::Renderer;
 use pedulicovid::status::Status;
 use pedulicovid::store::{
-    now_ms, redact_url, Backend, CampaignAction, CampaignTimes, CreatedCampaign, IncomingReceipt,
-    NewWorker, ScratchDatabase, SendOutcome, Store,
+    now_ms, redact_url, Backend, Campaign, CampaignAction, CampaignTimes, CreatedCampaign,
+    IncomingReceipt, NewWorker, ScratchDatabase, SendOutcome, Store,
 };
 
 /// Rows per `upsert_workers` call.
@@ -736,11 +736,17 @@ pub(crate) async fn insert_registry(
     Ok(())
 }
 
-pub(crate) fn campaign_request(
+/// Creates a benchmark campaign (every validated, eligible worker of
+/// `provinces`, or of all provinces; round the clock) and times its
+/// enqueue: the campaign, the messages enqueued and the seconds taken.
+pub(crate) async fn create_campaign(
+    store: &Store,
+    renderer: &Renderer,
+    s: &Settings,
     name: &str,
     provinces: Vec<String>,
-) -> anyhow::Result<CampaignRequest> {
-    Ok(CampaignRequest {
+) -> anyhow::Result<(Campaign, u64, f64)> {
+    let request = CampaignRequest {
         name: name.into(),
         template: "undangan_registrasi".into(),
         at: None,
@@ -749,7 +755,11 @@ pub(crate) fn campaign_request(
         professions: vec![],
         created_by: "bench".into(),
         deadline: None,
-    })
+    };
+    let t = Instant::now();
+    let CreatedCampaign { campaign, enqueued } =
+        campaign::create(store, renderer, s.sms.max_segments, request).await?;
+    Ok((campaign, enqueued, round3(t.elapsed().as_secs_f64())))
 }
 
 /// Phase 3. Returns the report, the enqueue time and the messages enqueued.
@@ -771,18 +781,8 @@ async fn unlimited_run(
         .simulator
         .clone()
         .context("the in-process simulator did not start")?;
-    let t = Instant::now();
-    let CreatedCampaign {
-        campaign: c,
-        enqueued,
-    } = campaign::create(
-        &app.store,
-        &app.renderer,
-        s.sms.max_segments,
-        campaign_request("Bench: unlimited", vec![])?,
-    )
-    .await?;
-    let enqueue_s = round3(t.elapsed().as_secs_f64());
+    let (c, enqueued, enqueue_s) =
+        create_campaign(&app.store, &app.renderer, s, "Bench: unlimited", vec![]).await?;
     // The campaign is claimable from its commit, just before create returns.
     let t0 = Instant::now();
     let t0_ms = now_ms();
@@ -982,16 +982,8 @@ async fn rate_run(s: &Settings, args: &BenchArgs) -> anyhow::Result<RateReport> 
         .simulator
         .clone()
         .context("the in-process simulator did not start")?;
-    let CreatedCampaign {
-        campaign: c,
-        enqueued,
-    } = campaign::create(
-        &app.store,
-        &app.renderer,
-        s.sms.max_segments,
-        campaign_request("Bench: rate limited", chosen)?,
-    )
-    .await?;
+    let (c, enqueued, _) =
+        create_campaign(&app.store, &app.renderer, &s, "Bench: rate limited", chosen).await?;
     if args.analyze {
         analyze(&app.store).await;
     }
@@ -1216,15 +1208,8 @@ async fn claim_ceiling(s: &Settings, args: &BenchArgs) -> anyhow::Result<Ceiling
     };
     let store = Store::connect(&s.database_url).await?;
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
-    let t = Instant::now();
-    let CreatedCampaign { enqueued, .. } = campaign::create(
-        &store,
-        &renderer,
-        s.sms.max_segments,
-        campaign_request("Bench: claim ceiling", vec![])?,
-    )
-    .await?;
-    let enqueue_s = round3(t.elapsed().as_secs_f64());
+    let (_, enqueued, enqueue_s) =
+        create_campaign(&store, &renderer, s, "Bench: claim ceiling", vec![]).await?;
     if args.analyze {
         analyze(&store).await;
     }

@@ -29,16 +29,15 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::engine::{
-    campaign_request, load_avg, postgres_cpu_s, proc_cpu_s, process_cpu_s, round2, round3,
+    create_campaign, load_avg, postgres_cpu_s, proc_cpu_s, process_cpu_s, round2, round3,
     wait_campaign, BenchArgs, RunFigures, UnlimitedReport, Wait, TICKS_PER_S,
 };
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign;
 use pedulicovid::config::{GatewaySettings, Settings};
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::metrics::METRICS;
 use pedulicovid::secret::Secret;
-use pedulicovid::store::{now_ms, CreatedCampaign};
+use pedulicovid::store::now_ms;
 
 /// Name of the one gateway in the Kannel run (`messages.gateway`, callback
 /// path).
@@ -234,18 +233,14 @@ pub(crate) async fn unlimited_run(
             .map(|a| format!("http://{a}/callbacks/{GATEWAY}/…"))
             .unwrap_or_default()
     ));
-    let t = Instant::now();
-    let CreatedCampaign {
-        campaign: c,
-        enqueued,
-    } = campaign::create(
+    let (c, enqueued, enqueue_s) = create_campaign(
         &app.store,
         &app.renderer,
-        s.sms.max_segments,
-        campaign_request("Bench: through Kannel", vec![])?,
+        s,
+        "Bench: through Kannel",
+        vec![],
     )
     .await?;
-    let enqueue_s = round3(t.elapsed().as_secs_f64());
     let t0 = Instant::now();
     let t0_ms = now_ms();
     let cpu0 = process_cpu_s();

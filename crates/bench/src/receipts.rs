@@ -36,11 +36,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::engine::{
-    campaign_request, current_rss_mb, insert_registry, load_avg, postgres_cpu_s, proc_cpu_s,
+    create_campaign, current_rss_mb, insert_registry, load_avg, postgres_cpu_s, proc_cpu_s,
     process_cpu_s, round1, round2, round3, BenchDatabase,
 };
 use pedulicovid::app::{App, Parts};
-use pedulicovid::campaign;
 use pedulicovid::config::{GatewaySettings, Settings};
 use pedulicovid::gateway::callback::message_token;
 use pedulicovid::gateway::kannel::KannelConfig;
@@ -48,7 +47,7 @@ use pedulicovid::http::ReceiptBatcher;
 use pedulicovid::metrics::{self, Histogram, METRICS};
 use pedulicovid::render::Renderer;
 use pedulicovid::status::Status;
-use pedulicovid::store::{now_ms, redact_url, CreatedCampaign, SendOutcome, Store};
+use pedulicovid::store::{now_ms, redact_url, SendOutcome, Store};
 
 /// The gateway the receipts come from.
 const GATEWAY: &str = "sim";
@@ -261,18 +260,9 @@ async fn run_in(
     insert_registry(&store, n, args.seed, !args.json, false).await?;
     report.registry_s = round3(t.elapsed().as_secs_f64());
     let renderer = Renderer::load(Some(Path::new(&s.sms.templates_dir)))?;
-    let t = Instant::now();
-    let CreatedCampaign {
-        campaign: c,
-        enqueued,
-    } = campaign::create(
-        &store,
-        &renderer,
-        s.sms.max_segments,
-        campaign_request("Bench: receipts", vec![])?,
-    )
-    .await?;
-    report.enqueue_s = round3(t.elapsed().as_secs_f64());
+    let (c, enqueued, enqueue_s) =
+        create_campaign(&store, &renderer, &s, "Bench: receipts", vec![]).await?;
+    report.enqueue_s = enqueue_s;
     if enqueued != n as u64 {
         bail!("{enqueued} messages enqueued, expected {n}");
     }
