@@ -28,13 +28,13 @@ while [ ! -s "$dir/ready" ]; do
   fi
   sleep 0.2
 done
-# URL, CALLBACK_PATH (holds the throw-away callback token), FIRST_ID, COUNT
+# URL, PATHS_FILE (one signed callback path per message), COUNT
 . "$dir/ready"
 # wrk's own Requests/sec divides by its run time, which lasts until -d or
 # SIGINT: stop it as soon as the bench has seen every callback taken. The
 # bench's callbacks_per_s (first to last receipt taken) is the figure.
 wrk -t"$T" -c"$C" -d600s --latency -s "$here/receipts_wrk.lua" "$URL" \
-  -- "$CALLBACK_PATH" "$FIRST_ID" "$COUNT" "$T" &
+  -- "$PATHS_FILE" "$T" &
 wrk_pid=$!
 status=0
 wait "$pid" || status=$?

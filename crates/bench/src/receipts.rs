@@ -288,7 +288,6 @@ async fn run_in(
     let app = App::start(s.clone(), parts).await?;
     let addr = app.http_addr.context("the HTTP server did not start")?;
     let token = app.store.gateway_secret(GATEWAY).await?;
-    let path = format!("/callbacks/{GATEWAY}/{}", token.expose());
     // Each message's own callback path, as its gateway would have been
     // handed it (`{id}.{mac}`), made before anything is timed.
     let targets: Vec<(i64, String)> = ids
@@ -318,7 +317,7 @@ async fn run_in(
     let own0 = own_postgres_cpu(&app.store).await;
 
     let wall = if args.external {
-        external(args, addr, &path, &ids, taken0, &say).await
+        external(args, addr, &targets, taken0, &say).await
     } else {
         say(&format!(
             "sending {n} callbacks to 127.0.0.1:{} over {} connections…",
@@ -450,28 +449,33 @@ fn dlr_query(id: i64) -> String {
 async fn external(
     args: &ReceiptBenchArgs,
     addr: SocketAddr,
-    path: &str,
-    ids: &[i64],
+    targets: &[(i64, String)],
     taken0: u64,
     say: &impl Fn(&str),
 ) -> anyhow::Result<f64> {
-    let first = ids[0];
-    if ids[ids.len() - 1] - first + 1 != ids.len() as i64 {
-        bail!("--external needs contiguous message ids (a fresh database)");
-    }
     let file = args.ready_file.as_deref().context("--ready-file")?;
+    // Each message has its own signed callback path: the load generator
+    // reads them from a file beside the ready file, one `id path` a line,
+    // written before the ready file announces it.
+    let paths_file = file.with_extension("paths");
+    let mut paths = String::with_capacity(targets.len() * 64);
+    for (id, path) in targets {
+        paths.push_str(&format!("{id} {path}\n"));
+    }
+    std::fs::write(&paths_file, paths)
+        .with_context(|| format!("writing {}", paths_file.display()))?;
     let ready = format!(
-        "URL=http://{addr}\nCALLBACK_PATH={path}\nFIRST_ID={first}\nCOUNT={}\n",
-        ids.len()
+        "URL=http://{addr}\nPATHS_FILE={}\nCOUNT={}\n",
+        paths_file.display(),
+        targets.len()
     );
     std::fs::write(file, ready).with_context(|| format!("writing {}", file.display()))?;
     say(&format!(
-        "waiting for {} callbacks on http://{addr} (ids {first}..{}); variables in {}",
-        ids.len(),
-        first + ids.len() as i64 - 1,
+        "waiting for {} callbacks on http://{addr}; variables in {}",
+        targets.len(),
         file.display()
     ));
-    let n = ids.len() as u64;
+    let n = targets.len() as u64;
     let mut start: Option<Instant> = None;
     let mut last_change = (Instant::now(), 0u64);
     loop {
