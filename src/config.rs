@@ -54,6 +54,26 @@ pub struct Settings {
     pub simulator: SimulatorConfig,
     /// The WhatsApp chatbot's API.
     pub chatbot: ChatbotSettings,
+    /// How the process logs (`[log]`).
+    pub log: LogSettings,
+}
+
+/// How the process logs (`[log]`); `--log-format` overrides `format`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `text` (default): one human-readable line an event. `json`: one JSON
+/// object a line (timestamp, level, target, fields, the current span and
+/// its parents), for a log store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The WhatsApp chatbot's API (`[chatbot]`).
@@ -81,6 +101,7 @@ impl std::fmt::Debug for Settings {
             gateways,
             simulator,
             chatbot,
+            log,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -90,6 +111,7 @@ impl std::fmt::Debug for Settings {
             .field("gateways", gateways)
             .field("simulator", simulator)
             .field("chatbot", chatbot)
+            .field("log", log)
             .finish()
     }
 }
@@ -104,6 +126,7 @@ impl Default for Settings {
             gateways: vec![],
             simulator: SimulatorConfig::default(),
             chatbot: ChatbotSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }

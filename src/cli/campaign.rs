@@ -36,9 +36,6 @@ pub(super) enum CampaignCmd {
         /// Unsent by then: expired and flagged `deadline` (same formats as --at).
         #[arg(long)]
         deadline: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Move the start of a campaign that has not finished (audited): its
     /// queued messages become due when each recipient's window opens after
@@ -70,23 +67,16 @@ pub(super) enum CampaignCmd {
         id: i64,
     },
     /// All campaigns.
-    List {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// One campaign with counts per status, open flags per reason,
     /// throughput and ETA.
     Show {
         /// Campaign id.
         id: i64,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
 }
 
-pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(s: &Settings, c: &CampaignCmd, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(s).await?;
     match c {
         CampaignCmd::Create {
@@ -97,7 +87,6 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
             province,
             profession,
             deadline,
-            json,
         } => {
             let renderer = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
             let req = CampaignRequest {
@@ -125,7 +114,7 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
                 campaign: c,
                 enqueued: n,
             } = crate::campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
-            if *json {
+            if json {
                 println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
             } else {
                 println!(
@@ -144,6 +133,10 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
                 campaign: c,
                 retimed: n,
             } = crate::campaign::reschedule(&store, *id, at, &cli_actor()).await?;
+            if json {
+                println!("{}", serde_json::json!({"campaign": c, "retimed": n}));
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "campaign {} is {}, starts {}; {n} queued message(s) re-timed",
                 c.id,
@@ -152,13 +145,17 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
             );
         }
         CampaignCmd::Pause { id, reason } => {
-            control(&store, *id, CampaignAction::Pause, reason).await?
+            control(&store, *id, CampaignAction::Pause, reason, json).await?
         }
-        CampaignCmd::Resume { id } => control(&store, *id, CampaignAction::Resume, "").await?,
-        CampaignCmd::Cancel { id } => control(&store, *id, CampaignAction::Cancel, "").await?,
-        CampaignCmd::List { json } => {
+        CampaignCmd::Resume { id } => {
+            control(&store, *id, CampaignAction::Resume, "", json).await?
+        }
+        CampaignCmd::Cancel { id } => {
+            control(&store, *id, CampaignAction::Cancel, "", json).await?
+        }
+        CampaignCmd::List => {
             let all = store.campaigns().await?;
-            if *json {
+            if json {
                 println!("{}", serde_json::to_string(&all)?);
             } else {
                 println!(
@@ -183,11 +180,11 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd) -> anyhow::Result<ExitCod
                 }
             }
         }
-        CampaignCmd::Show { id, json } => {
+        CampaignCmd::Show { id } => {
             let c = store.campaign(*id).await?;
             let r = store.campaign_report(*id).await?;
             let pace = Pace::of(&store, &c, &r).await?;
-            if *json {
+            if json {
                 println!(
                     "{}",
                     serde_json::json!({"campaign": c, "report": r, "pace": pace})
@@ -233,12 +230,17 @@ async fn control(
     id: i64,
     action: CampaignAction,
     reason: &str,
+    json: bool,
 ) -> anyhow::Result<()> {
     // Audited in the transaction that makes the change.
     let c = store
         .control_campaign(id, action, reason, &cli_actor())
         .await?;
     let r = store.campaign_report(id).await?;
+    if json {
+        println!("{}", serde_json::json!({"campaign": c, "report": r}));
+        return Ok(());
+    }
     println!(
         "campaign {id} is now {}{}; {} queued, {} cancelled",
         c.status,

@@ -11,6 +11,7 @@ use super::{cli_actor, open_store};
 use crate::config::Settings;
 use crate::domain::notice::FreeText;
 use crate::domain::{mask_name, mask_nik, mask_phone};
+use crate::store::FlagRow;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum FlagsCmd {
@@ -52,9 +53,23 @@ pub(super) enum FlagsCmd {
     },
 }
 
-pub(super) async fn run(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(s: &Settings, f: &FlagsCmd, json: bool) -> anyhow::Result<ExitCode> {
+    if json && matches!(f, FlagsCmd::Export { .. }) {
+        return Ok(super::usage(
+            "--json: `flags export` writes CSV (use `flags list --json` for masked JSON)",
+        ));
+    }
     let store = open_store(s).await?;
     match f {
+        FlagsCmd::List { campaign, all } if json => {
+            let rows: Vec<_> = store
+                .flags(*campaign, *all)
+                .await?
+                .iter()
+                .map(masked_flag)
+                .collect();
+            println!("{}", serde_json::Value::Array(rows));
+        }
         FlagsCmd::List { campaign, all } => {
             let rows = store.flags(*campaign, *all).await?;
             println!(
@@ -107,13 +122,36 @@ pub(super) async fn run(s: &Settings, f: &FlagsCmd) -> anyhow::Result<ExitCode> 
             let f = store
                 .resolve_flag(*flag_id, &FreeText::staff(staff)?, &FreeText::note(note)?)
                 .await?;
-            println!(
-                "flag {} ({}) resolved by {}",
-                f.id,
-                f.reason,
-                f.resolved_by.as_deref().unwrap_or(staff)
-            );
+            if json {
+                println!("{}", serde_json::json!({ "resolved": f }));
+            } else {
+                println!(
+                    "flag {} ({}) resolved by {}",
+                    f.id,
+                    f.reason,
+                    f.resolved_by.as_deref().unwrap_or(staff)
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag as `flags list --json` prints it: name, NIK and number masked as
+/// in the text listing.
+fn masked_flag(r: &FlagRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "campaign_id": r.campaign_id,
+        "message_id": r.message_id,
+        "worker_id": r.worker_id,
+        "reason": r.reason,
+        "nik_masked": mask_nik(&r.nik),
+        "phone_masked": mask_phone(&r.phone),
+        "name_masked": mask_name(&r.full_name),
+        "province_code": r.province_code,
+        "flagged_at": r.flagged_at,
+        "resolved_at": r.resolved_at,
+        "resolution": r.resolution,
+    })
 }

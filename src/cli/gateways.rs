@@ -14,11 +14,7 @@ use crate::store::GatewayState;
 pub(super) enum GatewaysCmd {
     /// Each configured gateway: circuit-breaker state and since when, the
     /// last error recorded, its rates and routes (never used = closed).
-    Status {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Replace a gateway's generated callback secret (audited). The old one
     /// keeps verifying for `callback_secret_grace_secs`, so receipts for
     /// messages already sent still land; running processes pick the new one
@@ -64,7 +60,7 @@ struct GatewayStatus {
     simulator: bool,
 }
 
-async fn rotate_secret(s: &Settings, name: &str) -> anyhow::Result<ExitCode> {
+async fn rotate_secret(s: &Settings, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     let Some(g) = s.gateways.iter().find(|g| g.name == name) else {
         anyhow::bail!(
             "no gateway named {name:?} in the settings (configured: {})",
@@ -87,10 +83,18 @@ async fn rotate_secret(s: &Settings, name: &str) -> anyhow::Result<ExitCode> {
     let at = at?;
     let grace =
         i64::try_from(g.callback_secret_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    println!(
-        "gateway {name}: callback secret rotated; the previous one verifies until {}",
-        fmt_wib(at.saturating_add(grace))
-    );
+    let until = at.saturating_add(grace);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"gateway": name, "rotated_at": at, "previous_valid_until": until})
+        );
+    } else {
+        println!(
+            "gateway {name}: callback secret rotated; the previous one verifies until {}",
+            fmt_wib(until)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -220,9 +224,9 @@ async fn gateways_status(s: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn run(s: &Settings, g: &GatewaysCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(s: &Settings, g: &GatewaysCmd, json: bool) -> anyhow::Result<ExitCode> {
     match g {
-        GatewaysCmd::Status { json } => gateways_status(s, *json).await,
-        GatewaysCmd::RotateSecret { name } => rotate_secret(s, name).await,
+        GatewaysCmd::Status => gateways_status(s, json).await,
+        GatewaysCmd::RotateSecret { name } => rotate_secret(s, name, json).await,
     }
 }

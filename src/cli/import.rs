@@ -90,5 +90,11 @@ pub(super) async fn run(
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // The good rows are committed either way; a script must still notice
+    // the bad ones.
+    Ok(if report.rejected_rows > 0 {
+        ExitCode::from(super::exit::REJECTED_ROWS)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

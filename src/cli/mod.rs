@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ColorChoice, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::Parts;
-use crate::config::Settings;
+use crate::config::{LogFormat, Settings};
 use crate::render::Renderer;
 use crate::store::{redact_url, Store};
 
@@ -42,9 +42,20 @@ pub struct Cli {
     /// Settings file (default: ./pedulicovid.toml when present).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Database URL: sqlite://FILE or postgres://… (overrides settings).
-    #[arg(long, global = true, value_name = "URL", env = "DATABASE_URL")]
+    /// Database URL: sqlite://FILE or postgres://… (overrides the settings
+    /// file and PEDULICOVID__DATABASE_URL).
+    #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+    /// Log lines as text or JSON (overrides `[log] format`).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Colour in text logs: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    /// Print the command's result as one line of JSON on standard output
+    /// (README, "Command-line conventions", has each shape).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,9 +83,6 @@ enum Command {
         /// Write every rejected row (line, field, reason) to this CSV file.
         #[arg(long, value_name = "FILE")]
         rejects: Option<PathBuf>,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Create and inspect campaigns.
     #[command(subcommand)]
@@ -107,7 +115,18 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Demo(_) | Command::Gateways(_));
-    init_tracing(quiet);
+    // Settings before logging, which they configure; a command reports
+    // settings that do not load (after logging is set up as asked).
+    let loaded = settings(&cli);
+    let format = cli
+        .log_format
+        .or_else(|| loaded.as_ref().ok().map(|s| s.log.format))
+        .unwrap_or_default();
+    init_tracing(quiet, format, cli.color);
+    let loaded = loaded.map(|mut s| {
+        s.log.format = format;
+        s
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,7 +137,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli)) {
+    match runtime.block_on(execute(cli, loaded)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -127,15 +146,41 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(quiet: bool) {
+/// Logs go to standard error, filtered by `RUST_LOG` (default `info`, or
+/// `warn` for the commands whose output is a report). Text lines are for
+/// people; JSON lines carry the timestamp, level, target, the event's
+/// fields and the spans it happened in (`request_id`, `route`, …) for a
+/// log store. Either way personal data is masked where it is logged.
+fn init_tracing(quiet: bool, format: LogFormat, color: ColorChoice) {
     let default = if quiet { "warn" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(color_on(color))
+            .with_target(false)
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+}
+
+/// `--color`: `auto` colours a terminal unless `NO_COLOR` is set to
+/// anything non-empty (no-color.org).
+fn color_on(color: ColorChoice) -> bool {
+    match color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
 }
 
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -154,45 +199,79 @@ async fn open_store(s: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the command with the settings [`main`] loaded (an error if they
+/// did not load).
+async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
     match &cli.command {
-        Command::Demo(a) => tools::demo(&cli, a).await,
-        Command::CarrierSim(a) => tools::carrier_sim(&settings(&cli)?, a).await,
-        Command::Run => serve::until_signal(settings(&cli)?, Parts::ALL).await,
-        Command::Serve => serve::until_signal(settings(&cli)?, Parts::SERVE).await,
+        Command::Run | Command::Serve | Command::Worker { .. } | Command::CarrierSim(_) if json => {
+            Ok(usage(
+                "--json: a long-running process prints no result; \
+                 for JSON logs use --log-format json",
+            ))
+        }
+        Command::Demo(a) => tools::demo(loaded?, cli.database_url.is_some(), a, json).await,
+        Command::CarrierSim(a) => tools::carrier_sim(&loaded?, a).await,
+        Command::Run => serve::until_signal(loaded?, Parts::ALL).await,
+        Command::Serve => serve::until_signal(loaded?, Parts::SERVE).await,
         Command::Worker { concurrency } => {
             let parts = Parts {
                 workers: (*concurrency).max(1),
                 ..Parts::WORKER
             };
-            serve::until_signal(settings(&cli)?, parts).await
+            serve::until_signal(loaded?, parts).await
         }
         Command::Migrate => {
-            let s = settings(&cli)?;
+            let s = loaded?;
             let store = open_store(&s).await?;
-            println!("migrations applied ({})", store.backend().as_str());
+            let backend = store.backend().as_str();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "migrated": true, "backend": backend })
+                );
+            } else {
+                println!("migrations applied ({backend})");
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import {
-            file,
-            rejects,
-            json,
-        } => import::run(&settings(&cli)?, file, rejects.as_deref(), *json).await,
-        Command::Campaign(c) => campaign::run(&settings(&cli)?, c).await,
-        Command::Flags(f) => flags::run(&settings(&cli)?, f).await,
-        Command::Template { name } => template(&settings(&cli)?, name.as_deref()),
-        Command::Gateways(g) => gateways::run(&settings(&cli)?, g).await,
-        Command::Token(t) => token::run(&settings(&cli)?, t).await,
-        Command::Support(c) => support::run(&settings(&cli)?, c).await,
-        Command::Reregistrations(c) => reregistrations::run(&settings(&cli)?, c).await,
+        Command::Import { file, rejects } => {
+            import::run(&loaded?, file, rejects.as_deref(), json).await
+        }
+        Command::Campaign(c) => campaign::run(&loaded?, c, json).await,
+        Command::Flags(f) => flags::run(&loaded?, f, json).await,
+        Command::Template { name } => template(&loaded?, name.as_deref(), json),
+        Command::Gateways(g) => gateways::run(&loaded?, g, json).await,
+        Command::Token(t) => token::run(&loaded?, t, json).await,
+        Command::Support(c) => support::run(&loaded?, c, json).await,
+        Command::Reregistrations(c) => reregistrations::run(&loaded?, c, json).await,
     }
 }
 
+/// Exit codes (README, "Command-line conventions").
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// An error: bad input, settings, database, … (the message says which).
+    pub const ERROR: u8 = 1;
+    /// The command line itself is wrong (as clap exits for a bad flag).
+    pub const USAGE: u8 = 2;
+    /// `import` finished and committed the good rows, but rejected some.
+    pub const REJECTED_ROWS: u8 = 3;
+}
+
+/// A usage error found after parsing: said on standard error, exit 2.
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(exit::USAGE)
+}
+
 /// `pedulicovid template [NAME]`: the template names, or one rendered for a
-/// sample worker with its length and encoding.
-fn template(s: &Settings, name: Option<&str>) -> anyhow::Result<ExitCode> {
+/// sample worker, then its length and encoding on a line of their own.
+fn template(s: &Settings, name: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let r = Renderer::load(Some(std::path::Path::new(&s.sms.templates_dir)))?;
     match name {
+        None if json => println!("{}", serde_json::json!({ "templates": r.names() })),
         None => {
             for n in r.names() {
                 println!("{n}");
@@ -200,13 +279,23 @@ fn template(s: &Settings, name: Option<&str>) -> anyhow::Result<ExitCode> {
         }
         Some(n) => {
             let text = r.validate(n, s.sms.max_segments)?;
-            println!("{}", text.as_str());
-            eprintln!(
-                "{} units, {}, {} segment(s)",
-                text.units(),
-                text.encoding().as_str(),
-                text.segments()
-            );
+            let (units, encoding, segments) =
+                (text.units(), text.encoding().as_str(), text.segments());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "template": n,
+                        "text": text.as_str(),
+                        "units": units,
+                        "encoding": encoding,
+                        "segments": segments,
+                    })
+                );
+            } else {
+                println!("{}", text.as_str());
+                println!("-- {units} units, {encoding}, {segments} segment(s)");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

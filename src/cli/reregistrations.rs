@@ -44,12 +44,26 @@ pub(super) enum ReregistrationsCmd {
     },
 }
 
-pub(super) async fn run(s: &Settings, c: &ReregistrationsCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    s: &Settings,
+    c: &ReregistrationsCmd,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json && matches!(c, ReregistrationsCmd::Export { .. }) {
+        return Ok(super::usage(
+            "--json: `reregistrations export` writes CSV (use `reregistrations list --json`)",
+        ));
+    }
     let store = open_store(s).await?;
     match c {
         ReregistrationsCmd::List { status } => {
             let status = (status != "all").then_some(status.as_str());
             let rows = store.reregistrations(status, None, 10_000).await?;
+            if json {
+                // Masked, as the text listing.
+                println!("{}", serde_json::to_string(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:>6} {:>7} {:<11} {:<16} {:<14} {:<14} {:<20} name",
                 "id", "worker", "status", "nik", "old phone", "new phone", "requested (WIB)"
@@ -87,6 +101,10 @@ pub(super) async fn run(s: &Settings, c: &ReregistrationsCmd) -> anyhow::Result<
             let o = store
                 .approve_reregistration(*id, &FreeText::staff(staff)?, &FreeText::note(note)?)
                 .await?;
+            if json {
+                println!("{}", serde_json::json!({ "approved": o }));
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "re-registration {} approved: {} on file{}",
                 o.reregistration_id,

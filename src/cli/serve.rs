@@ -5,9 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::app::{App, Parts};
-use crate::config::{Dialect, Settings};
+use crate::config::{Dialect, LogFormat, Settings};
 
 pub(super) async fn until_signal(s: Settings, parts: Parts) -> anyhow::Result<ExitCode> {
+    // What an operator watching the terminal must see is printed as text
+    // with text logs, and logged (so each line stays JSON) with JSON logs.
+    let format = s.log.format;
+    let say = |msg: &str| match format {
+        LogFormat::Text => eprintln!("{msg}"),
+        LogFormat::Json => tracing::info!("{msg}"),
+    };
     // `run`, `serve`, `worker` are production commands (`demo` is not): a
     // simulator gateway here is almost surely a settings mistake.
     for g in s
@@ -21,17 +28,22 @@ pub(super) async fn until_signal(s: Settings, parts: Parts) -> anyhow::Result<Ex
             g.name
         );
         tracing::warn!(gateway = %g.name, "{msg}");
-        eprintln!("WARNING: {msg}");
+        if format == LogFormat::Text {
+            eprintln!("WARNING: {msg}");
+        }
     }
     let app = App::start(s, parts).await?;
     if let Some(addr) = app.http_addr {
-        eprintln!("pedulicovid listening on http://{addr}");
+        say(&format!("pedulicovid listening on http://{addr}"));
     }
     if let Some(sim) = &app.simulator {
-        eprintln!("built-in carrier simulator on {}", sim.sendsms_url());
+        say(&format!(
+            "built-in carrier simulator on {}",
+            sim.sendsms_url()
+        ));
     }
     shutdown_signal().await;
-    eprintln!("shutting down: finishing the batch in hand");
+    say("shutting down: finishing the batch in hand");
     app.stop(Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -19,18 +19,12 @@ pub(super) enum SupportCmd {
         /// name; `-` reads it from standard input (keeps a NIK out of `ps`
         /// and shell history).
         query: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Everything that happened to one worker, oldest first.
     Timeline {
         /// The worker's full NIK; `-` reads it from standard input (keeps it
         /// out of `ps` and shell history).
         nik: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Queue the worker's notice again (audited; at most 3 per number per day).
     Resend {
@@ -56,16 +50,16 @@ async fn worker_id_by_nik(store: &Store, nik: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("no worker with NIK {}", nik.masked()))
 }
 
-pub(super) async fn run(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(s: &Settings, c: &SupportCmd, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(s).await?;
     match c {
-        SupportCmd::Search { query, json } => {
+        SupportCmd::Search { query } => {
             let query = arg_or_stdin(query, "query")?;
             let SearchResults {
                 kind,
                 workers: rows,
             } = store.search_workers(&query).await?;
-            if *json {
+            if json {
                 println!("{}", serde_json::json!({"kind": kind, "results": rows}));
             } else {
                 println!(
@@ -97,10 +91,10 @@ pub(super) async fn run(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode
                 );
             }
         }
-        SupportCmd::Timeline { nik, json } => {
+        SupportCmd::Timeline { nik } => {
             let id = worker_id_by_nik(&store, nik).await?;
             let t = store.timeline(id).await?;
-            if *json {
+            if json {
                 println!("{}", serde_json::to_string(&t)?);
             } else {
                 print_timeline(&t);
@@ -111,6 +105,10 @@ pub(super) async fn run(s: &Settings, c: &SupportCmd) -> anyhow::Result<ExitCode
             let n = store
                 .resend(id, &FreeText::staff(staff)?, &FreeText::reason(reason)?)
                 .await?;
+            if json {
+                println!("{}", serde_json::json!({ "queued": n }));
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "message {} (generation {}) queued in campaign {} {:?} to {}, due {}",
                 n.message_id,

@@ -16,16 +16,12 @@ pub(super) enum TokenCmd {
         /// Unique name (letters, digits, '.', '-', '_', '@'), e.g. chatbot-kominfo.
         #[arg(long)]
         name: String,
-        /// operator, support, chatbot or carrier.
-        #[arg(long)]
+        /// What the token may do.
+        #[arg(long, value_parser = ["operator", "support", "chatbot", "carrier"])]
         role: String,
     },
     /// All tokens (never the tokens themselves).
-    List {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Revoke a token by name or id; it stops working at once.
     Revoke {
         /// The token's name or its numeric id (from `token list`).
@@ -33,7 +29,7 @@ pub(super) enum TokenCmd {
     },
 }
 
-pub(super) async fn run(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(s: &Settings, t: &TokenCmd, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(s).await?;
     match t {
         TokenCmd::Create { name, role } => {
@@ -51,11 +47,15 @@ pub(super) async fn run(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> 
                 "token {} {:?} ({}) created; it is shown once, store it now:",
                 tok.id, tok.name, tok.role
             );
-            println!("{secret}");
+            if json {
+                println!("{}", serde_json::json!({"token": tok, "secret": secret}));
+            } else {
+                println!("{secret}");
+            }
         }
-        TokenCmd::List { json } => {
+        TokenCmd::List => {
             let all = store.tokens().await?;
-            if *json {
+            if json {
                 println!("{}", serde_json::to_string(&all)?);
             } else {
                 println!(
@@ -85,7 +85,11 @@ pub(super) async fn run(s: &Settings, t: &TokenCmd) -> anyhow::Result<ExitCode> 
                     &tok.name,
                 )
                 .await?;
-            println!("token {} {:?} revoked", tok.id, tok.name);
+            if json {
+                println!("{}", serde_json::json!({ "revoked": tok }));
+            } else {
+                println!("token {} {:?} revoked", tok.id, tok.name);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use carrier_sim::SimArgs;
 use clap::Args;
 
-use super::{serve::shutdown_signal, settings, Cli};
+use super::serve::shutdown_signal;
 use crate::config::Settings;
 
 #[derive(Debug, Args)]
@@ -16,9 +16,6 @@ pub(super) struct DemoArgs {
     /// Health workers in the synthetic registry.
     #[arg(long, default_value_t = 10_000)]
     workers: usize,
-    /// Print the report as one JSON object.
-    #[arg(long)]
-    json: bool,
     /// Random seed for the registry and outcomes.
     #[arg(long, default_value_t = 2021)]
     seed: u64,
@@ -26,12 +23,16 @@ pub(super) struct DemoArgs {
 
 /// `pedulicovid demo`: a whole campaign on a fresh temporary SQLite file
 /// (unless `--database-url` names one).
-pub(super) async fn demo(cli: &Cli, a: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let mut s = settings(cli)?;
-    if cli.database_url.is_none() {
+pub(super) async fn demo(
+    mut s: Settings,
+    database_url_given: bool,
+    a: &DemoArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !database_url_given {
         s.database_url = String::new(); // demo picks a fresh temporary SQLite file
     }
-    crate::demo::run(s, a.workers, a.seed, a.json).await?;
+    crate::demo::run(s, a.workers, a.seed, json).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 //! `/metrics`, health and readiness. Every route is a line of a table
 //! ([`routes`]) and behind the same body-size and time limits.
 
+mod access;
 pub mod api;
 mod batcher;
 mod callbacks;
@@ -10,6 +11,7 @@ pub mod routes;
 mod serve;
 pub mod ui;
 
+pub use access::REQUEST_ID;
 pub use batcher::ReceiptBatcher;
 pub use routes::{route_table, Auth, RouteSpec};
 pub use serve::{serve, serve_with, ServerTls};
@@ -90,8 +92,8 @@ fn service_routes() -> Vec<routes::Line> {
     ]
 }
 
-/// Builds the router from the route tables, with body-size and time limits
-/// on every route.
+/// Builds the router from the route tables, with body-size and time limits,
+/// request ids and the access log ([`access`]) on every route.
 pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
     api::routes(&state)
         .merge(ui::routes(state.ui_secure_cookies))
@@ -104,6 +106,11 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outermost: the access log sees every answer, timeouts and
+        // refused bodies included, under the request's id.
+        .layer(axum::middleware::from_fn(access::mark_callbacks))
+        .layer(access::layer())
+        .layer(axum::middleware::from_fn(access::request_id))
         .with_state(state)
 }
 

@@ -695,11 +695,18 @@ fn pii_scanners_work() {
     );
 }
 
+/// In text and in JSON logs alike.
 #[test]
 fn demo_logs_never_show_personal_data() {
+    for format in ["text", "json"] {
+        demo_logs_never_show_personal_data_as(format);
+    }
+}
+
+fn demo_logs_never_show_personal_data_as(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
-        .args(["demo", "--workers", "300", "--json"])
+        .args(["demo", "--workers", "300", "--json", "--log-format", format])
         .current_dir(dir.path())
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "debug")
@@ -752,6 +759,18 @@ fn demo_logs_never_show_personal_data() {
 
     // stderr: debug logs, but no NIK, phone number or name.
     assert!(stderr.contains("DEBUG"), "RUST_LOG=debug took effect");
+    if format == "json" {
+        let debug_lines = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["level"] == "DEBUG")
+            .count();
+        assert!(
+            debug_lines > 0,
+            "JSON log lines: {}",
+            &stderr[..stderr.len().min(2000)]
+        );
+    }
     if let Some(nik) = long_digit_run(&stderr) {
         panic!("a 16-digit number (NIK?) in the logs: {nik}");
     }

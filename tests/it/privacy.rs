@@ -145,7 +145,8 @@ async fn exports_and_rejects_are_owner_only(backend: &str) {
         "",
     )
     .await;
-    assert!(ok, "{err}");
+    // Exit 3 (finished, with rejected rows): not a success.
+    assert!(!ok, "{err}");
     assert!(out.contains("\"rejected_rows\":1"), "{out}");
     assert_eq!(mode(&rejects), 0o600);
     assert_eq!(

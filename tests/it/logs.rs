@@ -1,0 +1,172 @@
+//! Structured logs: `--log-format json`, the access log (route templates,
+//! never raw paths), request ids taken or made.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Distinctive values a request path carries, which no log line may.
+const TOKEN: &str = "Tok3nSecretQwertyZx0987654321";
+const MESSAGE_ID: &str = "777000111";
+const CAMPAIGN_ID: &str = "918273645";
+
+/// `serve --log-format json`: every line on standard error is a JSON object
+/// with a timestamp, a level and a target; each request has an access line
+/// with method, route template, status, latency and request id; a sane
+/// caller id is echoed, any other replaced by a new one.
+#[tokio::test]
+async fn json_access_log_has_route_templates_and_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .args(["serve", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env(
+            "PEDULICOVID__DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("x.db").display()),
+        )
+        .env("PEDULICOVID__HTTP__LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = vec![];
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("serve did not start ({e}): {lines:#?}"));
+        let url = line.find("listening on http://").map(|at| {
+            line[at + "listening on ".len()..]
+                .split(['"', ' '])
+                .next()
+                .unwrap()
+                .to_string()
+        });
+        lines.push(line);
+        if let Some(url) = url {
+            break url;
+        }
+    };
+
+    let client = reqwest::Client::new();
+    let get = |path: String, id: Option<&'static str>| {
+        let mut r = client.get(format!("{url}{path}"));
+        if let Some(id) = id {
+            r = r.header("x-request-id", id);
+        }
+        r.send()
+    };
+    let kept = get("/healthz".into(), Some("probe-7")).await.unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "probe-7");
+    let replaced = get("/healthz".into(), Some("not {a} good id"))
+        .await
+        .unwrap();
+    let made = replaced.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    let callback = get(
+        format!("/callbacks/tsel/{TOKEN}?id={MESSAGE_ID}&status=1"),
+        None,
+    )
+    .await
+    .unwrap();
+    let callback_id = callback.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let api = get(format!("/api/v1/campaigns/{CAMPAIGN_ID}"), None)
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401, "no token");
+
+    // SIGTERM, then everything it logged until it exits.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    lines.extend(rx.iter());
+
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for e in &events {
+        for key in ["timestamp", "level", "target"] {
+            assert!(e.get(key).is_some(), "no {key}: {e}");
+        }
+    }
+    let access: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["target"] == "pedulicovid::access")
+        .collect();
+    let find = |route: &str, id: Option<&str>| {
+        access
+            .iter()
+            .find(|e| {
+                e["span"]["route"] == route && id.is_none_or(|id| e["span"]["request_id"] == id)
+            })
+            .unwrap_or_else(|| panic!("no access line for {route} {id:?}: {access:#?}"))
+    };
+    let health = find("/healthz", Some("probe-7"));
+    assert_eq!(health["fields"]["status"], 200, "{health}");
+    assert_eq!(health["span"]["method"], "GET", "{health}");
+    assert!(health["fields"]["latency_ms"].is_number(), "{health}");
+    find("/healthz", Some(&made));
+    let cb = find("/callbacks/{gateway}/{token}", Some(&callback_id));
+    assert_eq!(cb["fields"]["status"], callback.status().as_u16(), "{cb}");
+    let campaign = find("/api/v1/campaigns/{id}", None);
+    assert_eq!(campaign["fields"]["status"], 401, "{campaign}");
+
+    let all = lines.join("\n");
+    for leak in [TOKEN, MESSAGE_ID, CAMPAIGN_ID] {
+        assert!(!all.contains(leak), "{leak} in the log:\n{all}");
+    }
+}
+
+/// Text logs: `--color always` puts escape codes in, `--color never`
+/// keeps them out, and `auto` (with or without `NO_COLOR`) keeps them out
+/// of a pipe.
+#[test]
+fn color_follows_the_flag_and_no_color() {
+    let run = |args: &[&str], no_color: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pedulicovid"));
+        cmd.args(args)
+            .arg("migrate")
+            .current_dir(dir.path())
+            .env("RUST_LOG", "debug")
+            .env(
+                "PEDULICOVID__DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("x.db").display()),
+            );
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let escape = '\u{1b}';
+    let always = run(&["--color", "always"], false);
+    assert!(!always.is_empty() && always.contains(escape), "{always:?}");
+    assert!(!run(&["--color", "never"], false).contains(escape));
+    // auto: standard error is a pipe here, so no colour either way.
+    assert!(!run(&[], true).contains(escape));
+}
