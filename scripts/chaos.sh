@@ -114,6 +114,8 @@ export RUST_LOG="warn,sqlx::query=error"
 export PEDULICOVID__WORKER__BATCH_SIZE="$BATCH"
 export PEDULICOVID__WORKER__LEASE_SECS="$LEASE"
 export PEDULICOVID__WORKER__POLICY="$POLICY"
+# Several workers on this host: each its metrics listener on a free port.
+export PEDULICOVID__METRICS__LISTEN=127.0.0.1:0
 pc() { "$BIN" --config "$WORK/chaos.toml" --database-url "$DB_URL" "$@"; }
 # The same in the background: `exec` makes $! the binary's own pid (the one
 # in its lease owner id), not a subshell's.

@@ -137,6 +137,9 @@ pub struct App {
     pub http_addr: Option<SocketAddr>,
     /// The in-process simulator, when it runs.
     pub simulator: Option<SimHandle>,
+    /// Where a worker without the HTTP server serves `/metrics`
+    /// (`[metrics] listen`), when it does.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -353,14 +356,10 @@ impl App {
                 ),
                 api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments)
                     .with_reregistration(settings.chatbot.reregistration),
-                ui_secure_cookies: match settings.http.ui_secure_cookies {
-                    Some(on) => on,
-                    None => http::ui::session::secure_cookies(
-                        std::env::var(http::ui::SECURE_COOKIE_ENV).ok().as_deref(),
-                        listener.local_addr()?.ip(),
-                    )
-                    .map_err(anyhow::Error::msg)?,
-                },
+                ui_secure_cookies: http::ui::session::secure_cookies(
+                    settings.http.ui_secure_cookies,
+                    listener.local_addr()?.ip(),
+                ),
             };
             info!(
                 secure = state.ui_secure_cookies,
@@ -379,6 +378,33 @@ impl App {
                 app,
                 header_read_timeout,
                 server_tls,
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+            )));
+        }
+
+        // A worker without the HTTP server still shows its sends, failures,
+        // latencies, waits and breakers to Prometheus.
+        let mut metrics_addr = None;
+        if !parts.http && parts.workers > 0 && !settings.metrics.listen.is_empty() {
+            let listener = tokio::net::TcpListener::bind(&settings.metrics.listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "metrics.listen {:?}: cannot listen (another worker on this host? \
+                         give each its own port, or \"\" for none)",
+                        settings.metrics.listen
+                    )
+                })?;
+            let addr = listener.local_addr()?;
+            info!(%addr, "worker metrics on http://{addr}/metrics");
+            metrics_addr = Some(addr);
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(http::serve(
+                listener,
+                http::metrics_router(),
+                Duration::from_millis(settings.http.header_read_timeout_ms),
                 async move {
                     let _ = rx.wait_for(|s| *s).await;
                 },
@@ -417,6 +443,7 @@ impl App {
             renderer,
             http_addr,
             simulator,
+            metrics_addr,
             shutdown,
             tasks,
         })

@@ -56,6 +56,29 @@ pub struct Settings {
     pub chatbot: ChatbotSettings,
     /// How the process logs (`[log]`).
     pub log: LogSettings,
+    /// `pedulicovid worker`'s own `/metrics` listener (`[metrics]`).
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: where a process without the HTTP server (`pedulicovid
+/// worker`) serves `/metrics` and `/healthz`. `run` and `serve` serve them
+/// on their HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `host:port`; default `127.0.0.1:9464` (loopback: a scraper on the
+    /// same host, or a proxy). Several workers on one host need a port
+    /// each (`PEDULICOVID__METRICS__LISTEN=127.0.0.1:9465`); empty turns
+    /// the listener off.
+    pub listen: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// How the process logs (`[log]`); `--log-format` overrides `format`.
@@ -102,6 +125,7 @@ impl std::fmt::Debug for Settings {
             simulator,
             chatbot,
             log,
+            metrics,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -112,6 +136,7 @@ impl std::fmt::Debug for Settings {
             .field("simulator", simulator)
             .field("chatbot", chatbot)
             .field("log", log)
+            .field("metrics", metrics)
             .finish()
     }
 }
@@ -127,6 +152,7 @@ impl Default for Settings {
             simulator: SimulatorConfig::default(),
             chatbot: ChatbotSettings::default(),
             log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -168,9 +194,8 @@ pub struct HttpSettings {
     pub tls_key_file: Option<std::path::PathBuf>,
     /// Mark the support UI's cookies `Secure` on every answer. Absent: yes
     /// unless `listen` is a loopback address (then only for requests that
-    /// came over HTTPS); the older `PEDULICOVID_UI_SECURE_COOKIE` (`1`/`0`)
-    /// is read when this is absent. `false` is for a plain-HTTP UI on a
-    /// private network, at the operator's risk.
+    /// came over HTTPS). `false` is for a plain-HTTP UI on a private
+    /// network, at the operator's risk.
     pub ui_secure_cookies: Option<bool>,
 }
 

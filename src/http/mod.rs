@@ -114,6 +114,26 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .with_state(state)
 }
 
+/// The router of a process without the HTTP server (`pedulicovid
+/// worker`, on `[metrics] listen`): `/metrics` with this process's
+/// counters ([`api::metrics::render_process_only`]) and `/healthz`.
+pub fn metrics_router() -> Router {
+    async fn metrics() -> impl IntoResponse {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            api::metrics::render_process_only(),
+        )
+    }
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .layer(access::layer())
+        .layer(axum::middleware::from_fn(access::request_id))
+}
+
 /// A body refused for its size was not read: the rest of it is still on
 /// the connection, so the connection cannot carry another request. Say so
 /// (`Connection: close`): hyper closes it after the answer, and the client

@@ -106,6 +106,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
     };
     s.http.listen = "127.0.0.1:0".into();
     s.simulator.listen = "127.0.0.1:0".into();
+    // A worker's own metrics listener: any free port, tests run in parallel.
+    s.metrics.listen = "127.0.0.1:0".into();
     s.simulator.receipt_delay_ms = 5;
     s.simulator.receipt_jitter_ms = 5;
     s.simulator.callback_retry_delay_ms = 100;

@@ -82,6 +82,8 @@ impl Workers {
                 cmd.env_remove(k);
             }
         }
+        // Each worker's metrics on a free port (several share this host).
+        cmd.env("PEDULICOVID__METRICS__LISTEN", "127.0.0.1:0");
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let child = cmd.spawn().expect("worker process starts");
         let pid = child.id();

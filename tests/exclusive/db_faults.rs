@@ -291,6 +291,7 @@ async fn postgres_restart_mid_campaign_loses_nothing() {
     let common_env = |extra: &[(&'static str, String)]| {
         let mut env: Vec<(&str, String)> = vec![
             ("PEDULICOVID__DATABASE_URL", db.url.clone()),
+            ("PEDULICOVID__METRICS__LISTEN", "127.0.0.1:0".into()),
             ("PEDULICOVID__GATEWAYS__0__NAME", "sim".into()),
             (
                 "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",

@@ -40,3 +40,4 @@ mod sim_dialects;
 mod support_search;
 mod tls;
 mod ui_browser;
+mod worker_metrics;

@@ -16,8 +16,8 @@
 //!   deferrals to a send window. Retries are the transient failures,
 //!   throttles those with reason `throttled`. Label values are
 //!   bounded: gateway names come from the settings, reasons and outcomes
-//!   are closed enums. `pedulicovid worker` processes serve no HTTP, so
-//!   their counters are not here; the database gauges cover their work.
+//!   are closed enums. A `pedulicovid worker` serves its own counters on
+//!   its `[metrics] listen` address ([`render_process_only`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -76,11 +76,28 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Renders the exposition text.
+/// Renders the exposition text: the database gauges (`g`: `None` when
+/// the database did not answer) and this process's counters.
 pub fn render(g: Option<&Gauges>) -> String {
     let mut out = String::with_capacity(8 * 1024);
+    render_gauges(&mut out, g);
+    render_process(&mut out);
+    out
+}
+
+/// The exposition of a process without the HTTP server (`pedulicovid
+/// worker`): its own counters only. The database gauges are every
+/// process's work, served by `serve`/`run`; a worker serving them too
+/// would count the same messages once per worker in a `sum`.
+pub fn render_process_only() -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    render_process(&mut out);
+    out
+}
+
+fn render_gauges(out: &mut String, g: Option<&Gauges>) {
     family(
-        &mut out,
+        out,
         "pedulicovid_database_up",
         "gauge",
         "1 when the database answered the last gauge read.",
@@ -88,7 +105,7 @@ pub fn render(g: Option<&Gauges>) -> String {
     let _ = writeln!(out, "pedulicovid_database_up {}", u8::from(g.is_some()));
     if let Some(g) = g {
         family(
-            &mut out,
+            out,
             "pedulicovid_queue_depth",
             "gauge",
             "Messages by status, all campaigns (from the database).",
@@ -103,7 +120,7 @@ pub fn render(g: Option<&Gauges>) -> String {
             let _ = writeln!(out, "pedulicovid_queue_depth{{status=\"{s}\"}} {n}");
         }
         family(
-            &mut out,
+            out,
             "pedulicovid_messages",
             "gauge",
             "Messages by gateway (empty before the first send) and status.",
@@ -118,7 +135,7 @@ pub fn render(g: Option<&Gauges>) -> String {
             );
         }
         family(
-            &mut out,
+            out,
             "pedulicovid_open_flags",
             "gauge",
             "Open non-recipient flags by reason, all gateways.",
@@ -133,7 +150,7 @@ pub fn render(g: Option<&Gauges>) -> String {
             let _ = writeln!(out, "pedulicovid_open_flags{{reason=\"{r}\"}} {n}");
         }
         family(
-            &mut out,
+            out,
             "pedulicovid_open_flags_by_gateway",
             "gauge",
             "Open non-recipient flags by gateway and reason.",
@@ -148,7 +165,7 @@ pub fn render(g: Option<&Gauges>) -> String {
             );
         }
         family(
-            &mut out,
+            out,
             "pedulicovid_receipts_stored",
             "gauge",
             "Receipts kept in the database by gateway and outcome.",
@@ -163,9 +180,13 @@ pub fn render(g: Option<&Gauges>) -> String {
             );
         }
     }
+}
+
+/// This process's counters.
+fn render_process(out: &mut String) {
     let m = &*METRICS;
     family(
-        &mut out,
+        out,
         "pedulicovid_deferrals_total",
         "counter",
         "Messages deferred to their send window (this process).",
@@ -175,8 +196,7 @@ pub fn render(g: Option<&Gauges>) -> String {
         "pedulicovid_deferrals_total {}",
         m.deferred.load(Ordering::Relaxed)
     );
-    render_gateways(&mut out, &m.gateways.all());
-    out
+    render_gateways(out, &m.gateways.all());
 }
 
 /// The per-gateway families. The slot of failures before any gateway was

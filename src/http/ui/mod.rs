@@ -48,13 +48,6 @@ use utoipa::OpenApi;
 use super::routes::{build, line, Auth, Line, RouteSpec};
 use super::AppState;
 
-/// Environment variable deciding the `Secure` cookie flag: `1`/`true`
-/// forces it on every answer (a TLS proxy that sends no
-/// `X-Forwarded-Proto`), `0`/`false` turns off the default for a
-/// non-loopback listener. Unset: secure unless the listener is loopback
-/// ([`session::secure_cookies`]).
-pub const SECURE_COOKIE_ENV: &str = "PEDULICOVID_UI_SECURE_COOKIE";
-
 /// State of the UI, beside [`AppState`].
 #[derive(Clone)]
 pub struct Ui {

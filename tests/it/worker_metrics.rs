@@ -1,0 +1,129 @@
+//! `pedulicovid worker` serves its own `/metrics` (`[metrics] listen`): the
+//! sends, failures and latencies of a process without the HTTP server reach
+//! Prometheus too, and only its own counters (the database gauges are the
+//! `serve` process's, so a sum over processes counts each message once).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::common::{row, HEADER};
+
+#[tokio::test]
+async fn a_worker_serves_its_own_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = format!("sqlite://{}", d.join("db.sqlite").display());
+    let cli = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .env("PEDULICOVID__DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    let csv = d.join("r.csv");
+    let rows: String = (1..=3)
+        .map(|i| row(i, "31", &format!("0000{i:04}")))
+        .collect();
+    std::fs::write(&csv, format!("{HEADER}{rows}")).unwrap();
+    cli(&["import", csv.to_str().unwrap()]);
+    cli(&[
+        "campaign",
+        "create",
+        "--name",
+        "Uji metrik",
+        "--template",
+        "undangan_registrasi",
+        "--window",
+        "00:00-24:00",
+    ]);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .arg("worker")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .env("PEDULICOVID__DATABASE_URL", &db)
+        .env("PEDULICOVID__METRICS__LISTEN", "127.0.0.1:0")
+        .env("PEDULICOVID__GATEWAYS__0__NAME", "sim")
+        .env("PEDULICOVID__GATEWAYS__0__DIALECT", "simulator")
+        .env("PEDULICOVID__SIMULATOR__LISTEN", "127.0.0.1:0")
+        // Receipts have nowhere to go: this process serves no callbacks.
+        .env("PEDULICOVID__HTTP__PUBLIC_URL", "http://127.0.0.1:9")
+        .env("PEDULICOVID__WORKER__POLL_MS", "50")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("no metrics listener ({e}):\n{log}"));
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(at) = line.find("worker metrics on http://") {
+            break line[at + "worker metrics on ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    };
+
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let r = client.get(&url).send().await.expect("worker /metrics");
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4"),
+            "{r:?}"
+        );
+        let body = r.text().await.unwrap();
+        if body.contains("pedulicovid_sends_total{gateway=\"sim\"} 3") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "3 sends never counted:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        body.contains("pedulicovid_send_latency_seconds_count{gateway=\"sim\"} 3"),
+        "{body}"
+    );
+    for gauge in [
+        "pedulicovid_database_up",
+        "pedulicovid_queue_depth",
+        "pedulicovid_messages{",
+    ] {
+        assert!(!body.contains(gauge), "{gauge} is serve's: {body}");
+    }
+    let health = client
+        .get(url.replace("/metrics", "/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
