@@ -59,6 +59,14 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     apt_install chromium chromium-driver
 fi
 
+# ---------------------------------------------------------------- promtool
+# tests/it/api.rs lints a real campaign's /metrics with `promtool check
+# metrics` (Debian's prometheus package).
+if ! command -v promtool >/dev/null 2>&1; then
+    log "installing promtool (Debian package prometheus)"
+    apt_install prometheus
+fi
+
 # ---------------------------------------------------------------- Kannel
 CARRIER_DIR="${PEDULICOVID_CARRIER_DIR:-$(pwd)/../shared/carrier}"
 if [ ! -f "$CARRIER_DIR/start.sh" ]; then

@@ -39,6 +39,10 @@
 //! - `crates/bench` (`pedulicovid-bench`): the benchmarks, written against
 //!   this crate's public API only.
 
+/// The git commit this binary was built from (`build.rs`; `unknown`
+/// outside a checkout unless `PEDULICOVID_COMMIT` was set at build time).
+pub const BUILD_COMMIT: &str = env!("PEDULICOVID_COMMIT");
+
 // Settings and parsed domain types first, then the flow of a notice.
 pub mod config;
 pub mod secret;

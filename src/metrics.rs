@@ -122,6 +122,8 @@ pub struct Metrics {
     pub rate_wait_us: AtomicU64,
     /// Gateway request latency.
     pub send_latency: Histogram,
+    /// How long claiming a batch took (the database's share of a send).
+    pub claim_latency: LatencyBuckets,
     /// The same events by gateway (and reason), for `/metrics`.
     pub gateways: GatewayTable,
 }

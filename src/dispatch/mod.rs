@@ -223,10 +223,12 @@ impl Dispatcher {
             Some(rate) => (rate.ceil() as u32).clamp(1, self.worker.batch_size),
             None => self.worker.batch_size,
         };
+        let claiming = std::time::Instant::now();
         let batch = self
             .store
             .claim(&self.owner, limit, now_ms() + lease_ms)
             .await?;
+        METRICS.claim_latency.record(claiming.elapsed());
         let mut summary = StepSummary {
             claimed: batch.len() as u64,
             ..Default::default()

@@ -113,6 +113,33 @@ impl Api {
 
 /// A re-registration request for `row(i, prov, _)` from the WhatsApp
 /// number `phone`, proved with the NIK and the registered name.
+/// `promtool check metrics` (Debian's `prometheus` package; scripts/test.sh
+/// installs it) on an exposition: fails the test on any lint finding.
+fn promtool_check_metrics(exposition: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: `apt-get install prometheus` (scripts/test.sh does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn rereg_body(i: u32, prov: &str, phone: &str) -> Value {
     json!({"nik": nik_of(i, prov), "full_name": format!("Nakes Nomor {i}"), "whatsapp_phone": phone})
 }
@@ -1342,17 +1369,17 @@ async fn operators_run_campaigns_over_the_api(backend: &str) {
     assert_eq!(r.status(), StatusCode::OK);
     let m = r.text().await.unwrap();
     assert!(
-        m.contains("pedulicovid_queue_depth{status=\"delivered\"} 1"),
+        m.contains("pedulicovid_open_flags{gateway=\"sim\",reason=\"undelivered\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("pedulicovid_queue_depth{status=\"cancelled\"}"),
+        m.contains("pedulicovid_messages{gateway=\"\",status=\"cancelled\"}"),
         "{m}"
     );
-    assert!(
-        m.contains("pedulicovid_open_flags{reason=\"undelivered\"} 1"),
-        "{m}"
-    );
+    assert!(m.contains("pedulicovid_build_info{"), "{m}");
+    assert!(m.contains("process_resident_memory_bytes"), "{m}");
+    // The exposition of a real campaign passes Prometheus' own linter.
+    promtool_check_metrics(&m);
     assert!(
         m.contains("pedulicovid_messages{gateway=\"sim\",status=\"delivered\"} 1"),
         "{m}"

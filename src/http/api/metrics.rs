@@ -1,27 +1,38 @@
-//! `GET /metrics`: Prometheus text exposition (format 0.0.4), written by
-//! hand: a dozen families do not need a metrics framework.
+//! `GET /metrics`: the Prometheus text exposition (format 0.0.4).
+//!
+//! The values live in lock-free atomics ([`crate::metrics`]) that the hot
+//! path bumps; at each scrape they are turned into metric families and the
+//! `prometheus` crate writes the text (escaping, `+Inf`, one `HELP`/`TYPE`
+//! a family) and adds its process collector. Why that crate and not
+//! `prometheus-client`: the latter writes OpenMetrics only, whose counter
+//! families (`x` with samples `x_total`) the `promtool check metrics` of
+//! Debian's Prometheus (2.42) refuses; the classic format is what every
+//! Prometheus scrapes and that promtool checks.
 //!
 //! No token: every value is an aggregate count or a latency, never a
 //! number, NIK or name, and Prometheus scrapers are simplest without
 //! credentials. Put the port behind the network's own access rules.
 //!
-//! Two sources:
-//! - the database (every process's work): messages by gateway and status
-//!   (queue depth), open flags by gateway and reason, stored receipts by
-//!   gateway and outcome. Read at most once a second, however many
-//!   scrapers ask; concurrent scrapes wait for one query.
+//! Sources:
+//! - the database (every process's work): messages by gateway and status,
+//!   open flags by gateway and reason, stored receipts by gateway and
+//!   outcome. Read at most once a second, however many scrapers ask;
+//!   concurrent scrapes wait for one query. Totals are a `sum by` in
+//!   PromQL: no family repeats another summed.
 //! - this process's counters ([`crate::metrics::METRICS`]): by gateway,
 //!   sends, failures by kind and reason, receipts by outcome, the
-//!   send-latency histogram, rate-limit waits and breaker openings; and
-//!   deferrals to a send window. Retries are the transient failures,
-//!   throttles those with reason `throttled`. Label values are
-//!   bounded: gateway names come from the settings, reasons and outcomes
-//!   are closed enums. A `pedulicovid worker` serves its own counters on
-//!   its `[metrics] listen` address ([`render_process_only`]).
+//!   send-latency histogram, rate-limit waits and breaker openings;
+//!   deferrals to a send window and the claim-latency histogram. Label
+//!   values are bounded: gateway names come from the settings, reasons and
+//!   outcomes are closed enums.
+//! - the process (CPU, memory, file descriptors, threads, start time) and
+//!   `pedulicovid_build_info{version,commit}`.
+//!
+//! A `pedulicovid worker` serves the last two on its `[metrics] listen`
+//! address ([`render_process_only`]).
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -30,9 +41,12 @@ use axum::response::IntoResponse;
 use tokio::sync::Mutex;
 
 use crate::http::AppState;
-use crate::metrics::{FailureReason, GatewayMetrics, ReceiptLabel, METRICS, NO_GATEWAY};
-use crate::status::{FlagReason, Status};
-use crate::store::Gauges;
+use prometheus::proto::{self, MetricFamily, MetricType};
+
+use crate::metrics::{
+    FailureReason, GatewayMetrics, LatencyBuckets, ReceiptLabel, METRICS, NO_GATEWAY,
+};
+use crate::store::{GatewayCount, Gauges};
 
 /// How long database gauges are reused.
 const GAUGE_TTL: Duration = Duration::from_secs(1);
@@ -64,258 +78,266 @@ impl GaugeCache {
     }
 }
 
-/// A label value, escaped as the text format requires.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
 /// Renders the exposition text: the database gauges (`g`: `None` when
-/// the database did not answer) and this process's counters.
+/// the database did not answer), this process's counters, the process
+/// (CPU, memory, files) and the build.
 pub fn render(g: Option<&Gauges>) -> String {
-    let mut out = String::with_capacity(8 * 1024);
-    render_gauges(&mut out, g);
-    render_process(&mut out);
-    out
+    let mut families = gauge_families(g);
+    families.extend(process_families());
+    encode(&families)
 }
 
 /// The exposition of a process without the HTTP server (`pedulicovid
-/// worker`): its own counters only. The database gauges are every
-/// process's work, served by `serve`/`run`; a worker serving them too
-/// would count the same messages once per worker in a `sum`.
+/// worker`): its own counters, process and build only. The database gauges
+/// are every process's work, served by `serve`/`run`; a worker serving
+/// them too would count the same messages once per worker in a `sum`.
 pub fn render_process_only() -> String {
-    let mut out = String::with_capacity(8 * 1024);
-    render_process(&mut out);
+    encode(&process_families())
+}
+
+/// The text format, by the `prometheus` crate's encoder (escaping, `+Inf`,
+/// number formatting, one `HELP`/`TYPE` per family).
+/// A family with no sample yet (no flag open, no gateway used) is left
+/// out: the format has no empty family, and the encoder refuses one.
+fn encode(families: &[MetricFamily]) -> String {
+    let present: Vec<MetricFamily> = families
+        .iter()
+        .filter(|f| !f.get_metric().is_empty())
+        .cloned()
+        .collect();
+    prometheus::TextEncoder::new()
+        .encode_to_string(&present)
+        .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+}
+
+/// A family of `kind` with its samples.
+fn family(name: &str, help: &str, kind: MetricType, samples: Vec<proto::Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(kind);
+    f.set_metric(samples);
+    f
+}
+
+/// A sample with these labels (names from a closed set; values escaped by
+/// the encoder).
+fn labelled(labels: &[(&str, &str)]) -> proto::Metric {
+    let mut m = proto::Metric::default();
+    m.set_label(
+        labels
+            .iter()
+            .map(|(k, v)| {
+                let mut l = proto::LabelPair::default();
+                l.set_name(k.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect(),
+    );
+    m
+}
+
+fn counter(labels: &[(&str, &str)], v: f64) -> proto::Metric {
+    let mut m = labelled(labels);
+    let mut c = proto::Counter::default();
+    c.set_value(v);
+    m.set_counter(c);
+    m
+}
+
+fn gauge(labels: &[(&str, &str)], v: f64) -> proto::Metric {
+    let mut m = labelled(labels);
+    let mut g = proto::Gauge::default();
+    g.set_value(v);
+    m.set_gauge(g);
+    m
+}
+
+fn histogram(labels: &[(&str, &str)], h: &LatencyBuckets) -> proto::Metric {
+    let mut m = labelled(labels);
+    let mut p = proto::Histogram::default();
+    p.set_bucket(
+        // The encoder adds `+Inf` (the count) itself; given one, it would
+        // write `inf`, which is not the format.
+        h.cumulative()
+            .into_iter()
+            .filter(|(le, _)| le.is_finite())
+            .map(|(le, n)| {
+                let mut b = proto::Bucket::default();
+                b.set_upper_bound(le);
+                b.set_cumulative_count(n);
+                b
+            })
+            .collect(),
+    );
+    p.set_sample_count(h.count());
+    p.set_sample_sum(h.sum_seconds());
+    m.set_histogram(p);
+    m
+}
+
+/// The database's view, every process's work: messages by gateway and
+/// status, open flags by gateway and reason, stored receipts by gateway and
+/// outcome. Totals per status or reason are a `sum by` in PromQL, so no
+/// family is a pre-summed copy of another.
+fn gauge_families(g: Option<&Gauges>) -> Vec<MetricFamily> {
+    let mut out = vec![family(
+        "pedulicovid_database_up",
+        "1 when the database answered the last gauge read.",
+        MetricType::GAUGE,
+        vec![gauge(&[], f64::from(u8::from(g.is_some())))],
+    )];
+    let Some(g) = g else {
+        return out;
+    };
+    let by = |rows: &[GatewayCount], label: &str| -> Vec<proto::Metric> {
+        rows.iter()
+            .map(|c| {
+                gauge(
+                    &[("gateway", &c.gateway), (label, &c.label)],
+                    c.count as f64,
+                )
+            })
+            .collect()
+    };
+    out.push(family(
+        "pedulicovid_messages",
+        "Messages in the database by gateway (empty before the first send) and status.",
+        MetricType::GAUGE,
+        by(&g.messages, "status"),
+    ));
+    out.push(family(
+        "pedulicovid_open_flags",
+        "Open non-recipient flags by gateway (empty: failed before one was chosen) and reason.",
+        MetricType::GAUGE,
+        by(&g.open_flags, "reason"),
+    ));
+    out.push(family(
+        "pedulicovid_receipts_stored",
+        "Receipts kept in the database by gateway and outcome.",
+        MetricType::GAUGE,
+        by(&g.receipts, "outcome"),
+    ));
     out
 }
 
-fn render_gauges(out: &mut String, g: Option<&Gauges>) {
-    family(
-        out,
-        "pedulicovid_database_up",
-        "gauge",
-        "1 when the database answered the last gauge read.",
-    );
-    let _ = writeln!(out, "pedulicovid_database_up {}", u8::from(g.is_some()));
-    if let Some(g) = g {
-        family(
-            out,
-            "pedulicovid_queue_depth",
-            "gauge",
-            "Messages by status, all campaigns (from the database).",
-        );
-        for s in Status::ALL {
-            let n: i64 = g
-                .messages
-                .iter()
-                .filter(|c| c.label == s.as_str())
-                .map(|c| c.count)
-                .sum();
-            let _ = writeln!(out, "pedulicovid_queue_depth{{status=\"{s}\"}} {n}");
-        }
-        family(
-            out,
-            "pedulicovid_messages",
-            "gauge",
-            "Messages by gateway (empty before the first send) and status.",
-        );
-        for c in &g.messages {
-            let _ = writeln!(
-                out,
-                "pedulicovid_messages{{gateway=\"{}\",status=\"{}\"}} {}",
-                esc(&c.gateway),
-                esc(&c.label),
-                c.count
-            );
-        }
-        family(
-            out,
-            "pedulicovid_open_flags",
-            "gauge",
-            "Open non-recipient flags by reason, all gateways.",
-        );
-        for r in FlagReason::ALL {
-            let n: i64 = g
-                .open_flags
-                .iter()
-                .filter(|c| c.label == r.as_str())
-                .map(|c| c.count)
-                .sum();
-            let _ = writeln!(out, "pedulicovid_open_flags{{reason=\"{r}\"}} {n}");
-        }
-        family(
-            out,
-            "pedulicovid_open_flags_by_gateway",
-            "gauge",
-            "Open non-recipient flags by gateway and reason.",
-        );
-        for c in &g.open_flags {
-            let _ = writeln!(
-                out,
-                "pedulicovid_open_flags_by_gateway{{gateway=\"{}\",reason=\"{}\"}} {}",
-                esc(&c.gateway),
-                esc(&c.label),
-                c.count
-            );
-        }
-        family(
-            out,
-            "pedulicovid_receipts_stored",
-            "gauge",
-            "Receipts kept in the database by gateway and outcome.",
-        );
-        for c in &g.receipts {
-            let _ = writeln!(
-                out,
-                "pedulicovid_receipts_stored{{gateway=\"{}\",outcome=\"{}\"}} {}",
-                esc(&c.gateway),
-                esc(&c.label),
-                c.count
-            );
-        }
-    }
-}
+/// The process collector of the `prometheus` crate (Linux `/proc`): CPU
+/// seconds, resident and virtual memory, open and maximum file
+/// descriptors, threads, start time.
+static PROCESS: LazyLock<prometheus::process_collector::ProcessCollector> =
+    LazyLock::new(prometheus::process_collector::ProcessCollector::for_self);
 
-/// This process's counters.
-fn render_process(out: &mut String) {
+/// This process: its counters, the process collector, the build.
+fn process_families() -> Vec<MetricFamily> {
+    use prometheus::core::Collector;
+    let mut out = vec![family(
+        "pedulicovid_build_info",
+        "The running build: version and git commit (always 1).",
+        MetricType::GAUGE,
+        vec![gauge(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", crate::BUILD_COMMIT),
+            ],
+            1.0,
+        )],
+    )];
     let m = &*METRICS;
-    family(
-        out,
+    out.push(family(
         "pedulicovid_deferrals_total",
-        "counter",
         "Messages deferred to their send window (this process).",
-    );
-    let _ = writeln!(
-        out,
-        "pedulicovid_deferrals_total {}",
-        m.deferred.load(Ordering::Relaxed)
-    );
-    render_gateways(out, &m.gateways.all());
+        MetricType::COUNTER,
+        vec![counter(&[], m.deferred.load(Ordering::Relaxed) as f64)],
+    ));
+    out.push(family(
+        "pedulicovid_claim_latency_seconds",
+        "Time one claim of a batch of due messages took (this process's workers).",
+        MetricType::HISTOGRAM,
+        vec![histogram(&[], &m.claim_latency)],
+    ));
+    out.extend(gateway_families(&m.gateways.all()));
+    out.extend(PROCESS.collect());
+    out
 }
 
 /// The per-gateway families. The slot of failures before any gateway was
-/// chosen ([`NO_GATEWAY`]) only has failures.
-fn render_gateways(out: &mut String, slots: &[Arc<GatewayMetrics>]) {
+/// chosen ([`NO_GATEWAY`]) only has permanent failures.
+fn gateway_families(slots: &[Arc<GatewayMetrics>]) -> Vec<MetricFamily> {
     let routed = || slots.iter().filter(|g| g.name != NO_GATEWAY);
-    family(
-        out,
-        "pedulicovid_sends_total",
-        "counter",
-        "Messages a gateway accepted, by gateway (this process).",
-    );
-    for g in routed() {
-        let _ = writeln!(
-            out,
-            "pedulicovid_sends_total{{gateway=\"{}\"}} {}",
-            esc(&g.name),
-            g.sends.load(Ordering::Relaxed)
-        );
-    }
-    family(
-        out,
-        "pedulicovid_failures_total",
-        "counter",
-        "Sends that did not end accepted, by gateway (empty: none chosen yet), kind \
-         (transient: retried; gateway: TLS or URL fault of the gateway, the message waits \
-         without using an attempt; permanent: failed and flagged) and reason (this process).",
-    );
+    let per_gateway = |f: &dyn Fn(&GatewayMetrics) -> f64| -> Vec<proto::Metric> {
+        routed()
+            .map(|g| counter(&[("gateway", &g.name)], f(g)))
+            .collect()
+    };
+    let mut failures = vec![];
     for g in slots {
         for r in FailureReason::ALL {
             if g.name == NO_GATEWAY && r.kind() != "permanent" {
                 continue;
             }
-            let _ = writeln!(
-                out,
-                "pedulicovid_failures_total{{gateway=\"{}\",kind=\"{}\",reason=\"{}\"}} {}",
-                esc(&g.name),
-                r.kind(),
-                r.as_str(),
-                g.failures(r)
-            );
+            failures.push(counter(
+                &[
+                    ("gateway", &g.name),
+                    ("kind", r.kind()),
+                    ("reason", r.as_str()),
+                ],
+                g.failures(r) as f64,
+            ));
         }
     }
-    family(
-        out,
-        "pedulicovid_receipts_total",
-        "counter",
-        "Receipt callbacks by gateway and outcome (this process).",
-    );
+    let mut receipts = vec![];
     for g in routed() {
         for r in ReceiptLabel::ALL {
-            let _ = writeln!(
-                out,
-                "pedulicovid_receipts_total{{gateway=\"{}\",outcome=\"{}\"}} {}",
-                esc(&g.name),
-                r.as_str(),
-                g.receipts(r)
-            );
+            receipts.push(counter(
+                &[("gateway", &g.name), ("outcome", r.as_str())],
+                g.receipts(r) as f64,
+            ));
         }
     }
-    family(
-        out,
-        "pedulicovid_send_latency_seconds",
-        "histogram",
-        "Gateway request latency by gateway (this process).",
-    );
-    for g in routed() {
-        let gw = esc(&g.name);
-        for (le, n) in g.latency.cumulative() {
-            let le = if le.is_infinite() {
-                "+Inf".to_string()
-            } else {
-                le.to_string()
-            };
-            let _ = writeln!(
-                out,
-                "pedulicovid_send_latency_seconds_bucket{{gateway=\"{gw}\",le=\"{le}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "pedulicovid_send_latency_seconds_sum{{gateway=\"{gw}\"}} {}",
-            g.latency.sum_seconds()
-        );
-        let _ = writeln!(
-            out,
-            "pedulicovid_send_latency_seconds_count{{gateway=\"{gw}\"}} {}",
-            g.latency.count()
-        );
-    }
-    family(
-        out,
-        "pedulicovid_rate_limit_wait_seconds_total",
-        "counter",
-        "Time sends waited on rate limits (the gateway's and the global cap), by gateway \
-         (this process).",
-    );
-    for g in routed() {
-        let _ = writeln!(
-            out,
-            "pedulicovid_rate_limit_wait_seconds_total{{gateway=\"{}\"}} {}",
-            esc(&g.name),
-            g.rate_wait_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-    }
-    family(
-        out,
-        "pedulicovid_circuit_opens_total",
-        "counter",
-        "Times a gateway's circuit breaker opened, by gateway (this process).",
-    );
-    for g in routed() {
-        let _ = writeln!(
-            out,
-            "pedulicovid_circuit_opens_total{{gateway=\"{}\"}} {}",
-            esc(&g.name),
-            g.circuit_opens.load(Ordering::Relaxed)
-        );
-    }
+    vec![
+        family(
+            "pedulicovid_sends_total",
+            "Messages a gateway accepted, by gateway (this process).",
+            MetricType::COUNTER,
+            per_gateway(&|g| g.sends.load(Ordering::Relaxed) as f64),
+        ),
+        family(
+            "pedulicovid_failures_total",
+            "Sends that did not end accepted, by gateway (empty: none chosen yet), kind \
+             (transient: retried; gateway: TLS or URL fault of the gateway, the message waits \
+             without using an attempt; permanent: failed and flagged) and reason (this process).",
+            MetricType::COUNTER,
+            failures,
+        ),
+        family(
+            "pedulicovid_receipts_total",
+            "Receipt callbacks by gateway and outcome (this process).",
+            MetricType::COUNTER,
+            receipts,
+        ),
+        family(
+            "pedulicovid_send_latency_seconds",
+            "Gateway request latency by gateway (this process).",
+            MetricType::HISTOGRAM,
+            routed()
+                .map(|g| histogram(&[("gateway", &g.name)], &g.latency))
+                .collect(),
+        ),
+        family(
+            "pedulicovid_rate_limit_wait_seconds_total",
+            "Time sends waited on rate limits (the gateway's and the global cap), by gateway \
+             (this process).",
+            MetricType::COUNTER,
+            per_gateway(&|g| g.rate_wait_us.load(Ordering::Relaxed) as f64 / 1e6),
+        ),
+        family(
+            "pedulicovid_circuit_opens_total",
+            "Times a gateway's circuit breaker opened, by gateway (this process).",
+            MetricType::COUNTER,
+            per_gateway(&|g| g.circuit_opens.load(Ordering::Relaxed) as f64),
+        ),
+    ]
 }
 
 /// Prometheus metrics. No token (see the module docs).
@@ -370,19 +392,56 @@ mod tests {
             "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"0.01\"} 1\n",
             "pedulicovid_send_latency_seconds_bucket{gateway=\"unit-test\",le=\"+Inf\"} 1\n",
             "pedulicovid_send_latency_seconds_count{gateway=\"unit-test\"} 1\n",
+            "pedulicovid_messages{gateway=\"\",status=\"queued\"} 2\n",
+            "pedulicovid_messages{gateway=\"sim\",status=\"delivered\"} 5\n",
+            "pedulicovid_open_flags{gateway=\"sim\",reason=\"undelivered\"} 1\n",
+            "pedulicovid_database_up 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
-        assert!(text.contains("pedulicovid_queue_depth{status=\"queued\"} 2"));
-        assert!(text.contains("pedulicovid_queue_depth{status=\"delivered\"} 5"));
-        assert!(text.contains("pedulicovid_open_flags{reason=\"undelivered\"} 1"));
-        assert!(text.contains("pedulicovid_database_up 1"));
+        // Named for what they count, none a sum of another.
+        for gone in [
+            "pedulicovid_queue_depth",
+            "pedulicovid_open_flags_by_gateway",
+        ] {
+            assert!(!text.contains(gone), "{gone}");
+        }
+        assert!(
+            text.contains(&format!(
+                "pedulicovid_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                crate::BUILD_COMMIT
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("pedulicovid_claim_latency_seconds_count"),
+            "{text}"
+        );
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        assert!(text.contains("process_cpu_seconds_total"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("name value");
             assert!(value.parse::<f64>().is_ok(), "{line}");
-            assert!(name.starts_with("pedulicovid_"), "{line}");
+            assert!(
+                name.starts_with("pedulicovid_") || name.starts_with("process_"),
+                "{line}"
+            );
         }
-        assert_eq!(esc("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+        // A label value the text format must escape.
+        let odd = gauge_families(Some(&Gauges {
+            messages: vec![count("a\"b\\c\n", "queued", 1)],
+            open_flags: vec![],
+            receipts: vec![],
+        }));
+        assert!(
+            encode(&odd).contains(r#"gateway="a\"b\\c\n""#),
+            "{}",
+            encode(&odd)
+        );
         assert!(render(None).contains("pedulicovid_database_up 0"));
+        let worker = render_process_only();
+        assert!(!worker.contains("pedulicovid_database_up"), "{worker}");
+        assert!(worker.contains("pedulicovid_sends_total"), "{worker}");
     }
 }
