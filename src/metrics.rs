@@ -439,6 +439,9 @@ pub struct GatewayMetrics {
     pub rate_wait_us: AtomicU64,
     /// Times this gateway's circuit breaker opened.
     pub circuit_opens: AtomicU64,
+    /// Its configured messages per second in this process (0: unlimited),
+    /// for a dashboard's "send rate against the limit".
+    pub rate_limit_per_sec: AtomicU64,
 }
 
 impl GatewayMetrics {
@@ -451,6 +454,7 @@ impl GatewayMetrics {
             latency: LatencyBuckets::default(),
             rate_wait_us: AtomicU64::new(0),
             circuit_opens: AtomicU64::new(0),
+            rate_limit_per_sec: AtomicU64::new(0),
         }
     }
 

@@ -50,8 +50,13 @@ impl Route {
         segments_per_sec: u32,
         operators: Vec<Operator>,
     ) -> Route {
+        let metrics = METRICS.gateways.get(gateway.name());
+        metrics.rate_limit_per_sec.store(
+            u64::from(messages_per_sec),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Route {
-            metrics: METRICS.gateways.get(gateway.name()),
+            metrics,
             gateway,
             limits: GatewayLimits::new(messages_per_sec, segments_per_sec),
             breaker: Breaker::new(20, Duration::from_secs(30)),

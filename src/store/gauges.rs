@@ -1,5 +1,5 @@
 //! Gauges for `/metrics`, read from the database: messages, open flags
-//! and receipts, each by gateway.
+//! and receipts, each by gateway; campaigns by status.
 
 use super::{with_pool, Result, Store};
 
@@ -13,6 +13,11 @@ pub struct Gauges {
     pub open_flags: Vec<GatewayCount>,
     /// Receipts by gateway and outcome (`malformed` when unreadable).
     pub receipts: Vec<GatewayCount>,
+    /// Campaigns by status (`gateway` empty).
+    pub campaigns: Vec<GatewayCount>,
+    /// Paused campaigns that the failure-rate guard paused (not an
+    /// operator).
+    pub auto_paused: i64,
 }
 
 /// One gauge value: a count per gateway and one more label (a status, a
@@ -41,7 +46,15 @@ impl Store {
                 "SELECT gateway, COALESCE(outcome, 'malformed') AS label, COUNT(*) AS count \
                  FROM receipts GROUP BY 1, 2 ORDER BY 1, 2")
                 .fetch_all(p).await?;
-            Gauges { messages, open_flags, receipts }
+            let campaigns = sqlx::query_as(
+                "SELECT '' AS gateway, status AS label, COUNT(*) AS count \
+                 FROM campaigns GROUP BY 2 ORDER BY 2")
+                .fetch_all(p).await?;
+            let auto_paused: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM campaigns WHERE status = 'paused' \
+                 AND pause_reason LIKE 'auto-paused:%'")
+                .fetch_one(p).await?;
+            Gauges { messages, open_flags, receipts, campaigns, auto_paused }
         }))
     }
 }

@@ -29,6 +29,7 @@ mod gateway_faults;
 mod gateways_cli;
 mod kannel_harness;
 mod logs;
+mod monitoring;
 mod privacy;
 mod readme;
 mod receipts;

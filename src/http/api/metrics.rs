@@ -219,6 +219,21 @@ fn gauge_families(g: Option<&Gauges>) -> Vec<MetricFamily> {
         MetricType::GAUGE,
         by(&g.receipts, "outcome"),
     ));
+    out.push(family(
+        "pedulicovid_campaigns",
+        "Campaigns by status.",
+        MetricType::GAUGE,
+        g.campaigns
+            .iter()
+            .map(|c| gauge(&[("status", &c.label)], c.count as f64))
+            .collect(),
+    ));
+    out.push(family(
+        "pedulicovid_campaigns_auto_paused",
+        "Paused campaigns that the failure-rate guard paused, not an operator.",
+        MetricType::GAUGE,
+        vec![gauge(&[], g.auto_paused as f64)],
+    ));
     out
 }
 
@@ -332,6 +347,21 @@ fn gateway_families(slots: &[Arc<GatewayMetrics>]) -> Vec<MetricFamily> {
             per_gateway(&|g| g.rate_wait_us.load(Ordering::Relaxed) as f64 / 1e6),
         ),
         family(
+            "pedulicovid_gateway_rate_limit_per_second",
+            "A gateway's configured messages per second in this process's workers \
+             (absent when unlimited, or where no worker routes to it).",
+            MetricType::GAUGE,
+            routed()
+                .filter(|g| g.rate_limit_per_sec.load(Ordering::Relaxed) > 0)
+                .map(|g| {
+                    gauge(
+                        &[("gateway", &g.name)],
+                        g.rate_limit_per_sec.load(Ordering::Relaxed) as f64,
+                    )
+                })
+                .collect(),
+        ),
+        family(
             "pedulicovid_circuit_opens_total",
             "Times a gateway's circuit breaker opened, by gateway (this process).",
             MetricType::COUNTER,
@@ -374,6 +404,8 @@ mod tests {
             messages: vec![count("sim", "delivered", 5), count("", "queued", 2)],
             open_flags: vec![count("sim", "undelivered", 1)],
             receipts: vec![count("sim", "delivered", 5)],
+            campaigns: vec![count("", "paused", 2)],
+            auto_paused: 1,
         };
         let gw = METRICS.gateways.get("unit-test");
         gw.sends.fetch_add(1, Ordering::Relaxed);
@@ -396,6 +428,8 @@ mod tests {
             "pedulicovid_messages{gateway=\"sim\",status=\"delivered\"} 5\n",
             "pedulicovid_open_flags{gateway=\"sim\",reason=\"undelivered\"} 1\n",
             "pedulicovid_database_up 1\n",
+            "pedulicovid_campaigns{status=\"paused\"} 2\n",
+            "pedulicovid_campaigns_auto_paused 1\n",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
@@ -433,6 +467,8 @@ mod tests {
             messages: vec![count("a\"b\\c\n", "queued", 1)],
             open_flags: vec![],
             receipts: vec![],
+            campaigns: vec![],
+            auto_paused: 0,
         }));
         assert!(
             encode(&odd).contains(r#"gateway="a\"b\\c\n""#),
