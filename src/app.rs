@@ -173,6 +173,7 @@ impl App {
             .await
             .with_context(|| format!("opening database {}", redact_url(&settings.database_url)))?;
         store.migrate().await.context("applying migrations")?;
+        let store = store.with_limits(settings.limits.store());
         let renderer = Arc::new(Renderer::load(Some(std::path::Path::new(
             &settings.sms.templates_dir,
         )))?);
@@ -355,7 +356,8 @@ impl App {
                     settings.http.receipt_queue,
                 ),
                 api: http::api::ApiState::new(renderer.clone(), settings.sms.max_segments)
-                    .with_reregistration(settings.chatbot.reregistration),
+                    .with_reregistration(settings.chatbot.reregistration)
+                    .with_chatbot_rate(settings.limits.chatbot_rate_per_sec),
                 ui_secure_cookies: http::ui::session::secure_cookies(
                     settings.http.ui_secure_cookies,
                     listener.local_addr()?.ip(),

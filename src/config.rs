@@ -58,6 +58,65 @@ pub struct Settings {
     pub log: LogSettings,
     /// `pedulicovid worker`'s own `/metrics` listener (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// Limits on callers (`[limits]`).
+    pub limits: LimitSettings,
+}
+
+/// `[limits]`: what one caller may ask for. The defaults suit a province;
+/// after an overnight blast to a national campaign the chatbot's morning
+/// peak is far above 20 requests a second (README, "Limits").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Requests per second one chatbot token may make (its burst is the
+    /// same number). Default 20.
+    pub chatbot_rate_per_sec: u32,
+    /// Extra notices (support resends, chatbot re-registrations) one phone
+    /// number may get in any 24 hours. Default 3: more looks like spam to a
+    /// carrier, which then blocks the sender.
+    pub resends_per_number_per_day: u32,
+    /// Rows a support search returns at most. Default 50.
+    pub search_rows: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            chatbot_rate_per_sec: crate::http::api::CHATBOT_RATE_PER_SEC,
+            resends_per_number_per_day: crate::domain::notice::RESENDS_PER_NUMBER_PER_DAY as u32,
+            search_rows: crate::store::SEARCH_LIMIT as u32,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// Every limit at least 1 (0 would refuse every request of its kind).
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (name, v) in [
+            ("chatbot_rate_per_sec", self.chatbot_rate_per_sec),
+            (
+                "resends_per_number_per_day",
+                self.resends_per_number_per_day,
+            ),
+            ("search_rows", self.search_rows),
+        ] {
+            if v == 0 {
+                bail!(
+                    "limits.{name} must be at least 1 (PEDULICOVID__LIMITS__{})",
+                    name.to_uppercase()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's share of them.
+    pub fn store(&self) -> crate::store::Limits {
+        crate::store::Limits {
+            resends_per_number_per_day: i64::from(self.resends_per_number_per_day),
+            search_rows: i64::from(self.search_rows),
+        }
+    }
 }
 
 /// `[metrics]`: where a process without the HTTP server (`pedulicovid
@@ -126,6 +185,7 @@ impl std::fmt::Debug for Settings {
             chatbot,
             log,
             metrics,
+            limits,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -137,6 +197,7 @@ impl std::fmt::Debug for Settings {
             .field("chatbot", chatbot)
             .field("log", log)
             .field("metrics", metrics)
+            .field("limits", limits)
             .finish()
     }
 }
@@ -153,6 +214,7 @@ impl Default for Settings {
             chatbot: ChatbotSettings::default(),
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -716,6 +778,7 @@ impl Settings {
     /// Cross-field checks that serde cannot express. Called when settings
     /// load and again by [`crate::app::App::start`] (settings built in code).
     pub fn check(&self) -> anyhow::Result<()> {
+        self.limits.check()?;
         let mut names = std::collections::HashSet::new();
         for (i, g) in self.gateways.iter().enumerate() {
             if g.name.is_empty() {

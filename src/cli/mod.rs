@@ -196,7 +196,8 @@ async fn open_store(s: &Settings) -> anyhow::Result<Store> {
         .await
         .with_context(|| format!("opening database {}", redact_url(&s.database_url)))?;
     store.migrate().await.context("applying migrations")?;
-    Ok(store)
+    s.limits.check()?;
+    Ok(store.with_limits(s.limits.store()))
 }
 
 /// Runs the command with the settings [`main`] loaded (an error if they

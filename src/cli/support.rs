@@ -26,7 +26,8 @@ pub(super) enum SupportCmd {
         /// out of `ps` and shell history).
         nik: String,
     },
-    /// Queue the worker's notice again (audited; at most 3 per number per day).
+    /// Queue the worker's notice again (audited; at most
+    /// `limits.resends_per_number_per_day`, default 3, per number a day).
     Resend {
         /// The worker's full NIK; `-` reads it from standard input (keeps it
         /// out of `ps` and shell history).
@@ -83,7 +84,7 @@ pub(super) async fn run(s: &Settings, c: &SupportCmd, json: bool) -> anyhow::Res
                     "{} match(es) by {:?}{}",
                     rows.len(),
                     kind,
-                    if rows.len() as i64 >= crate::store::SEARCH_LIMIT {
+                    if rows.len() as i64 >= store.limits().search_rows {
                         " (limit reached: narrow the query)"
                     } else {
                         ""

@@ -39,17 +39,19 @@ pub fn within_daily_limit(recent: &[i64], max: i64) -> Result<(), LimitReached> 
     })
 }
 
-/// [`within_daily_limit`] for extra notices to `phone` (E.164), with the
-/// sentence support staff and the chatbot show.
-pub fn extra_notice_allowed(phone: &str, recent: &[i64]) -> Result<(), (String, i64)> {
-    within_daily_limit(recent, RESENDS_PER_NUMBER_PER_DAY).map_err(|l| {
+/// [`within_daily_limit`] for extra notices to `phone` (E.164): at most
+/// `max` a day (`limits.resends_per_number_per_day`, default
+/// [`RESENDS_PER_NUMBER_PER_DAY`]), with the sentence support staff and the
+/// chatbot show.
+pub fn extra_notice_allowed(phone: &str, recent: &[i64], max: i64) -> Result<(), (String, i64)> {
+    within_daily_limit(recent, max).map_err(|l| {
         (
             format!(
                 "phone {} already got {} extra notices in the last 24 hours (at most {} per number, \
                  or carriers block the sender); the next one is possible after {}",
                 mask_phone(phone),
                 l.count,
-                RESENDS_PER_NUMBER_PER_DAY,
+                max,
                 fmt_wib(l.retry_at)
             ),
             l.retry_at,

@@ -260,6 +260,28 @@ pub struct Store {
     /// Most database time a support name search may take
     /// ([`SEARCH_TIMEOUT`] unless [`Store::with_search_timeout`] says).
     pub(crate) search_timeout: Duration,
+    /// The limits the settings give (`[limits]`), defaults until
+    /// [`Store::with_limits`].
+    pub(crate) limits: Limits,
+}
+
+/// Limits the store applies, from the settings (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Extra notices (resends, re-registrations) one number may get in any
+    /// 24 hours ([`RESENDS_PER_NUMBER_PER_DAY`] by default).
+    pub resends_per_number_per_day: i64,
+    /// Rows a support search returns at most ([`SEARCH_LIMIT`] by default).
+    pub search_rows: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            resends_per_number_per_day: RESENDS_PER_NUMBER_PER_DAY,
+            search_rows: SEARCH_LIMIT,
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -309,6 +331,7 @@ impl Store {
             Ok(Store {
                 db: Db::Sqlite(pool),
                 search_timeout: SEARCH_TIMEOUT,
+                limits: Limits::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?
@@ -335,6 +358,7 @@ impl Store {
             Ok(Store {
                 db: Db::Postgres(pool),
                 search_timeout: SEARCH_TIMEOUT,
+                limits: Limits::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
@@ -367,6 +391,17 @@ impl Store {
     pub fn with_search_timeout(mut self, limit: Duration) -> Store {
         self.search_timeout = limit;
         self
+    }
+
+    /// This store with the settings' limits.
+    pub fn with_limits(mut self, limits: Limits) -> Store {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this store applies.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn backend(&self) -> Backend {

@@ -76,7 +76,7 @@ impl TargetCampaign {
 /// macro, as the other statements run inside a caller's transaction on
 /// either database (`$tx` is a SQLite or a PostgreSQL transaction).
 macro_rules! check_number_limit {
-    ($tx:expr, $phone:expr, $now:expr) => {{
+    ($tx:expr, $phone:expr, $now:expr, $max:expr) => {{
         let phone: &str = $phone;
         let recent: Vec<i64> = sqlx::query_scalar(
             "SELECT created_at FROM resends WHERE phone = $1 AND created_at > $2 ORDER BY created_at",
@@ -85,7 +85,7 @@ macro_rules! check_number_limit {
         .bind($now - notice::DAY_MS)
         .fetch_all(&mut *$tx)
         .await?;
-        if let Err((message, retry_at)) = notice::extra_notice_allowed(phone, &recent) {
+        if let Err((message, retry_at)) = notice::extra_notice_allowed(phone, &recent, $max) {
             return Err(SupportError::Limit { message, retry_at });
         }
     }};
@@ -237,7 +237,7 @@ impl Store {
                 return Err(SupportError::InFlight(format!(
                     "message {id} for worker {worker_id} {what}; resend once it has an outcome")));
             }
-            check_number_limit!(tx, w.phone.as_e164(), now);
+            check_number_limit!(tx, w.phone.as_e164(), now, self.limits.resends_per_number_per_day);
             let Some(c) = latest_campaign_tx!(tx, self, worker_id, now) else {
                 return Err(SupportError::NotEligible(format!(
                     "worker {worker_id} is in no open campaign: there is no notice to resend")));

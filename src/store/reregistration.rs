@@ -880,7 +880,7 @@ impl Store {
                 if w.phone.as_e164() != new_phone {
                     check_request_limit!(tx, new_phone, now);
                 }
-                check_number_limit!(tx, new_phone, now);
+                check_number_limit!(tx, new_phone, now, self.limits.resends_per_number_per_day);
                 let (phone_changed, superseded, flags_resolved, notice) = apply_tx!(
                     tx, self, &w, new_phone, req.whatsapp_phone.operator().as_str(), actor, "chatbot",
                     !validated_number, now);
@@ -1022,7 +1022,8 @@ impl Store {
                 return Err(SupportError::Conflict(format!("re-registration {id} is {status}, not pending")));
             }
             let w: WorkerRow = sqlx::query_as(&worker_sql).bind(worker_id).fetch_one(&mut *tx).await?;
-            check_number_limit!(tx, new_phone.as_str(), now);
+            check_number_limit!(
+                tx, new_phone.as_str(), now, self.limits.resends_per_number_per_day);
             let operator = Msisdn::parse(&new_phone)
                 .map(|m| m.operator().as_str().to_string())
                 .map_err(|e| SupportError::Conflict(format!("re-registration {id}: stored number unusable: {e}")))?;

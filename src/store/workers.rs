@@ -501,7 +501,7 @@ impl Store {
         };
         let sql = format!("{SUMMARY_SELECT} WHERE {cond} ORDER BY w.full_name, w.id LIMIT $2");
         let rows: Vec<SummaryRow> = with_pool!(self, p => sqlx::query_as(&sql)
-            .bind(value).bind(SEARCH_LIMIT).fetch_all(p).await?);
+            .bind(value).bind(self.limits.search_rows).fetch_all(p).await?);
         Ok(SearchResults {
             kind,
             workers: rows.into_iter().map(WorkerSummary::from).collect(),
@@ -546,7 +546,7 @@ impl Store {
                 .await?;
                 let rows = sqlx::query_as(&sql)
                     .bind(like_pattern(q))
-                    .bind(SEARCH_LIMIT)
+                    .bind(self.limits.search_rows)
                     .fetch_all(&mut *tx)
                     .await;
                 match rows {
@@ -589,7 +589,7 @@ impl Store {
                     });
                 let rows = sqlx::query_as(&sql)
                     .bind(fts_phrase(q))
-                    .bind(SEARCH_LIMIT)
+                    .bind(self.limits.search_rows)
                     .fetch_all(&mut *conn)
                     .await;
                 drop(ends);

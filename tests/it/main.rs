@@ -28,6 +28,7 @@ mod fuzz;
 mod gateway_faults;
 mod gateways_cli;
 mod kannel_harness;
+mod limits;
 mod logs;
 mod monitoring;
 mod privacy;

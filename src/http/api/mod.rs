@@ -66,6 +66,13 @@ impl ApiState {
         }
     }
 
+    /// With `limits.chatbot_rate_per_sec` requests a second per chatbot
+    /// token.
+    pub fn with_chatbot_rate(mut self, per_sec: u32) -> ApiState {
+        self.access = auth::Access::new(per_sec);
+        self
+    }
+
     /// With the `chatbot.reregistration` mode.
     pub fn with_reregistration(mut self, mode: crate::store::ReregistrationMode) -> ApiState {
         self.reregistration = mode;

@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::http::AppState;
 use crate::store::{
-    QueuedNotice, SearchKind, SearchResults, Timeline, TimelineFlag, WorkerSummary, SEARCH_LIMIT,
+    QueuedNotice, SearchKind, SearchResults, Timeline, TimelineFlag, WorkerSummary,
 };
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,7 +59,7 @@ pub async fn search(
     Ok(axum::Json(SearchAnswer {
         kind,
         results,
-        limit: SEARCH_LIMIT,
+        limit: state.store.limits().search_rows,
     }))
 }
 

@@ -32,7 +32,6 @@ use crate::domain::ProvinceCode;
 use crate::http::AppState;
 use crate::store::{
     now_ms, random_token, Role, SearchKind, SupportError, Timeline, TimelineMessage, TokenCheck,
-    RESENDS_PER_NUMBER_PER_DAY,
 };
 
 /// Longest reason and note accepted (checked here to keep what was typed).
@@ -538,7 +537,7 @@ pub async fn search(
             SearchKind::Name => "nama",
         },
     );
-    ctx.insert("limit", &crate::store::SEARCH_LIMIT);
+    ctx.insert("limit", &app.store.limits().search_rows);
     ctx.insert("results", &rows);
     Ok(page(StatusCode::OK, "search.html", &ctx))
 }
@@ -613,7 +612,10 @@ async fn worker_page(
             .await
             .map_err(read_error)?,
     );
-    ctx.insert("resend_limit", &RESENDS_PER_NUMBER_PER_DAY);
+    ctx.insert(
+        "resend_limit",
+        &app.store.limits().resends_per_number_per_day,
+    );
     ctx.insert("reason_max", &REASON_MAX);
     ctx.insert("note_max", &NOTE_MAX);
     ctx.insert("reason", typed.reason);
@@ -666,9 +668,10 @@ async fn refusal(
         SupportError::Limit { retry_at, .. } => (
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "Batas harian tercapai: nomor ini sudah mendapat {RESENDS_PER_NUMBER_PER_DAY} \
+                "Batas harian tercapai: nomor ini sudah mendapat {} \
                  pesan tambahan dalam 24 jam terakhir. Agar pengirim tidak diblokir operator \
                  seluler, kirim ulang berikutnya baru bisa setelah {}.",
+                app.store.limits().resends_per_number_per_day,
                 fmt_wib(retry_at)
             ),
         ),
