@@ -62,10 +62,14 @@ fi
 # ---------------------------------------------------------------- promtool
 # tests/it/api.rs lints a real campaign's /metrics with `promtool check
 # metrics` (Debian's prometheus package).
-if ! command -v promtool >/dev/null 2>&1; then
-    log "installing promtool (Debian package prometheus)"
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    log "installing Prometheus and promtool (Debian package prometheus)"
     apt_install prometheus
 fi
+# scripts/monitoring-check.sh (run last) asks Prometheus with curl and jq.
+for tool in curl jq python3; do
+    command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"
+done
 
 # ---------------------------------------------------------------- Kannel
 CARRIER_DIR="${PEDULICOVID_CARRIER_DIR:-$(pwd)/../shared/carrier}"
@@ -82,3 +86,13 @@ trap 'bash "$PEDULICOVID_CARRIER_DIR/stop.sh" >/dev/null 2>&1 || true' EXIT
 log "cargo test (PostgreSQL at ${PG_URL%%@*}@…, Kannel at 127.0.0.1:13913)"
 # --workspace: the simulator's and the benchmarks' own tests too (crates/).
 cargo test --locked --workspace --all-targets -- "$@"
+
+# ---------------------------------------------------------------- monitoring
+# A real Prometheus scrapes serve + 2 workers on PostgreSQL during a
+# campaign, with the shipped rules; every dashboard query must return data.
+# The debug binary cargo test just built is enough (about a minute). Only on
+# a whole run: arguments after `--` select tests.
+if [ $# -eq 0 ]; then
+    log "monitoring check (Prometheus, serve + 2 workers, the shipped dashboard)"
+    BIN="$(pwd)/target/debug/pedulicovid" bash scripts/monitoring-check.sh --no-build
+fi
