@@ -598,6 +598,33 @@ impl Store {
             .bind(campaign_id).bind(since).fetch_one(p).await?))
     }
 
+    /// When a campaign's messages reached a final status: the first and
+    /// the last `final_at` (Unix ms), or `None` before the first.
+    pub async fn finals_span(&self, campaign_id: i64) -> Result<Option<(i64, i64)>> {
+        let sql = "SELECT MIN(final_at), MAX(final_at) FROM messages \
+                   WHERE campaign_id = $1 AND final_at IS NOT NULL";
+        let row: (Option<i64>, Option<i64>) =
+            with_pool!(self, p => sqlx::query_as(sql).bind(campaign_id).fetch_one(p).await?);
+        Ok(row.0.zip(row.1))
+    }
+
+    /// A campaign's final statuses counted per time bucket: (bucket, status,
+    /// count), where bucket `b` holds `final_at` in
+    /// `[from_ms + b·width_ms, from_ms + (b+1)·width_ms)`; one aggregate
+    /// statement, however many messages.
+    pub async fn finals_by_bucket(
+        &self,
+        campaign_id: i64,
+        from_ms: i64,
+        width_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>> {
+        let sql = "SELECT (final_at - $2) / $3 AS bucket, status, COUNT(*) FROM messages \
+                   WHERE campaign_id = $1 AND final_at IS NOT NULL \
+                   GROUP BY 1, 2 ORDER BY 1, 2";
+        Ok(with_pool!(self, p => sqlx::query_as(sql)
+            .bind(campaign_id).bind(from_ms).bind(width_ms.max(1)).fetch_all(p).await?))
+    }
+
     /// Delivered and finished messages of a campaign per province of the
     /// recipient, by province code.
     pub async fn province_delivery(&self, campaign_id: i64) -> Result<Vec<ProvinceDelivery>> {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use pedulicovid::app::{App, Parts};
+use pedulicovid::status::Status;
 use pedulicovid::store::{Role, Store};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
@@ -558,6 +559,43 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     assert!(provinces.contains("66,7 %"), "{provinces}");
     assert!(provinces.contains("Jawa Barat"), "{provinces}");
     assert!(provinces.contains("100,0 %"), "{provinces}");
+    // The pictures: progress over time and flags by reason, their numbers
+    // those of the campaign's counts.
+    let r = ui.store().campaign_report(campaign).await.unwrap();
+    let delivered = r.status(Status::Delivered);
+    let not_delivered: i64 = r
+        .by_status
+        .iter()
+        .filter_map(|(k, n)| k.parse::<Status>().ok().map(|s| (s, *n)))
+        .filter(|(s, _)| s.is_final() && *s != Status::Delivered && *s != Status::Cancelled)
+        .map(|(_, n)| n)
+        .sum();
+    let chart = wait_for(b, Locator::Css("svg#grafik-kemajuan")).await;
+    let attr = |name: &'static str| {
+        let chart = chart.clone();
+        async move { chart.attr(name).await.unwrap().unwrap_or_default() }
+    };
+    assert_eq!(attr("data-delivered").await, delivered.to_string());
+    assert_eq!(attr("data-not-delivered").await, not_delivered.to_string());
+    assert_eq!(attr("data-pending").await, (r.in_flight()).to_string());
+    assert!(delivered >= 3 && not_delivered >= 1, "{r:?}");
+    assert_eq!(
+        chart
+            .find_all(Locator::Css("path.area"))
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "three bands"
+    );
+    let (_, _, w, h) = chart.rectangle().await.unwrap();
+    assert!(w > 300.0 && h > 80.0, "the chart is drawn: {w}x{h}");
+    let flags = wait_for(b, Locator::Css("svg#grafik-alasan")).await;
+    let bars = flags.find_all(Locator::Css("g.bar")).await.unwrap();
+    assert_eq!(bars.len(), r.flagged_by_reason.len(), "{r:?}");
+    for (bar, (_, n)) in bars.iter().zip(&r.flagged_by_reason) {
+        assert_eq!(bar.attr("data-count").await.unwrap(), Some(n.to_string()));
+    }
     screenshot(b, 1366, 1800, shot("ui-kampanye.png")).await;
     screenshot(b, 390, 3000, shot("ui-kampanye-phone.png")).await;
     b.set_window_size(1366, 900).await.unwrap();

@@ -34,6 +34,7 @@
 //!
 //! Logs name the token and the worker id, never a name, NIK or phone.
 
+mod chart;
 mod pages;
 pub mod session;
 pub mod view;

@@ -25,7 +25,7 @@ use super::session::{
     UI_ROLES,
 };
 use super::view::{page, percent, Notice, UiError, STYLESHEET};
-use super::Ui;
+use super::{chart, Ui};
 use crate::campaign::{fmt_wib, Pace, THROUGHPUT_WINDOW_SECS};
 use crate::domain::notice::FreeText;
 use crate::domain::ProvinceCode;
@@ -1067,6 +1067,8 @@ struct CampaignRow {
     status: String,
     enqueued: i64,
     scheduled_at: i64,
+    /// Share of messages with an outcome, for running and paused campaigns.
+    done_share: Option<f64>,
 }
 
 #[utoipa::path(
@@ -1085,24 +1087,80 @@ pub async fn campaigns(
     Extension(ui): Extension<Ui>,
     staff: Staff,
 ) -> Result<Response, UiError> {
-    let rows: Vec<CampaignRow> = app
-        .store
-        .campaigns()
-        .await?
-        .into_iter()
-        .rev()
-        .map(|c| CampaignRow {
+    let mut rows = vec![];
+    for c in app.store.campaigns().await?.into_iter().rev() {
+        let status = c.status.to_string();
+        // A progress bar for every campaign that is under way (one report
+        // statement each; finished ones need none).
+        let done_share = if matches!(status.as_str(), "running" | "paused") && c.enqueued > 0 {
+            let r = app.store.campaign_report(c.id).await?;
+            Some((r.enqueued - r.in_flight()) as f64 / r.enqueued.max(1) as f64)
+        } else {
+            None
+        };
+        rows.push(CampaignRow {
             id: c.id,
             name: c.name,
             template: c.template,
-            status: c.status.to_string(),
+            status,
             enqueued: c.enqueued,
             scheduled_at: c.scheduled_at,
-        })
-        .collect();
+            done_share,
+        });
+    }
     let mut ctx = context(&ui, &staff, "kampanye");
     ctx.insert("campaigns", &rows);
     Ok(page(StatusCode::OK, "campaigns.html", &ctx))
+}
+
+/// Buckets of the progress chart: a point every 1/48 of the campaign so
+/// far (every half hour of a day-long campaign).
+const PROGRESS_BUCKETS: i64 = 48;
+
+/// The campaign's progress over time as an SVG ([`chart::progress`]): from
+/// its start (or its first outcome, if earlier) to its last outcome, or to
+/// now while it runs; cancelled messages are out of the total.
+async fn progress_chart(
+    app: &AppState,
+    c: &crate::store::Campaign,
+    cancelled: i64,
+) -> Result<String, UiError> {
+    let Some((first, last)) = app.store.finals_span(c.id).await? else {
+        return Ok(chart::progress(&[], "—", "—"));
+    };
+    let from = c.scheduled_at.min(first);
+    let active = matches!(c.status.to_string().as_str(), "running" | "paused");
+    let to = if active { now_ms().max(last) } else { last }.max(from + 1);
+    let width = ((to - from) + PROGRESS_BUCKETS - 1) / PROGRESS_BUCKETS;
+    let total = c.enqueued - cancelled;
+    let mut delivered = vec![0i64; PROGRESS_BUCKETS as usize];
+    let mut not_delivered = vec![0i64; PROGRESS_BUCKETS as usize];
+    for (bucket, status, n) in app.store.finals_by_bucket(c.id, from, width).await? {
+        let b = bucket.clamp(0, PROGRESS_BUCKETS - 1) as usize;
+        match status.as_str() {
+            "delivered" => delivered[b] += n,
+            "cancelled" => {}
+            _ => not_delivered[b] += n,
+        }
+    }
+    let mut points = vec![chart::ProgressPoint {
+        at: from,
+        delivered: 0,
+        not_delivered: 0,
+        pending: total,
+    }];
+    let (mut d, mut nd) = (0, 0);
+    for b in 0..PROGRESS_BUCKETS as usize {
+        d += delivered[b];
+        nd += not_delivered[b];
+        points.push(chart::ProgressPoint {
+            at: (from + (b as i64 + 1) * width).min(to),
+            delivered: d,
+            not_delivered: nd,
+            pending: (total - d - nd).max(0),
+        });
+    }
+    Ok(chart::progress(&points, &fmt_wib(from), &fmt_wib(to)))
 }
 
 /// Minutes after midnight as `HH:MM` (1440 is `24:00`).
@@ -1210,6 +1268,23 @@ pub async fn campaign(
             .collect::<Vec<_>>(),
     );
     ctx.insert("flagged", &r.flagged());
+    ctx.insert(
+        "progress_chart",
+        &progress_chart(&app, &c, r.status(crate::status::Status::Cancelled)).await?,
+    );
+    let by_reason: Vec<(String, i64)> = r
+        .flagged_by_reason
+        .iter()
+        .map(|(k, v)| (super::view::reason_label(k).to_string(), *v))
+        .collect();
+    ctx.insert(
+        "flags_chart",
+        &chart::bars(
+            "grafik-alasan",
+            "Tanda bukan penerima terbuka, per alasan",
+            &by_reason,
+        ),
+    );
     ctx.insert(
         "flagged_by_reason",
         &r.flagged_by_reason
