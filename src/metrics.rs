@@ -374,22 +374,60 @@ pub const LATENCY_BOUNDS_US: [u64; 12] = [
     10_000_000, 30_000_000,
 ];
 
-/// A fixed-bucket latency histogram in Prometheus' shape: a count per bound
-/// (not cumulative; the exposition adds them up), the overflow, the sum.
-#[derive(Default)]
+/// Upper bounds of the receipt-lag histogram (hand-over to the final
+/// receipt), in microseconds: 1 s … 24 h. Carriers report in seconds when
+/// all is well, and hours when a phone is off (until the SMS expires).
+pub const RECEIPT_LAG_BOUNDS_US: [u64; 13] = [
+    1_000_000,
+    5_000_000,
+    15_000_000,
+    30_000_000,
+    60_000_000,
+    120_000_000,
+    300_000_000,
+    600_000_000,
+    1_800_000_000,
+    3_600_000_000,
+    7_200_000_000,
+    21_600_000_000,
+    86_400_000_000,
+];
+
+/// A fixed-bucket histogram of durations in Prometheus' shape: a count per
+/// bound (not cumulative; the exposition adds them up), the overflow, the
+/// sum. Lock-free: recording is two relaxed atomic adds.
 pub struct LatencyBuckets {
+    /// Upper bounds, in microseconds, ascending.
+    bounds_us: &'static [u64],
     /// `counts[i]`: samples in `(bound[i-1], bound[i]]`; the last is `+Inf`.
-    counts: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    counts: Box<[AtomicU64]>,
     sum_us: AtomicU64,
 }
 
+impl Default for LatencyBuckets {
+    /// The request-latency bounds ([`LATENCY_BOUNDS_US`]).
+    fn default() -> Self {
+        LatencyBuckets::with_bounds(&LATENCY_BOUNDS_US)
+    }
+}
+
 impl LatencyBuckets {
+    /// A histogram with these upper bounds (microseconds, ascending).
+    pub fn with_bounds(bounds_us: &'static [u64]) -> LatencyBuckets {
+        LatencyBuckets {
+            bounds_us,
+            counts: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
     pub fn record(&self, d: Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
-        let i = LATENCY_BOUNDS_US
+        let i = self
+            .bounds_us
             .iter()
             .position(|b| us <= *b)
-            .unwrap_or(LATENCY_BOUNDS_US.len());
+            .unwrap_or(self.bounds_us.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
@@ -403,7 +441,8 @@ impl LatencyBuckets {
             .enumerate()
             .map(|(i, c)| {
                 seen += c.load(Ordering::Relaxed);
-                let le = LATENCY_BOUNDS_US
+                let le = self
+                    .bounds_us
                     .get(i)
                     .map_or(f64::INFINITY, |b| *b as f64 / 1e6);
                 (le, seen)
@@ -434,6 +473,9 @@ pub struct GatewayMetrics {
     receipts: [AtomicU64; ReceiptLabel::ALL.len()],
     /// Gateway request latency.
     pub latency: LatencyBuckets,
+    /// Hand-over (the send recorded) to the final receipt, for receipts
+    /// that moved a message to a final status.
+    pub receipt_lag: LatencyBuckets,
     /// Time sends to this gateway waited on rate limits (its own and the
     /// global cap), in microseconds.
     pub rate_wait_us: AtomicU64,
@@ -452,6 +494,7 @@ impl GatewayMetrics {
             failures: Default::default(),
             receipts: Default::default(),
             latency: LatencyBuckets::default(),
+            receipt_lag: LatencyBuckets::with_bounds(&RECEIPT_LAG_BOUNDS_US),
             rate_wait_us: AtomicU64::new(0),
             circuit_opens: AtomicU64::new(0),
             rate_limit_per_sec: AtomicU64::new(0),
@@ -581,6 +624,18 @@ mod tests {
         assert_eq!(c.last().unwrap(), &(f64::INFINITY, 4));
         assert_eq!(h.count(), 4);
         assert!((h.sum_seconds() - 60.015).abs() < 1e-9);
+    }
+
+    #[test]
+    fn receipt_lag_has_its_own_bounds() {
+        let h = LatencyBuckets::with_bounds(&RECEIPT_LAG_BOUNDS_US);
+        h.record(Duration::from_millis(800));
+        h.record(Duration::from_secs(400));
+        let c = h.cumulative();
+        assert_eq!(c.len(), RECEIPT_LAG_BOUNDS_US.len() + 1);
+        assert_eq!(c[0], (1.0, 1));
+        assert_eq!(c[6], (300.0, 1));
+        assert_eq!(c[7], (600.0, 2));
     }
 
     #[test]

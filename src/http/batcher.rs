@@ -93,18 +93,19 @@ async fn run(
             .receipt_batch_rows
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let batch: Vec<IncomingReceipt> = jobs.iter().map(|(r, _)| r.clone()).collect();
-        let mut result = store.apply_receipts(&batch).await;
+        let mut result = store.apply_receipts_measured(&batch).await;
         for attempt in 1..=3u32 {
             let Err(e) = &result else { break };
             // A transient failure (lock timeout, a restarting database) is
             // worth a few more tries before the carriers are told to retry.
             warn!(error = %e, size = batch.len(), attempt, "receipt batch failed; retrying");
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            result = store.apply_receipts(&batch).await;
+            result = store.apply_receipts_measured(&batch).await;
         }
         match result {
-            Ok(effects) => {
-                for ((_, reply), effect) in jobs.into_iter().zip(effects) {
+            Ok(applied) => {
+                record_lags(&batch, &applied.final_lags_ms);
+                for ((_, reply), effect) in jobs.into_iter().zip(applied.effects) {
                     let _ = reply.send(Ok(effect));
                 }
             }
@@ -115,5 +116,26 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Hand-over → final receipt, into each gateway's receipt-lag histogram.
+/// The gateway's slot is looked up once per gateway in the batch, not per
+/// receipt.
+fn record_lags(batch: &[IncomingReceipt], lags_ms: &[Option<i64>]) {
+    let mut slot: Option<std::sync::Arc<crate::metrics::GatewayMetrics>> = None;
+    for (r, lag) in batch.iter().zip(lags_ms) {
+        let Some(ms) = lag else { continue };
+        let m = match &slot {
+            Some(m) if m.name == r.gateway => m.clone(),
+            _ => {
+                let m = METRICS.gateways.get(&r.gateway);
+                slot = Some(m.clone());
+                m
+            }
+        };
+        m.receipt_lag.record(std::time::Duration::from_millis(
+            u64::try_from(*ms).unwrap_or(0),
+        ));
     }
 }

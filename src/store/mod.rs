@@ -69,7 +69,7 @@ pub use notices::{
     QueuedNotice, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
 };
 pub use queue::{ClaimedMessage, RetryCause, SendOutcome, StatusCount};
-pub use receipts::{EffectCount, IncomingReceipt, ReceiptEffect, StoredReceipt};
+pub use receipts::{AppliedReceipts, EffectCount, IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use reregistration::{
     normalize_name, ChatbotReregistration, ReregisterOutcome, ReregisterState,
     ReregistrationExportRow, ReregistrationLock, ReregistrationMode, ReregistrationView,

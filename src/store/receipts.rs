@@ -197,6 +197,16 @@ impl Store {
     }
 }
 
+/// What [`Store::apply_receipts_measured`] did with each receipt of a
+/// batch, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedReceipts {
+    pub effects: Vec<ReceiptEffect>,
+    /// Milliseconds from the message's hand-over (its send recorded) to
+    /// this receipt, for receipts that moved it to a final status.
+    pub final_lags_ms: Vec<Option<i64>>,
+}
+
 /// A parsed receipt waiting to be stored and applied in a batch.
 #[derive(Debug, Clone)]
 pub struct IncomingReceipt {
@@ -222,6 +232,15 @@ impl Store {
     /// applied in arrival order (one per round), so a final followed by a
     /// duplicate in one batch behaves as it would one by one.
     pub async fn apply_receipts(&self, batch: &[IncomingReceipt]) -> Result<Vec<ReceiptEffect>> {
+        Ok(self.apply_receipts_measured(batch).await?.effects)
+    }
+
+    /// [`Store::apply_receipts`], also saying how long after its hand-over
+    /// each message got its final receipt (for the receipt-lag histogram).
+    pub async fn apply_receipts_measured(
+        &self,
+        batch: &[IncomingReceipt],
+    ) -> Result<AppliedReceipts> {
         self.apply_batch(batch, &vec![None; batch.len()]).await
     }
 
@@ -277,6 +296,7 @@ impl Store {
         } else {
             self.apply_batch(&batch, &ids)
                 .await?
+                .effects
                 .iter()
                 .filter(|e| **e != ReceiptEffect::Pending)
                 .count() as u64
@@ -296,10 +316,11 @@ impl Store {
         &self,
         batch: &[IncomingReceipt],
         stored: &[Option<i64>],
-    ) -> Result<Vec<ReceiptEffect>> {
+    ) -> Result<AppliedReceipts> {
         let now = now_ms();
         let lock = self.row_lock();
         let mut effects: Vec<Option<ReceiptEffect>> = vec![None; batch.len()];
+        let mut final_lags_ms: Vec<Option<i64>> = vec![None; batch.len()];
         // Rounds in which every message id appears at most once.
         let mut rounds: Vec<Vec<usize>> = vec![];
         {
@@ -494,16 +515,26 @@ impl Store {
                             q.push(" AND 1 = 0");
                         }
                     };
-                    q.push(" RETURNING id");
-                    let applied: std::collections::HashSet<i64> =
-                        q.build_query_scalar::<i64>().fetch_all(&mut *tx).await?.into_iter().collect();
+                    q.push(" RETURNING id, sent_at");
+                    // Applied ids, with when the send was recorded (none
+                    // when the receipt overtook the recording).
+                    let applied: std::collections::HashMap<i64, Option<i64>> =
+                        q.build_query_as::<(i64, Option<i64>)>().fetch_all(&mut *tx).await?.into_iter().collect();
                     for (i, id) in members {
-                        effects[*i] = Some(if applied.contains(id) { ReceiptEffect::Applied } else { ReceiptEffect::Ignored });
+                        effects[*i] = Some(match applied.get(id) {
+                            Some(sent_at) => {
+                                if status.is_final() {
+                                    final_lags_ms[*i] = sent_at.map(|t| (now - t).max(0));
+                                }
+                                ReceiptEffect::Applied
+                            }
+                            None => ReceiptEffect::Ignored,
+                        });
                     }
                     if applied.is_empty() {
                         continue;
                     }
-                    let mut applied: Vec<i64> = applied.into_iter().collect();
+                    let mut applied: Vec<i64> = applied.into_keys().collect();
                     applied.sort_unstable();
                     match reason {
                         Some(reason) => {
@@ -558,10 +589,13 @@ impl Store {
             }
             tx.commit().await?;
         });
-        Ok(effects
-            .into_iter()
-            .map(|e| e.unwrap_or(ReceiptEffect::Ignored))
-            .collect())
+        Ok(AppliedReceipts {
+            effects: effects
+                .into_iter()
+                .map(|e| e.unwrap_or(ReceiptEffect::Ignored))
+                .collect(),
+            final_lags_ms,
+        })
     }
 }
 

@@ -75,7 +75,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 fn alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = deploy("prometheus");
     let checked = promtool(&["check", "rules", "alerts.yml"], &dir);
-    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "alerts_test.yml"], &dir);
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
@@ -122,6 +122,14 @@ async fn named_metrics_exist(backend: &str) {
         .await
         .unwrap();
     app.stop(Duration::from_secs(5)).await;
+    // Receipts came back: the lag histogram counted them (a lower bound:
+    // the counters are this test binary's, shared by its tests).
+    let lag_count = body
+        .lines()
+        .find_map(|l| l.strip_prefix("pedulicovid_receipt_lag_seconds_count{gateway=\"sim\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(lag_count >= 2.0, "receipt lag not counted:\n{body}");
     let families: BTreeSet<&str> = body
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

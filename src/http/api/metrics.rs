@@ -340,6 +340,15 @@ fn gateway_families(slots: &[Arc<GatewayMetrics>]) -> Vec<MetricFamily> {
                 .collect(),
         ),
         family(
+            "pedulicovid_receipt_lag_seconds",
+            "Hand-over (the send recorded) to the final receipt, by gateway, for receipts \
+             that moved a message to a final status (this process: where receipts arrive).",
+            MetricType::HISTOGRAM,
+            routed()
+                .map(|g| histogram(&[("gateway", &g.name)], &g.receipt_lag))
+                .collect(),
+        ),
+        family(
             "pedulicovid_rate_limit_wait_seconds_total",
             "Time sends waited on rate limits (the gateway's and the global cap), by gateway \
              (this process).",
