@@ -37,7 +37,7 @@ pub use crate::gateway::{Dialect, DialectSettings, GatewayDialect};
 pub const ENV_PREFIX: &str = "PEDULICOVID__";
 
 /// Everything the program can be told.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `sqlite://FILE` (default `sqlite://pedulicovid.db`) or `postgres://…`.
@@ -65,7 +65,7 @@ pub struct Settings {
 /// `[limits]`: what one caller may ask for. The defaults suit a province;
 /// after an overnight blast to a national campaign the chatbot's morning
 /// peak is far above 20 requests a second (README, "Limits").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// Requests per second one chatbot token may make (its burst is the
@@ -122,7 +122,7 @@ impl LimitSettings {
 /// `[metrics]`: where a process without the HTTP server (`pedulicovid
 /// worker`) serves `/metrics` and `/healthz`. `run` and `serve` serve them
 /// on their HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
     /// `host:port`; default `127.0.0.1:9464` (loopback: a scraper on the
@@ -141,7 +141,7 @@ impl Default for MetricsSettings {
 }
 
 /// How the process logs (`[log]`); `--log-format` overrides `format`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -150,7 +150,9 @@ pub struct LogSettings {
 /// `text` (default): one human-readable line an event. `json`: one JSON
 /// object a line (timestamp, level, target, fields, the current span and
 /// its parents), for a log store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -159,7 +161,7 @@ pub enum LogFormat {
 }
 
 /// The WhatsApp chatbot's API (`[chatbot]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatbotSettings {
     /// `"validated"` (default): a re-registration waits, pending, until a
@@ -220,7 +222,7 @@ impl Default for Settings {
 }
 
 /// The HTTP server: receipts, APIs, metrics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     /// Address to listen on. Port 0 picks a free port (tests).
@@ -290,7 +292,7 @@ pub enum DeliveryPolicy {
 }
 
 /// The dispatch worker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
     /// Rows claimed per batch.
@@ -349,7 +351,7 @@ impl Default for WorkerSettings {
 }
 
 /// Message composition.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmsSettings {
     /// Segments a campaign template may need for a typical worker.
@@ -374,8 +376,8 @@ impl Default for SmsSettings {
 /// One carrier gateway. Read from the documented shape
 /// (`RawGatewaySettings`: `dialect = "…"` and that dialect's table
 /// beside it), then held as one [`GatewayDialect`] variant.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "RawGatewaySettings")]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(try_from = "RawGatewaySettings", into = "RawGatewaySettings")]
 pub struct GatewaySettings {
     /// Name used in routing, `messages.gateway` and the callback path.
     /// Required (letters, digits, `-`, `_`).
@@ -437,6 +439,42 @@ impl Default for GatewaySettings {
     }
 }
 
+/// One line of `pedulicovid config show`: [`Settings::shown`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShownSetting {
+    pub key: String,
+    /// As TOML writes the value; secrets `[redacted]`.
+    pub value: String,
+    /// `default`, `file` or `environment`.
+    pub source: &'static str,
+}
+
+/// Calls `f` with the dotted key and the value of every leaf of `v`: a
+/// table's keys and an array of tables' indexes are path segments; any
+/// other array (of strings, numbers) is one leaf.
+fn leaves(prefix: &str, v: &toml::Value, f: &mut dyn FnMut(&str, &toml::Value)) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                leaves(&join(k), v, f);
+            }
+        }
+        toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_table()) => {
+            for (i, v) in a.iter().enumerate() {
+                leaves(&join(&i.to_string()), v, f);
+            }
+        }
+        other => f(prefix, other),
+    }
+}
+
 /// [`GatewaySettings`] as written in the settings file and the environment
 /// (README "Settings"): `dialect` plus a table per dialect beside it
 /// (`[gateways.kannel]`, `PEDULICOVID__GATEWAYS__0__KANNEL__…`). Read as it
@@ -445,7 +483,7 @@ impl Default for GatewaySettings {
 /// [`GatewayDialect`] by [`GatewayDialect::from_tables`], which refuses
 /// another dialect's table. The fields mirror [`GatewaySettings`], whose
 /// comments describe them.
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawGatewaySettings {
     name: String,
@@ -499,6 +537,42 @@ impl Default for RawGatewaySettings {
             jasmin: None,
             json: None,
             tls,
+        }
+    }
+}
+
+/// The documented shape again, for `config show`: `dialect` and the one
+/// table the gateway has.
+impl From<GatewaySettings> for RawGatewaySettings {
+    fn from(g: GatewaySettings) -> RawGatewaySettings {
+        let dialect = g.dialect.dialect();
+        let table = match g.dialect {
+            GatewayDialect::Carrier(t) | GatewayDialect::Simulator(Some(t)) => Some(t),
+            GatewayDialect::Simulator(None) => None,
+        };
+        let (mut kannel, mut jasmin, mut json) = (None, None, None);
+        match table {
+            Some(DialectSettings::Kannel(c)) => kannel = Some(c),
+            Some(DialectSettings::Jasmin(c)) => jasmin = Some(c),
+            Some(DialectSettings::Json(c)) => json = Some(c),
+            None => {}
+        }
+        RawGatewaySettings {
+            name: g.name,
+            dialect,
+            rate_per_sec: g.rate_per_sec,
+            segments_per_sec: g.segments_per_sec,
+            operators: g.operators,
+            breaker_threshold: g.breaker_threshold,
+            breaker_cool_down_secs: g.breaker_cool_down_secs,
+            callback_secret: g.callback_secret,
+            callback_secret_previous: g.callback_secret_previous,
+            callback_secret_previous_until: g.callback_secret_previous_until,
+            callback_secret_grace_secs: g.callback_secret_grace_secs,
+            kannel,
+            jasmin,
+            json,
+            tls: g.tls,
         }
     }
 }
@@ -773,6 +847,61 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+
+    /// Every effective setting with where its value came from, for
+    /// `pedulicovid config show`: `key` is dotted (`gateways.0.kannel.password`),
+    /// `value` as TOML writes it (secrets `[redacted]`), `source` one of
+    /// `default`, `file` and `environment` (the environment wins over the
+    /// file, as in [`Settings::load`]).
+    pub fn shown(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Vec<ShownSetting>> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let settings = Settings::load_from(path, env.clone())?;
+        let effective = toml::Value::try_from(&settings).context("writing the settings")?;
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(Path::new("pedulicovid.toml").to_path_buf()).filter(|p| p.exists()),
+        };
+        let mut from_file = std::collections::BTreeSet::new();
+        if let Some(file) = &file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading settings file {}", file.display()))?;
+            let tree: toml::Table = text
+                .parse()
+                .with_context(|| format!("parsing settings file {}", file.display()))?;
+            leaves("", &toml::Value::Table(tree), &mut |k, _| {
+                from_file.insert(k.to_string());
+            });
+        }
+        let from_env: std::collections::BTreeSet<String> = env
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(ENV_PREFIX))
+            .map(|p| {
+                p.split("__")
+                    .map(|x| x.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        let mut out = vec![];
+        leaves("", &effective, &mut |key, value| {
+            let source = if from_env.contains(key) {
+                "environment"
+            } else if from_file.contains(key) {
+                "file"
+            } else {
+                "default"
+            };
+            out.push(ShownSetting {
+                key: key.to_string(),
+                value: value.to_string(),
+                source,
+            });
+        });
+        Ok(out)
     }
 
     /// Cross-field checks that serde cannot express. Called when settings

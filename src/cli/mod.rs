@@ -109,6 +109,16 @@ enum Command {
     /// Chatbot re-registrations waiting for One Data validation.
     #[command(subcommand)]
     Reregistrations(reregistrations::ReregistrationsCmd),
+    /// The settings as this command line would run with them.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Every effective setting, secrets redacted, with where it came from
+    /// (default, file or environment).
+    Show,
 }
 
 /// Entry point of the binary.
@@ -246,7 +256,42 @@ async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<E
         Command::Token(t) => token::run(&loaded?, t, json).await,
         Command::Support(c) => support::run(&loaded?, c, json).await,
         Command::Reregistrations(c) => reregistrations::run(&loaded?, c, json).await,
+        Command::Config(ConfigCmd::Show) => config_show(&cli, loaded?, json),
     }
+}
+
+/// `pedulicovid config show`: [`Settings::shown`], and `--database-url` /
+/// `--log-format` where the command line overrides.
+fn config_show(cli: &Cli, s: Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let mut shown = Settings::shown(cli.config.as_deref(), std::env::vars())?;
+    for line in &mut shown {
+        let flag = match line.key.as_str() {
+            "database_url" if cli.database_url.is_some() => {
+                line.value = format!("{:?}", redact_url(&s.database_url));
+                true
+            }
+            "log.format" if cli.log_format.is_some() => {
+                line.value = format!("{:?}", format!("{:?}", s.log.format).to_lowercase());
+                true
+            }
+            _ => false,
+        };
+        if flag {
+            line.source = "command line";
+        } else if line.key == "database_url" {
+            // A password in the URL stays out of the listing.
+            line.value = format!("{:?}", redact_url(line.value.trim_matches('"')));
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string(&shown)?);
+    } else {
+        let width = shown.iter().map(|l| l.key.len()).max().unwrap_or(0);
+        for l in &shown {
+            println!("{:<width$} = {}  # {}", l.key, l.value, l.source);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit codes (README, "Command-line conventions").

@@ -48,7 +48,7 @@ const MAX_REASON_CHARS: usize = 120;
 /// that turns it off. Every file is read once, at start
 /// ([`gateway_client`]); a missing, unreadable or malformed file stops the
 /// start with an error naming the gateway and the field.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayTls {
     /// PEM bundle of the CA certificate(s) that sign the gateway's server

@@ -114,7 +114,7 @@ impl DlrMethod {
 
 /// How to reach one Jasmin HTTP API (or the simulator in Jasmin mode), read
 /// from settings.
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JasminConfig {
     /// Full send endpoint. Jasmin listens on `http://127.0.0.1:1401/send` by

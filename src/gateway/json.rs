@@ -72,7 +72,7 @@ pub enum JsonMethod {
 }
 
 /// How the aggregator wants us to authenticate.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum JsonAuth {
     /// No `Authorization` header (a key in `headers` or the URL instead).
@@ -112,7 +112,7 @@ impl From<MappedOutcome> for ReceiptOutcome {
 
 /// Where a receipt's fields are (JSON Pointers, RFC 6901) and what its
 /// statuses mean.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonReceiptMapping {
     /// The aggregator's message id (the one its send answer gave us).
@@ -143,7 +143,7 @@ pub struct JsonReceiptMapping {
 /// implemented. A callback
 /// whose signature is missing, wrong or stale is refused 401 (and counted),
 /// and nothing is stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptSignature {
     /// The header carrying the signature, e.g. `X-Signature`.
@@ -180,7 +180,7 @@ fn default_tolerance() -> u64 {
 }
 
 /// How a signature is written in its header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     #[default]
@@ -334,7 +334,7 @@ impl Default for JsonReceiptMapping {
 
 /// One JSON aggregator, read from settings. The defaults describe the
 /// built-in simulator's JSON mode at its default address.
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonConfig {
     /// The send endpoint.

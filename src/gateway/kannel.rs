@@ -21,7 +21,7 @@ use crate::domain::Encoding;
 use crate::secret::Secret;
 
 /// How to reach one Kannel `smsbox` (or the simulator), read from settings.
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct KannelConfig {
     /// Full sendsms endpoint, e.g. `http://127.0.0.1:13913/cgi-bin/sendsms`.

@@ -233,3 +233,81 @@ fn fixed_choices_and_one_environment_scheme() {
     assert!(!ignored.exists(), "DATABASE_URL was read");
     assert!(dir.path().join("pedulicovid.db").exists(), "the default");
 }
+
+/// `config show`: every effective setting with its source (default, file,
+/// environment, command line), secrets redacted.
+#[test]
+fn config_show_says_where_each_value_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pedulicovid.toml"),
+        "[limits]\nsearch_rows = 7\n\n[[gateways]]\nname = \"tsel\"\n\
+         [gateways.kannel]\nsendsms_url = \"http://127.0.0.1:13913/cgi-bin/sendsms\"\n\
+         password = \"filepass99\"\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .args(["config", "show", "--json", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("PEDULICOVID__LIMITS__CHATBOT_RATE_PER_SEC", "80")
+        .env("PEDULICOVID__GATEWAYS__0__KANNEL__PASSWORD", "envpass77")
+        .env(
+            "PEDULICOVID__DATABASE_URL",
+            "postgres://app:dbpass55@127.0.0.1/x",
+        )
+        .output()
+        .unwrap();
+    let shown = json_of(&o);
+    let all = shown.to_string();
+    for secret in ["filepass99", "envpass77", "dbpass55"] {
+        assert!(!all.contains(secret), "{secret} shown: {all}");
+    }
+    let find = |key: &str| {
+        shown
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["key"] == key)
+            .unwrap_or_else(|| panic!("no {key}: {all}"))
+            .clone()
+    };
+    let is = |key: &str, value: &str, source: &str| {
+        let l = find(key);
+        assert_eq!(
+            (l["value"].as_str().unwrap(), l["source"].as_str().unwrap()),
+            (value, source),
+            "{key}"
+        );
+    };
+    is("limits.search_rows", "7", "file");
+    is("limits.chatbot_rate_per_sec", "80", "environment");
+    is("limits.resends_per_number_per_day", "3", "default");
+    is("gateways.0.name", "\"tsel\"", "file");
+    is(
+        "gateways.0.kannel.password",
+        "\"[redacted]\"",
+        "environment",
+    );
+    is("log.format", "\"json\"", "command line");
+    assert_eq!(find("database_url")["source"], "environment");
+    assert!(find("database_url")["value"]
+        .as_str()
+        .unwrap()
+        .contains("127.0.0.1"));
+
+    // Text: one `key = value  # source` line each.
+    let o = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .args(["config", "show"])
+        .current_dir(dir.path())
+        .env_remove("PEDULICOVID__DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("limits.search_rows "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with("= 7  # file"), "{line}");
+    assert!(!text.contains("filepass99"), "{text}");
+}

@@ -83,7 +83,7 @@ pub use wire::{callback_client, dlr, mask_number, JsonSignature, Password, Signa
 
 /// Settings of `pedulicovid carrier-sim` (and of the simulator the demo and
 /// the tests start in-process). Every field has a default that works.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct SimulatorConfig {
     /// Address to listen on; port 0 picks a free one (tests).

@@ -66,12 +66,19 @@ impl<'de> Deserialize<'de> for Password {
     }
 }
 
+impl serde::Serialize for Password {
+    /// Redacted, like `Debug`: a settings dump never holds it.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
 /// How the JSON aggregator signs its receipt callbacks: HMAC-SHA256 of the
 /// body, or of `signed_payload` with the time of signing, in the header
 /// `header` (the webhook schemes of GitHub and Slack). The table reads like
 /// a JSON gateway's `[gateways.json.receipt.signature]`, so one table can
 /// configure both ends; `tolerance_secs` is the receiver's and ignored here.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct JsonSignature {
     /// The header carrying the signature, e.g. `X-Signature`.
     pub header: String,
@@ -98,7 +105,7 @@ fn default_signed_payload() -> String {
 }
 
 /// How a signature is written in its header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     #[default]
