@@ -439,6 +439,24 @@ impl Default for GatewaySettings {
     }
 }
 
+/// The settings file's table: `path` (`--config`), or `pedulicovid.toml`
+/// in the working directory when present, or none.
+fn settings_file(path: Option<&Path>) -> anyhow::Result<Option<toml::Table>> {
+    let file = match path {
+        Some(p) => p.to_path_buf(),
+        None => match Some(Path::new("pedulicovid.toml")).filter(|p| p.exists()) {
+            Some(p) => p.to_path_buf(),
+            None => return Ok(None),
+        },
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading settings file {}", file.display()))?;
+    let table = text
+        .parse()
+        .with_context(|| format!("parsing settings file {}", file.display()))?;
+    Ok(Some(table))
+}
+
 /// One line of `pedulicovid config show`: [`Settings::shown`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ShownSetting {
@@ -782,16 +800,7 @@ impl Settings {
         // Start empty: `#[serde(default)]` on every section fills what the
         // file and the environment leave out.
         let mut tree = toml::Table::new();
-        let file = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => Some(Path::new("pedulicovid.toml").to_path_buf()).filter(|p| p.exists()),
-        };
-        if let Some(file) = &file {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading settings file {}", file.display()))?;
-            let overlay: toml::Table = text
-                .parse()
-                .with_context(|| format!("parsing settings file {}", file.display()))?;
+        if let Some(overlay) = settings_file(path)? {
             merge(&mut tree, overlay);
         }
         for (key, value) in env {
@@ -861,17 +870,8 @@ impl Settings {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let settings = Settings::load_from(path, env.clone())?;
         let effective = toml::Value::try_from(&settings).context("writing the settings")?;
-        let file = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => Some(Path::new("pedulicovid.toml").to_path_buf()).filter(|p| p.exists()),
-        };
         let mut from_file = std::collections::BTreeSet::new();
-        if let Some(file) = &file {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading settings file {}", file.display()))?;
-            let tree: toml::Table = text
-                .parse()
-                .with_context(|| format!("parsing settings file {}", file.display()))?;
+        if let Some(tree) = settings_file(path)? {
             leaves("", &toml::Value::Table(tree), &mut |k, _| {
                 from_file.insert(k.to_string());
             });
