@@ -736,6 +736,37 @@ pub(crate) async fn insert_registry(
     Ok(())
 }
 
+/// Every `every`-th worker of the registry [`insert_registry`] writes with
+/// these `n`, `seed` and `deliverable`: generated again the same way, chunk
+/// by chunk (for load generators that need real NIKs and numbers).
+pub(crate) fn sample_registry(
+    n: usize,
+    seed: u64,
+    deliverable: bool,
+    every: usize,
+) -> anyhow::Result<Vec<NewWorker>> {
+    let operators = PREFIXES
+        .iter()
+        .map(|p| {
+            Msisdn::parse(&format!("0{p}12345678"))
+                .map(|m| m.operator().as_str().to_string())
+                .map_err(|e| anyhow::anyhow!("prefix {p}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let every = every.max(1);
+    let mut out = vec![];
+    for from in (0..n).step_by(REGISTRY_CHUNK) {
+        let mut rng = StdRng::seed_from_u64(seed ^ from as u64);
+        for i in from..(from + REGISTRY_CHUNK).min(n) {
+            let w = synthetic_worker(i, &operators, &mut rng, deliverable);
+            if i % every == 0 {
+                out.push(w);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Creates a benchmark campaign (every validated, eligible worker of
 /// `provinces`, or of all provinces; round the clock) and times its
 /// enqueue: the campaign, the messages enqueued and the seconds taken.

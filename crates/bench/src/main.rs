@@ -24,6 +24,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use pedulicovid::config::Settings;
 
+mod chatbot;
 mod engine;
 mod kannel;
 mod receipts;
@@ -52,6 +53,9 @@ enum BenchCmd {
     /// keep-alive connections to the HTTP server alone, every one checked in
     /// the database.
     Receipts(receipts::ReceiptBenchArgs),
+    /// Chatbot look-ups against one HTTP server on a registry of (by
+    /// default) 1.5 M workers: requests per second and latency.
+    Chatbot(chatbot::ChatbotBenchArgs),
 }
 
 impl Cli {
@@ -120,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.what {
         None => engine::run(s, cli.args, given).await,
         Some(BenchCmd::Receipts(a)) => receipts::run(s, a, given).await,
+        Some(BenchCmd::Chatbot(a)) => chatbot::run(s, a, given).await,
     }
 }
 
