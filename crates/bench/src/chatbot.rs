@@ -151,7 +151,12 @@ async fn run_in(
     let NewToken { secret, .. } = store.create_token("bench-chatbot", Role::Chatbot).await?;
     store.close().await;
     // About 20,000 distinct workers spread over the whole registry.
-    let sample = sample_registry(args.workers, args.seed, false, (args.workers / 20_000).max(1))?;
+    let sample = sample_registry(
+        args.workers,
+        args.seed,
+        false,
+        (args.workers / 20_000).max(1),
+    )?;
     let bodies: Arc<Vec<String>> = Arc::new(
         sample
             .iter()
