@@ -22,7 +22,7 @@ use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::status::Status;
-use pedulicovid::store::{Role, Store};
+use pedulicovid::store::{CampaignAction, Role, Store};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -551,7 +551,35 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
 
     // The dashboard: progress and per-province rates. Jakarta: Siti twice
     // delivered, Budi undelivered; Jawa Barat: both delivered.
+    // A campaign under way (here paused before its start) has a progress
+    // bar on the list, at the share its counts say: nothing done yet. The
+    // finished one has none.
+    let later = pedulicovid::campaign::CampaignRequest {
+        at: Some(pedulicovid::store::now_ms() + 86_400_000),
+        ..campaign_request("Undangan Februari")
+    };
+    let (feb, queued) = create_campaign(&ui.app, later).await;
+    assert!(queued > 0);
+    ui.store()
+        .control_campaign(feb.id, CampaignAction::Pause, "uji", "test")
+        .await
+        .unwrap();
     b.goto(&ui.url("/ui/kampanye")).await.unwrap();
+    let bar = wait_for(
+        b,
+        Locator::Css(&format!(
+            "meter.kemajuan[aria-label=\"Kemajuan kampanye {}\"]",
+            feb.id
+        )),
+    )
+    .await;
+    assert_eq!(bar.attr("value").await.unwrap().as_deref(), Some("0"));
+    assert!(b
+        .find(Locator::Css(&format!(
+            "meter.kemajuan[aria-label=\"Kemajuan kampanye {campaign}\"]"
+        )))
+        .await
+        .is_err());
     click(b, &format!("a[href=\"/ui/kampanye/{campaign}\"]")).await;
     assert!(text_of(b, "h1").await.contains("Undangan Januari"));
     let provinces = text_of(b, "#provinsi ~ div table").await;
