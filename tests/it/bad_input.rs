@@ -771,11 +771,25 @@ fn demo_logs_never_show_personal_data_as(format: &str) {
             &stderr[..stderr.len().min(2000)]
         );
     }
+    // The whole log line is in the message: a finding must say where.
+    let line_of = |found: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(found))
+            .unwrap_or_default()
+            .to_string()
+    };
     if let Some(nik) = long_digit_run(&stderr) {
-        panic!("a 16-digit number (NIK?) in the logs: {nik}");
+        panic!(
+            "a 16-digit number (NIK?) in the {format} logs: {nik}\n{}",
+            line_of(nik)
+        );
     }
     if let Some(phone) = unmasked_phone(&stderr) {
-        panic!("an unmasked phone number in the logs: {phone}");
+        panic!(
+            "an unmasked phone number in the {format} logs: {phone}\n{}",
+            line_of(&phone)
+        );
     }
     for name in [
         "Rahayu",
