@@ -62,6 +62,9 @@ echo "# monitoring-check.sh: see the environment" >"$WORK/empty.toml"
 export RUST_LOG=warn
 export PEDULICOVID__DATABASE_URL="$DB_URL"
 pc() { "$BIN" --config "$WORK/empty.toml" "$@"; }
+# In the background: `exec` makes $! the binary's own pid, so the cleanup
+# stops the binary, not only the subshell that started it.
+pc_exec() { exec "$BIN" --config "$WORK/empty.toml" "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_line() { # file pattern pid
     for _ in $(seq 1 300); do
@@ -73,7 +76,7 @@ wait_line() { # file pattern pid
 }
 
 pc migrate >/dev/null
-pc carrier-sim --listen 127.0.0.1:0 --rules 0=undelivered --mix delivered=1 \
+pc_exec carrier-sim --listen 127.0.0.1:0 --rules 0=undelivered --mix delivered=1 \
     --receipt-delay-ms 5000 >"$WORK/sim.out" 2>"$WORK/sim.log" &
 PIDS+=($!)
 SIM_URL="$(wait_line "$WORK/sim.out" 'http://' $! | grep -o 'http://[^ ]*')"
@@ -82,7 +85,7 @@ export PEDULICOVID__GATEWAYS__0__RATE_PER_SEC="$RATE"
 export PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL="$SIM_URL"
 
 SERVE_PORT="$(free_port)"
-PEDULICOVID__HTTP__LISTEN="127.0.0.1:$SERVE_PORT" pc serve >/dev/null 2>"$WORK/serve.log" &
+PEDULICOVID__HTTP__LISTEN="127.0.0.1:$SERVE_PORT" pc_exec serve >/dev/null 2>"$WORK/serve.log" &
 PIDS+=($!)
 wait_line "$WORK/serve.log" 'listening on http://' $! >/dev/null || true
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$SERVE_PORT/healthz" >/dev/null && break; sleep 0.1; done
@@ -102,7 +105,7 @@ psql "$DB_URL" -qc ANALYZE >/dev/null
 
 W1="$(free_port)" W2="$(free_port)"
 for p in "$W1" "$W2"; do
-    PEDULICOVID__METRICS__LISTEN="127.0.0.1:$p" pc worker >/dev/null 2>"$WORK/worker-$p.log" &
+    PEDULICOVID__METRICS__LISTEN="127.0.0.1:$p" pc_exec worker >/dev/null 2>"$WORK/worker-$p.log" &
     PIDS+=($!)
 done
 

@@ -600,6 +600,44 @@ fn cli_import_of_a_missing_file_fails_clearly() {
 }
 
 /// Removes ANSI colour sequences, in case the logger colours a pipe.
+/// `s` with every UUID (8-4-4-4-12 hex digits: request ids, lease owners)
+/// replaced by `<uuid>`: its last group may be twelve decimal digits
+/// starting `08`, which reads like a phone number and is not one.
+fn strip_uuids(s: &str) -> String {
+    let b = s.as_bytes();
+    let is_uuid_at = |i: usize| {
+        let shape = [8usize, 4, 4, 4, 12];
+        let mut j = i;
+        for (k, n) in shape.iter().enumerate() {
+            if j + n > b.len() || !b[j..j + n].iter().all(|c| c.is_ascii_hexdigit()) {
+                return false;
+            }
+            j += n;
+            if k < 4 {
+                if b.get(j) != Some(&b'-') {
+                    return false;
+                }
+                j += 1;
+            }
+        }
+        // Not part of a longer run of hex digits.
+        (i == 0 || !b[i - 1].is_ascii_hexdigit()) && b.get(j).is_none_or(|c| !c.is_ascii_hexdigit())
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if is_uuid_at(i) {
+            out.push_str("<uuid>");
+            i += 36;
+        } else {
+            let c = s[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
@@ -689,6 +727,17 @@ fn pii_scanners_work() {
     );
     assert_eq!(unmasked_phone("to=+62812****7890 at=1610470800123"), None);
     assert_eq!(unmasked_phone("elapsed_secs=0.081234567"), None);
+    // A request id whose last group is all digits is not a phone number.
+    let line = "request_id=1f0e2d3c-4b5a-4697-8887-081984058032 status=200";
+    assert!(
+        unmasked_phone(line).is_some(),
+        "the scanner alone is fooled"
+    );
+    assert_eq!(unmasked_phone(&strip_uuids(line)), None);
+    assert_eq!(
+        strip_uuids(&format!("a {line} 081234567890")),
+        "a request_id=<uuid> status=200 081234567890"
+    );
     assert_eq!(
         strip_ansi("\u{1b}[3mto\u{1b}[0m\u{1b}[2m=\u{1b}[0m1"),
         "to=1"
@@ -713,7 +762,7 @@ fn demo_logs_never_show_personal_data_as(format: &str) {
         .output()
         .expect("run the demo");
     let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    let stderr = strip_uuids(&strip_ansi(&String::from_utf8_lossy(&out.stderr)));
     assert!(
         out.status.success(),
         "demo failed: {}",
