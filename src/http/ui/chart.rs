@@ -7,28 +7,14 @@
 
 use std::fmt::Write as _;
 
+use super::view::number as angka;
+
 /// Escapes text for SVG (XML) content and attribute values.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// `1234567` as `1.234.567` (Indonesian grouping).
-fn angka(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        out.insert(0, '-');
-    }
-    out
 }
 
 /// One moment of a campaign's progress: messages delivered, not delivered
