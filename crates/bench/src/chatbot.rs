@@ -3,9 +3,16 @@
 //! (default 1.5 M) on a fresh database, then `--connections` clients
 //! asking `POST /api/v1/chatbot/lookup` for `--secs` seconds, half by a
 //! worker's phone number, half by NIK with that worker's WhatsApp number,
-//! every one naming a registered worker. Reports requests per second,
-//! latency quantiles, answers by status and CPU (this process, PostgreSQL).
-//! The per-token rate limit is lifted for the run (it is what is measured
+//! every one naming a registered worker. With `--reregister P`, P % of the
+//! requests are instead `POST /api/v1/chatbot/reregister` (the worker's NIK
+//! and full name, a WhatsApp number never used before and a fresh
+//! `Idempotency-Key`): in the default `validated` mode each is stored
+//! pending One Data validation, one transaction with its audit row. Distinct
+//! numbers keep the per-number limits (3 requests a day, 5 failures lock)
+//! out of the figure: they guard one conversation, not the server.
+//! Reports requests per second, latency quantiles (all requests, and each
+//! kind), answers by status and CPU (this process, PostgreSQL). The
+//! per-token rate limit is lifted for the run (it is what is measured
 //! against, `limits.chatbot_rate_per_sec`).
 
 use std::collections::BTreeMap;
@@ -36,6 +43,9 @@ pub struct ChatbotBenchArgs {
     /// How long the look-ups run, seconds.
     #[arg(long, default_value_t = 30)]
     pub secs: u64,
+    /// Share of the requests that are re-registrations, percent (0 to 100).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub reregister: u8,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +63,8 @@ pub struct ChatbotBenchReport {
     pub database: String,
     pub workers: u64,
     pub connections: usize,
+    /// Share of re-registrations among the requests, percent.
+    pub reregister_percent: u8,
     pub registry_s: f64,
     pub secs: f64,
     pub requests: u64,
@@ -60,16 +72,69 @@ pub struct ChatbotBenchReport {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Look-ups and their latency.
+    pub lookups: KindReport,
+    /// Re-registrations and their latency.
+    pub reregistrations: KindReport,
     /// Answers by HTTP status (`0`: a transport error).
     pub by_status: BTreeMap<u16, u64>,
     /// Looked-up workers found (`found: true`), of the 200 answers.
     pub found: u64,
+    /// Re-registrations answered `pending_validation`.
+    pub pending: u64,
     /// CPU seconds of this process (server and clients) during the run.
     pub process_cpu_s: f64,
     /// Every `postgres` process on the machine (PostgreSQL only).
     pub db_cpu_s: Option<f64>,
     pub load_avg_at_start: Option<f64>,
 }
+
+/// One kind of request: how many, how fast.
+#[derive(Debug, Default, Serialize)]
+pub struct KindReport {
+    pub requests: u64,
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Latencies of one kind of request.
+#[derive(Default)]
+struct Kind {
+    latency: Histogram,
+    count: AtomicU64,
+}
+
+impl Kind {
+    fn record(&self, took: Duration) {
+        self.latency.record(took);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, wall: f64) -> KindReport {
+        let requests = self.count.load(Ordering::Relaxed);
+        KindReport {
+            requests,
+            requests_per_s: round1(requests as f64 / wall.max(1e-9)),
+            p50_ms: round2(self.latency.quantile_ms(0.50)),
+            p99_ms: round2(self.latency.quantile_ms(0.99)),
+        }
+    }
+}
+
+/// A request of the mix.
+enum Body {
+    Lookup(String),
+    /// NIK and full name of a registered worker.
+    Reregister {
+        nik: String,
+        full_name: String,
+    },
+}
+
+/// The first number handed to a re-registration: `+62813` and eight
+/// digits, a range the synthetic registry never uses for a worker.
+const FIRST_NEW_NUMBER: u64 = 90_000_000;
 
 pub async fn run(
     settings: Settings,
@@ -88,20 +153,27 @@ pub async fn run(
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "chatbot look-ups, {} backend, {} workers, {} connections, {:.0} s:\n  \
+            "chatbot, {} backend, {} workers, {} connections, {:.0} s, {} % re-registrations:\n  \
              {} requests, {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  \
-             by status {:?}, found {}\n  CPU: this process {:.1} s, PostgreSQL {}",
+             look-ups {:.0}/s (p99 {:.1} ms), re-registrations {:.0}/s (p99 {:.1} ms)\n  \
+             by status {:?}, found {}, pending {}\n  CPU: this process {:.1} s, PostgreSQL {}",
             r.backend,
             r.workers,
             r.connections,
             r.secs,
+            r.reregister_percent,
             r.requests,
             r.requests_per_s,
             r.p50_ms,
             r.p99_ms,
             r.max_ms,
+            r.lookups.requests_per_s,
+            r.lookups.p99_ms,
+            r.reregistrations.requests_per_s,
+            r.reregistrations.p99_ms,
             r.by_status,
             r.found,
+            r.pending,
             r.process_cpu_s,
             r.db_cpu_s
                 .map_or_else(|| "-".to_string(), |c| format!("{c:.1} s"))
@@ -132,6 +204,7 @@ async fn run_in(
         database,
         workers: args.workers as u64,
         connections: args.connections,
+        reregister_percent: args.reregister,
         load_avg_at_start: load_avg(),
         ..Default::default()
     };
@@ -157,23 +230,35 @@ async fn run_in(
         false,
         (args.workers / 20_000).max(1),
     )?;
-    let bodies: Arc<Vec<String>> = Arc::new(
+    // Every 100 consecutive bodies hold `--reregister` re-registrations,
+    // spread evenly (Bresenham), the rest look-ups alternating by phone
+    // and by NIK.
+    let share = u64::from(args.reregister);
+    let bodies: Arc<Vec<Body>> = Arc::new(
         sample
             .iter()
             .enumerate()
             .map(|(i, w)| {
                 let phone = w.phone.as_e164();
-                if i % 2 == 0 {
-                    serde_json::json!({ "phone": phone }).to_string()
+                let slot = i as u64 % 100;
+                if (slot + 1) * share / 100 > slot * share / 100 {
+                    Body::Reregister {
+                        nik: w.nik.as_str().to_string(),
+                        full_name: w.full_name.clone(),
+                    }
+                } else if i % 2 == 0 {
+                    Body::Lookup(serde_json::json!({ "phone": phone }).to_string())
                 } else {
-                    serde_json::json!({ "nik": w.nik.as_str(), "whatsapp_phone": phone })
-                        .to_string()
+                    Body::Lookup(
+                        serde_json::json!({ "nik": w.nik.as_str(), "whatsapp_phone": phone })
+                            .to_string(),
+                    )
                 }
             })
             .collect(),
     );
     say(&format!(
-        "registry {:.1} s; {} look-up bodies; {} connections for {} s",
+        "registry {:.1} s; {} request bodies; {} connections for {} s",
         report.registry_s,
         bodies.len(),
         args.connections,
@@ -187,13 +272,16 @@ async fn run_in(
         simulator: false,
     };
     let app = App::start(s, parts).await?;
-    let url = format!(
-        "http://{}/api/v1/chatbot/lookup",
+    let base = format!(
+        "http://{}/api/v1/chatbot",
         app.http_addr.context("the HTTP server did not start")?
     );
     let latency = Arc::new(Histogram::default());
+    let kinds = Arc::new([Kind::default(), Kind::default()]);
     let max_us = Arc::new(AtomicU64::new(0));
     let found = Arc::new(AtomicU64::new(0));
+    let pending = Arc::new(AtomicU64::new(0));
+    let next_number = Arc::new(AtomicU64::new(FIRST_NEW_NUMBER));
     let statuses = Arc::new(std::sync::Mutex::new(BTreeMap::<u16, u64>::new()));
     let cpu0 = process_cpu_s();
     let db0 = postgres_cpu_s(app.store.backend());
@@ -204,12 +292,15 @@ async fn run_in(
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .build()?;
-        let (url, secret, bodies) = (url.clone(), secret.clone(), bodies.clone());
-        let (latency, max_us, found, statuses) = (
+        let (base, secret, bodies) = (base.clone(), secret.clone(), bodies.clone());
+        let (latency, kinds, max_us, found, pending, statuses, next_number) = (
             latency.clone(),
+            kinds.clone(),
             max_us.clone(),
             found.clone(),
+            pending.clone(),
             statuses.clone(),
+            next_number.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut i = c;
@@ -217,12 +308,25 @@ async fn run_in(
             while Instant::now() < until {
                 let body = &bodies[i % bodies.len()];
                 i += args_step(c);
+                let request = match body {
+                    Body::Lookup(json) => client.post(format!("{base}/lookup")).body(json.clone()),
+                    Body::Reregister { nik, full_name } => {
+                        let n = next_number.fetch_add(1, Ordering::Relaxed);
+                        let json = serde_json::json!({
+                            "nik": nik,
+                            "full_name": full_name,
+                            "whatsapp_phone": format!("+62813{n:08}"),
+                        });
+                        client
+                            .post(format!("{base}/reregister"))
+                            .header("idempotency-key", format!("bench-{n}"))
+                            .body(json.to_string())
+                    }
+                };
                 let t = Instant::now();
-                let r = client
-                    .post(&url)
+                let r = request
                     .bearer_auth(&secret)
                     .header("content-type", "application/json")
-                    .body(body.clone())
                     .send()
                     .await;
                 let status = match r {
@@ -232,12 +336,16 @@ async fn run_in(
                         if status == 200 && text.contains("\"found\":true") {
                             found.fetch_add(1, Ordering::Relaxed);
                         }
+                        if status == 200 && text.contains("\"status\":\"pending_validation\"") {
+                            pending.fetch_add(1, Ordering::Relaxed);
+                        }
                         status
                     }
                     Err(_) => 0,
                 };
                 let took = t.elapsed();
                 latency.record(took);
+                kinds[usize::from(matches!(body, Body::Reregister { .. }))].record(took);
                 max_us.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
                 *mine.entry(status).or_default() += 1;
             }
@@ -264,6 +372,9 @@ async fn run_in(
     report.p99_ms = round2(latency.quantile_ms(0.99));
     report.max_ms = round2(max_us.load(Ordering::Relaxed) as f64 / 1000.0);
     report.found = found.load(Ordering::Relaxed);
+    report.pending = pending.load(Ordering::Relaxed);
+    report.lookups = kinds[0].report(wall);
+    report.reregistrations = kinds[1].report(wall);
     Ok(report)
 }
 
