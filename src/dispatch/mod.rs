@@ -564,8 +564,9 @@ impl Dispatcher {
         });
     }
 
-    /// Runs steps until `shutdown` turns true. An idle worker sleeps until
-    /// the next message is due (at most `poll_ms`), never spins. On shutdown
+    /// Runs steps until `shutdown` turns true. An idle worker sleeps for
+    /// `poll_ms` or until woken ([`Store::due_watch`]: an enqueue, resend or
+    /// resume here or, on PostgreSQL, in any process), never spins. On shutdown
     /// the batch in hand is finished and recorded first.
     ///
     /// Pipelined: a batch's outcomes are recorded while the next batch is
@@ -573,6 +574,7 @@ impl Dispatcher {
     /// limiter does not bank credit for a burst) while the database writes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         info!(owner = %self.owner, "worker started");
+        let mut due = self.store.due_watch();
         let mut unrecorded: Option<(StepSummary, Vec<SendOutcome>)> = None;
         while !*shutdown.borrow() {
             let previous = unrecorded.take();
@@ -600,6 +602,7 @@ impl Dispatcher {
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                _ = due.changed() => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -291,6 +291,9 @@ impl Store {
         // planner fresh statistics before the first claim (autovacuum may be
         // off or late; BENCHMARKS.md measured claims sorting the whole queue).
         self.refresh_statistics(&["messages", "campaigns"]).await;
+        if enqueued > 0 {
+            self.wake_dispatchers().await;
+        }
         Ok(CreatedCampaign { campaign, enqueued })
     }
 
@@ -444,6 +447,9 @@ impl Store {
                 action.as_str()
             )));
         }
+        if action == CampaignAction::Resume {
+            self.wake_dispatchers().await;
+        }
         Ok(c)
     }
 
@@ -467,7 +473,7 @@ impl Store {
         let first = first_send_case("utc_offset", first_send, at);
         let lock = self.row_lock();
         let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1");
-        with_pool!(self, pool => {
+        let rescheduled = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // The campaign row is locked before any message row, the order
             // `control_campaign` and the extra-notice paths use.
@@ -504,8 +510,12 @@ impl Store {
             let campaign = sqlx::query_as::<_, Campaign>(&sql)
                 .bind(id).fetch_one(&mut *tx).await?;
             tx.commit().await?;
-            Ok(RescheduledCampaign { campaign, retimed: moved })
-        })
+            Ok::<_, StoreError>(RescheduledCampaign { campaign, retimed: moved })
+        })?;
+        if rescheduled.retimed > 0 {
+            self.wake_dispatchers().await;
+        }
+        Ok(rescheduled)
     }
 
     /// Pauses running campaigns whose last `window` send attempts failed in

@@ -42,6 +42,7 @@ mod queue;
 mod receipts;
 mod reregistration;
 mod timeline;
+mod wake;
 mod workers;
 
 use std::str::FromStr;
@@ -79,6 +80,7 @@ pub use timeline::{
     scrub, AttemptEntry, AuditEntry, PhoneChange, ReceiptEntry, ResendEntry, Timeline,
     TimelineMessage,
 };
+pub use wake::{DueWatch, DUE_CHANNEL};
 pub(crate) use workers::WORKER_COLUMNS;
 pub use workers::{
     Lookup, NewWorker, NoticeState, SearchKind, SearchResults, UpsertCounts, WorkerKey, WorkerRow,
@@ -263,6 +265,8 @@ pub struct Store {
     /// The limits the settings give (`[limits]`), defaults until
     /// [`Store::with_limits`].
     pub(crate) limits: Limits,
+    /// Wake-ups for idle dispatchers, shared by every clone ([`wake`]).
+    pub(crate) wake: wake::Wake,
 }
 
 /// Limits the store applies, from the settings (`[limits]`).
@@ -332,6 +336,7 @@ impl Store {
                 db: Db::Sqlite(pool),
                 search_timeout: SEARCH_TIMEOUT,
                 limits: Limits::default(),
+                wake: wake::Wake::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?
@@ -359,6 +364,7 @@ impl Store {
                 db: Db::Postgres(pool),
                 search_timeout: SEARCH_TIMEOUT,
                 limits: Limits::default(),
+                wake: wake::Wake::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))

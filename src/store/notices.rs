@@ -262,6 +262,7 @@ impl Store {
             tx.commit().await?;
             notice
         });
+        self.wake_dispatchers().await;
         Ok(notice)
     }
 }

@@ -913,6 +913,9 @@ impl Store {
             tx.commit().await?;
             Idempotent::Done { outcome, body }
         });
+        if matches!(&outcome, Idempotent::Done { outcome, .. } if outcome.notice.is_some()) {
+            self.wake_dispatchers().await;
+        }
         Ok(outcome)
     }
 
@@ -1049,6 +1052,9 @@ impl Store {
                 notice,
             }
         });
+        if outcome.notice.is_some() {
+            self.wake_dispatchers().await;
+        }
         Ok(outcome)
     }
 

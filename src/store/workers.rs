@@ -203,6 +203,9 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if counts.reregistrations_confirmed > 0 {
+            self.wake_dispatchers().await;
+        }
         Ok(counts)
     }
 

@@ -42,4 +42,5 @@ mod sim_dialects;
 mod support_search;
 mod tls;
 mod ui_browser;
+mod wakeup;
 mod worker_metrics;
