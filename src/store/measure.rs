@@ -20,6 +20,14 @@ pub struct CampaignTimes {
     pub last_final: Option<i64>,
 }
 
+/// What a database has run so far ([`Store::activity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbActivity {
+    pub transactions: i64,
+    /// `None` without `pg_stat_statements`.
+    pub statements: Option<i64>,
+}
+
 /// A campaign's sends and finals per whole second since a start time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PerSecond {
@@ -79,6 +87,58 @@ impl Store {
             sqlx::query("VACUUM ANALYZE messages").execute(p).await?;
         }
         Ok(())
+    }
+
+    /// SMS segments per sent message of a campaign (of the messages a
+    /// gateway took), `None` before the first.
+    pub async fn campaign_segments(&self, id: i64) -> Result<Option<f64>> {
+        let avg: Option<f64> = with_pool!(self, p => sqlx::query_scalar(
+            "SELECT CAST(AVG(segments) AS DOUBLE PRECISION) FROM messages \
+             WHERE campaign_id = $1 AND segments IS NOT NULL")
+            .bind(id).fetch_one(p).await?);
+        Ok(avg.map(|a| (a * 100.0).round() / 100.0))
+    }
+
+    /// PostgreSQL: the transactions (committed and rolled back) this
+    /// database has run, from `pg_stat_database`, and the statements, from
+    /// `pg_stat_statements` when that extension is loaded by the server
+    /// (`shared_preload_libraries`) and installed in the database (this
+    /// call installs it when it can). For per-message costs: read before and
+    /// after a run whose connections are closed (a backend reports its
+    /// counts at exit at the latest). `None` on SQLite.
+    pub async fn activity(&self) -> Result<Option<DbActivity>> {
+        let Db::Postgres(p) = &self.db else {
+            return Ok(None);
+        };
+        let transactions: i64 = sqlx::query_scalar(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(p)
+        .await?;
+        let preloaded: bool = sqlx::query_scalar(
+            "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'",
+        )
+        .fetch_one(p)
+        .await?;
+        let mut statements = None;
+        if preloaded
+            && sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .execute(p)
+                .await
+                .is_ok()
+        {
+            statements = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(calls), 0)::BIGINT FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(p)
+            .await
+            .ok();
+        }
+        Ok(Some(DbActivity {
+            transactions,
+            statements,
+        }))
     }
 
     /// PostgreSQL: the process ids of the server processes serving this

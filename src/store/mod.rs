@@ -65,7 +65,7 @@ pub use error::{Result, StoreError, SupportError};
 pub use flags::{FlagRow, TimelineFlag};
 pub use gateways::{GatewaySecrets, GatewayState};
 pub use gauges::{GatewayCount, Gauges};
-pub use measure::{CampaignTimes, PerSecond, ScratchDatabase};
+pub use measure::{CampaignTimes, DbActivity, PerSecond, ScratchDatabase};
 pub use notices::{
     QueuedNotice, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
 };

@@ -7,10 +7,14 @@
 //!    [`Store::upsert_workers`] in chunks of 1,000 (no CSV parsing), spread
 //!    over every province, all validated and eligible, unique NIKs and phones;
 //! 2. **enqueue**: [`campaign::create`] with the window 00:00-24:00;
-//! 3. **unlimited run**: [`App`] with every part (HTTP callbacks, dispatch
-//!    workers, housekeeping, the simulator answering at once and calling back
-//!    `delivered` after ~0 ms), from the campaign's creation until every
-//!    message has `sent_at` and then until every message is final;
+//! 3. **unlimited run**: a `serve` (HTTP callbacks, housekeeping) and a
+//!    `worker` (dispatch loops) with the simulator answering at once and
+//!    calling back `delivered` after ~0 ms, each on a runtime of its own
+//!    (or the simulator in a process of its own, `--simulator external`) so
+//!    their CPU per message is told apart ([`crate::parts`]), from the
+//!    campaign's creation until every message has `sent_at` and then until
+//!    every message is final; PostgreSQL's transactions and statements per
+//!    message; then the wake-up latency (20 resends to idle workers);
 //! 4. **rate run** (`--rate R`, 0 skips it): a second campaign over enough
 //!    provinces, a fresh [`App`] whose gateway is limited to `R` messages/s,
 //!    sampled at the simulator every millisecond for `--rate-secs`, then
@@ -42,6 +46,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::parts::{PartsCpu, RunParts, SimulatorPlace};
 use carrier_sim::{OutcomeMix, SimHandle};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest, Window};
@@ -121,6 +126,10 @@ pub struct BenchArgs {
     /// Gateway requests in flight per dispatch loop (`worker.concurrency`).
     #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
+    /// Where the simulator runs: `internal` (a runtime of its own in this
+    /// process) or `external` (a `carrier-sim` process beside it).
+    #[arg(long, value_enum, default_value_t = SimulatorPlace::Internal)]
+    pub simulator: SimulatorPlace,
     /// Base delay of the simulator's receipts, ms.
     #[arg(long, default_value_t = 0)]
     pub receipt_delay_ms: u64,
@@ -196,6 +205,69 @@ pub struct UnlimitedReport {
     pub receipts_by_second: Vec<u64>,
     /// Simulator submits to a number already submitted (0 = exactly once).
     pub duplicates: u64,
+    /// Resend committed → sent, with every worker idle (none when the run
+    /// timed out).
+    pub wake_latency_ms: Option<WakeLatency>,
+    /// CPU seconds of each part of the run (`parts`: dispatcher, server,
+    /// simulator, database, other).
+    pub cpu_s: Option<PartsCpu>,
+    /// The same per final message, µs.
+    pub cpu_us_per_message: Option<PartsCpu>,
+    /// PostgreSQL transactions per message (`pg_stat_database`).
+    pub transactions_per_message: Option<f64>,
+    /// PostgreSQL statements per message (`pg_stat_statements`, when the
+    /// server loads it).
+    pub statements_per_message: Option<f64>,
+    /// SMS segments per sent message.
+    pub segments_per_message: Option<f64>,
+}
+
+/// How soon idle workers act on new work ([`wake_latency`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WakeLatency {
+    pub samples: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub max: f64,
+}
+
+/// Resends timed by [`wake_latency`].
+const WAKE_SAMPLES: u64 = 20;
+
+/// Times `samples` resends (to workers 1, 2, …, whose campaign notices are
+/// final) from the store's answer to the gateway's acceptance, each after
+/// a random 100 to 400 ms of idleness so polling, had it the only say,
+/// would show its average (half the poll interval) rather than luck.
+async fn wake_latency(store: &Store, samples: u64) -> anyhow::Result<WakeLatency> {
+    use pedulicovid::domain::notice::FreeText;
+    let staff = FreeText::parse("staff", "bench", 100)?;
+    let reason = FreeText::parse("reason", "wake-up latency", 200)?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut ms = vec![];
+    for worker in 1..=samples as i64 {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..400))).await;
+        let sent0 = METRICS.sent.load(Ordering::Relaxed);
+        store
+            .resend(worker, &staff, &reason)
+            .await
+            .with_context(|| format!("resend to worker {worker}"))?;
+        let t = Instant::now();
+        while METRICS.sent.load(Ordering::Relaxed) == sent0 {
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("a resend to worker {worker} was not sent within 10 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    Ok(WakeLatency {
+        samples: ms.len() as u64,
+        p50: round2(q(0.5)),
+        p90: round2(q(0.9)),
+        max: round2(q(1.0)),
+    })
 }
 
 /// What an unlimited run measured, before the rates are worked out.
@@ -214,6 +286,7 @@ pub(crate) struct RunFigures {
     pub sends_by_second: Vec<u64>,
     pub receipts_by_second: Vec<u64>,
     pub duplicates: u64,
+    pub wake: Option<WakeLatency>,
 }
 
 impl UnlimitedReport {
@@ -249,6 +322,8 @@ impl UnlimitedReport {
             sends_by_second: f.sends_by_second,
             receipts_by_second: f.receipts_by_second,
             duplicates: f.duplicates,
+            wake_latency_ms: f.wake,
+            ..Default::default()
         }
     }
 }
@@ -503,9 +578,8 @@ fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
     s.worker.global_rate_per_sec = 0;
     s.worker.batch_size = args.batch_size;
     s.worker.concurrency = args.concurrency;
-    // An idle loop polls every 50 ms instead of 250, so the start of the
-    // campaign is not hidden behind a sleep.
-    s.worker.poll_ms = 50;
+    // Polling as deployed (`worker.poll_ms`): idle workers are woken when
+    // work comes (the wake-up figure measures how soon).
     s.worker.backoff_initial_ms = 200;
     s
 }
@@ -803,28 +877,28 @@ async fn unlimited_run(
             eprintln!("{m}");
         }
     };
-    let parts = Parts {
-        workers: args.workers,
-        ..Parts::ALL
-    };
-    let app = App::start(s.clone(), parts).await?;
-    let sim = app
-        .simulator
-        .clone()
-        .context("the in-process simulator did not start")?;
-    let (c, enqueued, enqueue_s) =
-        create_campaign(&app.store, &app.renderer, s, "Bench: unlimited", vec![]).await?;
+    let parts = RunParts::start(s, args.workers, args.simulator).await?;
+    // The driver's own connections: its look-ups are not the server's.
+    let store = Store::connect(&s.database_url).await?;
+    let activity0 = store.activity().await?;
+    let (c, enqueued, enqueue_s) = create_campaign(
+        &store,
+        &parts.worker.renderer,
+        s,
+        "Bench: unlimited",
+        vec![],
+    )
+    .await?;
     // The campaign is claimable from its commit, just before create returns.
     let t0 = Instant::now();
     let t0_ms = now_ms();
     if args.analyze {
-        let a = analyze(&app.store).await;
+        let a = analyze(&store).await;
         say(&format!(
             "ANALYZE health_workers, messages, campaigns: {a:.2} s (the clock runs)"
         ));
     }
-    let cpu0 = process_cpu_s();
-    let db_cpu0 = postgres_cpu_s(app.store.backend());
+    let cpu0 = parts.cpu();
     METRICS.send_latency.reset();
     say(&format!(
         "enqueue: {enqueued} messages in {enqueue_s:.2} s ({:.0} rows/s); sending…",
@@ -832,12 +906,12 @@ async fn unlimited_run(
     ));
     let n = enqueued;
     let sent0 = METRICS.sent.load(Ordering::Relaxed);
-    let cb0 = sim.stats().callbacks_sent;
+    let receipts0 = METRICS.receipts.load(Ordering::Relaxed);
 
     let mut sends_by_second = vec![];
     let mut receipts_by_second = vec![];
     let waited = wait_campaign(
-        &app.store,
+        &store,
         c.id,
         n,
         t0,
@@ -845,7 +919,7 @@ async fn unlimited_run(
         || {
             (
                 METRICS.sent.load(Ordering::Relaxed) - sent0,
-                sim.stats().callbacks_sent - cb0,
+                METRICS.receipts.load(Ordering::Relaxed) - receipts0,
             )
         },
         |elapsed, (sent, cb), (sent_1s, cb_1s)| {
@@ -870,39 +944,81 @@ async fn unlimited_run(
             false
         }
         Err(e) => {
-            app.stop(Duration::from_secs(10)).await;
+            parts.stop().await;
             return Err(e);
         }
     };
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = process_cpu_s().zip(cpu0).map(|(a, b)| a - b);
-    let db_cpu = postgres_cpu_s(app.store.backend())
-        .zip(db_cpu0)
-        .map(|(a, b)| round2(a - b));
+    let cpu = parts.cpu().since(&cpu0);
     let snap = METRICS.snapshot();
-    let times = app.store.campaign_times(c.id).await?;
-    let cr = app.store.campaign_report(c.id).await?;
-    let duplicates = sim.stats().duplicates;
-    app.stop(Duration::from_secs(10)).await;
+    let times = store.campaign_times(c.id).await?;
+    let cr = store.campaign_report(c.id).await?;
+    let segments = store.campaign_segments(c.id).await?;
+    let duplicates = parts.sim().map_or(0, |h| h.stats().duplicates);
+    // Wake-ups go through the worker's own store: on SQLite the signal is
+    // in-process only, on PostgreSQL a NOTIFY would reach it from anywhere.
+    let wake = if completed {
+        Some(wake_latency(&parts.worker.store, n.min(WAKE_SAMPLES)).await?)
+    } else {
+        None
+    };
+    parts.stop().await;
+    // Every connection of the run is closed: the server's counts are final.
+    let activity = store.activity().await?;
+    store.close().await;
 
-    let u = UnlimitedReport::from_run(RunFigures {
+    let mut u = UnlimitedReport::from_run(RunFigures {
         t0_ms,
         times,
         completed,
         by_status: cr.by_status,
         p50_send_ms: snap.p50_send_ms,
         p99_send_ms: snap.p99_send_ms,
-        cpu,
+        cpu: Some(cpu.dispatcher + cpu.server + cpu.simulator + cpu.other),
         wall,
-        db_cpu,
+        db_cpu: (s.database_url.starts_with("postgres")).then(|| round2(cpu.database)),
         sends_by_second,
         receipts_by_second,
         duplicates,
+        wake,
     });
+    let finals = u.finals.max(1) as u64;
+    u.cpu_s = Some(cpu.rounded());
+    u.cpu_us_per_message = Some(cpu.per_message_us(finals));
+    if let (Some(a), Some(b)) = (activity, activity0) {
+        // The wake-up resends are messages too.
+        let messages = (finals + u.wake_latency_ms.as_ref().map_or(0, |w| w.samples)) as f64;
+        u.transactions_per_message =
+            Some(round2((a.transactions - b.transactions) as f64 / messages));
+        u.statements_per_message = a
+            .statements
+            .zip(b.statements)
+            .map(|(a, b)| round2((a - b) as f64 / messages));
+    }
+    u.segments_per_message = segments;
     say(&format!(
         "unlimited run: all sent after {:.2} s, all final after {:.2} s",
         u.sends_s, u.end_to_end_s
     ));
+    if let Some(c) = &u.cpu_us_per_message {
+        say(&format!(
+            "CPU per message: dispatcher {:.1} µs, server {:.1} µs, database {:.1} µs, simulator {:.1} µs, other {:.1} µs; \
+             transactions/message {}, statements/message {}",
+            c.dispatcher,
+            c.server,
+            c.database,
+            c.simulator,
+            c.other,
+            u.transactions_per_message.map_or("-".into(), |v| v.to_string()),
+            u.statements_per_message.map_or("-".into(), |v| v.to_string()),
+        ));
+    }
+    if let Some(w) = &u.wake_latency_ms {
+        say(&format!(
+            "wake-up: a resend to an idle worker sent after p50 {:.1} ms, max {:.1} ms ({} samples)",
+            w.p50, w.max, w.samples
+        ));
+    }
     Ok((u, enqueue_s, enqueued))
 }
 

@@ -326,6 +326,7 @@ pub(crate) async fn unlimited_run(
         sends_by_second,
         receipts_by_second,
         duplicates: 0,
+        wake: None,
     });
     let mut cpu_s: BTreeMap<String, f64> = harness1
         .iter()

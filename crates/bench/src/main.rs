@@ -27,6 +27,7 @@ use pedulicovid::config::Settings;
 mod chatbot;
 mod engine;
 mod kannel;
+mod parts;
 mod receipts;
 
 /// Measure pedulicovid: a whole campaign against the in-process simulator
