@@ -10,7 +10,10 @@
 //!   part instead of 160), and one extra segment doubles the bill. Templates
 //!   therefore use `nama_pendek` (at most [`SHORT_NAME_MAX_CHARS`]
 //!   characters) and [`Renderer::validate`] rejects a template whose source or
-//!   sample rendering is not GSM-7 or is too long.
+//!   sample rendering is not GSM-7 or is too long. The worker's own values
+//!   (a name typed into WhatsApp with an emoji, a curly apostrophe, a `ç`)
+//!   are reduced to GSM-7 before rendering ([`to_gsm7_data`]), so data never
+//!   makes a notice UCS-2: the template is checked, the data is converted.
 //! - **Phishing.** Look-alike domains, shorteners and `wa.me` links imitated
 //!   this campaign in 2021. Our messages link to [`ALLOWED_DOMAIN`] only, so
 //!   recipients can learn "a PEDULICOVID message never links anywhere else".
@@ -19,7 +22,8 @@
 //!
 //! Values are data, never template code: a name such as `{{ x }}` or `<b>`
 //! is printed as written, with HTML autoescaping off (this is SMS). Control
-//! characters in values become spaces before rendering.
+//! characters in values become spaces before rendering. A name left with no
+//! letter or digit (emoji only) is printed as [`NAME_FALLBACK`].
 //!
 //! # Built-in templates, rendered for [`RenderContext::sample`]
 //!
@@ -37,7 +41,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::domain::sms::{is_gsm7_char, Encoding, SmsText};
+use crate::domain::sms::{is_gsm7_char, to_gsm7_data, Encoding, SmsText};
 
 /// The only domain a message may link to: the official registration site.
 pub const ALLOWED_DOMAIN: &str = "pedulilindungi.id";
@@ -45,6 +49,13 @@ pub const ALLOWED_DOMAIN: &str = "pedulilindungi.id";
 /// Longest `nama_pendek`, in characters. Chosen so that the built-in
 /// templates stay in one GSM-7 segment for any name.
 pub const SHORT_NAME_MAX_CHARS: usize = 20;
+
+/// What `nama` and `nama_pendek` print for a worker whose name has no
+/// letter or digit left once reduced to GSM-7 (a WhatsApp name of emoji
+/// only, a placeholder such as `-`): "Sir/Madam", the usual polite address.
+/// Every built-in template starts with the name, so an empty one would open
+/// the message with "(NIK …" or a bare comma.
+pub const NAME_FALLBACK: &str = "Bapak/Ibu";
 
 /// Built-in templates, embedded so the binary works from any directory.
 /// Paths are relative to this file, so they also resolve when this module is
@@ -78,8 +89,8 @@ const TEMPLATE_SUFFIX: &str = ".tera";
 /// Values a template may use. Built from a health worker's record.
 ///
 /// The fields hold raw record values; [`Renderer::render`] cleans them
-/// (control characters, invisible characters) and derives the short name, so
-/// callers need not.
+/// (control characters, invisible characters), reduces them to GSM-7
+/// ([`to_gsm7_data`]) and derives the short name, so callers need not.
 #[derive(Debug, Clone)]
 pub struct RenderContext {
     /// Name as registered, titles included (`nama`; shortened as `nama_pendek`).
@@ -111,14 +122,17 @@ impl RenderContext {
     /// The Tera context: template variable names are Indonesian because the
     /// people who write templates are.
     fn to_tera(&self) -> tera::Context {
-        let name = clean_value(&self.full_name);
+        let mut name = data_value(&self.full_name);
+        if !name.chars().any(char::is_alphanumeric) {
+            name = NAME_FALLBACK.to_owned();
+        }
         let mut ctx = tera::Context::new();
         ctx.insert("nama_pendek", &short_name(&name, SHORT_NAME_MAX_CHARS));
         ctx.insert("nama", &name);
         ctx.insert("nik_akhir", &last_digits(&self.nik_last4, 4));
-        ctx.insert("profesi", &clean_value(&self.profession));
-        ctx.insert("fasyankes", &clean_value(&self.facility_code));
-        ctx.insert("provinsi", &clean_value(&self.province_name));
+        ctx.insert("profesi", &data_value(&self.profession));
+        ctx.insert("fasyankes", &data_value(&self.facility_code));
+        ctx.insert("provinsi", &data_value(&self.province_name));
         ctx
     }
 }
@@ -404,6 +418,13 @@ fn clean_value(value: &str) -> String {
     out
 }
 
+/// A record value as a message prints it: [`clean_value`] (control
+/// characters and line breaks out), then [`to_gsm7_data`] (GSM-7 only, so
+/// the value cannot make the message UCS-2).
+fn data_value(value: &str) -> String {
+    to_gsm7_data(&clean_value(value))
+}
+
 /// Shortens a cleaned name to at most `max` characters, cutting at a word
 /// boundary ("Dr. Raden Ajeng Kartini Sosroningrat" → "Dr. Raden Ajeng") and
 /// dropping a dangling comma left by a cut before a degree ("Siti Nur Rahayu,
@@ -631,6 +652,94 @@ mod tests {
                 assert_eq!(sms.segments(), 1, "{name} / {worker}: {}", sms.as_str());
             }
         }
+    }
+
+    /// Names as they really arrive (WhatsApp display names, Word, phone
+    /// keyboards), with what `nama_pendek` prints for them.
+    const REAL_NAMES: &[(&str, &str)] = &[
+        ("Muhammad Ma\u{2019}ruf", "Muhammad Ma'ruf"), // curly apostrophe
+        ("\u{201C}Ucok\u{201D} Siregar", "\"Ucok\" Siregar"), // curly quotes
+        ("Tri\u{2013}Wahyuni \u{2014} Bidan", "Tri-Wahyuni - Bidan"), // dashes
+        ("Siti Rahayu\u{2026}", "Siti Rahayu..."),     // ellipsis
+        ("Siti\u{00A0}Rahayu\u{202F}", "Siti Rahayu"), // no-break spaces
+        ("Dewi Lestari \u{1F60A}\u{1F489}", "Dewi Lestari"), // emoji
+        (
+            "dr. Ani \u{1F469}\u{200D}\u{2695}\u{FE0F} \u{1F1EE}\u{1F1E9}",
+            "dr. Ani",
+        ), // ZWJ, flag
+        ("Budi [Puskesmas]", "Budi [Puskesmas]"),      // extension characters
+        ("Hélène Çakır", "Hélène Çakir"),              // GSM-7 accents kept, ı folded
+        ("François Nguyễn", "Francois Nguyen"),        // folded to base letters
+    ];
+
+    #[test]
+    fn real_world_names_render_gsm7_in_one_segment() {
+        let renderer = Renderer::builtin();
+        for &(raw, shown) in REAL_NAMES {
+            for template in renderer.names() {
+                let sms = renderer.render(&template, &ctx_named(raw)).unwrap();
+                assert_eq!(sms.encoding(), Encoding::Gsm7, "{template} / {raw:?}");
+                assert_eq!(sms.segments(), 1, "{template} / {raw:?}");
+                assert!(
+                    sms.as_str().starts_with(&format!("{shown}, "))
+                        || sms.as_str().starts_with(&format!("{shown} (NIK")),
+                    "{template} / {raw:?}: {}",
+                    sms.as_str()
+                );
+            }
+        }
+        // Every value, not only the name, is reduced before rendering.
+        let all = with_templates(&[(
+            "semua",
+            "{{ nama }}|{{ profesi }}|{{ provinsi }}|{{ fasyankes }}",
+        )]);
+        let ctx = RenderContext {
+            full_name: "Ani \u{1F600}".into(),
+            profession: "Bidan \u{2013} Senior \u{2B50}".into(),
+            province_name: "Sulawesi Selatan \u{1F334}".into(),
+            facility_code: "P31\u{2011}74".into(),
+            ..RenderContext::sample()
+        };
+        assert_eq!(
+            all.render("semua", &ctx).unwrap().as_str(),
+            "Ani|Bidan - Senior|Sulawesi Selatan|P31-74"
+        );
+    }
+
+    #[test]
+    fn a_name_with_no_letter_left_renders_the_fallback_greeting() {
+        let renderer = Renderer::builtin();
+        for raw in [
+            "\u{1F600}\u{1F600}",
+            "\u{738B}\u{5C0F}\u{660E}",
+            "-",
+            " \u{200B} ",
+        ] {
+            let undangan = renderer
+                .render("undangan_registrasi", &ctx_named(raw))
+                .unwrap();
+            assert_eq!(
+                undangan.as_str(),
+                "Bapak/Ibu (NIK ****0012), Anda nakes calon penerima Vaksin COVID-19. Daftar & pilih jadwal/lokasi vaksin di pedulilindungi.id atau *119#. Gratis.",
+                "{raw:?}"
+            );
+            let tanpa_nik = renderer
+                .render("registrasi_ulang_tanpa_nik", &ctx_named(raw))
+                .unwrap();
+            assert!(
+                tanpa_nik.as_str().starts_with("Bapak/Ibu, nomor ini"),
+                "{raw:?}"
+            );
+            assert_eq!(
+                (undangan.encoding(), undangan.segments()),
+                (Encoding::Gsm7, 1)
+            );
+        }
+        // A name that keeps a letter is never replaced.
+        let sms = renderer
+            .render("pengingat", &ctx_named("\u{1F600} A \u{1F600}"))
+            .unwrap();
+        assert!(sms.as_str().starts_with("A (NIK"), "{}", sms.as_str());
     }
 
     #[test]
@@ -944,6 +1053,18 @@ mod tests {
             prop_assert!(short.chars().count() <= SHORT_NAME_MAX_CHARS);
             prop_assert!(cleaned.starts_with(&short));
             prop_assert_eq!(cleaned.is_empty(), short.is_empty());
+        }
+
+        #[test]
+        fn any_name_renders_into_builtins_as_gsm7(name in "\\PC{0,60}") {
+            // Two segments at most: twenty extension characters (2 units
+            // each) in `nama_pendek` would still need the second.
+            let renderer = Renderer::builtin();
+            for template in renderer.names() {
+                let sms = renderer.render(&template, &ctx_named(&name)).unwrap();
+                prop_assert_eq!(sms.encoding(), Encoding::Gsm7, "{}: {:?}", template, name);
+                prop_assert!(sms.segments() <= 2, "{}: {}", template, sms.as_str());
+            }
         }
 
         #[test]

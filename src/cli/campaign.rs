@@ -198,7 +198,13 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd, json: bool) -> anyhow::Re
                     c.template,
                     fmt_wib(c.scheduled_at)
                 );
-                println!("  enqueued {}, sent {}", r.enqueued, r.sent);
+                println!(
+                    "  enqueued {}, sent {}, segments per message {}",
+                    r.enqueued,
+                    r.sent,
+                    r.segments_per_message
+                        .map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"))
+                );
                 println!(
                     "  throughput {:.2}/s (last {} s), ETA {}",
                     pace.throughput_per_sec,

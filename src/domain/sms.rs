@@ -210,9 +210,12 @@ fn is_droppable(c: char) -> bool {
 ///   otherwise fall apart into separate pictures (a run of joiners there is
 ///   kept as one)
 ///
-/// Everything else, including letters outside GSM-7, is left alone: guessing
-/// at names (ç → c?) would misspell people. The result is stable: applying
-/// `transliterate` twice changes nothing more.
+/// Everything else, including letters outside GSM-7, is left alone: this
+/// runs on every message, and a faithful replacement is all it may make.
+/// Worker data (names) goes further before rendering, through
+/// [`to_gsm7_data`], which folds `ç` to `c` and drops emoji: there a
+/// misspelt accent costs less than a tripled bill. The result is stable:
+/// applying `transliterate` twice changes nothing more.
 pub fn transliterate(s: &str) -> String {
     // Pass 1: one-for-one replacements; joiners are kept for pass 2, which
     // needs to see their neighbours as they will finally be.
@@ -269,6 +272,136 @@ pub fn transliterate(s: &str) -> String {
 
 /// Zero-width joiner: glues emoji into one picture (👨 + ZWJ + ⚕ = 👨‍⚕).
 const ZWJ: char = '\u{200D}';
+
+/// A value from a worker's record (name, facility, profession, province)
+/// reduced to what GSM-7 can carry, before it is rendered into a message.
+///
+/// The carrier bills segments: one emoji typed into a WhatsApp display name
+/// would turn the whole notice UCS-2 and make it two or three segments
+/// instead of one, for that worker and at national scale for thousands.
+/// [`transliterate`] alone keeps letters as they are; this goes further, for
+/// worker data only (a template's own text must be GSM-7 as written, see
+/// `Renderer::validate`):
+///
+/// 1. [`transliterate`]: quotes, dashes, ellipsis, Unicode spaces, invisible
+///    characters.
+/// 2. Canonical composition (NFC), so a letter typed as base + combining
+///    accent (`e` + U+0301, as some keyboards send it) is the one character
+///    `é`.
+/// 3. Every GSM-7 character stays, extension characters (`[ ] { } \ ~ ^ |
+///    €`) included: they cost two units, but keep the message GSM-7. So do
+///    the accented letters of the default alphabet (é è ù ì ò à Ç É Ä Ö Ñ Ü
+///    ä ö ñ ü Å å Ø ø Æ æ ß): `Hélène` stays `Hélène`.
+/// 4. A letter or digit that compatibility decomposition (NFKD) turns into
+///    GSM-7 once its accents are removed is folded to that: `ç` → `c`, `ā` →
+///    `a`, `Ş` → `S`, `ﬁ` → `fi`, fullwidth `Ａ` → `A`, `𝐁` (the "bold"
+///    letters of name-styling apps) → `B`, `²` → `2`. A few Latin letters
+///    have no decomposition (the stroke is not an accent): see
+///    [`fold_undecomposable`].
+/// 5. Anything else is dropped: emoji and their modifiers, pictographs,
+///    symbols (`©`, `™`, `°`), joiners, letters of scripts GSM-7 lacks (CJK,
+///    Cyrillic, Arabic, lower-case Greek). A dropped symbol between two
+///    letters or digits leaves a space (`Siti❤Rahayu` → `Siti Rahayu`), as it
+///    most likely separated words; a dropped letter or mark leaves nothing.
+/// 6. Runs of spaces become one; the ends are trimmed.
+///
+/// Every character of the result is GSM-7 (a value with no GSM-7 equivalent
+/// at all, say a name of emoji only, comes out empty: the caller decides
+/// what to print instead), and applying it twice changes nothing more.
+pub fn to_gsm7_data(s: &str) -> String {
+    // Most values are plain GSM-7, single-spaced and trimmed already, and
+    // the passes below would return them unchanged (a GSM-7 character is
+    // only ever changed by `transliterate` if it is CR): this runs for
+    // every value of every message, so skip them.
+    let plain = s.chars().all(|c| is_gsm7_char(c) && c != '\r');
+    if plain && !s.contains("  ") && s.trim() == s {
+        return s.to_owned();
+    }
+    reduce_to_gsm7(s)
+}
+
+/// [`to_gsm7_data`] without its shortcut for text that is GSM-7 already.
+fn reduce_to_gsm7(s: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+
+    /// Appends a kept character: a pending word break becomes a space
+    /// between two letters or digits, and no space doubles or leads.
+    fn keep(out: &mut String, c: char, word_break: &mut bool) {
+        let after_word = out.chars().next_back().is_some_and(char::is_alphanumeric);
+        if std::mem::take(word_break) && after_word && c.is_alphanumeric() {
+            out.push(' ');
+        }
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            return;
+        }
+        out.push(c);
+    }
+
+    let mut out = String::with_capacity(s.len());
+    // A symbol was dropped since the last character kept.
+    let mut word_break = false;
+    for c in transliterate(s).nfc() {
+        if is_gsm7_char(c) {
+            keep(&mut out, c, &mut word_break);
+        } else if let Some(folded) = fold_to_gsm7(c) {
+            for f in folded.chars() {
+                keep(&mut out, f, &mut word_break);
+            }
+        } else if !(c.is_alphanumeric() || is_combining_mark(c)) {
+            word_break = true;
+        }
+    }
+    out.trim().to_owned()
+}
+
+/// The GSM-7 letters or digits a letter or digit outside GSM-7 stands for,
+/// or `None` if it has no such equivalent (see [`to_gsm7_data`], step 4).
+fn fold_to_gsm7(c: char) -> Option<String> {
+    use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+
+    if !c.is_alphanumeric() {
+        // Symbols have compatibility forms too (`™` → `TM`, `㎏` → `kg`),
+        // but a symbol in a name is decoration, not spelling.
+        return None;
+    }
+    let mut folded = String::new();
+    decompose_compatible(c, |d| {
+        if !is_combining_mark(d) {
+            folded.push(d);
+        }
+    });
+    if !folded.is_empty() && folded.chars().all(is_gsm7_char) {
+        return Some(folded);
+    }
+    fold_undecomposable(c).map(str::to_owned)
+}
+
+/// Latin letters that Unicode does not decompose (a stroke, a bar or a
+/// ligature is part of the letter, not a combining accent), mapped to the
+/// letters a reader would expect. A hand-written table, because the crates
+/// that transliterate everything (`deunicode`, `any_ascii`) would also turn
+/// emoji into words (`🦄` → `unicorn`) and `é` into `e`; we need neither.
+fn fold_undecomposable(c: char) -> Option<&'static str> {
+    Some(match c {
+        'ł' => "l",
+        'Ł' => "L",
+        'đ' | 'ð' => "d",
+        'Đ' | 'Ð' => "D",
+        'ħ' => "h",
+        'Ħ' => "H",
+        'ı' => "i",
+        'ŧ' => "t",
+        'Ŧ' => "T",
+        'œ' => "oe",
+        'Œ' => "OE",
+        'þ' => "th",
+        'Þ' => "Th",
+        'ŋ' => "ng",
+        'Ŋ' => "Ng",
+        _ => return None,
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -363,6 +496,130 @@ mod tests {
         assert_eq!(sms.as_str(), "Bpk. Ma'ruf - \"vaksin\" hari ini...");
     }
 
+    /// `to_gsm7_data` on names as they arrive from WhatsApp, Word and phone
+    /// keyboards, one category at a time: (input, what is rendered).
+    fn check_data(cases: &[(&str, &str)]) {
+        for &(input, expected) in cases {
+            let out = to_gsm7_data(input);
+            assert_eq!(out, expected, "{input:?}");
+            assert!(out.chars().all(is_gsm7_char), "{input:?} → {out:?}");
+        }
+    }
+
+    #[test]
+    fn data_curly_quotes_become_straight() {
+        check_data(&[
+            ("Muhammad Ma\u{2019}ruf", "Muhammad Ma'ruf"),
+            ("Nur\u{2018}aini", "Nur'aini"),
+            ("\u{201C}Ucok\u{201D} Siregar", "\"Ucok\" Siregar"),
+            ("Ma\u{02BC}ruf", "Ma'ruf"),
+        ]);
+    }
+
+    #[test]
+    fn data_dashes_and_ellipsis_become_ascii() {
+        check_data(&[
+            ("Siti Rahayu \u{2013} Perawat", "Siti Rahayu - Perawat"),
+            ("Sp.PD\u{2014}KPTI", "Sp.PD-KPTI"),
+            ("Tri\u{2011}Wahyuni", "Tri-Wahyuni"),
+            ("Budi\u{2026}", "Budi..."),
+        ]);
+    }
+
+    #[test]
+    fn data_unicode_spaces_become_single_spaces() {
+        check_data(&[
+            ("Siti\u{00A0}Rahayu", "Siti Rahayu"),
+            (
+                "\u{00A0}Siti \u{202F}\u{2009} Rahayu\u{3000}",
+                "Siti Rahayu",
+            ),
+            ("Siti\u{200B}Rahayu\u{FEFF}", "SitiRahayu"),
+        ]);
+    }
+
+    #[test]
+    fn data_emoji_and_symbols_are_dropped() {
+        check_data(&[
+            ("Siti Rahayu \u{1F60A}", "Siti Rahayu"),
+            ("\u{1F489}Dr. Budi", "Dr. Budi"),
+            ("Budi \u{1F600} Santoso", "Budi Santoso"),
+            // Between two letters the dropped picture separated words.
+            ("Siti\u{2764}\u{FE0F}Rahayu", "Siti Rahayu"),
+            // Before punctuation it leaves nothing.
+            ("Ani\u{1F600}, Perawat", "Ani, Perawat"),
+            // A ZWJ sequence with a skin tone (health worker), a flag, a
+            // keycap, a heart with its variation selector.
+            (
+                "dr. Ani \u{1F469}\u{1F3FD}\u{200D}\u{2695}\u{FE0F}",
+                "dr. Ani",
+            ),
+            ("Ayu \u{1F1EE}\u{1F1E9} \u{2764}\u{FE0F}", "Ayu"),
+            ("Tim 1\u{FE0F}\u{20E3}", "Tim 1"),
+            ("Joko\u{2122} \u{00A9} \u{00B0}", "Joko"),
+            ("\u{1F600}\u{1F600}", ""),
+        ]);
+    }
+
+    #[test]
+    fn data_extension_characters_stay() {
+        check_data(&[
+            ("Budi [Puskesmas]", "Budi [Puskesmas]"),
+            (
+                "{Ani} ~ Budi | Rp 5 \u{20AC} ^ \\",
+                "{Ani} ~ Budi | Rp 5 \u{20AC} ^ \\",
+            ),
+        ]);
+        let sms = SmsText::new(&to_gsm7_data("Ani [Bidan]"));
+        assert_eq!(sms.encoding(), Encoding::Gsm7);
+        assert_eq!(sms.units(), 13);
+    }
+
+    #[test]
+    fn data_accented_letters_stay_in_gsm7_or_fold_to_their_base() {
+        check_data(&[
+            // In the GSM-7 alphabet: kept as typed.
+            ("Hélène Müller", "Hélène Müller"),
+            ("ÉÄÖÑÜÅØÆÇ äöñüåøæß àèéìòù", "ÉÄÖÑÜÅØÆÇ äöñüåøæß àèéìòù"),
+            // Outside it: folded to the base letter.
+            ("François Ā", "Francois A"),
+            ("Şükrü Çağlar", "Sükrü Çaglar"),
+            ("Nguyễn Thị Ánh", "Nguyen Thi Anh"),
+            ("Raúl Ñúñez", "Raul Ñuñez"),
+            ("Łukasz Đorđević", "Lukasz Dordevic"),
+            ("Œuvre ıri", "OEuvre iri"),
+            // Typed as base letter + combining accent: composed first, so a
+            // GSM-7 letter stays one.
+            ("Rene\u{0301}e", "Renée"),
+            ("c\u{0327}a x\u{0301}", "ca x"),
+            // Styled and fullwidth letters from name-decorating apps.
+            ("\u{1D401}\u{1D42E}\u{1D41D}\u{1D422}", "Budi"),
+            ("\u{FF21}\u{FF4E}\u{FF49}", "Ani"),
+            ("\u{FB01}tri", "fitri"),
+        ]);
+    }
+
+    #[test]
+    fn data_in_other_scripts_is_dropped() {
+        check_data(&[
+            ("Budi \u{738B}\u{5C0F}\u{660E}", "Budi"),
+            ("\u{0410}\u{043D}\u{044F} Budi", "Budi"),
+            ("\u{0639}\u{0644}\u{064A}", ""),
+            // Upper-case Greek letters in GSM-7 stay, the rest go.
+            ("\u{0394}\u{03B4}", "\u{0394}"),
+        ]);
+    }
+
+    #[test]
+    fn a_name_with_emoji_costs_one_gsm7_segment() {
+        let raw = "Ni Luh Putu \u{201C}Ayu\u{201D} \u{1F60A}\u{1F489} Saraswati\u{2026}";
+        let before = SmsText::new(raw);
+        assert_eq!(before.encoding(), Encoding::Ucs2);
+        let after = SmsText::new(&to_gsm7_data(raw));
+        assert_eq!(after.as_str(), "Ni Luh Putu \"Ayu\" Saraswati...");
+        assert_eq!((after.encoding(), after.segments()), (Encoding::Gsm7, 1));
+    }
+
     #[test]
     fn empty_text_is_one_segment() {
         let sms = SmsText::new("");
@@ -445,6 +702,28 @@ mod tests {
         );
         assert_eq!(Encoding::Gsm7.single_limit(), 160);
         assert_eq!(Encoding::Ucs2.part_limit(), 67);
+    }
+
+    proptest! {
+        #[test]
+        fn worker_data_is_gsm7_trimmed_single_spaced_and_stable(s in any::<String>()) {
+            let once = to_gsm7_data(&s);
+            prop_assert!(once.chars().all(is_gsm7_char), "{:?}", once);
+            prop_assert_eq!(once.trim(), once.as_str());
+            prop_assert!(!once.contains("  "));
+            prop_assert_eq!(to_gsm7_data(&once), once.clone());
+            prop_assert_eq!(SmsText::new(&once).encoding(), Encoding::Gsm7);
+        }
+
+        #[test]
+        fn the_shortcut_for_gsm7_data_changes_nothing(s in "[A-Za-z.'éÇ€\\[ \r\n\t\u{0C}]{0,30}") {
+            prop_assert_eq!(to_gsm7_data(&s), reduce_to_gsm7(&s));
+        }
+
+        #[test]
+        fn worker_data_keeps_gsm7_names_as_they_are(s in r"[A-Za-z0-9éèùìòÇØøÅåÄäÖöÑñÜüàßÉÆæ.,'&()\[\]{}~|^€-]{1,8}( [A-Za-zé.'-]{1,8}){0,3}") {
+            prop_assert_eq!(to_gsm7_data(&s), s);
+        }
     }
 
     proptest! {

@@ -117,6 +117,11 @@ pub struct CampaignReport {
     /// Messages already final (a fast receipt) whose worker has not yet
     /// recorded the send: still in flight for our bookkeeping.
     pub unrecorded: i64,
+    /// SMS segments per message handed to a gateway, on average over the
+    /// sent messages whose segments are recorded, to 2 decimals: what a
+    /// notice costs, as carriers bill segments. 1.0 when every notice fit
+    /// one SMS; `None` (JSON `null`) before the first send.
+    pub segments_per_message: Option<f64>,
 }
 
 impl CampaignReport {
@@ -139,6 +144,11 @@ impl CampaignReport {
             + self.status(Status::Sent)
             + self.unrecorded
     }
+}
+
+/// `total / count` rounded to 2 decimals, or `None` when `count` is 0.
+fn average_2dp(total: i64, count: i64) -> Option<f64> {
+    (count > 0).then(|| (total as f64 / count as f64 * 100.0).round() / 100.0)
 }
 
 /// The actor of the audit entry an automatic pause writes.
@@ -565,29 +575,38 @@ impl Store {
         // could be seen final-but-unrecorded by one count and recorded by
         // none (its send landing between them), and the report would look
         // finished with `sent` short.
+        // Segments are summed and counted over sent messages that have them
+        // (a send noted from its receipt alone has `sent_at` but none).
         let sql = format!(
             "SELECT 'status', status, COUNT(*), COUNT(sent_at), \
-                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND NOT status{} THEN 1 ELSE 0 END), 0) \
+                    COALESCE(SUM(CASE WHEN lease_owner IS NOT NULL AND NOT status{} THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN sent_at IS NOT NULL THEN segments END), 0), \
+                    COUNT(CASE WHEN sent_at IS NOT NULL THEN segments END) \
              FROM messages WHERE campaign_id = $1 GROUP BY status \
              UNION ALL \
-             SELECT 'flag', reason, COUNT(*), 0, 0 FROM non_recipients \
+             SELECT 'flag', reason, COUNT(*), 0, 0, 0, 0 FROM non_recipients \
              WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason \
              ORDER BY 1, 2",
             Status::sql_is(&[Status::Sending])
         );
-        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(self, p => sqlx::query_as(&sql)
+        type Row = (String, String, i64, i64, i64, i64, i64);
+        let rows: Vec<Row> = with_pool!(self, p => sqlx::query_as(&sql)
             .bind(id).fetch_all(p).await?);
         let mut report = CampaignReport::default();
         let mut by_status = Vec::new();
-        for (kind, key, n, sent, unrecorded) in rows {
+        let (mut segments, mut with_segments) = (0, 0);
+        for (kind, key, n, sent, unrecorded, seg, seg_n) in rows {
             if kind == "flag" {
                 report.flagged_by_reason.push((key, n));
             } else {
                 report.sent += sent;
                 report.unrecorded += unrecorded;
+                segments += seg;
+                with_segments += seg_n;
                 by_status.push((key, n));
             }
         }
+        report.segments_per_message = average_2dp(segments, with_segments);
         for s in Status::ALL {
             let n = by_status
                 .iter()
@@ -682,6 +701,15 @@ mod tests {
         ] {
             assert!(!s.contains(&open), "{open:?}");
         }
+    }
+
+    #[test]
+    fn segments_per_message_is_rounded_and_none_before_a_send() {
+        assert_eq!(average_2dp(0, 0), None);
+        assert_eq!(average_2dp(3, 3), Some(1.0));
+        assert_eq!(average_2dp(4, 3), Some(1.33));
+        assert_eq!(average_2dp(5, 3), Some(1.67));
+        assert_eq!(average_2dp(600_000, 200_000), Some(3.0));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! moves a campaign's start and refuses bad times and finished campaigns,
 //! `campaign resume` returns a campaign whose start is ahead to
 //! `scheduled`, and `flags export` writes a formula-guarded CSV; every
-//! change audited by the CLI's user.
+//! change audited by the CLI's user. Workers whose names carry emoji, curly
+//! quotes or accents get GSM-7, one-segment notices, and `campaign show`
+//! and the API report `segments_per_message`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::campaign::{self, CampaignRequest};
+use pedulicovid::status::Status;
 use pedulicovid::store::{now_ms, Role, Store};
 use serde_json::Value;
 
@@ -221,3 +224,128 @@ async fn campaign_cli_matches_the_api(backend: &str) {
     app.stop(Duration::from_secs(5)).await;
 }
 both_backends!(campaign_cli_matches_the_api);
+
+/// Names as they arrive from WhatsApp, Word and phone keyboards, with the
+/// name each notice prints (`nama_pendek`).
+const REAL_NAMES: [(&str, &str); 7] = [
+    ("Dewi Lestari \u{1F60A}\u{1F489}", "Dewi Lestari"),
+    ("Muhammad Ma\u{2019}ruf", "Muhammad Ma'ruf"),
+    (
+        "\u{201C}Ucok\u{201D} Siregar \u{2013} Perawat",
+        "\"Ucok\" Siregar",
+    ),
+    (
+        "Siti Rahayu\u{2026}\u{00A0}\u{1F469}\u{200D}\u{2695}\u{FE0F}",
+        "Siti Rahayu...",
+    ),
+    (
+        "Fran\u{00E7}ois \u{00C7}ak\u{0131}r",
+        "Francois \u{00C7}akir",
+    ),
+    ("Budi [Puskesmas]", "Budi [Puskesmas]"),
+    ("\u{1F600}\u{1F600}", pedulicovid::render::NAME_FALLBACK),
+];
+
+/// The segments figures `campaign show --json` and the API report.
+async fn segments_shown(dir: &Path, url: &str, base: &str, op: &str, id: i64) -> (Value, Value) {
+    let id = id.to_string();
+    let shown: Value =
+        serde_json::from_str(&cli_ok(dir, url, &["campaign", "show", &id, "--json"]).await)
+            .unwrap();
+    let api: Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/campaigns/{id}"))
+        .bearer_auth(op)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        shown["report"]["segments_per_message"].clone(),
+        api["segments_per_message"].clone(),
+    )
+}
+
+/// A name never makes a notice cost more: workers whose names carry emoji,
+/// curly quotes, dashes, an ellipsis, a no-break space, accents and GSM-7
+/// extension characters all get a GSM-7, one-segment notice, and
+/// `campaign show` (text and JSON) and the API report 1.0 segment per
+/// message (nothing before the first send).
+async fn real_world_names_cost_one_segment(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let mut settings = test_settings(&db);
+    settings.simulator.mix = all_delivered();
+    let app = start(settings, Parts::ALL).await;
+    let base = base_url(&app);
+    let dir = tempfile::tempdir().unwrap();
+    let (dir, url) = (dir.path(), db.url.as_str());
+    let op = app
+        .store
+        .create_token("ops", Role::Operator)
+        .await
+        .unwrap()
+        .secret;
+
+    let mut csv = String::from(HEADER);
+    for (i, (name, _)) in REAL_NAMES.iter().enumerate() {
+        let i = i as u32;
+        csv.push_str(
+            &row(i, "31", &format!("{:08}", 700 + i))
+                .replace(&format!("Nakes Nomor {i},"), &format!("{name},")),
+        );
+    }
+    let n = REAL_NAMES.len() as i64;
+    let imported = import_text(&app.store, &csv).await;
+    assert_eq!(imported.accepted, n as u64, "{:?}", imported.rejections);
+
+    // Queued behind a closed window: nothing sent, no figure.
+    let id = run_campaign(&app, "nama asli", &closed_window_now()).await;
+    wait_queued_only(&app.store, id, n).await;
+    let (shown, api) = segments_shown(dir, url, &base, &op, id).await;
+    assert_eq!((shown, api), (Value::Null, Value::Null));
+    let text = cli_ok(dir, url, &["campaign", "show", &id.to_string()]).await;
+    assert!(text.contains("sent 0, segments per message -"), "{text}");
+
+    open_windows_now(url).await;
+    let mut r = wait_done(&app.store, id, Duration::from_secs(30)).await;
+    // A fast receipt can make a message final just before its send is
+    // recorded; the record follows right after.
+    let limit = Instant::now() + Duration::from_secs(10);
+    while r.sent < n && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = app.store.campaign_report(id).await.unwrap();
+    }
+    assert_eq!((r.sent, r.status(Status::Delivered)), (n, n), "{r:?}");
+
+    // (phone, encoding, segments, body) of every message.
+    type Sent = (String, Option<String>, Option<i32>, Option<String>);
+    let messages: Vec<Sent> = sql_rows(
+        url,
+        "SELECT phone, encoding, segments, body FROM messages WHERE campaign_id = $1 ORDER BY id",
+        &[id],
+    )
+    .await;
+    assert_eq!(messages.len(), n as usize);
+    for (i, (_, shown)) in REAL_NAMES.iter().enumerate() {
+        let phone = format!("+62812{:08}", 700 + i);
+        let (_, encoding, segments, body) = messages
+            .iter()
+            .find(|m| m.0 == phone)
+            .unwrap_or_else(|| panic!("a message to worker {i}"));
+        let body = body.as_deref().unwrap_or_default();
+        assert_eq!(encoding.as_deref(), Some("gsm7"), "worker {i}: {body}");
+        assert_eq!(*segments, Some(1), "worker {i}: {body}");
+        assert!(
+            body.starts_with(&format!("{shown} (NIK ****")),
+            "worker {i}: {body}"
+        );
+    }
+
+    let (shown, api) = segments_shown(dir, url, &base, &op, id).await;
+    assert_eq!((shown.as_f64(), api.as_f64()), (Some(1.0), Some(1.0)));
+    let text = cli_ok(dir, url, &["campaign", "show", &id.to_string()]).await;
+    assert!(text.contains("segments per message 1.00"), "{text}");
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(real_world_names_cost_one_segment);

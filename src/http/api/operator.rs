@@ -205,6 +205,9 @@ pub struct CampaignProgress {
     pub enqueued: i64,
     /// Messages a gateway accepted at least once.
     pub sent: i64,
+    /// Average SMS segments per sent message, to 2 decimals (1.0: every
+    /// notice fit one SMS); null before the first send.
+    pub segments_per_message: Option<f64>,
     /// Queued, being sent, or sent and awaiting a receipt.
     pub in_flight: i64,
     /// Every status with its count (zeros included).
@@ -247,6 +250,7 @@ pub async fn show_campaign(
         campaign: c.into(),
         enqueued: r.enqueued,
         sent: r.sent,
+        segments_per_message: r.segments_per_message,
         in_flight: r.in_flight(),
         flagged: r.flagged(),
         by_status: r.by_status.iter().cloned().collect(),
