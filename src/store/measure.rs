@@ -89,16 +89,6 @@ impl Store {
         Ok(())
     }
 
-    /// SMS segments per sent message of a campaign (of the messages a
-    /// gateway took), `None` before the first.
-    pub async fn campaign_segments(&self, id: i64) -> Result<Option<f64>> {
-        let avg: Option<f64> = with_pool!(self, p => sqlx::query_scalar(
-            "SELECT CAST(AVG(segments) AS DOUBLE PRECISION) FROM messages \
-             WHERE campaign_id = $1 AND segments IS NOT NULL")
-            .bind(id).fetch_one(p).await?);
-        Ok(avg.map(|a| (a * 100.0).round() / 100.0))
-    }
-
     /// PostgreSQL: the transactions (committed and rolled back) this
     /// database has run, from `pg_stat_database`, and the statements, from
     /// `pg_stat_statements` when that extension is loaded by the server

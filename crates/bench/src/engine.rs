@@ -953,7 +953,6 @@ async fn unlimited_run(
     let snap = METRICS.snapshot();
     let times = store.campaign_times(c.id).await?;
     let cr = store.campaign_report(c.id).await?;
-    let segments = store.campaign_segments(c.id).await?;
     let duplicates = parts.sim().map_or(0, |h| h.stats().duplicates);
     // Wake-ups go through the worker's own store: on SQLite the signal is
     // in-process only, on PostgreSQL a NOTIFY would reach it from anywhere.
@@ -995,7 +994,7 @@ async fn unlimited_run(
             .zip(b.statements)
             .map(|(a, b)| round2((a - b) as f64 / messages));
     }
-    u.segments_per_message = segments;
+    u.segments_per_message = cr.segments_per_message;
     say(&format!(
         "unlimited run: all sent after {:.2} s, all final after {:.2} s",
         u.sends_s, u.end_to_end_s
