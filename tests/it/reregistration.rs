@@ -926,7 +926,10 @@ async fn a_repeated_immediate_reregistration_stays_unvalidated(backend: &str) {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let m = b.messages().await;
-    assert_eq!(m.len(), 2, "first superseded by the second: {m:?}");
+    // Two notices: the second supersedes the first if it is still queued;
+    // within the standing campaign's window (08:00-20:00 local) the first
+    // is due at once and a woken worker may have sent it already.
+    assert_eq!(m.len(), 2, "one notice per re-registration: {m:?}");
     for (_, phone, _, body) in &m {
         assert_eq!(phone, "+6281300000141");
         let body = body.as_deref().unwrap_or("");
@@ -936,7 +939,8 @@ async fn a_repeated_immediate_reregistration_stays_unvalidated(backend: &str) {
             assert!(!body.contains(digits), "{digits} in {body}");
         }
     }
-    assert_eq!(sim.submits_for("6281300000141"), 1);
+    let submits = sim.submits_for("6281300000141");
+    assert!((1..=2).contains(&submits), "{submits} submits");
     // A later ordinary campaign (its template shows `NIK ****dddd`) still
     // sends the number nothing with NIK digits.
     let (c, _) = create_campaign(&b.app, campaign_request("februari")).await;
