@@ -131,9 +131,9 @@ impl Status {
 
     /// The condition on a status column, after the column's name, that
     /// guards moving a message from one of `from` to `next`: ` = 'a'` for
-    /// one state (the form the partial indexes `messages_due`,
-    /// `messages_leased` and `messages_awaiting` are written in, so the
-    /// planner uses them), ` IN ('a','b')` for more. Every state in `from`
+    /// one state (the form the partial indexes `messages_due` and
+    /// `messages_awaiting` are written in, so the planner uses them),
+    /// ` IN ('a','b')` for more. Every state in `from`
     /// must be allowed to become `next`: a guard the machine does not allow
     /// is a bug in the statement, not a state of the data, so it panics
     /// (every statement building one runs in the integration tests, on

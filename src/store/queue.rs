@@ -462,23 +462,26 @@ impl Store {
         use Status::{Failed, Queued, Sending, Unknown};
         let now = now_ms();
         let mut touched = 0;
-        // A lease that ran out is held by a `sending` row.
+        // A lease that ran out is held by a `sending` row. Every statement
+        // says `lease_owner IS NOT NULL` (true of every `sending` row): the
+        // predicate of `messages_leased`, so each reads the few leased rows,
+        // never the table.
         let exhaust = format!(
             "UPDATE messages SET status = '{Failed}', last_error = 'lease expired; attempts used up', \
              final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-             WHERE status{} AND lease_until < $1 AND attempts >= $2 RETURNING id",
+             WHERE lease_owner IS NOT NULL AND status{} AND lease_until < $1 AND attempts >= $2 RETURNING id",
             Status::guard(&[Sending], Failed)
         );
         let requeue = format!(
             "UPDATE messages SET status = '{Queued}', next_attempt_at = $1, last_error = 'lease expired', \
              lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-             WHERE status{} AND lease_until < $1",
+             WHERE lease_owner IS NOT NULL AND status{} AND lease_until < $1",
             Status::guard(&[Sending], Queued)
         );
         let lose = format!(
             "UPDATE messages SET status = '{Unknown}', last_error = 'lease expired (at most once)', \
              final_at = $1, lease_owner = NULL, lease_until = NULL, updated_at = $1 \
-             WHERE status{} AND lease_until < $1 RETURNING id",
+             WHERE lease_owner IS NOT NULL AND status{} AND lease_until < $1 RETURNING id",
             Status::guard(&[Sending], Unknown)
         );
         let settled = format!(

@@ -407,11 +407,8 @@ impl Store {
                 let tried: std::collections::HashSet<(i64, String)> = if ids.is_empty() {
                     Default::default()
                 } else {
-                    let mut q = QueryBuilder::new(
-                        "SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND handed_over = ");
-                    q.push_bind(true);
-                    q.push(" AND message_id");
-                    super::push_in_ids(&mut q, &ids);
+                    let mut q = QueryBuilder::new("");
+                    push_handed_over(&mut q, &ids);
                     q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?.into_iter().collect()
                 };
                 // Group the applicable receipts by the status they lead to,
@@ -597,6 +594,45 @@ impl Store {
             final_lags_ms,
         })
     }
+}
+
+/// The statement that reads which gateways each of `ids` was handed to
+/// (its `handed_over` attempts), as `(message_id, gateway)` rows.
+///
+/// On PostgreSQL one index look-up per id, whatever the planner knows:
+/// as `message_id = ANY($1)` over `attempts`, a table without fresh
+/// statistics (autovacuum late or off; it grows from nothing during a
+/// campaign) was read whole for every batch of receipts, the most
+/// expensive statement of a run (BENCHMARKS.md, "Cost per message"). The
+/// `OFFSET 0` keeps the per-id subquery from being flattened into a join
+/// the planner could hash. SQLite plans `IN (…)` as look-ups by itself.
+pub(crate) trait HandOverEvidence: sqlx::Database {
+    fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]);
+}
+
+impl HandOverEvidence for sqlx::Postgres {
+    fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]) {
+        q.push("SELECT DISTINCT t.id, a.gateway FROM unnest(");
+        q.push_bind(ids.to_vec());
+        q.push(
+            "::BIGINT[]) AS t(id) CROSS JOIN LATERAL (SELECT gateway FROM attempts \
+             WHERE message_id = t.id AND handed_over AND gateway IS NOT NULL OFFSET 0) a",
+        );
+    }
+}
+
+impl HandOverEvidence for sqlx::Sqlite {
+    fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]) {
+        q.push("SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND handed_over = ");
+        q.push_bind(true);
+        q.push(" AND message_id");
+        super::push_in_ids(q, ids);
+    }
+}
+
+/// [`HandOverEvidence::push_handed_over`], the database inferred.
+fn push_handed_over<DB: HandOverEvidence>(q: &mut QueryBuilder<'_, DB>, ids: &[i64]) {
+    DB::push_handed_over(q, ids)
 }
 
 #[cfg(test)]
