@@ -24,6 +24,10 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use pedulicovid::config::Settings;
 
+/// The product's allocator (src/main.rs): the benchmarks measure what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod chatbot;
 mod engine;
 mod kannel;
