@@ -1,30 +1,39 @@
 #!/bin/bash
 # A/B of two benchmark binaries on one machine, alternating old and new
-# ROUNDS times (PostgreSQL, unlimited rate), one line per run: sends/s,
-# end-to-end/s, p99 send latency, CPU and PostgreSQL CPU per message, peak RSS.
+# ROUNDS times (unlimited rate), one line per run: CPU µs per message of
+# each part (dispatcher, server, database, simulator, other; the bench's
+# `cpu_us_per_message`), dispatcher + server, PostgreSQL transactions and
+# statements per message, sends/s, end-to-end/s, receipts/s, wake-up p50.
 #
-#   scripts/bench-ab.sh MESSAGES ROUNDS      (from the repository root)
+#   scripts/bench-ab.sh MESSAGES ROUNDS [bench options…]   (repository root)
 #
-# OLD and NEW are commands (word-split): by default the pre-workspace
-# binary's `pedulicovid bench` (a release build of 02052d9 in /work/wt/old)
-# and this tree's target/release/pedulicovid-bench. PG is the server.
+# OLD and NEW are the two binaries (default NEW: this tree's
+# target/release/pedulicovid-bench; OLD must be given). DB=sqlite runs on a
+# temporary SQLite file; otherwise PG (default the local server) is used.
+# Both binaries must report `cpu_us_per_message` (commits from "bench: the
+# unlimited run as serve + worker + simulator" on).
 set -u
-N=${1:-100000}; R=${2:-3}
+N=${1:-100000}; R=${2:-3}; shift 2 || true
 PG=${PG:-postgres://postgres@127.0.0.1:5432/postgres}
-OLD=${OLD:-"/work/wt/old/target/release/pedulicovid bench"}
+OLD=${OLD:?set OLD to the old pedulicovid-bench binary}
 NEW=${NEW:-"$(pwd)/target/release/pedulicovid-bench"}
-run() { # label cmd...
-  local label=$1; shift
-  ( "$@" --database-url $PG --messages $N --rate 0 --json 2>/dev/null ) | tail -1 > "${TMPDIR:-/tmp}/ab-$label-$i.json"
-  python3 - "$label" "${TMPDIR:-/tmp}/ab-$label-$i.json" "$N" <<'PY'
-import json,sys
-label,f,n=sys.argv[1],sys.argv[2],int(sys.argv[3])
-r=json.load(open(f)); u=r["unlimited"]
-cpu=u["process_cpu_s"]*1e6/n; db=(u.get("db_cpu_s") or 0)*1e6/n
-print(f"{label:4} sends/s {u['sends_per_s']:8.0f}  e2e/s {u['end_to_end_per_s']:8.0f}  p99 {r.get('p99_send_ms') or 0:6.1f} ms  cpu {cpu:6.1f} us/msg  db {db:6.1f} us/msg  rss {r.get('peak_rss_mb') or 0:6.1f} MB  load {r.get('load_avg_at_start') or 0:.2f}")
+for i in $(seq 1 "$R"); do
+  for label in old new; do
+    if [ $label = old ]; then B=$OLD; else B=$NEW; fi
+    if [ "${DB:-}" = sqlite ]; then DBARG=""; else DBARG="--database-url ${DB:-$PG}"; fi
+    out="${TMPDIR:-/tmp}/ab-$label-$i.json"
+    # shellcheck disable=SC2086
+    $B $DBARG --messages "$N" --rate 0 --json "$@" 2>/dev/null | tail -1 > "$out"
+    python3 - "$label" "$out" <<'PY'
+import json, sys
+label, f = sys.argv[1], sys.argv[2]
+r = json.load(open(f)); u = r["unlimited"]; c = u["cpu_us_per_message"]
+w = (u.get("wake_latency_ms") or {}).get("p50")
+print(f"{label:3} disp {c['dispatcher']:6.1f} srv {c['server']:6.1f} db {c['database']:6.1f} "
+      f"sim {c['simulator']:6.1f} other {c['other']:5.1f} | disp+srv {c['dispatcher'] + c['server']:6.1f} | "
+      f"tx/msg {u.get('transactions_per_message')} st/msg {u.get('statements_per_message')} | "
+      f"sends/s {u['sends_per_s']:.0f} e2e/s {u['end_to_end_per_s']:.0f} receipts/s {u['receipts_per_s']:.0f} "
+      f"wake p50 {w} ms | load {r.get('load_avg_at_start')}")
 PY
-}
-for i in $(seq 1 $R); do
-  run old $OLD
-  run new $NEW
+  done
 done

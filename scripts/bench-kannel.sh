@@ -24,6 +24,12 @@
 #   BENCH_MESSAGES (30000)  BENCH_WORKERS (2)  BENCH_CONCURRENCY (64)  BENCH_BATCH (500)
 #   WRK_DURATION (10)  WRK_CONNECTIONS (16)  DLR_LISTENER_PORT (13980)
 #   BENCH_EXTRA              extra flags for pedulicovid-bench
+#   PIN_CORES=1              Kannel and its harness (bearerbox, smsbox, SMSC
+#                            simulator, DLR listener) on core 0; the load
+#                            generator (wrk, then pedulicovid-bench) and
+#                            PostgreSQL on core 1 (`taskset`; PostgreSQL's
+#                            affinity is restored at the end), so Kannel's
+#                            intake and the dispatcher do not fight over cores
 # Output: $CARRIER_RUN_DIR/kannel-bench/{wrk-*.txt,sqlite.json,postgres.json,summary.txt}
 set -euo pipefail
 
@@ -59,10 +65,25 @@ if ! command -v wrk >/dev/null 2>&1; then
         || { apt-get update >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null; }
 fi
 
-trap 'bash "$CARRIER/stop.sh" || true' EXIT
+ALL_CORES="0-$(($(nproc) - 1))"
+unpin_postgres() {
+    local p
+    for p in $(pgrep -x postgres || true); do taskset -a -cp "$ALL_CORES" "$p" >/dev/null 2>&1 || true; done
+}
+trap 'bash "$CARRIER/stop.sh" || true; [ "${PIN_CORES:-0}" = 1 ] && unpin_postgres' EXIT
 bash "$CARRIER/start.sh"
 # shellcheck disable=SC1091
 . "$CARRIER_RUN_DIR/carrier.env"
+LOAD=()        # the command prefix of the load generators (wrk, the bench)
+if [ "${PIN_CORES:-0}" = 1 ]; then
+    for f in bearerbox smsbox smsc_sim dlr_listener; do
+        pid="$(cat "$CARRIER_RUN_DIR/$f.pid" 2>/dev/null || true)"
+        [ -n "$pid" ] && taskset -a -cp 0 "$pid" >/dev/null
+    done
+    # The postmaster's children inherit its affinity: new backends too.
+    for p in $(pgrep -x postgres); do taskset -a -cp 1 "$p" >/dev/null 2>&1 || true; done
+    LOAD=(taskset -c 1)
+fi
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
@@ -117,7 +138,7 @@ intake() {      # $1 = label (digit, keeps the numbers of the two runs apart)
     cb0="$(cb_count)"; sub0="$(sim_stat submit_sm)"; cpu0="$(cpu_of)"
     sed "s/^function init(args) counter = 0 end/pfx = \"$label\"\nfunction init(args) counter = 0 end/" \
         "$OUT/sendsms.lua" >"$OUT/sendsms-$label.lua"
-    wrk -t1 -c"$WRK_CONNS" -d"${WRK_DURATION}s" --latency -s "$OUT/sendsms-$label.lua" \
+    "${LOAD[@]}" wrk -t1 -c"$WRK_CONNS" -d"${WRK_DURATION}s" --latency -s "$OUT/sendsms-$label.lua" \
         "$KANNEL_SENDSMS_URL" >"$OUT/wrk-$label.txt"
     wait_quiet
     rps="$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk-$label.txt")"
@@ -135,7 +156,7 @@ bench() {       # $1 = sqlite|postgres
     wait_quiet
     log "pedulicovid-bench --gateway kannel ($1, $MESSAGES messages)"
     # shellcheck disable=SC2086
-    "$BIN" "${db[@]}" --gateway kannel --carrier-run-dir "$CARRIER_RUN_DIR" \
+    "${LOAD[@]}" "$BIN" "${db[@]}" --gateway kannel --carrier-run-dir "$CARRIER_RUN_DIR" \
         --messages "$MESSAGES" --workers "$WORKERS" --concurrency "$CONC" --batch-size "$BATCH" \
         --json ${BENCH_EXTRA:-} >"$json"
     python3 - "$json" <<'PY' | tee -a "$SUMMARY"
@@ -155,7 +176,7 @@ PY
 }
 
 say "# pedulicovid through Kannel, $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
-say "# harness: $CARRIER (SMSC_SIM_ARGS=$SMSC_SIM_ARGS), binary: $BIN"
+say "# harness: $CARRIER (SMSC_SIM_ARGS=$SMSC_SIM_ARGS), binary: $BIN, pinned: ${PIN_CORES:-0}"
 rps1="$(intake 1)"
 bench sqlite
 [ -n "$PG_ADMIN_URL" ] && bench postgres

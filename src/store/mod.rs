@@ -348,14 +348,21 @@ impl Store {
                 // Custom plans always: a generic plan cached while the queue
                 // was empty turned a 500-row claim into a 28 s semi-join over
                 // a 300 k queue (BENCHMARKS.md). Planning a claim costs
-                // ~0.1 ms. A `SET` rather than a startup option, which
-                // connection poolers such as PgBouncer refuse.
+                // ~0.1 ms. No JIT: every statement here is short, and a
+                // cost estimate inflated by missing statistics (a table
+                // that grew from nothing during the campaign) crossed
+                // `jit_above_cost`, so a 0.1 ms look-up spent 33 ms
+                // compiling itself, for every batch of receipts (at 1.5 M
+                // messages, BENCHMARKS.md "Cost per message"). `SET`s
+                // rather than startup options, which connection poolers
+                // such as PgBouncer refuse.
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         sqlx::query("SET plan_cache_mode = force_custom_plan")
-                            .execute(conn)
-                            .await
-                            .map(|_| ())
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("SET jit = off").execute(&mut *conn).await?;
+                        Ok(())
                     })
                 })
                 .connect_with(opts)
