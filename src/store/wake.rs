@@ -96,8 +96,7 @@ impl Store {
     pub fn due_watch(&self) -> DueWatch {
         if let Db::Postgres(pool) = &self.db {
             self.wake.listening.get_or_init(|| {
-                let options = (*pool.connect_options()).clone();
-                tokio::spawn(listen(options, Arc::downgrade(&self.wake.tx)));
+                tokio::spawn(listen(pool.clone(), Arc::downgrade(&self.wake.tx)));
             });
         }
         // A new receiver has seen the current value: it waits for the next.
@@ -107,12 +106,15 @@ impl Store {
     }
 }
 
-/// Turns `NOTIFY pedulicovid_due` into wake-ups while any store clone of
-/// this process is alive. The listener has a connection of its own, outside
-/// the store's pool (closing the pool must not wait for it, and it must not
-/// take a connection the work needs). After a (re)connection it wakes the
-/// loops once: a notification may have been sent while nobody listened.
-async fn listen(options: sqlx::postgres::PgConnectOptions, wake: Weak<watch::Sender<u64>>) {
+/// Turns `NOTIFY pedulicovid_due` into wake-ups while the store is open
+/// (`store` not closed, some clone of it alive). The listener has a
+/// connection of its own, outside the store's pool (closing the pool must
+/// not wait for it, and it must not take a connection the work needs).
+/// After a (re)connection it wakes the loops once: a notification may have
+/// been sent while nobody listened.
+async fn listen(store: sqlx::PgPool, wake: Weak<watch::Sender<u64>>) {
+    let options = (*store.connect_options()).clone();
+    let done = || store.is_closed() || wake.strong_count() == 0;
     let bump = |wake: &Weak<watch::Sender<u64>>| match wake.upgrade() {
         Some(tx) => {
             tx.send_modify(|n| *n = n.wrapping_add(1));
@@ -121,6 +123,9 @@ async fn listen(options: sqlx::postgres::PgConnectOptions, wake: Weak<watch::Sen
         None => false,
     };
     loop {
+        if done() {
+            return;
+        }
         let connected = async {
             let pool = PgPoolOptions::new()
                 .max_connections(1)
@@ -135,11 +140,10 @@ async fn listen(options: sqlx::postgres::PgConnectOptions, wake: Weak<watch::Sen
         let mut listener = match connected.await {
             Ok(l) => l,
             Err(e) => {
-                warn!(error = %e, "wake-up listener cannot LISTEN; dispatchers poll meanwhile");
-                tokio::time::sleep(RELISTEN_AFTER).await;
-                if wake.strong_count() == 0 {
-                    return;
+                if !done() {
+                    warn!(error = %e, "wake-up listener cannot LISTEN; dispatchers poll meanwhile");
                 }
+                tokio::time::sleep(RELISTEN_AFTER).await;
                 continue;
             }
         };
@@ -151,13 +155,14 @@ async fn listen(options: sqlx::postgres::PgConnectOptions, wake: Weak<watch::Sen
             // `try_recv` answers `None` for a lost connection (and
             // reconnects on the next call): wake the loops then too.
             match tokio::time::timeout(RELISTEN_AFTER, listener.try_recv()).await {
-                Err(_elapsed) if wake.strong_count() == 0 => return,
+                Err(_elapsed) if done() => return,
                 Err(_elapsed) => {}
                 Ok(Ok(_)) => {
                     if !bump(&wake) {
                         return;
                     }
                 }
+                Ok(Err(_)) if done() => return,
                 Ok(Err(e)) => {
                     warn!(error = %e, "wake-up listener failed; listening again");
                     tokio::time::sleep(RELISTEN_AFTER).await;
