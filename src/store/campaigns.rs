@@ -10,10 +10,6 @@ use super::{audit_tx, now_ms, with_pool, BeginWrite, Db, Result, Store, StoreErr
 use crate::domain::{fmt_wib, ProvinceCode, TimeZone};
 use crate::status::{CampaignStatus, FlagReason, Status};
 
-/// A campaign completed this recently is checked for a notice queued into
-/// it while it completed (`Store::advance_campaigns`), ms.
-const REOPEN_WITHIN_MS: i64 = 60_000;
-
 /// What an operator can do to a running campaign (rescheduling, which
 /// takes a time, is [`Store::reschedule_campaign`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +149,25 @@ impl CampaignReport {
 /// `total / count` rounded to 2 decimals, or `None` when `count` is 0.
 fn average_2dp(total: i64, count: i64) -> Option<f64> {
     (count > 0).then(|| (total as f64 / count as f64 * 100.0).round() / 100.0)
+}
+
+/// PostgreSQL: a transaction whose statements read tables through their
+/// indexes only (sequential and bitmap scans off, `SET LOCAL`), for
+/// housekeeping statements that look at a few rows of a large table twice a
+/// second and whose best plan is never in doubt, but whose chosen plan was
+/// wrong without fresh statistics (a table grown during a campaign,
+/// autovacuum late or off): a scan of the whole table, every round.
+async fn index_only(
+    pool: &sqlx::PgPool,
+) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL enable_bitmapscan = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// The actor of the audit entry an automatic pause writes.
@@ -335,13 +350,12 @@ impl Store {
         );
         let cancelled = format!("SELECT id FROM campaigns WHERE status = '{Cancelled}'");
         let unsent = Status::sql_is(&Status::UNSENT);
-        // Only campaigns completed within the last minute: the race below
-        // is a matter of milliseconds, and a finished campaign's every row
-        // would otherwise be read twice a second for ever (the planner,
-        // expecting an early match, reads them by a scan of the table).
+        // Run through indexes only ([`index_only`]): expecting an early
+        // match, the planner read every finished campaign's rows by a scan
+        // of the table, twice a second for ever.
         let reopen = format!(
             "UPDATE campaigns SET status = '{Running}', updated_at = $1 \
-             WHERE status IN ({}) AND updated_at > $1 - {REOPEN_WITHIN_MS} AND EXISTS (SELECT 1 FROM messages m \
+             WHERE status IN ({}) AND EXISTS (SELECT 1 FROM messages m \
              WHERE m.campaign_id = campaigns.id AND m.status{unsent})",
             CampaignStatus::sql_moves(&[Completed], Running)
         );
@@ -368,12 +382,23 @@ impl Store {
             // A retry recorded after a cancel put the row back in the queue:
             // finish the cancel.
             sqlx::query(&cancel).bind(now).execute(p).await?;
-            // A notice queued into a finished campaign (a resend, a
-            // re-registration) reopens it. That transaction sets `running`
-            // itself, but on PostgreSQL the completion below can race it:
-            // its NOT EXISTS reads a snapshot from before the insert
-            // committed, and a campaign marked `completed` is never claimed.
-            sqlx::query(&reopen).bind(now).execute(p).await?;
+        });
+        // A notice queued into a finished campaign (a resend, a
+        // re-registration) reopens it. That transaction sets `running`
+        // itself, but on PostgreSQL the completion below can race it: its
+        // NOT EXISTS reads a snapshot from before the insert committed, and
+        // a campaign marked `completed` is never claimed.
+        match &self.db {
+            Db::Postgres(pool) => {
+                let mut tx = index_only(pool).await?;
+                sqlx::query(&reopen).bind(now).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(&reopen).bind(now).execute(pool).await?;
+            }
+        }
+        with_pool!(self, p => {
             sqlx::query(&complete).bind(now).execute(p).await?;
         });
         Ok(())
@@ -583,23 +608,16 @@ impl Store {
 
     /// The outcomes of a campaign's last `window` attempts, newest first:
     /// the newest `window` entries of `attempts_campaign`, a backward index
-    /// scan that stops after them. On PostgreSQL the statement may use
-    /// nothing else: without statistics on `attempts` (a fresh campaign,
-    /// autovacuum late or off) the planner took a bitmap of the campaign's
-    /// every attempt and sorted it, 26 ms at 50 k attempts and twice a
-    /// second, growing with the campaign.
+    /// scan that stops after them ([`index_only`]: without statistics on
+    /// `attempts` the planner took a bitmap of the campaign's every attempt
+    /// and sorted it, 26 ms at 50 k attempts and twice a second, growing
+    /// with the campaign).
     async fn last_attempts(&self, campaign_id: i64, window: u32) -> Result<Vec<String>> {
         const SQL: &str =
             "SELECT outcome FROM attempts WHERE campaign_id = $1 ORDER BY id DESC LIMIT $2";
         Ok(match &self.db {
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SET LOCAL enable_bitmapscan = off")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("SET LOCAL enable_seqscan = off")
-                    .execute(&mut *tx)
-                    .await?;
+                let mut tx = index_only(pool).await?;
                 let rows = sqlx::query_scalar(SQL)
                     .bind(campaign_id)
                     .bind(window as i64)

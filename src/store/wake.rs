@@ -33,24 +33,27 @@ pub const DUE_CHANNEL: &str = "pedulicovid_due";
 /// and how often it checks that a store is still there to wake.
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
-/// The process-wide wake-up counter a store and its clones share, and
-/// whether the PostgreSQL listener feeding it was started.
-#[derive(Clone)]
-pub(crate) struct Wake {
-    tx: Arc<watch::Sender<u64>>,
-    listening: Arc<OnceLock<()>>,
+/// The process-wide wake-up counter a store and its clones share (one
+/// `Arc`: a store is cloned per HTTP request), and whether the PostgreSQL
+/// listener feeding it was started.
+#[derive(Clone, Default)]
+pub(crate) struct Wake(Arc<Shared>);
+
+struct Shared {
+    tx: watch::Sender<u64>,
+    listening: OnceLock<()>,
 }
 
-impl Default for Wake {
+impl Default for Shared {
     fn default() -> Self {
-        Wake {
-            tx: Arc::new(watch::channel(0).0),
-            listening: Arc::new(OnceLock::new()),
+        Shared {
+            tx: watch::channel(0).0,
+            listening: OnceLock::new(),
         }
     }
 }
 
-impl Wake {
+impl Shared {
     fn bump(&self) {
         self.tx.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -78,7 +81,7 @@ impl Store {
     /// process. Call after the commit that made work due. Best effort: a
     /// failure is logged and polling finds the work.
     pub async fn wake_dispatchers(&self) {
-        self.wake.bump();
+        self.wake.0.bump();
         if let Db::Postgres(pool) = &self.db {
             if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
                 .bind(DUE_CHANNEL)
@@ -95,13 +98,13 @@ impl Store {
     /// failure); every later call shares it.
     pub fn due_watch(&self) -> DueWatch {
         if let Db::Postgres(pool) = &self.db {
-            self.wake.listening.get_or_init(|| {
-                tokio::spawn(listen(pool.clone(), Arc::downgrade(&self.wake.tx)));
+            self.wake.0.listening.get_or_init(|| {
+                tokio::spawn(listen(pool.clone(), Arc::downgrade(&self.wake.0)));
             });
         }
         // A new receiver has seen the current value: it waits for the next.
         DueWatch {
-            rx: self.wake.tx.subscribe(),
+            rx: self.wake.0.tx.subscribe(),
         }
     }
 }
@@ -112,16 +115,11 @@ impl Store {
 /// not wait for it, and it must not take a connection the work needs).
 /// After a (re)connection it wakes the loops once: a notification may have
 /// been sent while nobody listened.
-async fn listen(store: sqlx::PgPool, wake: Weak<watch::Sender<u64>>) {
+async fn listen(store: sqlx::PgPool, wake: Weak<Shared>) {
     let options = (*store.connect_options()).clone();
     let done = || store.is_closed() || wake.strong_count() == 0;
-    let bump = |wake: &Weak<watch::Sender<u64>>| match wake.upgrade() {
-        Some(tx) => {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
-            true
-        }
-        None => false,
-    };
+    // False once no store is left to wake.
+    let bump = || wake.upgrade().map(|w| w.bump()).is_some();
     loop {
         if done() {
             return;
@@ -148,7 +146,7 @@ async fn listen(store: sqlx::PgPool, wake: Weak<watch::Sender<u64>>) {
             }
         };
         debug!(channel = DUE_CHANNEL, "listening for wake-ups");
-        if !bump(&wake) {
+        if !bump() {
             return;
         }
         loop {
@@ -158,7 +156,7 @@ async fn listen(store: sqlx::PgPool, wake: Weak<watch::Sender<u64>>) {
                 Err(_elapsed) if done() => return,
                 Err(_elapsed) => {}
                 Ok(Ok(_)) => {
-                    if !bump(&wake) {
+                    if !bump() {
                         return;
                     }
                 }

@@ -70,23 +70,20 @@ pub struct PartsCpu {
 impl PartsCpu {
     /// Microseconds per message of each part.
     pub fn per_message_us(&self, messages: u64) -> PartsCpu {
-        let per = |s: f64| round2(s * 1e6 / messages.max(1) as f64);
-        PartsCpu {
-            dispatcher: per(self.dispatcher),
-            server: per(self.server),
-            simulator: per(self.simulator),
-            database: per(self.database),
-            other: per(self.other),
-        }
+        self.map(|s| round2(s * 1e6 / messages.max(1) as f64))
     }
 
     pub fn rounded(&self) -> PartsCpu {
+        self.map(round2)
+    }
+
+    fn map(&self, f: impl Fn(f64) -> f64) -> PartsCpu {
         PartsCpu {
-            dispatcher: round2(self.dispatcher),
-            server: round2(self.server),
-            simulator: round2(self.simulator),
-            database: round2(self.database),
-            other: round2(self.other),
+            dispatcher: f(self.dispatcher),
+            server: f(self.server),
+            simulator: f(self.simulator),
+            database: f(self.database),
+            other: f(self.other),
         }
     }
 }
@@ -260,10 +257,8 @@ impl RunParts {
             App::start(
                 server_settings,
                 Parts {
-                    http: true,
-                    workers: 0,
-                    housekeeping: true,
                     simulator: false,
+                    ..Parts::SERVE
                 },
             )
             .await
@@ -274,11 +269,12 @@ impl RunParts {
         let worker = on(&runtimes[1], async move {
             App::start(
                 s,
+                // Housekeeping is the server's here.
                 Parts {
-                    http: false,
                     workers,
                     housekeeping: false,
                     simulator: false,
+                    ..Parts::WORKER
                 },
             )
             .await
