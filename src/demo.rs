@@ -297,6 +297,7 @@ pub async fn run(
     let crate::store::CreatedCampaign {
         campaign: c,
         enqueued,
+        ..
     } = campaign::create(
         &app.store,
         &app.renderer,

@@ -49,6 +49,7 @@ pub mod secret;
 pub mod domain;
 pub mod store;
 pub mod registry;
+pub mod suppression;
 pub mod campaign;
 pub mod render;
 pub mod dispatch;

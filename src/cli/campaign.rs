@@ -113,15 +113,24 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd, json: bool) -> anyhow::Re
             let CreatedCampaign {
                 campaign: c,
                 enqueued: n,
+                suppressed,
             } = crate::campaign::create(&store, &renderer, s.sms.max_segments, req).await?;
             if json {
-                println!("{}", serde_json::json!({"campaign": c, "enqueued": n}));
+                println!(
+                    "{}",
+                    serde_json::json!({"campaign": c, "enqueued": n, "suppressed": suppressed})
+                );
             } else {
                 println!(
-                    "campaign {} {:?}: {} messages enqueued, starts {}",
+                    "campaign {} {:?}: {} messages enqueued{}, starts {}",
                     c.id,
                     c.name,
                     n,
+                    if suppressed > 0 {
+                        format!(" ({suppressed} suppressed worker(s) left out)")
+                    } else {
+                        String::new()
+                    },
                     fmt_wib(c.scheduled_at)
                 );
             }
@@ -199,9 +208,10 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd, json: bool) -> anyhow::Re
                     fmt_wib(c.scheduled_at)
                 );
                 println!(
-                    "  enqueued {}, sent {}, segments per message {}",
+                    "  enqueued {}, sent {}, suppressed {}, segments per message {}",
                     r.enqueued,
                     r.sent,
+                    r.suppressed,
                     r.segments_per_message
                         .map_or_else(|| "-".to_owned(), |s| format!("{s:.2}"))
                 );

@@ -27,6 +27,7 @@ mod import;
 mod reregistrations;
 mod serve;
 mod support;
+mod suppress;
 mod token;
 mod tools;
 
@@ -109,6 +110,10 @@ enum Command {
     /// Chatbot re-registrations waiting for One Data validation.
     #[command(subcommand)]
     Reregistrations(reregistrations::ReregistrationsCmd),
+    /// Numbers and NIKs that must not be messaged (declined, vaccinated,
+    /// deceased, wrong number).
+    #[command(subcommand)]
+    Suppress(suppress::SuppressCmd),
     /// The settings as this command line would run with them.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -256,6 +261,7 @@ async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<E
         Command::Token(t) => token::run(&loaded?, t, json).await,
         Command::Support(c) => support::run(&loaded?, c, json).await,
         Command::Reregistrations(c) => reregistrations::run(&loaded?, c, json).await,
+        Command::Suppress(c) => suppress::run(&loaded?, c, json).await,
         Command::Config(ConfigCmd::Show) => config_show(&cli, loaded?, json),
     }
 }
@@ -302,7 +308,8 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// The command line itself is wrong (as clap exits for a bad flag).
     pub const USAGE: u8 = 2;
-    /// `import` finished and committed the good rows, but rejected some.
+    /// `import` (or `suppress import`) finished and committed the good
+    /// rows, but rejected some.
     pub const REJECTED_ROWS: u8 = 3;
 }
 

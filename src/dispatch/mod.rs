@@ -616,7 +616,8 @@ impl Dispatcher {
 }
 
 /// Periodic bookkeeping shared by every process: campaign state, expired
-/// leases, receipt timeouts, old idempotency keys. Each statement is
+/// leases, receipt timeouts, notices a new suppression covers, old
+/// idempotency keys. Each statement is
 /// idempotent, so several processes running it at once is harmless.
 pub async fn housekeeping(
     store: Store,
@@ -669,6 +670,9 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     {
         warn!(campaign = paused.campaign_id, reason = %paused.reason, "campaign auto-paused");
     }
+    // A campaign enqueue that raced a suppression being added queued
+    // notices the add could not see: cancel them now.
+    store.cancel_recently_suppressed().await?;
     store.advance_campaigns().await?;
     let retention_ms =
         i64::try_from(worker.idempotency_retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);

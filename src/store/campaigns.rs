@@ -73,6 +73,9 @@ pub struct Campaign {
     pub professions: String,
     pub created_by: String,
     pub enqueued: i64,
+    /// Workers of the audience left out because they were suppressed
+    /// when the campaign was created.
+    pub suppressed: i64,
     pub created_at: i64,
     pub updated_at: i64,
     pub deadline_at: Option<i64>,
@@ -84,8 +87,10 @@ pub struct Campaign {
 pub struct CreatedCampaign {
     pub campaign: Campaign,
     /// Messages enqueued: one per eligible, validated worker the filter
-    /// matched.
+    /// matched who is not suppressed.
     pub enqueued: u64,
+    /// Workers the filter matched who are suppressed (not enqueued).
+    pub suppressed: u64,
 }
 
 /// A campaign just rescheduled ([`Store::reschedule_campaign`]).
@@ -114,6 +119,10 @@ pub struct CampaignReport {
     pub by_status: Vec<(String, i64)>,
     /// Open (unresolved) flags by reason.
     pub flagged_by_reason: Vec<(String, i64)>,
+    /// Workers the campaign did not message because they were suppressed:
+    /// left out when it was created, or their queued notice cancelled by a
+    /// suppression added later.
+    pub suppressed: i64,
     /// Messages already final (a fast receipt) whose worker has not yet
     /// recorded the send: still in flight for our bookkeeping.
     pub unrecorded: i64,
@@ -170,12 +179,49 @@ async fn index_only(
     Ok(tx)
 }
 
+/// Pushes the campaign audience onto `$q` (after `WHERE`, worker aliased
+/// `w`): eligible and validated, in the provinces and professions asked.
+/// A macro: `$q` is a SQLite or a PostgreSQL query builder.
+macro_rules! push_audience {
+    ($q:expr, $provinces:expr, $professions:expr) => {{
+        $q.push("w.validated = ");
+        $q.push_bind(true);
+        $q.push(" AND w.eligible = ");
+        $q.push_bind(true);
+        if !$provinces.is_empty() {
+            $q.push(" AND w.province_code IN (");
+            let mut sep = $q.separated(", ");
+            for p in $provinces.iter() {
+                sep.push_bind(p.clone());
+            }
+            $q.push(")");
+        }
+        if !$professions.is_empty() {
+            $q.push(" AND LOWER(w.profession) IN (");
+            let mut sep = $q.separated(", ");
+            for p in $professions.iter() {
+                sep.push_bind(p.clone());
+            }
+            $q.push(")");
+        }
+    }};
+}
+
+/// Pushes "suppression `s` in force at `$now`" onto `$q`.
+macro_rules! push_active {
+    ($q:expr, $now:expr) => {{
+        $q.push("s.removed_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ");
+        $q.push_bind($now);
+        $q.push(")");
+    }};
+}
+
 /// The actor of the audit entry an automatic pause writes.
 pub const AUTO_PAUSE_ACTOR: &str = "auto-pause";
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, template, status, scheduled_at, window_start, window_end, \
-     provinces, professions, created_by, enqueued, created_at, updated_at, deadline_at, pause_reason";
+     provinces, professions, created_by, enqueued, suppressed, created_at, updated_at, deadline_at, pause_reason";
 
 /// `CASE province_code WHEN … THEN 8 … ELSE NULL END`, built from the
 /// domain table so SQL and Rust agree on every province's zone. The
@@ -274,6 +320,17 @@ impl Store {
             .bind(CampaignStatus::Scheduled.as_str())
             .fetch_one(&mut *tx).await?;
 
+            // Suppressed workers (their NIK or their number, in force now)
+            // are counted, then left out of the insert.
+            let mut q = QueryBuilder::new("SELECT COUNT(*) FROM health_workers w WHERE ");
+            push_audience!(q, provinces, professions);
+            q.push(" AND (w.nik IN (SELECT s.value FROM suppressions s WHERE s.kind = 'nik' AND ");
+            push_active!(q, now);
+            q.push(") OR w.phone IN (SELECT s.value FROM suppressions s WHERE s.kind = 'phone' AND ");
+            push_active!(q, now);
+            q.push("))");
+            let suppressed: i64 = q.build_query_scalar().fetch_one(&mut *tx).await?;
+
             let mut q = QueryBuilder::new(
                 "INSERT INTO messages (campaign_id, worker_id, generation, phone, utc_offset, status, \
                  attempts, next_attempt_at, created_at, updated_at) SELECT ",
@@ -283,33 +340,22 @@ impl Store {
             q.push_bind(now);
             q.push(", ");
             q.push_bind(now);
-            q.push(" FROM health_workers w WHERE w.validated = ");
-            q.push_bind(true);
-            q.push(" AND w.eligible = ");
-            q.push_bind(true);
-            if !provinces.is_empty() {
-                q.push(" AND w.province_code IN (");
-                let mut sep = q.separated(", ");
-                for p in &provinces {
-                    sep.push_bind(p.clone());
-                }
-                q.push(")");
-            }
-            if !professions.is_empty() {
-                q.push(" AND LOWER(w.profession) IN (");
-                let mut sep = q.separated(", ");
-                for p in &professions {
-                    sep.push_bind(p.clone());
-                }
+            q.push(" FROM health_workers w WHERE ");
+            push_audience!(q, provinces, professions);
+            if suppressed > 0 {
+                q.push(" AND w.nik NOT IN (SELECT s.value FROM suppressions s WHERE s.kind = 'nik' AND ");
+                push_active!(q, now);
+                q.push(") AND w.phone NOT IN (SELECT s.value FROM suppressions s WHERE s.kind = 'phone' AND ");
+                push_active!(q, now);
                 q.push(")");
             }
             q.push(" ORDER BY w.id ON CONFLICT (campaign_id, worker_id, generation) DO NOTHING");
             let enqueued = q.build().execute(&mut *tx).await?.rows_affected();
-            sqlx::query("UPDATE campaigns SET enqueued = $1 WHERE id = $2")
-                .bind(enqueued as i64).bind(id)
+            sqlx::query("UPDATE campaigns SET enqueued = $1, suppressed = $2 WHERE id = $3")
+                .bind(enqueued as i64).bind(suppressed).bind(id)
                 .execute(&mut *tx).await?;
             audit_tx!(tx, &c.created_by, "campaign.create", format!("campaign:{id}"),
-                format!("enqueued {enqueued}"), now);
+                format!("enqueued {enqueued}, suppressed {suppressed}"), now);
             let campaign = sqlx::query_as::<_, Campaign>(&format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx).await?;
@@ -323,7 +369,11 @@ impl Store {
         if enqueued > 0 {
             self.wake_dispatchers().await;
         }
-        Ok(CreatedCampaign { campaign, enqueued })
+        Ok(CreatedCampaign {
+            suppressed: campaign.suppressed as u64,
+            campaign,
+            enqueued,
+        })
     }
 
     pub async fn campaign(&self, id: i64) -> Result<Campaign> {
@@ -653,8 +703,14 @@ impl Store {
              UNION ALL \
              SELECT 'flag', reason, COUNT(*), 0, 0, 0, 0 FROM non_recipients \
              WHERE campaign_id = $1 AND resolved_at IS NULL GROUP BY reason \
+             UNION ALL \
+             SELECT 'suppressed', 'enqueue', suppressed, 0, 0, 0, 0 FROM campaigns WHERE id = $1 \
+             UNION ALL \
+             SELECT 'suppressed', 'cancelled', COUNT(*), 0, 0, 0, 0 FROM messages \
+             WHERE campaign_id = $1 AND status{} AND last_error = 'suppressed' \
              ORDER BY 1, 2",
-            Status::sql_is(&[Status::Sending])
+            Status::sql_is(&[Status::Sending]),
+            Status::sql_is(&[Status::Cancelled])
         );
         type Row = (String, String, i64, i64, i64, i64, i64);
         let rows: Vec<Row> = with_pool!(self, p => sqlx::query_as(&sql)
@@ -665,6 +721,8 @@ impl Store {
         for (kind, key, n, sent, unrecorded, seg, seg_n) in rows {
             if kind == "flag" {
                 report.flagged_by_reason.push((key, n));
+            } else if kind == "suppressed" {
+                report.suppressed += n;
             } else {
                 report.sent += sent;
                 report.unrecorded += unrecorded;

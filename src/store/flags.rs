@@ -19,13 +19,19 @@ pub(crate) const FLAG_HEAD_SQL: &str = "INSERT INTO non_recipients \
      (worker_id, campaign_id, message_id, reason, flagged_at, resolved_at, resolution) \
      SELECT worker_id, campaign_id, id, reason, at, \
      CASE WHEN superseded THEN at END, CASE WHEN superseded THEN 'superseded' END \
-     FROM (SELECT m.worker_id, m.campaign_id, m.id, \
+     FROM (SELECT m.worker_id, m.campaign_id, m.id, m.phone, \
+     (SELECT w.nik FROM health_workers w WHERE w.id = m.worker_id) AS nik, \
      EXISTS (SELECT 1 FROM messages n WHERE n.campaign_id = m.campaign_id \
      AND n.worker_id = m.worker_id AND n.id > m.id) AS superseded, ";
 
-/// The end of the flag statement: a message flagged before (a retry that
-/// failed again, a receipt after our own failure) gets the newer reason.
-pub(crate) const FLAG_TAIL_SQL: &str = ") f WHERE true \
+/// The end of the flag statement. A worker suppressed when the flag would
+/// be raised (their number or NIK: [`crate::suppression`]) is never a
+/// non-recipient: we chose not to reach them. A message flagged before (a
+/// retry that failed again, a receipt after our own failure) gets the
+/// newer reason.
+pub(crate) const FLAG_TAIL_SQL: &str = ") f WHERE NOT EXISTS (SELECT 1 FROM suppressions s \
+     WHERE s.removed_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > f.at) \
+     AND ((s.kind = 'phone' AND s.value = f.phone) OR (s.kind = 'nik' AND s.value = f.nik))) \
      ON CONFLICT (message_id) DO UPDATE SET reason = excluded.reason, flagged_at = excluded.flagged_at, \
      resolved_at = excluded.resolved_at, resolution = excluded.resolution, resolved_by = NULL";
 

@@ -41,6 +41,7 @@ mod notices;
 mod queue;
 mod receipts;
 mod reregistration;
+mod suppression;
 mod timeline;
 mod wake;
 mod workers;
@@ -76,6 +77,7 @@ pub use reregistration::{
     ReregistrationExportRow, ReregistrationLock, ReregistrationMode, ReregistrationView,
     FAILURE_WINDOW_MS, LOCK_MS, MAX_FAILURES, UNVALIDATED_CAMPAIGN, UNVALIDATED_TEMPLATE,
 };
+pub use suppression::{SuppressMany, Suppressed, Suppression, SuppressionView, RECHECK_MS};
 pub use timeline::{
     scrub, AttemptEntry, AuditEntry, PhoneChange, ReceiptEntry, ResendEntry, Timeline,
     TimelineMessage,

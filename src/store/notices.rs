@@ -237,6 +237,12 @@ impl Store {
                 return Err(SupportError::InFlight(format!(
                     "message {id} for worker {worker_id} {what}; resend once it has an outcome")));
             }
+            if let Some((kind, why)) = super::suppression::suppressed_tx!(tx, worker_id, w.phone.as_e164(), now) {
+                return Err(SupportError::NotEligible(format!(
+                    "worker {worker_id} is suppressed (their {}, reason {why}): no notice is sent \
+                     until the suppression is removed or expires",
+                    if kind == "nik" { "NIK" } else { "number" })));
+            }
             check_number_limit!(tx, w.phone.as_e164(), now, self.limits.resends_per_number_per_day);
             let Some(c) = latest_campaign_tx!(tx, self, worker_id, now) else {
                 return Err(SupportError::NotEligible(format!(

@@ -344,7 +344,11 @@ macro_rules! apply_tx {
         let now: i64 = $now;
         // The campaign row is locked before any message row, the order
         // `control_campaign` uses, so the two cannot deadlock.
-        let target = if notice::may_get_notice(w.validated, w.eligible).is_err() {
+        // A suppressed worker or number gets no notice; the move itself
+        // (the number the worker gave) is still recorded.
+        let target = if notice::may_get_notice(w.validated, w.eligible).is_err()
+            || super::suppression::suppressed_tx!($tx, w.id, new_phone, now).is_some()
+        {
             None
         } else if $unvalidated {
             Some(standing_campaign_tx!(

@@ -548,6 +548,7 @@ async fn send_windows_follow_each_recipients_zone(backend: &str) {
     let CreatedCampaign {
         campaign: c,
         enqueued: n,
+        ..
     } = campaign::create(
         &store,
         &renderer,

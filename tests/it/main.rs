@@ -40,6 +40,7 @@ mod security;
 mod shutdown;
 mod sim_dialects;
 mod support_search;
+mod suppression;
 mod tls;
 mod ui_browser;
 mod wakeup;

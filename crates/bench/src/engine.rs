@@ -862,8 +862,9 @@ pub(crate) async fn create_campaign(
         deadline: None,
     };
     let t = Instant::now();
-    let CreatedCampaign { campaign, enqueued } =
-        campaign::create(store, renderer, s.sms.max_segments, request).await?;
+    let CreatedCampaign {
+        campaign, enqueued, ..
+    } = campaign::create(store, renderer, s.sms.max_segments, request).await?;
     Ok((campaign, enqueued, round3(t.elapsed().as_secs_f64())))
 }
 

@@ -6,6 +6,8 @@
 //! - [`chatbot`]: look-up and re-registration (role `chatbot`).
 //! - [`support`]: search, timeline, resend, flag resolution (role `support`).
 //! - [`operator`]: campaigns (role `operator`).
+//! - [`suppressions`]: the suppression list (operator) and the chatbot's
+//!   opt-out.
 //! - [`reregistrations`]: chatbot re-registrations after the chatbot:
 //!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
@@ -25,6 +27,7 @@ pub mod openapi;
 pub mod operator;
 pub mod reregistrations;
 pub mod support;
+pub mod suppressions;
 
 use std::sync::Arc;
 
@@ -114,6 +117,36 @@ fn api_routes() -> Vec<Line> {
             "/api/v1/chatbot/reregister",
             CHATBOT,
             chatbot::reregister,
+        ),
+        route(
+            M::POST,
+            "/api/v1/chatbot/opt-out",
+            CHATBOT,
+            suppressions::opt_out,
+        ),
+        route(
+            M::GET,
+            "/api/v1/suppressions",
+            OPERATOR,
+            suppressions::list_suppressions,
+        ),
+        route(
+            M::POST,
+            "/api/v1/suppressions",
+            OPERATOR,
+            suppressions::add_suppression,
+        ),
+        route(
+            M::POST,
+            "/api/v1/suppressions/remove",
+            OPERATOR,
+            suppressions::remove_suppression,
+        ),
+        route(
+            M::POST,
+            "/api/v1/suppressions/import",
+            OPERATOR,
+            suppressions::import_suppressions,
         ),
         route(M::POST, "/api/v1/support/search", SUPPORT, support::search),
         route(

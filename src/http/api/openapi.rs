@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chatbot, metrics, operator, reregistrations, support};
+use super::{chatbot, metrics, operator, reregistrations, support, suppressions};
 use crate::http::ui::session::SESSION_COOKIE;
 use crate::http::{callbacks, ui};
 
@@ -35,6 +35,11 @@ and this document need nothing. Times are Unix milliseconds unless a field says 
         document,
         chatbot::lookup,
         chatbot::reregister,
+        suppressions::opt_out,
+        suppressions::list_suppressions,
+        suppressions::add_suppression,
+        suppressions::remove_suppression,
+        suppressions::import_suppressions,
         support::search,
         support::timeline,
         support::resend,

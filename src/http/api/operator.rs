@@ -38,6 +38,9 @@ pub struct CampaignView {
     pub professions: Vec<String>,
     pub created_by: String,
     pub enqueued: i64,
+    /// Workers of the audience left out at creation because they were
+    /// suppressed.
+    pub suppressed_at_creation: i64,
     pub deadline_at: Option<i64>,
     pub pause_reason: Option<String>,
     pub created_at: i64,
@@ -70,6 +73,7 @@ impl From<Campaign> for CampaignView {
             scheduled_at: c.scheduled_at,
             created_by: c.created_by,
             enqueued: c.enqueued,
+            suppressed_at_creation: c.suppressed,
             deadline_at: c.deadline_at,
             pause_reason: c.pause_reason,
             created_at: c.created_at,
@@ -131,8 +135,11 @@ pub struct CreateCampaignRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedCampaign {
     pub campaign: CampaignView,
-    /// Messages enqueued (eligible, validated workers matching the filter).
+    /// Messages enqueued (eligible, validated workers matching the filter
+    /// who are not suppressed).
     pub enqueued: u64,
+    /// Workers matching the filter who are suppressed (not enqueued).
+    pub suppressed: u64,
 }
 
 /// Validates the template and filter, creates the campaign and enqueues
@@ -181,6 +188,7 @@ pub async fn create_campaign(
     let crate::store::CreatedCampaign {
         campaign: c,
         enqueued: n,
+        suppressed,
     } = campaign::create(
         &state.store,
         &state.api.renderer,
@@ -193,6 +201,7 @@ pub async fn create_campaign(
         axum::Json(CreatedCampaign {
             campaign: c.into(),
             enqueued: n,
+            suppressed,
         }),
     ))
 }
@@ -215,6 +224,9 @@ pub struct CampaignProgress {
     /// Open flags by reason.
     pub flagged_by_reason: BTreeMap<String, i64>,
     pub flagged: i64,
+    /// Workers not messaged because they were suppressed: left out at
+    /// creation, or their queued notice cancelled by a later suppression.
+    pub suppressed: i64,
     /// Messages accepted per second over the last 60 s.
     pub throughput_per_sec: f64,
     /// Queued messages / throughput, in seconds. Null when the campaign is
@@ -253,6 +265,7 @@ pub async fn show_campaign(
         segments_per_message: r.segments_per_message,
         in_flight: r.in_flight(),
         flagged: r.flagged(),
+        suppressed: r.suppressed,
         by_status: r.by_status.iter().cloned().collect(),
         flagged_by_reason: r.flagged_by_reason.iter().cloned().collect(),
         throughput_per_sec: pace.throughput_per_sec,
