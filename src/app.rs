@@ -437,6 +437,12 @@ impl App {
                 settings.worker.clone(),
                 shutdown_rx.clone(),
             )));
+            tasks.push(tokio::spawn(crate::dispatch::retention(
+                store.clone(),
+                settings.retention.policy(&settings.worker),
+                std::time::Duration::from_secs(settings.retention.interval_secs.max(1)),
+                shutdown_rx.clone(),
+            )));
         }
 
         Ok(App {

@@ -60,6 +60,65 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Limits on callers (`[limits]`).
     pub limits: LimitSettings,
+    /// How long records are kept (`[retention]`).
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: how long each kind of record is kept before housekeeping
+/// purges it, in days; `0` keeps that kind for ever. Idempotency keys keep
+/// their own setting, `worker.idempotency_retention_secs`. README,
+/// "Retention", says what each purge removes and what stays.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Raw receipt payloads as the carrier sent them (they may hold the
+    /// number): emptied; the receipt's outcome, effect and time stay.
+    /// Default 30.
+    pub receipt_payloads_days: u32,
+    /// Message bodies and numbers of finished (completed or cancelled)
+    /// campaigns, counted from when the campaign finished, and the numbers
+    /// of extra notices (`resends`): removed; statuses, times and counts
+    /// stay. Default 90.
+    pub message_data_days: u32,
+    /// Send attempts (the support timeline's attempt lines; a receipt for
+    /// a message whose attempts are gone is no longer accepted through the
+    /// gateway-wide token). Default 180.
+    pub attempts_days: u32,
+    /// The audit trail. Default 730 (two years).
+    pub audit_days: u32,
+    /// Rows one batch purges per kind; housekeeping runs a batch per kind
+    /// every `interval_secs`, and again on its next round (500 ms) while
+    /// batches come back full. Default 1000.
+    pub batch_rows: u32,
+    /// Seconds between purge rounds once nothing is due. Default 60.
+    pub interval_secs: u64,
+}
+
+impl RetentionSettings {
+    /// The store's policy, with the idempotency keys' own period.
+    pub fn policy(&self, worker: &WorkerSettings) -> crate::store::RetentionPolicy {
+        crate::store::RetentionPolicy::from_days(
+            self.receipt_payloads_days,
+            self.message_data_days,
+            self.attempts_days,
+            self.audit_days,
+            worker.idempotency_retention_secs,
+            self.batch_rows,
+        )
+    }
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            receipt_payloads_days: 30,
+            message_data_days: 90,
+            attempts_days: 180,
+            audit_days: 730,
+            batch_rows: 1000,
+            interval_secs: 60,
+        }
+    }
 }
 
 /// `[limits]`: what one caller may ask for. The defaults suit a province;
@@ -188,6 +247,7 @@ impl std::fmt::Debug for Settings {
             log,
             metrics,
             limits,
+            retention,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -200,6 +260,7 @@ impl std::fmt::Debug for Settings {
             .field("log", log)
             .field("metrics", metrics)
             .field("limits", limits)
+            .field("retention", retention)
             .finish()
     }
 }
@@ -217,6 +278,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             metrics: MetricsSettings::default(),
             limits: LimitSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }

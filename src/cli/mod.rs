@@ -25,6 +25,7 @@ mod flags;
 mod gateways;
 mod import;
 mod reregistrations;
+mod retention;
 mod serve;
 mod support;
 mod suppress;
@@ -114,6 +115,9 @@ enum Command {
     /// deceased, wrong number).
     #[command(subcommand)]
     Suppress(suppress::SuppressCmd),
+    /// How long records are kept: what is due for purging, and a purge now.
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
     /// The settings as this command line would run with them.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -262,6 +266,7 @@ async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<E
         Command::Support(c) => support::run(&loaded?, c, json).await,
         Command::Reregistrations(c) => reregistrations::run(&loaded?, c, json).await,
         Command::Suppress(c) => suppress::run(&loaded?, c, json).await,
+        Command::Retention(c) => retention::run(&loaded?, c, json).await,
         Command::Config(ConfigCmd::Show) => config_show(&cli, loaded?, json),
     }
 }

@@ -616,8 +616,8 @@ impl Dispatcher {
 }
 
 /// Periodic bookkeeping shared by every process: campaign state, expired
-/// leases, receipt timeouts, notices a new suppression covers, old
-/// idempotency keys. Each statement is
+/// leases, receipt timeouts, notices a new suppression covers. Purges
+/// run beside it ([`retention`]). Each statement is
 /// idempotent, so several processes running it at once is harmless.
 pub async fn housekeeping(
     store: Store,
@@ -674,20 +674,53 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     // notices the add could not see: cancel them now.
     store.cancel_recently_suppressed().await?;
     store.advance_campaigns().await?;
-    let retention_ms =
-        i64::try_from(worker.idempotency_retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let purged = store
-        .purge_idempotency_keys(now_ms() - retention_ms)
-        .await?;
-    if purged > 0 {
-        info!(purged, "idempotency keys past their retention deleted");
-    }
     // Failed chatbot attempts older than their counting window count for
     // nothing: forget them (locks stay, for the record).
     store
         .purge_reregistration_failures(now_ms() - crate::store::FAILURE_WINDOW_MS)
         .await?;
     Ok(())
+}
+
+/// Retention ([`crate::store::RetentionPolicy`]): one bounded batch per
+/// kind every `interval`, and again on the next housekeeping beat (500 ms)
+/// while a batch comes back full, so a backlog is worked off steadily
+/// without long statements beside the sending.
+pub async fn retention(
+    store: Store,
+    policy: crate::store::RetentionPolicy,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let pause = match store.retention_step(&policy).await {
+            Ok(step) => {
+                if step.total() > 0 {
+                    info!(
+                        receipt_payloads = step.receipt_payloads,
+                        message_data = step.message_data,
+                        attempts = step.attempts,
+                        audit = step.audit,
+                        idempotency_keys = step.idempotency_keys,
+                        "retention: records past their period purged"
+                    );
+                }
+                if step.more {
+                    Duration::from_millis(500)
+                } else {
+                    interval
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "retention failed; retrying");
+                interval.min(Duration::from_secs(5))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 /// Registers this process as a live worker every two seconds, takes its

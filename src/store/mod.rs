@@ -41,6 +41,7 @@ mod notices;
 mod queue;
 mod receipts;
 mod reregistration;
+mod retention;
 mod suppression;
 mod timeline;
 mod wake;
@@ -77,6 +78,7 @@ pub use reregistration::{
     ReregistrationExportRow, ReregistrationLock, ReregistrationMode, ReregistrationView,
     FAILURE_WINDOW_MS, LOCK_MS, MAX_FAILURES, UNVALIDATED_CAMPAIGN, UNVALIDATED_TEMPLATE,
 };
+pub use retention::{KindStatus, RetentionPolicy, RetentionStep};
 pub use suppression::{SuppressMany, Suppressed, Suppression, SuppressionView, RECHECK_MS};
 pub use timeline::{
     scrub, AttemptEntry, AuditEntry, PhoneChange, ReceiptEntry, ResendEntry, Timeline,

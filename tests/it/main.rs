@@ -35,6 +35,7 @@ mod privacy;
 mod readme;
 mod receipts;
 mod reregistration;
+mod retention;
 mod routing;
 mod security;
 mod shutdown;
