@@ -6,6 +6,8 @@
 //! - [`chatbot`]: look-up and re-registration (role `chatbot`).
 //! - [`support`]: search, timeline, resend, flag resolution (role `support`).
 //! - [`operator`]: campaigns (role `operator`).
+//! - [`outcomes`]: outreach outcomes on flags (operator, support) and the
+//!   outreach team's CSV (operator).
 //! - [`reregistrations`]: chatbot re-registrations after the chatbot:
 //!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod outcomes;
 pub mod reregistrations;
 pub mod support;
 
@@ -106,7 +109,7 @@ where
 /// Every `/api` route with its handler.
 fn api_routes() -> Vec<Line> {
     use Method as M;
-    vec![
+    let mut all = vec![
         route(M::GET, "/api/openapi.json", PUBLIC, openapi::document),
         route(M::POST, "/api/v1/chatbot/lookup", CHATBOT, chatbot::lookup),
         route(
@@ -218,7 +221,9 @@ fn api_routes() -> Vec<Line> {
             SUPPORT,
             reregistrations::approve,
         ),
-    ]
+    ];
+    all.extend(outcomes::routes());
+    all
 }
 
 /// The `/api` routes (the whole server's: [`super::routes::route_table`]).
