@@ -197,6 +197,11 @@ pub async fn import_outcomes<R: Read>(
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::None)
+        // Records end at `\n` alone, as in the registry import: with the
+        // default terminator the reader numbers every row of a CRLF file
+        // (what spreadsheets on Windows write) one line too early. The `\r`
+        // left at the end of the last field is trimmed with the rest.
+        .terminator(csv::Terminator::Any(b'\n'))
         .from_reader(input);
     let mut header = csv::ByteRecord::new();
     let has_header = reader
@@ -288,6 +293,7 @@ mod tests {
         let mut r = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .terminator(csv::Terminator::Any(b'\n'))
             .from_reader(text.as_bytes());
         let mut header = csv::ByteRecord::new();
         r.read_byte_record(&mut header).unwrap();

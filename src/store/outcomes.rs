@@ -490,7 +490,7 @@ mod tests {
             .iter()
             .map(|p| (p.province_name.as_str(), p.flagged, p.reached))
             .collect();
-        assert_eq!(p, [("DKI Jakarta", 3, 2), ("Papua", 3, 1)]);
+        assert_eq!(p, [("DKI Jakarta", 3, 2), ("Papua Tengah", 3, 1)]);
         assert_eq!(r.with_outcome(Outcome::ReachedByPhone), 2);
         assert_eq!(r.with_outcome(Outcome::Reregistered), 0);
         assert_eq!(r.by_outcome.last().unwrap().count, 2, "none");
