@@ -90,10 +90,7 @@ impl Layout {
             })
             .collect();
         let find = |col: &str| names.iter().position(|n| n == col);
-        let missing: Vec<&str> = REQUIRED
-            .into_iter()
-            .filter(|c| find(c).is_none())
-            .collect();
+        let missing: Vec<&str> = REQUIRED.into_iter().filter(|c| find(c).is_none()).collect();
         if !missing.is_empty() {
             return Err(OutcomeImportError::Header(format!(
                 "missing column(s) {}; expected flag_id,outcome and optionally note \
@@ -116,12 +113,15 @@ impl Layout {
     }
 }
 
+/// A row's problems: (field, reason), in the order found.
+type RowErrors = Vec<(String, String)>;
+
 /// Parses one row into an outcome, or every problem with it.
 fn parse_row(
     rec: &csv::ByteRecord,
     layout: &Layout,
     width: usize,
-) -> Result<NewOutcome, Vec<(String, String)>> {
+) -> Result<NewOutcome, RowErrors> {
     if rec.len() != width {
         return Err(vec![(
             "row".into(),
@@ -289,7 +289,7 @@ pub async fn import_outcomes<R: Read>(
 mod tests {
     use super::*;
 
-    fn rows(text: &str) -> Vec<(u64, Result<NewOutcome, Vec<(String, String)>>)> {
+    fn rows(text: &str) -> Vec<(u64, Result<NewOutcome, RowErrors>)> {
         let mut r = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)

@@ -115,12 +115,18 @@ mod tests {
     fn parses_the_four_in_any_case_and_nothing_else() {
         for o in Outcome::ALL {
             assert_eq!(Outcome::parse(o.as_str()), Ok(o));
-            assert_eq!(Outcome::parse(&format!(" {} ", o.as_str().to_uppercase())), Ok(o));
+            assert_eq!(
+                Outcome::parse(&format!(" {} ", o.as_str().to_uppercase())),
+                Ok(o)
+            );
         }
         let e = Outcome::parse("reached").unwrap_err().0;
         assert!(e.contains("\"reached\" is not an outcome"), "{e}");
         assert!(e.contains("reached_by_phone"), "{e}");
-        assert!(Outcome::parse("  ").unwrap_err().0.starts_with("is required"));
+        assert!(Outcome::parse("  ")
+            .unwrap_err()
+            .0
+            .starts_with("is required"));
     }
 
     #[test]

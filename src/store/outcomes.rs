@@ -18,7 +18,9 @@ use crate::status::Status;
 
 /// "Finally reached", the one definition: the flag `f` (an alias of
 /// `non_recipients`) is reached when
-/// - its own message was delivered after all (resolution `delivered_late`),
+/// - its own message was delivered after all (resolution `delivered_late`,
+///   or the message `delivered` when the flag had been resolved otherwise
+///   before the late receipt came),
 /// - or a later message to the same worker was delivered: a later
 ///   generation in the same campaign (a resend, a re-registration's
 ///   notice), or an extra notice (`resends`: support resend, chatbot or
@@ -37,7 +39,7 @@ pub(crate) fn reached_sql(f: &str) -> String {
     format!(
         "({f}.resolution = 'delivered_late' OR {f}.outcome IN ({reaching}) \
          OR EXISTS (SELECT 1 FROM messages n WHERE n.worker_id = {f}.worker_id \
-         AND n.id > {f}.message_id AND n.status{delivered} \
+         AND n.id >= {f}.message_id AND n.status{delivered} \
          AND (n.campaign_id = {f}.campaign_id OR EXISTS (SELECT 1 FROM resends r \
          WHERE r.worker_id = {f}.worker_id AND r.message_id = n.id))))",
         reaching = reaching.join(", "),
@@ -163,6 +165,9 @@ macro_rules! record_outcome_tx {
                     } else {
                         (FlagChange::Unchanged, f.resolved_at, f.resolution, f.resolved_by)
                     };
+                // Hook for the suppression list: a `declined` outcome is
+                // where a worker's NIK could be suppressed (reason
+                // `declined`), in this transaction.
                 let note = new.note.as_ref().map(|n| n.as_str().to_string());
                 sqlx::query(
                     "UPDATE non_recipients SET outcome = $1, outcome_at = $2, outcome_by = $3, \
@@ -501,7 +506,10 @@ mod tests {
     #[test]
     fn reached_names_the_delivered_status_and_the_two_reaching_outcomes() {
         let sql = reached_sql("g");
-        assert!(sql.contains("g.outcome IN ('reregistered', 'reached_by_phone')"), "{sql}");
+        assert!(
+            sql.contains("g.outcome IN ('reregistered', 'reached_by_phone')"),
+            "{sql}"
+        );
         assert!(sql.contains("'delivered_late'"), "{sql}");
         assert!(sql.contains("'delivered'"), "{sql}");
     }

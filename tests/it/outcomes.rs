@@ -59,8 +59,11 @@ async fn flags_by_tail(store: &Store, c: i64) -> HashMap<String, i64> {
         .collect()
 }
 
-/// (flagged, reached) of every reason and of every province code.
-fn figures(r: &OutreachReport) -> (Vec<(String, i64, i64)>, Vec<(String, i64, i64)>) {
+/// (name, flagged, reached) rows.
+type Figures = Vec<(String, i64, i64)>;
+
+/// (flagged, reached) of every reason and of every province.
+fn figures(r: &OutreachReport) -> (Figures, Figures) {
     (
         r.by_reason
             .iter()
@@ -229,9 +232,21 @@ async fn outreach_outcomes_reach_the_reports(backend: &str) {
     let (_, v) = post(one(f("10")), op.clone(), json!({"outcome": "unreachable"})).await;
     assert_eq!(v["flag_change"], "reopened", "{v}");
     assert_eq!(v["previous_outcome"], "reached_by_phone");
-    let w1 = store.worker_by_nik(&nik_of(1, "31")).await.unwrap().unwrap();
-    assert_eq!(store.worker_status(w1.clone()).await.unwrap().open_flags, ["undelivered"]);
-    let (_, v) = post(one(f("10")), op.clone(), json!({"outcome": "reached_by_phone"})).await;
+    let w1 = store
+        .worker_by_nik(&nik_of(1, "31"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.worker_status(w1.clone()).await.unwrap().open_flags,
+        ["undelivered"]
+    );
+    let (_, v) = post(
+        one(f("10")),
+        op.clone(),
+        json!({"outcome": "reached_by_phone"}),
+    )
+    .await;
     assert_eq!(v["flag_change"], "resolved", "{v}");
     // The chatbot no longer offers re-registration to a reached worker.
     assert!(store.worker_status(w1).await.unwrap().open_flags.is_empty());
@@ -273,7 +288,13 @@ async fn outreach_outcomes_reach_the_reports(backend: &str) {
     }
     let (st, v) = upload(c1, op.clone(), "flag_id,note\n1,x\n".into()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("missing column(s) outcome"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing column(s) outcome"),
+        "{v}"
+    );
     let (st, _) = upload(999_999, op.clone(), file.clone()).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, v) = upload(c1, op.clone(), file.clone()).await;
@@ -397,7 +418,10 @@ async fn outreach_outcomes_reach_the_reports(backend: &str) {
     );
     let html = campaign_page(&app, &op, c1).await;
     assert!(html.contains("Terjangkau setelah penjangkauan"), "{html}");
-    assert!(html.contains("<strong id=\"terjangkau\">3 dari 5</strong> (60,0 %)"), "{html}");
+    assert!(
+        html.contains("<strong id=\"terjangkau\">3 dari 5</strong> (60,0 %)"),
+        "{html}"
+    );
     assert!(
         html.contains(
             "<tr data-reason=\"undelivered\"><td>SMS tidak sampai</td><td class=\"num\">3</td><td class=\"num\">2</td></tr>"
@@ -425,7 +449,15 @@ async fn outreach_outcomes_reach_the_reports(backend: &str) {
     let (code, out, err) = cli(
         dir,
         url,
-        &["flags", "outcome", &flag4, "reached_by_phone", "--note", "ditelepon", "--json"],
+        &[
+            "flags",
+            "outcome",
+            &flag4,
+            "reached_by_phone",
+            "--note",
+            "ditelepon",
+            "--json",
+        ],
         "",
     )
     .await;
@@ -441,19 +473,36 @@ async fn outreach_outcomes_reach_the_reports(backend: &str) {
     let (code, _, err) = cli(dir, url, &["flags", "outcome", "999999", "declined"], "").await;
     assert_eq!(code, 1);
     assert!(err.contains("flag 999999 not found"), "{err}");
-    let file = format!("flag_id,outcome\n{},reregistered\n{other},declined\n", f("29"));
+    let file = format!(
+        "flag_id,outcome\n{},reregistered\n{other},declined\n",
+        f("29")
+    );
     let (code, out, err) = cli(
         dir,
         url,
-        &["flags", "import-outcomes", "-", "--campaign", &c1.to_string(), "--json"],
+        &[
+            "flags",
+            "import-outcomes",
+            "-",
+            "--campaign",
+            &c1.to_string(),
+            "--json",
+        ],
         &file,
     )
     .await;
     assert_eq!(code, 3, "rejected rows: exit 3 ({err})");
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["recorded"].as_u64(), v["rejected_rows"].as_u64()), (Some(1), Some(1)), "{v}");
+    assert_eq!(
+        (v["recorded"].as_u64(), v["rejected_rows"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
     assert_eq!(v["rejections"][0]["line"], 3);
-    assert_eq!(v["flags_resolved"], 0, "the declined flag was resolved already: {v}");
+    assert_eq!(
+        v["flags_resolved"], 0,
+        "the declined flag was resolved already: {v}"
+    );
     let (code, out, err) = cli(dir, url, &["campaign", "show", &c1.to_string()], "").await;
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -484,12 +533,17 @@ async fn outreach_outcomes_reach_the_reports(backend: &str) {
         ]
     );
     assert!(
-        audit[2].1.contains("outcome unreachable (was reached_by_phone); flag open again"),
+        audit[2]
+            .1
+            .contains("outcome unreachable (was reached_by_phone); flag open again"),
         "{audit:?}"
     );
     // No phone number, NIK or name in an outcome's audit entry.
     for (_, detail) in &audit {
-        assert!(!detail.contains("+62") && !detail.contains("Nakes"), "{detail}");
+        assert!(
+            !detail.contains("+62") && !detail.contains("Nakes"),
+            "{detail}"
+        );
     }
     app.stop(Duration::from_secs(5)).await;
 }

@@ -90,10 +90,7 @@ pub async fn record_outcome(
         outcome,
         note,
     };
-    let r = state
-        .store
-        .record_flag_outcome(&new, None, &staff)
-        .await?;
+    let r = state.store.record_flag_outcome(&new, None, &staff).await?;
     tracing::info!(token = %caller.name, flag.id = id, outcome = %outcome, "outreach outcome");
     Ok(axum::Json(r))
 }
