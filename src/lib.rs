@@ -21,7 +21,8 @@
 //!   gateway from its settings, `http` sends once for all, and each of
 //!   `kannel`, `jasmin`, `json` supplies only its request and answer.
 //! - [`status`]: the one-way message status machine and flag reasons.
-//! - [`export`]: the non-recipient CSV (outreach list), formula-guarded.
+//! - [`export`]: the non-recipient CSV (outreach list), formula-guarded;
+//!   [`outreach`]: what became of each flag, back from the outreach team (CSV).
 //! - [`http`]: receipt callbacks, the APIs and the support UI.
 //! - [`metrics`]: counters and the send-latency histogram.
 //! - [`app`]: wiring: `run`, `serve`, `worker`; [`demo`] and [`cli`] (one
@@ -56,6 +57,7 @@ pub mod dispatch;
 pub mod gateway;
 pub mod status;
 pub mod export;
+pub mod outreach;
 pub mod http;
 pub mod metrics;
 pub mod app;

@@ -193,10 +193,11 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd, json: bool) -> anyhow::Re
             let c = store.campaign(*id).await?;
             let r = store.campaign_report(*id).await?;
             let pace = Pace::of(&store, &c, &r).await?;
+            let outreach = store.outreach_report(*id).await?;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"campaign": c, "report": r, "pace": pace})
+                    serde_json::json!({"campaign": c, "report": r, "pace": pace, "outreach": outreach})
                 );
             } else {
                 println!(
@@ -235,6 +236,7 @@ pub(super) async fn run(s: &Settings, c: &CampaignCmd, json: bool) -> anyhow::Re
                         println!("    {k:<18} {v}");
                     }
                 }
+                super::outcomes::print_report(&outreach);
             }
         }
     }

@@ -1,5 +1,5 @@
 //! `pedulicovid flags …`: non-recipients, listed masked, exported in full
-//! (audited), resolved by hand.
+//! (audited), resolved by hand; outreach outcomes ([`super::outcomes`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +51,14 @@ pub(super) enum FlagsCmd {
         #[arg(long)]
         staff: String,
     },
+    /// Record what outreach found for a flag: reregistered,
+    /// reached_by_phone, unreachable or declined (audited; all but
+    /// unreachable resolve an open flag).
+    Outcome(super::outcomes::OutcomeArgs),
+    /// Record outcomes from the outreach team's CSV (flag_id,outcome[,note]);
+    /// bad rows are reported with their line, the others applied in one
+    /// transaction (exit 3 when some were rejected).
+    ImportOutcomes(super::outcomes::ImportOutcomesArgs),
 }
 
 pub(super) async fn run(s: &Settings, f: &FlagsCmd, json: bool) -> anyhow::Result<ExitCode> {
@@ -58,6 +66,11 @@ pub(super) async fn run(s: &Settings, f: &FlagsCmd, json: bool) -> anyhow::Resul
         return Ok(super::usage(
             "--json: `flags export` writes CSV (use `flags list --json` for masked JSON)",
         ));
+    }
+    match f {
+        FlagsCmd::Outcome(a) => return super::outcomes::record(s, a, json).await,
+        FlagsCmd::ImportOutcomes(a) => return super::outcomes::import(s, a, json).await,
+        _ => {}
     }
     let store = open_store(s).await?;
     match f {
@@ -133,6 +146,7 @@ pub(super) async fn run(s: &Settings, f: &FlagsCmd, json: bool) -> anyhow::Resul
                 );
             }
         }
+        FlagsCmd::Outcome(_) | FlagsCmd::ImportOutcomes(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

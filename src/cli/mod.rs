@@ -24,6 +24,7 @@ pub mod doc;
 mod flags;
 mod gateways;
 mod import;
+mod outcomes;
 mod reregistrations;
 mod retention;
 mod serve;

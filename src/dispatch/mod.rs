@@ -616,8 +616,8 @@ impl Dispatcher {
 }
 
 /// Periodic bookkeeping shared by every process: campaign state, expired
-/// leases, receipt timeouts, notices a new suppression covers. Purges
-/// run beside it ([`retention`]). Each statement is
+/// leases, receipt timeouts, notices a new suppression covers, old
+/// idempotency keys. The other purges run beside it ([`retention`]). Each statement is
 /// idempotent, so several processes running it at once is harmless.
 pub async fn housekeeping(
     store: Store,
@@ -674,6 +674,14 @@ pub async fn housekeeping_once(store: &Store, worker: &WorkerSettings) -> anyhow
     // notices the add could not see: cancel them now.
     store.cancel_recently_suppressed().await?;
     store.advance_campaigns().await?;
+    let retention_ms =
+        i64::try_from(worker.idempotency_retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let purged = store
+        .purge_idempotency_keys(now_ms() - retention_ms)
+        .await?;
+    if purged > 0 {
+        info!(purged, "idempotency keys past their retention deleted");
+    }
     // Failed chatbot attempts older than their counting window count for
     // nothing: forget them (locks stay, for the record).
     store

@@ -11,6 +11,7 @@ pub mod mask;
 pub mod msisdn;
 pub mod notice;
 pub mod nik;
+pub mod outcome;
 pub mod province;
 pub mod search;
 pub mod sms;

@@ -12,7 +12,8 @@
 //! One module per thing stored: `workers` (the registry,
 //! look-ups, search), `campaigns`, `queue` (messages, attempts, the
 //! dispatcher processes), `notices` (extra notices, `resends`), `receipts`,
-//! `flags` (non-recipients), `reregistration`, `access` (tokens,
+//! `flags` (non-recipients), `outcomes` (what outreach found, the
+//! campaign's outreach report), `reregistration`, `access` (tokens,
 //! idempotency keys), `audit`, `gateways` (callback secrets, circuit
 //! state), `timeline` and `gauges` (read-only views across tables). Rules
 //! (limits, eligibility, windows, status moves) are not decided here but in
@@ -38,6 +39,7 @@ mod gateways;
 mod gauges;
 mod measure;
 mod notices;
+mod outcomes;
 mod queue;
 mod receipts;
 mod reregistration;
@@ -70,6 +72,10 @@ pub use gauges::{GatewayCount, Gauges};
 pub use measure::{CampaignTimes, DbActivity, PerSecond, ScratchDatabase};
 pub use notices::{
     QueuedNotice, REREGISTRATION_CAMPAIGN, REREGISTRATION_TEMPLATE, RESENDS_PER_NUMBER_PER_DAY,
+};
+pub use outcomes::{
+    FlagChange, NewOutcome, OutcomeCount, OutcomeRefusal, OutreachReport, ProvinceOutreach,
+    ReasonOutreach, RecordedOutcome, RecordedOutcomes,
 };
 pub use queue::{ClaimedMessage, RetryCause, SendOutcome, StatusCount};
 pub use receipts::{AppliedReceipts, EffectCount, IncomingReceipt, ReceiptEffect, StoredReceipt};

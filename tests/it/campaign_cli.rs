@@ -305,7 +305,10 @@ async fn real_world_names_cost_one_segment(backend: &str) {
     let (shown, api) = segments_shown(dir, url, &base, &op, id).await;
     assert_eq!((shown, api), (Value::Null, Value::Null));
     let text = cli_ok(dir, url, &["campaign", "show", &id.to_string()]).await;
-    assert!(text.contains("sent 0, segments per message -"), "{text}");
+    assert!(
+        text.contains("sent 0, suppressed 0, segments per message -"),
+        "{text}"
+    );
 
     open_windows_now(url).await;
     let mut r = wait_done(&app.store, id, Duration::from_secs(30)).await;

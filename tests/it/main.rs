@@ -31,6 +31,7 @@ mod kannel_harness;
 mod limits;
 mod logs;
 mod monitoring;
+mod outcomes;
 mod privacy;
 mod readme;
 mod receipts;

@@ -8,6 +8,8 @@
 //! - [`operator`]: campaigns (role `operator`).
 //! - [`suppressions`]: the suppression list (operator) and the chatbot's
 //!   opt-out.
+//! - [`outcomes`]: outreach outcomes on flags (operator, support) and the
+//!   outreach team's CSV (operator).
 //! - [`reregistrations`]: chatbot re-registrations after the chatbot:
 //!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod outcomes;
 pub mod reregistrations;
 pub mod support;
 pub mod suppressions;
@@ -109,7 +112,7 @@ where
 /// Every `/api` route with its handler.
 fn api_routes() -> Vec<Line> {
     use Method as M;
-    vec![
+    let mut all = vec![
         route(M::GET, "/api/openapi.json", PUBLIC, openapi::document),
         route(M::POST, "/api/v1/chatbot/lookup", CHATBOT, chatbot::lookup),
         route(
@@ -251,7 +254,9 @@ fn api_routes() -> Vec<Line> {
             SUPPORT,
             reregistrations::approve,
         ),
-    ]
+    ];
+    all.extend(outcomes::routes());
+    all
 }
 
 /// The `/api` routes (the whole server's: [`super::routes::route_table`]).

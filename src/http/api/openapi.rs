@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chatbot, metrics, operator, reregistrations, support, suppressions};
+use super::{chatbot, metrics, operator, outcomes, reregistrations, support, suppressions};
 use crate::http::ui::session::SESSION_COOKIE;
 use crate::http::{callbacks, ui};
 
@@ -52,6 +52,8 @@ and this document need nothing. Times are Unix milliseconds unless a field says 
         operator::resume_campaign,
         operator::cancel_campaign,
         operator::nonrecipients_csv,
+        outcomes::record_outcome,
+        outcomes::import_outcomes,
         reregistrations::list,
         reregistrations::pending_csv,
         reregistrations::worker,

@@ -235,6 +235,9 @@ pub struct CampaignProgress {
     pub eta_seconds: Option<f64>,
     /// Now + ETA, in WIB; null with `eta_seconds`.
     pub eta_wib: Option<String>,
+    /// Non-recipients and how many were finally reached, by the reason of
+    /// the first failure and by province (README, "Outreach outcomes").
+    pub outreach: crate::store::OutreachReport,
 }
 
 /// One campaign with counts per status and flag reason, throughput and ETA.
@@ -271,6 +274,7 @@ pub async fn show_campaign(
         throughput_per_sec: pace.throughput_per_sec,
         eta_seconds: pace.eta_seconds,
         eta_wib: pace.eta_wib,
+        outreach: state.store.outreach_report(id).await?,
     }))
 }
 

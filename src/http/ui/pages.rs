@@ -1194,8 +1194,8 @@ struct ProvinceRow {
     rate: Option<f64>,
 }
 
-/// `GET /ui/kampanye/{id}`: progress, throughput, ETA, flags, and the
-/// delivery rate per province.
+/// `GET /ui/kampanye/{id}`: progress, throughput, ETA, flags, the
+/// delivery rate per province, and non-recipients reached after outreach.
 #[utoipa::path(
     get,
     path = "/ui/kampanye/{id}",
@@ -1309,6 +1309,10 @@ pub async fn campaign(
         "delivery_rate",
         &(finished > 0).then(|| percent(delivered as f64 / finished as f64)),
     );
+    // Non-recipients finally reached (README, "Outreach outcomes").
+    let outreach = app.store.outreach_report(id).await?;
+    ctx.insert("outreach_share", &outreach.reached_share().map(percent));
+    ctx.insert("outreach", &outreach);
     Ok(page(StatusCode::OK, "campaign.html", &ctx))
 }
 

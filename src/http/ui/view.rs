@@ -133,6 +133,7 @@ pub fn reason_label(s: &str) -> &str {
         "superseded" => "digantikan pesan yang lebih baru",
         "reregistered" => "registrasi ulang lewat chatbot",
         "support" => "diselesaikan petugas",
+        "outreach" => "diselesaikan lewat penjangkauan",
         other => other,
     }
 }
