@@ -6,6 +6,7 @@
 //! - [`chatbot`]: look-up and re-registration (role `chatbot`).
 //! - [`support`]: search, timeline, resend, flag resolution (role `support`).
 //! - [`operator`]: campaigns (role `operator`).
+//! - [`erasure`]: erasing one worker's personal data (role `operator`).
 //! - [`reregistrations`]: chatbot re-registrations after the chatbot:
 //!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod chatbot;
+pub mod erasure;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -181,6 +183,12 @@ fn api_routes() -> Vec<Line> {
             "/api/v1/campaigns/{id}/nonrecipients.csv",
             OPERATOR,
             operator::nonrecipients_csv,
+        ),
+        route(
+            M::POST,
+            "/api/v1/workers/erase",
+            OPERATOR,
+            erasure::erase,
         ),
         route(
             M::GET,

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chatbot, metrics, operator, reregistrations, support};
+use super::{chatbot, erasure, metrics, operator, reregistrations, support};
 use crate::http::ui::session::SESSION_COOKIE;
 use crate::http::{callbacks, ui};
 
@@ -47,6 +47,7 @@ and this document need nothing. Times are Unix milliseconds unless a field says 
         operator::resume_campaign,
         operator::cancel_campaign,
         operator::nonrecipients_csv,
+        erasure::erase,
         reregistrations::list,
         reregistrations::pending_csv,
         reregistrations::worker,
