@@ -219,7 +219,8 @@ pub(crate) fn nik_verifier(salt: &str, nik: &str) -> String {
 /// erased row's verifier restores that row from the import (NIK, name,
 /// number, codes, flags), clears `erased_at` and the verifier, starts its
 /// phone history again, and is audited `worker.revive` by `$actor`.
-/// Evaluates to the revived NIKs. The cost is one SHA-256 per (fresh NIK,
+/// Evaluates to the revived NIKs. A NIK erased more than once (imported
+/// again as a new worker, erased again) revives its latest row. The cost is one SHA-256 per (fresh NIK,
 /// erased worker) pair: fresh NIKs are the few an import adds, and erased
 /// workers are few. A macro for the reason the store's others are (module
 /// docs of [`super`], "Why macros").
@@ -230,7 +231,8 @@ macro_rules! revive_tx {
         if !fresh.is_empty() {
             let erased: Vec<(i64, String, String)> = sqlx::query_as(
                 "SELECT id, nik_salt, nik_verifier FROM health_workers \
-                 WHERE erased_at IS NOT NULL AND nik_verifier IS NOT NULL ORDER BY id",
+                 WHERE erased_at IS NOT NULL AND nik_verifier IS NOT NULL \
+                 ORDER BY erased_at DESC, id DESC",
             )
             .fetch_all(&mut *$tx)
             .await?;
@@ -311,7 +313,8 @@ impl Store {
         let worker_sql = format!(
             "SELECT id, full_name, phone FROM health_workers WHERE nik = $1 AND erased_at IS NULL{lock}"
         );
-        let messages_sql = format!("SELECT id FROM messages WHERE worker_id = $1 ORDER BY id{lock}");
+        let messages_sql =
+            format!("SELECT id FROM messages WHERE worker_id = $1 ORDER BY id{lock}");
         let not_found = || {
             SupportError::NotFound(format!(
                 "worker with NIK {} (unknown, or already erased)",
@@ -587,7 +590,10 @@ mod tests {
         }
         assert!(n.scoped.iter().any(|x| x == "Siti Aminah"));
         assert!(n.scoped.iter().any(|x| x == "SITI AMINAH"));
-        assert!(!n.unique.iter().any(|x| x == "Siti Aminah"), "names are not unique");
+        assert!(
+            !n.unique.iter().any(|x| x == "Siti Aminah"),
+            "names are not unique"
+        );
         let pos = |s: &str| n.unique.iter().position(|x| x == s).unwrap();
         assert!(pos("+6281234567890") < pos("81234567890"));
         assert_eq!(

@@ -184,12 +184,7 @@ fn api_routes() -> Vec<Line> {
             OPERATOR,
             operator::nonrecipients_csv,
         ),
-        route(
-            M::POST,
-            "/api/v1/workers/erase",
-            OPERATOR,
-            erasure::erase,
-        ),
+        route(M::POST, "/api/v1/workers/erase", OPERATOR, erasure::erase),
         route(
             M::GET,
             "/api/v1/reregistrations",
