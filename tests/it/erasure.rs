@@ -665,3 +665,117 @@ async fn erase_command_and_revival(backend: &str) {
     store.close().await;
 }
 both_backends!(erase_command_and_revival);
+
+// ------------------------------------------------------- notices in flight
+
+/// A notice handed to a dispatcher before the erasure keeps its status, and
+/// nothing that comes back for it afterwards brings the data back: the
+/// record of the send keeps no body, the carrier's receipt no payload.
+async fn in_flight_notice_keeps_nothing(backend: &str) {
+    use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
+    use pedulicovid::store::{IncomingReceipt, ReceiptEffect, SendOutcome};
+
+    let db = TestDb::new(backend).await;
+    // No dispatcher: this test claims and records by hand.
+    let app = start(test_settings(&db), Parts::SERVE).await;
+    let store = &app.store;
+    assert_eq!(import_text(store, &registry()).await.accepted, 3);
+    let id = worker_id(store, &nik()).await;
+    let (c, _) = create_campaign(&app, campaign_request("satu")).await;
+    let claimed = store
+        .claim("test-worker", 10, pedulicovid::store::now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mine = claimed.iter().find(|m| m.worker_id == id).unwrap();
+    assert_eq!(mine.full_name, NAME);
+
+    let erased = store
+        .erase_worker(
+            &pedulicovid::domain::Nik::parse(&nik()).unwrap(),
+            &FreeText::staff("ops").unwrap(),
+            &FreeText::reason("UU PDP").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((erased.notices_cancelled, erased.messages), (0, 1));
+    // Only the dispatcher's memory holds it now.
+    let left = traces(&db.url).await;
+    assert!(left.is_empty(), "personal data left:\n{}", left.join("\n"));
+
+    // The sends land (the rendered body names the worker), then receipts
+    // that quote number and text.
+    let outcomes: Vec<SendOutcome> = claimed
+        .iter()
+        .map(|m| SendOutcome::Sent {
+            id: m.id,
+            gateway: "sim".into(),
+            gateway_message_id: Some(format!("gw-{}", m.id)),
+            body: format!("{} (NIK ****{})", m.full_name, &m.nik[12..]),
+            encoding: "gsm7",
+            segments: 1,
+        })
+        .collect();
+    assert_eq!(
+        store
+            .record_outcomes("test-worker", &outcomes)
+            .await
+            .unwrap(),
+        0
+    );
+    let receipts: Vec<IncomingReceipt> = claimed
+        .iter()
+        .map(|m| IncomingReceipt {
+            gateway: "sim".into(),
+            payload: format!(
+                "to={}&text={}&id={}",
+                m.phone
+                    .as_ref()
+                    .map(|p| p.digits().to_string())
+                    .unwrap_or_default(),
+                m.full_name,
+                m.id
+            ),
+            parsed: ParsedReceipt {
+                message_id: Some(m.id),
+                gateway_message_id: Some(format!("gw-{}", m.id)),
+                raw_status: "1".into(),
+                error_code: None,
+                outcome: ReceiptOutcome::Delivered,
+            },
+            signed: false,
+        })
+        .collect();
+    let effects = store.apply_receipts(&receipts).await.unwrap();
+    assert!(
+        effects.iter().all(|e| *e == ReceiptEffect::Applied),
+        "{effects:?}"
+    );
+
+    let left = traces(&db.url).await;
+    assert!(left.is_empty(), "personal data left:\n{}", left.join("\n"));
+    // The erased worker's notice kept its course; the others kept their
+    // bodies and payloads.
+    let rows: Vec<(i64, String, Option<String>, String)> = sql_rows(
+        &db.url,
+        "SELECT m.worker_id, m.status, m.body, r.payload FROM messages m \
+         JOIN receipts r ON r.message_id = m.id WHERE m.campaign_id = $1 ORDER BY m.id",
+        &[c.id],
+    )
+    .await;
+    assert_eq!(rows.len(), 3);
+    for (w, status, body, payload) in rows {
+        assert_eq!(status, "delivered");
+        if w == id {
+            assert_eq!((body, payload.as_str()), (None, "[erased]"));
+        } else {
+            assert!(body.unwrap().contains("Nakes Nomor"));
+            assert!(
+                payload.contains("Nakes") && payload.contains("to=62812"),
+                "{payload}"
+            );
+        }
+    }
+    app.stop(Duration::from_secs(5)).await;
+}
+both_backends!(in_flight_notice_keeps_nothing);
