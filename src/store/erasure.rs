@@ -328,6 +328,17 @@ impl Store {
             let Some((id, name, phone)) = found else {
                 return Err(not_found());
             };
+            if !sqlite {
+                // A campaign being created may have read the worker, still
+                // eligible with its number, and not committed its messages
+                // yet: wait for it, and keep new ones out until this
+                // commits, so every message of the worker is seen below.
+                // (Resends and re-registrations lock the worker's row
+                // first, as this did; SQLite's single writer serialises
+                // all of them.) Taken after the row lock: those take the
+                // row before they write `campaigns`, so no cycle.
+                sqlx::query("LOCK TABLE campaigns IN SHARE MODE").execute(&mut *tx).await?;
+            }
             let tomb = tombstone(id);
             let subject = format!("worker:{id}");
             // Row locks on the worker's messages, in id order like every

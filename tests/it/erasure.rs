@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use pedulicovid::app::Parts;
 use pedulicovid::domain::notice::FreeText;
-use pedulicovid::store::{sha256_hex, ReregistrationMode, Role, Store};
+use pedulicovid::store::{sha256_hex, ReregistrationMode, Role, Store, SupportError};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -505,6 +505,17 @@ async fn erasure_leaves_no_trace(backend: &str) {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // Nor resent by id, nor on the outreach list.
+    let r = store
+        .resend(id, &staff, &FreeText::reason("again").unwrap())
+        .await;
+    assert!(matches!(r, Err(SupportError::NotFound(_))), "{r:?}");
+    assert!(store
+        .flags(None, true)
+        .await
+        .unwrap()
+        .iter()
+        .all(|f| f.worker_id != id));
     // The stored chatbot answer is gone, with the hash of the request it
     // answered: a retry is refused, and does nothing.
     let (s, _) = call(
