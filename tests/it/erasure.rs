@@ -366,6 +366,11 @@ async fn erasure_leaves_no_trace(backend: &str) {
         (json!({"nik": "123", "reason": "x"}), "nik"),
         (json!({"nik": nik(), "reason": " "}), "reason"),
         (json!({"nik": nik()}), "body"),
+        // Bound to the NIK it names: nothing else can be slipped in.
+        (
+            json!({"nik": nik(), "reason": "x", "worker_id": other}),
+            "body",
+        ),
     ] {
         let (s, e) = call(&http, &base, Method::POST, path, Some(&ops), b, None).await;
         assert_eq!(
