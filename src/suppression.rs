@@ -142,6 +142,10 @@ impl SuppressionTarget {
 
 /// A stored value, masked by its kind.
 pub fn mask_value(kind: &str, value: &str) -> String {
+    if value.starts_with("erased:") {
+        // The worker was erased: the entry no longer names anyone.
+        return "[erased]".to_string();
+    }
     match kind {
         "phone" => mask_phone(value),
         "nik" => mask_nik(value),

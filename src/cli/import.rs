@@ -15,9 +15,15 @@ pub(super) async fn run(
     s: &Settings,
     file: &std::path::Path,
     rejects: Option<&std::path::Path>,
+    revive_erased: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = open_store(s).await?;
+    let store = if revive_erased {
+        store.reviving_erased(&super::cli_actor())
+    } else {
+        store
+    };
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress_bar(size, "importing");
@@ -69,6 +75,12 @@ pub(super) async fn run(
             report.counts.phone_changes,
             report.rejected_rows
         );
+        if report.counts.revived > 0 {
+            println!(
+                "{} erased worker(s) revived (--revive-erased)",
+                report.counts.revived
+            );
+        }
         if report.counts.reregistrations_confirmed > 0 {
             println!(
                 "{} pending chatbot re-registration(s) confirmed (notices queued to the new numbers)",

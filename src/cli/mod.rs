@@ -21,6 +21,7 @@ use crate::store::{redact_url, Store};
 
 mod campaign;
 pub mod doc;
+mod erase;
 mod flags;
 mod gateways;
 mod import;
@@ -86,6 +87,11 @@ enum Command {
         /// Write every rejected row (line, field, reason) to this CSV file.
         #[arg(long, value_name = "FILE")]
         rejects: Option<PathBuf>,
+        /// Reconnect a NIK of an erased worker to that worker (name and
+        /// phone restored from the file, audited) instead of creating a new
+        /// worker (README, "Erasure").
+        #[arg(long)]
+        revive_erased: bool,
     },
     /// Create and inspect campaigns.
     #[command(subcommand)]
@@ -109,6 +115,9 @@ enum Command {
     /// Help-desk work: search, a worker's timeline, resend.
     #[command(subcommand)]
     Support(support::SupportCmd),
+    /// Erase a worker's personal data (NIK, name, phone) everywhere it is
+    /// stored, audited under the worker's id (UU PDP; README, "Erasure").
+    Erase(erase::EraseArgs),
     /// Chatbot re-registrations waiting for One Data validation.
     #[command(subcommand)]
     Reregistrations(reregistrations::ReregistrationsCmd),
@@ -256,9 +265,11 @@ async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<E
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { file, rejects } => {
-            import::run(&loaded?, file, rejects.as_deref(), json).await
-        }
+        Command::Import {
+            file,
+            rejects,
+            revive_erased,
+        } => import::run(&loaded?, file, rejects.as_deref(), *revive_erased, json).await,
         Command::Campaign(c) => campaign::run(&loaded?, c, json).await,
         Command::Flags(f) => flags::run(&loaded?, f, json).await,
         Command::Template { name } => template(&loaded?, name.as_deref(), json),
@@ -268,6 +279,7 @@ async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<E
         Command::Reregistrations(c) => reregistrations::run(&loaded?, c, json).await,
         Command::Suppress(c) => suppress::run(&loaded?, c, json).await,
         Command::Retention(c) => retention::run(&loaded?, c, json).await,
+        Command::Erase(a) => erase::run(&loaded?, a, json).await,
         Command::Config(ConfigCmd::Show) => config_show(&cli, loaded?, json),
     }
 }

@@ -79,7 +79,7 @@ fn flags_sql(by_campaign: bool, include_resolved: bool) -> String {
     let mut sql = String::from(
         "SELECT f.id, f.campaign_id, f.message_id, f.worker_id, w.nik, w.full_name, w.phone, \
          w.province_code, f.reason, f.flagged_at, f.resolved_at, f.resolution \
-         FROM non_recipients f JOIN health_workers w ON w.id = f.worker_id WHERE 1 = 1",
+         FROM non_recipients f JOIN health_workers w ON w.id = f.worker_id WHERE w.erased_at IS NULL",
     );
     if by_campaign {
         sql.push_str(" AND f.campaign_id = $1");

@@ -13,7 +13,8 @@
 //! look-ups, search), `campaigns`, `queue` (messages, attempts, the
 //! dispatcher processes), `notices` (extra notices, `resends`), `receipts`,
 //! `flags` (non-recipients), `outcomes` (what outreach found, the
-//! campaign's outreach report), `reregistration`, `access` (tokens,
+//! campaign's outreach report), `reregistration`, `erasure` (one
+//! worker's personal data, tombstoned), `access` (tokens,
 //! idempotency keys), `audit`, `gateways` (callback secrets, circuit
 //! state), `timeline` and `gauges` (read-only views across tables). Rules
 //! (limits, eligibility, windows, status moves) are not decided here but in
@@ -33,6 +34,7 @@
 mod access;
 mod audit;
 mod campaigns;
+mod erasure;
 mod error;
 mod flags;
 mod gateways;
@@ -65,6 +67,7 @@ pub use campaigns::{
     AutoPaused, Campaign, CampaignAction, CampaignFilter, CampaignReport, CreatedCampaign,
     NewCampaign, ProvinceDelivery, RescheduledCampaign,
 };
+pub use erasure::{tombstone, Erasure, ERASED_TEXT};
 pub use error::{Result, StoreError, SupportError};
 pub use flags::{FlagRow, TimelineFlag};
 pub use gateways::{GatewaySecrets, GatewayState};
@@ -277,6 +280,10 @@ pub struct Store {
     pub(crate) limits: Limits,
     /// Wake-ups for idle dispatchers, shared by every clone ([`wake`]).
     pub(crate) wake: wake::Wake,
+    /// `import --revive-erased`: the actor an import that reconnects
+    /// erased workers to their NIKs audits as ([`Store::reviving_erased`]);
+    /// `None`, the default: an erased NIK imported again is a new worker.
+    pub(crate) revive_erased: Option<String>,
 }
 
 /// Limits the store applies, from the settings (`[limits]`).
@@ -347,6 +354,7 @@ impl Store {
                 search_timeout: SEARCH_TIMEOUT,
                 limits: Limits::default(),
                 wake: wake::Wake::default(),
+                revive_erased: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?
@@ -382,6 +390,7 @@ impl Store {
                 search_timeout: SEARCH_TIMEOUT,
                 limits: Limits::default(),
                 wake: wake::Wake::default(),
+                revive_erased: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
@@ -419,6 +428,15 @@ impl Store {
     /// This store with the settings' limits.
     pub fn with_limits(mut self, limits: Limits) -> Store {
         self.limits = limits;
+        self
+    }
+
+    /// This store with imports that reconnect an erased worker's NIK to
+    /// its erased row (restoring name and number from the import) instead
+    /// of creating a new worker, audited `worker.revive` by `actor`
+    /// (`pedulicovid import --revive-erased`; [`erasure`]).
+    pub fn reviving_erased(mut self, actor: &str) -> Store {
+        self.revive_erased = Some(actor.to_string());
         self
     }
 

@@ -212,7 +212,10 @@ impl Store {
     ) -> Result<QueuedNotice> {
         let now = now_ms();
         let lock = self.row_lock();
-        let worker_sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1{lock}");
+        // An erased worker (store/erasure.rs) is not found.
+        let worker_sql = format!(
+            "SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1 AND erased_at IS NULL{lock}"
+        );
         let busy_sql = format!(
             "SELECT id, status FROM messages WHERE worker_id = $1 AND status{} \
              ORDER BY id DESC LIMIT 1",

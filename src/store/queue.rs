@@ -340,10 +340,13 @@ impl Store {
             }
             // The common case, set-based: one UPDATE … FROM (VALUES …) per
             // chunk. A final receipt that overtook us keeps its status.
+            // A message whose worker was erased while it was in flight
+            // (store/erasure.rs: number `erased:<id>`) keeps no body.
             for chunk in sent.chunks(RECORD_CHUNK) {
                 let mut q = QueryBuilder::new(
                     &format!("UPDATE messages SET status = CASE WHEN messages.status{sent_from} THEN '{Sent}' ELSE messages.status END, \
-                     gateway = v.column2, gateway_message_id = v.column3, body = v.column4, encoding = v.column5, \
+                     gateway = v.column2, gateway_message_id = v.column3, \
+                     body = CASE WHEN messages.phone LIKE 'erased:%' THEN messages.body ELSE v.column4 END, encoding = v.column5, \
                      segments = v.column6, gateway_ref = v.column7, sent_at = COALESCE(messages.sent_at, "));
                 q.push_bind(now);
                 q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");

@@ -378,6 +378,10 @@ impl Store {
                     resolved[i] = refs[i].as_ref().and_then(|r| found.get(r)).copied();
                 }
             }
+            // Messages of erased workers (store/erasure.rs): their receipts
+            // are kept without the carrier's payload, which may carry the
+            // number and the text.
+            let mut erased: std::collections::HashSet<i64> = Default::default();
             for round in &rounds {
                 let mut ids: Vec<i64> = round.iter().filter_map(|&i| resolved[i]).collect();
                 ids.sort_unstable();
@@ -390,14 +394,20 @@ impl Store {
                     // writer of `messages` does the same, so concurrent
                     // batches queue behind each other instead of deadlocking.
                     let mut q = QueryBuilder::new(
-                        "SELECT id, status, gateway_ref, CAST(attempts AS BIGINT) FROM messages WHERE id");
+                        "SELECT id, status, gateway_ref, CAST(attempts AS BIGINT), \
+                         CASE WHEN phone LIKE 'erased:%' THEN 1 ELSE 0 END FROM messages WHERE id");
                     super::push_in_ids(&mut q, &ids);
                     q.push(" ORDER BY id");
                     q.push(lock);
-                    q.build_query_as::<(i64, String, Option<String>, i64)>()
+                    q.build_query_as::<(i64, String, Option<String>, i64, i32)>()
                         .fetch_all(&mut *tx).await?
                         .into_iter()
-                        .map(|(id, st, gw, att)| (id, (st, gw, att)))
+                        .map(|(id, st, gw, att, gone)| {
+                            if gone != 0 {
+                                erased.insert(id);
+                            }
+                            (id, (st, gw, att))
+                        })
                         .collect()
                 };
                 // The gateways each message was handed to: attempts whose
@@ -562,6 +572,11 @@ impl Store {
                         .bind(effects[i].unwrap_or(ReceiptEffect::Ignored).as_str())
                         .bind(*id)
                         .execute(&mut *tx).await?;
+                    if resolved[i].is_some_and(|m| erased.contains(&m)) {
+                        sqlx::query("UPDATE receipts SET payload = $1 WHERE id = $2")
+                            .bind(super::ERASED_TEXT).bind(*id)
+                            .execute(&mut *tx).await?;
+                    }
                 }
             }
             let fresh: Vec<usize> = (0..batch.len()).filter(|&i| stored[i].is_none()).collect();
@@ -577,7 +592,11 @@ impl Store {
                         .push_bind(&r.parsed.raw_status)
                         .push_bind(outcome_name(r.parsed.outcome))
                         .push_bind(&r.parsed.error_code)
-                        .push_bind(&r.payload)
+                        .push_bind(if resolved[i].is_some_and(|m| erased.contains(&m)) {
+                            super::ERASED_TEXT
+                        } else {
+                            r.payload.as_str()
+                        })
                         .push_bind(now)
                         .push_bind(effects[i].unwrap_or(ReceiptEffect::Ignored).as_str())
                         .push_bind(refs[i].clone());

@@ -254,7 +254,7 @@ const LOCK_COLUMNS: &str = "id, key_kind, worker_id, number_masked, failures, lo
      locked_until, lifted_at, lifted_by";
 
 /// The stored key of a NIK or a number: never the value in clear.
-fn key_hash(kind: &str, value: &str) -> String {
+pub(super) fn key_hash(kind: &str, value: &str) -> String {
     sha256_hex(format!("pedulicovid-reregistration:{kind}:{value}").as_bytes())
 }
 

@@ -68,6 +68,9 @@ pub struct UpsertCounts {
     /// Pending chatbot re-registrations this import confirmed (it carries
     /// the new number for the worker's NIK).
     pub reregistrations_confirmed: u64,
+    /// Erased workers reconnected to their NIK (`import --revive-erased`),
+    /// counted here and not in `inserted`.
+    pub revived: u64,
 }
 
 impl UpsertCounts {
@@ -77,6 +80,7 @@ impl UpsertCounts {
         self.unchanged += o.unchanged;
         self.phone_changes += o.phone_changes;
         self.reregistrations_confirmed += o.reregistrations_confirmed;
+        self.revived += o.revived;
     }
 }
 
@@ -121,7 +125,14 @@ impl Store {
                 .map(|w| (w.nik.as_str().to_string(), w))
                 .collect();
 
-            let fresh: Vec<&NewWorker> = rows.iter().filter(|r| !existing.contains_key(r.nik.as_str())).collect();
+            let mut fresh: Vec<&NewWorker> = rows.iter().filter(|r| !existing.contains_key(r.nik.as_str())).collect();
+            // An erased worker's NIK is in no row: new, unless the operator
+            // asked to revive erased workers (store/erasure.rs).
+            if let Some(actor) = &self.revive_erased {
+                let revived = super::erasure::revive_tx!(tx, &fresh, actor.as_str(), source, now);
+                fresh.retain(|r| !revived.iter().any(|n| n == r.nik.as_str()));
+                counts.revived = revived.len() as u64;
+            }
             if !fresh.is_empty() {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO health_workers (nik, full_name, phone, operator, profession, facility_code, \
@@ -409,9 +420,11 @@ fn like_pattern(q: &str) -> String {
 }
 
 impl Store {
-    /// The worker with this id.
+    /// The worker with this id (an erased one is not found).
     pub async fn worker(&self, id: i64) -> Result<WorkerRow, SupportError> {
-        let sql = format!("SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1");
+        let sql = format!(
+            "SELECT {WORKER_COLUMNS} FROM health_workers WHERE id = $1 AND erased_at IS NULL"
+        );
         let w: Option<WorkerRow> =
             with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
         w.ok_or_else(|| SupportError::NotFound(format!("worker {id}")))
@@ -608,9 +621,10 @@ impl Store {
         Ok(rows.into_iter().map(WorkerSummary::from).collect())
     }
 
-    /// Masked summary of one worker.
+    /// Masked summary of one worker (an erased one is not found: nor is
+    /// its timeline).
     pub async fn worker_summary(&self, worker_id: i64) -> Result<WorkerSummary, SupportError> {
-        let sql = format!("{SUMMARY_SELECT} WHERE w.id = $1");
+        let sql = format!("{SUMMARY_SELECT} WHERE w.id = $1 AND w.erased_at IS NULL");
         let row: Option<SummaryRow> =
             with_pool!(self, p => sqlx::query_as(&sql).bind(worker_id).fetch_optional(p).await?);
         row.map(WorkerSummary::from)

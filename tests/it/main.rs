@@ -23,6 +23,7 @@ mod campaign_e2e;
 mod dialects;
 mod engine;
 mod env_gateway;
+mod erasure;
 mod faults;
 mod fuzz;
 mod gateway_faults;

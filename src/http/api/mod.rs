@@ -10,6 +10,7 @@
 //!   opt-out.
 //! - [`outcomes`]: outreach outcomes on flags (operator, support) and the
 //!   outreach team's CSV (operator).
+//! - [`erasure`]: erasing one worker's personal data (role `operator`).
 //! - [`reregistrations`]: chatbot re-registrations after the chatbot:
 //!   validation list/export (operator), locks and approval (support).
 //! - [`openapi`]: the generated document at `/api/openapi.json`.
@@ -23,6 +24,7 @@
 
 pub mod auth;
 pub mod chatbot;
+pub mod erasure;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -218,6 +220,7 @@ fn api_routes() -> Vec<Line> {
             OPERATOR,
             operator::nonrecipients_csv,
         ),
+        route(M::POST, "/api/v1/workers/erase", OPERATOR, erasure::erase),
         route(
             M::GET,
             "/api/v1/reregistrations",

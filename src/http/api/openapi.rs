@@ -13,7 +13,9 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chatbot, metrics, operator, outcomes, reregistrations, support, suppressions};
+use super::{
+    chatbot, erasure, metrics, operator, outcomes, reregistrations, support, suppressions,
+};
 use crate::http::ui::session::SESSION_COOKIE;
 use crate::http::{callbacks, ui};
 
@@ -54,6 +56,7 @@ and this document need nothing. Times are Unix milliseconds unless a field says 
         operator::nonrecipients_csv,
         outcomes::record_outcome,
         outcomes::import_outcomes,
+        erasure::erase,
         reregistrations::list,
         reregistrations::pending_csv,
         reregistrations::worker,
