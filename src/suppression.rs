@@ -24,6 +24,7 @@ use crate::registry::Rejection;
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum SuppressionReason {
     /// The worker said no (through the chatbot's BERHENTI, or to staff).
     Declined,

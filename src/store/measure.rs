@@ -213,6 +213,46 @@ impl ScratchDatabase {
     }
 }
 
+impl Store {
+    /// Benchmarks only (`pedulicovid-bench --purge-backlog`): a campaign
+    /// that finished at `finished_at`, with `n` delivered messages (body and
+    /// number) to the first `n` workers, one attempt and one receipt
+    /// (payload with the number) each, all stamped `finished_at`: a backlog
+    /// for retention to purge. Returns the campaign's id.
+    pub async fn seed_finished_campaign(&self, n: i64, finished_at: i64) -> Result<i64> {
+        let body =
+            "Yth. Bapak/Ibu, Anda terdaftar sebagai penerima vaksin COVID-19. Registrasi ulang \
+                    di pedulilindungi.id atau *119# dan pilih jadwal vaksinasi. PEDULICOVID";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let c: i64 = sqlx::query_scalar(
+                "INSERT INTO campaigns (name, template, status, scheduled_at, window_start, window_end, \
+                 created_by, enqueued, created_at, updated_at) VALUES ('Bench: finished long ago', \
+                 'undangan_registrasi', 'completed', $1, 0, 1440, 'bench', $2, $1, $1) RETURNING id")
+                .bind(finished_at).bind(n).fetch_one(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO messages (campaign_id, worker_id, generation, phone, utc_offset, status, \
+                 attempts, next_attempt_at, gateway, gateway_message_id, body, encoding, segments, \
+                 created_at, updated_at, sent_at, final_at) SELECT $1, id, 1, phone, 7, 'delivered', 1, \
+                 $2, 'sim', 'old-' || CAST(id AS TEXT), $3, 'gsm7', 1, $2, $2, $2, $2 \
+                 FROM health_workers ORDER BY id LIMIT $4")
+                .bind(c).bind(finished_at).bind(body).bind(n).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO attempts (message_id, attempt, gateway, outcome, at, campaign_id, handed_over) \
+                 SELECT id, 1, 'sim', 'sent', $2, campaign_id, $3 FROM messages WHERE campaign_id = $1")
+                .bind(c).bind(finished_at).bind(true).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, \
+                 payload, received_at, effect) SELECT 'sim', id, gateway_message_id, '1', 'delivered', \
+                 'id=' || gateway_message_id || '&to=' || phone || '&status=1', $2, 'applied' \
+                 FROM messages WHERE campaign_id = $1")
+                .bind(c).bind(finished_at).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(c)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

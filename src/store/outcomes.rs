@@ -165,9 +165,27 @@ macro_rules! record_outcome_tx {
                     } else {
                         (FlagChange::Unchanged, f.resolved_at, f.resolution, f.resolved_by)
                     };
-                // Hook for the suppression list: a `declined` outcome is
-                // where a worker's NIK could be suppressed (reason
-                // `declined`), in this transaction.
+                // A worker who declined is not messaged again: their NIK
+                // goes on the suppression list (`declined`) in this
+                // transaction, unless it is there already (kept as it is).
+                if new.outcome == crate::domain::outcome::Outcome::Declined {
+                    let nik: Option<String> = sqlx::query_scalar(
+                        "SELECT nik FROM health_workers WHERE id = $1 AND erased_at IS NULL",
+                    )
+                    .bind(f.worker_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                    if let Some(nik) = nik.and_then(|n| crate::domain::Nik::parse(&n).ok()) {
+                        let entry = crate::suppression::NewSuppression {
+                            target: crate::suppression::SuppressionTarget::Nik(nik),
+                            reason: crate::suppression::SuppressionReason::Declined,
+                            note: format!("outreach outcome on flag {}", new.flag_id),
+                            expires_at: None,
+                            added_by: actor.to_string(),
+                        };
+                        let _ = super::suppression::suppress_tx!($tx, &entry, now);
+                    }
+                }
                 let note = new.note.as_ref().map(|n| n.as_str().to_string());
                 sqlx::query(
                     "UPDATE non_recipients SET outcome = $1, outcome_at = $2, outcome_by = $3, \

@@ -135,12 +135,12 @@ pub struct SuppressMany {
     pub flags_resolved: u64,
 }
 
-const COLUMNS: &str = "id, kind, value, reason, note, added_by, added_at, expires_at, \
+pub(super) const COLUMNS: &str = "id, kind, value, reason, note, added_by, added_at, expires_at, \
      removed_by, removed_at";
 
 /// Ends entries of `$1`/`$2` (kind, value) whose expiry has passed, so the
 /// one-active-entry index admits a new one. `$3` is now.
-const CLOSE_EXPIRED_SQL: &str = "UPDATE suppressions SET removed_at = expires_at, removed_by = 'expired' \
+pub(super) const CLOSE_EXPIRED_SQL: &str = "UPDATE suppressions SET removed_at = expires_at, removed_by = 'expired' \
      WHERE kind = $1 AND value = $2 AND removed_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $3";
 
 /// The workers an entry covers: by NIK, the worker with it; by number,
@@ -153,7 +153,7 @@ const COVERED_WORKERS_SQL: &str = "SELECT id FROM health_workers WHERE $1 = 'nik
 /// Cancels the queued notices an entry covers: every queued notice of a
 /// NIK's worker; the notices queued to a number. `$1` kind, `$2` value,
 /// `$3` now.
-fn cancel_sql() -> String {
+pub(super) fn cancel_sql() -> String {
     format!(
         "UPDATE messages SET status = '{cancelled}', final_at = $3, updated_at = $3, \
          last_error = 'suppressed' \
@@ -165,7 +165,7 @@ fn cancel_sql() -> String {
 
 /// Resolves the open flags of the workers an entry covers (`$1` kind, `$2`
 /// value, `$3` now, `$4` actor).
-fn resolve_flags_sql() -> String {
+pub(super) fn resolve_flags_sql() -> String {
     format!(
         "UPDATE non_recipients SET resolved_at = $3, resolution = 'suppressed', resolved_by = $4 \
          WHERE resolved_at IS NULL AND worker_id IN ({COVERED_WORKERS_SQL})"
@@ -178,41 +178,45 @@ fn resolve_flags_sql() -> String {
 /// with the `suppression.add` audit entry. Evaluates to [`Suppressed`].
 macro_rules! suppress_tx {
     ($tx:expr, $new:expr, $now:expr) => {{
-        let n: &NewSuppression = $new;
+        let n: &$crate::suppression::NewSuppression = $new;
         let (kind, value) = (n.target.kind(), n.target.value());
-        sqlx::query(CLOSE_EXPIRED_SQL)
+        sqlx::query($crate::store::suppression::CLOSE_EXPIRED_SQL)
             .bind(kind).bind(value).bind($now)
             .execute(&mut *$tx).await?;
-        let existing: Option<Suppression> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM suppressions WHERE kind = $1 AND value = $2 AND removed_at IS NULL"))
+        let existing: Option<$crate::store::suppression::Suppression> = sqlx::query_as(&format!(
+            "SELECT {} FROM suppressions WHERE kind = $1 AND value = $2 AND removed_at IS NULL",
+            $crate::store::suppression::COLUMNS))
             .bind(kind).bind(value)
             .fetch_optional(&mut *$tx).await?;
         match existing {
-            Some(e) => Suppressed { entry: (&e).into(), created: false, cancelled: 0, flags_resolved: 0 },
+            Some(e) => $crate::store::suppression::Suppressed { entry: (&e).into(), created: false, cancelled: 0, flags_resolved: 0 },
             None => {
-                let e: Suppression = sqlx::query_as(&format!(
+                let e: $crate::store::suppression::Suppression = sqlx::query_as(&format!(
                     "INSERT INTO suppressions (kind, value, reason, note, added_by, added_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"))
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {}",
+                    $crate::store::suppression::COLUMNS))
                     .bind(kind).bind(value).bind(n.reason.as_str()).bind(&n.note)
                     .bind(&n.added_by).bind($now).bind(n.expires_at)
                     .fetch_one(&mut *$tx).await?;
-                let cancelled = sqlx::query(&cancel_sql())
+                let cancelled = sqlx::query(&$crate::store::suppression::cancel_sql())
                     .bind(kind).bind(value).bind($now)
                     .execute(&mut *$tx).await?.rows_affected();
-                let flags_resolved = sqlx::query(&resolve_flags_sql())
+                let flags_resolved = sqlx::query(&$crate::store::suppression::resolve_flags_sql())
                     .bind(kind).bind(value).bind($now).bind(&n.added_by)
                     .execute(&mut *$tx).await?.rows_affected();
-                audit_tx!($tx, &n.added_by, "suppression.add", format!("suppression:{}", e.id),
+                $crate::store::audit_tx!($tx, &n.added_by, "suppression.add", format!("suppression:{}", e.id),
                     format!("{} {} reason {}{}{}; {cancelled} queued notice(s) cancelled, {flags_resolved} flag(s) resolved",
                         kind, n.target.masked(), n.reason,
                         n.expires_at.map(|t| format!(" until {}", crate::domain::fmt_wib(t))).unwrap_or_default(),
                         if n.note.is_empty() { String::new() } else { format!(" ({})", n.note) }),
                     $now);
-                Suppressed { entry: (&e).into(), created: true, cancelled, flags_resolved }
+                $crate::store::suppression::Suppressed { entry: (&e).into(), created: true, cancelled, flags_resolved }
             }
         }
     }};
 }
+
+pub(crate) use suppress_tx;
 
 impl Store {
     /// Adds `new` to the suppression list in one transaction: the worker's

@@ -91,7 +91,7 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// The campaign page, signed in with `token`.
-async fn campaign_page(app: &App, token: &str, id: i64) -> String {
+pub(crate) async fn campaign_page(app: &App, token: &str, id: i64) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -526,6 +526,10 @@ async fn the_api_and_the_chatbots_opt_out(backend: &str) {
         .await
         .unwrap();
     assert_eq!(show["suppressed"], 3, "{show}");
+    // The campaign page says it too.
+    let page = crate::outcomes::campaign_page(&app, &operator, c).await;
+    let card = &page[page.find("id=\"ditahan\"").expect("the suppressed card")..];
+    assert!(card[..120].contains(">3<"), "{}", &card[..120]);
     let r = post(
         "/api/v1/suppressions/remove",
         &operator,
@@ -541,3 +545,52 @@ async fn the_api_and_the_chatbots_opt_out(backend: &str) {
     app.stop(std::time::Duration::from_secs(5)).await;
 }
 both_backends!(the_api_and_the_chatbots_opt_out);
+
+/// Outreach learns the worker declined: their NIK goes on the list, so
+/// the next campaign leaves them out.
+async fn a_declined_outcome_suppresses_the_worker(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let app = start(test_settings(&db), STILL).await;
+    import_workers(&app.store, 2).await;
+    create_campaign(&app, campaign_request("first")).await;
+    let _: Vec<(i64,)> = sql_rows(
+        &db.url,
+        "UPDATE messages SET status = 'sent', sent_at = 1 RETURNING id",
+        &[],
+    )
+    .await;
+    let s = &app.store;
+    assert_eq!(s.sweep_no_receipt(now_ms()).await.unwrap(), 2);
+    let w0 = worker_id(s, &nik_of(0, "31")).await;
+    let flag = s
+        .flags(None, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.worker_id == w0)
+        .unwrap();
+    let staff = FreeText::staff("Tim Penjangkauan").unwrap();
+    s.record_flag_outcome(
+        &pedulicovid::store::NewOutcome {
+            flag_id: flag.id,
+            outcome: pedulicovid::domain::outcome::Outcome::Declined,
+            note: None,
+        },
+        None,
+        &staff,
+    )
+    .await
+    .unwrap();
+    let entry = s
+        .suppression_of(&by_nik(0))
+        .await
+        .unwrap()
+        .expect("suppressed");
+    assert_eq!(entry.reason, SuppressionReason::Declined);
+    assert_eq!(entry.added_by, "Tim Penjangkauan");
+    assert!(s.suppression_of(&by_nik(1)).await.unwrap().is_none());
+    let (c, enqueued) = create_campaign(&app, campaign_request("second")).await;
+    assert_eq!((enqueued, c.suppressed), (1, 1));
+    app.stop(std::time::Duration::from_secs(5)).await;
+}
+both_backends!(a_declined_outcome_suppresses_the_worker);

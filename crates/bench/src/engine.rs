@@ -160,6 +160,17 @@ pub struct BenchArgs {
     /// Seed of the synthetic registry and the simulator.
     #[arg(long, default_value_t = 2021)]
     pub seed: u64,
+    /// Before the unlimited run, store this many messages of a campaign
+    /// that finished 200 days ago, each with its attempt and receipt, all
+    /// past their retention periods: housekeeping purges them (bounded
+    /// batches, `[retention]` defaults) while the campaign sends. At most
+    /// `--messages`.
+    #[arg(long, default_value_t = 0)]
+    pub purge_backlog: usize,
+    /// With `--purge-backlog`: keep everything (retention off), for the
+    /// same tables without a purge running.
+    #[arg(long)]
+    pub no_purge: bool,
 }
 
 /// The unlimited run: as fast as the engine goes.
@@ -437,6 +448,10 @@ pub struct BenchReport {
     pub load_avg_at_start: Option<f64>,
     /// VmHWM at the very end, MiB.
     pub peak_rss_mb_end: Option<f64>,
+    /// `--purge-backlog`: per kind, rows purged during the run and still
+    /// due after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Vec<pedulicovid::store::KindStatus>>,
 }
 
 /// Runs the benchmark and prints its report (JSON with `--json`).
@@ -581,7 +596,21 @@ fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
     // Polling as deployed (`worker.poll_ms`): idle workers are woken when
     // work comes (the wake-up figure measures how soon).
     s.worker.backoff_initial_ms = 200;
+    if args.no_purge {
+        s.retention.receipt_payloads_days = 0;
+        s.retention.message_data_days = 0;
+        s.retention.attempts_days = 0;
+        s.retention.audit_days = 0;
+    }
     s
+}
+
+/// `--purge-backlog`: a campaign finished 200 days ago (every kind past its
+/// default retention but the audit trail) with `n` delivered messages.
+async fn seed_backlog(store: &Store, n: usize) -> anyhow::Result<()> {
+    let old = now_ms() - 200 * 24 * 3600 * 1000;
+    store.seed_finished_campaign(n as i64, old).await?;
+    Ok(())
 }
 
 async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Result<BenchReport> {
@@ -621,6 +650,16 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
     let t = Instant::now();
     insert_registry(&store, n, args.seed, !args.json, kannel).await?;
     report.registry_s = round3(t.elapsed().as_secs_f64());
+    if args.purge_backlog > 0 {
+        let t = Instant::now();
+        seed_backlog(&store, args.purge_backlog.min(n)).await?;
+        say(&format!(
+            "purge backlog: a campaign finished 200 days ago, {} messages with attempts and receipts, in {:.1} s; retention {}",
+            args.purge_backlog.min(n),
+            t.elapsed().as_secs_f64(),
+            if args.no_purge { "off (--no-purge)" } else { "on" }
+        ));
+    }
     report.registry_rows_per_s = round1(n as f64 / report.registry_s.max(1e-9));
     say(&format!(
         "registry: {n} workers in {:.2} s ({:.0} rows/s)",
@@ -645,6 +684,15 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         report.p99_send_ms = Some(u.p99_send_ms);
         report.peak_rss_mb = metrics::peak_rss_mb().map(round1);
         report.unlimited = Some(u);
+        if args.purge_backlog > 0 {
+            let store = Store::connect(&s.database_url).await?;
+            report.retention = Some(
+                store
+                    .retention_status(&s.retention.policy(&s.worker))
+                    .await?,
+            );
+            store.close().await;
+        }
     }
     if args.rate > 0 {
         let r = rate_run(&s, args).await?;

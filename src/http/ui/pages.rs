@@ -1268,6 +1268,7 @@ pub async fn campaign(
             .collect::<Vec<_>>(),
     );
     ctx.insert("flagged", &r.flagged());
+    ctx.insert("suppressed", &r.suppressed);
     ctx.insert(
         "progress_chart",
         &progress_chart(&app, &c, r.status(crate::status::Status::Cancelled)).await?,
