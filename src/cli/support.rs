@@ -235,6 +235,24 @@ fn print_timeline(t: &crate::store::Timeline) {
     for a in &t.audit {
         events.push((a.at, format!("{} by {}: {}", a.action, a.actor, a.detail)));
     }
+    for x in &t.suppressions {
+        events.push((
+            x.added_at,
+            format!(
+                "suppressed ({} {}, {}) by {}{}",
+                x.kind,
+                x.value_masked,
+                x.reason.as_str(),
+                x.added_by,
+                match (x.active, x.removed_at) {
+                    (true, _) => " — in force".to_string(),
+                    (false, Some(_)) =>
+                        format!(" — removed by {}", x.removed_by.as_deref().unwrap_or("-")),
+                    (false, None) => " — expired".to_string(),
+                }
+            ),
+        ));
+    }
     events.sort_by_key(|(at, _)| *at);
     for (at, line) in events {
         println!("{}  {line}", fmt_wib(at));

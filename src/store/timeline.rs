@@ -22,6 +22,9 @@ pub struct Timeline {
     pub resends: Vec<ResendEntry>,
     /// Audit entries whose subject is this worker.
     pub audit: Vec<AuditEntry>,
+    /// Suppression entries of the worker's NIK and of every number they
+    /// had, in force or not, oldest first (values masked).
+    pub suppressions: Vec<super::SuppressionView>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -163,7 +166,15 @@ impl Store {
             phones: Vec<PhoneRow>,
             resends: Vec<ResendRow>,
             audit: Vec<AuditEntry>,
+            suppressions: Vec<super::Suppression>,
         }
+        let suppressions_sql = format!(
+            "SELECT {} FROM suppressions s WHERE \
+             (s.kind = 'nik' AND s.value = (SELECT nik FROM health_workers WHERE id = $1)) \
+             OR (s.kind = 'phone' AND (s.value = (SELECT phone FROM health_workers WHERE id = $1) \
+             OR s.value IN (SELECT new_phone FROM phone_history WHERE worker_id = $1))) ORDER BY s.id",
+            super::suppression::COLUMNS
+        );
         let rows: Rows = with_pool!(self, p => {
             let msgs = sqlx::query_as(
                 "SELECT m.id, m.campaign_id, c.name, m.generation, m.status, m.attempts, m.gateway, m.phone, \
@@ -191,7 +202,9 @@ impl Store {
             let audit = sqlx::query_as(
                 "SELECT id, actor, action, detail, at FROM audit_log WHERE subject = $1 ORDER BY id")
                 .bind(&subject).fetch_all(p).await?;
-            Rows { msgs, attempts, receipts, flags, phones, resends, audit }
+            let suppressions = sqlx::query_as(&suppressions_sql)
+                .bind(worker_id).fetch_all(p).await?;
+            Rows { msgs, attempts, receipts, flags, phones, resends, audit, suppressions }
         });
         let Rows {
             msgs,
@@ -201,6 +214,7 @@ impl Store {
             phones,
             resends,
             audit,
+            suppressions,
         } = rows;
         let messages = msgs
             .into_iter()
@@ -268,6 +282,7 @@ impl Store {
                 })
                 .collect(),
             audit,
+            suppressions: suppressions.iter().map(Into::into).collect(),
         })
     }
 }

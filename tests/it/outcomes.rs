@@ -92,6 +92,11 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 
 /// The campaign page, signed in with `token`.
 pub(crate) async fn campaign_page(app: &App, token: &str, id: i64) -> String {
+    ui_page(app, token, &format!("/ui/kampanye/{id}")).await
+}
+
+/// A page of the support UI at `path`, signed in with `token`.
+pub(crate) async fn ui_page(app: &App, token: &str, path: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -113,7 +118,7 @@ pub(crate) async fn campaign_page(app: &App, token: &str, id: i64) -> String {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let session = format!("pcv_ui={}", set_cookie(&r, "pcv_ui").unwrap());
     let r = http
-        .get(format!("{origin}/ui/kampanye/{id}"))
+        .get(format!("{origin}{path}"))
         .header("cookie", session)
         .send()
         .await

@@ -247,9 +247,16 @@ async fn resends_are_refused_until_removed(backend: &str) {
         other => panic!("resend of a suppressed worker: {other:?}"),
     }
     assert_eq!(messages_of(&app, &db, 0).await.len(), 1);
+    // Support staff see why on the worker's timeline.
+    let t = s.timeline(id).await.unwrap();
+    assert_eq!(t.suppressions.len(), 1);
+    assert!(t.suppressions[0].active);
     s.unsuppress(&by_phone(0), "ops", "asked again")
         .await
         .unwrap();
+    let t = s.timeline(id).await.unwrap();
+    assert_eq!(t.suppressions[0].removed_by.as_deref(), Some("ops"));
+    assert!(!t.suppressions[0].active);
     s.resend(id, &staff, &reason)
         .await
         .expect("resend after removal");
@@ -530,6 +537,18 @@ async fn the_api_and_the_chatbots_opt_out(backend: &str) {
     let page = crate::outcomes::campaign_page(&app, &operator, c).await;
     let card = &page[page.find("id=\"ditahan\"").expect("the suppressed card")..];
     assert!(card[..120].contains(">3<"), "{}", &card[..120]);
+    // The worker's page in the support UI lists the entry.
+    let support = app
+        .store
+        .create_token("desk", Role::Support)
+        .await
+        .unwrap()
+        .secret;
+    let w2 = worker_id(&app.store, &nik_of(2, "31")).await;
+    let page = crate::outcomes::ui_page(&app, &support, &format!("/ui/nakes/{w2}")).await;
+    let section = &page[page.find("id=\"tahan\"").expect("the suppression section")..];
+    assert!(section.contains("Daftar tahan (1)"), "{}", &section[..300]);
+    assert!(section.contains("deceased") && section.contains("berlaku sampai"));
     let r = post(
         "/api/v1/suppressions/remove",
         &operator,

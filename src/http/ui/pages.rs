@@ -599,6 +599,10 @@ async fn worker_page(
     ctx.insert("resends", &t.resends.iter().rev().collect::<Vec<_>>());
     ctx.insert("audit", &t.audit.iter().rev().collect::<Vec<_>>());
     ctx.insert(
+        "suppressions",
+        &t.suppressions.iter().rev().collect::<Vec<_>>(),
+    );
+    ctx.insert(
         "rereg_locks",
         &app.store
             .reregistration_locks(Some(id), false)
