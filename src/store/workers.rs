@@ -298,6 +298,9 @@ pub struct WorkerStatus {
     pub open_flags: Vec<String>,
     /// The newest message for the worker, any campaign.
     pub last_notice: Option<NoticeState>,
+    /// The worker's NIK or current number is on the suppression list (in
+    /// force): no notice goes to them.
+    pub suppressed: bool,
 }
 
 /// Where the newest notice is.
@@ -462,7 +465,8 @@ impl Store {
 
     /// Open flags and the newest notice of `worker`.
     pub async fn worker_status(&self, worker: WorkerRow) -> Result<WorkerStatus, SupportError> {
-        let (open_flags, last_notice): (Vec<String>, Option<NoticeState>) = with_pool!(self, p => {
+        let now = super::now_ms();
+        let (open_flags, last_notice, suppressed): (Vec<String>, Option<NoticeState>, bool) = with_pool!(self, p => {
             let flags = sqlx::query_scalar(
                 "SELECT reason FROM non_recipients WHERE worker_id = $1 AND resolved_at IS NULL ORDER BY id")
                 .bind(worker.id).fetch_all(p).await?;
@@ -471,12 +475,15 @@ impl Store {
                  COALESCE(final_at, sent_at, updated_at) AS at, next_attempt_at \
                  FROM messages WHERE worker_id = $1 ORDER BY id DESC LIMIT 1")
                 .bind(worker.id).fetch_optional(p).await?;
-            (flags, last)
+            let mut c = p.acquire().await?;
+            let suppressed = super::suppression::suppressed_tx!(c, worker.id, worker.phone.as_e164(), now).is_some();
+            (flags, last, suppressed)
         });
         Ok(WorkerStatus {
             worker,
             open_flags,
             last_notice,
+            suppressed,
         })
     }
 

@@ -438,6 +438,21 @@ async fn the_api_and_the_chatbots_opt_out(backend: &str) {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["suppressed"], true);
     assert_eq!(messages_of(&app, &db, 0).await[0].0, "cancelled");
+    // A later look-up offers no re-registration to the number that said no.
+    let r = post(
+        "/api/v1/chatbot/lookup",
+        &chatbot,
+        json!({"phone": phone_of(0)}),
+    )
+    .await
+    .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["suppressed"], true, "{v}");
+    assert_eq!(
+        v["advice"],
+        pedulicovid::http::api::chatbot::ADVICE_SUPPRESSED,
+        "{v}"
+    );
     // It can name nothing else: no NIK, no reason, no expiry.
     for body in [
         json!({"whatsapp_phone": phone_of(1), "nik": nik_of(1, "31")}),

@@ -48,6 +48,10 @@ const ADVICE_NOT_ELIGIBLE: &str =
     "Anda belum termasuk penerima vaksin tahap ini. Pantau informasi terbaru di pedulilindungi.id.";
 const ADVICE_IN_PROGRESS: &str =
     "SMS undangan sedang dalam proses pengiriman ke nomor Anda. Mohon tunggu.";
+/// The worker's NIK or number is on the suppression list. The reason is
+/// not said (it may be "deceased", and the answer goes to whoever holds
+/// the number).
+pub const ADVICE_SUPPRESSED: &str = "Nomor atau data Anda tercatat tidak menerima SMS PEDULICOVID. Jika Anda ingin menerimanya, hubungi dinas kesehatan atau fasyankes tempat Anda bekerja, atau daftar langsung di pedulilindungi.id.";
 const ADVICE_NOT_YET: &str =
     "Data Anda sudah terdaftar. SMS undangan belum dikirim; pantau informasi di pedulilindungi.id.";
 
@@ -105,6 +109,9 @@ pub struct LookupAnswer {
     /// gave that number (`phone`, or `whatsapp_phone` with `nik`): a
     /// look-up by NIK from another number does not learn it.
     pub phone_masked: Option<String>,
+    /// The NIK or number is on the suppression list (declined, and the
+    /// like): no SMS goes to it, and no re-registration is offered.
+    pub suppressed: bool,
     /// A short Indonesian text the bot can show as is.
     pub advice: String,
 }
@@ -120,6 +127,7 @@ impl LookupAnswer {
             flag_reasons: vec![],
             last_notice: None,
             phone_masked: None,
+            suppressed: false,
             advice: advice.to_string(),
         }
     }
@@ -139,6 +147,7 @@ impl LookupAnswer {
                 due: (n.status == "queued").then(|| fmt_wib(n.next_attempt_at)),
             }),
             phone_masked: Some(crate::domain::mask_phone(w.phone.as_e164())),
+            suppressed: s.suppressed,
             advice: advice(s),
         }
     }
@@ -151,6 +160,10 @@ fn advice(s: &WorkerStatus) -> String {
     }
     if !s.worker.eligible {
         return ADVICE_NOT_ELIGIBLE.into();
+    }
+    // Never an offer to re-register someone who asked not to be messaged.
+    if s.suppressed {
+        return ADVICE_SUPPRESSED.into();
     }
     if !s.open_flags.is_empty() {
         return ADVICE_FLAGGED.into();
@@ -516,6 +529,7 @@ mod tests {
                 at: 1_610_500_000_000,
                 next_attempt_at: 1_610_500_000_000,
             }),
+            suppressed: false,
         }
     }
 
@@ -532,6 +546,9 @@ mod tests {
         );
         assert!(advice(&status(true, &[], Some("delivered"))).contains("sudah terkirim"));
         assert_eq!(advice(&status(true, &[], None)), ADVICE_NOT_YET);
+        let mut s = status(true, &["undelivered"], Some("cancelled"));
+        s.suppressed = true;
+        assert_eq!(advice(&s), ADVICE_SUPPRESSED);
     }
 
     #[test]
