@@ -322,14 +322,24 @@ impl Store {
 
             // Suppressed workers (their NIK or their number, in force now)
             // are counted, then left out of the insert.
-            let mut q = QueryBuilder::new("SELECT COUNT(*) FROM health_workers w WHERE ");
-            push_audience!(q, provinces, professions);
-            q.push(" AND (w.nik IN (SELECT s.value FROM suppressions s WHERE s.kind = 'nik' AND ");
-            push_active!(q, now);
-            q.push(") OR w.phone IN (SELECT s.value FROM suppressions s WHERE s.kind = 'phone' AND ");
-            push_active!(q, now);
-            q.push("))");
-            let suppressed: i64 = q.build_query_scalar().fetch_one(&mut *tx).await?;
+            // With no entry in force (the usual case) the audience is not
+            // read twice.
+            let any: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM suppressions s WHERE s.removed_at IS NULL \
+                 AND (s.expires_at IS NULL OR s.expires_at > $1) LIMIT 1")
+                .bind(now).fetch_optional(&mut *tx).await?;
+            let suppressed: i64 = if any.is_some() {
+                let mut q = QueryBuilder::new("SELECT COUNT(*) FROM health_workers w WHERE ");
+                push_audience!(q, provinces, professions);
+                q.push(" AND (w.nik IN (SELECT s.value FROM suppressions s WHERE s.kind = 'nik' AND ");
+                push_active!(q, now);
+                q.push(") OR w.phone IN (SELECT s.value FROM suppressions s WHERE s.kind = 'phone' AND ");
+                push_active!(q, now);
+                q.push("))");
+                q.build_query_scalar().fetch_one(&mut *tx).await?
+            } else {
+                0
+            };
 
             let mut q = QueryBuilder::new(
                 "INSERT INTO messages (campaign_id, worker_id, generation, phone, utc_offset, status, \
