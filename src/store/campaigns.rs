@@ -325,7 +325,7 @@ impl Store {
             // With no entry in force (the usual case) the audience is not
             // read twice.
             let any: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM suppressions s WHERE s.removed_at IS NULL \
+                "SELECT s.id FROM suppressions s WHERE s.removed_at IS NULL \
                  AND (s.expires_at IS NULL OR s.expires_at > $1) LIMIT 1")
                 .bind(now).fetch_optional(&mut *tx).await?;
             let suppressed: i64 = if any.is_some() {
