@@ -76,19 +76,7 @@ struct Layout {
 
 impl Layout {
     fn from_header(header: &csv::ByteRecord) -> Result<Layout, OutcomeImportError> {
-        let names: Vec<String> = header
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let s = String::from_utf8_lossy(f);
-                let s = if i == 0 {
-                    s.trim_start_matches('\u{feff}')
-                } else {
-                    &s
-                };
-                s.trim().to_ascii_lowercase()
-            })
-            .collect();
+        let names = crate::registry::header_names(header);
         let find = |col: &str| names.iter().position(|n| n == col);
         let missing: Vec<&str> = REQUIRED.into_iter().filter(|c| find(c).is_none()).collect();
         if !missing.is_empty() {

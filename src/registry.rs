@@ -129,19 +129,7 @@ impl Layout {
         if header.iter().any(cr_inside) {
             return Err(ImportError::Header(CR_ONLY.to_string()));
         }
-        let names: Vec<String> = header
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let s = String::from_utf8_lossy(f);
-                let s = if i == 0 {
-                    s.trim_start_matches('\u{feff}')
-                } else {
-                    &s
-                };
-                s.trim().to_ascii_lowercase()
-            })
-            .collect();
+        let names = header_names(header);
         let mut idx = [0usize; 9];
         let mut missing = vec![];
         for (k, col) in COLUMNS.iter().enumerate() {
@@ -727,6 +715,24 @@ pub async fn import_csv_streaming<R: Read>(
     }
     progress(u64::MAX);
     Ok(report)
+}
+
+/// A CSV header's column names as the imports compare them: a UTF-8 byte
+/// order mark before the first dropped, trimmed, lower case.
+pub fn header_names(header: &csv::ByteRecord) -> Vec<String> {
+    header
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let s = String::from_utf8_lossy(f);
+            let s = if i == 0 {
+                s.trim_start_matches('\u{feff}')
+            } else {
+                &s
+            };
+            s.trim().to_ascii_lowercase()
+        })
+        .collect()
 }
 
 #[cfg(test)]
