@@ -223,6 +223,15 @@ impl Store {
                  WHERE id >= $1 AND id < $2 AND id <= $3 AND campaign_id = $4")
                 .bind(next).bind(end).bind(last).bind(c.id)
                 .execute(&mut *tx).await?.rows_affected();
+            // At the end of the range, notices added after it was taken (a
+            // resend reopened the campaign mid-purge, and it finished
+            // again) extend it instead of being left behind.
+            let mut last = last;
+            if end > last {
+                let hi: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM messages WHERE campaign_id = $1")
+                    .bind(c.id).fetch_one(&mut *tx).await?;
+                last = last.max(hi.unwrap_or(last));
+            }
             let done = end > last;
             sqlx::query(
                 "UPDATE campaigns SET purge_next = $1, purge_last = $2, \

@@ -324,33 +324,52 @@ impl Store {
 
     /// Housekeeping: cancels queued notices covered by entries added in the
     /// last [`RECHECK_MS`] and still in force (an enqueue that raced the
-    /// add). Reads only those entries (`suppressions_added`).
+    /// add). Reads only those entries (`suppressions_added`), and only when
+    /// there are any writes: one statement for all of them, so a large
+    /// import does not become one statement per entry every round.
     pub async fn cancel_recently_suppressed(&self) -> Result<u64> {
         let now = now_ms();
-        let recent_sql = format!(
-            "SELECT kind, value FROM suppressions s WHERE added_at > $2 AND {}",
-            ACTIVE_SQL.replace("$now", "$1")
+        let active = ACTIVE_SQL.replace("$now", "$1");
+        let recent_sql =
+            format!("SELECT s.id FROM suppressions s WHERE s.added_at > $2 AND {active} LIMIT 1");
+        // The queued notices each recent entry covers, as `cancel_sql`
+        // finds them for one entry: a NIK's worker; a number's notices to
+        // every worker who has or had it.
+        let queued = Status::sql_is(&Status::sources_of(Status::Cancelled));
+        let recent = format!("s.added_at > $2 AND {active} AND m.status{queued}");
+        let cancel = format!(
+            "UPDATE messages SET status = '{cancelled}', final_at = $1, updated_at = $1, \
+             last_error = 'suppressed' WHERE status{guard} AND id IN (\
+             SELECT m.id FROM suppressions s JOIN health_workers w ON w.nik = s.value \
+             JOIN messages m ON m.worker_id = w.id WHERE s.kind = 'nik' AND {recent} \
+             UNION SELECT m.id FROM suppressions s JOIN health_workers w ON w.phone = s.value \
+             JOIN messages m ON m.worker_id = w.id AND m.phone = s.value WHERE s.kind = 'phone' AND {recent} \
+             UNION SELECT m.id FROM suppressions s JOIN phone_history h ON h.new_phone = s.value \
+             JOIN messages m ON m.worker_id = h.worker_id AND m.phone = s.value \
+             WHERE s.kind = 'phone' AND {recent})",
+            cancelled = Status::Cancelled,
+            guard = Status::guard(&Status::sources_of(Status::Cancelled), Status::Cancelled)
         );
-        let cancel = cancel_sql();
-        with_pool!(self, pool => {
-            let recent: Vec<(String, String)> = sqlx::query_as(&recent_sql)
+        let n = with_pool!(self, pool => {
+            let any: Option<i64> = sqlx::query_scalar(&recent_sql)
                 .bind(now).bind(now - RECHECK_MS)
-                .fetch_all(pool).await?;
-            if recent.is_empty() {
+                .fetch_optional(pool).await?;
+            if any.is_none() {
                 return Ok(0);
             }
             let mut tx = pool.begin_write().await?;
-            let mut n = 0;
-            for (kind, value) in &recent {
-                n += sqlx::query(&cancel)
-                    .bind(kind).bind(value).bind(now)
-                    .execute(&mut *tx).await?.rows_affected();
-            }
+            let n = sqlx::query(&cancel)
+                .bind(now).bind(now - RECHECK_MS)
+                .execute(&mut *tx).await?.rows_affected();
             tx.commit().await?;
-            if n > 0 {
-                tracing::info!(cancelled = n, "queued notices of suppressed workers cancelled");
-            }
-            Ok(n)
-        })
+            n
+        });
+        if n > 0 {
+            tracing::info!(
+                cancelled = n,
+                "queued notices of suppressed workers cancelled"
+            );
+        }
+        Ok(n)
     }
 }

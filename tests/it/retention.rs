@@ -243,3 +243,41 @@ async fn the_command_line_shows_and_runs(backend: &str) {
     store.close().await;
 }
 both_backends!(the_command_line_shows_and_runs);
+
+/// A notice added to a finished campaign while its data was being purged
+/// (a resend, and the campaign finished again) is purged too.
+async fn a_purge_takes_notices_added_during_it(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let app = start(test_settings(&db), Parts::ALL).await;
+    let c = campaign_of(&app, 4, "mid-purge").await;
+    wait_done(&app.store, c, Duration::from_secs(30)).await;
+    wait_status(&app.store, c, "completed", Duration::from_secs(10)).await;
+    app.stop(Duration::from_secs(5)).await;
+    let store = db.store().await;
+    let url = db.url.as_str();
+    age(url, 100).await;
+    let p = policy(2);
+    let step = store.retention_step(&p).await.unwrap();
+    assert!(step.message_data > 0 && step.more, "{step:?}");
+    // A later notice of the same campaign, with a number and a body.
+    let _: Vec<(i64,)> = sql_rows(
+        url,
+        "INSERT INTO messages (campaign_id, worker_id, generation, phone, utc_offset, status, attempts, \
+         next_attempt_at, body, created_at, updated_at, final_at) \
+         SELECT campaign_id, worker_id, 2, phone, 7, 'delivered', 1, 0, 'text', 0, 0, 0 \
+         FROM messages WHERE campaign_id = $1 ORDER BY id LIMIT 1 RETURNING id",
+        &[c],
+    )
+    .await;
+    while store.retention_step(&p).await.unwrap().more {}
+    assert_eq!(
+        count(
+            url,
+            "SELECT COUNT(*) FROM messages WHERE phone <> '' OR body IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    store.close().await;
+}
+both_backends!(a_purge_takes_notices_added_during_it);
