@@ -508,13 +508,7 @@ impl Store {
                     super::push_in_ids(&mut q, &sorted);
                     q.push(format!(" AND status IN ({from})"));
                     match evidence {
-                        HandOver::Recorded => {
-                            q.push(" AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = messages.id AND a.gateway = ");
-                            q.push_bind(*gw);
-                            q.push(" AND a.handed_over = ");
-                            q.push_bind(true);
-                            q.push(")");
-                        }
+                        HandOver::Recorded => push_handed_over_to(&mut q, &sorted, gw),
                         HandOver::Signed => {
                             q.push(" AND attempts > 0");
                         }
@@ -627,6 +621,14 @@ impl Store {
 /// the planner could hash. SQLite plans `IN (…)` as look-ups by itself.
 pub(crate) trait HandOverEvidence: sqlx::Database {
     fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]);
+
+    /// The receipt update's own guard: ` AND` the row (one of `ids`) was
+    /// handed to `gateway`. On PostgreSQL the same per-id look-up as
+    /// [`Self::push_handed_over`]: as a correlated `EXISTS` the planner,
+    /// estimating `attempts` from its first pages, read the whole table for
+    /// every batch of receipts (a hash or a materialised scan), which made
+    /// applying receipts quadratic in the campaign's size.
+    fn push_handed_over_to<'a>(q: &mut QueryBuilder<'a, Self>, ids: &[i64], gateway: &'a str);
 }
 
 impl HandOverEvidence for sqlx::Postgres {
@@ -638,6 +640,17 @@ impl HandOverEvidence for sqlx::Postgres {
              WHERE message_id = t.id AND handed_over AND gateway IS NOT NULL OFFSET 0) a",
         );
     }
+
+    fn push_handed_over_to<'a>(q: &mut QueryBuilder<'a, Self>, ids: &[i64], gateway: &'a str) {
+        q.push(" AND id = ANY(ARRAY(SELECT t.id FROM unnest(");
+        q.push_bind(ids.to_vec());
+        q.push(
+            "::BIGINT[]) AS t(id) CROSS JOIN LATERAL (SELECT 1 FROM attempts \
+             WHERE message_id = t.id AND handed_over AND gateway = ",
+        );
+        q.push_bind(gateway);
+        q.push(" LIMIT 1) a))");
+    }
 }
 
 impl HandOverEvidence for sqlx::Sqlite {
@@ -647,11 +660,28 @@ impl HandOverEvidence for sqlx::Sqlite {
         q.push(" AND message_id");
         super::push_in_ids(q, ids);
     }
+
+    fn push_handed_over_to<'a>(q: &mut QueryBuilder<'a, Self>, _ids: &[i64], gateway: &'a str) {
+        q.push(" AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = messages.id AND a.gateway = ");
+        q.push_bind(gateway);
+        q.push(" AND a.handed_over = ");
+        q.push_bind(true);
+        q.push(")");
+    }
 }
 
 /// [`HandOverEvidence::push_handed_over`], the database inferred.
 fn push_handed_over<DB: HandOverEvidence>(q: &mut QueryBuilder<'_, DB>, ids: &[i64]) {
     DB::push_handed_over(q, ids)
+}
+
+/// [`HandOverEvidence::push_handed_over_to`], the database inferred.
+fn push_handed_over_to<'a, DB: HandOverEvidence>(
+    q: &mut QueryBuilder<'a, DB>,
+    ids: &[i64],
+    gateway: &'a str,
+) {
+    DB::push_handed_over_to(q, ids, gateway)
 }
 
 #[cfg(test)]
