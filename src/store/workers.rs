@@ -152,16 +152,21 @@ impl Store {
                         .push_bind(now)
                         .push_bind(now);
                 });
-                q.push(" RETURNING id, phone");
-                let ids: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-                for (id, phone) in ids {
-                    sqlx::query(
-                        "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
-                         VALUES ($1, NULL, $2, $3, $4)",
-                    )
-                    .bind(id).bind(phone).bind(source).bind(now)
-                    .execute(&mut *tx).await?;
-                }
+                q.push(" RETURNING id");
+                let ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                // Each new worker's first number, in one statement for the
+                // chunk (one per worker made a 1.5 M import 1.5 M round trips).
+                let mut q = QueryBuilder::new(
+                    "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
+                     SELECT id, NULL, phone, ",
+                );
+                q.push_bind(source);
+                q.push(", ");
+                q.push_bind(now);
+                q.push(" FROM health_workers WHERE id");
+                super::push_in_ids(&mut q, &ids);
+                q.push(" ORDER BY id");
+                q.build().execute(&mut *tx).await?;
                 counts.inserted = fresh.len() as u64;
             }
 
