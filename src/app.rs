@@ -346,7 +346,7 @@ impl App {
                 0 => http::ReceiptBatcher::default_tasks(store.backend()),
                 n => n,
             };
-            let state = AppState {
+            let state = AppState::new(http::AppStateParts {
                 store: store.clone(),
                 callbacks: Arc::new(callbacks),
                 receipts: http::ReceiptBatcher::spawn(
@@ -362,7 +362,7 @@ impl App {
                     settings.http.ui_secure_cookies,
                     listener.local_addr()?.ip(),
                 ),
-            };
+            });
             info!(
                 secure = state.ui_secure_cookies,
                 "support UI cookies: Secure on every answer (true), or only for requests over HTTPS (false)"

@@ -71,16 +71,21 @@ impl SmsText {
     /// Empty text is 0 units in 1 segment, as an empty SMS still is one SMS.
     pub fn new(s: &str) -> SmsText {
         let text = transliterate(s);
-        let (encoding, costs): (Encoding, Vec<usize>) = if text.chars().all(is_gsm7_char) {
-            (
-                Encoding::Gsm7,
-                text.chars().filter_map(gsm7_units).collect(),
-            )
-        } else {
-            (Encoding::Ucs2, text.chars().map(char::len_utf16).collect())
+        // Septets if every character has them, else UTF-16 units. The
+        // per-character costs are only needed to split a long message.
+        let (encoding, units) = match text.chars().map(gsm7_units).sum::<Option<usize>>() {
+            Some(septets) => (Encoding::Gsm7, septets),
+            None => (Encoding::Ucs2, text.encode_utf16().count()),
         };
-        let units = costs.iter().sum();
-        let segments = count_segments(&costs, units, encoding);
+        let segments = if units <= encoding.single_limit() {
+            1
+        } else {
+            let costs: Vec<usize> = match encoding {
+                Encoding::Gsm7 => text.chars().filter_map(gsm7_units).collect(),
+                Encoding::Ucs2 => text.chars().map(char::len_utf16).collect(),
+            };
+            count_segments(&costs, units, encoding)
+        };
         SmsText {
             text,
             encoding,
@@ -217,6 +222,11 @@ fn is_droppable(c: char) -> bool {
 /// misspelt accent costs less than a tripled bill. The result is stable:
 /// applying `transliterate` twice changes nothing more.
 pub fn transliterate(s: &str) -> String {
+    // The common case, text that is GSM-7 already: nothing here changes a
+    // GSM-7 character but CR (joiners and the rest are not GSM-7).
+    if s.chars().all(|c| c != '\r' && is_gsm7_char(c)) {
+        return s.to_owned();
+    }
     // Pass 1: one-for-one replacements; joiners are kept for pass 2, which
     // needs to see their neighbours as they will finally be.
     let mut replaced = String::with_capacity(s.len());

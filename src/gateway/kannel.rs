@@ -127,6 +127,7 @@ impl KannelGateway {
             name,
             client,
             KannelWire {
+                base: reqwest::Url::parse(&config.sendsms_url).ok(),
                 config,
                 callback_url,
             },
@@ -137,6 +138,10 @@ impl KannelGateway {
 /// Kannel's half of sending: one `GET` of [`Self::build_url`], its answer
 /// read by [`interpret_answer`].
 pub struct KannelWire {
+    /// `sendsms_url` parsed once: each send only sets its query (parsing
+    /// the whole URL again, host included, was a tenth of a send's CPU).
+    /// `None` when it does not parse; the request then reports that.
+    base: Option<reqwest::Url>,
     config: KannelConfig,
     /// Our receipt endpoint, signed per message (see [`super::callback`]);
     /// the per-message `dlr-url` is built from it.
@@ -172,6 +177,14 @@ impl KannelWire {
     /// splits the message the way `SmsText::segments` counted it. Multipart
     /// is Kannel's job (`max-messages`): nothing to add here.
     pub fn build_url(&self, sms: &OutboundSms) -> String {
+        let mut url = self.config.sendsms_url.clone();
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&self.query(sms));
+        url
+    }
+
+    /// The query of [`Self::build_url`]: our parameters, percent-encoded.
+    fn query(&self, sms: &OutboundSms) -> String {
         let coding = match sms.text.encoding() {
             Encoding::Gsm7 => "0",
             Encoding::Ucs2 => "2",
@@ -189,16 +202,16 @@ impl KannelWire {
             ("dlr-mask", &dlr_mask),
             ("dlr-url", &dlr_url),
         ];
-        let mut url = self.config.sendsms_url.clone();
-        let mut sep = if url.contains('?') { '&' } else { '?' };
+        let mut query = String::with_capacity(512);
         for (key, value) in params {
-            url.push(sep);
-            url.push_str(key);
-            url.push('=');
-            percent_encode_into(value, &mut url);
-            sep = '&';
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(key);
+            query.push('=');
+            percent_encode_into(value, &mut query);
         }
-        url
+        query
     }
 }
 
@@ -210,7 +223,19 @@ impl Wire for KannelWire {
         client: &reqwest::Client,
         sms: &OutboundSms,
     ) -> Result<reqwest::RequestBuilder, SendError> {
-        Ok(client.get(self.build_url(sms)))
+        let Some(base) = &self.base else {
+            // Unparseable: reqwest reports it as the request's error.
+            return Ok(client.get(self.build_url(sms)));
+        };
+        let mut url = base.clone();
+        let ours = self.query(sms);
+        match base.query() {
+            Some(configured) if !configured.is_empty() => {
+                url.set_query(Some(&format!("{configured}&{ours}")))
+            }
+            _ => url.set_query(Some(&ours)),
+        }
+        Ok(client.get(url))
     }
 
     fn read_answer(
@@ -547,6 +572,40 @@ mod tests {
         }
         assert_eq!(q.len(), want.len(), "no other parameters: {q:?}");
         assert!(url.contains("&dlr-url=http%3A%2F%2F127.0.0.1%3A8080%2Fcallbacks%2Fsim%2FTOKEN%3Fid%3D42%26status%3D%25d%26fid%3D%25F%26answer%3D%25A%26ts%3D%25T"));
+    }
+
+    #[test]
+    fn the_request_goes_to_the_built_url() {
+        let client = reqwest::Client::new();
+        for base in [
+            "http://127.0.0.1:13913/cgi-bin/sendsms",
+            "http://127.0.0.1:13913/cgi-bin/sendsms?smsc=telkomsel",
+            "http://127.0.0.1:13913/cgi-bin/sendsms?",
+        ] {
+            let gw = gateway(base);
+            let m = sms(42, "+6281234567001", "Halo & *119# 100% “ok” 疫苗");
+            let request = gw
+                .wire()
+                .request(&client, &m)
+                .expect("request")
+                .build()
+                .expect("builds");
+            let built = gw.wire().build_url(&m);
+            assert_eq!(query_of(request.url().as_str()), query_of(&built), "{base}");
+            assert_eq!(request.url().path(), "/cgi-bin/sendsms");
+        }
+        let configured = gateway("http://127.0.0.1:13913/cgi-bin/sendsms?smsc=telkomsel");
+        let request = configured
+            .wire()
+            .request(&client, &sms(1, "081234567002", "x"))
+            .expect("request")
+            .build()
+            .expect("builds");
+        assert!(request
+            .url()
+            .query()
+            .expect("query")
+            .starts_with("smsc=telkomsel&username="));
     }
 
     #[test]
