@@ -1130,7 +1130,10 @@ pub(crate) async fn wait_campaign(
             return Ok(Wait::TimedOut { sent, receipts });
         }
         let maybe_done = sent >= n && receipts >= n;
-        if maybe_done || last_db_check.elapsed() > Duration::from_secs(5) {
+        // The database's count reads the whole campaign (at 1.5 M, 0.7 s
+        // of PostgreSQL's CPU, which the run's cost would count): only
+        // when the counters say done, or as a fallback twice a minute.
+        if maybe_done || last_db_check.elapsed() > Duration::from_secs(30) {
             last_db_check = Instant::now();
             if in_flight(store, campaign_id).await? == 0 {
                 return Ok(Wait::Done);
