@@ -98,6 +98,10 @@ impl WorkerRow {
     }
 }
 
+/// Rows per `phone_history` insert of an import (5 parameters each, within
+/// SQLite's 32,766 and PostgreSQL's 65,535).
+const PHONE_HISTORY_CHUNK: usize = 2_000;
+
 impl Store {
     /// Inserts new workers and updates changed ones, all in one transaction:
     /// the chunk lands whole or not at all. Unchanged rows are not written,
@@ -152,21 +156,24 @@ impl Store {
                         .push_bind(now)
                         .push_bind(now);
                 });
-                q.push(" RETURNING id");
-                let ids: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-                // Each new worker's first number, in one statement for the
-                // chunk (one per worker made a 1.5 M import 1.5 M round trips).
-                let mut q = QueryBuilder::new(
-                    "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) \
-                     SELECT id, NULL, phone, ",
-                );
-                q.push_bind(source);
-                q.push(", ");
-                q.push_bind(now);
-                q.push(" FROM health_workers WHERE id");
-                super::push_in_ids(&mut q, &ids);
-                q.push(" ORDER BY id");
-                q.build().execute(&mut *tx).await?;
+                q.push(" RETURNING id, phone");
+                let ids: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                // Each new worker's first number, one statement per chunk
+                // of rows (one per worker made a 1.5 M import 1.5 M round
+                // trips; reading them back by id, a scan of the table each).
+                for chunk in ids.chunks(PHONE_HISTORY_CHUNK) {
+                    let mut q = QueryBuilder::new(
+                        "INSERT INTO phone_history (worker_id, old_phone, new_phone, source, changed_at) ",
+                    );
+                    q.push_values(chunk, |mut b, (id, phone)| {
+                        b.push_bind(*id)
+                            .push_bind(None::<String>)
+                            .push_bind(phone.as_str())
+                            .push_bind(source)
+                            .push_bind(now);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
                 counts.inserted = fresh.len() as u64;
             }
 
