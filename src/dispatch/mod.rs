@@ -29,7 +29,7 @@ use crate::gateway::{Gateway, OutboundSms, SendError};
 use crate::metrics::{FailureReason, GatewayMetrics, METRICS, NO_GATEWAY};
 use crate::render::{RenderContext, Renderer};
 use crate::status::FlagReason;
-use crate::store::{now_ms, ClaimedMessage, RetryCause, SendOutcome, Store};
+use crate::store::{now_ms, ClaimedMessage, QueuePosition, RetryCause, SendOutcome, Store};
 
 /// One gateway with its rate limits, its circuit breaker and the operators
 /// routed to it.
@@ -177,7 +177,29 @@ pub struct Dispatcher {
     clock: fn() -> i64,
     /// `/metrics` counters of failures before a gateway is chosen.
     unrouted: Arc<GatewayMetrics>,
+    /// Where the next claim starts ([`ClaimCursor`]).
+    cursor: std::sync::Mutex<Option<ClaimCursor>>,
 }
+
+/// Where a dispatcher's last claim ended, and what it knew then. The next
+/// claim goes on from there ([`Store::claim_from`]) rather than walking the
+/// queue from its head, while nothing can have become due behind it: rows
+/// become due behind the cursor only through a write that wakes the
+/// dispatchers (an enqueue, a resend, a resume, a re-registration) or
+/// through a claim elsewhere that failed, clocks that disagree between
+/// machines, a missed notification. So the cursor is dropped on any
+/// wake-up, when a claim from it comes back short (the queue ahead is
+/// drained: look behind), and after [`CURSOR_TTL`] whatever happened. A
+/// row behind it waits at most that long.
+#[derive(Debug, Clone, Copy)]
+struct ClaimCursor {
+    at: QueuePosition,
+    wake_count: u64,
+    set: std::time::Instant,
+}
+
+/// Longest a claim cursor is trusted (see [`ClaimCursor`]).
+const CURSOR_TTL: Duration = Duration::from_secs(2);
 
 impl Dispatcher {
     pub fn new(
@@ -197,6 +219,7 @@ impl Dispatcher {
             owner,
             clock: now_ms,
             unrouted: METRICS.gateways.get(NO_GATEWAY),
+            cursor: std::sync::Mutex::new(None),
         }
     }
 
@@ -229,11 +252,30 @@ impl Dispatcher {
             None => self.worker.batch_size,
         };
         let claiming = std::time::Instant::now();
+        let wake_count = self.store.wake_count();
+        let from = self
+            .cursor
+            .lock()
+            .expect("cursor lock")
+            .take()
+            .filter(|c| c.wake_count == wake_count && c.set.elapsed() < CURSOR_TTL);
         let batch = self
             .store
-            .claim(&self.owner, limit, now_ms() + lease_ms)
+            .claim_from(&self.owner, limit, now_ms() + lease_ms, from.map(|c| c.at))
             .await?;
         METRICS.claim_latency.record(claiming.elapsed());
+        // A full batch: go on after its last row next time (the same
+        // wake-up count and age, when it came from a cursor). A short one:
+        // from the head.
+        if batch.len() as u32 >= limit {
+            if let Some(at) = batch.iter().map(|m| m.position).max() {
+                *self.cursor.lock().expect("cursor lock") = Some(ClaimCursor {
+                    at,
+                    wake_count: from.map_or(wake_count, |c| c.wake_count),
+                    set: from.map_or(claiming, |c| c.set),
+                });
+            }
+        }
         let mut summary = StepSummary {
             claimed: batch.len() as u64,
             ..Default::default()

@@ -80,7 +80,7 @@ pub use outcomes::{
     FlagChange, NewOutcome, OutcomeCount, OutcomeRefusal, OutreachReport, ProvinceOutreach,
     ReasonOutreach, RecordedOutcome, RecordedOutcomes,
 };
-pub use queue::{ClaimedMessage, RetryCause, SendOutcome, StatusCount};
+pub use queue::{ClaimedMessage, QueuePosition, RetryCause, SendOutcome, StatusCount};
 pub use receipts::{AppliedReceipts, EffectCount, IncomingReceipt, ReceiptEffect, StoredReceipt};
 pub use reregistration::{
     normalize_name, ChatbotReregistration, ReregisterOutcome, ReregisterState,

@@ -93,6 +93,13 @@ impl Store {
         }
     }
 
+    /// How many wake-ups this process has seen: a dispatcher that notes it
+    /// can tell later whether work may have become due since, wherever in
+    /// the queue (its claim cursor, [`super::QueuePosition`]).
+    pub fn wake_count(&self) -> u64 {
+        *self.wake.0.tx.borrow()
+    }
+
     /// A watch on wake-ups for one dispatch loop. On PostgreSQL the first
     /// call starts this process's listener (one connection, reconnecting on
     /// failure); every later call shares it.

@@ -92,6 +92,28 @@ impl Raw {
         })
     }
 
+    /// Every BIGINT of the first column.
+    async fn ints(&self, sql: &str, args: &[i64]) -> Vec<i64> {
+        on_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_all(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Runs a statement.
+    async fn exec(&self, sql: &str, args: &[i64]) {
+        on_pool!(self, p => {
+            let mut q = sqlx::query(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.execute(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
     async fn close(self) {
         on_pool!(self, p => p.close().await)
     }
@@ -630,6 +652,120 @@ async fn send_windows_follow_each_recipients_zone(backend: &str) {
     store.close().await;
 }
 both_backends!(send_windows_follow_each_recipients_zone);
+
+/// A claim goes on from where the dispatcher's last one ended (the queue's
+/// order), and a row that becomes due behind that point is still claimed:
+/// at once after a wake-up, from the head once the queue ahead runs dry,
+/// and without either within the cursor's two seconds.
+async fn claims_go_on_from_the_last_and_lose_nothing_behind(backend: &str) {
+    let _serial = SERIAL.lock().await;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    import_workers(&store, 8, "31", 40_000_000).await;
+    let renderer = Arc::new(Renderer::load(Some(Path::new("templates"))).unwrap());
+    let created = campaign::create(
+        &store,
+        &renderer,
+        1,
+        CampaignRequest {
+            at: Some(half_past_midnight_utc()),
+            window: "07:00-20:00".parse().unwrap(),
+            ..campaign_request("cursor")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.enqueued, 8);
+    let raw = Raw::connect(&db.url).await;
+    let r = raw
+        .ints(
+            "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY next_attempt_at, id",
+            &[created.campaign.id],
+        )
+        .await;
+
+    // The store: after a position, only rows after it.
+    let lease = now_ms() + 60_000;
+    let first = store.claim_from("w", 2, lease, None).await.unwrap();
+    let ids = |b: &[pedulicovid::store::ClaimedMessage]| b.iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(&first), r[..2]);
+    let at = first.iter().map(|m| m.position).max();
+    let requeue = "UPDATE messages SET status = 'queued', lease_owner = NULL, lease_until = NULL WHERE id = $1";
+    raw.exec(requeue, &[r[0]]).await;
+    let next = store.claim_from("w", 2, lease, at).await.unwrap();
+    assert_eq!(
+        ids(&next),
+        r[2..4],
+        "after the position, not the row behind it"
+    );
+    let head = store.claim("w", 1, lease).await.unwrap();
+    assert_eq!(ids(&head), [r[0]], "from the head, the row behind");
+    raw.exec(
+        "UPDATE messages SET status = 'queued', lease_owner = NULL, lease_until = NULL, attempts = 0 \
+         WHERE campaign_id = $1",
+        &[created.campaign.id],
+    )
+    .await;
+
+    // The dispatcher, two rows a batch.
+    let sim = start_sim(sim_config()).await;
+    let gateway = KannelGateway::new(
+        "sim",
+        KannelConfig {
+            sendsms_url: sim.sendsms_url(),
+            ..Default::default()
+        },
+        "http://127.0.0.1:9/callbacks/sim/token".into(),
+        pedulicovid::gateway::http::client(Duration::from_secs(5), 8),
+    );
+    let router = Arc::new(Router::new(
+        vec![Route::new(Arc::new(gateway), 0, 0, vec![])],
+        0,
+    ));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        renderer,
+        router,
+        WorkerSettings {
+            batch_size: 2,
+            ..WorkerSettings::default()
+        },
+        SmsSettings::default(),
+    )
+    .with_clock(half_past_midnight_utc);
+    let status = |id: i64| {
+        let raw = &raw;
+        async move {
+            raw.text("SELECT status FROM messages WHERE id = $1", &[id])
+                .await
+        }
+    };
+    let step = || async { dispatcher.dispatch_once().await.unwrap().sent };
+    assert_eq!(step().await, 2);
+    raw.exec(requeue, &[r[0]]).await;
+    assert_eq!(step().await, 2);
+    assert_eq!(status(r[3]).await, "sent");
+    assert_eq!(status(r[0]).await, "queued", "goes on after the last batch");
+    store.wake_dispatchers().await;
+    assert_eq!(step().await, 2);
+    assert_eq!(status(r[0]).await, "sent", "a wake-up starts from the head");
+    assert_eq!(status(r[4]).await, "sent");
+    raw.exec(requeue, &[r[1]]).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(step().await, 2);
+    assert_eq!(status(r[1]).await, "sent", "an old cursor is dropped");
+    assert_eq!(status(r[5]).await, "sent");
+    raw.exec(requeue, &[r[2]]).await;
+    assert_eq!(step().await, 2);
+    assert_eq!(status(r[7]).await, "sent");
+    assert_eq!(status(r[2]).await, "queued");
+    assert_eq!(step().await, 0, "nothing after the last row: a short claim");
+    assert_eq!(step().await, 1, "then from the head");
+    assert_eq!(status(r[2]).await, "sent");
+    raw.close().await;
+    store.close().await;
+}
+both_backends!(claims_go_on_from_the_last_and_lose_nothing_behind);
 
 // ---------------------------------------------------------------------------
 // 4. Pause, resume, cancel under load
