@@ -454,24 +454,17 @@ impl Store {
         // itself, but on PostgreSQL the completion below can race it: its
         // NOT EXISTS reads a snapshot from before the insert committed, and
         // a campaign marked `completed` is never claimed.
-        match &self.db {
-            Db::Postgres(pool) => {
-                let mut tx = index_only(pool).await?;
-                sqlx::query(&reopen).bind(now).execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-            Db::Sqlite(pool) => {
-                sqlx::query(&reopen).bind(now).execute(pool).await?;
-            }
-        }
-        match &self.db {
-            Db::Postgres(pool) => {
-                let mut tx = index_only(pool).await?;
-                sqlx::query(&complete).bind(now).execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-            Db::Sqlite(pool) => {
-                sqlx::query(&complete).bind(now).execute(pool).await?;
+        // Reopen first, then complete: each in a transaction of its own.
+        for sql in [&reopen, &complete] {
+            match &self.db {
+                Db::Postgres(pool) => {
+                    let mut tx = index_only(pool).await?;
+                    sqlx::query(sql).bind(now).execute(&mut *tx).await?;
+                    tx.commit().await?;
+                }
+                Db::Sqlite(pool) => {
+                    sqlx::query(sql).bind(now).execute(pool).await?;
+                }
             }
         }
         Ok(())

@@ -132,6 +132,24 @@ fn sim_config() -> SimulatorConfig {
     }
 }
 
+/// The simulator `sim` as the one route, a Kannel gateway whose receipts
+/// go nowhere (nobody listens: receipts are not these tests' business).
+fn router_to(sim: &SimHandle) -> Arc<Router> {
+    let gateway = KannelGateway::new(
+        "sim",
+        KannelConfig {
+            sendsms_url: sim.sendsms_url(),
+            ..Default::default()
+        },
+        "http://127.0.0.1:9/callbacks/sim/token".into(),
+        pedulicovid::gateway::http::client(Duration::from_secs(5), 8),
+    );
+    Arc::new(Router::new(
+        vec![Route::new(Arc::new(gateway), 0, 0, vec![])],
+        0,
+    ))
+}
+
 /// Runs a simulator in this process until the test's runtime ends.
 async fn start_sim(cfg: SimulatorConfig) -> SimHandle {
     let sim = Simulator::bind(cfg).await.expect("simulator binds");
@@ -590,25 +608,10 @@ async fn send_windows_follow_each_recipients_zone(backend: &str) {
         ..sim_config()
     })
     .await;
-    let kannel = KannelConfig {
-        sendsms_url: sim.sendsms_url(),
-        ..Default::default()
-    };
-    let gateway = KannelGateway::new(
-        "sim",
-        kannel,
-        // Nobody listens: receipts are not this test's business.
-        "http://127.0.0.1:9/callbacks/sim/token".into(),
-        pedulicovid::gateway::http::client(Duration::from_secs(5), 8),
-    );
-    let router = Arc::new(Router::new(
-        vec![Route::new(Arc::new(gateway), 0, 0, vec![])],
-        0,
-    ));
     let dispatcher = Dispatcher::new(
         store.clone(),
         renderer,
-        router,
+        router_to(&sim),
         WorkerSettings::default(),
         SmsSettings::default(),
     )
@@ -709,23 +712,10 @@ async fn claims_go_on_from_the_last_and_lose_nothing_behind(backend: &str) {
 
     // The dispatcher, two rows a batch.
     let sim = start_sim(sim_config()).await;
-    let gateway = KannelGateway::new(
-        "sim",
-        KannelConfig {
-            sendsms_url: sim.sendsms_url(),
-            ..Default::default()
-        },
-        "http://127.0.0.1:9/callbacks/sim/token".into(),
-        pedulicovid::gateway::http::client(Duration::from_secs(5), 8),
-    );
-    let router = Arc::new(Router::new(
-        vec![Route::new(Arc::new(gateway), 0, 0, vec![])],
-        0,
-    ));
     let dispatcher = Dispatcher::new(
         store.clone(),
         renderer,
-        router,
+        router_to(&sim),
         WorkerSettings {
             batch_size: 2,
             ..WorkerSettings::default()
