@@ -319,6 +319,7 @@ impl Store {
     ) -> Result<AppliedReceipts> {
         let now = now_ms();
         let lock = self.row_lock();
+        let postgres = self.backend() == super::Backend::Postgres;
         let mut effects: Vec<Option<ReceiptEffect>> = vec![None; batch.len()];
         let mut final_lags_ms: Vec<Option<i64>> = vec![None; batch.len()];
         // Rounds in which every message id appears at most once.
@@ -387,40 +388,65 @@ impl Store {
                 ids.sort_unstable();
                 // (status, recorded gateway ref, attempts) of each message named.
                 type Known = (String, Option<String>, i64);
-                let existing: std::collections::HashMap<i64, Known> = if ids.is_empty() {
-                    Default::default()
-                } else {
-                    // Lock the rows up front in id order (PostgreSQL); every
-                    // writer of `messages` does the same, so concurrent
-                    // batches queue behind each other instead of deadlocking.
-                    let mut q = QueryBuilder::new(
-                        "SELECT id, status, gateway_ref, CAST(attempts AS BIGINT), \
-                         CASE WHEN phone LIKE 'erased:%' THEN 1 ELSE 0 END FROM messages WHERE id");
-                    super::push_in_ids(&mut q, &ids);
-                    q.push(" ORDER BY id");
-                    q.push(lock);
-                    q.build_query_as::<(i64, String, Option<String>, i64, i32)>()
-                        .fetch_all(&mut *tx).await?
-                        .into_iter()
-                        .map(|(id, st, gw, att, gone)| {
-                            if gone != 0 {
-                                erased.insert(id);
-                            }
-                            (id, (st, gw, att))
-                        })
-                        .collect()
-                };
+                let mut existing: std::collections::HashMap<i64, Known> = Default::default();
                 // The gateways each message was handed to: attempts whose
                 // outcome may have reached the carrier (`handed_over`), never
                 // `messages.gateway` alone (a refused connection, a throttle
                 // or a gateway fault records it too, and nothing left us).
-                let tried: std::collections::HashSet<(i64, String)> = if ids.is_empty() {
-                    Default::default()
-                } else {
-                    let mut q = QueryBuilder::new("");
-                    push_handed_over(&mut q, &ids);
-                    q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?.into_iter().collect()
-                };
+                let mut tried: std::collections::HashSet<(i64, String)> = Default::default();
+                if !ids.is_empty() {
+                    // Lock the rows up front in id order (PostgreSQL); every
+                    // writer of `messages` does the same, so concurrent
+                    // batches queue behind each other instead of deadlocking.
+                    // The hand-over evidence comes in the same round trip.
+                    let mut q = QueryBuilder::new(
+                        "SELECT m.id, m.status, m.gateway_ref, CAST(m.attempts AS BIGINT), \
+                         CASE WHEN m.phone LIKE 'erased:%' THEN 1 ELSE 0 END, ");
+                    push_handed_over_gateways(&mut q);
+                    q.push(" FROM messages m WHERE m.id");
+                    super::push_in_ids(&mut q, &ids);
+                    q.push(" ORDER BY m.id");
+                    q.push(lock);
+                    let rows = q
+                        .build_query_as::<(i64, String, Option<String>, i64, i32, Option<String>)>()
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for (id, st, gw, att, gone, handed) in rows {
+                        if gone != 0 {
+                            erased.insert(id);
+                        }
+                        for g in handed.as_deref().unwrap_or("").split(HANDED_OVER_SEPARATOR) {
+                            if !g.is_empty() {
+                                tried.insert((id, g.to_string()));
+                            }
+                        }
+                        existing.insert(id, (st, gw, att));
+                    }
+                    // One statement sees `attempts` as of its start: when
+                    // it waited for a row's lock behind the transaction
+                    // recording that row's send, the status it read is the
+                    // new one (PostgreSQL re-reads a locked row) but that
+                    // send's attempt is not in the hand-over column. A
+                    // receipt from a gateway not seen there is decided on a
+                    // second read, whose snapshot is taken now, with every
+                    // writer of these rows committed (we hold their locks).
+                    let mut unseen: Vec<i64> = round
+                        .iter()
+                        .filter_map(|&i| {
+                            let id = resolved[i]?;
+                            (existing.contains_key(&id)
+                                && !tried.contains(&(id, batch[i].gateway.clone())))
+                            .then_some(id)
+                        })
+                        .collect();
+                    if !unseen.is_empty() {
+                        unseen.sort_unstable();
+                        unseen.dedup();
+                        let mut q = QueryBuilder::new("");
+                        push_handed_over(&mut q, &unseen);
+                        tried.extend(q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
+                    }
+                }
                 // Group the applicable receipts by the status they lead to,
                 // the evidence they move it with, and their gateway.
                 // (target status, flag, evidence, gateway, [(receipt index, message id)])
@@ -494,7 +520,16 @@ impl Store {
                     // repeats the evidence in SQL (the rows are locked, so
                     // it holds; it keeps the statement honest on its own).
                     let from = Status::sql_list(&Status::receipt_sources(*status, *evidence));
-                    let mut q = QueryBuilder::new("UPDATE messages SET status = ");
+                    // A delivery resolves the message's open flag, if any
+                    // (`delivered_late`). On PostgreSQL in the same
+                    // statement (a data-modifying `WITH`: one round trip
+                    // fewer for every batch); SQLite has no such `WITH`.
+                    let resolve_in_update = reason.is_none() && postgres;
+                    let mut q = QueryBuilder::new(if resolve_in_update {
+                        "WITH u AS (UPDATE messages SET status = "
+                    } else {
+                        "UPDATE messages SET status = "
+                    });
                     q.push_bind(status.as_str());
                     q.push(", final_at = ");
                     q.push_bind(now);
@@ -517,6 +552,16 @@ impl Store {
                         }
                     };
                     q.push(" RETURNING id, sent_at");
+                    if resolve_in_update {
+                        // `ANY(ARRAY(…))`: an index probe per applied id,
+                        // whatever the planner thinks of the flags' table.
+                        q.push("), r AS (UPDATE non_recipients SET resolved_at = ");
+                        q.push_bind(now);
+                        q.push(
+                            ", resolution = 'delivered_late' WHERE resolved_at IS NULL \
+                             AND message_id = ANY(ARRAY(SELECT id FROM u))) SELECT id, sent_at FROM u",
+                        );
+                    }
                     // Applied ids, with when the send was recorded (none
                     // when the receipt overtook the recording).
                     let applied: std::collections::HashMap<i64, Option<i64>> =
@@ -549,6 +594,7 @@ impl Store {
                             q.push(super::flags::FLAG_TAIL_SQL);
                             q.build().execute(&mut *tx).await?;
                         }
+                        None if resolve_in_update => {}
                         None => {
                             let mut q = QueryBuilder::new("UPDATE non_recipients SET resolved_at = ");
                             q.push_bind(now);
@@ -620,11 +666,20 @@ impl Store {
 /// `OFFSET 0` keeps the per-id subquery from being flattened into a join
 /// the planner could hash. SQLite plans `IN (…)` as look-ups by itself.
 pub(crate) trait HandOverEvidence: sqlx::Database {
+    /// A column of the receipts' lock read (`messages m`): the gateways the
+    /// row was handed to, distinct, joined by [`HANDED_OVER_SEPARATOR`]
+    /// (which no gateway name contains), or NULL. A sub-select per row,
+    /// which both databases run as an index look-up in `attempts_message`
+    /// whatever they know of `attempts`' size.
+    fn push_handed_over_gateways(q: &mut QueryBuilder<'_, Self>);
+
+    /// `(message id, gateway)` of every hand-over of the messages `ids`, as
+    /// a statement of its own.
     fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]);
 
     /// The receipt update's own guard: ` AND` the row (one of `ids`) was
-    /// handed to `gateway`. On PostgreSQL the same per-id look-up as
-    /// [`Self::push_handed_over`]: as a correlated `EXISTS` the planner,
+    /// handed to `gateway`. On PostgreSQL one index look-up per id
+    /// (`unnest` + `LATERAL … LIMIT 1`): as a correlated `EXISTS` the planner,
     /// estimating `attempts` from its first pages, read the whole table for
     /// every batch of receipts (a hash or a materialised scan), which made
     /// applying receipts quadratic in the campaign's size.
@@ -632,6 +687,13 @@ pub(crate) trait HandOverEvidence: sqlx::Database {
 }
 
 impl HandOverEvidence for sqlx::Postgres {
+    fn push_handed_over_gateways(q: &mut QueryBuilder<'_, Self>) {
+        q.push(
+            "(SELECT string_agg(h.g, ' ') FROM (SELECT DISTINCT a.gateway AS g FROM attempts a \
+             WHERE a.message_id = m.id AND a.handed_over AND a.gateway IS NOT NULL) h)",
+        );
+    }
+
     fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]) {
         q.push("SELECT DISTINCT t.id, a.gateway FROM unnest(");
         q.push_bind(ids.to_vec());
@@ -654,6 +716,13 @@ impl HandOverEvidence for sqlx::Postgres {
 }
 
 impl HandOverEvidence for sqlx::Sqlite {
+    fn push_handed_over_gateways(q: &mut QueryBuilder<'_, Self>) {
+        q.push(
+            "(SELECT group_concat(h.g, ' ') FROM (SELECT DISTINCT a.gateway AS g FROM attempts a \
+             WHERE a.message_id = m.id AND a.handed_over AND a.gateway IS NOT NULL) h)",
+        );
+    }
+
     fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]) {
         q.push("SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND handed_over = ");
         q.push_bind(true);
@@ -668,6 +737,15 @@ impl HandOverEvidence for sqlx::Sqlite {
         q.push_bind(true);
         q.push(")");
     }
+}
+
+/// Separates the gateways of [`HandOverEvidence::push_handed_over_gateways`]:
+/// gateway names are letters, digits, `-` and `_` (`config`).
+const HANDED_OVER_SEPARATOR: char = ' ';
+
+/// [`HandOverEvidence::push_handed_over_gateways`], the database inferred.
+fn push_handed_over_gateways<DB: HandOverEvidence>(q: &mut QueryBuilder<'_, DB>) {
+    DB::push_handed_over_gateways(q)
 }
 
 /// [`HandOverEvidence::push_handed_over`], the database inferred.

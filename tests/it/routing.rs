@@ -169,3 +169,115 @@ async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: 
     );
 }
 both_backends!(receipts_match_by_gateway_id_even_before_the_send_is_recorded);
+
+/// A receipt that waits for its message's row lock behind the transaction
+/// recording that message's send is applied once the send is committed:
+/// the hand-over it needs is the one that transaction wrote. (On
+/// PostgreSQL one statement locks the rows and reads the hand-overs; a
+/// statement that waited for a lock re-reads the locked row but sees the
+/// other tables as of its start, so the receipt must not be judged on
+/// that read alone.) A third connection holds the row while both queue.
+async fn a_receipt_queued_behind_the_recording_of_its_send_is_applied(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    import_text(&store, &format!("{HEADER}{}", row(1, "31", "00000011"))).await;
+    let renderer = pedulicovid::render::Renderer::builtin();
+    let c = campaign::create(&store, &renderer, 1, campaign_request("race"))
+        .await
+        .unwrap()
+        .campaign;
+    let claimed = store
+        .claim("w", 10, pedulicovid::store::now_ms() + 60_000)
+        .await
+        .unwrap();
+    let id = claimed[0].id;
+    let sent = SendOutcome::Sent {
+        id,
+        gateway: "sim".into(),
+        gateway_message_id: Some("g1".into()),
+        body: "x".into(),
+        encoding: "gsm7",
+        segments: 1,
+    };
+    let receipt = ParsedReceipt {
+        message_id: Some(id),
+        ..by_gateway_id("g1", ReceiptOutcome::Delivered)
+    };
+    // Hold the row (PostgreSQL) or the write lock (SQLite).
+    let hold = "UPDATE messages SET updated_at = updated_at WHERE id = $1";
+    let hold = if backend == "sqlite" {
+        hold.replace("$1", "?")
+    } else {
+        hold.to_string()
+    };
+    enum Held {
+        Pg(sqlx::Transaction<'static, sqlx::Postgres>, sqlx::PgPool),
+        Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    }
+    let held = if backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(&hold).bind(id).execute(&mut *tx).await.unwrap();
+        Held::Sqlite(tx)
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(&hold).bind(id).execute(&mut *tx).await.unwrap();
+        Held::Pg(tx, pool)
+    };
+    // Waiting for a lock: PostgreSQL says so; SQLite's writers retry on
+    // their busy timeout, in no set order (a receipt first is kept pending,
+    // then applied below, as when it overtakes the send).
+    let waiting = |n: i64| {
+        let held = &held;
+        async move {
+            let Held::Pg(_, pool) = held else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            };
+            for _ in 0..200 {
+                let w: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(pool)
+                .await
+                .unwrap();
+                if w >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("{n} statements never queued for the row");
+        }
+    };
+    let recording = tokio::spawn({
+        let store = store.clone();
+        async move { store.record_outcomes("w", &[sent]).await }
+    });
+    waiting(1).await;
+    let applying = tokio::spawn({
+        let store = store.clone();
+        async move { store.apply_receipt("sim", "raw", &receipt).await }
+    });
+    waiting(2).await;
+    match held {
+        Held::Pg(tx, _) => tx.commit().await.unwrap(),
+        Held::Sqlite(tx) => tx.commit().await.unwrap(),
+    }
+    recording.await.unwrap().unwrap();
+    let effect = applying.await.unwrap().unwrap();
+    if backend == "postgres" {
+        assert_eq!(effect, ReceiptEffect::Applied, "queued after the recording");
+    }
+    store.apply_pending_receipts(60_000).await.unwrap();
+    let r = store.campaign_report(c.id).await.unwrap();
+    assert_eq!(
+        r.status(pedulicovid::status::Status::Delivered),
+        1,
+        "{effect:?} {r:?}"
+    );
+    let receipts = store.receipts_for(id).await.unwrap();
+    assert_eq!(receipts[0].effect.as_deref(), Some("applied"));
+}
+both_backends!(a_receipt_queued_behind_the_recording_of_its_send_is_applied);
