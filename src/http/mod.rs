@@ -118,18 +118,14 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .merge(ui::routes(state.ui_secure_cookies))
         .merge(routes::build(service_routes()))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(api::error::log_internal_errors))
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         // Outermost: the access log sees every answer, timeouts and
         // refused bodies included, under the request's id.
-        .layer(axum::middleware::from_fn(access::mark_callbacks))
-        .layer(access::layer())
-        .layer(axum::middleware::from_fn(access::request_id))
+        .layer(axum::middleware::from_fn(access::edge))
         .with_state(state)
 }
 
@@ -149,23 +145,7 @@ pub fn metrics_router() -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .layer(access::layer())
-        .layer(axum::middleware::from_fn(access::request_id))
-}
-
-/// A body refused for its size was not read: the rest of it is still on
-/// the connection, so the connection cannot carry another request. Say so
-/// (`Connection: close`): hyper closes it after the answer, and the client
-/// (a carrier's HTTP stack, a chatbot) opens a new one instead of writing
-/// its next request into a socket we are closing.
-async fn close_after_refused_body(mut r: Response) -> Response {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        r.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    r
+        .layer(axum::middleware::from_fn(access::edge))
 }
 
 /// A path no route serves: the UI's Indonesian page under `/ui`, JSON

@@ -2,12 +2,11 @@
 //!
 //! Every error answers JSON `{"error": "…"}` (400 adds `field` and
 //! `reason`). A 500 says nothing about its cause; the cause travels in the
-//! response extensions to [`log_internal_errors`], which logs it once.
+//! response extensions to [`log_internal_error`], which logs it once.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -85,7 +84,7 @@ impl ApiError {
 }
 
 /// The cause of a 500, handed from [`ApiError::into_response`] to
-/// [`log_internal_errors`] in the response extensions.
+/// [`log_internal_error`] in the response extensions.
 #[derive(Clone)]
 struct InternalCause(String);
 
@@ -129,16 +128,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Logs the cause of every 500 once, with the route it happened on. Paths
-/// carry no personal data (NIKs and phones travel in bodies only).
-pub async fn log_internal_errors(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let resp = next.run(req).await;
+/// Logs the cause of a 500 once (called by [`crate::http::access::edge`]
+/// inside the request's span, which names the method and the route
+/// template: never the path, which may carry a callback token).
+pub(crate) fn log_internal_error(resp: &Response) {
     if let Some(InternalCause(cause)) = resp.extensions().get::<InternalCause>() {
-        tracing::error!(%method, %path, error = %cause, "request failed");
+        tracing::error!(error = %cause, "request failed");
     }
-    resp
 }
 
 impl From<StoreError> for ApiError {
