@@ -74,17 +74,16 @@ fn by_gateway_id(gmid: &str, outcome: ReceiptOutcome) -> ParsedReceipt {
     }
 }
 
-async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: &str) {
-    let db = TestDb::new(backend).await;
-    let store = db.store().await;
-    let csv = format!(
-        "{HEADER}{}{}",
-        row(1, "31", "00000011"),
-        row(2, "31", "00000021")
-    );
-    import_text(&store, &csv).await;
+/// Imports `rows`, creates campaign `name` for them and claims its
+/// messages as worker `w`: the campaign's id and the claimed messages.
+async fn enqueue_and_claim(
+    store: &pedulicovid::store::Store,
+    rows: &str,
+    name: &str,
+) -> (i64, Vec<pedulicovid::store::ClaimedMessage>) {
+    import_text(store, &format!("{HEADER}{rows}")).await;
     let renderer = pedulicovid::render::Renderer::builtin();
-    let c = campaign::create(&store, &renderer, 1, campaign_request("refs"))
+    let c = campaign::create(store, &renderer, 1, campaign_request(name))
         .await
         .unwrap()
         .campaign;
@@ -92,6 +91,14 @@ async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: 
         .claim("w", 10, pedulicovid::store::now_ms() + 60_000)
         .await
         .unwrap();
+    (c.id, claimed)
+}
+
+async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: &str) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let rows = format!("{}{}", row(1, "31", "00000011"), row(2, "31", "00000021"));
+    let (campaign, claimed) = enqueue_and_claim(&store, &rows, "refs").await;
     assert_eq!(claimed.len(), 2);
     let sent = |id: i64, gmid: &str| SendOutcome::Sent {
         id,
@@ -133,7 +140,7 @@ async fn receipts_match_by_gateway_id_even_before_the_send_is_recorded(backend: 
         .await
         .unwrap();
     assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 1);
-    let r = store.campaign_report(c.id).await.unwrap();
+    let r = store.campaign_report(campaign).await.unwrap();
     assert_eq!(r.status(pedulicovid::status::Status::Delivered), 1, "{r:?}");
     assert_eq!(
         r.status(pedulicovid::status::Status::Undelivered),
@@ -180,16 +187,7 @@ both_backends!(receipts_match_by_gateway_id_even_before_the_send_is_recorded);
 async fn a_receipt_queued_behind_the_recording_of_its_send_is_applied(backend: &str) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    import_text(&store, &format!("{HEADER}{}", row(1, "31", "00000011"))).await;
-    let renderer = pedulicovid::render::Renderer::builtin();
-    let c = campaign::create(&store, &renderer, 1, campaign_request("race"))
-        .await
-        .unwrap()
-        .campaign;
-    let claimed = store
-        .claim("w", 10, pedulicovid::store::now_ms() + 60_000)
-        .await
-        .unwrap();
+    let (campaign, claimed) = enqueue_and_claim(&store, &row(1, "31", "00000011"), "race").await;
     let id = claimed[0].id;
     let sent = SendOutcome::Sent {
         id,
@@ -271,7 +269,7 @@ async fn a_receipt_queued_behind_the_recording_of_its_send_is_applied(backend: &
         assert_eq!(effect, ReceiptEffect::Applied, "queued after the recording");
     }
     store.apply_pending_receipts(60_000).await.unwrap();
-    let r = store.campaign_report(c.id).await.unwrap();
+    let r = store.campaign_report(campaign).await.unwrap();
     assert_eq!(
         r.status(pedulicovid::status::Status::Delivered),
         1,
