@@ -366,7 +366,7 @@ impl Dispatcher {
 
     /// Everything that happens to one message, ending in its outcome.
     #[tracing::instrument(skip_all, fields(message.id = m.id, attempt = m.attempts))]
-    async fn process(&self, m: ClaimedMessage) -> SendOutcome {
+    async fn process(&self, mut m: ClaimedMessage) -> SendOutcome {
         let now = (self.clock)();
         let window = Window {
             start_min: m.window_start,
@@ -391,11 +391,13 @@ impl Dispatcher {
                 };
             }
         };
+        // The worker's fields go to the template; the message keeps what
+        // the rest of this function reads.
         let ctx = RenderContext {
-            full_name: m.full_name.clone(),
+            full_name: std::mem::take(&mut m.full_name),
             nik_last4: m.nik[m.nik.len().saturating_sub(4)..].to_string(),
-            profession: m.profession.clone(),
-            facility_code: m.facility_code.clone(),
+            profession: std::mem::take(&mut m.profession),
+            facility_code: std::mem::take(&mut m.facility_code),
             province_name: m.province.map(|p| p.name().to_string()).unwrap_or_default(),
         };
         // A number nobody has validated never sees NIK digits.
@@ -465,7 +467,6 @@ impl Dispatcher {
             }
         }
         let gateway = route.gateway.name().to_string();
-        let body = text.as_str().to_string();
         let encoding = text.encoding().as_str();
         let segments = text.segments() as i32;
         let sms = OutboundSms {
@@ -498,7 +499,7 @@ impl Dispatcher {
                     id: m.id,
                     gateway,
                     gateway_message_id: acc.gateway_message_id,
-                    body,
+                    body: sms.text.into_string(),
                     encoding,
                     segments,
                 }

@@ -99,6 +99,11 @@ impl SmsText {
         &self.text
     }
 
+    /// The text as it will be sent, without a copy.
+    pub fn into_string(self) -> String {
+        self.text
+    }
+
     /// The encoding the gateway must be told to use.
     pub fn encoding(&self) -> Encoding {
         self.encoding

@@ -92,7 +92,7 @@ async fn run(
         METRICS
             .receipt_batch_rows
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        let batch: Vec<IncomingReceipt> = jobs.iter().map(|(r, _)| r.clone()).collect();
+        let (batch, replies): (Vec<IncomingReceipt>, Vec<Reply>) = jobs.into_iter().unzip();
         let mut result = store.apply_receipts_measured(&batch).await;
         for attempt in 1..=3u32 {
             let Err(e) = &result else { break };
@@ -105,13 +105,13 @@ async fn run(
         match result {
             Ok(applied) => {
                 record_lags(&batch, &applied.final_lags_ms);
-                for ((_, reply), effect) in jobs.into_iter().zip(applied.effects) {
+                for (reply, effect) in replies.into_iter().zip(applied.effects) {
                     let _ = reply.send(Ok(effect));
                 }
             }
             Err(e) => {
                 warn!(error = %e, size = batch.len(), "receipt batch failed; carriers will retry");
-                for (_, reply) in jobs {
+                for reply in replies {
                     let _ = reply.send(Err("storage unavailable".into()));
                 }
             }

@@ -270,7 +270,7 @@ async fn handle(
         .filter(|(k, _)| !(check == TokenCheck::Gateway && k == crate::gateway::json::OUR_ID_PARAM))
         .collect();
     let payload = match (query.is_empty(), body.is_empty()) {
-        (false, true) => query.clone(),
+        (false, true) => query,
         (true, _) => String::from_utf8_lossy(&body).into_owned(),
         (false, false) => format!("{query}\n{}", String::from_utf8_lossy(&body)),
     };
