@@ -2,7 +2,8 @@
 # A/B of two benchmark binaries on one machine, alternating old and new
 # ROUNDS times (unlimited rate), one line per run: CPU µs per message of
 # each part (dispatcher, server, database, simulator, other; the bench's
-# `cpu_us_per_message`), dispatcher + server, PostgreSQL transactions and
+# `cpu_us_per_message`), dispatcher + server (and its ratio to the
+# simulator's cost in the same run, below), PostgreSQL transactions and
 # statements per message, sends/s, end-to-end/s, receipts/s, wake-up p50.
 #
 #   scripts/bench-ab.sh MESSAGES ROUNDS [bench options…]   (repository root)
@@ -29,8 +30,13 @@ import json, sys
 label, f = sys.argv[1], sys.argv[2]
 r = json.load(open(f)); u = r["unlimited"]; c = u["cpu_us_per_message"]
 w = (u.get("wake_latency_ms") or {}).get("p50")
+ours = c['dispatcher'] + c['server']
+# The simulator does the same work per message in both binaries: its cost
+# tracks how fast the machine is during this run, so ours ÷ its is the
+# figure that survives the machine's hour-to-hour drift.
 print(f"{label:3} disp {c['dispatcher']:6.1f} srv {c['server']:6.1f} db {c['database']:6.1f} "
-      f"sim {c['simulator']:6.1f} other {c['other']:5.1f} | disp+srv {c['dispatcher'] + c['server']:6.1f} | "
+      f"sim {c['simulator']:6.1f} other {c['other']:5.1f} | disp+srv {ours:6.1f} "
+      f"(÷sim {ours / max(c['simulator'], 1e-9):.3f}) | "
       f"tx/msg {u.get('transactions_per_message')} st/msg {u.get('statements_per_message')} | "
       f"sends/s {u['sends_per_s']:.0f} e2e/s {u['end_to_end_per_s']:.0f} receipts/s {u['receipts_per_s']:.0f} "
       f"wake p50 {w} ms | load {r.get('load_avg_at_start')}")
