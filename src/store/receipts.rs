@@ -393,7 +393,7 @@ impl Store {
                 // outcome may have reached the carrier (`handed_over`), never
                 // `messages.gateway` alone (a refused connection, a throttle
                 // or a gateway fault records it too, and nothing left us).
-                let mut tried: std::collections::HashSet<(i64, String)> = Default::default();
+                let mut tried = HandedOver::default();
                 if !ids.is_empty() {
                     // Lock the rows up front in id order (PostgreSQL); every
                     // writer of `messages` does the same, so concurrent
@@ -416,9 +416,7 @@ impl Store {
                             erased.insert(id);
                         }
                         for g in handed.as_deref().unwrap_or("").split(HANDED_OVER_SEPARATOR) {
-                            if !g.is_empty() {
-                                tried.insert((id, g.to_string()));
-                            }
+                            tried.add(id, g);
                         }
                         existing.insert(id, (st, gw, att));
                     }
@@ -434,9 +432,8 @@ impl Store {
                         .iter()
                         .filter_map(|&i| {
                             let id = resolved[i]?;
-                            (existing.contains_key(&id)
-                                && !tried.contains(&(id, batch[i].gateway.clone())))
-                            .then_some(id)
+                            (existing.contains_key(&id) && !tried.to(id, &batch[i].gateway))
+                                .then_some(id)
                         })
                         .collect();
                     if !unseen.is_empty() {
@@ -444,7 +441,9 @@ impl Store {
                         unseen.dedup();
                         let mut q = QueryBuilder::new("");
                         push_handed_over(&mut q, &unseen);
-                        tried.extend(q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
+                        for (id, g) in q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await? {
+                            tried.add(id, &g);
+                        }
                     }
                 }
                 // Group the applicable receipts by the status they lead to,
@@ -478,7 +477,7 @@ impl Store {
                             }
                         }
                     }
-                    let evidence = if tried.contains(&(id, gw.to_string())) {
+                    let evidence = if tried.to(id, gw) {
                         HandOver::Recorded
                     } else if batch[i].signed && *attempts > 0 {
                         HandOver::Signed
@@ -486,7 +485,7 @@ impl Store {
                         HandOver::None
                     };
                     let not_handed = || {
-                        let other = tried.iter().any(|(m, g)| *m == id && g != gw);
+                        let other = tried.to_another(id, gw);
                         if other {
                             ReceiptEffect::NotOurs
                         } else if status == Status::Sending {
@@ -666,12 +665,9 @@ impl Store {
 /// `OFFSET 0` keeps the per-id subquery from being flattened into a join
 /// the planner could hash. SQLite plans `IN (…)` as look-ups by itself.
 pub(crate) trait HandOverEvidence: sqlx::Database {
-    /// A column of the receipts' lock read (`messages m`): the gateways the
-    /// row was handed to, distinct, joined by [`HANDED_OVER_SEPARATOR`]
-    /// (which no gateway name contains), or NULL. A sub-select per row,
-    /// which both databases run as an index look-up in `attempts_message`
-    /// whatever they know of `attempts`' size.
-    fn push_handed_over_gateways(q: &mut QueryBuilder<'_, Self>);
+    /// The aggregate joining texts with a separator (`string_agg`,
+    /// `group_concat`), for [`push_handed_over_gateways`].
+    const JOIN_TEXT: &'static str;
 
     /// `(message id, gateway)` of every hand-over of the messages `ids`, as
     /// a statement of its own.
@@ -687,12 +683,7 @@ pub(crate) trait HandOverEvidence: sqlx::Database {
 }
 
 impl HandOverEvidence for sqlx::Postgres {
-    fn push_handed_over_gateways(q: &mut QueryBuilder<'_, Self>) {
-        q.push(
-            "(SELECT string_agg(h.g, ' ') FROM (SELECT DISTINCT a.gateway AS g FROM attempts a \
-             WHERE a.message_id = m.id AND a.handed_over AND a.gateway IS NOT NULL) h)",
-        );
-    }
+    const JOIN_TEXT: &'static str = "string_agg";
 
     fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]) {
         q.push("SELECT DISTINCT t.id, a.gateway FROM unnest(");
@@ -716,12 +707,7 @@ impl HandOverEvidence for sqlx::Postgres {
 }
 
 impl HandOverEvidence for sqlx::Sqlite {
-    fn push_handed_over_gateways(q: &mut QueryBuilder<'_, Self>) {
-        q.push(
-            "(SELECT group_concat(h.g, ' ') FROM (SELECT DISTINCT a.gateway AS g FROM attempts a \
-             WHERE a.message_id = m.id AND a.handed_over AND a.gateway IS NOT NULL) h)",
-        );
-    }
+    const JOIN_TEXT: &'static str = "group_concat";
 
     fn push_handed_over(q: &mut QueryBuilder<'_, Self>, ids: &[i64]) {
         q.push("SELECT DISTINCT message_id, gateway FROM attempts WHERE gateway IS NOT NULL AND handed_over = ");
@@ -743,9 +729,43 @@ impl HandOverEvidence for sqlx::Sqlite {
 /// gateway names are letters, digits, `-` and `_` (`config`).
 const HANDED_OVER_SEPARATOR: char = ' ';
 
-/// [`HandOverEvidence::push_handed_over_gateways`], the database inferred.
+/// A column of the receipts' lock read (`messages m`): the gateways the
+/// row was handed to, distinct, joined by [`HANDED_OVER_SEPARATOR`], or
+/// NULL. A sub-select per row, which both databases run as an index
+/// look-up in `attempts_message` whatever they know of `attempts`' size.
 fn push_handed_over_gateways<DB: HandOverEvidence>(q: &mut QueryBuilder<'_, DB>) {
-    DB::push_handed_over_gateways(q)
+    q.push(format!(
+        "(SELECT {}(h.g, '{HANDED_OVER_SEPARATOR}') FROM (SELECT DISTINCT a.gateway AS g \
+         FROM attempts a WHERE a.message_id = m.id AND a.handed_over AND a.gateway IS NOT NULL) h)",
+        DB::JOIN_TEXT
+    ));
+}
+
+/// The gateways each message of a batch was handed to.
+#[derive(Default)]
+struct HandedOver(std::collections::HashMap<i64, Vec<String>>);
+
+impl HandedOver {
+    fn add(&mut self, id: i64, gateway: &str) {
+        let gateways = self.0.entry(id).or_default();
+        if !gateway.is_empty() && !gateways.iter().any(|g| g == gateway) {
+            gateways.push(gateway.to_owned());
+        }
+    }
+
+    /// Message `id` was handed to `gateway`.
+    fn to(&self, id: i64, gateway: &str) -> bool {
+        self.0
+            .get(&id)
+            .is_some_and(|gs| gs.iter().any(|g| g == gateway))
+    }
+
+    /// Message `id` was handed to a gateway other than `gateway`.
+    fn to_another(&self, id: i64, gateway: &str) -> bool {
+        self.0
+            .get(&id)
+            .is_some_and(|gs| gs.iter().any(|g| g != gateway))
+    }
 }
 
 /// [`HandOverEvidence::push_handed_over`], the database inferred.
