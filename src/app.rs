@@ -254,7 +254,16 @@ impl App {
                 base: format!("{public_url}/callbacks/{}", g.name),
                 keys: keys.clone(),
             };
-            let idle = settings.worker.concurrency.max(8);
+            // Every loop of this process shares the gateway's client: the
+            // pool keeps a connection for each request they can have in
+            // flight together. A smaller pool closes the surplus each time
+            // a batch's requests come back at once and opens it again for
+            // the next batch (one new connection per five sends measured).
+            let idle = settings
+                .worker
+                .concurrency
+                .saturating_mul(parts.workers.max(1))
+                .max(8);
             // What goes on the wire, and where: the gateway's own dialect
             // settings, or, for the one that asked for the simulator by
             // name, the simulator's dialect, address and credentials.

@@ -73,8 +73,12 @@ fn acceptable(v: &HeaderValue) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"-_.:@".contains(c))
 }
 
+/// A random (v4) UUID from a thread-local generator (uuid's `fast-rng`):
+/// a request id is no secret, and drawing each from the kernel was a
+/// `getrandom` system call per request.
 fn new_id() -> HeaderValue {
-    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
         .expect("a UUID is a valid header value")
 }
 

@@ -721,6 +721,11 @@ pub struct SimStats {
     /// Send requests refused because the gateway was down.
     #[serde(default)]
     pub outage_refusals: u64,
+    /// TCP connections accepted on the send endpoint: a client that keeps
+    /// its connections alive opens about as many as it has requests in
+    /// flight at once, whatever the number of messages.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// Number of mutex shards for the per-number submit counts: enough that
@@ -776,6 +781,8 @@ struct Inner {
     slow_answers: AtomicU64,
     /// Resets given (fault or outage).
     resets: AtomicU64,
+    /// Connections accepted.
+    connections: AtomicU64,
     /// When the simulator was bound: the origin of attempt times and of the
     /// scheduled outage.
     started: Instant,
@@ -838,6 +845,7 @@ impl SimHandle {
             slow_answers: load(&i.slow_answers),
             garbage_answers: load(&i.attempt_counts[AttemptKind::Garbage.index()]),
             outage_refusals: load(&i.attempt_counts[AttemptKind::Down.index()]),
+            connections: load(&i.connections),
         }
     }
 
@@ -1763,6 +1771,7 @@ impl Simulator {
             attempt_counts: Default::default(),
             slow_answers: AtomicU64::new(0),
             resets: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             started: Instant::now(),
             forced_down: AtomicBool::new(false),
             rng: Mutex::new(rng),
@@ -1815,10 +1824,11 @@ impl Simulator {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = router(self.handle).into_make_service_with_connect_info::<ConnCtl>();
         let listener = FaultListener {
             inner: self.listener,
+            sim: self.handle.clone(),
         };
+        let app = router(self.handle).into_make_service_with_connect_info::<ConnCtl>();
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -2235,6 +2245,8 @@ impl ConnCtl {
 /// reset ([`ConnCtl`]).
 struct FaultListener {
     inner: tokio::net::TcpListener,
+    /// Counts the connections.
+    sim: SimHandle,
 }
 
 impl axum::serve::Listener for FaultListener {
@@ -2243,6 +2255,7 @@ impl axum::serve::Listener for FaultListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        self.sim.inner.connections.fetch_add(1, Ordering::Relaxed);
         // Answers are small and latency-bound, like the gateway client's.
         let _ = io.set_nodelay(true);
         let io = FaultIo {
