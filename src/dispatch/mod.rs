@@ -364,8 +364,14 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Everything that happens to one message, ending in its outcome.
-    #[tracing::instrument(skip_all, fields(message.id = m.id, attempt = m.attempts))]
+    /// Everything that happens to one message, ending in its outcome. Its
+    /// span is DEBUG (see `HttpGateway::send`): what is logged above DEBUG
+    /// here names the message itself.
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(message.id = m.id, attempt = m.attempts)
+    )]
     async fn process(&self, mut m: ClaimedMessage) -> SendOutcome {
         let now = (self.clock)();
         let window = Window {
@@ -409,7 +415,7 @@ impl Dispatcher {
         let text = match self.renderer.render(template, &ctx) {
             Ok(t) => t,
             Err(e) => {
-                warn!(error = %e, "template failed for this message");
+                warn!(message.id = m.id, error = %e, "template failed for this message");
                 self.unrouted.failure(FailureReason::RenderFailed);
                 return SendOutcome::Failed {
                     id: m.id,

@@ -277,7 +277,11 @@ impl<W: Wire> Gateway for HttpGateway<W> {
         &self.name
     }
 
+    /// A span per send at DEBUG only: at INFO it cost 4 % of the
+    /// dispatcher's CPU (a span's fields formatted for every message). The
+    /// warning carries the same fields itself, so it has them at any level.
     #[tracing::instrument(
+        level = "debug",
         skip_all,
         fields(gateway = %self.name, message.id = sms.message_id, to = %sms.to.masked())
     )]
@@ -285,9 +289,14 @@ impl<W: Wire> Gateway for HttpGateway<W> {
         let result = send(&self.client, &self.wire, sms).await;
         match &result {
             Ok(_) => tracing::debug!("{} accepted the message", W::DIALECT),
-            Err(e) => {
-                tracing::warn!(error = %e.short(), "{} did not take the message", W::DIALECT)
-            }
+            Err(e) => tracing::warn!(
+                gateway = %self.name,
+                message.id = sms.message_id,
+                to = %sms.to.masked(),
+                error = %e.short(),
+                "{} did not take the message",
+                W::DIALECT
+            ),
         }
         result
     }

@@ -170,3 +170,45 @@ fn color_follows_the_flag_and_no_color() {
     // auto: standard error is a pipe here, so no colour either way.
     assert!(!run(&[], true).contains(escape));
 }
+
+/// A send the gateway did not take is logged at WARN with what an
+/// operator needs to find it (the gateway, our message id, the number
+/// masked) as the event's own fields, at the default level too: the
+/// per-message spans are DEBUG, so nothing else carries them there.
+#[test]
+fn a_refused_send_is_logged_with_its_gateway_message_and_masked_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .args(["demo", "--workers", "200", "--json", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL")
+        // A fifth of the simulator's answers are 5xx: retried, and warned.
+        .env("PEDULICOVID__SIMULATOR__FAULTS__SERVER_ERROR", "0.2")
+        .output()
+        .expect("run the demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    let refused: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("did not take the message"))
+        })
+        .collect();
+    assert!(!refused.is_empty(), "no refusal logged:\n{stderr}");
+    for e in &refused {
+        let f = &e["fields"];
+        assert_eq!(e["level"], "WARN", "{e}");
+        assert_eq!(f["gateway"], "sim", "{e}");
+        assert!(f["message.id"].as_i64().is_some_and(|id| id > 0), "{e}");
+        let to = f["to"].as_str().unwrap_or_default();
+        assert!(to.starts_with("+62") && to.contains("****"), "{e}");
+        assert!(
+            f["error"].as_str().is_some_and(|s| s.contains("HTTP 5")),
+            "{e}"
+        );
+    }
+}
