@@ -49,15 +49,19 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         .cloned()
         .unwrap_or_else(new_id);
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    let span = access_span(&req);
-    let callback = req
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|m| m.as_str().starts_with("/callbacks/"));
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or(UNMATCHED, |m| m.as_str());
+    // Of the small alphabet `acceptable` allows, or a UUID.
+    let request_id = id.to_str().unwrap_or("");
+    let span = access_span(&method, route, request_id);
+    let callback = route.starts_with("/callbacks/");
     let mut res = next.run(req).instrument(span.clone()).await;
     close_after_refused_body(&mut res);
     let _in = span.enter();
-    crate::http::api::error::log_internal_error(&res);
+    // The span is INFO: the 500's line names its request itself, so it
+    // does at WARN and ERROR too.
+    crate::http::api::error::log_internal_error(&res, &method, route, request_id);
     log_answer(&res, started.elapsed(), callback);
     res.headers_mut().insert(REQUEST_ID, id);
     res
@@ -83,22 +87,13 @@ fn new_id() -> HeaderValue {
 }
 
 /// The `http` span of a request.
-fn access_span(req: &Request) -> Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, |m| m.as_str());
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+fn access_span(method: &axum::http::Method, route: &str, request_id: &str) -> Span {
     tracing::info_span!(
         target: "pedulicovid::access",
         "http",
-        method = %req.method(),
+        %method,
         route,
-        request_id = id,
+        request_id,
     )
 }
 

@@ -212,3 +212,98 @@ fn a_refused_send_is_logged_with_its_gateway_message_and_masked_number() {
         );
     }
 }
+
+/// The cause of a 500 is logged once at ERROR with what finds the request
+/// (method, route template, request id) as the line's own fields, so a
+/// log filtered to WARN, which drops the INFO access span, still has them.
+#[tokio::test]
+async fn a_server_error_names_its_request_at_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("PEDULICOVID__DATABASE_URL", &url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON on stdout")
+    };
+    let token = cli(&[
+        "token", "create", "--name", "ops", "--role", "operator", "--json",
+    ]);
+    let secret = token["secret"].as_str().unwrap().to_string();
+    // Every audited action fails: its answer is a 500.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
+         BEGIN SELECT RAISE(ABORT, 'audit down'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        .args(["serve", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .env("PEDULICOVID__DATABASE_URL", &url)
+        .env("PEDULICOVID__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "serve did not answer on {base}");
+    let res = client
+        .post(format!("{base}/api/v1/campaigns"))
+        .bearer_auth(&secret)
+        .json(&serde_json::json!({"name": "lagi", "template": "undangan_registrasi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let _ = child.wait();
+    let failed: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["fields"]["message"] == "request failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    let f = &failed[0]["fields"];
+    assert_eq!(failed[0]["level"], "ERROR", "{stderr}");
+    assert_eq!(f["method"], "POST", "{stderr}");
+    assert_eq!(f["route"], "/api/v1/campaigns", "{stderr}");
+    assert_eq!(f["request_id"], id.as_str(), "{stderr}");
+    assert!(
+        f["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("audit down")),
+        "{stderr}"
+    );
+}

@@ -129,11 +129,17 @@ impl IntoResponse for ApiError {
 }
 
 /// Logs the cause of a 500 once (called by [`crate::http::access::edge`]
-/// inside the request's span, which names the method and the route
-/// template: never the path, which may carry a callback token).
-pub(crate) fn log_internal_error(resp: &Response) {
+/// inside the request's span), with the method, the route template (never
+/// the path, which may carry a callback token) and the request id as its
+/// own fields: the span is INFO, and a log filtered to WARN drops it.
+pub(crate) fn log_internal_error(
+    resp: &Response,
+    method: &axum::http::Method,
+    route: &str,
+    request_id: &str,
+) {
     if let Some(InternalCause(cause)) = resp.extensions().get::<InternalCause>() {
-        tracing::error!(error = %cause, "request failed");
+        tracing::error!(%method, route, request_id, error = %cause, "request failed");
     }
 }
 
