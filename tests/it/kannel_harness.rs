@@ -178,6 +178,7 @@ async fn campaign_through_real_kannel(backend: &str) {
     let messages = campaign_messages(&db.url, c.id).await;
     assert_eq!(messages.len(), n as usize);
     let mut raw_34 = 0;
+    let mut samples = 0;
     for (id, phone, status, gateway) in &messages {
         let digit = last_digit(phone);
         let (want_status, _, want_raw, has_fid) = expected(digit);
@@ -201,12 +202,28 @@ async fn campaign_through_real_kannel(backend: &str) {
         if a.raw_status.as_deref() == Some("34") {
             raw_34 += 1;
         }
+        // The text reached the SMSC as rendered (spaces, punctuation: the
+        // form encoding of sendsms, decoded by Kannel): the SMSC's receipt
+        // quotes its first 20 characters back (a NACK quotes nothing).
+        if let Some(sample) = receipt_text_sample(&a.payload) {
+            let body: Vec<(Option<String>,)> =
+                sql_rows(&db.url, "SELECT body FROM messages WHERE id = $1", &[*id]).await;
+            let body = body[0].0.clone().expect("a sent message keeps its body");
+            let want: String = body
+                .chars()
+                .take(20)
+                .map(|c| if (' '..='~').contains(&c) { c } else { '.' })
+                .collect();
+            assert_eq!(sample, want, "message {id}: the text the SMSC received");
+            samples += 1;
+        }
         // No callback may land on a message it is not for.
         assert!(
             receipts.iter().all(|x| x.message_id == Some(*id)),
             "{receipts:?}"
         );
     }
+    assert!(samples >= 12, "receipts quoting the text: {samples}");
     assert_eq!(
         raw_34, 2,
         "expired receipts arrive as Kannel's bitmask 34 (EXPIRED|FAIL)"
@@ -221,3 +238,15 @@ async fn campaign_through_real_kannel(backend: &str) {
     // The harness stays up on purpose (see the module docs).
 }
 both_backends!(campaign_through_real_kannel);
+
+/// The `text:` field of the SMSC's receipt (Kannel's `%A`, the `answer` of
+/// our `dlr-url`): the first 20 characters of the message as the SMSC
+/// received it, non-printable ones as `.`.
+fn receipt_text_sample(payload: &str) -> Option<String> {
+    let answer = url::form_urlencoded::parse(payload.as_bytes())
+        .find(|(k, _)| k == "answer")?
+        .1
+        .into_owned();
+    let at = answer.find("text:")?;
+    Some(answer[at + "text:".len()..].to_string())
+}
