@@ -5,7 +5,7 @@
 use sqlx::QueryBuilder;
 
 use super::flags::flag;
-use super::{now_ms, with_pool, BeginWrite, Db, Result, Store};
+use super::{now_ms, with_pool, BeginWrite, Column, Db, Result, Store};
 use crate::config::DeliveryPolicy;
 use crate::domain::{Msisdn, MsisdnError, ProvinceCode};
 use crate::status::{CampaignStatus, FlagReason, Status};
@@ -394,19 +394,22 @@ impl Store {
                 q.push_bind(now);
                 q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");
                 q.push_bind(now);
-                q.push(" FROM (");
-                q.push_values(chunk.iter(), |mut b, o| {
-                    if let SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } = o {
-                        b.push_bind(*id)
-                            .push_bind(gateway.as_str())
-                            .push_bind(gateway_message_id.as_deref())
-                            .push_bind(body.as_str())
-                            .push_bind(*encoding)
-                            .push_bind(*segments)
-                            .push_bind(gateway_message_id.as_deref().map(super::receipts::normalize_ref));
-                    }
-                });
-                q.push(") AS v WHERE messages.id = v.column1 AND messages.lease_owner = ");
+                q.push(" FROM ");
+                let sent: Vec<_> = chunk.iter().filter_map(|o| match o {
+                    SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } =>
+                        Some((*id, gateway.as_str(), gateway_message_id.as_deref(), body.as_str(), *encoding, *segments)),
+                    _ => None,
+                }).collect();
+                super::push_rows(&mut q, vec![
+                    Column::Int8(sent.iter().map(|s| s.0).collect()),
+                    Column::Text(sent.iter().map(|s| s.1).collect()),
+                    Column::OptText(sent.iter().map(|s| s.2).collect()),
+                    Column::Text(sent.iter().map(|s| s.3).collect()),
+                    Column::Text(sent.iter().map(|s| s.4).collect()),
+                    Column::Int4(sent.iter().map(|s| s.5).collect()),
+                    Column::OptString(sent.iter().map(|s| s.2.map(super::receipts::normalize_ref)).collect()),
+                ]);
+                q.push(" WHERE messages.id = v.column1 AND messages.lease_owner = ");
                 q.push_bind(owner);
                 let n = q.build().execute(&mut *tx).await?.rows_affected();
                 lost += chunk.len() as u64 - n;
@@ -472,11 +475,15 @@ impl Store {
                     "INSERT INTO attempts (message_id, campaign_id, attempt, gateway, outcome, detail, handed_over, at) \
                      SELECT m.id, m.campaign_id, m.attempts, v.column2, v.column3, v.column4, v.column5, ");
                 q.push_bind(now);
-                q.push(" FROM (");
-                q.push_values(chunk.iter(), |mut b, (id, gateway, kind, detail, handed_over)| {
-                    b.push_bind(*id).push_bind(*gateway).push_bind(*kind).push_bind(detail.as_str()).push_bind(*handed_over);
-                });
-                q.push(") AS v JOIN messages m ON m.id = v.column1");
+                q.push(" FROM ");
+                super::push_rows(&mut q, vec![
+                    Column::Int8(chunk.iter().map(|a| a.0).collect()),
+                    Column::OptText(chunk.iter().map(|a| a.1).collect()),
+                    Column::Text(chunk.iter().map(|a| a.2).collect()),
+                    Column::Text(chunk.iter().map(|a| a.3.as_str()).collect()),
+                    Column::Bool(chunk.iter().map(|a| a.4).collect()),
+                ]);
+                q.push(" JOIN messages m ON m.id = v.column1");
                 q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::{now_ms, with_pool, BeginWrite, Result, Store};
+use super::{now_ms, with_pool, BeginWrite, Column, Result, Store};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
 use crate::status::{FlagReason, HandOver, ReceiptMove, Status};
 
@@ -622,24 +622,28 @@ impl Store {
             for chunk in fresh.chunks(INSERT_CHUNK) {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, \
-                     error_code, payload, received_at, effect, gateway_ref) ");
-                q.push_values(chunk, |mut b, &i| {
-                    let r = &batch[i];
-                    b.push_bind(&r.gateway)
-                        .push_bind(resolved[i])
-                        .push_bind(&r.parsed.gateway_message_id)
-                        .push_bind(&r.parsed.raw_status)
-                        .push_bind(outcome_name(r.parsed.outcome))
-                        .push_bind(&r.parsed.error_code)
-                        .push_bind(if resolved[i].is_some_and(|m| erased.contains(&m)) {
+                     error_code, payload, received_at, effect, gateway_ref) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, ");
+                q.push_bind(now);
+                q.push(", column8, column9 FROM ");
+                let r = |i: usize| &batch[i];
+                super::push_rows(&mut q, vec![
+                    Column::Text(chunk.iter().map(|&i| r(i).gateway.as_str()).collect()),
+                    Column::OptInt8(chunk.iter().map(|&i| resolved[i]).collect()),
+                    Column::OptText(chunk.iter().map(|&i| r(i).parsed.gateway_message_id.as_deref()).collect()),
+                    Column::Text(chunk.iter().map(|&i| r(i).parsed.raw_status.as_str()).collect()),
+                    Column::Text(chunk.iter().map(|&i| outcome_name(r(i).parsed.outcome)).collect()),
+                    Column::OptText(chunk.iter().map(|&i| r(i).parsed.error_code.as_deref()).collect()),
+                    Column::Text(chunk.iter().map(|&i| {
+                        if resolved[i].is_some_and(|m| erased.contains(&m)) {
                             super::ERASED_TEXT
                         } else {
-                            r.payload.as_str()
-                        })
-                        .push_bind(now)
-                        .push_bind(effects[i].unwrap_or(ReceiptEffect::Ignored).as_str())
-                        .push_bind(refs[i].clone());
-                });
+                            r(i).payload.as_str()
+                        }
+                    }).collect()),
+                    Column::Text(chunk.iter().map(|&i| effects[i].unwrap_or(ReceiptEffect::Ignored).as_str()).collect()),
+                    Column::OptString(chunk.iter().map(|&i| refs[i].clone()).collect()),
+                ]);
                 q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
