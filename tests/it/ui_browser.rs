@@ -374,6 +374,19 @@ async fn text_of(b: &Client, css: &str) -> String {
     panic!("{css}: element kept going stale: {last}")
 }
 
+/// The text of `css` once it reads `want`, or what it read last after
+/// 10 s: after a click the old page may still be the one shown.
+async fn text_becomes(b: &Client, css: &str, want: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = text_of(b, css).await;
+        if text == want || start.elapsed() > Duration::from_secs(10) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Types `text` into the field with this id.
 async fn type_into(b: &Client, id: &str, text: &str) {
     wait_for(b, Locator::Id(id))
@@ -421,7 +434,11 @@ async fn browser_scenario(ui: &UiApp, b: &Client, campaign: i64, save_screenshot
     b.set_window_size(1366, 900).await.unwrap();
     type_into(b, "token", &desk).await;
     click(b, "main form button[type=submit]").await;
-    assert_eq!(text_of(b, "h1").await, "Cari tenaga kesehatan");
+    // The sign-in page has an `h1` too: wait for the next page's.
+    assert_eq!(
+        text_becomes(b, "h1", "Cari tenaga kesehatan").await,
+        "Cari tenaga kesehatan"
+    );
     assert_eq!(path_of(b).await, "/ui");
     assert!(text_of(b, "header.site").await.contains("desk-ani"));
 
