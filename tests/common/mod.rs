@@ -231,6 +231,109 @@ pub async fn audit_actions(url: &str) -> Vec<(String, String)> {
     sql_rows(url, "SELECT action, actor FROM audit_log ORDER BY id", &[]).await
 }
 
+/// Plain SQL on a test database, for what the store has no method for:
+/// every query binds `args` to `$1`, `$2`, … and panics with its SQL on
+/// error.
+pub enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+macro_rules! on_raw_pool {
+    ($raw:expr, $p:ident => $body:expr) => {
+        match $raw {
+            Raw::Sqlite($p) => $body,
+            Raw::Pg($p) => $body,
+        }
+    };
+}
+
+impl Raw {
+    pub async fn connect(url: &str) -> Raw {
+        if url.starts_with("sqlite:") {
+            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("raw sqlite"))
+        } else {
+            Raw::Pg(sqlx::PgPool::connect(url).await.expect("raw postgres"))
+        }
+    }
+
+    /// One BIGINT from the first row (cast in SQL where needed).
+    pub async fn int(&self, sql: &str, args: &[i64]) -> i64 {
+        on_raw_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// One TEXT from the first row.
+    pub async fn text(&self, sql: &str, args: &[i64]) -> String {
+        on_raw_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, String>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Every BIGINT of the first column.
+    pub async fn ints(&self, sql: &str, args: &[i64]) -> Vec<i64> {
+        on_raw_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, i64>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_all(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Every TEXT of the first column.
+    pub async fn texts(&self, sql: &str, args: &[i64]) -> Vec<String> {
+        on_raw_pool!(self, p => {
+            let mut q = sqlx::query_scalar::<_, String>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_all(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Every row, as a tuple or a `FromRow` type.
+    pub async fn rows<T>(&self, sql: &str, args: &[i64]) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        on_raw_pool!(self, p => {
+            let mut q = sqlx::query_as::<_, T>(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.fetch_all(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Runs a statement.
+    pub async fn exec(&self, sql: &str, args: &[i64]) {
+        on_raw_pool!(self, p => {
+            let mut q = sqlx::query(sql);
+            for a in args {
+                q = q.bind(*a);
+            }
+            q.execute(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        })
+    }
+
+    pub async fn close(self) {
+        on_raw_pool!(self, p => p.close().await)
+    }
+}
+
 /// Every row of `sql` (its `$1`, `$2`, … bound to `args`), read directly
 /// from the database `url` names.
 pub async fn sql_rows<T>(url: &str, sql: &str, args: &[i64]) -> Vec<T>

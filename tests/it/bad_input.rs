@@ -19,43 +19,6 @@ use pedulicovid::render::TemplateError;
 use pedulicovid::status::Status;
 use pedulicovid::store::Store;
 
-/// Plain SQL on the test database, for what the store has no method for.
-enum Raw {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
-impl Raw {
-    async fn connect(url: &str) -> Raw {
-        if url.starts_with("sqlite:") {
-            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("raw sqlite"))
-        } else {
-            Raw::Pg(sqlx::PgPool::connect(url).await.expect("raw postgres"))
-        }
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        match self {
-            Raw::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect(sql),
-            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect(sql),
-        }
-    }
-
-    async fn texts(&self, sql: &str) -> Vec<String> {
-        match self {
-            Raw::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.expect(sql),
-            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await.expect(sql),
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            Raw::Sqlite(p) => p.close().await,
-            Raw::Pg(p) => p.close().await,
-        }
-    }
-}
-
 async fn import_bytes(store: &Store, bytes: &[u8]) -> Result<ImportReport, ImportError> {
     import_csv(store, bytes, |_| {}).await
 }
@@ -413,7 +376,7 @@ async fn unknown_template_creates_nothing(backend: &str) {
     }
     assert!(store.campaigns().await.unwrap().is_empty());
     let raw = Raw::connect(&db.url).await;
-    assert_eq!(raw.count("SELECT COUNT(*) FROM messages").await, 0);
+    assert_eq!(raw.int("SELECT COUNT(*) FROM messages", &[]).await, 0);
     raw.close().await;
 }
 both_backends!(unknown_template_creates_nothing);
@@ -472,12 +435,12 @@ async fn one_message_through(
     // The worker is still alive and idle: nothing more is sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let raw = Raw::connect(&db.url).await;
-    let statuses = raw.texts("SELECT status FROM messages").await;
+    let statuses = raw.texts("SELECT status FROM messages", &[]).await;
     let outcomes = raw
-        .texts("SELECT outcome FROM attempts ORDER BY attempt, id")
+        .texts("SELECT outcome FROM attempts ORDER BY attempt, id", &[])
         .await;
     let last_error = raw
-        .texts("SELECT COALESCE(last_error, '') FROM messages")
+        .texts("SELECT COALESCE(last_error, '') FROM messages", &[])
         .await
         .remove(0);
     let flags = app

@@ -36,39 +36,6 @@ const BACKOFF_FLOOR_MS: f64 = BACKOFF_INITIAL_MS as f64 * 0.5;
 /// Timer resolution slack: `next_attempt_at` is whole milliseconds.
 const SLACK_MS: f64 = 2.0;
 
-/// Plain SQL on the test database.
-enum Raw {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
-impl Raw {
-    async fn connect(url: &str) -> Raw {
-        if url.starts_with("sqlite:") {
-            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("raw sqlite"))
-        } else {
-            Raw::Pg(sqlx::PgPool::connect(url).await.expect("raw postgres"))
-        }
-    }
-
-    /// `(phone, status, attempts)` of every message of a campaign.
-    async fn messages(&self, campaign: i64) -> Vec<(String, String, i64)> {
-        let sql = "SELECT phone, status, CAST(attempts AS BIGINT) FROM messages WHERE campaign_id = $1 ORDER BY id";
-        match self {
-            Raw::Sqlite(p) => sqlx::query_as(sql).bind(campaign).fetch_all(p).await,
-            Raw::Pg(p) => sqlx::query_as(sql).bind(campaign).fetch_all(p).await,
-        }
-        .expect("messages")
-    }
-
-    async fn close(self) {
-        match self {
-            Raw::Sqlite(p) => p.close().await,
-            Raw::Pg(p) => p.close().await,
-        }
-    }
-}
-
 /// Imports one valid worker per phone tail (8 digits after `0812`).
 async fn import_tails(store: &Store, first: u32, tails: &[String]) {
     let mut csv = String::from(HEADER);
@@ -238,7 +205,12 @@ async fn fault_mix(backend: &str) {
     let stats = sim.stats();
     let attempts = sim.attempt_report();
     let raw = Raw::connect(&db.url).await;
-    let rows = raw.messages(id).await;
+    let rows: Vec<(String, String, i64)> = raw
+        .rows(
+            "SELECT phone, status, CAST(attempts AS BIGINT) FROM messages WHERE campaign_id = $1 ORDER BY id",
+            &[id],
+        )
+        .await;
 
     // Every fault happened.
     for (name, n) in [

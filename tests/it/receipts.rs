@@ -25,73 +25,6 @@ const EXPIRED: &str = "id:F1 sub:001 dlvrd:000 submit date:2101130000 done date:
 const ENROUTE: &str = "id:F1 sub:001 dlvrd:000 submit date:2101130000 done date:2101130001 stat:ENROUTE err:000 text:Yth. Nakes";
 const NACK_INVALID: &str = "NACK/0x0000000b/Invalid Destination Address";
 
-/// Plain SQL on the test database, for what the store has no method for.
-enum Raw {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
-impl Raw {
-    async fn connect(url: &str) -> Raw {
-        if url.starts_with("sqlite:") {
-            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("raw sqlite"))
-        } else {
-            Raw::Pg(sqlx::PgPool::connect(url).await.expect("raw postgres"))
-        }
-    }
-
-    /// A query returning one integer column, with at most one integer argument.
-    async fn ints(&self, sql: &str, arg: Option<i64>) -> Vec<i64> {
-        match self {
-            Raw::Sqlite(p) => {
-                let mut q = sqlx::query_scalar::<_, i64>(sql);
-                if let Some(a) = arg {
-                    q = q.bind(a);
-                }
-                q.fetch_all(p).await.expect(sql)
-            }
-            Raw::Pg(p) => {
-                let mut q = sqlx::query_scalar::<_, i64>(sql);
-                if let Some(a) = arg {
-                    q = q.bind(a);
-                }
-                q.fetch_all(p).await.expect(sql)
-            }
-        }
-    }
-
-    async fn count(&self, sql: &str, arg: Option<i64>) -> i64 {
-        self.ints(sql, arg).await[0]
-    }
-
-    /// A query returning one text column, with at most one integer argument.
-    async fn texts(&self, sql: &str, arg: Option<i64>) -> Vec<String> {
-        match self {
-            Raw::Sqlite(p) => {
-                let mut q = sqlx::query_scalar::<_, String>(sql);
-                if let Some(a) = arg {
-                    q = q.bind(a);
-                }
-                q.fetch_all(p).await.expect(sql)
-            }
-            Raw::Pg(p) => {
-                let mut q = sqlx::query_scalar::<_, String>(sql);
-                if let Some(a) = arg {
-                    q = q.bind(a);
-                }
-                q.fetch_all(p).await.expect(sql)
-            }
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            Raw::Sqlite(p) => p.close().await,
-            Raw::Pg(p) => p.close().await,
-        }
-    }
-}
-
 /// A running app with one campaign of `n` messages in a known state.
 struct Ctx {
     app: App,
@@ -163,7 +96,7 @@ async fn setup_with(
     let ids = raw
         .ints(
             "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id",
-            Some(c.id),
+            &[c.id],
         )
         .await;
     assert_eq!(ids.len(), n as usize);
@@ -266,7 +199,7 @@ impl Ctx {
 
     async fn status(&self, id: i64) -> String {
         self.raw
-            .texts("SELECT status FROM messages WHERE id = $1", Some(id))
+            .texts("SELECT status FROM messages WHERE id = $1", &[id])
             .await
             .remove(0)
     }
@@ -283,7 +216,7 @@ impl Ctx {
     }
 
     async fn receipt_count(&self) -> i64 {
-        self.raw.count("SELECT COUNT(*) FROM receipts", None).await
+        self.raw.int("SELECT COUNT(*) FROM receipts", &[]).await
     }
 
     /// Open flags of this campaign as (message id, reason).
@@ -400,7 +333,7 @@ async fn malformed_callbacks_are_400_and_kept_raw(backend: &str) {
         .raw
         .texts(
             "SELECT payload FROM receipts WHERE effect = 'malformed' ORDER BY id",
-            None,
+            &[],
         )
         .await;
     let mut expected: Vec<String> = queries.to_vec();
@@ -512,9 +445,9 @@ async fn order_and_duplicates_follow_the_status_machine(backend: &str) {
     assert_eq!(r.status(Status::Sent), 1, "{r:?}");
     assert_eq!(
         ctx.raw
-            .count(
+            .int(
                 "SELECT COUNT(*) FROM receipts WHERE message_id = $1",
-                Some(m[1])
+                &[m[1]]
             )
             .await,
         5
@@ -657,9 +590,9 @@ async fn queued_notice_reopens_a_completed_campaign(backend: &str) {
     let lease = now_ms() + 60_000;
     // Mark it the way the race leaves it: completed with a queued row.
     ctx.raw
-        .count(
+        .int(
             "UPDATE campaigns SET status = 'completed' WHERE id = $1 RETURNING id",
-            Some(ctx.campaign),
+            &[ctx.campaign],
         )
         .await;
     assert!(store
@@ -886,7 +819,7 @@ async fn form_post_works_like_get(backend: &str) {
         ctx.raw
             .texts(
                 "SELECT payload FROM receipts WHERE effect = 'malformed'",
-                None
+                &[]
             )
             .await,
         ["id=abc&status=1"]
@@ -981,7 +914,7 @@ async fn failure_of_a_replaced_notice_leaves_no_open_flag(backend: &str) {
         .raw
         .ints(
             "SELECT id FROM messages WHERE campaign_id = $1 ORDER BY id",
-            Some(ctx.campaign),
+            &[ctx.campaign],
         )
         .await;
     let newer: Vec<i64> = newer.into_iter().filter(|&id| id > old).collect();
@@ -1352,7 +1285,7 @@ async fn racing_receipt_on_a_fixed_url_waits_for_the_send(backend: &str) {
     let r = store.receipts_for(id).await.unwrap();
     assert!(r.is_empty(), "matched by the aggregator's id only: {r:?}");
     assert_eq!(
-        ctx.raw.texts("SELECT effect FROM receipts", None).await,
+        ctx.raw.texts("SELECT effect FROM receipts", &[]).await,
         ["pending"]
     );
     assert_eq!(store.apply_pending_receipts(60_000).await.unwrap(), 0);
@@ -1400,9 +1333,9 @@ async fn rotated_secret_keeps_verifying_for_its_grace_period(backend: &str) {
     assert_ne!(old, new);
     assert_eq!(
         ctx.raw
-            .count(
+            .int(
                 "SELECT COUNT(*) FROM audit_log WHERE action = 'gateway.rotate_secret' AND subject = 'gateway:sim'",
-                None
+                &[]
             )
             .await,
         1
@@ -1648,9 +1581,9 @@ async fn retries_that_never_left_us_are_not_hand_overs(backend: &str) {
     assert_eq!(ctx.effects(m[3]).await, ["applied"]);
     assert_eq!(
         ctx.raw
-            .count(
+            .int(
                 "SELECT COUNT(*) FROM attempts WHERE handed_over = TRUE",
-                None
+                &[]
             )
             .await,
         1
