@@ -259,46 +259,36 @@ impl Raw {
 
     /// One BIGINT from the first row (cast in SQL where needed).
     pub async fn int(&self, sql: &str, args: &[i64]) -> i64 {
-        on_raw_pool!(self, p => {
-            let mut q = sqlx::query_scalar::<_, i64>(sql);
-            for a in args {
-                q = q.bind(*a);
-            }
-            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
+        first(self.scalars(sql, args).await, sql)
     }
 
     /// One TEXT from the first row.
     pub async fn text(&self, sql: &str, args: &[i64]) -> String {
-        on_raw_pool!(self, p => {
-            let mut q = sqlx::query_scalar::<_, String>(sql);
-            for a in args {
-                q = q.bind(*a);
-            }
-            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
+        first(self.scalars(sql, args).await, sql)
     }
 
     /// Every BIGINT of the first column.
     pub async fn ints(&self, sql: &str, args: &[i64]) -> Vec<i64> {
-        on_raw_pool!(self, p => {
-            let mut q = sqlx::query_scalar::<_, i64>(sql);
-            for a in args {
-                q = q.bind(*a);
-            }
-            q.fetch_all(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
+        self.scalars(sql, args).await
     }
 
     /// Every TEXT of the first column.
     pub async fn texts(&self, sql: &str, args: &[i64]) -> Vec<String> {
-        on_raw_pool!(self, p => {
-            let mut q = sqlx::query_scalar::<_, String>(sql);
-            for a in args {
-                q = q.bind(*a);
-            }
-            q.fetch_all(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
+        self.scalars(sql, args).await
+    }
+
+    /// The first column of every row.
+    async fn scalars<T>(&self, sql: &str, args: &[i64]) -> Vec<T>
+    where
+        T: sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Postgres>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + Send
+            + Unpin,
+    {
+        let rows: Vec<(T,)> = self.rows(sql, args).await;
+        rows.into_iter().map(|(v,)| v).collect()
     }
 
     /// Every row, as a tuple or a `FromRow` type.
@@ -332,6 +322,44 @@ impl Raw {
     pub async fn close(self) {
         on_raw_pool!(self, p => p.close().await)
     }
+}
+
+/// The first of `rows`, or a panic naming the query that found none.
+fn first<T>(rows: Vec<T>, sql: &str) -> T {
+    rows.into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{sql}: no rows"))
+}
+
+/// Makes every insert into `audit_log` fail, as a full disk or a revoked
+/// grant would.
+pub async fn break_audit_log(url: &str) {
+    let raw = Raw::connect(url).await;
+    match raw {
+        Raw::Sqlite(_) => {
+            raw.exec(
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
+                 BEGIN SELECT RAISE(ABORT, 'audit down'); END",
+                &[],
+            )
+            .await
+        }
+        Raw::Pg(_) => {
+            raw.exec(
+                "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'audit down'; END $$",
+                &[],
+            )
+            .await;
+            raw.exec(
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
+                 FOR EACH ROW EXECUTE FUNCTION audit_down()",
+                &[],
+            )
+            .await
+        }
+    }
+    raw.close().await;
 }
 
 /// Every row of `sql` (its `$1`, `$2`, … bound to `args`), read directly

@@ -1562,37 +1562,6 @@ async fn operators_reschedule_campaigns(backend: &str) {
 }
 both_backends!(operators_reschedule_campaigns);
 
-/// Makes every insert into `audit_log` fail, as a full disk or a revoked
-/// grant would.
-async fn break_audit_log(url: &str) {
-    if url.starts_with("sqlite:") {
-        let p = sqlx::SqlitePool::connect(url).await.unwrap();
-        sqlx::query(
-            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
-             BEGIN SELECT RAISE(ABORT, 'audit down'); END",
-        )
-        .execute(&p)
-        .await
-        .unwrap();
-    } else {
-        let p = sqlx::PgPool::connect(url).await.unwrap();
-        sqlx::query(
-            "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'audit down'; END $$",
-        )
-        .execute(&p)
-        .await
-        .unwrap();
-        sqlx::query(
-            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
-             FOR EACH ROW EXECUTE FUNCTION audit_down()",
-        )
-        .execute(&p)
-        .await
-        .unwrap();
-    }
-}
-
 async fn operator_actions_commit_with_their_audit_entry(backend: &str) {
     let api = Api::start(backend, Parts::SERVE, "").await;
     let csv = format!("{HEADER}{}", row(1, "31", "00000011"));

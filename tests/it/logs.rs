@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::break_audit_log;
+
 /// Distinctive values a request path carries, which no log line may.
 const TOKEN: &str = "Tok3nSecretQwertyZx0987654321";
 const MESSAGE_ID: &str = "777000111";
@@ -236,15 +238,7 @@ async fn a_server_error_names_its_request_at_warn() {
     ]);
     let secret = token["secret"].as_str().unwrap().to_string();
     // Every audited action fails: its answer is a 500.
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log \
-         BEGIN SELECT RAISE(ABORT, 'audit down'); END",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    break_audit_log(&url).await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
