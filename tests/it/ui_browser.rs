@@ -357,21 +357,16 @@ async fn screenshot(b: &Client, width: u32, height: u32, file: Option<&str>) {
 async fn text_of(b: &Client, css: &str) -> String {
     // The page may still be replacing itself (a submit, a reload) between
     // finding the element and reading it: a stale element is looked up again.
-    let mut last = String::new();
-    for _ in 0..20 {
-        let el = b
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
-        match el.text().await {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match wait_for(b, Locator::Css(css)).await.text().await {
             Ok(t) => return t,
-            Err(e) => last = e.to_string(),
+            Err(e) if Instant::now() > deadline => {
+                panic!("{css}: element kept going stale: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{css}: element kept going stale: {last}")
 }
 
 /// The text of `css` once it reads `want`, or what it read last after
@@ -402,12 +397,18 @@ async fn click(b: &Client, css: &str) {
 }
 
 /// The element `at` finds, waiting up to 10 s for the page to show it.
+/// A lookup the page aborts by replacing itself (a submit, a reload:
+/// "aborted by navigation") is made again on the page that replaced it.
 async fn wait_for(b: &Client, at: Locator<'_>) -> fantoccini::elements::Element {
-    b.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(at)
-        .await
-        .unwrap_or_else(|e| panic!("{at:?}: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match b.wait().at_most(left).for_element(at).await {
+            Ok(el) => return el,
+            Err(e) if Instant::now() >= deadline => panic!("{at:?}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Searches for `q` with the search form of the page.
