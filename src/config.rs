@@ -62,6 +62,45 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// How long records are kept (`[retention]`).
     pub retention: RetentionSettings,
+    /// The async runtime of `run`, `serve` and `worker` (`[runtime]`).
+    pub runtime: RuntimeSettings,
+}
+
+/// Most runtime threads a process may be given: a typo (`10000`) must
+/// not start ten thousand threads.
+pub const MAX_RUNTIME_THREADS: usize = 256;
+
+/// `[runtime]`: the threads that run a long-running process's tasks (HTTP
+/// requests and receipt batches, dispatch loops, housekeeping) in `run`,
+/// `serve` and `worker`. Other commands run on one thread per core.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Default 1: every task of the process on one thread. A notice's work
+    /// is mostly waiting on the network and the database, and a second
+    /// thread mostly paid for handing tasks between threads (wake-ups,
+    /// stealing): on one, `serve` and `worker` spend about 8 % less CPU a
+    /// notice (BENCHMARKS.md, "sixth pass"), and one thread carries about
+    /// 10,000 sends or receipts a second, far above any carrier's rate.
+    /// Raise it for a process that must use more than one core (or run
+    /// more workers); `0` is one thread per core. At most 256.
+    pub threads: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings { threads: 1 }
+    }
+}
+
+impl RuntimeSettings {
+    /// The worker threads to start: `threads`, or one per core for 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// `[retention]`: how long each kind of record is kept before housekeeping
@@ -248,6 +287,7 @@ impl std::fmt::Debug for Settings {
             metrics,
             limits,
             retention,
+            runtime,
         } = self;
         f.debug_struct("Settings")
             .field("database_url", &crate::secret::DebugUrl(database_url))
@@ -261,6 +301,7 @@ impl std::fmt::Debug for Settings {
             .field("metrics", metrics)
             .field("limits", limits)
             .field("retention", retention)
+            .field("runtime", runtime)
             .finish()
     }
 }
@@ -279,6 +320,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             limits: LimitSettings::default(),
             retention: RetentionSettings::default(),
+            runtime: RuntimeSettings::default(),
         }
     }
 }
@@ -1013,6 +1055,13 @@ impl Settings {
         if self.worker.batch_size == 0 || self.worker.concurrency == 0 {
             bail!("worker.batch_size and worker.concurrency must be at least 1");
         }
+        if self.runtime.threads > MAX_RUNTIME_THREADS {
+            bail!(
+                "runtime.threads = {}: at most {MAX_RUNTIME_THREADS} (0 = one per core; \
+                 [runtime] threads or PEDULICOVID__RUNTIME__THREADS)",
+                self.runtime.threads
+            );
+        }
         Ok(())
     }
 
@@ -1504,6 +1553,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{e:#}").contains("sometimes"), "{e:#}");
+    }
+
+    /// The settings file the Debian package installs loads as shipped.
+    #[test]
+    fn the_packaged_settings_file_loads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/debian/pedulicovid.toml");
+        let s = Settings::load_from(Some(&file), vec![]).unwrap();
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.runtime.threads, 1);
+    }
+
+    #[test]
+    fn runtime_threads_default_to_one_and_refuse_a_typo() {
+        let s = Settings::load_from(None, vec![]).unwrap();
+        assert_eq!(s.runtime.threads, 1);
+        assert_eq!(s.runtime.worker_threads(), 1);
+        let all =
+            Settings::load_from(None, env(&[("PEDULICOVID__RUNTIME__THREADS", "0")])).unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(all.runtime.worker_threads(), cores);
+        let four =
+            Settings::load_from(None, env(&[("PEDULICOVID__RUNTIME__THREADS", "4")])).unwrap();
+        assert_eq!(four.runtime.worker_threads(), 4);
+        for (value, says) in [
+            ("10000", "runtime.threads = 10000: at most 256"),
+            ("-1", "runtime.threads"),
+            ("two", "runtime.threads"),
+        ] {
+            let e = Settings::load_from(None, env(&[("PEDULICOVID__RUNTIME__THREADS", value)]))
+                .expect_err(value);
+            assert!(format!("{e:#}").contains(says), "{value}: {e:#}");
+        }
     }
 
     #[test]

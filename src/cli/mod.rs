@@ -156,10 +156,14 @@ pub fn main() -> ExitCode {
         s.log.format = format;
         s
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // The long-running processes take `[runtime] threads` (default one);
+    // a command that ends runs on one thread per core.
+    if let (Command::Run | Command::Serve | Command::Worker { .. }, Ok(s)) = (&cli.command, &loaded)
     {
+        builder.worker_threads(s.runtime.worker_threads());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -470,3 +470,80 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A `pedulicovid serve` process on a free loopback port, its database a
+/// SQLite file in `dir`, with `args` after `serve` and `env` added; its
+/// standard error read line by line.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`, from its "listening on" line.
+    pub url: String,
+    /// What it logged up to that line.
+    pub lines: Vec<String>,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    pub fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env(
+                "PEDULICOVID__DATABASE_URL",
+                format!("sqlite://{}", dir.join("x.db").display()),
+            )
+            .env("PEDULICOVID__HTTP__LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = vec![];
+        let url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("serve did not start ({e}): {lines:#?}"));
+            let url = line.find("listening on http://").map(|at| {
+                line[at + "listening on ".len()..]
+                    .split(['"', ' '])
+                    .next()
+                    .unwrap()
+                    .to_string()
+            });
+            lines.push(line);
+            if let Some(url) = url {
+                break url;
+            }
+        };
+        Served {
+            child,
+            url,
+            lines,
+            rx,
+        }
+    }
+
+    /// SIGTERM, then every line it logged, once it has exited.
+    pub fn stop(mut self) -> Vec<String> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        self.lines.extend(self.rx.iter());
+        self.lines
+    }
+}

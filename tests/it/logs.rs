@@ -1,14 +1,12 @@
 //! Structured logs: `--log-format json`, the access log (route templates,
 //! never raw paths), request ids taken or made.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::break_audit_log;
+use crate::common::{break_audit_log, Served};
 
 /// Distinctive values a request path carries, which no log line may.
 const TOKEN: &str = "Tok3nSecretQwertyZx0987654321";
@@ -22,45 +20,8 @@ const CAMPAIGN_ID: &str = "918273645";
 #[tokio::test]
 async fn json_access_log_has_route_templates_and_request_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
-        .args(["serve", "--log-format", "json"])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .env(
-            "PEDULICOVID__DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("x.db").display()),
-        )
-        .env("PEDULICOVID__HTTP__LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = vec![];
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("serve did not start ({e}): {lines:#?}"));
-        let url = line.find("listening on http://").map(|at| {
-            line[at + "listening on ".len()..]
-                .split(['"', ' '])
-                .next()
-                .unwrap()
-                .to_string()
-        });
-        lines.push(line);
-        if let Some(url) = url {
-            break url;
-        }
-    };
+    let served = Served::start(dir.path(), &["--log-format", "json"], &[]);
+    let url = served.url.clone();
 
     let client = reqwest::Client::new();
     let get = |path: String, id: Option<&'static str>| {
@@ -96,12 +57,7 @@ async fn json_access_log_has_route_templates_and_request_ids() {
     assert_eq!(api.status(), 401, "no token");
 
     // SIGTERM, then everything it logged until it exits.
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
-    lines.extend(rx.iter());
+    let lines = served.stop();
 
     let events: Vec<Value> = lines
         .iter()

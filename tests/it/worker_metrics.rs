@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::{row, HEADER};
+use crate::common::{row, Served, HEADER};
 
 #[tokio::test]
 async fn a_worker_serves_its_own_counters() {
@@ -106,6 +106,11 @@ async fn a_worker_serves_its_own_counters() {
         body.contains("pedulicovid_send_latency_seconds_count{gateway=\"sim\"} 3"),
         "{body}"
     );
+    // A worker's tasks run on one thread unless `[runtime] threads` says more.
+    assert!(
+        body.lines().any(|l| l == "pedulicovid_runtime_threads 1"),
+        "{body}"
+    );
     for gauge in [
         "pedulicovid_database_up",
         "pedulicovid_queue_depth",
@@ -126,4 +131,37 @@ async fn a_worker_serves_its_own_counters() {
     }
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `[runtime] threads`: `serve` runs its tasks on one thread unless told
+/// otherwise, and `/metrics` says how many it runs them on.
+#[tokio::test]
+async fn serve_runs_on_the_runtime_threads_it_is_given() {
+    let client = reqwest::Client::new();
+    for (threads, want) in [(None, "1"), (Some("3"), "3")] {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<_> = threads
+            .map(|t| ("PEDULICOVID__RUNTIME__THREADS", t))
+            .into_iter()
+            .collect();
+        let served = Served::start(dir.path(), &[], &env);
+        let body = client
+            .get(format!("{}/metrics", served.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        served.stop();
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("pedulicovid_runtime_threads "))
+            .unwrap_or_else(|| panic!("no runtime threads gauge:\n{body}"));
+        assert_eq!(
+            line,
+            format!("pedulicovid_runtime_threads {want}"),
+            "{threads:?}"
+        );
+    }
 }

@@ -421,6 +421,9 @@ pub struct BenchReport {
     pub workers: usize,
     pub batch_size: u32,
     pub concurrency: usize,
+    /// Threads of the server's and of the worker's runtime each
+    /// (`[runtime] threads`, as `serve` and `worker` would start).
+    pub runtime_threads: usize,
     /// `--analyze`: statistics refreshed after each enqueue.
     pub analyze: bool,
     pub registry_s: f64,
@@ -632,6 +635,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         workers: args.workers,
         batch_size: args.batch_size,
         concurrency: args.concurrency,
+        runtime_threads: s.runtime.worker_threads(),
         analyze: args.analyze,
         load_avg_at_start: load_avg(),
         ..Default::default()
@@ -644,8 +648,9 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
     store.migrate().await.context("applying migrations")?;
     report.backend = store.backend().as_str();
     say(&format!(
-        "bench: {} backend, {n} messages, {} dispatch loops × {} in flight, batches of {}",
-        report.backend, args.workers, args.concurrency, args.batch_size
+        "bench: {} backend, {n} messages, {} dispatch loops × {} in flight, batches of {}, \
+         {} runtime thread(s) each for server and worker",
+        report.backend, args.workers, args.concurrency, args.batch_size, report.runtime_threads
     ));
     let t = Instant::now();
     insert_registry(&store, n, args.seed, !args.json, kannel).await?;
@@ -1651,8 +1656,8 @@ fn print_report(r: &BenchReport) {
     println!();
     println!("PEDULICOVID bench ({}: {})", r.backend, r.database);
     println!(
-        "  messages            {:>10}   workers {} × concurrency {}, batch {}",
-        r.messages, r.workers, r.concurrency, r.batch_size
+        "  messages            {:>10}   workers {} × concurrency {}, batch {}, runtime threads {}",
+        r.messages, r.workers, r.concurrency, r.batch_size, r.runtime_threads
     );
     println!(
         "  registry            {:>10.2} s  ({:.0} rows/s)",

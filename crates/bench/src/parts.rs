@@ -218,7 +218,13 @@ impl RunParts {
         workers: usize,
         place: SimulatorPlace,
     ) -> anyhow::Result<RunParts> {
-        let mut runtimes = vec![runtime(HTTP_THREADS, 2)?, runtime(DISPATCH_THREADS, 2)?];
+        // Server and worker get the threads `serve` and `worker` would
+        // (`[runtime] threads`); the carrier keeps two.
+        let threads = s.runtime.worker_threads();
+        let mut runtimes = vec![
+            runtime(HTTP_THREADS, threads)?,
+            runtime(DISPATCH_THREADS, threads)?,
+        ];
         let sim_config = s.simulator.clone();
         let sim = match place {
             SimulatorPlace::Internal => {

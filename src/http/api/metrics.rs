@@ -25,8 +25,9 @@
 //!   deferrals to a send window and the claim-latency histogram. Label
 //!   values are bounded: gateway names come from the settings, reasons and
 //!   outcomes are closed enums.
-//! - the process (CPU, memory, file descriptors, threads, start time) and
-//!   `pedulicovid_build_info{version,commit}`.
+//! - the process (CPU, memory, file descriptors, threads, start time),
+//!   `pedulicovid_build_info{version,commit}` and the async runtime's
+//!   threads (`pedulicovid_runtime_threads`).
 //!
 //! A `pedulicovid worker` serves the last two on its `[metrics] listen`
 //! address ([`render_process_only`]).
@@ -271,6 +272,14 @@ fn process_families() -> Vec<MetricFamily> {
         MetricType::HISTOGRAM,
         vec![histogram(&[], &m.claim_latency)],
     ));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        out.push(family(
+            "pedulicovid_runtime_threads",
+            "Threads of the async runtime running this process's tasks ([runtime] threads).",
+            MetricType::GAUGE,
+            vec![gauge(&[], runtime.metrics().num_workers() as f64)],
+        ));
+    }
     out.extend(gateway_families(&m.gateways.all()));
     out.extend(PROCESS.collect());
     out
