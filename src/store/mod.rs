@@ -190,7 +190,6 @@ pub(crate) enum Column<'a> {
     Bool(Vec<bool>),
     Text(Vec<&'a str>),
     OptText(Vec<Option<&'a str>>),
-    OptString(Vec<Option<String>>),
 }
 
 impl Column<'_> {
@@ -200,7 +199,7 @@ impl Column<'_> {
             Column::Int8(_) | Column::OptInt8(_) => "int8[]",
             Column::Int4(_) => "int4[]",
             Column::Bool(_) => "bool[]",
-            Column::Text(_) | Column::OptText(_) | Column::OptString(_) => "text[]",
+            Column::Text(_) | Column::OptText(_) => "text[]",
         }
     }
 
@@ -212,7 +211,6 @@ impl Column<'_> {
             Column::Bool(v) => v.len(),
             Column::Text(v) => v.len(),
             Column::OptText(v) => v.len(),
-            Column::OptString(v) => v.len(),
         }
     }
 }
@@ -245,7 +243,6 @@ impl RowsParam for sqlx::Postgres {
                 Column::Bool(v) => q.push_bind(v),
                 Column::Text(v) => q.push_bind(v),
                 Column::OptText(v) => q.push_bind(v),
-                Column::OptString(v) => q.push_bind(v),
             };
             q.push("::");
             q.push(array);
@@ -274,7 +271,6 @@ impl RowsParam for sqlx::Sqlite {
                     Column::Bool(v) => values.push_bind(v[r]),
                     Column::Text(v) => values.push_bind(v[r]),
                     Column::OptText(v) => values.push_bind(v[r]),
-                    Column::OptString(v) => values.push_bind(v[r].clone()),
                 };
             }
             q.push(")");

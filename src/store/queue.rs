@@ -386,6 +386,14 @@ impl Store {
             // A message whose worker was erased while it was in flight
             // (store/erasure.rs: number `erased:<id>`) keeps no body.
             for chunk in sent.chunks(RECORD_CHUNK) {
+                let sent: Vec<_> = chunk.iter().filter_map(|o| match o {
+                    SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } =>
+                        Some((*id, gateway.as_str(), gateway_message_id.as_deref(), body.as_str(), *encoding, *segments)),
+                    _ => None,
+                }).collect();
+                // Bound below by reference: made before the statement that borrows them.
+                let refs: Vec<Option<String>> =
+                    sent.iter().map(|s| s.2.map(super::receipts::normalize_ref)).collect();
                 let mut q = QueryBuilder::new(
                     &format!("UPDATE messages SET status = CASE WHEN messages.status{sent_from} THEN '{Sent}' ELSE messages.status END, \
                      gateway = v.column2, gateway_message_id = v.column3, \
@@ -395,11 +403,6 @@ impl Store {
                 q.push("), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ");
                 q.push_bind(now);
                 q.push(" FROM ");
-                let sent: Vec<_> = chunk.iter().filter_map(|o| match o {
-                    SendOutcome::Sent { id, gateway, gateway_message_id, body, encoding, segments } =>
-                        Some((*id, gateway.as_str(), gateway_message_id.as_deref(), body.as_str(), *encoding, *segments)),
-                    _ => None,
-                }).collect();
                 super::push_rows(&mut q, vec![
                     Column::Int8(sent.iter().map(|s| s.0).collect()),
                     Column::Text(sent.iter().map(|s| s.1).collect()),
@@ -407,7 +410,7 @@ impl Store {
                     Column::Text(sent.iter().map(|s| s.3).collect()),
                     Column::Text(sent.iter().map(|s| s.4).collect()),
                     Column::Int4(sent.iter().map(|s| s.5).collect()),
-                    Column::OptString(sent.iter().map(|s| s.2.map(super::receipts::normalize_ref)).collect()),
+                    Column::OptText(refs.iter().map(Option::as_deref).collect()),
                 ]);
                 q.push(" WHERE messages.id = v.column1 AND messages.lease_owner = ");
                 q.push_bind(owner);

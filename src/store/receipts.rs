@@ -642,7 +642,7 @@ impl Store {
                         }
                     }).collect()),
                     Column::Text(chunk.iter().map(|&i| effects[i].unwrap_or(ReceiptEffect::Ignored).as_str()).collect()),
-                    Column::OptString(chunk.iter().map(|&i| refs[i].clone()).collect()),
+                    Column::OptText(chunk.iter().map(|&i| refs[i].as_deref()).collect()),
                 ]);
                 q.build().execute(&mut *tx).await?;
             }
