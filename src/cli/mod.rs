@@ -156,6 +156,7 @@ pub fn main() -> ExitCode {
         s.log.format = format;
         s
     });
+    raise_open_files_limit();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // The long-running processes take `[runtime] threads` (default one);
     // a command that ends runs on one thread per core.
@@ -176,6 +177,37 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lifts this process's soft limit on open files to its hard limit, as Go's
+/// runtime and most servers do. systemd starts a service with a soft limit
+/// of 1,024 (hard 524,288), and many login shells give the same: a carrier
+/// keeping Kannel's default of 512 receipt callbacks in flight, beside the
+/// worker's connections to its gateways and the database pools (all of
+/// them in one process for `run` and `demo`), comes close to it, and past
+/// it callbacks wait for a descriptor or fail. Not fatal when refused: the
+/// limit stays as it was, and the process says so.
+pub fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    let (Some(soft), Some(hard)) = (current, maximum) else {
+        return; // unlimited already (or no hard limit to go to)
+    };
+    if soft >= hard {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = soft, to = hard, "open files limit raised"),
+        Err(e) => tracing::warn!(
+            limit = soft,
+            error = %e,
+            "could not raise the open files limit; many carrier callbacks at once may wait"
+        ),
     }
 }
 

@@ -485,9 +485,29 @@ pub struct Served {
 
 impl Served {
     pub fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+        Served::start_under(&[], dir, args, env)
+    }
+
+    /// As [`Served::start`], run by `wrapper` (a program and its
+    /// arguments that execs the rest, such as `prlimit --nofile=…`).
+    pub fn start_under(
+        wrapper: &[&str],
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pedulicovid"))
+        let bin = env!("CARGO_BIN_EXE_pedulicovid");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .arg("serve")
             .args(args)
             .current_dir(dir)

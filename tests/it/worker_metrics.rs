@@ -165,3 +165,44 @@ async fn serve_runs_on_the_runtime_threads_it_is_given() {
         );
     }
 }
+
+/// (soft, hard) limit on open files of process `pid`, from
+/// `/proc/PID/limits`.
+fn open_files_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open files line:\n{limits}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].parse().unwrap(), fields[4].parse().unwrap())
+}
+
+/// systemd starts a service with a soft limit of 1,024 open files (and a
+/// far higher hard one): `serve` lifts its soft limit to the hard one, so
+/// a carrier's 512 callbacks in flight do not wait for descriptors, and
+/// `/metrics` shows the limit it runs with.
+#[tokio::test]
+async fn serve_lifts_its_open_files_limit_to_the_hard_one() {
+    let (_, hard) = open_files_limits("self");
+    assert!(
+        hard > 256,
+        "this test needs a hard limit above 256, not {hard}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let nofile = format!("--nofile=256:{hard}");
+    let served = Served::start_under(&["prlimit", &nofile, "--"], dir.path(), &[], &[]);
+    let running = open_files_limits(&served.child.id().to_string());
+    let body = reqwest::get(format!("{}/metrics", served.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    served.stop();
+    assert_eq!(running, (hard, hard), "started with 256 of {hard}");
+    assert!(
+        body.lines().any(|l| l == format!("process_max_fds {hard}")),
+        "process_max_fds is not {hard}:\n{body}"
+    );
+}

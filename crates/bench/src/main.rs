@@ -101,6 +101,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+    // Server, worker and simulator in one process, as `demo` and `run`.
+    pedulicovid::cli::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
