@@ -424,6 +424,10 @@ pub struct BenchReport {
     /// Threads of the server's and of the worker's runtime each
     /// (`[runtime] threads`, as `serve` and `worker` would start).
     pub runtime_threads: usize,
+    /// Receipt callbacks the carrier simulator keeps in flight at most
+    /// (`[simulator] callback_concurrency`; Kannel's `max-pending-requests`):
+    /// with too few, receipts trail the sends at any speed of ours.
+    pub callback_concurrency: usize,
     /// `--analyze`: statistics refreshed after each enqueue.
     pub analyze: bool,
     pub registry_s: f64,
@@ -636,6 +640,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         batch_size: args.batch_size,
         concurrency: args.concurrency,
         runtime_threads: s.runtime.worker_threads(),
+        callback_concurrency: s.simulator.callback_concurrency,
         analyze: args.analyze,
         load_avg_at_start: load_avg(),
         ..Default::default()
@@ -1656,8 +1661,9 @@ fn print_report(r: &BenchReport) {
     println!();
     println!("PEDULICOVID bench ({}: {})", r.backend, r.database);
     println!(
-        "  messages            {:>10}   workers {} × concurrency {}, batch {}, runtime threads {}",
-        r.messages, r.workers, r.concurrency, r.batch_size, r.runtime_threads
+        "  messages            {:>10}   workers {} × concurrency {}, batch {}, runtime threads {}, \
+         receipt callbacks in flight ≤ {}",
+        r.messages, r.workers, r.concurrency, r.batch_size, r.runtime_threads, r.callback_concurrency
     );
     println!(
         "  registry            {:>10.2} s  ({:.0} rows/s)",

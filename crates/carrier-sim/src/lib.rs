@@ -113,7 +113,9 @@ pub struct SimulatorConfig {
     pub callback_retries: u32,
     /// Pause between callback attempts, like Kannel's `http-queue-delay`.
     pub callback_retry_delay_ms: u64,
-    /// Most callbacks in flight at once (Kannel: `max-pending-requests`).
+    /// Most callbacks in flight at once (Kannel: `max-pending-requests`,
+    /// whose default is 512: `HTTP_MAX_PENDING` in Kannel's `smsbox.c`, the
+    /// value `../shared/carrier/kannel.conf` sets too).
     pub callback_concurrency: usize,
     /// Seed for the outcome mix and the jitter; `None` draws one from the OS.
     pub seed: Option<u64>,
@@ -145,7 +147,7 @@ impl Default for SimulatorConfig {
             rules: Vec::new(),
             callback_retries: 3,
             callback_retry_delay_ms: 2000,
-            callback_concurrency: 256,
+            callback_concurrency: 512,
             seed: None,
             record_attempts: true,
             faults: FaultConfig::default(),
