@@ -556,6 +556,16 @@ impl Served {
         }
     }
 
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics has a body")
+    }
+
     /// SIGTERM, then every line it logged, once it has exited.
     pub fn stop(mut self) -> Vec<String> {
         // SAFETY: kill(2) on our own child's pid.

@@ -137,7 +137,6 @@ async fn a_worker_serves_its_own_counters() {
 /// otherwise, and `/metrics` says how many it runs them on.
 #[tokio::test]
 async fn serve_runs_on_the_runtime_threads_it_is_given() {
-    let client = reqwest::Client::new();
     for (threads, want) in [(None, "1"), (Some("3"), "3")] {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<_> = threads
@@ -145,14 +144,7 @@ async fn serve_runs_on_the_runtime_threads_it_is_given() {
             .into_iter()
             .collect();
         let served = Served::start(dir.path(), &[], &env);
-        let body = client
-            .get(format!("{}/metrics", served.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = served.metrics().await;
         served.stop();
         let line = body
             .lines()
@@ -193,12 +185,7 @@ async fn serve_lifts_its_open_files_limit_to_the_hard_one() {
     let nofile = format!("--nofile=256:{hard}");
     let served = Served::start_under(&["prlimit", &nofile, "--"], dir.path(), &[], &[]);
     let running = open_files_limits(&served.child.id().to_string());
-    let body = reqwest::get(format!("{}/metrics", served.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = served.metrics().await;
     served.stop();
     assert_eq!(running, (hard, hard), "started with 256 of {hard}");
     assert!(
