@@ -426,8 +426,9 @@ pub struct BenchReport {
     pub runtime_threads: usize,
     /// Receipt callbacks the carrier simulator keeps in flight at most
     /// (`[simulator] callback_concurrency`; Kannel's `max-pending-requests`):
-    /// with too few, receipts trail the sends at any speed of ours.
-    pub callback_concurrency: usize,
+    /// with too few, receipts trail the sends at any speed of ours. None
+    /// with `--gateway kannel`, whose own setting applies.
+    pub callback_concurrency: Option<usize>,
     /// `--analyze`: statistics refreshed after each enqueue.
     pub analyze: bool,
     pub registry_s: f64,
@@ -640,7 +641,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         batch_size: args.batch_size,
         concurrency: args.concurrency,
         runtime_threads: s.runtime.worker_threads(),
-        callback_concurrency: s.simulator.callback_concurrency,
+        callback_concurrency: (!kannel).then_some(s.simulator.callback_concurrency.max(1)),
         analyze: args.analyze,
         load_avg_at_start: load_avg(),
         ..Default::default()
@@ -1663,7 +1664,12 @@ fn print_report(r: &BenchReport) {
     println!(
         "  messages            {:>10}   workers {} × concurrency {}, batch {}, runtime threads {}, \
          receipt callbacks in flight ≤ {}",
-        r.messages, r.workers, r.concurrency, r.batch_size, r.runtime_threads, r.callback_concurrency
+        r.messages,
+        r.workers,
+        r.concurrency,
+        r.batch_size,
+        r.runtime_threads,
+        opt(&r.callback_concurrency)
     );
     println!(
         "  registry            {:>10.2} s  ({:.0} rows/s)",

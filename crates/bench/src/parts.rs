@@ -390,6 +390,8 @@ async fn spawn_external(c: &SimulatorConfig) -> anyhow::Result<Sim> {
         .arg(c.answer_latency_ms.to_string())
         .arg("--receipt-delay-ms")
         .arg(c.receipt_delay_ms.to_string())
+        .arg("--callback-concurrency")
+        .arg(c.callback_concurrency.max(1).to_string())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

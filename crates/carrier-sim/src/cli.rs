@@ -29,6 +29,10 @@ pub struct SimArgs {
     /// Which carrier API to speak: kannel, jasmin or json.
     #[arg(long)]
     pub dialect: Option<SimDialect>,
+    /// Most receipt callbacks in flight at once (Kannel's
+    /// `max-pending-requests`; default 512, as Kannel's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub callback_concurrency: Option<u64>,
 }
 
 impl SimArgs {
@@ -51,6 +55,9 @@ impl SimArgs {
         }
         if let Some(d) = self.dialect {
             config.dialect = d;
+        }
+        if let Some(n) = self.callback_concurrency {
+            config.callback_concurrency = usize::try_from(n).unwrap_or(usize::MAX);
         }
         Ok(config)
     }
@@ -112,6 +119,7 @@ mod tests {
             mix: Some("delivered=0.5, expired=0.5".into()),
             rules: Some("0=undelivered".into()),
             dialect: Some(SimDialect::Json),
+            callback_concurrency: Some(64),
             ..SimArgs::default()
         };
         let c = args.apply(SimulatorConfig::default()).expect("applies");
@@ -121,7 +129,24 @@ mod tests {
         );
         assert_eq!(c.rules.len(), 1);
         assert_eq!(c.dialect, SimDialect::Json);
+        assert_eq!(c.callback_concurrency, 64);
         assert!(parse_mix("lost=1").is_err());
         assert!(parse_mix("delivered").is_err());
+    }
+
+    #[test]
+    fn no_callback_at_a_time_is_refused_on_the_command_line() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Line {
+            #[command(flatten)]
+            sim: SimArgs,
+        }
+        let err = Line::try_parse_from(["carrier-sim", "--callback-concurrency", "0"])
+            .err()
+            .expect("0 is refused");
+        assert!(err.to_string().contains("--callback-concurrency"), "{err}");
+        let line = Line::try_parse_from(["carrier-sim", "--callback-concurrency", "1024"]).unwrap();
+        assert_eq!(line.sim.callback_concurrency, Some(1024));
     }
 }
