@@ -15,7 +15,9 @@
 //!   the in-process simulator (or, `--gateway kannel`, the real Kannel
 //!   harness: [`kannel`]);
 //! - [`receipts`]: `pedulicovid-bench receipts`, receipt-callback ingest
-//!   over HTTP.
+//!   over HTTP;
+//! - [`floor`]: `pedulicovid-bench http-floor`, a notice's two HTTP
+//!   exchanges through the product's client and server stack alone.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod chatbot;
 mod engine;
+mod floor;
 mod kannel;
 mod parts;
 mod receipts;
@@ -61,6 +64,10 @@ enum BenchCmd {
     /// Chatbot look-ups against one HTTP server on a registry of (by
     /// default) 1.5 M workers: requests per second and latency.
     Chatbot(chatbot::ChatbotBenchArgs),
+    /// The floor under a notice's cost: its two HTTP exchanges (the send to
+    /// the carrier, the receipt callback to us) through the product's own
+    /// client and server stack, N times, with nothing of ours in between.
+    HttpFloor(floor::FloorArgs),
 }
 
 impl Cli {
@@ -83,7 +90,10 @@ impl Cli {
             if let Some(id) = given {
                 return Err(Cli::command().error(
                     clap::error::ErrorKind::ArgumentConflict,
-                    format!("`{id}` belongs to the campaign benchmark, not to `receipts`"),
+                    format!(
+                        "`{id}` belongs to the campaign benchmark, not to `{}`",
+                        matches.subcommand_name().unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -132,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => engine::run(s, cli.args, given).await,
         Some(BenchCmd::Receipts(a)) => receipts::run(s, a, given).await,
         Some(BenchCmd::Chatbot(a)) => chatbot::run(s, a, given).await,
+        Some(BenchCmd::HttpFloor(a)) => floor::run(s, a).await,
     }
 }
 
@@ -190,6 +201,33 @@ mod tests {
             assert!(matches!(cli.what, Some(BenchCmd::Receipts(_))), "{args:?}");
             assert_eq!(cli.database_url.as_deref(), Some("sqlite://x.db"));
         }
+    }
+
+    #[test]
+    fn http_floor_parses_and_refuses_no_messages() {
+        let cli = Cli::try_parse_args([
+            "pedulicovid-bench",
+            "http-floor",
+            "--messages",
+            "1000",
+            "--concurrency",
+            "8",
+            "--json",
+        ])
+        .expect("http-floor parses");
+        match cli.what {
+            Some(BenchCmd::HttpFloor(a)) => {
+                assert_eq!((a.messages, a.concurrency, a.json), (1000, Some(8), true));
+                assert_eq!(a.callback_concurrency, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = Cli::try_parse_args(["pedulicovid-bench", "http-floor", "--messages", "0"])
+            .expect_err("no notices is refused");
+        assert!(err.to_string().contains("--messages"), "{err}");
+        let err = Cli::try_parse_args(["pedulicovid-bench", "--rate", "5", "http-floor"])
+            .expect_err("a campaign flag does not go with http-floor");
+        assert!(err.to_string().contains("`http-floor`"), "{err}");
     }
 
     #[test]

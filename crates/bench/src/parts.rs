@@ -134,7 +134,7 @@ fn sum_prefix(by_thread: &BTreeMap<String, f64>, prefix: &str) -> f64 {
 }
 
 /// CPU seconds of this process's live threads, by thread name.
-fn threads_cpu() -> BTreeMap<String, f64> {
+pub(crate) fn threads_cpu() -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -194,7 +194,10 @@ where
     rt.spawn(f).await.context("a benchmark part panicked")
 }
 
-fn runtime(name: &'static str, threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(
+    name: &'static str,
+    threads: usize,
+) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name(name)
