@@ -74,9 +74,15 @@ enum Command {
     Serve,
     /// Dispatch worker only (run several against one PostgreSQL).
     Worker {
-        /// Worker loops in this process.
-        #[arg(long, default_value_t = 1)]
-        concurrency: usize,
+        /// Dispatch loops in this process, each claiming its own batches
+        /// with up to `worker.concurrency` requests in flight.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        loops: Option<u32>,
+        /// The old name of `--loops`, which read as `worker.concurrency`
+        /// (requests in flight per loop): still accepted, with a warning.
+        #[arg(long, hide = true, value_name = "N", conflicts_with = "loops",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: Option<u32>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -280,9 +286,15 @@ async fn execute(cli: Cli, loaded: anyhow::Result<Settings>) -> anyhow::Result<E
         Command::CarrierSim(a) => tools::carrier_sim(&loaded?, a).await,
         Command::Run => serve::until_signal(loaded?, Parts::ALL).await,
         Command::Serve => serve::until_signal(loaded?, Parts::SERVE).await,
-        Command::Worker { concurrency } => {
+        Command::Worker { loops, concurrency } => {
+            if concurrency.is_some() {
+                tracing::warn!(
+                    "`worker --concurrency` is now `worker --loops`: it counts dispatch loops; \
+                     requests in flight per loop are `worker.concurrency` in the settings"
+                );
+            }
             let parts = Parts {
-                workers: (*concurrency).max(1),
+                workers: loops.or(*concurrency).unwrap_or(1) as usize,
                 ..Parts::WORKER
             };
             serve::until_signal(loaded?, parts).await
@@ -435,4 +447,39 @@ pub fn arg_or_stdin(arg: &str, what: &str) -> anyhow::Result<String> {
         anyhow::bail!("{what}: `-` was given but standard input was empty");
     }
     Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn worker(args: &[&str]) -> Result<(Option<u32>, Option<u32>), clap::Error> {
+        let cli = Cli::try_parse_from(["pedulicovid", "worker"].iter().chain(args))?;
+        match cli.command {
+            Command::Worker { loops, concurrency } => Ok((loops, concurrency)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn worker_loops_are_loops_and_the_old_flag_still_parses() {
+        assert_eq!(worker(&[]).unwrap(), (None, None));
+        assert_eq!(worker(&["--loops", "4"]).unwrap(), (Some(4), None));
+        // The old name, kept for deployments that use it (warned at start).
+        assert_eq!(worker(&["--concurrency", "2"]).unwrap(), (None, Some(2)));
+        for bad in [&["--loops", "0"][..], &["--concurrency", "0"][..]] {
+            let e = worker(bad).expect_err("no loops is refused");
+            assert!(e.to_string().contains(bad[0]), "{e}");
+        }
+        let e = worker(&["--loops", "2", "--concurrency", "2"]).expect_err("one or the other");
+        assert!(e.to_string().contains("--loops"), "{e}");
+        // The help names the new flag only.
+        let help = Cli::command()
+            .find_subcommand_mut("worker")
+            .expect("worker")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--loops") && !help.contains("--concurrency"), "{help}");
+    }
 }
