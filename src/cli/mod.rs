@@ -74,8 +74,8 @@ enum Command {
     Serve,
     /// Dispatch worker only (run several against one PostgreSQL).
     Worker {
-        /// Dispatch loops in this process, each claiming its own batches
-        /// with up to `worker.concurrency` requests in flight.
+        /// Dispatch loops in this process (default 1), each claiming its
+        /// own batches with up to `worker.concurrency` requests in flight.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         loops: Option<u32>,
         /// The old name of `--loops`, which read as `worker.concurrency`
@@ -480,6 +480,9 @@ mod tests {
             .expect("worker")
             .render_long_help()
             .to_string();
-        assert!(help.contains("--loops") && !help.contains("--concurrency"), "{help}");
+        assert!(
+            help.contains("--loops") && !help.contains("--concurrency"),
+            "{help}"
+        );
     }
 }

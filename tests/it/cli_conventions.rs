@@ -311,3 +311,28 @@ fn config_show_says_where_each_value_came_from() {
     assert!(line.ends_with("= 7  # file"), "{line}");
     assert!(!text.contains("filepass99"), "{text}");
 }
+
+/// `worker --loops N` counts dispatch loops; the old `--concurrency`, which
+/// read as `worker.concurrency` (requests in flight per loop), still works
+/// with a warning naming the new flag, and 0 loops is refused by name.
+#[test]
+fn worker_loops_have_their_own_name_and_the_old_one_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    // No gateway configured: the worker stops right after its start-up,
+    // where the warning is logged.
+    let o = pedulicovid(dir.path(), &["worker", "--concurrency", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("`worker --concurrency` is now `worker --loops`"),
+        "{err}"
+    );
+    assert!(err.contains("no gateway configured"), "{err}");
+    let o = pedulicovid(dir.path(), &["worker", "--loops", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("is now `worker --loops`"), "{err}");
+    assert!(err.contains("no gateway configured"), "{err}");
+    let o = pedulicovid(dir.path(), &["worker", "--loops", "0"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--loops"));
+}
