@@ -346,7 +346,7 @@ pub struct HttpSettings {
     /// sends part of a header and stops is disconnected after it, instead
     /// of holding a connection for ever.
     pub header_read_timeout_ms: u64,
-    /// Receipt group-commit tasks (0 = by backend: 1 on SQLite, 3 on
+    /// Receipt group-commit tasks (0 = by backend: 1 on SQLite, 2 on
     /// PostgreSQL).
     pub receipt_batchers: usize,
     /// Most receipts stored and applied in one transaction.

@@ -28,12 +28,16 @@ pub struct ReceiptBatcher {
 
 impl ReceiptBatcher {
     /// Batcher tasks when `http.receipt_batchers` is 0. SQLite has one
-    /// writer: one batcher. PostgreSQL: a few batches in flight keep its
-    /// connections busy (DESIGN.md: 2-4 helped).
+    /// writer: one batcher. PostgreSQL: two, so one batch is being built
+    /// and sent while the other waits on its commit. At Kannel's 512
+    /// callbacks in flight two took the same 18–19 k callbacks/s of pure
+    /// ingest as three, in a third fewer transactions, for less CPU a
+    /// receipt on both sides; one took 12 % less (BENCHMARKS.md, eighth
+    /// pass).
     pub fn default_tasks(backend: Backend) -> usize {
         match backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => 3,
+            Backend::Postgres => 2,
         }
     }
 

@@ -68,7 +68,7 @@ pub struct ReceiptBenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Receipt batcher tasks (`http.receipt_batchers`; 0 = the default:
-    /// 1 on SQLite, 3 on PostgreSQL).
+    /// 1 on SQLite, 2 on PostgreSQL).
     #[arg(long)]
     pub batchers: Option<usize>,
     /// Most receipts per transaction (`http.receipt_max_batch`).
