@@ -10,7 +10,7 @@
 //!   the gateway client the product builds (`gateway::http::client`: its
 //!   pool, timeouts, no proxy, no redirects) sending `GET`s of the URL our
 //!   Kannel dialect sends for the sample worker (the same parameters, the
-//!   same rendered text, a `dlr-url` of the same length), built before the
+//!   same rendered text, a `dlr-url` signed as ours are), built before the
 //!   clock starts, and reading each answer;
 //! - the **server** (`fl-server` threads, the same count): axum behind the
 //!   product's own serve loop (`http::serve`: hyper's HTTP/1.1 with its
@@ -40,10 +40,12 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use pedulicovid::config::Settings;
+use pedulicovid::gateway::callback::message_token;
 use pedulicovid::render::{RenderContext, Renderer};
+use pedulicovid::secret::Secret;
 
 use crate::engine::round2;
-use crate::parts::{runtime, threads_cpu};
+use crate::parts::{runtime, sum_prefix, threads_cpu};
 
 const CLIENT_THREADS: &str = "fl-client";
 const SERVER_THREADS: &str = "fl-server";
@@ -56,12 +58,12 @@ pub struct FloorArgs {
     pub messages: u64,
     /// Sends in flight at once (the worker's `worker.concurrency`; default
     /// its default).
-    #[arg(long)]
-    pub concurrency: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
     /// Receipt callbacks the carrier keeps in flight at once (default the
     /// simulator's, Kannel's own 512).
-    #[arg(long)]
-    pub callback_concurrency: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub callback_concurrency: Option<u64>,
     /// Print one JSON object instead of the summary lines.
     #[arg(long)]
     pub json: bool,
@@ -121,30 +123,48 @@ pub async fn run(s: Settings, a: FloorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The runtimes of a run, shut down in the background however it ends (a
+/// runtime may not be dropped inside another, and an error return would).
+struct Runtimes(Vec<tokio::runtime::Runtime>);
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        for rt in self.0.drain(..) {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// One run: every send answered, every callback in.
 pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport> {
     let threads = s.runtime.worker_threads();
-    let concurrency = a.concurrency.unwrap_or(s.worker.concurrency).max(1);
-    let callback_concurrency = a
-        .callback_concurrency
-        .unwrap_or(s.simulator.callback_concurrency)
-        .max(1);
-    let client_rt = runtime(CLIENT_THREADS, threads)?;
-    let server_rt = runtime(SERVER_THREADS, threads)?;
-    let carrier_rt = runtime(CARRIER_THREADS, 2)?;
+    let in_flight = |given: Option<u64>, default: usize| {
+        given.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    let concurrency = in_flight(a.concurrency, s.worker.concurrency);
+    let callback_concurrency = in_flight(a.callback_concurrency, s.simulator.callback_concurrency);
+    let runtimes = Runtimes(vec![
+        runtime(CLIENT_THREADS, threads)?,
+        runtime(SERVER_THREADS, threads)?,
+        runtime(CARRIER_THREADS, 2)?,
+    ]);
+    let [client_rt, server_rt, carrier_rt] = &runtimes.0[..] else {
+        unreachable!("three runtimes");
+    };
 
-    // Our server: the receipt route's extractors, then `OK`.
-    let received = Arc::new(AtomicU64::new(0));
+    // Our server: the receipt route's extractors, then `OK`; told when the
+    // last callback is in.
     let all_in = Arc::new(tokio::sync::Notify::new());
     let (server_addr, server_stop) = {
-        let received = received.clone();
-        let all_in = all_in.clone();
-        let total = a.messages;
         let app = Router::new()
             .route("/callbacks/{gateway}/{token}", get(receipt))
-            .with_state((received, all_in, total));
+            .with_state(Received {
+                count: Arc::new(AtomicU64::new(0)),
+                total: a.messages,
+                all_in: all_in.clone(),
+            });
         serve_on(
-            &server_rt,
+            server_rt,
             app,
             Duration::from_millis(s.http.header_read_timeout_ms),
         )
@@ -160,7 +180,7 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
         .route("/cgi-bin/sendsms", get(sendsms))
         .with_state(carrier);
     let (carrier_addr, carrier_stop) = serve_on(
-        &carrier_rt,
+        carrier_rt,
         carrier_app,
         Duration::from_millis(s.http.header_read_timeout_ms),
     )
@@ -171,8 +191,16 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
     let text = Renderer::builtin()
         .render("undangan_registrasi", &RenderContext::sample())?
         .into_string();
+    let secret = Secret::new("http-floor-callback-secret");
     let urls: Vec<reqwest::Url> = (1..=a.messages as i64)
-        .map(|id| sendsms_url(carrier_addr, server_addr, id, &text))
+        .map(|id| {
+            sendsms_url(
+                carrier_addr,
+                server_addr,
+                &message_token(&secret, "sim", id),
+                &text,
+            )
+        })
         .collect::<Result<_, _>>()?;
 
     let load_avg_at_start = std::fs::read_to_string("/proc/loadavg")
@@ -199,33 +227,19 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
             .await
     });
     sent.await.context("the client panicked")??;
-    tokio::time::timeout(Duration::from_secs(120), async {
-        while received.load(Ordering::Acquire) < a.messages {
-            let notified = all_in.notified();
-            if received.load(Ordering::Acquire) >= a.messages {
-                break;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
-        }
-    })
-    .await
-    .context("not every callback arrived within 120 s")?;
+    // `notify_one` keeps its permit when the last callback came in first.
+    tokio::time::timeout(Duration::from_secs(120), all_in.notified())
+        .await
+        .context("not every callback arrived within 120 s")?;
     let seconds = started.elapsed().as_secs_f64();
     let after = threads_cpu();
     let _ = server_stop.send(true);
     let _ = carrier_stop.send(true);
-    for rt in [client_rt, server_rt, carrier_rt] {
-        rt.shutdown_background();
-    }
+    drop(runtimes);
 
     let part = |prefix: &str| {
-        let sum = |m: &std::collections::BTreeMap<String, f64>| -> f64 {
-            m.iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(_, v)| v)
-                .sum()
-        };
-        round2((sum(&after) - sum(&before)).max(0.0) * 1e6 / a.messages as f64)
+        let cpu = (sum_prefix(&after, prefix) - sum_prefix(&before, prefix)).max(0.0);
+        round2(cpu * 1e6 / a.messages as f64)
     };
     let (client_us, server_us) = (part(CLIENT_THREADS), part(SERVER_THREADS));
     let report = FloorReport {
@@ -271,18 +285,17 @@ async fn serve_on(
 }
 
 /// A Kannel `sendsms` URL as our dialect makes it (the parameters in its
-/// order, form-encoded), with a per-message `dlr-url` of the real one's
-/// shape: `{id}.{43-character MAC}` and Kannel's placeholders.
+/// order, form-encoded), with the per-message `dlr-url` our dialect makes:
+/// the signed path `token` (`{id}.{mac}`) and Kannel's placeholders.
 fn sendsms_url(
     carrier: std::net::SocketAddr,
     server: std::net::SocketAddr,
-    id: i64,
+    token: &str,
     text: &str,
 ) -> Result<reqwest::Url, url::ParseError> {
-    let mac = "x".repeat(43);
-    let dlr_url = format!(
-        "http://{server}/callbacks/sim/{id}.{mac}?id={id}&status=%d&fid=%F&answer=%A&ts=%T"
-    );
+    let id = token.split('.').next().unwrap_or_default();
+    let dlr_url =
+        format!("http://{server}/callbacks/sim/{token}?id={id}&status=%d&fid=%F&answer=%A&ts=%T");
     let mut url = reqwest::Url::parse(&format!("http://{carrier}/cgi-bin/sendsms"))?;
     url.query_pairs_mut().extend_pairs([
         ("username", "pedulicovid"),
@@ -298,15 +311,23 @@ fn sendsms_url(
     Ok(url)
 }
 
+/// Callbacks counted by our side, and whom to tell when all are in.
+#[derive(Clone)]
+struct Received {
+    count: Arc<AtomicU64>,
+    total: u64,
+    all_in: Arc<tokio::sync::Notify>,
+}
+
 /// Our side of a callback: the receipt handler's extractors, then `OK`.
 async fn receipt(
-    State((received, all_in, total)): State<(Arc<AtomicU64>, Arc<tokio::sync::Notify>, u64)>,
+    State(received): State<Received>,
     Path((_gateway, _token)): Path<(String, String)>,
     _headers: HeaderMap,
     RawQuery(_query): RawQuery,
 ) -> &'static str {
-    if received.fetch_add(1, Ordering::AcqRel) + 1 >= total {
-        all_in.notify_one();
+    if received.count.fetch_add(1, Ordering::AcqRel) + 1 == received.total {
+        received.all_in.notify_one();
     }
     "OK"
 }
@@ -366,19 +387,22 @@ mod tests {
     fn the_send_carries_the_text_and_a_dlr_url_the_carrier_can_call() {
         let carrier = "127.0.0.1:1".parse().unwrap();
         let server = "127.0.0.1:2".parse().unwrap();
+        let token = message_token(&Secret::new("s"), "sim", 42);
         let url = sendsms_url(
             carrier,
             server,
-            42,
+            &token,
             "Yth. Siti & co: 100% di pedulilindungi.id",
         )
         .unwrap();
         let pairs: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
         assert_eq!(pairs["text"], "Yth. Siti & co: 100% di pedulilindungi.id");
         let dlr = &pairs["dlr-url"];
-        assert!(
-            dlr.starts_with("http://127.0.0.1:2/callbacks/sim/42.") && dlr.ends_with("&ts=%T"),
-            "{dlr}"
+        assert_eq!(
+            dlr,
+            &format!(
+                "http://127.0.0.1:2/callbacks/sim/{token}?id=42&status=%d&fid=%F&answer=%A&ts=%T"
+            )
         );
     }
 }

@@ -222,9 +222,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let err = Cli::try_parse_args(["pedulicovid-bench", "http-floor", "--messages", "0"])
-            .expect_err("no notices is refused");
-        assert!(err.to_string().contains("--messages"), "{err}");
+        for flag in ["--messages", "--concurrency", "--callback-concurrency"] {
+            let err = Cli::try_parse_args(["pedulicovid-bench", "http-floor", flag, "0"])
+                .expect_err("nothing in flight, or no notices, is refused");
+            assert!(err.to_string().contains(flag), "{err}");
+        }
         let err = Cli::try_parse_args(["pedulicovid-bench", "--rate", "5", "http-floor"])
             .expect_err("a campaign flag does not go with http-floor");
         assert!(err.to_string().contains("`http-floor`"), "{err}");

@@ -125,7 +125,7 @@ impl CpuReading {
     }
 }
 
-fn sum_prefix(by_thread: &BTreeMap<String, f64>, prefix: &str) -> f64 {
+pub(crate) fn sum_prefix(by_thread: &BTreeMap<String, f64>, prefix: &str) -> f64 {
     by_thread
         .iter()
         .filter(|(k, _)| k.starts_with(prefix))
