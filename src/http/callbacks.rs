@@ -190,6 +190,16 @@ pub async fn receipt_header_token_post(
     .await
 }
 
+/// The request's id (set by [`super::access::edge`] before any handler
+/// runs), for the warnings below: at INFO a callback is handled outside
+/// the access span, so they name their request themselves.
+fn request_id(headers: &HeaderMap) -> &str {
+    headers
+        .get(&super::access::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 fn header_token(headers: &HeaderMap) -> String {
     headers
         .get("x-callback-token")
@@ -243,19 +253,19 @@ async fn handle(
     let mut check = gw.keys.check(&token, now);
     if check == TokenCheck::Refused && gw.keys.reload_due() {
         if let Err(e) = gw.keys.reload(&state.store).await {
-            warn!(gateway = %gateway, error = %e, "reloading the callback secret failed");
+            warn!(gateway = %gateway, request_id = request_id(headers), error = %e, "reloading the callback secret failed");
         }
         check = gw.keys.check(&token, now);
     }
     if check == TokenCheck::Refused {
         gw.metrics.receipt(ReceiptLabel::BadToken);
-        warn!(gateway = %gateway, "receipt callback with a wrong token or message MAC");
+        warn!(gateway = %gateway, request_id = request_id(headers), "receipt callback with a wrong token or message MAC");
         return (StatusCode::UNAUTHORIZED, "bad callback token").into_response();
     }
     // The aggregator's own signature, where its settings ask for one.
     if let Err(why) = gw.parser.authenticate(headers, &body, now / 1000) {
         gw.metrics.receipt(ReceiptLabel::BadSignature);
-        warn!(gateway = %gateway, reason = %why, "receipt callback with a bad signature");
+        warn!(gateway = %gateway, request_id = request_id(headers), reason = %why, "receipt callback with a bad signature");
         return (StatusCode::UNAUTHORIZED, format!("bad signature: {why}")).into_response();
     }
     // Kannel calls back with GET and a query string; Jasmin with GET or a
@@ -284,7 +294,7 @@ async fn handle(
                 .store_malformed_receipt(&gateway, &payload)
                 .await
             {
-                warn!(error = %se, "could not store a malformed receipt");
+                warn!(gateway = %gateway, request_id = request_id(headers), error = %se, "could not store a malformed receipt");
                 return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
             }
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
@@ -295,7 +305,7 @@ async fn handle(
         match receipt.message_id {
             Some(named) if named != id => {
                 gw.metrics.receipt(ReceiptLabel::BadToken);
-                warn!(gateway = %gateway, "receipt names another message than its callback URL");
+                warn!(gateway = %gateway, request_id = request_id(headers), "receipt names another message than its callback URL");
                 return (
                     StatusCode::UNAUTHORIZED,
                     "the receipt names another message than its callback URL",
@@ -333,7 +343,7 @@ async fn handle(
         Err(e) => {
             // 503 makes the carrier retry later: nothing is lost.
             gw.metrics.receipt(ReceiptLabel::Unavailable);
-            warn!(error = %e, "storing a receipt failed");
+            warn!(gateway = %gateway, request_id = request_id(headers), error = %e, "storing a receipt failed");
             (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
         }
     }

@@ -257,3 +257,53 @@ async fn a_server_error_names_its_request_at_warn() {
         "{stderr}"
     );
 }
+
+/// At the default INFO a receipt callback is handled outside the access
+/// span (made only for an answer that is logged): a refused one still has
+/// its access line in the `http` span, and the warning it caused names its
+/// request itself.
+#[tokio::test]
+async fn a_refused_callback_names_its_request_at_info() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pedulicovid.toml"),
+        "[[gateways]]\nname = \"tsel\"\ncallback_secret = \"the-callback-secret-of-tsel-4242424\"\n\
+         [gateways.kannel]\nsendsms_url = \"http://127.0.0.1:13913/cgi-bin/sendsms\"\n",
+    )
+    .unwrap();
+    let served = Served::start(dir.path(), &["--log-format", "json"], &[]);
+    let res = reqwest::Client::new()
+        .get(format!(
+            "{}/callbacks/tsel/{MESSAGE_ID}.{TOKEN}?id={MESSAGE_ID}&status=1",
+            served.url
+        ))
+        .header("x-request-id", "carrier-call-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let lines = served.stop();
+    let events: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let warned = events
+        .iter()
+        .find(|e| e["level"] == "WARN" && e["target"] == "pedulicovid::http::callbacks")
+        .unwrap_or_else(|| panic!("no warning: {lines:#?}"));
+    assert_eq!(warned["fields"]["request_id"], "carrier-call-9", "{warned}");
+    assert_eq!(warned["fields"]["gateway"], "tsel", "{warned}");
+    let access = events
+        .iter()
+        .find(|e| e["target"] == "pedulicovid::access")
+        .unwrap_or_else(|| panic!("no access line: {lines:#?}"));
+    assert_eq!(access["fields"]["status"], 401, "{access}");
+    assert_eq!(access["span"]["request_id"], "carrier-call-9", "{access}");
+    assert_eq!(
+        access["span"]["route"], "/callbacks/{gateway}/{token}",
+        "{access}"
+    );
+    assert_eq!(access["span"]["method"], "GET", "{access}");
+    let all = lines.join("\n");
+    assert!(!all.contains(TOKEN), "the token in the log:\n{all}");
+}
