@@ -21,8 +21,8 @@ use reqwest::StatusCode;
 use super::callback::CallbackUrl;
 use super::http::{refusal, snippet, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Fault, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError, Transient,
+    Accepted, Fault, OutboundSms, ParsedReceipt, QueryPair, ReceiptError, ReceiptOutcome,
+    ReceiptParser, SendError, Transient,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -476,12 +476,11 @@ pub struct JasminReceipts;
 impl ReceiptParser for JasminReceipts {
     /// Query pairs first (our `pcid`, or every field for `dlr-method=GET`),
     /// then the form body (`dlr-method=POST`).
-    fn parse(
-        &self,
-        query: &[(String, String)],
-        body: &[u8],
-    ) -> Result<ParsedReceipt, ReceiptError> {
-        let mut pairs = query.to_vec();
+    fn parse(&self, query: &[QueryPair<'_>], body: &[u8]) -> Result<ParsedReceipt, ReceiptError> {
+        let mut pairs: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         pairs.extend(url::form_urlencoded::parse(body).into_owned());
         parse_receipt(&pairs)
     }
@@ -830,6 +829,14 @@ mod tests {
             .collect()
     }
 
+    /// Owned pairs as the callback handler hands them to a parser.
+    fn borrowed(pairs: &[(String, String)]) -> Vec<QueryPair<'_>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+            .collect()
+    }
+
     /// One report as Jasmin sends it, and what it must parse to.
     struct ReportCase {
         query: &'static str,
@@ -988,7 +995,7 @@ mod tests {
     fn every_report_form() {
         for (i, case) in REPORTS.iter().enumerate() {
             let got = JasminReceipts
-                .parse(&form_pairs(case.query), case.body.as_bytes())
+                .parse(&borrowed(&form_pairs(case.query)), case.body.as_bytes())
                 .unwrap_or_else(|e| panic!("report {i}: {e}"));
             assert_eq!(
                 got,
@@ -1020,7 +1027,7 @@ mod tests {
         ];
         for &(query, body, field) in cases {
             let err = JasminReceipts
-                .parse(&form_pairs(query), body.as_bytes())
+                .parse(&borrowed(&form_pairs(query)), body.as_bytes())
                 .expect_err(body);
             assert_eq!(err.field, field, "{query} {body}");
         }
@@ -1069,10 +1076,8 @@ mod tests {
                 let tx = tx.clone();
                 let parser = parser.clone();
                 async move {
-                    let query: Vec<(String, String)> =
-                        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-                            .into_owned()
-                            .collect();
+                    let q = q.unwrap_or_default();
+                    let query: Vec<QueryPair> = url::form_urlencoded::parse(q.as_bytes()).collect();
                     // The test may have stopped listening; that is fine.
                     let _ = tx.send((method, parser.parse(&query, &body)));
                     (status, ack)

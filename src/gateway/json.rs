@@ -50,8 +50,8 @@ use serde_json::Value;
 use super::callback::CallbackUrl;
 use super::http::{parse_retry_after, refusal, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser, SendError,
-    Transient,
+    Accepted, OutboundSms, ParsedReceipt, QueryPair, ReceiptError, ReceiptOutcome, ReceiptParser,
+    SendError, Transient,
 };
 use crate::secret::Secret;
 
@@ -882,11 +882,7 @@ impl ReceiptParser for JsonReceipts {
     /// we sent, so anything else is not ours. Behind the gateway-wide token
     /// (a fixed URL) the callback handler drops `pcid` before parsing:
     /// nothing signs the query there.
-    fn parse(
-        &self,
-        query: &[(String, String)],
-        body: &[u8],
-    ) -> Result<ParsedReceipt, ReceiptError> {
+    fn parse(&self, query: &[QueryPair<'_>], body: &[u8]) -> Result<ParsedReceipt, ReceiptError> {
         let bad = |field: &'static str, reason: &str| ReceiptError {
             field,
             reason: reason.to_string(),
@@ -1338,10 +1334,8 @@ mod tests {
         assert_eq!(kind(&got), "throttled Some(7s)");
     }
 
-    fn pairs(s: &str) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(s.as_bytes())
-            .into_owned()
-            .collect()
+    fn pairs(s: &str) -> Vec<QueryPair<'_>> {
+        url::form_urlencoded::parse(s.as_bytes()).collect()
     }
 
     #[test]
@@ -1616,7 +1610,8 @@ mod tests {
                 let tx = tx.clone();
                 let parser = parser.clone();
                 async move {
-                    let query = pairs(&q.unwrap_or_default());
+                    let q = q.unwrap_or_default();
+                    let query = pairs(&q);
                     // The test may have stopped listening; that is fine.
                     let _ = tx.send(parser.parse(&query, &body));
                     (status, parser.ack_body())

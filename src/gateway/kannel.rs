@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use super::callback::CallbackUrl;
 use super::http::{refusal, unrecognised_answer, HttpGateway, Wire};
 use super::{
-    Accepted, Fault, OutboundSms, ParsedReceipt, ReceiptError, ReceiptOutcome, ReceiptParser,
-    SendError,
+    Accepted, Fault, OutboundSms, ParsedReceipt, QueryPair, ReceiptError, ReceiptOutcome,
+    ReceiptParser, SendError,
 };
 use crate::domain::Encoding;
 use crate::secret::Secret;
@@ -345,12 +345,14 @@ pub fn interpret_answer(
 ///
 /// `raw_status` keeps `%d` verbatim; `error_code` is the receipt's `err:` value
 /// or the NACK's hex code.
-pub fn parse_receipt(params: &[(String, String)]) -> Result<ParsedReceipt, ReceiptError> {
+pub fn parse_receipt<K: AsRef<str>, V: AsRef<str>>(
+    params: &[(K, V)],
+) -> Result<ParsedReceipt, ReceiptError> {
     let get = |key: &str| {
         params
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v.as_ref())
     };
     let id_raw = get("id").ok_or_else(|| ReceiptError::missing("id"))?;
     let message_id: i64 = id_raw.trim().parse().map_err(|_| ReceiptError {
@@ -407,14 +409,9 @@ impl ReceiptParser for KannelReceipts {
     /// Kannel calls back with GET, so the pairs are the query's; a form POST
     /// (a proxy, or a hand-written test) carries them in its body instead,
     /// read only when the query is empty. Then [`parse_receipt`].
-    fn parse(
-        &self,
-        query: &[(String, String)],
-        body: &[u8],
-    ) -> Result<ParsedReceipt, ReceiptError> {
+    fn parse(&self, query: &[QueryPair<'_>], body: &[u8]) -> Result<ParsedReceipt, ReceiptError> {
         if query.is_empty() {
-            let pairs: Vec<(String, String)> =
-                url::form_urlencoded::parse(body).into_owned().collect();
+            let pairs: Vec<QueryPair> = url::form_urlencoded::parse(body).collect();
             parse_receipt(&pairs)
         } else {
             parse_receipt(query)
@@ -963,7 +960,7 @@ mod tests {
 
     #[test]
     fn receipt_parser_reads_the_query_or_else_the_body() {
-        let q = pairs("/cb?id=5&status=1&fid=ABC");
+        let q: Vec<QueryPair> = url::form_urlencoded::parse(b"id=5&status=1&fid=ABC").collect();
         let from_query = KannelReceipts
             .parse(&q, b"id=6&status=2")
             .expect("query parses");

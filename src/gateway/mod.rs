@@ -197,14 +197,20 @@ pub struct ParsedReceipt {
     pub outcome: ReceiptOutcome,
 }
 
+/// One decoded `key=value` pair of a callback's query, as
+/// `url::form_urlencoded::parse` yields it: borrowed from the query unless
+/// decoding changed it.
+pub type QueryPair<'a> = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>);
+
 /// Reads one gateway's receipt callbacks. One per configured gateway (a
 /// generic JSON gateway's field mapping is configuration), chosen by the
 /// callback path.
 pub trait ReceiptParser: Send + Sync + 'static {
     /// Parses a callback from its query pairs and body (either may be empty:
     /// Kannel uses GET, Jasmin GET or POST form, JSON aggregators POST JSON).
-    fn parse(&self, query: &[(String, String)], body: &[u8])
-        -> Result<ParsedReceipt, ReceiptError>;
+    /// The pairs are decoded but borrowed from the query where no decoding
+    /// was needed ([`QueryPair`]).
+    fn parse(&self, query: &[QueryPair<'_>], body: &[u8]) -> Result<ParsedReceipt, ReceiptError>;
     /// The body to answer a stored receipt with. Jasmin re-sends a callback
     /// unless the body is exactly `ACK/Jasmin`; Kannel only looks at the
     /// status code.

@@ -11,14 +11,14 @@
 //! decision ([`crate::status::HandOver`]), not this handler's.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
 
 use super::AppState;
 use crate::gateway::callback::TokenCheck;
-use crate::gateway::ReceiptOutcome;
+use crate::gateway::{QueryPair, ReceiptOutcome};
 use crate::metrics::{ReceiptLabel, METRICS};
 use crate::store::{now_ms, IncomingReceipt, ReceiptEffect};
 
@@ -74,10 +74,12 @@ fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
 pub async fn receipt_get(
     State(state): State<AppState>,
     Path((gateway, token)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    req: Request,
 ) -> Response {
-    handle(state, gateway, token, &headers, query, Bytes::new()).await
+    // The request itself rather than `HeaderMap` and `RawQuery`: both of
+    // those copy what is only read here.
+    let query = req.uri().query();
+    handle(state, gateway, token, req.headers(), query, &[]).await
 }
 
 /// A delivery report as a POST form (Jasmin) or JSON (aggregators), token
@@ -111,7 +113,7 @@ pub async fn receipt_post(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    handle(state, gateway, token, &headers, query, body).await
+    handle(state, gateway, token, &headers, query.as_deref(), &body).await
 }
 
 /// As `GET /callbacks/{gateway}/{token}`, the token in `X-Callback-Token`.
@@ -135,18 +137,11 @@ pub async fn receipt_post(
 pub async fn receipt_header_token_get(
     State(state): State<AppState>,
     Path(gateway): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    req: Request,
 ) -> Response {
-    handle(
-        state,
-        gateway,
-        header_token(&headers),
-        &headers,
-        query,
-        Bytes::new(),
-    )
-    .await
+    let headers = req.headers();
+    let query = req.uri().query();
+    handle(state, gateway, header_token(headers), headers, query, &[]).await
 }
 
 /// As `POST /callbacks/{gateway}/{token}`, the token in `X-Callback-Token`.
@@ -184,8 +179,8 @@ pub async fn receipt_header_token_post(
         gateway,
         header_token(&headers),
         &headers,
-        query,
-        body,
+        query.as_deref(),
+        &body,
     )
     .await
 }
@@ -240,8 +235,8 @@ async fn handle(
     gateway: String,
     token: String,
     headers: &HeaderMap,
-    query: Option<String>,
-    body: Bytes,
+    query: Option<&str>,
+    body: &[u8],
 ) -> Response {
     let Some(gw) = state.callbacks.get(&gateway) else {
         return (StatusCode::NOT_FOUND, "unknown gateway").into_response();
@@ -263,7 +258,7 @@ async fn handle(
         return (StatusCode::UNAUTHORIZED, "bad callback token").into_response();
     }
     // The aggregator's own signature, where its settings ask for one.
-    if let Err(why) = gw.parser.authenticate(headers, &body, now / 1000) {
+    if let Err(why) = gw.parser.authenticate(headers, body, now / 1000) {
         gw.metrics.receipt(ReceiptLabel::BadSignature);
         warn!(gateway = %gateway, request_id = request_id(headers), reason = %why, "receipt callback with a bad signature");
         return (StatusCode::UNAUTHORIZED, format!("bad signature: {why}")).into_response();
@@ -275,16 +270,15 @@ async fn handle(
     // Behind the gateway-wide token (a fixed URL), `pcid` in the query is
     // nobody's word: no MAC covers it, and an aggregator's signature covers
     // the body only. The receipt is matched by what the body says.
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
+    let pairs: Vec<QueryPair> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| !(check == TokenCheck::Gateway && k == crate::gateway::json::OUR_ID_PARAM))
         .collect();
     let payload = match (query.is_empty(), body.is_empty()) {
-        (false, true) => query,
-        (true, _) => String::from_utf8_lossy(&body).into_owned(),
-        (false, false) => format!("{query}\n{}", String::from_utf8_lossy(&body)),
+        (false, true) => query.to_owned(),
+        (true, _) => String::from_utf8_lossy(body).into_owned(),
+        (false, false) => format!("{query}\n{}", String::from_utf8_lossy(body)),
     };
-    let parsed = gw.parser.parse(&pairs, &body);
+    let parsed = gw.parser.parse(&pairs, body);
     let mut receipt = match parsed {
         Ok(r) => r,
         Err(e) => {

@@ -109,7 +109,8 @@ fn kannel_receipt() {
 fn jasmin_receipt() {
     run("jasmin_receipt", |b| {
         let _ = jasmin::parse_receipt(&pairs(b));
-        let _ = jasmin::JasminReceipts.parse(&pairs(b), b);
+        let borrowed: Vec<_> = url::form_urlencoded::parse(b).collect();
+        let _ = jasmin::JasminReceipts.parse(&borrowed, b);
     });
 }
 
