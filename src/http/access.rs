@@ -59,8 +59,9 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     let callback = route.starts_with("/callbacks/");
     // A receipt callback answered with success logs nothing above DEBUG,
     // and a campaign brings thousands a second: below DEBUG its span is
-    // made only for an answer that will be logged (the span alone was 8 %
-    // of the server's CPU a receipt at INFO, BENCHMARKS.md, ninth pass).
+    // made only for an answer that will be logged (made for every one, it
+    // cost 15 % of the server's CPU a receipt at INFO, BENCHMARKS.md,
+    // ninth pass).
     let lazy = callback && !tracing::enabled!(target: "pedulicovid::access", Level::DEBUG);
     let span = if lazy {
         Span::none()
