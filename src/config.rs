@@ -1037,6 +1037,10 @@ impl Settings {
             if let Some(field) = g.dialect.url_field() {
                 check_gateway_url(&g.name, field, g.send_url())?;
             }
+            if let GatewayDialect::Carrier(DialectSettings::Kannel(k)) = &g.dialect {
+                k.check()
+                    .map_err(|e| anyhow::anyhow!("gateway {:?}: {e}", g.name))?;
+            }
         }
         for g in &self.gateways {
             if let Err(e) = g.tls.check() {
@@ -1759,6 +1763,31 @@ mod tests {
         ] {
             Settings::load_from(None, with_kannel(&[(url, good)])).unwrap();
         }
+    }
+
+    /// `method = "POST"` reads from the environment like any setting, and
+    /// what Kannel's POST mode would drop is refused at load, naming the
+    /// gateway and the setting.
+    #[test]
+    fn kannel_post_mode_is_checked_at_load() {
+        use crate::gateway::kannel::KannelMethod;
+        let method = ("PEDULICOVID__GATEWAYS__0__KANNEL__METHOD", "POST");
+        let s = Settings::load_from(None, with_kannel(&[method])).unwrap();
+        assert_eq!(kannel(&s.gateways[0]).method, KannelMethod::Post);
+        let routed = (
+            "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
+            "http://10.0.0.2:13013/cgi-bin/sendsms?smsc=tsel",
+        );
+        let e = format!(
+            "{:#}",
+            Settings::load_from(None, with_kannel(&[method, routed])).unwrap_err()
+        );
+        assert!(
+            e.contains("\"tsel\"") && e.contains("kannel.sendsms_url has query parameters (smsc)"),
+            "{e}"
+        );
+        // The same URL by GET: its query stays first in every request.
+        Settings::load_from(None, with_kannel(&[routed])).unwrap();
     }
 
     #[test]

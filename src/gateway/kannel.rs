@@ -1,14 +1,16 @@
 //! The Kannel 1.4.5 `sendsms` dialect and its delivery-receipt callback.
 //!
-//! Sending is one `GET /cgi-bin/sendsms` per message. Kannel's answer carries
-//! no message id, so our own `messages.id` travels inside the `dlr-url` and
+//! Sending is one request to `/cgi-bin/sendsms` per message: a `GET` with
+//! every field in the query (the default), or Kannel's own POST mode (the
+//! text as the body, the rest as `X-Kannel-*` headers; [`KannelMethod`]).
+//! Kannel's answer carries no message id, so our own `messages.id` travels inside the `dlr-url` and
 //! comes back in every callback. The behaviour coded here was observed on the
 //! real Kannel harness (`shared/carrier/README.md`); the built-in simulator
 //! (`carrier_sim`) speaks the same dialect.
 
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::callback::CallbackUrl;
@@ -29,8 +31,8 @@ pub struct KannelConfig {
     pub sendsms_url: String,
     /// `sendsms-user` username.
     pub username: String,
-    /// `sendsms-user` password; travels in the query string, so URLs built
-    /// from it are never logged.
+    /// `sendsms-user` password; travels in the query string (GET) or a
+    /// header (POST), and neither is ever logged.
     pub password: Secret,
     /// Alphanumeric sender id shown on the handset (`PEDULICOVID`, 11 chars max).
     pub sender: String,
@@ -40,6 +42,30 @@ pub struct KannelConfig {
     /// Whole-request timeout. Kannel answers from memory in milliseconds, so
     /// a slow answer means trouble; the message is retried.
     pub timeout_ms: u64,
+    /// How a message travels to `sendsms` (see [`KannelMethod`]).
+    pub method: KannelMethod,
+}
+
+/// How a message travels to Kannel's `sendsms`.
+///
+/// Both reach the same code in Kannel (`smsbox`) and the same SMPP submit;
+/// they differ in where the fields sit, and so in what every proxy, load
+/// balancer and access log between us and Kannel gets to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+pub enum KannelMethod {
+    /// `GET sendsms_url?username=…&password=…&to=…&text=…&dlr-url=…`: what
+    /// every Kannel and every Kannel-style HTTP API takes. The default.
+    #[default]
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    /// Kannel's POST mode: `POST sendsms_url`, the text as a
+    /// `text/plain; charset=UTF-8` body, the other fields as `X-Kannel-*`
+    /// headers. The URL then holds neither the password, the number nor the
+    /// worker's name, and a send costs less (no 600-character URL to encode,
+    /// and none for the HTTP client to parse again). Kannel reads no query
+    /// parameters in this mode, so `sendsms_url` must have none.
+    #[serde(rename = "POST", alias = "post")]
+    Post,
 }
 
 /// By hand rather than derived: `sendsms_url` may carry credentials (see
@@ -54,6 +80,7 @@ impl std::fmt::Debug for KannelConfig {
             sender,
             dlr_mask,
             timeout_ms,
+            method,
         } = self;
         f.debug_struct("KannelConfig")
             .field("sendsms_url", &crate::secret::DebugUrl(sendsms_url))
@@ -62,6 +89,7 @@ impl std::fmt::Debug for KannelConfig {
             .field("sender", sender)
             .field("dlr_mask", dlr_mask)
             .field("timeout_ms", timeout_ms)
+            .field("method", method)
             .finish()
     }
 }
@@ -77,6 +105,7 @@ impl Default for KannelConfig {
             sender: "PEDULICOVID".to_string(),
             dlr_mask: dlr::SUCCESS | dlr::FAIL | dlr::SMSC_FAIL,
             timeout_ms: 10_000,
+            method: KannelMethod::Get,
         }
     }
 }
@@ -85,6 +114,52 @@ impl KannelConfig {
     /// The request timeout as a `Duration`, for [`super::http::client`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// What the settings alone can tell is wrong, naming the setting and
+    /// never quoting a value (it may be the password). POST mode only:
+    /// Kannel ignores a POST's query, so parameters in `sendsms_url` (an
+    /// `smsc=` route, say) would be dropped without a word; and the
+    /// credentials and sender travel as header values, which must be
+    /// visible ASCII, and which Kannel strips of surrounding blanks.
+    pub fn check(&self) -> Result<(), String> {
+        if self.method != KannelMethod::Post {
+            return Ok(());
+        }
+        if let Some(query) = url::Url::parse(&self.sendsms_url)
+            .ok()
+            .and_then(|u| u.query().map(str::to_string))
+            .filter(|q| !q.is_empty())
+        {
+            let names: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+                .map(|(k, _)| k.into_owned())
+                .collect();
+            return Err(format!(
+                "kannel.sendsms_url has query parameters ({}), which Kannel ignores on a \
+                 POST (kannel.method = \"POST\"): they would be lost. Use method = \"GET\" \
+                 for a URL with parameters",
+                names.join(", ")
+            ));
+        }
+        for (field, value) in [
+            ("kannel.username", self.username.as_str()),
+            ("kannel.password", self.password.expose()),
+            ("kannel.sender", self.sender.as_str()),
+        ] {
+            if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+                return Err(format!(
+                    "{field} has a character an HTTP header cannot carry \
+                     (kannel.method = \"POST\" sends it as a header): use method = \"GET\""
+                ));
+            }
+            if value.trim() != value {
+                return Err(format!(
+                    "{field} starts or ends with a space, which Kannel strips from a header \
+                     (kannel.method = \"POST\"): use method = \"GET\""
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -123,6 +198,10 @@ impl KannelGateway {
         callback_url: CallbackUrl,
         client: reqwest::Client,
     ) -> Self {
+        let post = match config.method {
+            KannelMethod::Get => None,
+            KannelMethod::Post => Some(config.post_headers()),
+        };
         HttpGateway::with_wire(
             name,
             client,
@@ -130,13 +209,65 @@ impl KannelGateway {
                 base: reqwest::Url::parse(&config.sendsms_url).ok(),
                 config,
                 callback_url,
+                post,
             },
         )
     }
 }
 
-/// Kannel's half of sending: one `GET` of [`Self::build_url`], its answer
-/// read by [`interpret_answer`].
+/// Kannel's POST-mode header names (`smsbox` compares them ignoring case).
+mod x_kannel {
+    use reqwest::header::HeaderName;
+
+    pub const USERNAME: HeaderName = HeaderName::from_static("x-kannel-username");
+    pub const PASSWORD: HeaderName = HeaderName::from_static("x-kannel-password");
+    pub const FROM: HeaderName = HeaderName::from_static("x-kannel-from");
+    pub const TO: HeaderName = HeaderName::from_static("x-kannel-to");
+    pub const CODING: HeaderName = HeaderName::from_static("x-kannel-coding");
+    pub const DLR_MASK: HeaderName = HeaderName::from_static("x-kannel-dlr-mask");
+    pub const DLR_URL: HeaderName = HeaderName::from_static("x-kannel-dlr-url");
+}
+
+/// The POST-mode headers that are the same for every message, made once.
+/// `Err` holds why the settings cannot be sent as headers
+/// ([`KannelConfig::check`] refuses such settings at load; settings built
+/// in code may still carry them): then every send is a configuration fault.
+type PostHeaders = Result<Vec<(HeaderName, HeaderValue)>, String>;
+
+impl KannelConfig {
+    /// [`PostHeaders`] of these settings.
+    fn post_headers(&self) -> PostHeaders {
+        self.check()?;
+        let value = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| "kannel settings cannot be sent as headers".to_string())
+        };
+        let mut password = value(self.password.expose())?;
+        password.set_sensitive(true);
+        let mut headers = vec![
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=UTF-8"),
+            ),
+            (x_kannel::USERNAME, value(&self.username)?),
+            (x_kannel::PASSWORD, password),
+            (
+                x_kannel::DLR_MASK,
+                HeaderValue::from(u16::from(self.dlr_mask)),
+            ),
+        ];
+        // An empty sender is left to Kannel's `global-sender`, as the
+        // empty `from=` of a GET is.
+        if !self.sender.is_empty() {
+            headers.push((x_kannel::FROM, value(&self.sender)?));
+        }
+        Ok(headers)
+    }
+}
+
+/// Kannel's half of sending: one `GET` of [`Self::build_url`] (or, in POST
+/// mode, one `POST` of `sendsms_url`), its answer read by
+/// [`interpret_answer`].
 pub struct KannelWire {
     /// `sendsms_url` parsed once: each send only appends to its query (parsing
     /// the whole URL again, its host through IDNA included, was 2–3 % of a
@@ -147,6 +278,8 @@ pub struct KannelWire {
     /// Our receipt endpoint, signed per message (see [`super::callback`]);
     /// the per-message `dlr-url` is built from it.
     callback_url: CallbackUrl,
+    /// `Some` in POST mode: the headers every message carries.
+    post: Option<PostHeaders>,
 }
 
 impl KannelWire {
@@ -228,6 +361,46 @@ impl KannelWire {
             ("dlr-url", &dlr_url),
         ])
     }
+
+    /// Kannel's POST mode: `POST sendsms_url` with the text as a UTF-8
+    /// body (`charset=UTF-8` in its type, converted by Kannel as the GET's
+    /// `charset` parameter is) and the other fields as `X-Kannel-*` headers,
+    /// the same values the GET sends ([`Self::build_url`]), unencoded:
+    /// Kannel reads header values as they are.
+    fn post_request(
+        &self,
+        client: &reqwest::Client,
+        headers: &PostHeaders,
+        sms: &OutboundSms,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
+        let config_fault = |reason: String| SendError::GatewayFault {
+            reason,
+            kind: Fault::Config,
+        };
+        let headers = headers.as_ref().map_err(|e| config_fault(e.clone()))?;
+        let coding = match sms.text.encoding() {
+            Encoding::Gsm7 => HeaderValue::from_static("0"),
+            Encoding::Ucs2 => HeaderValue::from_static("2"),
+        };
+        // Digits only ([`crate::domain::Msisdn`]), and our own URL (ASCII
+        // by construction): neither can fail; mapped rather than unwrapped.
+        let to = HeaderValue::from_str(sms.to.digits())
+            .map_err(|_| config_fault("a number that is not a header value".into()))?;
+        let dlr_url = HeaderValue::try_from(self.dlr_url(sms.message_id))
+            .map_err(|_| config_fault("a dlr-url that is not a header value".into()))?;
+        let mut request = match &self.base {
+            Some(base) => client.post(base.clone()),
+            None => client.post(&self.config.sendsms_url),
+        };
+        for (name, value) in headers {
+            request = request.header(name, value.clone());
+        }
+        Ok(request
+            .header(x_kannel::TO, to)
+            .header(x_kannel::CODING, coding)
+            .header(x_kannel::DLR_URL, dlr_url)
+            .body(sms.text.as_str().to_owned()))
+    }
 }
 
 impl Wire for KannelWire {
@@ -238,6 +411,9 @@ impl Wire for KannelWire {
         client: &reqwest::Client,
         sms: &OutboundSms,
     ) -> Result<reqwest::RequestBuilder, SendError> {
+        if let Some(headers) = &self.post {
+            return self.post_request(client, headers, sms);
+        }
         let Some(base) = &self.base else {
             // Unparseable: reqwest reports it as the request's error.
             return Ok(client.get(self.build_url(sms)));
@@ -266,6 +442,7 @@ impl Wire for KannelWire {
 /// | 400   | `… denied by white- and/or black-lists.`  | `Permanent`, `invalid_number`   |
 /// | 400   | `Missing receiver number, rejected`       | `Permanent`: our bug, not the number's |
 /// | 400   | `Sender missing and no global set, …`     | `GatewayFault` `Config`: no sender configured |
+/// | 400   | `Invalid content-type`                    | `GatewayFault` `Config`: no POST mode there |
 /// | 429   |                                           | `Throttled`, `Retry-After`      |
 /// | other |                                           | [`refusal`]: 5xx/408 retry, 401/403/404/3xx gateway fault, other 4xx permanent |
 ///
@@ -304,6 +481,16 @@ pub fn interpret_answer(
         return Err(SendError::GatewayFault {
             reason: "kannel wants a sender (set kannel.sender, or a global sender in Kannel)"
                 .to_string(),
+            kind: Fault::Config,
+        });
+    }
+    if status == StatusCode::BAD_REQUEST && text.contains("Invalid content-type") {
+        // Kannel's answer to a POST whose body it does not take: a gateway
+        // that does not speak POST mode (or a form POST), for every message.
+        return Err(SendError::GatewayFault {
+            reason:
+                "kannel refused the POST body (Invalid content-type): set kannel.method = \"GET\""
+                    .to_string(),
             kind: Fault::Config,
         });
     }
@@ -662,6 +849,189 @@ mod tests {
         );
     }
 
+    fn post_gateway(config: KannelConfig) -> KannelGateway {
+        KannelGateway::new(
+            "kannel",
+            KannelConfig {
+                method: KannelMethod::Post,
+                ..config
+            },
+            CALLBACK.into(),
+            super::super::http::client(Duration::from_secs(2), 4),
+        )
+    }
+
+    fn header<'a>(r: &'a reqwest::Request, name: &str) -> &'a str {
+        r.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header: {:?}", r.headers()))
+            .to_str()
+            .expect("ASCII header")
+    }
+
+    /// POST mode: the URL is `sendsms_url` as configured, the text the
+    /// body, every other field the header Kannel reads it from, with the
+    /// very values the GET mode puts in its query.
+    #[test]
+    fn post_mode_puts_the_text_in_the_body_and_the_rest_in_headers() {
+        let client = reqwest::Client::new();
+        let url = "http://127.0.0.1:13913/cgi-bin/sendsms";
+        let post = post_gateway(KannelConfig {
+            sendsms_url: url.into(),
+            password: Secret::new("p&ss w?rd%"),
+            ..KannelConfig::default()
+        });
+        let get = gateway(url);
+        for (text, coding) in [
+            ("Jadwal vaksinasi: 12/03 & *119# 100% +62 {ok} €", "0"),
+            ("Vaksinasi 疫苗 untuk Anda “ok”", "2"),
+        ] {
+            let m = sms(42, "+6281234567001", text);
+            let r = post
+                .wire()
+                .request(&client, &m)
+                .expect("request")
+                .build()
+                .expect("builds");
+            assert_eq!(r.method(), reqwest::Method::POST);
+            assert_eq!(r.url().as_str(), url, "nothing in the URL");
+            let body = r
+                .body()
+                .and_then(|b| b.as_bytes())
+                .expect("a body in memory");
+            assert_eq!(body, m.text.as_str().as_bytes(), "the text as UTF-8");
+            assert_eq!(header(&r, "content-type"), "text/plain; charset=UTF-8");
+            let q = query_of(&get.wire().build_url(&m));
+            for (field, name) in [
+                ("username", "x-kannel-username"),
+                ("password", "x-kannel-password"),
+                ("from", "x-kannel-from"),
+                ("to", "x-kannel-to"),
+                ("coding", "x-kannel-coding"),
+                ("dlr-mask", "x-kannel-dlr-mask"),
+                ("dlr-url", "x-kannel-dlr-url"),
+            ] {
+                assert_eq!(header(&r, name), q[field], "{name} = the GET's {field}");
+            }
+            assert_eq!(header(&r, "x-kannel-coding"), coding, "{text}");
+            assert_eq!(r.headers().len(), 8, "{:?}", r.headers());
+            assert!(
+                r.headers()["x-kannel-password"].is_sensitive(),
+                "the password header is marked sensitive"
+            );
+        }
+        // No sender: left to Kannel's global-sender, as GET's empty `from`.
+        let no_sender = post_gateway(KannelConfig {
+            sender: String::new(),
+            ..KannelConfig::default()
+        });
+        let r = no_sender
+            .wire()
+            .request(&client, &sms(1, "081234567002", "x"))
+            .expect("request")
+            .build()
+            .expect("builds");
+        assert!(r.headers().get("x-kannel-from").is_none());
+    }
+
+    #[test]
+    fn the_method_reads_from_settings_and_get_is_the_default() {
+        assert_eq!(KannelConfig::default().method, KannelMethod::Get);
+        for (toml_text, want) in [
+            ("method = \"POST\"", KannelMethod::Post),
+            ("method = \"post\"", KannelMethod::Post),
+            ("method = \"GET\"", KannelMethod::Get),
+            ("", KannelMethod::Get),
+        ] {
+            let c: KannelConfig = toml::from_str(toml_text).expect("parses");
+            assert_eq!(c.method, want, "{toml_text}");
+        }
+        let e = toml::from_str::<KannelConfig>("method = \"PUT\"")
+            .expect_err("PUT is no Kannel method")
+            .to_string();
+        assert!(e.contains("GET") && e.contains("POST"), "{e}");
+    }
+
+    /// What POST mode cannot carry is refused by name, never quoting the
+    /// value (it may be the password); GET takes all of it.
+    #[test]
+    fn post_mode_refuses_what_headers_cannot_carry() {
+        let refused = [
+            (
+                KannelConfig {
+                    sendsms_url: "http://k/cgi-bin/sendsms?smsc=tsel&account=a1".into(),
+                    ..KannelConfig::default()
+                },
+                "query parameters (smsc, account)",
+            ),
+            (
+                KannelConfig {
+                    password: Secret::new("rahasia\u{e9}-zz"),
+                    ..KannelConfig::default()
+                },
+                "kannel.password has a character",
+            ),
+            (
+                KannelConfig {
+                    password: Secret::new("line\nbreak-zz"),
+                    ..KannelConfig::default()
+                },
+                "kannel.password has a character",
+            ),
+            (
+                KannelConfig {
+                    username: " pedulicovid".into(),
+                    ..KannelConfig::default()
+                },
+                "kannel.username starts or ends with a space",
+            ),
+            (
+                KannelConfig {
+                    sender: "PEDULI\u{2019}".into(),
+                    ..KannelConfig::default()
+                },
+                "kannel.sender has a character",
+            ),
+        ];
+        let client = reqwest::Client::new();
+        for (config, want) in refused {
+            assert_eq!(config.check(), Ok(()), "GET takes it: {config:?}");
+            let post = KannelConfig {
+                method: KannelMethod::Post,
+                ..config.clone()
+            };
+            let e = post.check().expect_err("POST refuses it");
+            assert!(e.contains(want), "{e}");
+            assert!(e.contains("method = \"GET\""), "the way out is named: {e}");
+            for secret in ["rahasia", "line", "tsel", "a1"] {
+                assert!(!e.contains(secret), "a value quoted: {e}");
+            }
+            // Built in code past the check: every send is a configuration
+            // fault, and nothing is sent.
+            let err = post_gateway(config)
+                .wire()
+                .request(&client, &sms(1, "081234567002", "x"))
+                .map(|_| ())
+                .expect_err("no request");
+            assert!(
+                matches!(
+                    err,
+                    SendError::GatewayFault {
+                        kind: Fault::Config,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+        let fine = KannelConfig {
+            method: KannelMethod::Post,
+            password: Secret::new("p&ss w?rd% #1"),
+            ..KannelConfig::default()
+        };
+        assert_eq!(fine.check(), Ok(()));
+    }
+
     #[test]
     fn debug_of_the_config_hides_the_password() {
         let gw = gateway("http://k/cgi-bin/sendsms");
@@ -703,6 +1073,7 @@ mod tests {
             (401, "", "fault gateway_config"),
             (301, "", "fault gateway_config"),
             (400, "Missing receiver number, rejected", "perm"),
+            (400, "Invalid content-type", "fault gateway_config"),
             (
                 400,
                 "Number(s) has/have been denied by white- and/or black-lists.",

@@ -5,8 +5,22 @@ use std::time::Duration;
 
 use crate::common::*;
 use pedulicovid::app::Parts;
+use pedulicovid::config::GatewayDialect;
+use pedulicovid::gateway::kannel::{KannelConfig, KannelMethod};
 
 async fn whole_campaign_flags_the_right_workers(backend: &str) {
+    whole_campaign(backend, KannelMethod::Get).await;
+}
+both_backends!(whole_campaign_flags_the_right_workers);
+
+/// The same campaign with the gateway in Kannel's POST mode
+/// (`[gateways.kannel] method = "POST"`): the same outcomes.
+async fn whole_campaign_in_kannel_post_mode(backend: &str) {
+    whole_campaign(backend, KannelMethod::Post).await;
+}
+both_backends!(whole_campaign_in_kannel_post_mode);
+
+async fn whole_campaign(backend: &str, method: KannelMethod) {
     let db = TestDb::new(backend).await;
     // Numbers no rule matches are delivered (the default mix is random).
     let mut s = ruled_settings(
@@ -14,6 +28,13 @@ async fn whole_campaign_flags_the_right_workers(backend: &str) {
         "0=undelivered,9=expired,8=rejected,7=invalid,5=no_receipt",
     );
     s.worker.receipt_timeout_secs = 2;
+    s.gateways[0].dialect = GatewayDialect::Simulator(Some(
+        KannelConfig {
+            method,
+            ..KannelConfig::default()
+        }
+        .into(),
+    ));
     let app = start(s, Parts::ALL).await;
 
     // 12 workers: tails 0..=9 plus two more delivered; one not validated,
@@ -37,6 +58,8 @@ async fn whole_campaign_flags_the_right_workers(backend: &str) {
     let sim = app.simulator.clone().unwrap().stats();
     assert_eq!(sim.submits_total, 12);
     assert_eq!(sim.duplicates, 0);
+    let posts = if method == KannelMethod::Post { 12 } else { 0 };
+    assert_eq!(sim.kannel_posts, posts, "{method:?}");
     assert_eq!(r.sent, 12);
     use pedulicovid::status::Status::*;
     assert_eq!(r.status(Undelivered), 2, "{r:?}"); // i = 0, 10
@@ -53,7 +76,6 @@ async fn whole_campaign_flags_the_right_workers(backend: &str) {
     assert_eq!(flags.get("no_receipt"), Some(&1));
     app.stop(Duration::from_secs(5)).await;
 }
-both_backends!(whole_campaign_flags_the_right_workers);
 
 async fn reimport_changes_nothing_and_keeps_phone_history(backend: &str) {
     let db = TestDb::new(backend).await;

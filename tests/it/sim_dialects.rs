@@ -309,6 +309,97 @@ async fn kannel_answers_for_bad_requests() {
     assert_eq!((stats.rejected_requests, stats.submits_total), (4, 2));
 }
 
+/// Kannel's POST mode on the simulator, as Kannel 1.4.5 answers it (the
+/// harness's answers; `src/gateway/kannel.rs` for the request's shape):
+/// the product's gateway in POST mode gets its message through with every
+/// receipt, quoting the text the body carried; a form POST is refused as
+/// `Invalid content-type` before the credentials are looked at, which the
+/// gateway reads as a configuration fault; credentials in the query of a
+/// POST are not read.
+#[tokio::test]
+async fn kannel_post_mode() {
+    use pedulicovid::gateway::kannel::KannelMethod;
+    let sim = start_sim(test_config()).await;
+    let (callback, mut rx) = start_receiver(StatusCode::OK).await;
+    let post = KannelGateway::new(
+        "sim",
+        KannelConfig {
+            sendsms_url: sim.sendsms_url(),
+            method: KannelMethod::Post,
+            ..KannelConfig::default()
+        },
+        callback.as_str().into(),
+        http::client(Duration::from_secs(5), 8),
+    );
+    let text = "Yth. nakes, daftar di pedulilindungi.id & *119# (100%)";
+    let got = post
+        .send(&OutboundSms {
+            message_id: 77,
+            to: Msisdn::parse("+6281234567001").expect("valid"),
+            text: SmsText::new(text),
+        })
+        .await;
+    assert_eq!(
+        got,
+        Ok(pedulicovid::gateway::Accepted {
+            gateway_message_id: None
+        })
+    );
+    let pairs = next(&mut rx).await;
+    let r = parse_receipt(&pairs).expect("parses");
+    assert_eq!(
+        (r.message_id, r.outcome),
+        (Some(77), ReceiptOutcome::Delivered)
+    );
+    let answer = &pairs.iter().find(|(k, _)| k == "answer").expect("%A").1;
+    assert!(
+        answer.ends_with(&format!("text:{}", &text[..20])),
+        "the SMSC quotes the body's text: {answer}"
+    );
+    nothing_more(&mut rx).await;
+
+    let form = reqwest::Client::new()
+        .post(sim.sendsms_url())
+        .header("X-Kannel-Username", "wrong")
+        .form(&[("to", "6281234567001"), ("text", "hi")])
+        .send()
+        .await
+        .expect("simulator answers");
+    let status = form.status();
+    let body = form.text().await.expect("body");
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (400, "Invalid content-type")
+    );
+    match interpret_answer(status, None, &body) {
+        Err(SendError::GatewayFault { kind, reason }) => {
+            assert_eq!(kind, pedulicovid::gateway::Fault::Config);
+            assert!(reason.contains("kannel.method = \"GET\""), "{reason}");
+        }
+        other => panic!("expected a configuration fault, got {other:?}"),
+    }
+    let query_credentials = reqwest::Client::new()
+        .post(format!(
+            "{}?username=pedulicovid&password=secret&to=6281234567002",
+            sim.sendsms_url()
+        ))
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .expect("simulator answers");
+    assert_eq!(query_credentials.status().as_u16(), 403);
+    let stats = sim.stats();
+    assert_eq!(
+        (
+            stats.kannel_posts,
+            stats.rejected_requests,
+            stats.submits_total
+        ),
+        (3, 2, 1)
+    );
+}
+
 #[tokio::test]
 async fn failing_receiver_gets_one_plus_retries_identical_callbacks() {
     let sim = start_sim(test_config()).await;

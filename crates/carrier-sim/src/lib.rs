@@ -19,7 +19,8 @@
 //! simulator is one more carrier, never a special case.
 //!
 //! * **Kannel** (default): answers `GET /cgi-bin/sendsms` exactly like Kannel
-//!   1.4.5 and calls the request's `dlr-url` back the way Kannel's smsbox does
+//!   1.4.5 (and its POST mode: the text as a `text/plain` body, the fields
+//!   as `X-Kannel-*` headers) and calls the request's `dlr-url` back the way Kannel's smsbox does
 //!   (placeholders, the `%d` bitmask, retries of any answer but 200/202,
 //!   callbacks in no particular order), for pedulicovid's `KannelGateway`.
 //! * **Jasmin**: answers `GET`/`POST /send` like Jasmin's HTTP API
@@ -728,6 +729,10 @@ pub struct SimStats {
     /// flight at once, whatever the number of messages.
     #[serde(default)]
     pub connections: u64,
+    /// Kannel send requests in its POST mode (`X-Kannel-*` headers, the
+    /// text as the body), whatever their answer.
+    #[serde(default)]
+    pub kannel_posts: u64,
 }
 
 /// Number of mutex shards for the per-number submit counts: enough that
@@ -785,6 +790,8 @@ struct Inner {
     resets: AtomicU64,
     /// Connections accepted.
     connections: AtomicU64,
+    /// Kannel POST-mode send requests.
+    kannel_posts: AtomicU64,
     /// When the simulator was bound: the origin of attempt times and of the
     /// scheduled outage.
     started: Instant,
@@ -848,6 +855,7 @@ impl SimHandle {
             garbage_answers: load(&i.attempt_counts[AttemptKind::Garbage.index()]),
             outage_refusals: load(&i.attempt_counts[AttemptKind::Down.index()]),
             connections: load(&i.connections),
+            kannel_posts: load(&i.kannel_posts),
         }
     }
 
@@ -1774,6 +1782,7 @@ impl Simulator {
             slow_answers: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            kannel_posts: AtomicU64::new(0),
             started: Instant::now(),
             forced_down: AtomicBool::new(false),
             rng: Mutex::new(rng),
@@ -1882,7 +1891,13 @@ async fn sendsms(
         .find(|(k, _)| k == "to")
         .map_or("", |(_, v)| v.as_str());
     let destinations = destinations(to.split_whitespace());
-    sim.serve_send(&conn, destinations, kannel_sendsms(&sim, query))
+    let get = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    sim.serve_send(&conn, destinations, async { kannel_sendsms(&sim, get) })
         .await
 }
 
@@ -1897,19 +1912,11 @@ fn destinations<'a>(numbers: impl Iterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
-/// Kannel's sendsms once past latency and faults.
-async fn kannel_sendsms(sim: &SimHandle, query: Option<String>) -> Response {
+/// Kannel's sendsms once past latency and faults. `get` reads one field by
+/// its GET name (`username`, `text`, `dlr-url`, …), wherever the request
+/// carried it: the query (GET) or an `X-Kannel-*` header and the body (POST).
+fn kannel_sendsms<'a>(sim: &SimHandle, get: impl Fn(&str) -> Option<&'a str>) -> Response {
     let i = &sim.inner;
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
     let reject = |status, body| {
         i.rejected_requests.fetch_add(1, Ordering::Relaxed);
         kannel_answer(status, body)
@@ -1959,11 +1966,47 @@ async fn kannel_sendsms(sim: &SimHandle, query: Option<String>) -> Response {
     kannel_answer(StatusCode::ACCEPTED, "0: Accepted for delivery")
 }
 
-/// Kannel answers a POST carrying query parameters with 403; the simulator
-/// does not implement Kannel's POST body forms at all, so every POST gets it.
-async fn sendsms_post(State(sim): State<SimHandle>) -> Response {
-    sim.inner.rejected_requests.fetch_add(1, Ordering::Relaxed);
-    kannel_answer(StatusCode::FORBIDDEN, "Authorization failed for sendsms")
+/// Kannel's POST mode, as Kannel 1.4.5 takes it: the text is the body
+/// (`text/plain`, its `charset` UTF-8 here), every other field an
+/// `X-Kannel-*` header (names in any case, values stripped of blanks).
+/// Kannel reads no query parameters on a POST: credentials in the query
+/// are not credentials (403). Any other body type gets Kannel's
+/// `400 Invalid content-type` (a form POST included), checked before the
+/// credentials, as Kannel does.
+async fn sendsms_post(
+    State(sim): State<SimHandle>,
+    ConnectInfo(conn): ConnectInfo<ConnCtl>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let x_kannel = |name: &str| {
+        headers
+            .get(format!("x-kannel-{name}"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    sim.inner.kannel_posts.fetch_add(1, Ordering::Relaxed);
+    let destinations = destinations(x_kannel("to").unwrap_or("").split_whitespace());
+    sim.serve_send(&conn, destinations, async {
+        // No type at all is read as text (Kannel 1.4.5 does); its XML and
+        // binary (`application/octet-stream`) bodies are not simulated.
+        let plain = headers.get(header::CONTENT_TYPE).is_none_or(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/plain"))
+        });
+        if !plain {
+            sim.inner.rejected_requests.fetch_add(1, Ordering::Relaxed);
+            return kannel_answer(StatusCode::BAD_REQUEST, "Invalid content-type");
+        }
+        let text = String::from_utf8_lossy(&body);
+        kannel_sendsms(&sim, |key| match key {
+            "text" => Some(text.as_ref()),
+            other => x_kannel(other),
+        })
+    })
+    .await
 }
 
 /// A Jasmin-style `text/plain` answer: `Success "…"` or `Error "…"`.
