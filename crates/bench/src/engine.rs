@@ -50,9 +50,10 @@ use crate::parts::{PartsCpu, RunParts, SimulatorPlace};
 use carrier_sim::{OutcomeMix, SimHandle};
 use pedulicovid::app::{App, Parts};
 use pedulicovid::campaign::{self, CampaignRequest, Window};
-use pedulicovid::config::{GatewaySettings, Settings};
+use pedulicovid::config::{GatewayDialect, GatewaySettings, Settings};
 use pedulicovid::demo::PROFESSIONS;
 use pedulicovid::domain::{Msisdn, Nik, ProvinceCode};
+use pedulicovid::gateway::kannel::{KannelConfig, KannelMethod};
 use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
 use pedulicovid::metrics::{self, METRICS};
 use pedulicovid::render::Renderer;
@@ -130,6 +131,11 @@ pub struct BenchArgs {
     /// process) or `external` (a `carrier-sim` process beside it).
     #[arg(long, value_enum, default_value_t = SimulatorPlace::Internal)]
     pub simulator: SimulatorPlace,
+    /// How the Kannel gateway sends: `GET` (the product's default) or
+    /// `POST` (Kannel's POST mode, `[gateways.kannel] method`), to the
+    /// simulator and with `--gateway kannel` alike.
+    #[arg(long, value_parser = parse_kannel_method, default_value = "GET")]
+    pub kannel_method: KannelMethod,
     /// Base delay of the simulator's receipts, ms.
     #[arg(long, default_value_t = 0)]
     pub receipt_delay_ms: u64,
@@ -171,6 +177,15 @@ pub struct BenchArgs {
     /// same tables without a purge running.
     #[arg(long)]
     pub no_purge: bool,
+}
+
+/// `--kannel-method`: `GET` or `POST`, in any case.
+pub(crate) fn parse_kannel_method(s: &str) -> Result<KannelMethod, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "GET" => Ok(KannelMethod::Get),
+        "POST" => Ok(KannelMethod::Post),
+        _ => Err(format!("{s:?}: GET or POST")),
+    }
 }
 
 /// The unlimited run: as fast as the engine goes.
@@ -431,6 +446,8 @@ pub struct BenchReport {
     pub callback_concurrency: Option<usize>,
     /// `--analyze`: statistics refreshed after each enqueue.
     pub analyze: bool,
+    /// `--kannel-method`: how the gateway sent (`GET`, `POST`).
+    pub kannel_method: KannelMethod,
     pub registry_s: f64,
     pub registry_rows_per_s: f64,
     pub enqueue_s: f64,
@@ -592,7 +609,16 @@ fn bench_settings(mut s: Settings, args: &BenchArgs) -> Settings {
     };
     // The simulator, asked for by name, is the one gateway: a benchmark
     // never reaches a configured carrier.
-    s.gateways = vec![GatewaySettings::simulator("sim")];
+    s.gateways = vec![GatewaySettings {
+        dialect: GatewayDialect::Simulator(Some(
+            KannelConfig {
+                method: args.kannel_method,
+                ..KannelConfig::default()
+            }
+            .into(),
+        )),
+        ..GatewaySettings::simulator("sim")
+    }];
     for g in &mut s.gateways {
         g.rate_per_sec = 0;
         g.segments_per_sec = 0;
@@ -643,6 +669,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         runtime_threads: s.runtime.worker_threads(),
         callback_concurrency: (!kannel).then_some(s.simulator.callback_concurrency.max(1)),
         analyze: args.analyze,
+        kannel_method: args.kannel_method,
         load_avg_at_start: load_avg(),
         ..Default::default()
     };

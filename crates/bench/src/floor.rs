@@ -11,7 +11,9 @@
 //!   pool, timeouts, no proxy, no redirects) sending `GET`s of the URL our
 //!   Kannel dialect sends for the sample worker (the same parameters, the
 //!   same rendered text, a `dlr-url` signed as ours are), built before the
-//!   clock starts, and reading each answer;
+//!   clock starts, and reading each answer; with `--kannel-method POST`,
+//!   Kannel's POST mode as our dialect sends it instead (the text as the
+//!   body, the fields as `X-Kannel-*` headers, the URL short);
 //! - the **server** (`fl-server` threads, the same count): axum behind the
 //!   product's own serve loop (`http::serve`: hyper's HTTP/1.1 with its
 //!   header-read timeout), answering `GET /callbacks/{gateway}/{token}`
@@ -37,10 +39,12 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 
 use pedulicovid::config::Settings;
 use pedulicovid::gateway::callback::message_token;
+use pedulicovid::gateway::kannel::KannelMethod;
 use pedulicovid::render::{RenderContext, Renderer};
 use pedulicovid::secret::Secret;
 
@@ -64,6 +68,10 @@ pub struct FloorArgs {
     /// simulator's, Kannel's own 512).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub callback_concurrency: Option<u64>,
+    /// How the send travels: `GET` (the URL carries everything) or `POST`
+    /// (Kannel's POST mode, `[gateways.kannel] method`).
+    #[arg(long, value_parser = crate::engine::parse_kannel_method, default_value = "GET")]
+    pub kannel_method: KannelMethod,
     /// Print one JSON object instead of the summary lines.
     #[arg(long)]
     pub json: bool,
@@ -77,6 +85,8 @@ pub struct FloorReport {
     pub concurrency: usize,
     pub callback_concurrency: usize,
     pub runtime_threads: usize,
+    /// `--kannel-method`.
+    pub kannel_method: KannelMethod,
     pub seconds: f64,
     pub notices_per_s: f64,
     /// CPU µs per notice: `client` (the send), `server` (the receipt), their
@@ -177,7 +187,7 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
         in_flight: Arc::new(tokio::sync::Semaphore::new(callback_concurrency)),
     };
     let carrier_app = Router::new()
-        .route("/cgi-bin/sendsms", get(sendsms))
+        .route("/cgi-bin/sendsms", get(sendsms).post(sendsms_post))
         .with_state(carrier);
     let (carrier_addr, carrier_stop) = serve_on(
         carrier_rt,
@@ -192,16 +202,24 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
         .render("undangan_registrasi", &RenderContext::sample())?
         .into_string();
     let secret = Secret::new("http-floor-callback-secret");
-    let urls: Vec<reqwest::Url> = (1..=a.messages as i64)
+    let sends: Vec<Send> = (1..=a.messages as i64)
         .map(|id| {
-            sendsms_url(
-                carrier_addr,
-                server_addr,
-                &message_token(&secret, "sim", id),
-                &text,
-            )
+            let token = message_token(&secret, "sim", id);
+            Ok(match a.kannel_method {
+                KannelMethod::Get => {
+                    Send::Get(sendsms_url(carrier_addr, server_addr, &token, &text)?)
+                }
+                KannelMethod::Post => {
+                    Send::Post(HeaderValue::try_from(dlr_url(server_addr, &token))?)
+                }
+            })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<anyhow::Result<_>>()?;
+    let post = PostSend {
+        url: reqwest::Url::parse(&format!("http://{carrier_addr}/cgi-bin/sendsms"))?,
+        headers: post_headers(),
+        text,
+    };
 
     let load_avg_at_start = std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -210,11 +228,14 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
     let started = Instant::now();
     let client = pedulicovid::gateway::http::client(Duration::from_secs(30), concurrency);
     let sent = client_rt.spawn(async move {
-        futures::stream::iter(urls)
-            .map(|url| {
-                let client = client.clone();
+        futures::stream::iter(sends)
+            .map(|send| {
+                let request = match send {
+                    Send::Get(url) => client.get(url),
+                    Send::Post(dlr_url) => post.request(&client, dlr_url),
+                };
                 async move {
-                    let answer = client.get(url).send().await?.text().await?;
+                    let answer = request.send().await?.text().await?;
                     anyhow::ensure!(answer.starts_with("0:"), "the carrier answered {answer:?}");
                     Ok(())
                 }
@@ -248,6 +269,7 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
         concurrency,
         callback_concurrency,
         runtime_threads: threads,
+        kannel_method: a.kannel_method,
         seconds: round2(seconds),
         notices_per_s: round2(a.messages as f64 / seconds),
         cpu_us_per_message: FloorCpu {
@@ -284,18 +306,70 @@ async fn serve_on(
     Ok((addr, stop))
 }
 
+/// One send, made before the clock starts: the whole `GET` URL, or the
+/// POST's one per-message header (its `dlr-url`).
+enum Send {
+    Get(reqwest::Url),
+    Post(HeaderValue),
+}
+
+/// What every POST-mode send shares.
+struct PostSend {
+    url: reqwest::Url,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    text: String,
+}
+
+impl PostSend {
+    /// The request our dialect makes in POST mode: the shared headers, the
+    /// per-message `X-Kannel-Dlr-Url`, the text as the body.
+    fn request(&self, client: &reqwest::Client, dlr_url: HeaderValue) -> reqwest::RequestBuilder {
+        let mut request = client.post(self.url.clone());
+        for (name, value) in &self.headers {
+            request = request.header(name, value.clone());
+        }
+        request
+            .header(HeaderName::from_static("x-kannel-dlr-url"), dlr_url)
+            .body(self.text.clone())
+    }
+}
+
+/// The POST-mode headers our dialect sends, but the per-message
+/// `dlr-url`, with the GET's values.
+fn post_headers() -> Vec<(HeaderName, HeaderValue)> {
+    [
+        ("x-kannel-username", "pedulicovid"),
+        ("x-kannel-password", "a-password-of-24-chars!!"),
+        ("x-kannel-dlr-mask", "31"),
+        ("x-kannel-from", "PEDULICOVID"),
+        ("x-kannel-to", "6281234567890"),
+        ("x-kannel-coding", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+    .chain([(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    )])
+    .collect()
+}
+
+/// The per-message `dlr-url` our dialect makes: the signed path `token`
+/// (`{id}.{mac}`) and Kannel's placeholders.
+fn dlr_url(server: std::net::SocketAddr, token: &str) -> String {
+    let id = token.split('.').next().unwrap_or_default();
+    format!("http://{server}/callbacks/sim/{token}?id={id}&status=%d&fid=%F&answer=%A&ts=%T")
+}
+
 /// A Kannel `sendsms` URL as our dialect makes it (the parameters in its
-/// order, form-encoded), with the per-message `dlr-url` our dialect makes:
-/// the signed path `token` (`{id}.{mac}`) and Kannel's placeholders.
+/// order, form-encoded), with the per-message [`dlr_url`].
 fn sendsms_url(
     carrier: std::net::SocketAddr,
     server: std::net::SocketAddr,
     token: &str,
     text: &str,
 ) -> Result<reqwest::Url, url::ParseError> {
-    let id = token.split('.').next().unwrap_or_default();
-    let dlr_url =
-        format!("http://{server}/callbacks/sim/{token}?id={id}&status=%d&fid=%F&answer=%A&ts=%T");
+    let dlr_url = dlr_url(server, token);
     let mut url = reqwest::Url::parse(&format!("http://{carrier}/cgi-bin/sendsms"))?;
     url.query_pairs_mut().extend_pairs([
         ("username", "pedulicovid"),
@@ -338,12 +412,28 @@ async fn sendsms(State(carrier): State<Carrier>, RawQuery(query): RawQuery) -> &
     let dlr = query.as_deref().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "dlr-url")
-            .map(|(_, v)| {
-                v.replace("%d", "1")
-                    .replace("%F", "sim-1")
-                    .replace("%A", "id%3Asim-1+stat%3ADELIVRD")
-                    .replace("%T", "1638316800")
-            })
+            .map(|(_, v)| v.into_owned())
+    });
+    accept(carrier, dlr)
+}
+
+/// The same in Kannel's POST mode: the `dlr-url` is a header.
+async fn sendsms_post(State(carrier): State<Carrier>, headers: HeaderMap) -> &'static str {
+    let dlr = headers
+        .get("x-kannel-dlr-url")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    accept(carrier, dlr)
+}
+
+/// Accepts a send, calling its `dlr-url` (Kannel's placeholders filled in)
+/// back in the background.
+fn accept(carrier: Carrier, dlr_url: Option<String>) -> &'static str {
+    let dlr = dlr_url.map(|v| {
+        v.replace("%d", "1")
+            .replace("%F", "sim-1")
+            .replace("%A", "id%3Asim-1+stat%3ADELIVRD")
+            .replace("%T", "1638316800")
     });
     if let Some(dlr) = dlr {
         tokio::spawn(async move {
@@ -364,23 +454,27 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_send_is_answered_and_every_callback_arrives() {
-        let a = FloorArgs {
-            messages: 2_000,
-            concurrency: Some(8),
-            callback_concurrency: Some(16),
-            json: true,
-        };
-        let r = measure(&Settings::default(), &a)
-            .await
-            .expect("a small run");
-        // `measure` ends only when every callback is in (or fails).
-        assert_eq!(r.messages, 2_000);
-        assert_eq!((r.concurrency, r.callback_concurrency), (8, 16));
-        let c = &r.cpu_us_per_message;
-        // /proc counts CPU in 10 ms ticks: a small run may see none on
-        // one side, never on both.
-        assert!(c.client + c.server > 0.0, "{c:?}");
-        assert!((c.floor - (c.client + c.server)).abs() < 0.02, "{c:?}");
+        for kannel_method in [KannelMethod::Get, KannelMethod::Post] {
+            let a = FloorArgs {
+                messages: 2_000,
+                concurrency: Some(8),
+                callback_concurrency: Some(16),
+                kannel_method,
+                json: true,
+            };
+            let r = measure(&Settings::default(), &a)
+                .await
+                .expect("a small run");
+            // `measure` ends only when every callback is in (or fails).
+            assert_eq!(r.messages, 2_000);
+            assert_eq!((r.concurrency, r.callback_concurrency), (8, 16));
+            assert_eq!(r.kannel_method, kannel_method);
+            let c = &r.cpu_us_per_message;
+            // /proc counts CPU in 10 ms ticks: a small run may see none on
+            // one side, never on both.
+            assert!(c.client + c.server > 0.0, "{kannel_method:?}: {c:?}");
+            assert!((c.floor - (c.client + c.server)).abs() < 0.02, "{c:?}");
+        }
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub(crate) fn settings(mut s: Settings, args: &BenchArgs) -> anyhow::Result<Sett
             sendsms_url: c.sendsms_url,
             username: c.username,
             password: Secret::new(c.password),
+            method: args.kannel_method,
             ..KannelConfig::default()
         }
         .into(),

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use carrier_sim::{SimHandle, Simulator, SimulatorConfig};
 use pedulicovid::app::{App, Parts};
-use pedulicovid::config::{GatewaySettings, Settings};
+use pedulicovid::config::{DialectSettings, GatewayDialect, GatewaySettings, Settings};
 use pedulicovid::gateway::kannel::KannelConfig;
 use pedulicovid::secret::Secret;
 
@@ -358,12 +358,19 @@ fn kannel_gateway(
     sim: &SimulatorConfig,
     sendsms_url: &str,
 ) -> anyhow::Result<GatewaySettings> {
+    // The gateway's own Kannel table (its method, timeout), at the
+    // simulator's address with its credentials.
+    let tuned = match &g.dialect {
+        GatewayDialect::Carrier(DialectSettings::Kannel(k))
+        | GatewayDialect::Simulator(Some(DialectSettings::Kannel(k))) => k.clone(),
+        _ => KannelConfig::default(),
+    };
     Ok(GatewaySettings {
         dialect: KannelConfig {
             sendsms_url: sendsms_url.to_string(),
             username: sim.username.clone(),
             password: Secret::new(sim.password.expose()),
-            ..KannelConfig::default()
+            ..tuned
         }
         .into(),
         ..g.clone()
