@@ -3,8 +3,8 @@
 //! Sending is one request to `/cgi-bin/sendsms` per message: a `GET` with
 //! every field in the query (the default), or Kannel's own POST mode (the
 //! text as the body, the rest as `X-Kannel-*` headers; [`KannelMethod`]).
-//! Kannel's answer carries no message id, so our own `messages.id` travels inside the `dlr-url` and
-//! comes back in every callback. The behaviour coded here was observed on the
+//! Kannel's answer carries no message id, so our own `messages.id` travels
+//! inside the `dlr-url` and comes back in every callback. The behaviour coded here was observed on the
 //! real Kannel harness (`shared/carrier/README.md`); the built-in simulator
 //! (`carrier_sim`) speaks the same dialect.
 
@@ -61,8 +61,9 @@ pub enum KannelMethod {
     /// Kannel's POST mode: `POST sendsms_url`, the text as a
     /// `text/plain; charset=UTF-8` body, the other fields as `X-Kannel-*`
     /// headers. The URL then holds neither the password, the number nor the
-    /// worker's name, and a send costs less (no 600-character URL to encode,
-    /// and none for the HTTP client to parse again). Kannel reads no query
+    /// worker's name, and a send takes a third fewer instructions (no
+    /// 600-character URL to encode, and none for the HTTP client to parse
+    /// again), if only a few per cent of its CPU time. Kannel reads no query
     /// parameters in this mode, so `sendsms_url` must have none.
     #[serde(rename = "POST", alias = "post")]
     Post,

@@ -20,9 +20,10 @@
 //!
 //! * **Kannel** (default): answers `GET /cgi-bin/sendsms` exactly like Kannel
 //!   1.4.5 (and its POST mode: the text as a `text/plain` body, the fields
-//!   as `X-Kannel-*` headers) and calls the request's `dlr-url` back the way Kannel's smsbox does
-//!   (placeholders, the `%d` bitmask, retries of any answer but 200/202,
-//!   callbacks in no particular order), for pedulicovid's `KannelGateway`.
+//!   as `X-Kannel-*` headers) and calls the request's `dlr-url` back the way
+//!   Kannel's smsbox does (placeholders, the `%d` bitmask, retries of any
+//!   answer but 200/202, callbacks in no particular order), for
+//!   pedulicovid's `KannelGateway`.
 //! * **Jasmin**: answers `GET`/`POST /send` like Jasmin's HTTP API
 //!   (`Success "<uuid>"`, `Error "…"` with Jasmin's status codes) and throws
 //!   delivery reports at `dlr-url` with `dlr-method`, level 1 (`ESME_ROK`,
