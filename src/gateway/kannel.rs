@@ -441,7 +441,7 @@ impl Wire for KannelWire {
 /// | 2xx   | anything else                             | `Retryable`, "unrecognised …"   |
 /// | 403   | `Authorization failed for sendsms`        | `GatewayFault` `Config`: our settings, not the message |
 /// | 400   | `… denied by white- and/or black-lists.`  | `Permanent`, `invalid_number`   |
-/// | 400   | `Missing receiver number, rejected`       | `Permanent`: our bug, not the number's |
+/// | 400   | `Missing receiver number, rejected` (POST: `Missing receiver(s) number(s), …`) | `Permanent`: our bug, not the number's |
 /// | 400   | `Sender missing and no global set, …`     | `GatewayFault` `Config`: no sender configured |
 /// | 400   | `Invalid content-type`                    | `GatewayFault` `Config`: no POST mode there |
 /// | 429   |                                           | `Throttled`, `Retry-After`      |
@@ -1074,6 +1074,7 @@ mod tests {
             (401, "", "fault gateway_config"),
             (301, "", "fault gateway_config"),
             (400, "Missing receiver number, rejected", "perm"),
+            (400, "Missing receiver(s) number(s), rejected", "perm"),
             (400, "Invalid content-type", "fault gateway_config"),
             (
                 400,

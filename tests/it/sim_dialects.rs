@@ -389,6 +389,32 @@ async fn kannel_post_mode() {
         .await
         .expect("simulator answers");
     assert_eq!(query_credentials.status().as_u16(), 403);
+    // No receiver: Kannel's POST wording, a refusal of the message (our
+    // bug, never the number's), as the GET's.
+    let no_receiver = reqwest::Client::new()
+        .post(sim.sendsms_url())
+        .header("X-Kannel-Username", "pedulicovid")
+        .header("X-Kannel-Password", "secret")
+        .body("hi")
+        .send()
+        .await
+        .expect("simulator answers");
+    let status = no_receiver.status();
+    let body = no_receiver.text().await.expect("body");
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (400, "Missing receiver(s) number(s), rejected")
+    );
+    assert!(
+        matches!(
+            interpret_answer(status, None, &body),
+            Err(SendError::Permanent {
+                invalid_number: false,
+                ..
+            })
+        ),
+        "{body}"
+    );
     let stats = sim.stats();
     assert_eq!(
         (
@@ -396,7 +422,7 @@ async fn kannel_post_mode() {
             stats.rejected_requests,
             stats.submits_total
         ),
-        (3, 2, 1)
+        (4, 3, 1)
     );
 }
 

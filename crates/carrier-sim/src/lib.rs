@@ -1898,8 +1898,10 @@ async fn sendsms(
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    sim.serve_send(&conn, destinations, async { kannel_sendsms(&sim, get) })
-        .await
+    sim.serve_send(&conn, destinations, async {
+        kannel_sendsms(&sim, MISSING_RECEIVER_GET, get)
+    })
+    .await
 }
 
 /// The destinations of a request as the per-number counters key them
@@ -1913,10 +1915,20 @@ fn destinations<'a>(numbers: impl Iterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
+/// How Kannel 1.4.5 words a request without a receiver: its GET and its POST
+/// mode say it differently.
+const MISSING_RECEIVER_GET: &str = "Missing receiver number, rejected";
+const MISSING_RECEIVER_POST: &str = "Missing receiver(s) number(s), rejected";
+
 /// Kannel's sendsms once past latency and faults. `get` reads one field by
 /// its GET name (`username`, `text`, `dlr-url`, …), wherever the request
-/// carried it: the query (GET) or an `X-Kannel-*` header and the body (POST).
-fn kannel_sendsms<'a>(sim: &SimHandle, get: impl Fn(&str) -> Option<&'a str>) -> Response {
+/// carried it: the query (GET) or an `X-Kannel-*` header and the body (POST);
+/// `missing_receiver` is that mode's answer to a request without `to`.
+fn kannel_sendsms<'a>(
+    sim: &SimHandle,
+    missing_receiver: &'static str,
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Response {
     let i = &sim.inner;
     let reject = |status, body| {
         i.rejected_requests.fetch_add(1, Ordering::Relaxed);
@@ -1934,7 +1946,7 @@ fn kannel_sendsms<'a>(sim: &SimHandle, get: impl Fn(&str) -> Option<&'a str>) ->
     }
     let to = get("to").unwrap_or("").trim();
     if to.is_empty() {
-        return reject(StatusCode::BAD_REQUEST, "Missing receiver number, rejected");
+        return reject(StatusCode::BAD_REQUEST, missing_receiver);
     }
     // Several recipients may share one `to`, separated by spaces (Kannel).
     let mut recipients = Vec::new();
@@ -2002,7 +2014,7 @@ async fn sendsms_post(
             return kannel_answer(StatusCode::BAD_REQUEST, "Invalid content-type");
         }
         let text = String::from_utf8_lossy(&body);
-        kannel_sendsms(&sim, |key| match key {
+        kannel_sendsms(&sim, MISSING_RECEIVER_POST, |key| match key {
             "text" => Some(text.as_ref()),
             other => x_kannel(other),
         })
