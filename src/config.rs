@@ -1776,7 +1776,7 @@ mod tests {
         assert_eq!(kannel(&s.gateways[0]).method, KannelMethod::Post);
         let routed = (
             "PEDULICOVID__GATEWAYS__0__KANNEL__SENDSMS_URL",
-            "http://10.0.0.2:13013/cgi-bin/sendsms?smsc=tsel",
+            "http://10.0.0.2:13013/cgi-bin/sendsms?smsc=smsc-jkt-7",
         );
         let e = format!(
             "{:#}",
@@ -1786,6 +1786,7 @@ mod tests {
             e.contains("\"tsel\"") && e.contains("kannel.sendsms_url has query parameters (smsc)"),
             "{e}"
         );
+        assert!(!e.contains("smsc-jkt-7"), "a value is never quoted: {e}");
         // The same URL by GET: its query stays first in every request.
         Settings::load_from(None, with_kannel(&[routed])).unwrap();
     }

@@ -202,15 +202,15 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
         .render("undangan_registrasi", &RenderContext::sample())?
         .into_string();
     let secret = Secret::new("http-floor-callback-secret");
-    let sends: Vec<Send> = (1..=a.messages as i64)
+    let sends: Vec<Prepared> = (1..=a.messages as i64)
         .map(|id| {
             let token = message_token(&secret, "sim", id);
             Ok(match a.kannel_method {
                 KannelMethod::Get => {
-                    Send::Get(sendsms_url(carrier_addr, server_addr, &token, &text)?)
+                    Prepared::Get(sendsms_url(carrier_addr, server_addr, &token, &text)?)
                 }
                 KannelMethod::Post => {
-                    Send::Post(HeaderValue::try_from(dlr_url(server_addr, &token))?)
+                    Prepared::Post(HeaderValue::try_from(dlr_url(server_addr, &token))?)
                 }
             })
         })
@@ -231,8 +231,8 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
         futures::stream::iter(sends)
             .map(|send| {
                 let request = match send {
-                    Send::Get(url) => client.get(url),
-                    Send::Post(dlr_url) => post.request(&client, dlr_url),
+                    Prepared::Get(url) => client.get(url),
+                    Prepared::Post(dlr_url) => post.request(&client, dlr_url),
                 };
                 async move {
                     let answer = request.send().await?.text().await?;
@@ -308,7 +308,7 @@ async fn serve_on(
 
 /// One send, made before the clock starts: the whole `GET` URL, or the
 /// POST's one per-message header (its `dlr-url`).
-enum Send {
+enum Prepared {
     Get(reqwest::Url),
     Post(HeaderValue),
 }
