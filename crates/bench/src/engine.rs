@@ -246,6 +246,19 @@ pub struct UnlimitedReport {
     pub statements_per_message: Option<f64>,
     /// SMS segments per sent message.
     pub segments_per_message: Option<f64>,
+    /// Receipts the server's group commit stored per transaction
+    /// (`http.receipt_batchers`), on average over the run.
+    pub receipts_per_batch: Option<f64>,
+}
+
+/// Receipt batches the server's batchers committed so far, and the
+/// receipts in them (this process's counters).
+fn receipt_batches() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        METRICS.receipt_batches.load(Relaxed),
+        METRICS.receipt_batch_rows.load(Relaxed),
+    )
 }
 
 /// How soon idle workers act on new work ([`wake_latency`]).
@@ -968,6 +981,7 @@ async fn unlimited_run(
     // The driver's own connections: its look-ups are not the server's.
     let store = Store::connect(&s.database_url).await?;
     let activity0 = store.activity().await?;
+    let batches0 = receipt_batches();
     let (c, enqueued, enqueue_s) = create_campaign(
         &store,
         &parts.worker.renderer,
@@ -1082,6 +1096,9 @@ async fn unlimited_run(
             .map(|(a, b)| round2((a - b) as f64 / messages));
     }
     u.segments_per_message = cr.segments_per_message;
+    let (batches, rows) = receipt_batches();
+    u.receipts_per_batch = (batches > batches0.0)
+        .then(|| round2((rows - batches0.1) as f64 / (batches - batches0.0) as f64));
     say(&format!(
         "unlimited run: all sent after {:.2} s, all final after {:.2} s",
         u.sends_s, u.end_to_end_s
