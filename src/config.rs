@@ -84,9 +84,10 @@ pub struct RuntimeSettings {
     /// 10,000 sends or receipts a second, far above any carrier's rate.
     /// One thread is tokio's current-thread scheduler, on the thread that
     /// starts the process, which has no hand-over between threads to
-    /// prepare for (1 % fewer instructions a notice; in CPU time inside the
-    /// noise, BENCHMARKS.md "eleventh pass"). Raise it for a process that must use more than one
-    /// core (or run more workers); `0` is one thread per core. At most 256.
+    /// prepare for (1 % fewer instructions a notice; in CPU time inside
+    /// the noise, BENCHMARKS.md "eleventh pass"). Raise it for a process
+    /// that must use more than one core (or run more workers); `0` is one
+    /// thread per core. At most 256.
     pub threads: usize,
 }
 
