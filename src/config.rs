@@ -82,12 +82,8 @@ pub struct RuntimeSettings {
     /// stealing): on one, `serve` and `worker` spend about 8 % less CPU a
     /// notice (BENCHMARKS.md, "sixth pass"), and one thread carries about
     /// 10,000 sends or receipts a second, far above any carrier's rate.
-    /// One thread is tokio's current-thread scheduler, on the thread that
-    /// starts the process, which has no hand-over between threads to
-    /// prepare for (1 % fewer instructions a notice; in CPU time inside
-    /// the noise, BENCHMARKS.md "eleventh pass"). Raise it for a process
-    /// that must use more than one core (or run more workers); `0` is one
-    /// thread per core. At most 256.
+    /// Raise it for a process that must use more than one core (or run
+    /// more workers); `0` is one thread per core. At most 256.
     pub threads: usize,
 }
 
@@ -104,23 +100,6 @@ impl RuntimeSettings {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
-    }
-
-    /// The runtime these settings ask for, timers and I/O enabled: tokio's
-    /// current-thread scheduler for one thread (every task runs on the
-    /// thread that drives the runtime), the multi-thread one with
-    /// [`Self::worker_threads`] workers otherwise.
-    pub fn builder(&self) -> tokio::runtime::Builder {
-        let mut b = match self.worker_threads() {
-            1 => tokio::runtime::Builder::new_current_thread(),
-            n => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(n);
-                b
-            }
-        };
-        b.enable_all();
-        b
     }
 }
 
@@ -1610,30 +1589,6 @@ mod tests {
                 .expect_err(value);
             assert!(format!("{e:#}").contains(says), "{value}: {e:#}");
         }
-    }
-
-    /// One thread is the current-thread scheduler; more, that many workers.
-    #[test]
-    fn the_runtime_builder_follows_the_thread_count() {
-        use tokio::runtime::RuntimeFlavor;
-        let one = Settings::load_from(None, vec![])
-            .unwrap()
-            .runtime
-            .builder()
-            .build()
-            .unwrap();
-        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
-        // Timers and I/O are on: a sleep completes.
-        one.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(1)).await });
-        let three = Settings::load_from(None, env(&[("PEDULICOVID__RUNTIME__THREADS", "3")]))
-            .unwrap()
-            .runtime
-            .builder()
-            .build()
-            .unwrap();
-        assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
-        assert_eq!(three.metrics().num_workers(), 3);
-        three.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(1)).await });
     }
 
     #[test]

@@ -163,18 +163,18 @@ pub fn main() -> ExitCode {
         s
     });
     raise_open_files_limit();
-    // The long-running processes take `[runtime] threads` (default one,
-    // tokio's current-thread scheduler on this thread); a command that
-    // ends runs on one thread per core.
-    let mut builder = match (&cli.command, &loaded) {
-        (Command::Run | Command::Serve | Command::Worker { .. }, Ok(s)) => s.runtime.builder(),
-        _ => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.enable_all();
-            b
-        }
-    };
-    let runtime = match builder.build() {
+    // The long-running processes take `[runtime] threads` (default one);
+    // a command that ends runs on one thread per core. One thread stays
+    // the multi-thread scheduler with one worker: tokio's current-thread
+    // scheduler, tried, ran 1 % fewer instructions and no CPU a notice or
+    // receipt pace the machine could tell apart (BENCHMARKS.md, "eleventh
+    // pass"): not worth changing every deployment's scheduler for.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let (Command::Run | Command::Serve | Command::Worker { .. }, Ok(s)) = (&cli.command, &loaded)
+    {
+        builder.worker_threads(s.runtime.worker_threads());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

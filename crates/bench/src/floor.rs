@@ -49,7 +49,7 @@ use pedulicovid::render::{RenderContext, Renderer};
 use pedulicovid::secret::Secret;
 
 use crate::engine::round2;
-use crate::parts::{runtime, sum_prefix, threads_cpu, PartRuntime};
+use crate::parts::{runtime, sum_prefix, threads_cpu};
 
 const CLIENT_THREADS: &str = "fl-client";
 const SERVER_THREADS: &str = "fl-server";
@@ -135,7 +135,7 @@ pub async fn run(s: Settings, a: FloorArgs) -> anyhow::Result<()> {
 
 /// The runtimes of a run, shut down in the background however it ends (a
 /// runtime may not be dropped inside another, and an error return would).
-struct Runtimes(Vec<PartRuntime>);
+struct Runtimes(Vec<tokio::runtime::Runtime>);
 
 impl Drop for Runtimes {
     fn drop(&mut self) {
@@ -286,7 +286,7 @@ pub async fn measure(s: &Settings, a: &FloorArgs) -> anyhow::Result<FloorReport>
 /// Binds a loopback port on `rt` and serves `app` there with the
 /// product's serve loop until the returned sender turns true.
 async fn serve_on(
-    rt: &PartRuntime,
+    rt: &tokio::runtime::Runtime,
     app: Router,
     header_read_timeout: Duration,
 ) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::watch::Sender<bool>)> {

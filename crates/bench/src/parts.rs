@@ -181,12 +181,12 @@ pub struct RunParts {
     sim: Sim,
     /// Kept until [`RunParts::stop`]; shut down in the background there
     /// (a runtime may not be dropped inside another).
-    runtimes: Vec<PartRuntime>,
+    runtimes: Vec<tokio::runtime::Runtime>,
     postgres: bool,
 }
 
 /// Runs `f` on `rt` and waits for it here.
-async fn on<F>(rt: &PartRuntime, f: F) -> anyhow::Result<F::Output>
+async fn on<F>(rt: &tokio::runtime::Runtime, f: F) -> anyhow::Result<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -194,71 +194,16 @@ where
     rt.spawn(f).await.context("a benchmark part panicked")
 }
 
-/// A part's runtime, as `serve` and `worker` build theirs
-/// ([`pedulicovid::config::RuntimeSettings::builder`]), its threads named
-/// for the part: one thread is a current-thread runtime driven by a thread
-/// of its own (the process's main thread, in `serve`), more are a
-/// multi-thread runtime's workers.
-pub(crate) struct PartRuntime {
-    handle: tokio::runtime::Handle,
-    kind: RuntimeKind,
-}
-
-enum RuntimeKind {
-    Multi(tokio::runtime::Runtime),
-    /// Driven until `stop` is sent (or dropped).
-    Current {
-        stop: tokio::sync::oneshot::Sender<()>,
-    },
-}
-
-impl PartRuntime {
-    pub(crate) fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.handle.spawn(f)
-    }
-
-    /// Stops the runtime without waiting for its tasks.
-    pub(crate) fn shutdown_background(self) {
-        match self.kind {
-            RuntimeKind::Multi(rt) => rt.shutdown_background(),
-            RuntimeKind::Current { stop } => {
-                let _ = stop.send(());
-            }
-        }
-    }
-}
-
-pub(crate) fn runtime(name: &'static str, threads: usize) -> anyhow::Result<PartRuntime> {
-    let mut builder = pedulicovid::config::RuntimeSettings { threads }.builder();
-    let rt = builder
+pub(crate) fn runtime(
+    name: &'static str,
+    threads: usize,
+) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .thread_name(name)
+        .enable_all()
         .build()
-        .with_context(|| format!("starting the {name} runtime"))?;
-    let handle = rt.handle().clone();
-    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-        return Ok(PartRuntime {
-            handle,
-            kind: RuntimeKind::Multi(rt),
-        });
-    }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            rt.block_on(async {
-                let _ = stopped.await;
-            });
-            rt.shutdown_background();
-        })
-        .with_context(|| format!("starting the {name} thread"))?;
-    Ok(PartRuntime {
-        handle,
-        kind: RuntimeKind::Current { stop },
-    })
+        .with_context(|| format!("starting the {name} runtime"))
 }
 
 /// A free loopback port, for a process that must be told its address.
