@@ -4,9 +4,10 @@
 //! every field in the query (the default), or Kannel's own POST mode (the
 //! text as the body, the rest as `X-Kannel-*` headers; [`KannelMethod`]).
 //! Kannel's answer carries no message id, so our own `messages.id` travels
-//! inside the `dlr-url` and comes back in every callback. The behaviour coded here was observed on the
-//! real Kannel harness (`shared/carrier/README.md`); the built-in simulator
-//! (`carrier_sim`) speaks the same dialect.
+//! inside the `dlr-url` and comes back in every callback. The behaviour
+//! coded here was observed on the real Kannel harness
+//! (`shared/carrier/README.md`); the built-in simulator (`carrier_sim`)
+//! speaks the same dialect.
 
 use std::time::Duration;
 
