@@ -12,7 +12,8 @@
 //!   characters) and [`Renderer::validate`] rejects a template whose source or
 //!   sample rendering is not GSM-7 or is too long. The worker's own values
 //!   (a name typed into WhatsApp with an emoji, a curly apostrophe, a `ç`)
-//!   are reduced to GSM-7 before rendering ([`to_gsm7_data`]), so data never
+//!   are reduced to GSM-7 before rendering
+//!   ([`to_gsm7_data`](crate::domain::sms::to_gsm7_data)), so data never
 //!   makes a notice UCS-2: the template is checked, the data is converted.
 //! - **Phishing.** Look-alike domains, shorteners and `wa.me` links imitated
 //!   this campaign in 2021. Our messages link to [`ALLOWED_DOMAIN`] only, so
@@ -41,7 +42,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::domain::sms::{is_gsm7_char, to_gsm7_data, Encoding, SmsText};
+use crate::domain::sms::{into_gsm7_data, is_gsm7_char, Encoding, SmsText};
 
 /// The only domain a message may link to: the official registration site.
 pub const ALLOWED_DOMAIN: &str = "pedulilindungi.id";
@@ -90,7 +91,8 @@ const TEMPLATE_SUFFIX: &str = ".tera";
 ///
 /// The fields hold raw record values; [`Renderer::render`] cleans them
 /// (control characters, invisible characters), reduces them to GSM-7
-/// ([`to_gsm7_data`]) and derives the short name, so callers need not.
+/// ([`to_gsm7_data`](crate::domain::sms::to_gsm7_data)) and derives the
+/// short name, so callers need not.
 #[derive(Debug, Clone)]
 pub struct RenderContext {
     /// Name as registered, titles included (`nama`; shortened as `nama_pendek`).
@@ -126,14 +128,21 @@ impl RenderContext {
         if !name.chars().any(char::is_alphanumeric) {
             name = NAME_FALLBACK.to_owned();
         }
-        let mut ctx = tera::Context::new();
-        ctx.insert("nama_pendek", &short_name(&name, SHORT_NAME_MAX_CHARS));
-        ctx.insert("nama", &name);
-        ctx.insert("nik_akhir", &last_digits(&self.nik_last4, 4));
-        ctx.insert("profesi", &data_value(&self.profession));
-        ctx.insert("fasyankes", &data_value(&self.facility_code));
-        ctx.insert("provinsi", &data_value(&self.province_name));
-        ctx
+        // The values are moved in (`Context::insert` serialises a copy of
+        // each: six allocations and copies a message).
+        let values = [
+            ("nama_pendek", short_name(&name, SHORT_NAME_MAX_CHARS)),
+            ("nama", name),
+            ("nik_akhir", last_digits(&self.nik_last4, 4)),
+            ("profesi", data_value(&self.profession)),
+            ("fasyankes", data_value(&self.facility_code)),
+            ("provinsi", data_value(&self.province_name)),
+        ];
+        let object = values
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), tera::Value::String(value)))
+            .collect();
+        tera::Context::from_value(tera::Value::Object(object)).expect("an object is a context")
     }
 }
 
@@ -227,14 +236,15 @@ impl Renderer {
         if name.ends_with(NO_NIK_SUFFIX) {
             tera_ctx.remove("nik_akhir");
         }
-        let text = self
+        let mut text = self
             .tera
             .render(name, &tera_ctx)
             .map_err(|e| TemplateError::Render {
                 name: name.to_owned(),
                 reason: error_chain(&e),
             })?;
-        Ok(SmsText::new(text.trim()))
+        trim_in_place(&mut text);
+        Ok(SmsText::from_string(text))
     }
 
     /// The check to run when a campaign is created, before anything is
@@ -418,11 +428,21 @@ fn clean_value(value: &str) -> String {
     out
 }
 
+/// `s.trim()`, in place: a template file's closing newline goes without
+/// copying the message.
+fn trim_in_place(s: &mut String) {
+    s.truncate(s.trim_end().len());
+    let start = s.len() - s.trim_start().len();
+    s.drain(..start);
+}
+
 /// A record value as a message prints it: [`clean_value`] (control
-/// characters and line breaks out), then [`to_gsm7_data`] (GSM-7 only, so
-/// the value cannot make the message UCS-2).
+/// characters and line breaks out), then
+/// [`to_gsm7_data`](crate::domain::sms::to_gsm7_data) (GSM-7 only, so the
+/// value cannot make the message UCS-2), without copying a value that is
+/// plain already.
 fn data_value(value: &str) -> String {
-    to_gsm7_data(&clean_value(value))
+    into_gsm7_data(clean_value(value))
 }
 
 /// Shortens a cleaned name to at most `max` characters, cutting at a word
@@ -463,8 +483,12 @@ fn short_name(name: &str, max: usize) -> String {
 /// The last `n` ASCII digits of `value`, ignoring anything else: a full NIK
 /// passed by mistake still shows only its tail.
 fn last_digits(value: &str, n: usize) -> String {
-    let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
-    digits[digits.len().saturating_sub(n)..].iter().collect()
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
+    value
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip(digits.saturating_sub(n))
+        .collect()
 }
 
 /// Characters that can be part of a URL-looking token in prose. Unicode

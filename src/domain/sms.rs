@@ -70,7 +70,22 @@ impl SmsText {
     /// Never fails: any text can be sent, the question is only what it costs.
     /// Empty text is 0 units in 1 segment, as an empty SMS still is one SMS.
     pub fn new(s: &str) -> SmsText {
-        let text = transliterate(s);
+        SmsText::counted(transliterate(s))
+    }
+
+    /// [`SmsText::new`] of a text the caller owns (a rendering): one that
+    /// needs no transliteration (nearly all) is kept without a copy.
+    pub fn from_string(s: String) -> SmsText {
+        SmsText::counted(if needs_transliteration(&s) {
+            transliterate(&s)
+        } else {
+            s
+        })
+    }
+
+    /// Decides the encoding of `text` (transliterated already) and counts
+    /// its segments.
+    fn counted(text: String) -> SmsText {
         // Septets if every character has them, else UTF-16 units. The
         // per-character costs are only needed to split a long message.
         let (encoding, units) = match text.chars().map(gsm7_units).sum::<Option<usize>>() {
@@ -250,9 +265,7 @@ fn is_droppable(c: char) -> bool {
 /// misspelt accent costs less than a tripled bill. The result is stable:
 /// applying `transliterate` twice changes nothing more.
 pub fn transliterate(s: &str) -> String {
-    // The common case, text that is GSM-7 already: nothing here changes a
-    // GSM-7 character but CR (joiners and the rest are not GSM-7).
-    if s.chars().all(|c| c != '\r' && is_gsm7_char(c)) {
+    if !needs_transliteration(s) {
         return s.to_owned();
     }
     // Pass 1: one-for-one replacements; joiners are kept for pass 2, which
@@ -308,6 +321,13 @@ pub fn transliterate(s: &str) -> String {
     out
 }
 
+/// Whether [`transliterate`] could change `s`. The common case, text that
+/// is GSM-7 already, it cannot: nothing there changes a GSM-7 character
+/// but CR (joiners and the rest are not GSM-7).
+fn needs_transliteration(s: &str) -> bool {
+    !s.chars().all(|c| c != '\r' && is_gsm7_char(c))
+}
+
 /// Zero-width joiner: glues emoji into one picture (👨 + ZWJ + ⚕ = 👨‍⚕).
 const ZWJ: char = '\u{200D}';
 
@@ -347,15 +367,28 @@ const ZWJ: char = '\u{200D}';
 /// at all, say a name of emoji only, comes out empty: the caller decides
 /// what to print instead), and applying it twice changes nothing more.
 pub fn to_gsm7_data(s: &str) -> String {
-    // Most values are plain GSM-7, single-spaced and trimmed already, and
-    // the passes below would return them unchanged (a GSM-7 character is
-    // only ever changed by `transliterate` if it is CR): this runs for
-    // every value of every message, so skip them.
-    let plain = s.chars().all(|c| is_gsm7_char(c) && c != '\r');
-    if plain && !s.contains("  ") && s.trim() == s {
+    if is_plain_gsm7_data(s) {
         return s.to_owned();
     }
     reduce_to_gsm7(s)
+}
+
+/// [`to_gsm7_data`] of a value the caller owns: a plain one (nearly all)
+/// is returned as it is, without a copy.
+pub fn into_gsm7_data(s: String) -> String {
+    if is_plain_gsm7_data(&s) {
+        return s;
+    }
+    reduce_to_gsm7(&s)
+}
+
+/// Whether [`to_gsm7_data`] would return `s` unchanged. Most values are
+/// plain GSM-7, single-spaced and trimmed already, and the passes of
+/// [`reduce_to_gsm7`] would return them unchanged (a GSM-7 character is
+/// only ever changed by `transliterate` if it is CR): this runs for every
+/// value of every message, so they are skipped.
+fn is_plain_gsm7_data(s: &str) -> bool {
+    s.chars().all(|c| is_gsm7_char(c) && c != '\r') && !s.contains("  ") && s.trim() == s
 }
 
 /// [`to_gsm7_data`] without its shortcut for text that is GSM-7 already.
@@ -756,6 +789,7 @@ mod tests {
         #[test]
         fn the_shortcut_for_gsm7_data_changes_nothing(s in "[A-Za-z.'éÇ€\\[ \r\n\t\u{0C}]{0,30}") {
             prop_assert_eq!(to_gsm7_data(&s), reduce_to_gsm7(&s));
+            prop_assert_eq!(into_gsm7_data(s.clone()), to_gsm7_data(&s));
         }
 
         #[test]
@@ -775,6 +809,7 @@ mod tests {
         #[test]
         fn segment_count_is_consistent(s in any::<String>()) {
             check_consistent(&SmsText::new(&s))?;
+            prop_assert_eq!(SmsText::from_string(s.clone()), SmsText::new(&s));
         }
 
         #[test]

@@ -81,25 +81,40 @@ impl Keyed {
 
     /// See [`message_mac`].
     fn message_mac(&self, gateway: &str, message_id: i64) -> String {
+        let mut out = String::with_capacity(MAC_BYTES * 2);
+        self.push_message_mac(&mut out, gateway, message_id);
+        out
+    }
+
+    /// [`Self::message_mac`], appended to `out`.
+    fn push_message_mac(&self, out: &mut String, gateway: &str, message_id: i64) {
         let mut mac = self.mac.clone();
         mac.update(b"pedulicovid-receipt-v1\n");
         mac.update(gateway.as_bytes());
         mac.update(b"\n");
-        mac.update(message_id.to_string().as_bytes());
+        mac.update(itoa::Buffer::new().format(message_id).as_bytes());
         let full = mac.finalize().into_bytes();
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(MAC_BYTES * 2);
+        out.reserve(MAC_BYTES * 2);
         for b in &full[..MAC_BYTES] {
             out.push(char::from(HEX[usize::from(b >> 4)]));
             out.push(char::from(HEX[usize::from(b & 0x0f)]));
         }
-        out
     }
 }
 
 /// The path token for one message: `{message_id}.{mac}`.
 pub fn message_token(secret: &Secret, gateway: &str, message_id: i64) -> String {
-    format!("{message_id}.{}", message_mac(secret, gateway, message_id))
+    let mut out = String::new();
+    push_token(&mut out, &Keyed::new(secret.clone()), gateway, message_id);
+    out
+}
+
+/// `{message_id}.{mac}`, appended to `out`.
+fn push_token(out: &mut String, key: &Keyed, gateway: &str, message_id: i64) {
+    out.push_str(itoa::Buffer::new().format(message_id));
+    out.push('.');
+    key.push_message_mac(out, gateway, message_id);
 }
 
 /// The secrets a gateway's callbacks verify against.
@@ -263,8 +278,14 @@ impl CallbackKeys {
 
     /// The per-message path token, made with the current secret.
     pub fn message_token(&self, message_id: i64) -> String {
-        let mac = self.read().current.message_mac(&self.gateway, message_id);
-        format!("{message_id}.{mac}")
+        let mut out = String::new();
+        self.push_message_token(&mut out, message_id);
+        out
+    }
+
+    /// [`Self::message_token`], appended to `out`.
+    fn push_message_token(&self, out: &mut String, message_id: i64) {
+        push_token(out, &self.read().current, &self.gateway, message_id);
     }
 
     /// True when a reload from the database is due: a token was refused and
@@ -339,10 +360,19 @@ pub enum CallbackUrl {
 impl CallbackUrl {
     /// The URL for one message, before the dialect adds its query.
     pub fn for_message(&self, message_id: i64) -> String {
+        let mut url = String::new();
+        self.push_for_message(&mut url, message_id);
+        url
+    }
+
+    /// [`Self::for_message`], appended to `out`.
+    fn push_for_message(&self, out: &mut String, message_id: i64) {
         match self {
-            CallbackUrl::Fixed(u) => u.clone(),
+            CallbackUrl::Fixed(u) => out.push_str(u),
             CallbackUrl::Signed { base, keys } => {
-                format!("{base}/{}", keys.message_token(message_id))
+                out.push_str(base);
+                out.push('/');
+                keys.push_message_token(out, message_id);
             }
         }
     }
@@ -350,15 +380,31 @@ impl CallbackUrl {
     /// [`Self::for_message`] followed by the dialect's `query`: `?query`,
     /// or `&query` when the URL already has one.
     pub fn for_message_with_query(&self, message_id: i64, query: &str) -> String {
-        let url = self.for_message(message_id);
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}{query}")
+        self.for_message_with(message_id, |url| url.push_str(query))
+    }
+
+    /// [`Self::for_message_with_query`], the query appended by `push_query`
+    /// (made once a message: written in place, not formatted apart).
+    pub fn for_message_with(
+        &self,
+        message_id: i64,
+        push_query: impl FnOnce(&mut String),
+    ) -> String {
+        let mut url = String::with_capacity(192);
+        self.push_for_message(&mut url, message_id);
+        url.push(if url.contains('?') { '&' } else { '?' });
+        push_query(&mut url);
+        url
     }
 
     /// [`Self::for_message`] with our id as [`OUR_ID_PARAM`]:
     /// `{base}/{id}.{mac}?pcid={id}`.
     pub fn for_message_with_our_id(&self, message_id: i64) -> String {
-        self.for_message_with_query(message_id, &format!("{OUR_ID_PARAM}={message_id}"))
+        self.for_message_with(message_id, |url| {
+            url.push_str(OUR_ID_PARAM);
+            url.push('=');
+            url.push_str(itoa::Buffer::new().format(message_id));
+        })
     }
 }
 

@@ -293,10 +293,11 @@ impl KannelWire {
     /// means our id already identifies the recipient, and phone numbers would
     /// otherwise land in every access log between Kannel and us.
     pub fn dlr_url(&self, message_id: i64) -> String {
-        self.callback_url.for_message_with_query(
-            message_id,
-            &format!("id={message_id}&status=%d&fid=%F&answer=%A&ts=%T"),
-        )
+        self.callback_url.for_message_with(message_id, |url| {
+            url.push_str("id=");
+            url.push_str(itoa::Buffer::new().format(message_id));
+            url.push_str("&status=%d&fid=%F&answer=%A&ts=%T");
+        })
     }
 
     /// The complete sendsms URL for one message. Public so tests can check the
@@ -349,7 +350,8 @@ impl KannelWire {
             Encoding::Gsm7 => "0",
             Encoding::Ucs2 => "2",
         };
-        let dlr_mask = self.config.dlr_mask.to_string();
+        let mut dlr_mask = itoa::Buffer::new();
+        let dlr_mask = dlr_mask.format(self.config.dlr_mask);
         let dlr_url = self.dlr_url(sms.message_id);
         f(&[
             ("username", &self.config.username),
@@ -359,7 +361,7 @@ impl KannelWire {
             ("text", sms.text.as_str()),
             ("coding", coding),
             ("charset", "UTF-8"),
-            ("dlr-mask", &dlr_mask),
+            ("dlr-mask", dlr_mask),
             ("dlr-url", &dlr_url),
         ])
     }

@@ -24,6 +24,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -118,14 +119,23 @@ pub fn router(state: AppState, body_limit: usize, timeout: Duration) -> Router {
         .merge(ui::routes(state.ui_secure_cookies))
         .merge(routes::build(service_routes()))
         .fallback(not_found)
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        // Outermost: the access log sees every answer, timeouts and
-        // refused bodies included, under the request's id.
-        .layer(axum::middleware::from_fn(access::edge))
+        // One `layer` call for the three: axum boxes every route once per
+        // call, and clones and boxes each level again for every request
+        // (three calls cost a receipt callback ~15 allocations more).
+        // Listed outermost first: the access log sees every answer,
+        // timeouts and refused bodies included, under the request's id.
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(access::edge))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    timeout,
+                ))
+                // The limit wraps the answer's body in its own type; the
+                // layers above it take axum's.
+                .map_response(IntoResponse::into_response)
+                .layer(RequestBodyLimitLayer::new(body_limit)),
+        )
         .with_state(state)
 }
 
