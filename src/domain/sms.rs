@@ -409,6 +409,13 @@ pub fn into_gsm7_data(s: String) -> String {
     reduce_to_gsm7(&s)
 }
 
+/// Whether every byte of `s` is a printable ASCII character GSM-7 has (no
+/// control character: no tab, CR or line feed either).
+pub fn is_printable_gsm7_ascii(s: &str) -> bool {
+    s.bytes()
+        .all(|b| !b.is_ascii_control() && ASCII_UNITS.get(usize::from(b)).is_some_and(|&u| u > 0))
+}
+
 /// Whether [`to_gsm7_data`] would return `s` unchanged. Most values are
 /// plain GSM-7, single-spaced and trimmed already, and the passes of
 /// [`reduce_to_gsm7`] would return them unchanged (a GSM-7 character is

@@ -59,8 +59,8 @@ pub struct QueuePosition {
     pub id: i64,
 }
 
-/// [`ClaimedMessage`] as the claim statement returns it.
-#[derive(sqlx::FromRow)]
+/// [`ClaimedMessage`] as the claim statement returns it: the columns of
+/// [`CLAIMED_COLUMNS`], in its order.
 struct ClaimedRow {
     id: i64,
     campaign_id: i64,
@@ -80,6 +80,43 @@ struct ClaimedRow {
     province_code: String,
     to_unvalidated: bool,
     next_attempt_at: i64,
+}
+
+/// By position, in [`CLAIMED_COLUMNS`]'s order (the test
+/// `claimed_columns_are_the_rows_fields_in_order` holds the two together):
+/// by name, sqlx hashes every column's name for every row, and a claim
+/// decodes 18 columns a message.
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ClaimedRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> std::result::Result<Self, sqlx::Error> {
+        Ok(ClaimedRow {
+            id: row.try_get(0)?,
+            campaign_id: row.try_get(1)?,
+            worker_id: row.try_get(2)?,
+            attempts: row.try_get(3)?,
+            phone: row.try_get(4)?,
+            utc_offset: row.try_get(5)?,
+            created_at: row.try_get(6)?,
+            template: row.try_get(7)?,
+            window_start: row.try_get(8)?,
+            window_end: row.try_get(9)?,
+            deadline_at: row.try_get(10)?,
+            full_name: row.try_get(11)?,
+            nik: row.try_get(12)?,
+            profession: row.try_get(13)?,
+            facility_code: row.try_get(14)?,
+            province_code: row.try_get(15)?,
+            to_unvalidated: row.try_get(16)?,
+            next_attempt_at: row.try_get(17)?,
+        })
+    }
 }
 
 impl From<ClaimedRow> for ClaimedMessage {
@@ -639,5 +676,49 @@ impl Store {
         with_pool!(self, p => sqlx::query("DELETE FROM workers WHERE id = $1")
             .bind(worker).execute(p).await.map(|_| ())?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CLAIMED_COLUMNS;
+
+    /// `ClaimedRow::from_row` reads by position: its fields, in its order,
+    /// must be what the statement selects.
+    #[test]
+    fn claimed_columns_are_the_rows_fields_in_order() {
+        let selected: Vec<&str> = CLAIMED_COLUMNS
+            .split(',')
+            .map(|c| {
+                let c = c.trim();
+                match c.rsplit_once(" AS ") {
+                    Some((_, alias)) => alias,
+                    None => c.rsplit_once('.').map_or(c, |(_, name)| name),
+                }
+            })
+            .collect();
+        assert_eq!(
+            selected,
+            [
+                "id",
+                "campaign_id",
+                "worker_id",
+                "attempts",
+                "phone",
+                "utc_offset",
+                "created_at",
+                "template",
+                "window_start",
+                "window_end",
+                "deadline_at",
+                "full_name",
+                "nik",
+                "profession",
+                "facility_code",
+                "province_code",
+                "to_unvalidated",
+                "next_attempt_at",
+            ]
+        );
     }
 }
