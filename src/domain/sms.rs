@@ -352,7 +352,7 @@ fn plain_septets(s: &str) -> Option<usize> {
 /// is GSM-7 already, it cannot: nothing there changes a GSM-7 character
 /// but CR (joiners and the rest are not GSM-7).
 fn needs_transliteration(s: &str) -> bool {
-    !s.chars().all(|c| c != '\r' && is_gsm7_char(c))
+    plain_septets(s).is_none()
 }
 
 /// Zero-width joiner: glues emoji into one picture (👨 + ZWJ + ⚕ = 👨‍⚕).
@@ -422,7 +422,7 @@ pub fn is_printable_gsm7_ascii(s: &str) -> bool {
 /// only ever changed by `transliterate` if it is CR): this runs for every
 /// value of every message, so they are skipped.
 fn is_plain_gsm7_data(s: &str) -> bool {
-    s.chars().all(|c| is_gsm7_char(c) && c != '\r') && !s.contains("  ") && s.trim() == s
+    !needs_transliteration(s) && !s.contains("  ") && s.trim() == s
 }
 
 /// [`to_gsm7_data`] without its shortcut for text that is GSM-7 already.

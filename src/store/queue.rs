@@ -82,10 +82,60 @@ struct ClaimedRow {
     next_attempt_at: i64,
 }
 
-/// By position, in [`CLAIMED_COLUMNS`]'s order (the test
-/// `claimed_columns_are_the_rows_fields_in_order` holds the two together):
-/// by name, sqlx hashes every column's name for every row, and a claim
-/// decodes 18 columns a message.
+/// The names of [`CLAIMED_COLUMNS`], in its order (the test
+/// `claimed_columns_are_the_rows_fields_in_order` holds the two together).
+const CLAIMED_NAMES: [&str; 18] = [
+    "id",
+    "campaign_id",
+    "worker_id",
+    "attempts",
+    "phone",
+    "utc_offset",
+    "created_at",
+    "template",
+    "window_start",
+    "window_end",
+    "deadline_at",
+    "full_name",
+    "nik",
+    "profession",
+    "facility_code",
+    "province_code",
+    "to_unvalidated",
+    "next_attempt_at",
+];
+
+/// The position of `name` in [`CLAIMED_NAMES`]; a name not there does not
+/// compile (evaluated in `const` blocks).
+const fn claimed(name: &str) -> usize {
+    let mut i = 0;
+    while i < CLAIMED_NAMES.len() {
+        if str_eq(CLAIMED_NAMES[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a claimed column");
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// By position, each found by its name when compiling: by name at run time,
+/// sqlx hashes every column's name for every row, and a claim decodes 18
+/// columns a message.
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ClaimedRow
 where
     usize: sqlx::ColumnIndex<R>,
@@ -97,24 +147,24 @@ where
 {
     fn from_row(row: &'r R) -> std::result::Result<Self, sqlx::Error> {
         Ok(ClaimedRow {
-            id: row.try_get(0)?,
-            campaign_id: row.try_get(1)?,
-            worker_id: row.try_get(2)?,
-            attempts: row.try_get(3)?,
-            phone: row.try_get(4)?,
-            utc_offset: row.try_get(5)?,
-            created_at: row.try_get(6)?,
-            template: row.try_get(7)?,
-            window_start: row.try_get(8)?,
-            window_end: row.try_get(9)?,
-            deadline_at: row.try_get(10)?,
-            full_name: row.try_get(11)?,
-            nik: row.try_get(12)?,
-            profession: row.try_get(13)?,
-            facility_code: row.try_get(14)?,
-            province_code: row.try_get(15)?,
-            to_unvalidated: row.try_get(16)?,
-            next_attempt_at: row.try_get(17)?,
+            id: row.try_get(const { claimed("id") })?,
+            campaign_id: row.try_get(const { claimed("campaign_id") })?,
+            worker_id: row.try_get(const { claimed("worker_id") })?,
+            attempts: row.try_get(const { claimed("attempts") })?,
+            phone: row.try_get(const { claimed("phone") })?,
+            utc_offset: row.try_get(const { claimed("utc_offset") })?,
+            created_at: row.try_get(const { claimed("created_at") })?,
+            template: row.try_get(const { claimed("template") })?,
+            window_start: row.try_get(const { claimed("window_start") })?,
+            window_end: row.try_get(const { claimed("window_end") })?,
+            deadline_at: row.try_get(const { claimed("deadline_at") })?,
+            full_name: row.try_get(const { claimed("full_name") })?,
+            nik: row.try_get(const { claimed("nik") })?,
+            profession: row.try_get(const { claimed("profession") })?,
+            facility_code: row.try_get(const { claimed("facility_code") })?,
+            province_code: row.try_get(const { claimed("province_code") })?,
+            to_unvalidated: row.try_get(const { claimed("to_unvalidated") })?,
+            next_attempt_at: row.try_get(const { claimed("next_attempt_at") })?,
         })
     }
 }
@@ -681,10 +731,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::CLAIMED_COLUMNS;
+    use super::{CLAIMED_COLUMNS, CLAIMED_NAMES};
 
-    /// `ClaimedRow::from_row` reads by position: its fields, in its order,
-    /// must be what the statement selects.
+    /// `ClaimedRow::from_row` reads each column at its name's position in
+    /// `CLAIMED_NAMES`: those must be what the statement selects, in order.
     #[test]
     fn claimed_columns_are_the_rows_fields_in_order() {
         let selected: Vec<&str> = CLAIMED_COLUMNS
@@ -697,28 +747,6 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(
-            selected,
-            [
-                "id",
-                "campaign_id",
-                "worker_id",
-                "attempts",
-                "phone",
-                "utc_offset",
-                "created_at",
-                "template",
-                "window_start",
-                "window_end",
-                "deadline_at",
-                "full_name",
-                "nik",
-                "profession",
-                "facility_code",
-                "province_code",
-                "to_unvalidated",
-                "next_attempt_at",
-            ]
-        );
+        assert_eq!(selected, CLAIMED_NAMES);
     }
 }
