@@ -88,18 +88,25 @@ impl Keyed {
 
     /// [`Self::message_mac`], appended to `out`.
     fn push_message_mac(&self, out: &mut String, gateway: &str, message_id: i64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.reserve(MAC_BYTES * 2);
+        for b in self.message_mac_bytes(gateway, message_id) {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+
+    /// The [`MAC_BYTES`] that [`Self::message_mac`] writes in hex.
+    fn message_mac_bytes(&self, gateway: &str, message_id: i64) -> [u8; MAC_BYTES] {
         let mut mac = self.mac.clone();
         mac.update(b"pedulicovid-receipt-v1\n");
         mac.update(gateway.as_bytes());
         mac.update(b"\n");
         mac.update(itoa::Buffer::new().format(message_id).as_bytes());
         let full = mac.finalize().into_bytes();
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.reserve(MAC_BYTES * 2);
-        for b in &full[..MAC_BYTES] {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
+        let mut out = [0; MAC_BYTES];
+        out.copy_from_slice(&full[..MAC_BYTES]);
+        out
     }
 }
 
@@ -323,13 +330,14 @@ impl CallbackKeys {
         let Ok(id) = id.parse::<i64>() else {
             return TokenCheck::Refused;
         };
-        if mac.len() != MAC_BYTES * 2 {
+        // Hex of either case, decoded: the comparison is of the MAC's
+        // bytes, with nothing allocated for a callback.
+        let Some(presented) = hex_mac(mac) else {
             return TokenCheck::Refused;
-        }
-        let presented = mac.to_ascii_lowercase();
+        };
         let ok = set.valid(now_ms).any(|k| {
-            let expected = k.message_mac(&self.gateway, id);
-            bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+            let expected = k.message_mac_bytes(&self.gateway, id);
+            bool::from(expected.ct_eq(&presented))
         });
         if ok {
             TokenCheck::Message(id)
@@ -337,6 +345,23 @@ impl CallbackKeys {
             TokenCheck::Refused
         }
     }
+}
+
+/// The [`MAC_BYTES`] written as `2 × MAC_BYTES` hex digits of either case;
+/// `None` for any other length or character.
+fn hex_mac(hex: &str) -> Option<[u8; MAC_BYTES]> {
+    fn nibble(c: u8) -> Option<u8> {
+        char::from(c).to_digit(16).map(|d| d as u8)
+    }
+    let hex = hex.as_bytes();
+    if hex.len() != MAC_BYTES * 2 {
+        return None;
+    }
+    let mut out = [0; MAC_BYTES];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// Query parameter carrying our `messages.id` in a callback URL (Jasmin's
@@ -459,6 +484,14 @@ mod tests {
             TokenCheck::Refused
         );
         assert_eq!(k.check(&t[..t.len() - 1], 1), TokenCheck::Refused);
+        assert_eq!(k.check(&format!("{t}0"), 1), TokenCheck::Refused);
+        // The right length, not hex: a `g`, a sign, a multi-byte character
+        // standing where two hex digits were.
+        for bad in ["g", "+", "é"] {
+            let swapped = format!("{}{bad}", &t[..t.len() - bad.len()]);
+            assert_eq!(swapped.len(), t.len());
+            assert_eq!(k.check(&swapped, 1), TokenCheck::Refused, "{swapped}");
+        }
         assert_eq!(k.check("41", 1), TokenCheck::Refused);
         assert_eq!(k.check("", 1), TokenCheck::Refused);
         // The gateway-wide token only where a fixed URL was allowed.
@@ -467,6 +500,19 @@ mod tests {
         assert_eq!(k.check(&"n".repeat(40), 1), TokenCheck::Gateway);
         assert_eq!(k.check("", 1), TokenCheck::Refused);
         assert_eq!(k.check(&t, 1), TokenCheck::Message(41));
+    }
+
+    #[test]
+    fn hex_mac_reads_back_what_push_message_mac_writes() {
+        let k = Keyed::new(Secret::new("n".repeat(40)));
+        for id in [0, 1, 41, i64::MAX, -7] {
+            let hex = k.message_mac("sim", id);
+            assert_eq!(hex_mac(&hex), Some(k.message_mac_bytes("sim", id)));
+            assert_eq!(hex_mac(&hex.to_uppercase()), hex_mac(&hex));
+        }
+        assert_eq!(hex_mac(""), None);
+        assert_eq!(hex_mac(&"0".repeat(MAC_BYTES * 2 + 2)), None);
+        assert_eq!(hex_mac(&"f".repeat(MAC_BYTES * 2)), Some([0xff; MAC_BYTES]));
     }
 
     #[test]

@@ -562,15 +562,16 @@ pub fn parse_receipt<K: AsRef<str>, V: AsRef<str>>(
     let answer = SmscAnswer::parse(get("answer").unwrap_or(""));
 
     let has = |bit: u8| bits & u32::from(bit) != 0;
-    let stat = answer.stat.as_deref().map(str::to_ascii_uppercase);
+    let stat_is = |word: &str| answer.stat.is_some_and(|s| s.eq_ignore_ascii_case(word));
     let outcome = if has(dlr::SUCCESS) {
         ReceiptOutcome::Delivered
-    } else if has(dlr::FAIL) && (has(dlr::EXPIRED) || stat.as_deref() == Some("EXPIRED")) {
+    } else if has(dlr::FAIL) && (has(dlr::EXPIRED) || stat_is("EXPIRED")) {
         ReceiptOutcome::Expired
     } else if has(dlr::FAIL) {
-        match stat.as_deref() {
-            Some("REJECTD") => ReceiptOutcome::Rejected,
-            _ => ReceiptOutcome::Undelivered,
+        if stat_is("REJECTD") {
+            ReceiptOutcome::Rejected
+        } else {
+            ReceiptOutcome::Undelivered
         }
     } else if has(dlr::SMSC_FAIL) {
         match answer.nack_code {
@@ -587,7 +588,7 @@ pub fn parse_receipt<K: AsRef<str>, V: AsRef<str>>(
         message_id: Some(message_id),
         gateway_message_id,
         raw_status: status_raw.to_string(),
-        error_code: answer.error_code,
+        error_code: answer.error_code.map(str::to_owned),
         outcome,
     })
 }
@@ -615,22 +616,22 @@ impl ReceiptParser for KannelReceipts {
 /// SMPP `command_status` for "invalid destination address".
 const ESME_RINVDSTADR: u32 = 0x0000_000b;
 
-/// What we read out of Kannel's `%A`.
+/// What we read out of Kannel's `%A`, borrowed from it.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct SmscAnswer {
+struct SmscAnswer<'a> {
     /// `stat:` of an SMSC receipt (`DELIVRD`, `UNDELIV`, …).
-    stat: Option<String>,
+    stat: Option<&'a str>,
     /// `err:` of a receipt, or the NACK's code as sent (`0x0000000b`).
-    error_code: Option<String>,
+    error_code: Option<&'a str>,
     /// The NACK's code as a number, for the mapping.
     nack_code: Option<u32>,
 }
 
-impl SmscAnswer {
+impl<'a> SmscAnswer<'a> {
     /// Three shapes: `ACK/`, `NACK/0x0000000b/Invalid Destination Address`,
     /// or the receipt text `id:… sub:… dlvrd:… submit date:… done date:…
     /// stat:DELIVRD err:000 text:…`.
-    fn parse(answer: &str) -> SmscAnswer {
+    fn parse(answer: &'a str) -> SmscAnswer<'a> {
         let answer = answer.trim();
         if let Some(rest) = answer.strip_prefix("NACK/") {
             let code = rest.split('/').next().unwrap_or("").trim();
@@ -640,7 +641,7 @@ impl SmscAnswer {
                 .unwrap_or(code);
             return SmscAnswer {
                 stat: None,
-                error_code: (!code.is_empty()).then(|| code.to_string()),
+                error_code: (!code.is_empty()).then_some(code),
                 nack_code: u32::from_str_radix(hex, 16).ok(),
             };
         }
@@ -653,9 +654,9 @@ impl SmscAnswer {
         let mut out = SmscAnswer::default();
         for token in fields.split_whitespace() {
             if let Some(v) = strip_prefix_ci(token, "stat:") {
-                out.stat.get_or_insert_with(|| v.to_string());
+                out.stat.get_or_insert(v);
             } else if let Some(v) = strip_prefix_ci(token, "err:") {
-                out.error_code.get_or_insert_with(|| v.to_string());
+                out.error_code.get_or_insert(v);
             }
         }
         out

@@ -11,7 +11,7 @@
 //! decision ([`crate::status::HandOver`]), not this handler's.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{RawPathParams, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::{debug, warn};
@@ -73,12 +73,14 @@ fn label(effect: ReceiptEffect, outcome: ReceiptOutcome) -> ReceiptLabel {
 )]
 pub async fn receipt_get(
     State(state): State<AppState>,
-    Path((gateway, token)): Path<(String, String)>,
+    path: RawPathParams,
     req: Request,
 ) -> Response {
-    // The request itself rather than `HeaderMap` and `RawQuery`: both of
-    // those copy what is only read here.
+    // The request itself rather than `HeaderMap` and `RawQuery`, and the
+    // path's values as axum decoded them rather than `Path`: each of those
+    // copies what is only read here.
     let query = req.uri().query();
+    let (gateway, token) = (param(&path, "gateway"), param(&path, "token"));
     handle(state, gateway, token, req.headers(), query, &[]).await
 }
 
@@ -108,11 +110,12 @@ pub async fn receipt_get(
 )]
 pub async fn receipt_post(
     State(state): State<AppState>,
-    Path((gateway, token)): Path<(String, String)>,
+    path: RawPathParams,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let (gateway, token) = (param(&path, "gateway"), param(&path, "token"));
     handle(state, gateway, token, &headers, query.as_deref(), &body).await
 }
 
@@ -136,11 +139,12 @@ pub async fn receipt_post(
 )]
 pub async fn receipt_header_token_get(
     State(state): State<AppState>,
-    Path(gateway): Path<String>,
+    path: RawPathParams,
     req: Request,
 ) -> Response {
     let headers = req.headers();
     let query = req.uri().query();
+    let gateway = param(&path, "gateway");
     handle(state, gateway, header_token(headers), headers, query, &[]).await
 }
 
@@ -169,11 +173,12 @@ pub async fn receipt_header_token_get(
 )]
 pub async fn receipt_header_token_post(
     State(state): State<AppState>,
-    Path(gateway): Path<String>,
+    path: RawPathParams,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let gateway = param(&path, "gateway");
     handle(
         state,
         gateway,
@@ -183,6 +188,14 @@ pub async fn receipt_header_token_post(
         &body,
     )
     .await
+}
+
+/// The path parameter `name` of the route, percent-decoded by axum (each
+/// route above has the ones it asks for).
+fn param<'p>(path: &'p RawPathParams, name: &str) -> &'p str {
+    path.iter()
+        .find_map(|(key, value)| (key == name).then_some(value))
+        .unwrap_or_default()
 }
 
 /// The request's id (set by [`super::access::edge`] before any handler
@@ -195,12 +208,11 @@ fn request_id(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-fn header_token(headers: &HeaderMap) -> String {
+fn header_token(headers: &HeaderMap) -> &str {
     headers
         .get("x-callback-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_string()
 }
 
 /// The report's query parameters, by dialect: documentation only (each
@@ -232,25 +244,25 @@ struct CallbackQuery {
 
 async fn handle(
     state: AppState,
-    gateway: String,
-    token: String,
+    gateway: &str,
+    token: &str,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
 ) -> Response {
-    let Some(gw) = state.callbacks.get(&gateway) else {
+    let Some(gw) = state.callbacks.get(gateway) else {
         return (StatusCode::NOT_FOUND, "unknown gateway").into_response();
     };
     // The gateway-wide token, or a per-message `{id}.{mac}`; a generated
     // secret may have been rotated by another process: reload once (at
     // most once a second) before refusing.
     let now = now_ms();
-    let mut check = gw.keys.check(&token, now);
+    let mut check = gw.keys.check(token, now);
     if check == TokenCheck::Refused && gw.keys.reload_due() {
         if let Err(e) = gw.keys.reload(&state.store).await {
             warn!(gateway = %gateway, request_id = request_id(headers), error = %e, "reloading the callback secret failed");
         }
-        check = gw.keys.check(&token, now);
+        check = gw.keys.check(token, now);
     }
     if check == TokenCheck::Refused {
         gw.metrics.receipt(ReceiptLabel::BadToken);
@@ -283,11 +295,7 @@ async fn handle(
         Ok(r) => r,
         Err(e) => {
             gw.metrics.receipt(ReceiptLabel::Malformed);
-            if let Err(se) = state
-                .store
-                .store_malformed_receipt(&gateway, &payload)
-                .await
-            {
+            if let Err(se) = state.store.store_malformed_receipt(gateway, &payload).await {
                 warn!(gateway = %gateway, request_id = request_id(headers), error = %se, "could not store a malformed receipt");
                 return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
             }
@@ -313,7 +321,7 @@ async fn handle(
     let message_id = receipt.message_id;
     let outcome = receipt.outcome;
     let incoming = IncomingReceipt {
-        gateway: gateway.clone(),
+        gateway: gateway.to_owned(),
         payload,
         parsed: receipt,
         signed: matches!(check, TokenCheck::Message(_)),

@@ -91,12 +91,13 @@ fn target(outcome: ReceiptOutcome) -> Option<(Status, Option<FlagReason>)> {
 /// A gateway's message id as we compare it: carriers echo ids in another
 /// case or with leading zeros dropped (Jasmin's "DLRMapNotFound" trap).
 pub fn normalize_ref(id: &str) -> String {
-    let lower = id.trim().to_ascii_lowercase();
-    let trimmed = lower.trim_start_matches('0');
-    if trimmed.is_empty() && !lower.is_empty() {
+    // Zeros are not letters: strip them first, and lowercase one copy.
+    let id = id.trim();
+    let unpadded = id.trim_start_matches('0');
+    if unpadded.is_empty() && !id.is_empty() {
         "0".to_string()
     } else {
-        trimmed.to_string()
+        unpadded.to_ascii_lowercase()
     }
 }
 
@@ -415,9 +416,7 @@ impl Store {
                         if gone != 0 {
                             erased.insert(id);
                         }
-                        for g in handed.as_deref().unwrap_or("").split(HANDED_OVER_SEPARATOR) {
-                            tried.add(id, g);
-                        }
+                        tried.set(id, handed.unwrap_or_default());
                         existing.insert(id, (st, gw, att));
                     }
                     // One statement sees `attempts` as of its start: when
@@ -745,30 +744,42 @@ fn push_handed_over_gateways<DB: HandOverEvidence>(q: &mut QueryBuilder<'_, DB>)
     ));
 }
 
-/// The gateways each message of a batch was handed to.
+/// The gateways each message of a batch was handed to: per message, a list
+/// joined by [`HANDED_OVER_SEPARATOR`] as the statement returns it, kept
+/// as read (one string a message, not one a gateway).
 #[derive(Default)]
-struct HandedOver(std::collections::HashMap<i64, Vec<String>>);
+struct HandedOver(std::collections::HashMap<i64, String>);
 
 impl HandedOver {
+    /// Message `id` was handed to the gateways of `list`.
+    fn set(&mut self, id: i64, list: String) {
+        self.0.insert(id, list);
+    }
+
+    /// Message `id` was also handed to `gateway`.
     fn add(&mut self, id: i64, gateway: &str) {
-        let gateways = self.0.entry(id).or_default();
-        if !gateway.is_empty() && !gateways.iter().any(|g| g == gateway) {
-            gateways.push(gateway.to_owned());
-        }
+        let list = self.0.entry(id).or_default();
+        list.push(HANDED_OVER_SEPARATOR);
+        list.push_str(gateway);
+    }
+
+    /// The gateways message `id` was handed to.
+    fn of(&self, id: i64) -> impl Iterator<Item = &str> {
+        self.0
+            .get(&id)
+            .map_or("", String::as_str)
+            .split(HANDED_OVER_SEPARATOR)
+            .filter(|g| !g.is_empty())
     }
 
     /// Message `id` was handed to `gateway`.
     fn to(&self, id: i64, gateway: &str) -> bool {
-        self.0
-            .get(&id)
-            .is_some_and(|gs| gs.iter().any(|g| g == gateway))
+        self.of(id).any(|g| g == gateway)
     }
 
     /// Message `id` was handed to a gateway other than `gateway`.
     fn to_another(&self, id: i64, gateway: &str) -> bool {
-        self.0
-            .get(&id)
-            .is_some_and(|gs| gs.iter().any(|g| g != gateway))
+        self.of(id).any(|g| g != gateway)
     }
 }
 
@@ -789,6 +800,21 @@ fn push_handed_over_to<'a, DB: HandOverEvidence>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handed_over_reads_the_lists_as_the_statement_returns_them() {
+        let mut t = HandedOver::default();
+        t.set(1, "sim isat".into());
+        t.set(2, String::new());
+        t.add(2, "sim");
+        t.add(3, "isat");
+        assert!(t.to(1, "sim") && t.to(1, "isat") && !t.to(1, "xl"));
+        assert!(t.to_another(1, "sim"));
+        assert!(t.to(2, "sim") && !t.to_another(2, "sim"));
+        assert!(t.to(3, "isat") && !t.to_another(3, "isat"));
+        assert!(!t.to(4, "sim") && !t.to_another(4, "sim"));
+        assert!(!t.to(2, "") && !t.to_another(5, ""));
+    }
 
     #[test]
     fn gateway_ids_compare_without_case_or_leading_zeros() {
