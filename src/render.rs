@@ -125,20 +125,21 @@ impl RenderContext {
 
     /// The Tera context: template variable names are Indonesian because the
     /// people who write templates are.
-    fn to_tera(&self) -> tera::Context {
-        let mut name = data_value(&self.full_name);
+    fn into_tera(self) -> tera::Context {
+        let mut name = data_value(self.full_name);
         if !name.chars().any(char::is_alphanumeric) {
             name = NAME_FALLBACK.to_owned();
         }
-        // The values are moved in (`Context::insert` serialises a copy of
-        // each: six allocations and copies a message).
+        // The values are moved in, a plain one as it came from the record
+        // (`Context::insert` serialises a copy of each: six allocations and
+        // copies a message).
         let values = [
             ("nama_pendek", short_name(&name, SHORT_NAME_MAX_CHARS)),
             ("nama", name),
-            ("nik_akhir", last_digits(&self.nik_last4, 4)),
-            ("profesi", data_value(&self.profession)),
-            ("fasyankes", data_value(&self.facility_code)),
-            ("provinsi", data_value(&self.province_name)),
+            ("nik_akhir", last_digits(self.nik_last4, 4)),
+            ("profesi", data_value(self.profession)),
+            ("fasyankes", data_value(self.facility_code)),
+            ("provinsi", data_value(self.province_name)),
         ];
         let object = values
             .into_iter()
@@ -231,10 +232,17 @@ impl Renderer {
     /// newline) and passed through [`SmsText::new`], which transliterates
     /// characters such as curly quotes that a name may bring along.
     pub fn render(&self, name: &str, ctx: &RenderContext) -> Result<SmsText, TemplateError> {
+        self.render_owned(name, ctx.clone())
+    }
+
+    /// [`Self::render`] of a context the caller is done with: its values
+    /// move into the template's context instead of being copied (the
+    /// dispatcher's way, once a message).
+    pub fn render_owned(&self, name: &str, ctx: RenderContext) -> Result<SmsText, TemplateError> {
         if !self.has(name) {
             return Err(self.unknown(name));
         }
-        let mut tera_ctx = ctx.to_tera();
+        let mut tera_ctx = ctx.into_tera();
         if name.ends_with(NO_NIK_SUFFIX) {
             tera_ctx.remove("nik_akhir");
         }
@@ -443,14 +451,14 @@ fn trim_in_place(s: &mut String) {
 /// [`to_gsm7_data`](crate::domain::sms::to_gsm7_data) (GSM-7 only, so the
 /// value cannot make the message UCS-2), without copying a value that is
 /// plain already.
-fn data_value(value: &str) -> String {
+fn data_value(value: String) -> String {
     // Nearly every value is printable GSM-7 ASCII, single-spaced and
     // trimmed already: both passes would return it unchanged, and this
     // check is one loop over its bytes instead of two over its characters.
-    if is_printable_gsm7_ascii(value) && !value.contains("  ") && value.trim() == value {
-        return value.to_owned();
+    if is_printable_gsm7_ascii(&value) && !value.contains("  ") && value.trim() == value {
+        return value;
     }
-    into_gsm7_data(clean_value(value))
+    into_gsm7_data(clean_value(&value))
 }
 
 /// Shortens a cleaned name to at most `max` characters, cutting at a word
@@ -490,7 +498,10 @@ fn short_name(name: &str, max: usize) -> String {
 
 /// The last `n` ASCII digits of `value`, ignoring anything else: a full NIK
 /// passed by mistake still shows only its tail.
-fn last_digits(value: &str, n: usize) -> String {
+fn last_digits(value: String, n: usize) -> String {
+    if value.len() == n && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value;
+    }
     let digits = value.bytes().filter(u8::is_ascii_digit).count();
     value
         .chars()
@@ -1089,7 +1100,14 @@ mod tests {
 
         #[test]
         fn the_shortcut_for_plain_values_changes_nothing(value in "[ -~\t\n\r\x00\x7f]{0,30}|[ -~é\u{200B}]{0,20}") {
-            prop_assert_eq!(data_value(&value), into_gsm7_data(clean_value(&value)));
+            prop_assert_eq!(data_value(value.clone()), into_gsm7_data(clean_value(&value)));
+        }
+
+        #[test]
+        fn last_digits_keeps_the_last_n_digits(value in "[0-9]{3,5}|[0-9a-z ]{0,8}") {
+            let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+            let expected: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+            prop_assert_eq!(last_digits(value, 4), expected);
         }
 
         #[test]

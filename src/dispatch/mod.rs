@@ -24,7 +24,7 @@ use self::breaker::{Breaker, BreakerState};
 use self::limits::{GatewayLimits, Limit};
 use crate::campaign::Window;
 use crate::config::{SmsSettings, WorkerSettings};
-use crate::domain::Operator;
+use crate::domain::{MsisdnError, Operator};
 use crate::gateway::{Gateway, OutboundSms, SendError};
 use crate::metrics::{FailureReason, GatewayMetrics, METRICS, NO_GATEWAY};
 use crate::render::{RenderContext, Renderer};
@@ -384,8 +384,9 @@ impl Dispatcher {
                 until: window.next_open(now, m.utc_offset),
             };
         }
-        let to = match &m.phone {
-            Ok(to) => to.clone(),
+        // Moved out: the message keeps what the rest of this reads.
+        let to = match std::mem::replace(&mut m.phone, Err(MsisdnError::Empty)) {
+            Ok(to) => to,
             Err(e) => {
                 self.unrouted.failure(FailureReason::InvalidNumber);
                 return SendOutcome::Failed {
@@ -401,7 +402,7 @@ impl Dispatcher {
         // the rest of this function reads.
         let ctx = RenderContext {
             full_name: std::mem::take(&mut m.full_name),
-            nik_last4: m.nik[m.nik.len().saturating_sub(4)..].to_string(),
+            nik_last4: std::mem::take(&mut m.nik_last4),
             profession: std::mem::take(&mut m.profession),
             facility_code: std::mem::take(&mut m.facility_code),
             province_name: m.province.map(|p| p.name().to_string()).unwrap_or_default(),
@@ -412,7 +413,7 @@ impl Dispatcher {
         } else {
             m.template.as_str()
         };
-        let text = match self.renderer.render(template, &ctx) {
+        let text = match self.renderer.render_owned(template, ctx) {
             Ok(t) => t,
             Err(e) => {
                 warn!(message.id = m.id, error = %e, "template failed for this message");

@@ -202,11 +202,35 @@ fn holds_two_numbers(s: &str) -> bool {
         >= 2
 }
 
+/// Whether `s` is what [`Msisdn::parse`] returns: `+62` and a mobile
+/// national number (`8`, not `80` or `84`, [`NSN_MIN`] to [`NSN_MAX`]
+/// digits).
+fn is_canonical(s: &str) -> bool {
+    let Some(nsn) = s.strip_prefix("+62") else {
+        return false;
+    };
+    let b = nsn.as_bytes();
+    (NSN_MIN..=NSN_MAX).contains(&b.len())
+        && b[0] == b'8'
+        && !matches!(b[1], b'0' | b'4')
+        && b.iter().all(u8::is_ascii_digit)
+}
+
 impl Msisdn {
     /// Normalises a hand-typed number to E.164, or says why it cannot.
     ///
     /// See the module documentation for the exact rules.
     pub fn parse(s: &str) -> Result<Msisdn, MsisdnError> {
+        // A stored number is written as this returns it (every claimed
+        // message reads one): kept as it is, one copy, not rebuilt.
+        if is_canonical(s) {
+            return Ok(Msisdn(s.to_owned()));
+        }
+        Self::parse_written(s)
+    }
+
+    /// [`Msisdn::parse`] step by step, for a number as a person wrote it.
+    fn parse_written(s: &str) -> Result<Msisdn, MsisdnError> {
         if holds_two_numbers(s) {
             return Err(MsisdnError::TwoNumbers);
         }
@@ -606,6 +630,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_canonical_number_is_kept_as_the_steps_would_write_it(
+            s in "\\+62[0-9]{6,15}|\\+62 ?8[0-9 ]{6,14}|[+0-9]{8,16}"
+        ) {
+            prop_assert_eq!(Msisdn::parse(&s), Msisdn::parse_written(&s));
+            if is_canonical(&s) {
+                prop_assert_eq!(Msisdn::parse(&s).map(|m| m.0), Ok(s.clone()));
+            }
+        }
+
         #[test]
         fn parse_is_idempotent_on_its_own_forms(nsn in nsn()) {
             let m = Msisdn::parse(&format!("0{nsn}")).expect("generated valid");

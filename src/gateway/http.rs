@@ -505,7 +505,9 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<String, reqwest::Er
             break;
         }
     }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    // UTF-8 (nearly always) is kept as read, not copied.
+    Ok(String::from_utf8(buf)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Reads `Retry-After` as delta-seconds or as an HTTP date (RFC 9110 §10.2.3).

@@ -32,7 +32,8 @@ pub struct ClaimedMessage {
     /// The campaign's deadline, checked again right before sending.
     pub deadline_at: Option<i64>,
     pub full_name: String,
-    pub nik: String,
+    /// The last four characters of the worker's NIK: all a message shows.
+    pub nik_last4: String,
     pub profession: String,
     pub facility_code: String,
     /// The worker's province; `None` for a code the domain table lacks
@@ -66,7 +67,7 @@ struct ClaimedRow {
     campaign_id: i64,
     worker_id: i64,
     attempts: i32,
-    phone: String,
+    phone: Result<Msisdn, MsisdnError>,
     utc_offset: i32,
     created_at: i64,
     template: String,
@@ -74,10 +75,10 @@ struct ClaimedRow {
     window_end: i32,
     deadline_at: Option<i64>,
     full_name: String,
-    nik: String,
+    nik_last4: String,
     profession: String,
     facility_code: String,
-    province_code: String,
+    province: Option<ProvinceCode>,
     to_unvalidated: bool,
     next_attempt_at: i64,
 }
@@ -135,7 +136,8 @@ const fn str_eq(a: &str, b: &str) -> bool {
 
 /// By position, each found by its name when compiling: by name at run time,
 /// sqlx hashes every column's name for every row, and a claim decodes 18
-/// columns a message.
+/// columns a message. The number and the province are read where they lie
+/// in the row, not copied into strings first.
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ClaimedRow
 where
     usize: sqlx::ColumnIndex<R>,
@@ -143,6 +145,7 @@ where
     Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> std::result::Result<Self, sqlx::Error> {
@@ -151,7 +154,7 @@ where
             campaign_id: row.try_get(const { claimed("campaign_id") })?,
             worker_id: row.try_get(const { claimed("worker_id") })?,
             attempts: row.try_get(const { claimed("attempts") })?,
-            phone: row.try_get(const { claimed("phone") })?,
+            phone: Msisdn::parse(row.try_get(const { claimed("phone") })?),
             utc_offset: row.try_get(const { claimed("utc_offset") })?,
             created_at: row.try_get(const { claimed("created_at") })?,
             template: row.try_get(const { claimed("template") })?,
@@ -159,14 +162,20 @@ where
             window_end: row.try_get(const { claimed("window_end") })?,
             deadline_at: row.try_get(const { claimed("deadline_at") })?,
             full_name: row.try_get(const { claimed("full_name") })?,
-            nik: row.try_get(const { claimed("nik") })?,
+            nik_last4: last4(row.try_get(const { claimed("nik") })?),
             profession: row.try_get(const { claimed("profession") })?,
             facility_code: row.try_get(const { claimed("facility_code") })?,
-            province_code: row.try_get(const { claimed("province_code") })?,
+            province: ProvinceCode::parse(row.try_get(const { claimed("province_code") })?).ok(),
             to_unvalidated: row.try_get(const { claimed("to_unvalidated") })?,
             next_attempt_at: row.try_get(const { claimed("next_attempt_at") })?,
         })
     }
+}
+
+/// The last four characters of `s` (all of a shorter one).
+fn last4(s: &str) -> String {
+    let start = s.char_indices().rev().nth(3).map_or(0, |(at, _)| at);
+    s[start..].to_owned()
 }
 
 impl From<ClaimedRow> for ClaimedMessage {
@@ -176,7 +185,7 @@ impl From<ClaimedRow> for ClaimedMessage {
             campaign_id: r.campaign_id,
             worker_id: r.worker_id,
             attempts: r.attempts,
-            phone: Msisdn::parse(&r.phone),
+            phone: r.phone,
             utc_offset: r.utc_offset,
             created_at: r.created_at,
             template: r.template,
@@ -184,10 +193,10 @@ impl From<ClaimedRow> for ClaimedMessage {
             window_end: r.window_end,
             deadline_at: r.deadline_at,
             full_name: r.full_name,
-            nik: r.nik,
+            nik_last4: r.nik_last4,
             profession: r.profession,
             facility_code: r.facility_code,
-            province: ProvinceCode::parse(&r.province_code).ok(),
+            province: r.province,
             to_unvalidated: r.to_unvalidated,
             position: QueuePosition {
                 due_at: r.next_attempt_at,
@@ -731,7 +740,15 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{CLAIMED_COLUMNS, CLAIMED_NAMES};
+    use super::{last4, CLAIMED_COLUMNS, CLAIMED_NAMES};
+
+    #[test]
+    fn a_message_keeps_the_niks_last_four_characters() {
+        assert_eq!(last4("3174012345670012"), "0012");
+        assert_eq!(last4("12"), "12");
+        assert_eq!(last4(""), "");
+        assert_eq!(last4("ab\u{20ac}cd"), "b\u{20ac}cd");
+    }
 
     /// `ClaimedRow::from_row` reads each column at its name's position in
     /// `CLAIMED_NAMES`: those must be what the statement selects, in order.

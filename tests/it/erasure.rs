@@ -741,7 +741,7 @@ async fn in_flight_notice_keeps_nothing(backend: &str) {
             id: m.id,
             gateway: "sim".into(),
             gateway_message_id: Some(format!("gw-{}", m.id)),
-            body: format!("{} (NIK ****{})", m.full_name, &m.nik[12..]),
+            body: format!("{} (NIK ****{})", m.full_name, m.nik_last4),
             encoding: "gsm7",
             segments: 1,
         })
