@@ -103,6 +103,11 @@ async fn named_metrics_exist(backend: &str) {
     // One number undelivered (an open flag), a rate limit (its gauge).
     let mut s = ruled_settings(&db, "1=undelivered");
     s.gateways[0].rate_per_sec = 1000;
+    // A name of its own: the per-gateway gauges are this test binary's,
+    // and a test running beside this one with an unlimited `sim` would set
+    // `sim`'s configured rate back to none before /metrics is read.
+    let gateway = format!("rated-{backend}");
+    s.gateways[0].name = gateway.clone();
     let app = start(s, Parts::ALL).await;
     import_text(
         &app.store,
@@ -126,7 +131,11 @@ async fn named_metrics_exist(backend: &str) {
     // the counters are this test binary's, shared by its tests).
     let lag_count = body
         .lines()
-        .find_map(|l| l.strip_prefix("pedulicovid_receipt_lag_seconds_count{gateway=\"sim\"} "))
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "pedulicovid_receipt_lag_seconds_count{{gateway=\"{gateway}\"}} "
+            ))
+        })
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(lag_count >= 2.0, "receipt lag not counted:\n{body}");
