@@ -1,0 +1,51 @@
+#!/bin/bash
+# Rounds of several benchmark builds, alternating (PostgreSQL, unlimited
+# rate, the in-process simulator), one line per run: each build's
+# dispatcher + server CPU µs a notice ("ours"), ours ÷ the simulator's,
+# PostgreSQL's µs, sends/s and the load at its start. A label starting with
+# `floor` runs that binary's `http-floor` instead (the two HTTP exchanges
+# alone). How the issue-13 passes compare a build with the issue's
+# "before" and with the floor in one session:
+#
+#   scripts/bench-rounds.sh TAG ROUNDS LABEL=BINARY… [-- bench options…]
+#   scripts/bench-rounds.sh s13 5 a95=/tmp/a95-target/release/pedulicovid-bench \
+#       head=/work/ab/head/pedulicovid-bench new=target/release/pedulicovid-bench \
+#       floor=target/release/pedulicovid-bench
+#
+# The label `a95` is the issue's "before" (`a95f5a6`), whose simulator kept
+# 256 callbacks in flight: it runs with Kannel's 512 as every later build.
+# Each run's JSON stays in ${TMPDIR:-/tmp}/rounds/TAG-LABEL-ROUND.json; PG
+# (default the local server) is the database.
+set -u
+TAG=${1:?tag}; ROUNDS=${2:?rounds}; shift 2
+BUILDS=()
+while [ $# -gt 0 ] && [ "$1" != -- ]; do BUILDS+=("$1"); shift; done
+[ "${1:-}" = -- ] && shift
+PG=${PG:-postgres://postgres@127.0.0.1:5432/postgres}
+DIR="${TMPDIR:-/tmp}/rounds"; mkdir -p "$DIR"
+for i in $(seq 1 "$ROUNDS"); do
+  for build in "${BUILDS[@]}"; do
+    label=${build%%=*}; bin=${build#*=}; out="$DIR/$TAG-$label-$i.json"
+    case $label in
+      floor*) "$bin" http-floor --messages 100000 --json 2>/dev/null | tail -1 > "$out" ;;
+      a95) PEDULICOVID__SIMULATOR__CALLBACK_CONCURRENCY=512 "$bin" --database-url "$PG" \
+             --messages 100000 --rate 0 --json "$@" 2>/dev/null | tail -1 > "$out" ;;
+      *) "$bin" --database-url "$PG" --messages 100000 --rate 0 --json "$@" 2>/dev/null \
+             | tail -1 > "$out" ;;
+    esac
+    python3 - "$label" "$out" "$i" <<'PY'
+import json, sys
+label, f, i = sys.argv[1], sys.argv[2], sys.argv[3]
+r = json.load(open(f))
+if label.startswith("floor"):
+    c = r["cpu_us_per_message"]
+    print(f"{i} {label:6} client {c['client']:5.1f} server {c['server']:5.1f} "
+          f"floor {c['floor']:5.1f} | load {r.get('load_avg_at_start')}")
+else:
+    u = r["unlimited"]; c = u["cpu_us_per_message"]; ours = c["dispatcher"] + c["server"]
+    print(f"{i} {label:6} disp {c['dispatcher']:5.1f} srv {c['server']:5.1f} ours {ours:6.1f} "
+          f"(÷sim {ours / max(c['simulator'], 1e-9):.3f}) db {c['database']:6.1f} "
+          f"sends/s {u['sends_per_s']:.0f} | load {r.get('load_avg_at_start')}")
+PY
+  done
+done
