@@ -60,29 +60,6 @@ pub struct QueuePosition {
     pub id: i64,
 }
 
-/// [`ClaimedMessage`] as the claim statement returns it: the columns of
-/// [`CLAIMED_COLUMNS`], in its order.
-struct ClaimedRow {
-    id: i64,
-    campaign_id: i64,
-    worker_id: i64,
-    attempts: i32,
-    phone: Result<Msisdn, MsisdnError>,
-    utc_offset: i32,
-    created_at: i64,
-    template: String,
-    window_start: i32,
-    window_end: i32,
-    deadline_at: Option<i64>,
-    full_name: String,
-    nik_last4: String,
-    profession: String,
-    facility_code: String,
-    province: Option<ProvinceCode>,
-    to_unvalidated: bool,
-    next_attempt_at: i64,
-}
-
 /// The names of [`CLAIMED_COLUMNS`], in its order (the test
 /// `claimed_columns_are_the_rows_fields_in_order` holds the two together).
 const CLAIMED_NAMES: [&str; 18] = [
@@ -134,11 +111,12 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-/// By position, each found by its name when compiling: by name at run time,
+/// The claim statement's row ([`CLAIMED_COLUMNS`]) as a message. By
+/// position, each found by its name when compiling: by name at run time,
 /// sqlx hashes every column's name for every row, and a claim decodes 18
 /// columns a message. The number and the province are read where they lie
 /// in the row, not copied into strings first.
-impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ClaimedRow
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ClaimedMessage
 where
     usize: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -149,8 +127,9 @@ where
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> std::result::Result<Self, sqlx::Error> {
-        Ok(ClaimedRow {
-            id: row.try_get(const { claimed("id") })?,
+        let id = row.try_get(const { claimed("id") })?;
+        Ok(ClaimedMessage {
+            id,
             campaign_id: row.try_get(const { claimed("campaign_id") })?,
             worker_id: row.try_get(const { claimed("worker_id") })?,
             attempts: row.try_get(const { claimed("attempts") })?,
@@ -167,7 +146,10 @@ where
             facility_code: row.try_get(const { claimed("facility_code") })?,
             province: ProvinceCode::parse(row.try_get(const { claimed("province_code") })?).ok(),
             to_unvalidated: row.try_get(const { claimed("to_unvalidated") })?,
-            next_attempt_at: row.try_get(const { claimed("next_attempt_at") })?,
+            position: QueuePosition {
+                due_at: row.try_get(const { claimed("next_attempt_at") })?,
+                id,
+            },
         })
     }
 }
@@ -176,34 +158,6 @@ where
 fn last4(s: &str) -> String {
     let start = s.char_indices().rev().nth(3).map_or(0, |(at, _)| at);
     s[start..].to_owned()
-}
-
-impl From<ClaimedRow> for ClaimedMessage {
-    fn from(r: ClaimedRow) -> Self {
-        ClaimedMessage {
-            id: r.id,
-            campaign_id: r.campaign_id,
-            worker_id: r.worker_id,
-            attempts: r.attempts,
-            phone: r.phone,
-            utc_offset: r.utc_offset,
-            created_at: r.created_at,
-            template: r.template,
-            window_start: r.window_start,
-            window_end: r.window_end,
-            deadline_at: r.deadline_at,
-            full_name: r.full_name,
-            nik_last4: r.nik_last4,
-            profession: r.profession,
-            facility_code: r.facility_code,
-            province: r.province,
-            to_unvalidated: r.to_unvalidated,
-            position: QueuePosition {
-                due_at: r.next_attempt_at,
-                id: r.id,
-            },
-        }
-    }
 }
 
 /// What happened to one claimed message; recorded in one transaction per batch.
@@ -384,7 +338,7 @@ impl Store {
                      SELECT {CLAIMED_COLUMNS} FROM leased m JOIN campaigns c ON c.id = m.campaign_id \
                      JOIN health_workers w ON w.id = m.worker_id ORDER BY m.id"
                 );
-                let mut q = sqlx::query_as::<_, ClaimedRow>(&sql)
+                let mut q = sqlx::query_as::<_, ClaimedMessage>(&sql)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
@@ -392,8 +346,7 @@ impl Store {
                 if let Some(after) = after {
                     q = q.bind(after.due_at).bind(after.id);
                 }
-                let rows = q.fetch_all(pool).await?;
-                Ok(rows.into_iter().map(ClaimedMessage::from).collect())
+                Ok(q.fetch_all(pool).await?)
             }
             Db::Sqlite(pool) => {
                 let sql = format!("{lease} WHERE id IN ({due}) AND status{queued} RETURNING id");
@@ -417,9 +370,12 @@ impl Store {
                 ));
                 super::push_in_ids(&mut q, &ids);
                 q.push(" ORDER BY m.id");
-                let rows = q.build_query_as::<ClaimedRow>().fetch_all(&mut *tx).await?;
+                let claimed = q
+                    .build_query_as::<ClaimedMessage>()
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(rows.into_iter().map(ClaimedMessage::from).collect())
+                Ok(claimed)
             }
         }
     }
@@ -750,7 +706,7 @@ mod tests {
         assert_eq!(last4("ab\u{20ac}cd"), "b\u{20ac}cd");
     }
 
-    /// `ClaimedRow::from_row` reads each column at its name's position in
+    /// `ClaimedMessage::from_row` reads each column at its name's position in
     /// `CLAIMED_NAMES`: those must be what the statement selects, in order.
     #[test]
     fn claimed_columns_are_the_rows_fields_in_order() {
