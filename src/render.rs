@@ -123,29 +123,159 @@ impl RenderContext {
         }
     }
 
-    /// The Tera context: template variable names are Indonesian because the
-    /// people who write templates are.
-    fn into_tera(self) -> tera::Context {
-        let mut name = data_value(self.full_name);
-        if !name.chars().any(char::is_alphanumeric) {
-            name = NAME_FALLBACK.to_owned();
+    /// The printed value of each variable `wanted` (indexed by [`Var`]),
+    /// `None` for the others: only what a template uses is cleaned and
+    /// reduced. Template variable names are Indonesian because the people
+    /// who write templates are.
+    fn values(self, wanted: [bool; Var::COUNT]) -> [Option<String>; Var::COUNT] {
+        let wants = |var: Var| wanted[var as usize];
+        let mut values: [Option<String>; Var::COUNT] = Default::default();
+        if wants(Var::Nama) || wants(Var::NamaPendek) {
+            let mut name = data_value(self.full_name);
+            if !name.chars().any(char::is_alphanumeric) {
+                name = NAME_FALLBACK.to_owned();
+            }
+            if wants(Var::NamaPendek) {
+                values[Var::NamaPendek as usize] = Some(short_name(&name, SHORT_NAME_MAX_CHARS));
+            }
+            values[Var::Nama as usize] = wants(Var::Nama).then_some(name);
         }
-        // The values are moved in, a plain one as it came from the record
-        // (`Context::insert` serialises a copy of each: six allocations and
-        // copies a message).
-        let values = [
-            ("nama_pendek", short_name(&name, SHORT_NAME_MAX_CHARS)),
-            ("nama", name),
-            ("nik_akhir", last_digits(self.nik_last4, 4)),
-            ("profesi", data_value(self.profession)),
-            ("fasyankes", data_value(self.facility_code)),
-            ("provinsi", data_value(self.province_name)),
-        ];
-        let object = values
+        // The values are moved in, a plain one as it came from the record.
+        let mut set = |var: Var, value: String, print: fn(String) -> String| {
+            if wants(var) {
+                values[var as usize] = Some(print(value));
+            }
+        };
+        set(Var::NikAkhir, self.nik_last4, |v| last_digits(v, 4));
+        set(Var::Profesi, self.profession, data_value);
+        set(Var::Fasyankes, self.facility_code, data_value);
+        set(Var::Provinsi, self.province_name, data_value);
+        values
+    }
+
+    /// The Tera context: every variable (`Context::insert` would serialise
+    /// a copy of each value; the object is made of the values themselves).
+    fn into_tera(self) -> tera::Context {
+        let object = Var::ALL
             .into_iter()
-            .map(|(key, value)| (key.to_owned(), tera::Value::String(value)))
+            .zip(self.values([true; Var::COUNT]))
+            .filter_map(|(var, value)| Some((var.name().to_owned(), tera::Value::String(value?))))
             .collect();
         tera::Context::from_value(tera::Value::Object(object)).expect("an object is a context")
+    }
+}
+
+/// The variables a template may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    /// `nama_pendek`: the name shortened to [`SHORT_NAME_MAX_CHARS`].
+    NamaPendek,
+    /// `nama`: the name as registered, cleaned.
+    Nama,
+    /// `nik_akhir`: the NIK's last four digits.
+    NikAkhir,
+    /// `profesi`
+    Profesi,
+    /// `fasyankes`
+    Fasyankes,
+    /// `provinsi`
+    Provinsi,
+}
+
+impl Var {
+    const COUNT: usize = 6;
+    const ALL: [Var; Var::COUNT] = [
+        Var::NamaPendek,
+        Var::Nama,
+        Var::NikAkhir,
+        Var::Profesi,
+        Var::Fasyankes,
+        Var::Provinsi,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Var::NamaPendek => "nama_pendek",
+            Var::Nama => "nama",
+            Var::NikAkhir => "nik_akhir",
+            Var::Profesi => "profesi",
+            Var::Fasyankes => "fasyankes",
+            Var::Provinsi => "provinsi",
+        }
+    }
+
+    fn named(name: &str) -> Option<Var> {
+        Var::ALL.into_iter().find(|var| var.name() == name)
+    }
+}
+
+/// A template of text and plain `{{ variable }}`s only, as every built-in
+/// one is, rendered by joining its pieces: what tera's renderer does with
+/// it (autoescaping is off and every value is a string; comments print
+/// nothing; whitespace control is applied to the text when tera parses),
+/// without building tera's context and walking its evaluator, a tenth of
+/// the dispatcher's CPU a notice (BENCHMARKS.md, fourteenth pass). Any
+/// other template (a filter, a condition, a loop, `extends`, a variable we
+/// do not have) renders through tera, its errors included.
+#[derive(Debug, Clone)]
+struct Plain {
+    pieces: Vec<Piece>,
+    /// The variables the pieces use, indexed by [`Var`].
+    wanted: [bool; Var::COUNT],
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Var(Var),
+}
+
+impl Plain {
+    /// The plain form of `template`, if it has one. `no_nik`: the template
+    /// renders without `nik_akhir` ([`NO_NIK_SUFFIX`]), so one that uses it
+    /// is left to tera, which fails it.
+    fn of(template: &tera::Template, no_nik: bool) -> Option<Plain> {
+        use tera::ast::{Expr, ExprVal, Node};
+        let mut pieces = Vec::with_capacity(template.ast.len());
+        let mut wanted = [false; Var::COUNT];
+        for node in &template.ast {
+            match node {
+                Node::Comment(..) => {}
+                Node::Text(text) | Node::Raw(_, text, _) => pieces.push(Piece::Text(text.clone())),
+                Node::VariableBlock(
+                    _,
+                    Expr {
+                        val: ExprVal::Ident(name),
+                        negated: false,
+                        filters,
+                    },
+                ) if filters.is_empty() => {
+                    let var = Var::named(name).filter(|v| !(no_nik && *v == Var::NikAkhir))?;
+                    wanted[var as usize] = true;
+                    pieces.push(Piece::Var(var));
+                }
+                _ => return None,
+            }
+        }
+        Some(Plain { pieces, wanted })
+    }
+
+    fn render(&self, values: &[Option<String>; Var::COUNT]) -> String {
+        let len = self.pieces.iter().map(|p| p.text(values).len()).sum();
+        let mut out = String::with_capacity(len);
+        for p in &self.pieces {
+            out.push_str(p.text(values));
+        }
+        out
+    }
+}
+
+impl Piece {
+    fn text<'a>(&'a self, values: &'a [Option<String>; Var::COUNT]) -> &'a str {
+        match self {
+            Piece::Text(text) => text,
+            Piece::Var(var) => values[*var as usize].as_deref().unwrap_or_default(),
+        }
     }
 }
 
@@ -187,6 +317,8 @@ pub struct Renderer {
     /// Source of every template, kept for the GSM-7 and link checks, which
     /// must also see branches the sample rendering does not take.
     sources: BTreeMap<String, String>,
+    /// The templates that have a [`Plain`] form, by name.
+    plain: std::collections::HashMap<String, Plain>,
 }
 
 impl Renderer {
@@ -242,19 +374,26 @@ impl Renderer {
         if !self.has(name) {
             return Err(self.unknown(name));
         }
+        let mut text = match self.plain.get(name) {
+            Some(plain) => plain.render(&ctx.values(plain.wanted)),
+            None => self.render_tera(name, ctx)?,
+        };
+        trim_in_place(&mut text);
+        Ok(SmsText::from_string(text))
+    }
+
+    /// `name` rendered by tera, untrimmed.
+    fn render_tera(&self, name: &str, ctx: RenderContext) -> Result<String, TemplateError> {
         let mut tera_ctx = ctx.into_tera();
         if name.ends_with(NO_NIK_SUFFIX) {
-            tera_ctx.remove("nik_akhir");
+            tera_ctx.remove(Var::NikAkhir.name());
         }
-        let mut text = self
-            .tera
+        self.tera
             .render(name, &tera_ctx)
             .map_err(|e| TemplateError::Render {
                 name: name.to_owned(),
                 reason: error_chain(&e),
-            })?;
-        trim_in_place(&mut text);
-        Ok(SmsText::from_string(text))
+            })
     }
 
     /// The check to run when a campaign is created, before anything is
@@ -319,7 +458,19 @@ impl Renderer {
         tera.register_function("get_env", disabled_get_env);
         tera.add_raw_templates(sources.iter().map(|(n, s)| (n.as_str(), s.as_str())))
             .map_err(|e| error_chain(&e))?;
-        Ok(Renderer { tera, sources })
+        let plain = tera
+            .templates
+            .iter()
+            .filter_map(|(name, template)| {
+                let plain = Plain::of(template, name.ends_with(NO_NIK_SUFFIX))?;
+                Some((name.clone(), plain))
+            })
+            .collect();
+        Ok(Renderer {
+            tera,
+            sources,
+            plain,
+        })
     }
 
     /// Finds the first link in `text` that is not [`ALLOWED_DOMAIN`].
@@ -1085,6 +1236,63 @@ mod tests {
         assert_eq!(sms.as_str(), "Dr. Raden Ajeng");
     }
 
+    /// Templates with a [`Plain`] form beyond the built-ins: every
+    /// variable, whitespace control, comments, raw text, a variable twice.
+    const PLAIN_EXTRAS: &[(&str, &str)] = &[
+        (
+            "all",
+            "{# every variable #}\n{{nama}}|{{ nama_pendek }}|{{ nik_akhir }}|{{ profesi }}|{{ fasyankes }}|{{ provinsi }}\n",
+        ),
+        (
+            "ws",
+            "  {{- nama_pendek -}}  ,  {#- note -#} {{ provinsi -}}\n\n {% raw %}{{ nama }}{% endraw %} {{ nama }}{{ nama }}",
+        ),
+        ("bare_tanpa_nik", "{{ nama_pendek }}, {{ profesi }}."),
+    ];
+
+    #[test]
+    fn plain_templates_skip_tera_and_the_others_do_not() {
+        let r = with_templates(&[
+            PLAIN_EXTRAS[0],
+            PLAIN_EXTRAS[1],
+            PLAIN_EXTRAS[2],
+            ("filtered", "{{ nama | upper }}"),
+            ("conditional", "{% if profesi %}{{ profesi }}{% endif %}"),
+            ("unknown_variable", "{{ nama }} {{ alamat }}"),
+            ("dotted", "{{ nama.x }}"),
+            ("nik_tanpa_nik", "{{ nama }} {{ nik_akhir }}"),
+        ]);
+        for name in Renderer::builtin().names() {
+            assert!(r.plain.contains_key(&name), "{name}");
+        }
+        for name in ["all", "ws", "bare_tanpa_nik"] {
+            assert!(r.plain.contains_key(name), "{name}");
+        }
+        for name in [
+            "filtered",
+            "conditional",
+            "unknown_variable",
+            "dotted",
+            "nik_tanpa_nik",
+        ] {
+            assert!(!r.plain.contains_key(name), "{name}");
+        }
+        // Tera renders those as before, and fails those it always failed.
+        let ctx = RenderContext::sample();
+        assert_eq!(r.render("filtered", &ctx).unwrap().as_str(), "SITI RAHAYU");
+        assert_eq!(r.render("conditional", &ctx).unwrap().as_str(), "Perawat");
+        for name in ["unknown_variable", "dotted", "nik_tanpa_nik"] {
+            assert!(
+                matches!(r.render(name, &ctx), Err(TemplateError::Render { .. })),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            r.render("ws", &ctx).unwrap().as_str(),
+            "Siti Rahayu,DKI Jakarta{{ nama }} Siti RahayuSiti Rahayu"
+        );
+    }
+
     proptest! {
         #[test]
         fn cleaned_values_have_no_control_characters_and_short_names_fit(name in "\\PC{0,20}[\\x00-\\x1f\\x7f-\\x9f \\t\\n]{0,3}\\PC{0,30}") {
@@ -1108,6 +1316,29 @@ mod tests {
             let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
             let expected: String = digits[digits.len().saturating_sub(4)..].iter().collect();
             prop_assert_eq!(last_digits(value, 4), expected);
+        }
+
+        #[test]
+        fn the_plain_way_renders_what_tera_renders(
+            name in "\\PC{0,40}|[A-Za-z ,.'-]{0,30}",
+            nik in "[0-9]{4}|[0-9a-z ]{0,8}",
+            profession in "\\PC{0,12}",
+            facility in "[A-Z0-9 ]{0,12}",
+            province in "\\PC{0,16}",
+        ) {
+            let r = with_templates(PLAIN_EXTRAS);
+            let ctx = RenderContext {
+                full_name: name,
+                nik_last4: nik,
+                profession,
+                facility_code: facility,
+                province_name: province,
+            };
+            for (template, plain) in &r.plain {
+                let ours = plain.render(&ctx.clone().values(plain.wanted));
+                let theirs = r.render_tera(template, ctx.clone()).unwrap();
+                prop_assert_eq!(ours, theirs, "{}", template);
+            }
         }
 
         #[test]
