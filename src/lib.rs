@@ -45,6 +45,7 @@
 pub const BUILD_COMMIT: &str = env!("PEDULICOVID_COMMIT");
 
 // Settings and parsed domain types first, then the flow of a notice.
+pub mod allocator;
 pub mod config;
 pub mod secret;
 pub mod domain;

@@ -102,6 +102,8 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // As the product's `main`.
+    pedulicovid::allocator::tune();
     let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     // Progress goes to stderr by hand; the engine's own logs only from warn.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
