@@ -14,7 +14,7 @@ use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
 /// than a second apart. Given back, every such page came back as a page
 /// fault and a zeroed page: measured on a 30 k campaign, 0.094 faults a
 /// receipt on the server's thread and 0.05 a notice on the dispatcher's,
-/// down to 0.004 and 0.002 with this delay, for about 2 % less CPU a
+/// down to 0.003 and 0.001 with this delay, for about 2 % less CPU a
 /// notice (BENCHMARKS.md, fourteenth pass). Memory still goes back to
 /// the kernel once the process is idle for the delay.
 pub const PURGE_DELAY_MS: c_long = 10_000;
