@@ -26,10 +26,14 @@ pub const PURGE_DELAY_MS: c_long = 10_000;
 const MI_OPTION_PURGE_DELAY: mi_option_t = 15;
 
 /// Applies [`PURGE_DELAY_MS`], unless the operator set
-/// `MIMALLOC_PURGE_DELAY` (mimalloc reads its environment itself; that
-/// choice wins). Call it first thing in `main`.
+/// `MIMALLOC_PURGE_DELAY` (or its older name `MIMALLOC_RESET_DELAY`):
+/// mimalloc reads its environment itself, and that choice wins. Call it
+/// first thing in `main`.
 pub fn tune() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    let set_by_operator = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if !set_by_operator {
         // SAFETY: sets one integer option, which mimalloc reads atomically.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
@@ -45,44 +49,53 @@ pub fn purge_delay_ms() -> c_long {
 mod tests {
     use super::*;
 
+    /// Set (to the delay expected) in the child runs below.
     const CHILD: &str = "PEDULICOVID_TEST_ALLOCATOR_CHILD";
 
-    /// Runs this test binary again, with `MIMALLOC_PURGE_DELAY=4321`, for
-    /// [`the_operators_purge_delay_wins_and_the_option_is_mimallocs`].
+    /// Runs this test binary again with each of mimalloc's names for the
+    /// delay set: mimalloc reads it into the option we name, and [`tune`]
+    /// leaves it.
     #[test]
     fn the_operators_purge_delay_wins_and_the_option_is_mimallocs() {
-        if std::env::var_os(CHILD).is_some() {
-            // mimalloc read the variable into the option we name...
-            assert_eq!(purge_delay_ms(), 4321);
-            // ...and `tune` leaves it.
+        if let Some(expected) = std::env::var_os(CHILD) {
+            let expected: c_long = expected.to_str().unwrap().parse().unwrap();
+            assert_eq!(purge_delay_ms(), expected);
             tune();
-            assert_eq!(purge_delay_ms(), 4321);
+            assert_eq!(purge_delay_ms(), expected);
             println!("child checked");
             return;
         }
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "allocator::tests::the_operators_purge_delay_wins_and_the_option_is_mimallocs",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .env("MIMALLOC_PURGE_DELAY", "4321")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("child checked"),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for (name, value) in [
+            ("MIMALLOC_PURGE_DELAY", "4321"),
+            ("MIMALLOC_RESET_DELAY", "4322"),
+        ] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "allocator::tests::the_operators_purge_delay_wins_and_the_option_is_mimallocs",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, value)
+                .env(name, value)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("child checked"),
+                "{name}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     #[test]
     fn tune_sets_the_delay_when_the_operator_did_not() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-            return; // the child above, or an operator's run
+        if std::env::var_os(CHILD).is_some()
+            || std::env::var_os("MIMALLOC_PURGE_DELAY").is_some()
+            || std::env::var_os("MIMALLOC_RESET_DELAY").is_some()
+        {
+            return; // a child run above, or an operator's own setting
         }
         tune();
         assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
