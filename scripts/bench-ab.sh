@@ -14,6 +14,11 @@
 # Both binaries must report `cpu_us_per_message` (commits from "bench: the
 # unlimited run as serve + worker + simulator" on).
 set -u
+# Every build runs at one log filter, the product's own default (`serve`
+# and `worker` log at INFO unless told otherwise; the benchmark binary's
+# default is WARN): RUST_LOG=warn … to measure without it.
+export RUST_LOG=${RUST_LOG:-info}
+echo "# RUST_LOG=$RUST_LOG" >&2
 N=${1:-100000}; R=${2:-3}; shift 2 || true
 PG=${PG:-postgres://postgres@127.0.0.1:5432/postgres}
 OLD=${OLD:?set OLD to the old pedulicovid-bench binary}

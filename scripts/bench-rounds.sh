@@ -17,6 +17,11 @@
 # Each run's JSON stays in ${TMPDIR:-/tmp}/rounds/TAG-LABEL-ROUND.json; PG
 # (default the local server) is the database.
 set -u
+# Every build runs at one log filter, the product's own default (`serve`
+# and `worker` log at INFO unless told otherwise; the benchmark binary's
+# default is WARN): RUST_LOG=warn … to measure without it.
+export RUST_LOG=${RUST_LOG:-info}
+echo "# RUST_LOG=$RUST_LOG" >&2
 TAG=${1:?tag}; ROUNDS=${2:?rounds}; shift 2
 BUILDS=()
 while [ $# -gt 0 ] && [ "$1" != -- ]; do BUILDS+=("$1"); shift; done
@@ -45,7 +50,8 @@ else:
     u = r["unlimited"]; c = u["cpu_us_per_message"]; ours = c["dispatcher"] + c["server"]
     print(f"{i} {label:6} disp {c['dispatcher']:5.1f} srv {c['server']:5.1f} ours {ours:6.1f} "
           f"(÷sim {ours / max(c['simulator'], 1e-9):.3f}) db {c['database']:6.1f} "
-          f"sends/s {u['sends_per_s']:.0f} | load {r.get('load_avg_at_start')}")
+          f"sends/s {u['sends_per_s']:.0f} | load {r.get('load_avg_at_start')} "
+          f"log {r.get('log_filter', '?')}")
 PY
   done
 done

@@ -484,6 +484,10 @@ pub struct BenchReport {
     pub claim_ceiling: Option<CeilingReport>,
     /// 1-minute load average when the benchmark started.
     pub load_avg_at_start: Option<f64>,
+    /// The log filter the run used (`RUST_LOG`, or the benchmark's `warn`):
+    /// the product's commands run at `info`, which a figure may or may not
+    /// include.
+    pub log_filter: String,
     /// VmHWM at the very end, MiB.
     pub peak_rss_mb_end: Option<f64>,
     /// `--purge-backlog`: per kind, rows purged during the run and still
@@ -684,6 +688,7 @@ async fn run_in(s: Settings, args: &BenchArgs, database: String) -> anyhow::Resu
         analyze: args.analyze,
         kannel_method: args.kannel_method,
         load_avg_at_start: load_avg(),
+        log_filter: crate::log_filter(),
         ..Default::default()
     };
 
@@ -1811,9 +1816,10 @@ fn print_report(r: &BenchReport) {
         );
     }
     println!(
-        "  peak RSS at end     {:>10} MB   (load average at start {})",
+        "  peak RSS at end     {:>10} MB   (load average at start {}, logs at {})",
         opt(&r.peak_rss_mb_end),
-        opt(&r.load_avg_at_start)
+        opt(&r.load_avg_at_start),
+        r.log_filter
     );
 }
 

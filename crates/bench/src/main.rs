@@ -101,15 +101,27 @@ impl Cli {
     }
 }
 
+/// The log filter this run uses: `RUST_LOG` when it is a valid filter,
+/// otherwise `warn`, so the progress lines are not lost among the engine's.
+/// The product's own commands log at INFO unless told otherwise, which costs
+/// the product more than WARN did before issue 13 (BENCHMARKS.md, ninth and
+/// fifteenth passes): comparisons of builds set `RUST_LOG` for every build
+/// alike (`scripts/bench-rounds.sh`, `scripts/bench-ab.sh`), and the report
+/// says which filter a figure was measured at (`log_filter`).
+pub(crate) fn log_filter() -> String {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| tracing_subscriber::EnvFilter::try_new(v).is_ok())
+        .unwrap_or_else(|| "warn".to_string())
+}
+
 fn main() -> ExitCode {
     // As the product's `main`.
     pedulicovid::allocator::tune();
     let cli = Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     // Progress goes to stderr by hand; the engine's own logs only from warn.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
