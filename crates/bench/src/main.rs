@@ -109,8 +109,12 @@ impl Cli {
 /// alike (`scripts/bench-rounds.sh`, `scripts/bench-ab.sh`), and the report
 /// says which filter a figure was measured at (`log_filter`).
 pub(crate) fn log_filter() -> String {
-    std::env::var("RUST_LOG")
-        .ok()
+    log_filter_from(std::env::var("RUST_LOG").ok())
+}
+
+/// [`log_filter`] for a given `RUST_LOG`.
+fn log_filter_from(rust_log: Option<String>) -> String {
+    rust_log
         .filter(|v| tracing_subscriber::EnvFilter::try_new(v).is_ok())
         .unwrap_or_else(|| "warn".to_string())
 }
@@ -163,6 +167,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_names_the_filter_the_run_logs_at() {
+        for (rust_log, want) in [
+            (None, "warn"),
+            (Some("info"), "info"),
+            (
+                Some("info,pedulicovid::access=warn"),
+                "info,pedulicovid::access=warn",
+            ),
+            // Not a filter: the subscriber falls back, and so does the report.
+            (Some("pedulicovid=loudly"), "warn"),
+        ] {
+            assert_eq!(
+                log_filter_from(rust_log.map(str::to_string)),
+                want,
+                "{rust_log:?}"
+            );
+        }
+    }
 
     #[test]
     fn bench_keeps_its_flags_and_gains_receipts() {
