@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::warn;
 
 use crate::metrics::METRICS;
-use crate::store::{Backend, IncomingReceipt, ReceiptEffect, Store};
+use crate::store::{Backend, IncomingReceipt, KeptConnection, ReceiptEffect, Store};
 
 type Reply = oneshot::Sender<Result<ReceiptEffect, String>>;
 
@@ -72,39 +72,61 @@ impl ReceiptBatcher {
     }
 }
 
-async fn run(
-    store: Store,
-    rx: Arc<Mutex<mpsc::Receiver<(IncomingReceipt, Reply)>>>,
-    max_batch: usize,
-) {
+type Queue = Arc<Mutex<mpsc::Receiver<(IncomingReceipt, Reply)>>>;
+
+/// How long a batcher keeps its database connection without a batch to
+/// apply before giving it back to the pool ([`KeptConnection`]).
+const KEEP_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Waits for the next receipt and takes whatever else is queued, up to
+/// `max_batch`; none once every handle is dropped. Cancel-safe: it waits
+/// only on the lock and on `recv`.
+async fn next_batch(rx: &Queue, max_batch: usize) -> Option<Vec<(IncomingReceipt, Reply)>> {
+    let mut rx = rx.lock().await;
+    let mut jobs = vec![rx.recv().await?];
+    while jobs.len() < max_batch {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+async fn run(store: Store, rx: Queue, max_batch: usize) {
+    // Kept while batches keep coming, given back after KEEP_IDLE without
+    // one, discarded after a failure.
+    let mut kept = KeptConnection::default();
     loop {
-        let mut jobs = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(job) => jobs.push(job),
-                None => return,
-            }
-            while jobs.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+        let next = if kept.is_kept() {
+            match tokio::time::timeout(KEEP_IDLE, next_batch(&rx, max_batch)).await {
+                Ok(next) => next,
+                Err(_) => {
+                    kept.release();
+                    next_batch(&rx, max_batch).await
                 }
             }
-        }
+        } else {
+            next_batch(&rx, max_batch).await
+        };
+        let Some(jobs) = next else { return };
         METRICS.receipt_batches.fetch_add(1, Ordering::Relaxed);
         METRICS
             .receipt_batch_rows
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let (batch, replies): (Vec<IncomingReceipt>, Vec<Reply>) = jobs.into_iter().unzip();
-        let mut result = store.apply_receipts_measured(&batch).await;
+        let mut result = store.apply_receipts_kept(&mut kept, &batch).await;
         for attempt in 1..=3u32 {
             let Err(e) = &result else { break };
+            kept.discard();
             // A transient failure (lock timeout, a restarting database) is
             // worth a few more tries before the carriers are told to retry.
             warn!(error = %e, size = batch.len(), attempt, "receipt batch failed; retrying");
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            result = store.apply_receipts_measured(&batch).await;
+            result = store.apply_receipts_kept(&mut kept, &batch).await;
+        }
+        if result.is_err() {
+            kept.discard();
         }
         match result {
             Ok(applied) => {

@@ -327,6 +327,77 @@ pub(crate) trait BeginWrite {
            + Send;
 }
 
+/// A PostgreSQL connection a busy caller keeps between transactions
+/// ([`Store::apply_receipts_kept`]): the pool tests every connection it
+/// hands out and every connection given back with a round trip each
+/// (sqlx's `test_before_acquire` and its check on release), two of the
+/// receipt batch's eight while callbacks queue behind it. The keeper gives
+/// the connection back when it goes idle ([`KeptConnection::release`]) and
+/// discards it after any failure ([`KeptConnection::discard`]), so a
+/// broken connection is found by the retry that follows, on a fresh, tested
+/// one. On SQLite nothing is kept: its pool may hold a single connection
+/// (in memory), and its round trips stay in the process.
+#[derive(Default)]
+pub struct KeptConnection {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl KeptConnection {
+    /// Whether a connection is held now.
+    pub fn is_kept(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Gives the connection back to the pool (tested there as usual).
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Closes the connection instead of giving it back: after a failure its
+    /// state is unknown.
+    pub fn discard(&mut self) {
+        if let Some(mut c) = self.conn.take() {
+            c.close_on_drop();
+        }
+    }
+}
+
+/// [`BeginWrite`] on a connection the caller may keep: on PostgreSQL the
+/// one in `kept` (taken from the pool the first time), elsewhere the pool's.
+pub(crate) trait BeginKept: BeginWrite {
+    fn begin_kept<'c>(
+        &'c self,
+        kept: Option<&'c mut KeptConnection>,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'c, Self::Db>, sqlx::Error>>
+           + Send
+           + 'c;
+}
+
+impl BeginKept for SqlitePool {
+    async fn begin_kept<'c>(
+        &'c self,
+        _kept: Option<&'c mut KeptConnection>,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_write().await
+    }
+}
+
+impl BeginKept for PgPool {
+    async fn begin_kept<'c>(
+        &'c self,
+        kept: Option<&'c mut KeptConnection>,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
+        let Some(kept) = kept else {
+            return self.begin_write().await;
+        };
+        let conn = match &mut kept.conn {
+            Some(c) => c,
+            slot => slot.insert(self.acquire().await?),
+        };
+        sqlx::Connection::begin(&mut **conn).await
+    }
+}
+
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     fn begin_write(

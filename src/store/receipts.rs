@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::{now_ms, with_pool, BeginWrite, Column, Result, Store};
+use super::{now_ms, with_pool, BeginKept, Column, KeptConnection, Result, Store};
 use crate::gateway::{ParsedReceipt, ReceiptOutcome};
 use crate::status::{FlagReason, HandOver, ReceiptMove, Status};
 
@@ -242,7 +242,20 @@ impl Store {
         &self,
         batch: &[IncomingReceipt],
     ) -> Result<AppliedReceipts> {
-        self.apply_batch(batch, &vec![None; batch.len()]).await
+        self.apply_batch(batch, &vec![None; batch.len()], None)
+            .await
+    }
+
+    /// [`Store::apply_receipts_measured`] on the connection in `kept` (see
+    /// [`KeptConnection`]): for a caller applying batch after batch, such
+    /// as the receipt batcher. After an error the caller discards it.
+    pub async fn apply_receipts_kept(
+        &self,
+        kept: &mut KeptConnection,
+        batch: &[IncomingReceipt],
+    ) -> Result<AppliedReceipts> {
+        self.apply_batch(batch, &vec![None; batch.len()], Some(kept))
+            .await
     }
 
     /// Applies receipts kept as `pending` whose send has since been recorded
@@ -295,7 +308,7 @@ impl Store {
         let applied = if batch.is_empty() {
             0
         } else {
-            self.apply_batch(&batch, &ids)
+            self.apply_batch(&batch, &ids, None)
                 .await?
                 .effects
                 .iter()
@@ -317,6 +330,7 @@ impl Store {
         &self,
         batch: &[IncomingReceipt],
         stored: &[Option<i64>],
+        kept: Option<&mut KeptConnection>,
     ) -> Result<AppliedReceipts> {
         let now = now_ms();
         let lock = self.row_lock();
@@ -354,7 +368,7 @@ impl Store {
             })
             .collect();
         with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_kept(kept).await?;
             // Receipts without our id are matched by the gateway's id.
             let mut resolved: Vec<Option<i64>> = batch.iter().map(|r| r.parsed.message_id).collect();
             let mut by_gateway: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();

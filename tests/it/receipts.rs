@@ -456,6 +456,36 @@ async fn order_and_duplicates_follow_the_status_machine(backend: &str) {
 }
 both_backends!(order_and_duplicates_follow_the_status_machine);
 
+/// The receipt batcher keeps its PostgreSQL connection from one batch to
+/// the next (no pool round trips while callbacks queue). One that died
+/// under it between batches (a restarted server, a proxy's idle timeout)
+/// costs a retry on a fresh connection, never a receipt: the carrier is
+/// answered 200 only after the receipt is applied.
+async fn receipts_survive_the_batchers_connection_dying(backend: &str) {
+    let ctx = setup(backend, 3, Start::Sent).await;
+    assert_eq!(ctx.dlr(ctx.ids[0], 1, DELIVERED).await, 200);
+    if backend == "postgres" {
+        // Every connection to the app's database but the test's own.
+        let killed = ctx
+            .raw
+            .int(
+                "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await;
+        assert!(killed >= 1, "the app held no connection to kill");
+    }
+    assert_eq!(ctx.dlr(ctx.ids[1], 1, DELIVERED).await, 200);
+    assert_eq!(ctx.dlr(ctx.ids[2], 2, UNDELIVERED).await, 200);
+    assert_eq!(ctx.status(ctx.ids[1]).await, "delivered");
+    assert_eq!(ctx.status(ctx.ids[2]).await, "undelivered");
+    assert_eq!(ctx.effects(ctx.ids[1]).await, ["applied"]);
+    assert_eq!(ctx.receipt_count().await, 3);
+    ctx.finish().await;
+}
+both_backends!(receipts_survive_the_batchers_connection_dying);
+
 async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
     let ctx = setup(backend, 4, Start::Queued).await;
     let m = &ctx.ids;
