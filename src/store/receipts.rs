@@ -224,6 +224,95 @@ pub struct IncomingReceipt {
 /// parameter limits).
 const INSERT_CHUNK: usize = 300;
 
+/// What the receipts' INSERT writes for each receipt of a batch.
+struct ReceiptRows<'a> {
+    batch: &'a [IncomingReceipt],
+    /// The message each receipt names, ours or found by the gateway's id.
+    resolved: &'a [Option<i64>],
+    /// Normalised gateway ids ([`normalize_ref`]).
+    refs: &'a [Option<String>],
+    /// Each receipt's effect, as decided before the insert.
+    effects: &'a [Option<ReceiptEffect>],
+    /// Messages of erased workers: their receipts keep no payload.
+    erased: &'a std::collections::HashSet<i64>,
+}
+
+/// Appends `INSERT INTO receipts … ` for the receipts `rows` of a batch.
+/// With `applied_in`, the statement is a part of the update's data-modifying
+/// `WITH`, whose `u` returns the ids it moved: each receipt flagged there
+/// is stored `applied` when its message is in `u`, as the caller decides
+/// from the same rows (see [`Store::apply_batch`]), and with its decided
+/// effect otherwise.
+fn push_receipts_insert<'a, DB>(
+    q: &mut QueryBuilder<'a, DB>,
+    r: &ReceiptRows<'a>,
+    rows: &[usize],
+    now: i64,
+    applied_in: Option<&[bool]>,
+) where
+    DB: super::RowsParam,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(
+        "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, \
+         error_code, payload, received_at, effect, gateway_ref) \
+         SELECT column1, column2, column3, column4, column5, column6, column7, ",
+    );
+    q.push_bind(now);
+    q.push(if applied_in.is_some() {
+        ", CASE WHEN column10 AND column2 = ANY(ARRAY(SELECT id FROM u)) THEN 'applied' ELSE column8 END, \
+         column9 FROM "
+    } else {
+        ", column8, column9 FROM "
+    });
+    let b = |i: usize| &r.batch[i];
+    let mut columns = vec![
+        Column::Text(rows.iter().map(|&i| b(i).gateway.as_str()).collect()),
+        Column::OptInt8(rows.iter().map(|&i| r.resolved[i]).collect()),
+        Column::OptText(
+            rows.iter()
+                .map(|&i| b(i).parsed.gateway_message_id.as_deref())
+                .collect(),
+        ),
+        Column::Text(
+            rows.iter()
+                .map(|&i| b(i).parsed.raw_status.as_str())
+                .collect(),
+        ),
+        Column::Text(
+            rows.iter()
+                .map(|&i| outcome_name(b(i).parsed.outcome))
+                .collect(),
+        ),
+        Column::OptText(
+            rows.iter()
+                .map(|&i| b(i).parsed.error_code.as_deref())
+                .collect(),
+        ),
+        Column::Text(
+            rows.iter()
+                .map(|&i| {
+                    if r.resolved[i].is_some_and(|m| r.erased.contains(&m)) {
+                        super::ERASED_TEXT
+                    } else {
+                        b(i).payload.as_str()
+                    }
+                })
+                .collect(),
+        ),
+        Column::Text(
+            rows.iter()
+                .map(|&i| r.effects[i].unwrap_or(ReceiptEffect::Ignored).as_str())
+                .collect(),
+        ),
+        Column::OptText(rows.iter().map(|&i| r.refs[i].as_deref()).collect()),
+    ];
+    if let Some(flags) = applied_in {
+        columns.push(Column::Bool(rows.iter().map(|&i| flags[i]).collect()));
+    }
+    super::push_rows(q, columns);
+}
+
 impl Store {
     /// Stores and applies many receipts in one transaction, with set-based
     /// statements: the receipts and their effects commit together or not at
@@ -398,6 +487,14 @@ impl Store {
             // are kept without the carrier's payload, which may carry the
             // number and the text.
             let mut erased: std::collections::HashSet<i64> = Default::default();
+            // The common batch (one round, every receipt new, one group of
+            // deliveries) stores its receipts in the update's statement
+            // (PostgreSQL); `inserted` once that happened.
+            let insert_with_update = postgres
+                && rounds.len() == 1
+                && stored.iter().all(Option::is_none)
+                && batch.len() <= INSERT_CHUNK;
+            let mut inserted = false;
             for round in &rounds {
                 let mut ids: Vec<i64> = round.iter().filter_map(|&i| resolved[i]).collect();
                 ids.sort_unstable();
@@ -571,8 +668,26 @@ impl Store {
                         q.push_bind(now);
                         q.push(
                             ", resolution = 'delivered_late' WHERE resolved_at IS NULL \
-                             AND message_id = ANY(ARRAY(SELECT id FROM u))) SELECT id, sent_at FROM u",
+                             AND message_id = ANY(ARRAY(SELECT id FROM u)))",
                         );
+                        if insert_with_update && groups.len() == 1 {
+                            // The batch's receipts too: the round trip of
+                            // their own INSERT saved, every batch. Each of
+                            // the group's receipts is stored `applied` when
+                            // its message is in `u`, the rule applied to the
+                            // same rows below.
+                            let mut member = vec![false; batch.len()];
+                            for (i, _) in members {
+                                member[*i] = true;
+                            }
+                            let all: Vec<usize> = (0..batch.len()).collect();
+                            let rows = ReceiptRows { batch, resolved: &resolved, refs: &refs, effects: &effects, erased: &erased };
+                            q.push(", i AS (");
+                            push_receipts_insert(&mut q, &rows, &all, now, Some(&member));
+                            q.push(")");
+                            inserted = true;
+                        }
+                        q.push(" SELECT id, sent_at FROM u");
                     }
                     // Applied ids, with when the send was recorded (none
                     // when the receipt overtook the recording).
@@ -631,33 +746,14 @@ impl Store {
                     }
                 }
             }
-            let fresh: Vec<usize> = (0..batch.len()).filter(|&i| stored[i].is_none()).collect();
-            for chunk in fresh.chunks(INSERT_CHUNK) {
-                let mut q = QueryBuilder::new(
-                    "INSERT INTO receipts (gateway, message_id, gateway_message_id, raw_status, outcome, \
-                     error_code, payload, received_at, effect, gateway_ref) \
-                     SELECT column1, column2, column3, column4, column5, column6, column7, ");
-                q.push_bind(now);
-                q.push(", column8, column9 FROM ");
-                let r = |i: usize| &batch[i];
-                super::push_rows(&mut q, vec![
-                    Column::Text(chunk.iter().map(|&i| r(i).gateway.as_str()).collect()),
-                    Column::OptInt8(chunk.iter().map(|&i| resolved[i]).collect()),
-                    Column::OptText(chunk.iter().map(|&i| r(i).parsed.gateway_message_id.as_deref()).collect()),
-                    Column::Text(chunk.iter().map(|&i| r(i).parsed.raw_status.as_str()).collect()),
-                    Column::Text(chunk.iter().map(|&i| outcome_name(r(i).parsed.outcome)).collect()),
-                    Column::OptText(chunk.iter().map(|&i| r(i).parsed.error_code.as_deref()).collect()),
-                    Column::Text(chunk.iter().map(|&i| {
-                        if resolved[i].is_some_and(|m| erased.contains(&m)) {
-                            super::ERASED_TEXT
-                        } else {
-                            r(i).payload.as_str()
-                        }
-                    }).collect()),
-                    Column::Text(chunk.iter().map(|&i| effects[i].unwrap_or(ReceiptEffect::Ignored).as_str()).collect()),
-                    Column::OptText(chunk.iter().map(|&i| refs[i].as_deref()).collect()),
-                ]);
-                q.build().execute(&mut *tx).await?;
+            if !inserted {
+                let fresh: Vec<usize> = (0..batch.len()).filter(|&i| stored[i].is_none()).collect();
+                let rows = ReceiptRows { batch, resolved: &resolved, refs: &refs, effects: &effects, erased: &erased };
+                for chunk in fresh.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::new("");
+                    push_receipts_insert(&mut q, &rows, chunk, now, None);
+                    q.build().execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
         });

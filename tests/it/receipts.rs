@@ -486,6 +486,91 @@ async fn receipts_survive_the_batchers_connection_dying(backend: &str) {
 }
 both_backends!(receipts_survive_the_batchers_connection_dying);
 
+/// One batch of mixed receipts, as the group commit takes them under load:
+/// each is stored with the effect it was answered with, whichever statement
+/// stored it (on PostgreSQL a batch whose moves are all deliveries stores
+/// its receipts inside the update's statement), and only the applied ones
+/// moved their message.
+async fn a_mixed_batch_stores_the_effects_it_answers(backend: &str) {
+    use pedulicovid::gateway::{ParsedReceipt, ReceiptOutcome};
+    use pedulicovid::store::{IncomingReceipt, ReceiptEffect};
+
+    let ctx = setup(backend, 4, Start::Sent).await;
+    let m = &ctx.ids;
+    assert_eq!(ctx.dlr(m[3], 1, DELIVERED).await, 200);
+    // The carrier's id of message 0, as a send through a gateway that
+    // answers with one records it (normalised: `normalize_ref`).
+    ctx.raw
+        .exec(
+            "UPDATE messages SET gateway_message_id = 'GW-M0', gateway_ref = 'gw-m0' WHERE id = $1",
+            &[m[0]],
+        )
+        .await;
+    let receipt = |n: usize, id: i64, outcome: ReceiptOutcome| IncomingReceipt {
+        gateway: "sim".into(),
+        payload: format!("batch-{n}"),
+        parsed: ParsedReceipt {
+            message_id: Some(id),
+            gateway_message_id: None,
+            raw_status: "test".into(),
+            error_code: None,
+            outcome,
+        },
+        signed: false,
+    };
+    let batch = vec![
+        receipt(0, m[0], ReceiptOutcome::Delivered),
+        receipt(1, m[1], ReceiptOutcome::Accepted),
+        receipt(2, m[3], ReceiptOutcome::Delivered),
+        receipt(3, m[3] + 1_000, ReceiptOutcome::Delivered),
+        receipt(4, m[2], ReceiptOutcome::Delivered),
+        // Names message 0 by the carrier's id alone, in the same batch as
+        // the receipt that moves it: an intermediate report all the same.
+        IncomingReceipt {
+            parsed: ParsedReceipt {
+                message_id: None,
+                gateway_message_id: Some("00GW-M0".into()),
+                outcome: ReceiptOutcome::Accepted,
+                ..receipt(5, m[0], ReceiptOutcome::Accepted).parsed
+            },
+            ..receipt(5, m[0], ReceiptOutcome::Accepted)
+        },
+    ];
+    let effects = ctx.app.store.apply_receipts(&batch).await.unwrap();
+    use ReceiptEffect::*;
+    assert_eq!(
+        effects,
+        [
+            Applied,
+            Intermediate,
+            Ignored,
+            UnknownMessage,
+            Applied,
+            Intermediate
+        ]
+    );
+    for (n, effect) in effects.iter().enumerate() {
+        let stored = ctx
+            .raw
+            .texts(
+                "SELECT effect FROM receipts WHERE payload = 'batch-' || CAST($1 AS TEXT)",
+                &[n as i64],
+            )
+            .await;
+        assert_eq!(stored, [effect.as_str()], "receipt {n}");
+    }
+    for (i, status) in [
+        (0, "delivered"),
+        (1, "sent"),
+        (2, "delivered"),
+        (3, "delivered"),
+    ] {
+        assert_eq!(ctx.status(m[i]).await, status, "message {i}");
+    }
+    ctx.finish().await;
+}
+both_backends!(a_mixed_batch_stores_the_effects_it_answers);
+
 async fn receipt_before_the_send_is_recorded_applies(backend: &str) {
     let ctx = setup(backend, 4, Start::Queued).await;
     let m = &ctx.ids;
