@@ -45,8 +45,10 @@ impl ReceiptBatcher {
     pub fn spawn(store: Store, tasks: usize, max_batch: usize, queue: usize) -> ReceiptBatcher {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..tasks.max(1) {
-            tokio::spawn(run(store.clone(), rx.clone(), max_batch.max(1)));
+        let keepers = keepers(store.pool_size());
+        for task in 0..tasks.max(1) {
+            let kept = (task < keepers).then(KeptConnection::default);
+            tokio::spawn(run(store.clone(), rx.clone(), max_batch.max(1), kept));
         }
         ReceiptBatcher { tx }
     }
@@ -74,6 +76,15 @@ impl ReceiptBatcher {
 
 type Queue = Arc<Mutex<mpsc::Receiver<(IncomingReceipt, Reply)>>>;
 
+/// Batchers that may keep a connection ([`KeptConnection`]): half of a
+/// pool of `pool_size`; the others take one from the pool for each batch.
+/// However many batchers are configured, a steady stream of callbacks
+/// never holds the whole pool, which the dispatcher, the API and
+/// housekeeping share with them.
+fn keepers(pool_size: u32) -> usize {
+    pool_size as usize / 2
+}
+
 /// How long a batcher keeps its database connection without a batch to
 /// apply before giving it back to the pool ([`KeptConnection`]).
 const KEEP_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -93,21 +104,23 @@ async fn next_batch(rx: &Queue, max_batch: usize) -> Option<Vec<(IncomingReceipt
     Some(jobs)
 }
 
-async fn run(store: Store, rx: Queue, max_batch: usize) {
+/// One batcher: `kept` when it may keep a connection between batches
+/// (see [`keepers`]).
+async fn run(store: Store, rx: Queue, max_batch: usize, mut kept: Option<KeptConnection>) {
     // Kept while batches keep coming, given back after KEEP_IDLE without
     // one, discarded after a failure.
-    let mut kept = KeptConnection::default();
     loop {
-        let next = if kept.is_kept() {
-            match tokio::time::timeout(KEEP_IDLE, next_batch(&rx, max_batch)).await {
-                Ok(next) => next,
-                Err(_) => {
-                    kept.release();
-                    next_batch(&rx, max_batch).await
+        let next = match &mut kept {
+            Some(k) if k.is_kept() => {
+                match tokio::time::timeout(KEEP_IDLE, next_batch(&rx, max_batch)).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        k.release();
+                        next_batch(&rx, max_batch).await
+                    }
                 }
             }
-        } else {
-            next_batch(&rx, max_batch).await
+            _ => next_batch(&rx, max_batch).await,
         };
         let Some(jobs) = next else { return };
         METRICS.receipt_batches.fetch_add(1, Ordering::Relaxed);
@@ -115,18 +128,20 @@ async fn run(store: Store, rx: Queue, max_batch: usize) {
             .receipt_batch_rows
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let (batch, replies): (Vec<IncomingReceipt>, Vec<Reply>) = jobs.into_iter().unzip();
-        let mut result = store.apply_receipts_kept(&mut kept, &batch).await;
+        let mut result = store.apply_receipts_kept(kept.as_mut(), &batch).await;
         for attempt in 1..=3u32 {
             let Err(e) = &result else { break };
-            kept.discard();
+            if let Some(k) = &mut kept {
+                k.discard();
+            }
             // A transient failure (lock timeout, a restarting database) is
             // worth a few more tries before the carriers are told to retry.
             warn!(error = %e, size = batch.len(), attempt, "receipt batch failed; retrying");
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            result = store.apply_receipts_kept(&mut kept, &batch).await;
+            result = store.apply_receipts_kept(kept.as_mut(), &batch).await;
         }
-        if result.is_err() {
-            kept.discard();
+        if let (Err(_), Some(k)) = (&result, &mut kept) {
+            k.discard();
         }
         match result {
             Ok(applied) => {
@@ -163,5 +178,20 @@ fn record_lags(batch: &[IncomingReceipt], lags_ms: &[Option<i64>]) {
         m.receipt_lag.record(std::time::Duration::from_millis(
             u64::try_from(*ms).unwrap_or(0),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batchers_never_keep_the_whole_pool() {
+        for pool in 1..=64 {
+            assert!(keepers(pool) < pool as usize, "pool of {pool}");
+        }
+        // The default batchers on PostgreSQL keep theirs (store::connect's
+        // pool of 8).
+        assert!(keepers(8) >= ReceiptBatcher::default_tasks(Backend::Postgres));
     }
 }

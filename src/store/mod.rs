@@ -639,6 +639,11 @@ impl Store {
         self.limits
     }
 
+    /// Connections the pool opens at most.
+    pub fn pool_size(&self) -> u32 {
+        with_pool!(self, p => p.options().get_max_connections())
+    }
+
     pub fn backend(&self) -> Backend {
         match self.db {
             Db::Sqlite(_) => Backend::Sqlite,

@@ -335,15 +335,16 @@ impl Store {
             .await
     }
 
-    /// [`Store::apply_receipts_measured`] on the connection in `kept` (see
-    /// [`KeptConnection`]): for a caller applying batch after batch, such
-    /// as the receipt batcher. After an error the caller discards it.
+    /// [`Store::apply_receipts_measured`] on the connection in `kept`, if
+    /// any (see [`KeptConnection`]): for a caller applying batch after
+    /// batch, such as the receipt batcher. After an error the caller
+    /// discards it.
     pub async fn apply_receipts_kept(
         &self,
-        kept: &mut KeptConnection,
+        kept: Option<&mut KeptConnection>,
         batch: &[IncomingReceipt],
     ) -> Result<AppliedReceipts> {
-        self.apply_batch(batch, &vec![None; batch.len()], Some(kept))
+        self.apply_batch(batch, &vec![None; batch.len()], kept)
             .await
     }
 
