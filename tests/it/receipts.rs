@@ -526,14 +526,11 @@ async fn a_mixed_batch_stores_the_effects_it_answers(backend: &str) {
         receipt(4, m[2], ReceiptOutcome::Delivered),
         // Names message 0 by the carrier's id alone, in the same batch as
         // the receipt that moves it: an intermediate report all the same.
-        IncomingReceipt {
-            parsed: ParsedReceipt {
-                message_id: None,
-                gateway_message_id: Some("00GW-M0".into()),
-                outcome: ReceiptOutcome::Accepted,
-                ..receipt(5, m[0], ReceiptOutcome::Accepted).parsed
-            },
-            ..receipt(5, m[0], ReceiptOutcome::Accepted)
+        {
+            let mut r = receipt(5, m[0], ReceiptOutcome::Accepted);
+            r.parsed.message_id = None;
+            r.parsed.gateway_message_id = Some("00GW-M0".into());
+            r
         },
     ];
     let effects = ctx.app.store.apply_receipts(&batch).await.unwrap();
