@@ -191,6 +191,8 @@ pub fn client(timeout: Duration, max_idle_per_host: usize) -> reqwest::Client {
 /// * **no redirects**: a sendsms endpoint never redirects, so a redirect means
 ///   a wrong URL, and following it could hand the query to another host.
 ///   [`refusal`] reports a 3xx as a gateway (configuration) fault.
+///
+/// And the client retries nothing itself ([`no_retries`]).
 pub fn client_with_tls(
     timeout: Duration,
     max_idle_per_host: usize,
@@ -207,8 +209,22 @@ pub fn client_with_tls(
         .tcp_nodelay(true)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
+        .retry(no_retries())
         .use_preconfigured_tls(tls)
         .build()
+}
+
+/// The client's own retry policy: none. The dispatcher owns every retry
+/// (its backoff, the breaker, and the status machine that decides whether
+/// a send that may have reached the carrier can go again), so the HTTP
+/// client must never send a message a second time on its own.
+///
+/// reqwest's default retries only HTTP/2 and HTTP/3 refusals, which this
+/// build does not speak, yet it still copied every request (headers,
+/// URI, extensions) in case of one, and kept a retry budget's clock: with
+/// at most zero retries a request, it copies nothing.
+fn no_retries() -> reqwest::retry::Builder {
+    reqwest::retry::never().max_retries_per_request(0)
 }
 
 /// What one carrier dialect puts on the wire: its request for one message
