@@ -215,9 +215,8 @@ pub fn client_with_tls(
 }
 
 /// The client's own retry policy: none. The dispatcher owns every retry
-/// (its backoff, the breaker, and the status machine that decides whether
-/// a send that may have reached the carrier can go again), so the HTTP
-/// client must never send a message a second time on its own.
+/// (its back-off, its attempts counted and logged, the breaker), so the
+/// HTTP client must never send a message a second time on its own.
 ///
 /// reqwest's default retries only HTTP/2 and HTTP/3 refusals, which this
 /// build does not speak, yet it still copied every request (headers,
