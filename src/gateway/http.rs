@@ -220,8 +220,9 @@ pub fn client_with_tls(
 ///
 /// reqwest's default retries only HTTP/2 and HTTP/3 refusals, which this
 /// build does not speak, yet it still copied every request (headers,
-/// URI, extensions) in case of one, and kept a retry budget's clock: with
-/// at most zero retries a request, it copies nothing.
+/// URI, extensions) in case of one, and kept a retry budget's clock.
+/// `never()` alone keeps the copy (its scope is asked only before a second
+/// try); at most zero retries a request is what makes it copy nothing.
 fn no_retries() -> reqwest::retry::Builder {
     reqwest::retry::never().max_retries_per_request(0)
 }
