@@ -108,7 +108,8 @@ async fn next_batch(rx: &Queue, max_batch: usize) -> Option<Vec<(IncomingReceipt
 /// (see [`keepers`]).
 async fn run(store: Store, rx: Queue, max_batch: usize, mut kept: Option<KeptConnection>) {
     // Kept while batches keep coming, given back after KEEP_IDLE without
-    // one, discarded after a failure.
+    // one (and by the store after store::KEEP_AT_MOST), discarded after a
+    // failure.
     loop {
         let next = match &mut kept {
             Some(k) if k.is_kept() => {

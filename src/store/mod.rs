@@ -335,12 +335,24 @@ pub(crate) trait BeginWrite {
 /// the connection back when it goes idle ([`KeptConnection::release`]) and
 /// discards it after any failure ([`KeptConnection::discard`]), so a
 /// broken connection is found by the retry that follows, on a fresh, tested
-/// one. On SQLite nothing is kept: its pool may hold a single connection
-/// (in memory), and its round trips stay in the process.
+/// one. It is also given back after [`KEEP_AT_MOST`] however busy the
+/// keeper is, so the pool's own rules (its connections' `max_lifetime`)
+/// still apply under a campaign's unbroken stream of callbacks. On SQLite
+/// nothing is kept: its pool may hold a single connection (in memory), and
+/// its round trips stay in the process.
 #[derive(Default)]
 pub struct KeptConnection {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    /// The connection, and when it was taken from the pool.
+    conn: Option<(
+        sqlx::pool::PoolConnection<sqlx::Postgres>,
+        std::time::Instant,
+    )>,
 }
+
+/// How long a [`KeptConnection`] holds one connection before giving it back
+/// to the pool (which closes it there if it outlived `max_lifetime`, and
+/// tests it otherwise): a pair of pool round trips a minute.
+pub const KEEP_AT_MOST: Duration = Duration::from_secs(60);
 
 impl KeptConnection {
     /// Whether a connection is held now.
@@ -356,9 +368,29 @@ impl KeptConnection {
     /// Closes the connection instead of giving it back: after a failure its
     /// state is unknown.
     pub fn discard(&mut self) {
-        if let Some(mut c) = self.conn.take() {
+        if let Some((mut c, _)) = self.conn.take() {
             c.close_on_drop();
         }
+    }
+
+    /// The connection in use, taken from `pool` when none is held or the one
+    /// held has been kept [`KEEP_AT_MOST`].
+    async fn connection(
+        &mut self,
+        pool: &PgPool,
+    ) -> Result<&mut sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= KEEP_AT_MOST)
+        {
+            self.release();
+        }
+        let (conn, _) = match &mut self.conn {
+            Some(held) => held,
+            slot => slot.insert((pool.acquire().await?, std::time::Instant::now())),
+        };
+        Ok(conn)
     }
 }
 
@@ -390,11 +422,7 @@ impl BeginKept for PgPool {
         let Some(kept) = kept else {
             return self.begin_write().await;
         };
-        let conn = match &mut kept.conn {
-            Some(c) => c,
-            slot => slot.insert(self.acquire().await?),
-        };
-        sqlx::Connection::begin(&mut **conn).await
+        sqlx::Connection::begin(&mut **kept.connection(self).await?).await
     }
 }
 
@@ -757,4 +785,50 @@ pub fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept connection is reused from one transaction to the next, and
+    /// given back to the pool once held [`KEEP_AT_MOST`]: a pool whose
+    /// connections live 100 ms then closes it and opens another.
+    #[tokio::test]
+    async fn a_kept_connection_goes_back_to_the_pool_after_a_while() {
+        let url = std::env::var("PEDULICOVID_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .max_lifetime(Duration::from_millis(100))
+            .connect(&url)
+            .await
+            .expect("the tests' PostgreSQL");
+        let mut kept = KeptConnection::default();
+        let backend = async |kept: &mut KeptConnection| -> i32 {
+            let mut tx = pool.begin_kept(Some(kept)).await.unwrap();
+            let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            pid
+        };
+        let first = backend(&mut kept).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            backend(&mut kept).await,
+            first,
+            "kept, past the pool's lifetime"
+        );
+        let (_, since) = kept.conn.as_mut().unwrap();
+        *since = since
+            .checked_sub(KEEP_AT_MOST)
+            .expect("a clock past a minute");
+        assert_ne!(
+            backend(&mut kept).await,
+            first,
+            "given back after KEEP_AT_MOST"
+        );
+    }
 }
