@@ -49,7 +49,7 @@ use pedulicovid::render::{RenderContext, Renderer};
 use pedulicovid::secret::Secret;
 
 use crate::engine::round2;
-use crate::parts::{runtime, sum_prefix, threads_cpu};
+use crate::parts::{runtime, sum_prefix, threads_cpu, Runtimes};
 
 const CLIENT_THREADS: &str = "fl-client";
 const SERVER_THREADS: &str = "fl-server";
@@ -131,18 +131,6 @@ pub async fn run(s: Settings, a: FloorArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The runtimes of a run, shut down in the background however it ends (a
-/// runtime may not be dropped inside another, and an error return would).
-struct Runtimes(Vec<tokio::runtime::Runtime>);
-
-impl Drop for Runtimes {
-    fn drop(&mut self) {
-        for rt in self.0.drain(..) {
-            rt.shutdown_background();
-        }
-    }
 }
 
 /// One run: every send answered, every callback in.

@@ -179,10 +179,22 @@ pub struct RunParts {
     pub server: App,
     pub worker: App,
     sim: Sim,
-    /// Kept until [`RunParts::stop`]; shut down in the background there
-    /// (a runtime may not be dropped inside another).
-    runtimes: Vec<tokio::runtime::Runtime>,
+    /// Kept until [`RunParts::stop`].
+    runtimes: Runtimes,
     postgres: bool,
+}
+
+/// The runtimes of a run, shut down in the background however it ends (a
+/// runtime may not be dropped inside another, and an error return would:
+/// a part that failed to start panicked instead of saying why).
+pub(crate) struct Runtimes(pub(crate) Vec<tokio::runtime::Runtime>);
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        for rt in self.0.drain(..) {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Runs `f` on `rt` and waits for it here.
@@ -224,10 +236,10 @@ impl RunParts {
         // Server and worker get the threads `serve` and `worker` would
         // (`[runtime] threads`); the carrier keeps two.
         let threads = s.runtime.worker_threads();
-        let mut runtimes = vec![
+        let mut runtimes = Runtimes(vec![
             runtime(HTTP_THREADS, threads)?,
             runtime(DISPATCH_THREADS, threads)?,
-        ];
+        ]);
         let sim_config = s.simulator.clone();
         let sim = match place {
             SimulatorPlace::Internal => {
@@ -246,7 +258,7 @@ impl RunParts {
                     Ok::<_, anyhow::Error>((handle, done))
                 })
                 .await??;
-                runtimes.push(rt);
+                runtimes.0.push(rt);
                 Sim::Internal { handle, stop, done }
             }
             SimulatorPlace::External => spawn_external(&sim_config).await?,
@@ -262,7 +274,7 @@ impl RunParts {
             .map(|g| kannel_gateway(g, &s.simulator, &sendsms_url))
             .collect::<anyhow::Result<_>>()?;
         let server_settings = s.clone();
-        let server = on(&runtimes[0], async move {
+        let server = on(&runtimes.0[0], async move {
             App::start(
                 server_settings,
                 Parts {
@@ -275,7 +287,7 @@ impl RunParts {
         .await??;
         let port = server.port().context("the server has no HTTP port")?;
         s.http.public_url = Some(format!("http://127.0.0.1:{port}").parse()?);
-        let worker = on(&runtimes[1], async move {
+        let worker = on(&runtimes.0[1], async move {
             App::start(
                 s,
                 // Housekeeping is the server's here.
@@ -333,8 +345,8 @@ impl RunParts {
             runtimes,
             ..
         } = self;
-        let _ = on(&runtimes[1], worker.stop(Duration::from_secs(10))).await;
-        let _ = on(&runtimes[0], server.stop(Duration::from_secs(10))).await;
+        let _ = on(&runtimes.0[1], worker.stop(Duration::from_secs(10))).await;
+        let _ = on(&runtimes.0[0], server.stop(Duration::from_secs(10))).await;
         match sim {
             Sim::Internal { stop, done, .. } => {
                 let _ = stop.send(true);
@@ -345,9 +357,7 @@ impl RunParts {
                 let _ = child.wait();
             }
         }
-        for rt in runtimes {
-            rt.shutdown_background();
-        }
+        drop(runtimes);
     }
 }
 
