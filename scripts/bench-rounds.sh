@@ -14,8 +14,10 @@
 #
 # The label `a95` is the issue's "before" (`a95f5a6`), whose simulator kept
 # 256 callbacks in flight: it runs with Kannel's 512 as every later build.
-# Each run's JSON stays in ${TMPDIR:-/tmp}/rounds/TAG-LABEL-ROUND.json; PG
-# (default the local server) is the database.
+# At the end, the set's summary: each build's means and their change
+# against the first build (see below). Each run's JSON stays in
+# ${TMPDIR:-/tmp}/rounds/TAG-LABEL-ROUND.json; PG (default the local
+# server) is the database.
 set -u
 # Every build runs at one log filter, the product's own default (`serve`
 # and `worker` log at INFO unless told otherwise; the benchmark binary's
@@ -55,3 +57,50 @@ else:
 PY
   done
 done
+
+# The set's summary: each build's means over the rounds, and against the
+# first build that is not a floor (the baseline, `a95` in the issue-13
+# sets): the change of the means, each round's change against the
+# baseline's run of the same round, their median, and the floor's share of
+# half the baseline (the issue's target).
+python3 - "$DIR" "$TAG" "$ROUNDS" "${BUILDS[@]%%=*}" <<'PY'
+import json, statistics as st, sys
+d, tag, rounds, labels = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+def load(label, i):
+    try:
+        r = json.load(open(f"{d}/{tag}-{label}-{i}.json"))
+    except (OSError, ValueError):
+        return None
+    if label.startswith("floor"):
+        return (r["cpu_us_per_message"]["floor"], None)
+    c = r["unlimited"]["cpu_us_per_message"]
+    return (c["dispatcher"] + c["server"], c["database"])
+runs = {l: [load(l, i) for i in range(1, rounds + 1)] for l in labels}
+base = next((l for l in labels if not l.startswith("floor")), None)
+pct = lambda new, old: 100 * (new / old - 1)
+print(f"# {tag}: means of {rounds} rounds")
+for l in labels:
+    got = [r for r in runs[l] if r]
+    if not got:
+        print(f"{l:6} no run")
+        continue
+    ours = st.mean(r[0] for r in got)
+    if l.startswith("floor"):
+        line = f"{l:6} floor {ours:6.1f}"
+        if base and any(runs[base]):
+            target = st.mean(r[0] for r in runs[base] if r) / 2
+            line += f" ({100 * ours / target:.0f} % of half of {base})"
+        print(line)
+        continue
+    db = st.mean(r[1] for r in got)
+    line = f"{l:6} ours {ours:6.1f}  db {db:6.1f}"
+    if base and l != base and any(runs[base]):
+        b = [r for r in runs[base] if r]
+        line += (f"  | against {base}: ours {pct(ours, st.mean(r[0] for r in b)):+.1f} %, "
+                 f"db {pct(db, st.mean(r[1] for r in b)):+.1f} %")
+        paired = [pct(n[0], o[0]) for n, o in zip(runs[l], runs[base]) if n and o]
+        if paired:
+            line += (f"; rounds {' '.join(f'{p:+.1f}' for p in paired)}, "
+                     f"median {st.median(paired):+.1f} %")
+    print(line)
+PY
