@@ -518,9 +518,10 @@ pub async fn run(
     }
     let mut s = settings;
     let db = BenchDatabase::prepare(&mut s, database_url_given).await?;
-    let result = run_in(s, &args, db.description.clone()).await;
-    db.finish(args.keep_database).await;
-    let report = result?;
+    let description = db.description.clone();
+    let report = db
+        .around(args.keep_database, run_in(s, &args, description))
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -587,9 +588,22 @@ impl BenchDatabase {
         })
     }
 
-    /// Drops the PostgreSQL database (also after a failed run), unless
-    /// `keep`.
-    pub(crate) async fn finish(self, keep: bool) {
+    /// Runs `run` in this database, then drops it unless `keep`: after a
+    /// run that succeeded, failed, or was interrupted (Ctrl-C, SIGTERM;
+    /// the run is then abandoned where it stands). A 1.5 M campaign's
+    /// database is gigabytes, and an interrupted run left it behind.
+    pub(crate) async fn around<T>(
+        self,
+        keep: bool,
+        run: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let result = until_interrupted(run).await;
+        self.finish(keep).await;
+        result
+    }
+
+    /// Drops the PostgreSQL database, unless `keep`.
+    async fn finish(self, keep: bool) {
         if let Some(db) = self.pg {
             if keep {
                 eprintln!("kept database {}", db.name);
@@ -600,6 +614,20 @@ impl BenchDatabase {
                 }
             }
         }
+    }
+}
+
+/// `run`, or an error once the benchmark is interrupted (Ctrl-C) or told
+/// to stop (SIGTERM), whichever comes first.
+async fn until_interrupted<T>(
+    run: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        result = run => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = terminate.recv() => bail!("terminated"),
     }
 }
 

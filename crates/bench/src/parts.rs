@@ -169,9 +169,20 @@ enum Sim {
         done: tokio::task::JoinHandle<()>,
     },
     External {
-        child: Child,
+        child: SimProcess,
         sendsms_url: String,
     },
+}
+
+/// The external simulator's process, killed when dropped: a run that
+/// fails, or is interrupted, leaves no `carrier-sim` behind.
+struct SimProcess(Child);
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A running `serve` + `worker` + simulator.
@@ -325,7 +336,7 @@ impl RunParts {
             by_thread: threads_cpu(),
             process: crate::engine::process_cpu_s().unwrap_or(0.0),
             external_sim: match &self.sim {
-                Sim::External { child, .. } => pid_cpu_s(child.id()),
+                Sim::External { child, .. } => pid_cpu_s(child.0.id()),
                 Sim::Internal { .. } => 0.0,
             },
             postgres: if self.postgres {
@@ -352,10 +363,8 @@ impl RunParts {
                 let _ = stop.send(true);
                 let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
             }
-            Sim::External { mut child, .. } => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            // Killed as it is dropped.
+            Sim::External { .. } => {}
         }
         drop(runtimes);
     }
@@ -401,22 +410,24 @@ async fn spawn_external(c: &SimulatorConfig) -> anyhow::Result<Sim> {
         );
     }
     let port = free_port()?;
-    let child = Command::new(&exe)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--mix")
-        .arg("delivered=1")
-        .arg("--answer-latency-ms")
-        .arg(c.answer_latency_ms.to_string())
-        .arg("--receipt-delay-ms")
-        .arg(c.receipt_delay_ms.to_string())
-        .arg("--callback-concurrency")
-        .arg(c.callback_concurrency.max(1).to_string())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
+    let child = SimProcess(
+        Command::new(&exe)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--mix")
+            .arg("delivered=1")
+            .arg("--answer-latency-ms")
+            .arg(c.answer_latency_ms.to_string())
+            .arg("--receipt-delay-ms")
+            .arg(c.receipt_delay_ms.to_string())
+            .arg("--callback-concurrency")
+            .arg(c.callback_concurrency.max(1).to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?,
+    );
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if start.elapsed() > Duration::from_secs(10) {

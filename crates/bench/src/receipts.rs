@@ -182,9 +182,10 @@ pub async fn run(
     }
     let mut s = settings;
     let db = BenchDatabase::prepare(&mut s, database_url_given).await?;
-    let result = run_in(s, &args, db.description.clone()).await;
-    db.finish(args.keep_database).await;
-    let report = result?;
+    let description = db.description.clone();
+    let report = db
+        .around(args.keep_database, run_in(s, &args, description))
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
