@@ -364,7 +364,7 @@ impl RunParts {
                 let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
             }
             // Killed as it is dropped.
-            Sim::External { .. } => {}
+            Sim::External { child, .. } => drop(child),
         }
         drop(runtimes);
     }
