@@ -67,14 +67,15 @@ python3 - "$DIR" "$TAG" "$ROUNDS" "${BUILDS[@]%%=*}" <<'PY'
 import json, statistics as st, sys
 d, tag, rounds, labels = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 def load(label, i):
+    # A run that failed left no JSON, or one without figures: not counted.
     try:
         r = json.load(open(f"{d}/{tag}-{label}-{i}.json"))
-    except (OSError, ValueError):
+        if label.startswith("floor"):
+            return (r["cpu_us_per_message"]["floor"], None)
+        c = r["unlimited"]["cpu_us_per_message"]
+        return (c["dispatcher"] + c["server"], c["database"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if label.startswith("floor"):
-        return (r["cpu_us_per_message"]["floor"], None)
-    c = r["unlimited"]["cpu_us_per_message"]
-    return (c["dispatcher"] + c["server"], c["database"])
 runs = {l: [load(l, i) for i in range(1, rounds + 1)] for l in labels}
 base = next((l for l in labels if not l.startswith("floor")), None)
 pct = lambda new, old: 100 * (new / old - 1)
