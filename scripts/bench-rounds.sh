@@ -73,8 +73,8 @@ done
 # simulator's CPU: with `-- --simulator external` and the same `carrier-sim`
 # beside every binary, the simulator's work is the same program's, and the
 # ratio divides out how fast the machine ran each run's minute (for builds
-# that use the carrier alike: one that reconnects for every few sends, as
-# the issue-13 "before" did, costs the simulator more a message).
+# that use the carrier alike: beside the issue-13 "before", which
+# reconnected every few sends, the simulator costs more a message).
 python3 - "$DIR" "$TAG" "$ROUNDS" "${BUILDS[@]%%=*}" <<'PY'
 import json, statistics as st, sys
 d, tag, rounds, labels = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
