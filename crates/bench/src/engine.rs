@@ -618,16 +618,14 @@ impl BenchDatabase {
 }
 
 /// `run`, or an error once the benchmark is interrupted (Ctrl-C) or told
-/// to stop (SIGTERM), whichever comes first.
+/// to stop (SIGTERM), whichever comes first: the signals `serve` and
+/// `worker` stop on.
 async fn until_interrupted<T>(
     run: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     tokio::select! {
         result = run => result,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-        _ = terminate.recv() => bail!("terminated"),
+        _ = pedulicovid::cli::shutdown_signal() => bail!("interrupted (Ctrl-C or SIGTERM)"),
     }
 }
 
