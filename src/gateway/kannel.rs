@@ -645,14 +645,17 @@ impl<'a> SmscAnswer<'a> {
                 nack_code: u32::from_str_radix(hex, 16).ok(),
             };
         }
-        // `text:` is last and holds message text that may itself contain
-        // "stat:"; only look before it.
-        let fields = match find_ascii_ci(answer, "text:") {
-            Some(at) => &answer[..at],
-            None => answer,
-        };
+        // `text:` is the last field and holds message text that may itself
+        // contain "stat:": the fields end at the first word it begins. The
+        // fields are ASCII (SMPP's receipt format), split byte by byte.
         let mut out = SmscAnswer::default();
-        for token in fields.split_whitespace() {
+        for token in answer.split_ascii_whitespace() {
+            if token
+                .get(..5)
+                .is_some_and(|t| t.eq_ignore_ascii_case("text:"))
+            {
+                break;
+            }
             if let Some(v) = strip_prefix_ci(token, "stat:") {
                 out.stat.get_or_insert(v);
             } else if let Some(v) = strip_prefix_ci(token, "err:") {
@@ -668,13 +671,6 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
         .filter(|v| !v.is_empty())
-}
-
-fn find_ascii_ci(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -1333,6 +1329,30 @@ mod tests {
             assert_eq!(got.message_id, Some(5));
             assert_eq!(got.gateway_message_id.as_deref(), Some("ABC"));
         }
+    }
+
+    #[test]
+    fn fields_end_at_the_word_text_begins_in_any_case() {
+        let read = |s: &str| {
+            let a = SmscAnswer::parse(s);
+            (a.stat.map(str::to_owned), a.error_code.map(str::to_owned))
+        };
+        let got = |stat: &str, err: &str| (Some(stat.to_owned()), Some(err.to_owned()));
+        assert_eq!(
+            read("id:1 stat:UNDELIV err:001 TEXT:stat:DELIVRD err:000"),
+            got("UNDELIV", "001")
+        );
+        assert_eq!(read("id:1 Text: stat:DELIVRD err:000"), (None, None));
+        // A word that only contains `text:` is not the text field.
+        assert_eq!(
+            read("id:context: stat:EXPIRED err:027 text:x"),
+            got("EXPIRED", "027")
+        );
+        // Fields after a non-ASCII one and any ASCII spacing still count.
+        assert_eq!(
+            read("id:é\tstat:REJECTD \r\n err:011 text:ü"),
+            got("REJECTD", "011")
+        );
     }
 
     #[test]
