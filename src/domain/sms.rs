@@ -330,23 +330,39 @@ pub fn transliterate(s: &str) -> String {
 
 /// The septets of `s` if every character is GSM-7 and none is CR, so
 /// that [`transliterate`] would return `s` as it is; `None` otherwise.
-/// Byte by byte through the ASCII table when `s` is ASCII (a notice nearly
-/// always is).
+/// Byte by byte through a table first (a notice is nearly always ASCII),
+/// character by character when it is not.
 fn plain_septets(s: &str) -> Option<usize> {
-    if s.is_ascii() {
-        s.bytes()
-            .map(|b| match ASCII_UNITS[usize::from(b)] {
-                0 => None,
-                _ if b == b'\r' => None,
-                units => Some(usize::from(units)),
-            })
-            .sum()
+    // One table look-up a byte, without a branch or a bounds check: a
+    // notice and its four fields are five texts a send.
+    let (septets, least) = s.bytes().fold((0usize, u8::MAX), |(sum, least), b| {
+        let units = PLAIN_UNITS[usize::from(b)];
+        (sum + usize::from(units), least.min(units))
+    });
+    if least != 0 {
+        Some(septets)
+    } else if s.is_ascii() {
+        None
     } else {
         s.chars()
             .map(|c| if c == '\r' { None } else { gsm7_units(c) })
             .sum()
     }
 }
+
+/// [`ASCII_UNITS`] by byte for [`plain_septets`], 0 for CR and for every
+/// byte of a non-ASCII character (those take the slower way).
+const PLAIN_UNITS: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut i = 0;
+    while i < 128 {
+        if i != b'\r' as usize {
+            table[i] = ASCII_UNITS[i];
+        }
+        i += 1;
+    }
+    table
+};
 
 /// Whether [`transliterate`] could change `s`. The common case, text that
 /// is GSM-7 already, it cannot: nothing there changes a GSM-7 character
