@@ -858,8 +858,8 @@ fn push_handed_over_gateways<DB: HandOverEvidence>(q: &mut QueryBuilder<'_, DB>)
 /// A map keyed by message id, within one receipt batch: foldhash's
 /// seeded hasher instead of the standard SipHash, which hashing each
 /// receipt's id five times made 2 % of a receipt's instructions. A batch
-/// holds at most a few hundred ids, and the seed is still random per
-/// process.
+/// holds at most `[http] receipt_max_batch` ids (256 unless set), and the
+/// seed is still random per process.
 type IdMap<V> = std::collections::HashMap<i64, V, foldhash::fast::RandomState>;
 
 /// The gateways each message of a batch was handed to: per message, a list
